@@ -1,0 +1,99 @@
+/* cli.c: flag parsing and fatal-error helpers shared by the subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+_Noreturn void cli_fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("vkdraft: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+_Noreturn void cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "vkdraft %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see 'vkdraft %s --help')\n", cmd);
+    va_end(ap);
+    exit(2);
+}
+
+void cli_check(vkd_result r, const vkd_error *err) {
+    if (r != VKD_OK) cli_fatal("%s", err && err->msg[0] ? err->msg : vkd_result_name(r));
+}
+
+bool cli_is(const char *flag, const char *arg) { return strcmp(flag, arg) == 0; }
+
+const char *cli_value(const char *cmd, const char *flag, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    size_t n = strlen(flag);
+    if (strncmp(a, flag, n) != 0) return NULL;
+    if (a[n] == '=') return a + n + 1;
+    if (a[n] != 0) return NULL;
+    if (*i + 1 >= argc) cli_usage_error(cmd, "flag %s needs a value", flag);
+    return argv[++*i];
+}
+
+long cli_parse_long(const char *cmd, const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        cli_usage_error(cmd, "%s expects an integer in [%ld, %ld], got '%s'", flag, lo, hi, s);
+    return v;
+}
+
+double cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+        cli_usage_error(cmd, "%s expects a number in [%g, %g], got '%s'", flag, lo, hi, s);
+    return v;
+}
+
+vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_error *err) {
+    size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    if (!tmp) return vkd_fail(err, VKD_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        vkd_fail(err, VKD_ERR_IO, "%s: cannot create temporary file: %s", path, strerror(errno));
+        free(tmp);
+        return VKD_ERR_IO;
+    }
+    const char *p = data;
+    size_t left = n;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        p += w;
+        left -= (size_t)w;
+    }
+    bool ok = left == 0 && fsync(fd) == 0;
+    ok = (close(fd) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        vkd_fail(err, VKD_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return VKD_ERR_IO;
+    }
+    chmod(path, 0644);
+    free(tmp);
+    return VKD_OK;
+}

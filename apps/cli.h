@@ -1,0 +1,28 @@
+/* cli.h: flag parsing helpers for the vkdraft subcommands. Only apps/ prints and exits. */
+#ifndef VKD_CLI_H
+#define VKD_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "vkd_base.h"
+
+/* Prints "vkdraft: <message>" on stderr and exits with status 1 (2 for usage errors). */
+_Noreturn void cli_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Exits with the error's message when r != VKD_OK. */
+void cli_check(vkd_result r, const vkd_error *err);
+
+/* Value of flag argv[*i] ("--flag VALUE" or "--flag=VALUE"); advances *i. NULL if argv[*i]
+ * is not this flag. Exits with a usage error when the value is missing. */
+const char *cli_value(const char *cmd, const char *flag, int argc, char **argv, int *i);
+bool cli_is(const char *flag, const char *arg); /* exact match of a boolean flag */
+
+long cli_parse_long(const char *cmd, const char *flag, const char *s, long lo, long hi);
+double cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi);
+
+/* Writes data to path atomically (temp file in the same folder, fsync, rename). */
+vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_error *err);
+
+#endif

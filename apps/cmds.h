@@ -1,0 +1,10 @@
+/* cmds.h: one entry point per vkdraft subcommand (apps/cmd_<name>.c). */
+#ifndef VKD_CMDS_H
+#define VKD_CMDS_H
+
+int vkd_cmd_devices(int argc, char **argv);
+int vkd_cmd_bench(int argc, char **argv);
+int vkd_cmd_inspect(int argc, char **argv);
+int vkd_cmd_tokenize(int argc, char **argv);
+
+#endif

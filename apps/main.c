@@ -1,0 +1,41 @@
+/* vkdraft: one binary, one subcommand per job. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmds.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"devices", vkd_cmd_devices, "list Vulkan devices and the limits vkdraft uses"},
+    {"bench", vkd_cmd_bench, "benchmarks: 'bench ops' (op library vs copy bandwidth)"},
+    /* {"inspect", vkd_cmd_inspect, "..."}, */
+    /* {"tokenize", vkd_cmd_tokenize, "..."}, */
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: vkdraft <command> [flags]   (vkdraft <command> --help for its flags)\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nenvironment: VKDRAFT_DEVICE=N picks a device, VKDRAFT_VALIDATION=1 enables the\n"
+               "Khronos validation layer, VKDRAFT_PROFILE=1 prints a per-op GPU time table.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("vkdraft %s\n", VKD_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "vkdraft: unknown command '%s' (see 'vkdraft --help')\n", argv[1]);
+    return 2;
+}
