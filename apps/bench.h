@@ -1,0 +1,32 @@
+/* bench.h: shared timing helpers of the benchmark subcommands. */
+#ifndef VKD_BENCH_H
+#define VKD_BENCH_H
+
+#include <stdio.h>
+
+#include "vkd_ops.h"
+
+typedef struct bench_env {
+    vkd_ctx *ctx;
+    vkd_rec *rec;
+    int reps;                  /* submissions timed; the median is reported */
+    double copy_gbs;           /* measured copy bandwidth, read + write bytes, GB/s */
+    bool json;
+    int rows;                  /* rows printed so far (for the JSON separator) */
+} bench_env;
+
+/* Records one instance of the op under test (called `inner` times per submission). */
+typedef vkd_result (*bench_record_fn)(vkd_rec *rec, void *user);
+
+/* Median seconds per op instance over env->reps submissions of `inner` instances each
+ * (one warm-up submission first). Exits on error. */
+double bench_time(bench_env *env, bench_record_fn fn, void *user, int inner);
+
+/* Prints one result row: op, shape text, dtype, seconds, bytes moved, flops; the GEMV rows
+ * also print bandwidth as a fraction of env->copy_gbs. */
+void bench_row(bench_env *env, const char *op, const char *shape, const char *dtype, double sec,
+               double bytes, double flops, bool roofline);
+
+int vkd_bench_ops(int argc, char **argv);
+
+#endif

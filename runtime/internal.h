@@ -1,0 +1,101 @@
+/* internal.h: definitions shared by the runtime's own files (not part of the API). */
+#ifndef VKD_RUNTIME_INTERNAL_H
+#define VKD_RUNTIME_INTERNAL_H
+
+#include "vkd_runtime.h"
+
+#define VKD_CHECK_VK(err, call, what)                                                    \
+    do {                                                                                 \
+        VkResult vr_ = (call);                                                           \
+        if (vr_ != VK_SUCCESS) return vkd_vk_fail((err), vr_, (what));                  \
+    } while (0)
+
+typedef struct vkd_mem_block {
+    VkDeviceMemory memory;
+    uint64_t size;
+    uint8_t *map;
+    /* free list of [offset, size) ranges, sorted by offset */
+    uint64_t *free_off, *free_size;
+    uint32_t nfree, cap;
+    uint32_t live;             /* allocations in this block */
+    bool dedicated;
+} vkd_mem_block;
+
+typedef struct vkd_pipeline_entry {
+    vkd_shader_id shader;
+    uint32_t spec[VKD_MAX_SPEC];
+    uint32_t nspec;
+    VkPipeline pipeline;
+} vkd_pipeline_entry;
+
+struct vkd_ctx {
+    VkInstance instance;
+    VkDebugUtilsMessengerEXT messenger;
+    VkPhysicalDevice phys;
+    VkDevice device;
+    VkQueue queue;
+    uint32_t queue_family;
+    vkd_device_info info;
+    vkd_profile profile;
+    uint64_t max_binding;
+    bool force_staging, profiling;
+
+    /* memory */
+    uint32_t mem_type;          /* device-local type for tensors */
+    bool mapped;                /* tensors' memory is host-visible and coherent */
+    uint32_t staging_type;      /* host-visible coherent type for staging */
+    vkd_mem_block *blocks;
+    uint32_t nblocks, cap_blocks;
+    uint64_t block_size;
+
+    /* pipelines */
+    VkPipelineCache pcache;
+    VkDescriptorSetLayout dsl;
+    VkPipelineLayout layout;
+    VkShaderModule modules[VKD_SHADER_COUNT];
+    vkd_pipeline_entry *pipes;
+    uint32_t npipes, cap_pipes;
+    char pcache_path[1024];
+
+    /* synchronous transfers */
+    VkCommandPool xfer_pool;
+
+    /* validation */
+    uint32_t validation_count;
+    char validation_first[1024];
+
+    /* profiling */
+    vkd_profile_entry prof[VKD_SHADER_COUNT];
+    vkd_profile_entry prof_out[VKD_SHADER_COUNT];
+};
+
+vkd_result vkd_vk_fail(vkd_error *err, VkResult vr, const char *what);
+const char *vkd_vk_result_name(VkResult vr);
+
+void vkd_profile_choose(vkd_ctx *ctx);       /* quirks.c */
+
+vkd_result vkd_mem_alloc(vkd_ctx *ctx, VkBuffer buf, uint32_t *block, uint64_t *offset,
+                         uint8_t **map, vkd_error *err);
+void vkd_mem_free(vkd_ctx *ctx, uint32_t block, uint64_t offset, uint64_t size);
+void vkd_mem_destroy_all(vkd_ctx *ctx);
+
+vkd_result vkd_pipelines_init(vkd_ctx *ctx, vkd_error *err);
+vkd_result vkd_pipeline_get(vkd_ctx *ctx, vkd_shader_id shader, const uint32_t *spec,
+                            uint32_t nspec, VkPipeline *out, vkd_error *err);
+void vkd_pipelines_destroy(vkd_ctx *ctx);
+
+/* One-shot command buffer for synchronous transfers. */
+vkd_result vkd_oneshot_begin(vkd_ctx *ctx, VkCommandBuffer *cb, vkd_error *err);
+vkd_result vkd_oneshot_submit(vkd_ctx *ctx, VkCommandBuffer cb, vkd_error *err);
+
+/* A temporary host-visible buffer (staging). */
+typedef struct vkd_staging {
+    VkBuffer buffer;
+    VkDeviceMemory memory;
+    uint8_t *map;
+    uint64_t size;
+} vkd_staging;
+vkd_result vkd_staging_create(vkd_ctx *ctx, uint64_t size, vkd_staging *s, vkd_error *err);
+void vkd_staging_destroy(vkd_ctx *ctx, vkd_staging *s);
+
+#endif

@@ -1,0 +1,73 @@
+/* ops_basic.c: element-wise arithmetic and the bandwidth probe. */
+#include "ops_internal.h"
+
+#include <string.h>
+
+vkd_result vkd_ops_need(vkd_rec *rec, const char *op, const vkd_tensor *t, vkd_dtype dtype,
+                        uint64_t elems) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!t) return vkd_fail(err, VKD_ERR_INVALID, "%s: missing tensor", op);
+    if (t->dtype != dtype)
+        return vkd_fail(err, VKD_ERR_INVALID, "%s: tensor '%s' is %s, expected %s", op, t->name,
+                        vkd_dtype_name(t->dtype), vkd_dtype_name(dtype));
+    if (t->nchunks != 1)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "%s: tensor '%s' is split across %u bindings",
+                        op, t->name, t->nchunks);
+    if (elems > t->rows * t->cols)
+        return vkd_fail(err, VKD_ERR_RANGE, "%s: tensor '%s' holds %llu elements, needs %llu", op,
+                        t->name, (unsigned long long)(t->rows * t->cols), (unsigned long long)elems);
+    return VKD_OK;
+}
+
+vkd_result vkd_op_axpby(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x0, const vkd_tensor *x1,
+                        float a, float b, uint64_t n) {
+    vkd_result r;
+    if ((r = vkd_ops_need(rec, "axpby", y, VKD_DTYPE_F32, n)) ||
+        (r = vkd_ops_need(rec, "axpby", x0, VKD_DTYPE_F32, n)) ||
+        (r = vkd_ops_need(rec, "axpby", x1, VKD_DTYPE_F32, n)))
+        return r;
+    if (n > UINT32_MAX) return vkd_fail(vkd_rec_error(rec), VKD_ERR_RANGE, "axpby: n too large");
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    vkd_pc_axpby pc = {.n = (uint)n, .a = a, .b = b};
+    vkd_dispatch d = {
+        .shader = VKD_SHADER_AXPBY,
+        .spec = {vkd_ctx_profile(ctx)->wg_elementwise},
+        .nspec = 1,
+        .binds = {vkd_r(x0), vkd_r(x1), vkd_w(y)},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {vkd_ops_elementwise_groups(ctx, n)},
+    };
+    if (y == x0 || y == x1) d.binds[2].access = VKD_RW;
+    return vkd_rec_dispatch(rec, &d);
+}
+
+vkd_result vkd_op_add(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint64_t n) {
+    return vkd_op_axpby(rec, y, y, x, 1.0f, 1.0f, n);
+}
+
+vkd_result vkd_op_copy_probe(vkd_rec *rec, vkd_tensor *dst, const vkd_tensor *src, uint64_t bytes) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (bytes % 16 || bytes > src->bytes || bytes > dst->bytes || src->nchunks != 1 ||
+        dst->nchunks != 1)
+        return vkd_fail(err, VKD_ERR_INVALID, "copy_probe: bad sizes");
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint64_t nvec = bytes / 16;
+    uint32_t groups = p->stream_groups ? p->stream_groups : (uint32_t)((nvec + 4095) / 4096);
+    if (!groups) groups = 1;
+    vkd_pc_copy pc = {.n_vec4 = (uint)nvec, .per_group = (uint)((nvec + groups - 1) / groups)};
+    vkd_dispatch d = {
+        .shader = VKD_SHADER_COPY_PROBE,
+        .spec = {p->wg_stream},
+        .nspec = 1,
+        .binds = {vkd_r(src), vkd_w(dst)},
+        .nbinds = 2,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {groups},
+    };
+    return vkd_rec_dispatch(rec, &d);
+}

@@ -1,0 +1,130 @@
+/* vkd_ops.h: the op library. One C function per op; each records dispatches into a
+ * vkd_rec (nothing runs until vkd_rec_submit). Conventions (llm.c style):
+ *   - outputs first, then inputs, then sizes: vkd_op_x(rec, out, in..., sizes...)
+ *   - shapes as rows x cols in the comment above each function
+ *   - activations f32; weights f32/f16/bf16 in their checkpoint dtype
+ *   - tensors larger than the binding limit (vkd_tensor.nchunks > 1) are accepted where
+ *     the comment says so (weights: matmul, embedding); elsewhere a split tensor is an error
+ *   - errors are sticky in the recorder; every op returns the recorder's status
+ * Each op has a plain-C double-accumulation reference in tests/ops/ref.c. */
+#ifndef VKD_OPS_H
+#define VKD_OPS_H
+
+#include "vkd_runtime.h"
+
+/* y = a*x0 + b*x1 over the first n elements. x0, x1, y: f32, single chunk; y may alias x0. */
+vkd_result vkd_op_axpby(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x0, const vkd_tensor *x1,
+                        float a, float b, uint64_t n);
+/* y += x over the first n elements (residual add). */
+vkd_result vkd_op_add(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint64_t n);
+/* Copies the first `bytes` (multiple of 16) of src to dst with the streaming geometry:
+ * the device-bandwidth probe of `vkdraft bench ops`. */
+vkd_result vkd_op_copy_probe(vkd_rec *rec, vkd_tensor *dst, const vkd_tensor *src, uint64_t bytes);
+
+/* ---- matmul and embedding (runtime/ops_matmul.c) ----------------------------------- */
+
+/* y[y_row0 + i, :N] (=|+=) x[x_row0 + i, :K] . W^T  for i < m.
+ *   W: N x K (out_features x in_features, as in HF Linear.weight), f32/f16/bf16, any number
+ *      of chunks (rows of W = output features are split across bindings);
+ *   x: f32, row stride K; y: f32, row stride N; both single chunk.
+ *   accumulate: y += ... instead of y = ... (residual projections).
+ * Uses a GEMV kernel for small m (decode: memory-bound, streams W once) and a tiled GEMM
+ * for large m (prefill, blocks, training); the switch point is a device-profile choice. */
+vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
+                         uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate);
+
+/* y[i, :] = float(table[ids[i], :]) for i < m. table: V x H, f32/f16/bf16, any chunks;
+ * ids: i32, at least m entries (an id outside [0, V) gives a zero row); y: f32 m x H. */
+vkd_result vkd_op_embed(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *ids,
+                        const vkd_tensor *table, uint32_t m);
+
+/* ---- layer ops (runtime/ops_layer.c) ---------------------------------------------------- */
+
+/* RMSNorm over groups: for each of `groups` contiguous groups of `dim` f32 values of x,
+ * y = x * rsqrt(mean(x^2) + eps) * w, with w a `dim`-vector (f32/f16/bf16). Rows of a model
+ * are groups of dim = hidden; per-head q/k norm is groups = rows*heads of dim = head_dim.
+ * y may alias x. */
+vkd_result vkd_op_rmsnorm(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, const vkd_tensor *w,
+                          uint32_t groups, uint32_t dim, float eps);
+
+/* Rotary embedding in place, rotate-half convention (pairs (j, j + d/2)):
+ *   x: f32, rows x (heads*head_dim), rows starting at x_row0;
+ *   position of row r: positions[r] (i32 tensor) if positions != NULL, else pos0 + r;
+ *   inv_freq: f32 vector of head_dim/2 (llama3 scaling already applied by the caller);
+ *   angle = position * inv_freq[j] computed in f32 as transformers does. */
+vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows, uint32_t heads,
+                       uint32_t head_dim, uint32_t pos0, const vkd_tensor *positions,
+                       const vkd_tensor *inv_freq);
+
+/* Attention of q rows against a KV cache, GQA, numerically stable online softmax (no
+ * rows x kv_len matrix in memory):
+ *   q: f32 q_rows x (n_q*hd); o: f32 q_rows x (n_q*hd) (o != q);
+ *   k, v: cache tensors cap x (n_kv*hd), f32 or f16, rows 0..kv_len-1 valid;
+ *   query head h reads kv head h / (n_q / n_kv);
+ *   causal: query row i sees keys j <= q_pos0 + i (q_pos0 = kv index of query row 0);
+ *   non-causal (DFlash blocks): every query row sees all kv_len keys;
+ *   scale: usually 1/sqrt(hd). */
+vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, const vkd_tensor *k,
+                            const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
+                            uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale);
+
+/* h[i] = silu(g[i]) * u[i] for i < n (f32). h may alias g or u. */
+vkd_result vkd_op_swiglu(vkd_rec *rec, vkd_tensor *h, const vkd_tensor *g, const vkd_tensor *u,
+                         uint64_t n);
+
+/* 2-D strided copy with dtype conversion: dst[dst_row0 + r, dst_col0 + c] =
+ * src[src_row0 + r, src_col0 + c] for r < rows, c < cols. src f32; dst f32 or f16 (KV cache
+ * append: K/V rows into the cache at the current length; hidden-state taps: a layer's rows
+ * into a column block of the features buffer). Crop of a KV cache is a length change on
+ * the host: no op. */
+vkd_result vkd_op_copy2d(vkd_rec *rec, vkd_tensor *dst, uint32_t dst_row0, uint32_t dst_col0,
+                         const vkd_tensor *src, uint32_t src_row0, uint32_t src_col0,
+                         uint32_t rows, uint32_t cols);
+
+/* ---- logits ops (runtime/ops_logits.c) ------------------------------------------------- */
+/* All take logits x: f32 rows x n (row stride n = x->cols unless stated), rows from x_row0. */
+
+/* y = softmax(scale * x) per row, or log_softmax when `log`. y: f32 rows x n. */
+vkd_result vkd_op_softmax(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint32_t x_row0,
+                          uint32_t rows, uint32_t n, float scale, bool log);
+
+/* idx[i] = argmax of row i (lowest index among equal maxima), i32. */
+vkd_result vkd_op_argmax(vkd_rec *rec, vkd_tensor *idx, const vkd_tensor *x, uint32_t x_row0,
+                         uint32_t rows, uint32_t n);
+
+/* The k largest entries of each row, sorted descending (ties: lower index first):
+ * idx i32 rows x k, val f32 rows x k. k <= 256. */
+vkd_result vkd_op_topk(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *val, const vkd_tensor *x,
+                       uint32_t x_row0, uint32_t rows, uint32_t n, uint32_t k);
+
+/* Per row i with token t = ids[i] (i32): out[i, 0] = x[i, t] (the gold logit),
+ * out[i, 1] = logsumexp(x[i, :]) (so p = exp(out0 - out1)), out[i, 2] = rank as a float:
+ * 1 + number of entries strictly larger than x[i, t]. out: f32 rows x 3. */
+vkd_result vkd_op_token_stats(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *x, uint32_t x_row0,
+                              const vkd_tensor *ids, uint32_t rows, uint32_t n);
+
+/* Distances between p = softmax(p_scale * xp[row]) and q = softmax(q_scale * xq[row]):
+ * out[i, 0] = KL(p || q), out[i, 1] = TVD = 0.5 * sum |p - q|. out: f32 rows x 2. */
+vkd_result vkd_op_kl_tvd(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *xp, uint32_t xp_row0,
+                         float p_scale, const vkd_tensor *xq, uint32_t xq_row0, float q_scale,
+                         uint32_t rows, uint32_t n);
+
+/* Sampling: tok[i] ~ the distribution of row i after temperature, top-k, top-p, applied in
+ * that order with transformers' semantics (top_k = 0: off; top_p >= 1: off; temperature 0:
+ * argmax). Randomness: Philox4x32-10 keyed by seed, counter = (counter0 + i), so a result
+ * depends only on (seed, counter) and not on scheduling. tok: i32 rows. */
+typedef struct vkd_sample_params {
+    float temperature;         /* 0 = greedy */
+    uint32_t top_k;            /* 0 = off */
+    float top_p;               /* 0 or >= 1 = off */
+    uint64_t seed;
+    uint64_t counter0;
+} vkd_sample_params;
+vkd_result vkd_op_sample(vkd_rec *rec, vkd_tensor *tok, const vkd_tensor *x, uint32_t x_row0,
+                         uint32_t rows, uint32_t n, const vkd_sample_params *p);
+
+/* Philox4x32-10 on the host, the same generator the shaders use: four 32-bit words for
+ * (key = seed, counter). Uniform floats: (word >> 8) * 2^-24, in [0, 1). */
+void vkd_philox4x32(uint64_t seed, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]);
+
+#endif

@@ -1,0 +1,177 @@
+/* vkd_runtime.h: the Vulkan compute runtime.
+ *
+ *   vkd_ctx     instance + one logical device + its queue, limits, device profile,
+ *               pipeline cache, memory sub-allocator, validation message counter
+ *   vkd_tensor  a device tensor (dtype, shape) stored as one or more chunks, each a VkBuffer
+ *               no larger than the binding limit; large tensors are split along rows
+ *   vkd_rec     a command recorder: dispatches with declared reads/writes (barriers follow
+ *               from them), small host->device updates and device->host reads, one
+ *               submission per forward pass, optional GPU timestamp profiling
+ *
+ * Everything returns vkd_result and fills a vkd_error; nothing prints or aborts. */
+#ifndef VKD_RUNTIME_H
+#define VKD_RUNTIME_H
+
+#include <vulkan/vulkan.h>
+
+#include "vkd_base.h"
+#include "vkd_shaders.h"
+
+#define VKD_MAX_BINDINGS 8
+#define VKD_MAX_PUSH_BYTES 128
+#define VKD_MAX_SPEC 4
+#define VKD_MAX_DIMS 4
+
+typedef struct vkd_ctx vkd_ctx;
+typedef struct vkd_rec vkd_rec;
+
+typedef struct vkd_ctx_options {
+    bool pick_device;          /* false: automatic (VKDRAFT_DEVICE env, else best type) */
+    int device_index;          /* with pick_device: index in enumeration order */
+    bool validation;           /* also on when VKDRAFT_VALIDATION=1 */
+    bool profile;              /* also on when VKDRAFT_PROFILE=1 */
+    uint64_t max_binding_bytes;/* 0: the device's maxStorageBufferRange; tests force less */
+    bool force_staging;        /* never map device memory (exercise the staging path) */
+} vkd_ctx_options;
+
+typedef struct vkd_device_info {
+    uint32_t index;
+    char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
+    char driver[VK_MAX_DRIVER_NAME_SIZE + VK_MAX_DRIVER_INFO_SIZE + 2];
+    VkPhysicalDeviceType type;
+    uint32_t vendor_id, device_id, api_version;
+    VkDriverId driver_id;
+    uint8_t uuid[VK_UUID_SIZE];
+    uint32_t subgroup_size;
+    VkSubgroupFeatureFlags subgroup_ops;
+    bool subgroup_in_compute;
+    uint32_t min_subgroup_size, max_subgroup_size; /* subgroup size control, 0 if absent */
+    uint32_t shared_memory_bytes;
+    uint64_t max_storage_buffer_range;
+    uint64_t max_memory_allocation;
+    uint32_t max_workgroup_size[3], max_workgroup_invocations, max_workgroup_count[3];
+    uint32_t max_push_constants;
+    uint64_t min_storage_buffer_offset_alignment;
+    bool storage_16bit, shader_float16, shader_int8, shader_int16, shader_int64;
+    bool timestamps;
+    float timestamp_period_ns;
+    bool uma;                  /* a device-local, host-visible, coherent memory type exists */
+    uint64_t device_local_bytes, host_visible_bytes;
+} vkd_device_info;
+
+/* Dispatch geometry chosen per device in one place (runtime/quirks.c). */
+typedef struct vkd_profile {
+    const char *name;          /* "lavapipe", "gpu" */
+    uint32_t wg_stream;        /* workgroup size of memory-streaming kernels (GEMV, reductions) */
+    uint32_t stream_groups;    /* workgroups a streaming kernel splits its rows across */
+    uint32_t wg_elementwise;   /* workgroup size of element-wise kernels */
+    uint32_t elementwise_max_groups; /* cap on element-wise workgroups (grid-stride beyond) */
+    uint32_t gemm_tile;        /* tile edge of the tiled GEMM (spec constant) */
+    bool bug_slow_many_workgroups; /* cost grows with workgroup count (lavapipe) */
+} vkd_profile;
+
+/* Lists every physical device (info[i].index == i). *out is malloc'd; caller frees. */
+vkd_result vkd_list_devices(vkd_device_info **out, uint32_t *count, vkd_error *err);
+
+vkd_result vkd_ctx_create(const vkd_ctx_options *opt, vkd_ctx **out, vkd_error *err);
+void vkd_ctx_destroy(vkd_ctx *ctx);
+const vkd_device_info *vkd_ctx_info(const vkd_ctx *ctx);
+const vkd_profile *vkd_ctx_profile(const vkd_ctx *ctx);
+uint64_t vkd_ctx_max_binding(const vkd_ctx *ctx);
+/* Validation messages seen so far (warnings and errors), and the first one's text. */
+uint32_t vkd_ctx_validation_count(const vkd_ctx *ctx);
+const char *vkd_ctx_validation_first(const vkd_ctx *ctx);
+
+/* ---- tensors ---------------------------------------------------------------------- */
+
+typedef struct vkd_chunk {
+    VkBuffer buffer;
+    uint64_t bytes;            /* bytes bound (whole rows) */
+    uint64_t row0, rows;       /* rows of the tensor this chunk holds */
+    uint8_t *map;              /* host pointer when memory is mapped, else NULL */
+    uint32_t block;            /* sub-allocator block and offset (internal) */
+    uint64_t offset;
+} vkd_chunk;
+
+typedef struct vkd_tensor {
+    vkd_ctx *ctx;
+    vkd_dtype dtype;
+    int ndim;
+    int64_t shape[VKD_MAX_DIMS];
+    uint64_t rows, cols;       /* rows = product of all dims but the last; cols = last dim */
+    uint64_t row_bytes, bytes;
+    uint32_t nchunks;
+    vkd_chunk *chunks;
+    char name[64];             /* for error messages and profiling */
+} vkd_tensor;
+
+/* Creates a zero-filled tensor. Rows are split across chunks so that no chunk exceeds the
+ * binding limit; a single row larger than the limit is VKD_ERR_UNSUPPORTED. */
+vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
+                             const char *name, vkd_tensor **out, vkd_error *err);
+/* 2-D convenience: rows x cols. */
+vkd_result vkd_tensor_create_2d(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, uint64_t cols,
+                                const char *name, vkd_tensor **out, vkd_error *err);
+void vkd_tensor_destroy(vkd_tensor *t);
+/* Synchronous host<->device copies of a byte range (waits for the queue to be idle first;
+ * use the recorder's vkd_rec_update / vkd_rec_read inside a forward pass). */
+vkd_result vkd_tensor_upload(vkd_tensor *t, uint64_t offset, const void *src, uint64_t bytes,
+                             vkd_error *err);
+vkd_result vkd_tensor_download(const vkd_tensor *t, uint64_t offset, void *dst, uint64_t bytes,
+                               vkd_error *err);
+/* Chunk holding row r (r < t->rows). */
+const vkd_chunk *vkd_tensor_chunk_of_row(const vkd_tensor *t, uint64_t r);
+
+/* ---- recorder ------------------------------------------------------------------------ */
+
+typedef enum vkd_access { VKD_READ = 1, VKD_WRITE = 2, VKD_RW = 3 } vkd_access;
+
+typedef struct vkd_bind {
+    const vkd_chunk *chunk;
+    vkd_access access;
+} vkd_bind;
+
+typedef struct vkd_dispatch {
+    vkd_shader_id shader;
+    uint32_t spec[VKD_MAX_SPEC]; /* specialization constants 0..3 (0 = local_size_x) */
+    uint32_t nspec;
+    vkd_bind binds[VKD_MAX_BINDINGS];
+    uint32_t nbinds;
+    const void *push;
+    uint32_t push_bytes;
+    uint32_t groups[3];          /* 0 means 1 */
+} vkd_dispatch;
+
+vkd_result vkd_rec_create(vkd_ctx *ctx, vkd_rec **out, vkd_error *err);
+void vkd_rec_destroy(vkd_rec *rec);
+/* Starts recording (resets descriptor pools and pending reads). */
+vkd_result vkd_rec_begin(vkd_rec *rec);
+/* Records one dispatch; inserts a barrier first when it reads or writes a buffer that an
+ * earlier dispatch in this submission wrote, or writes one that was read. Errors are
+ * sticky: the first one is returned by every later call and by vkd_rec_submit. */
+vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d);
+/* Host data into a tensor inside the recording (bytes <= 65536, multiple of 4). */
+vkd_result vkd_rec_update(vkd_rec *rec, vkd_tensor *t, uint64_t offset, const void *src,
+                          uint64_t bytes);
+/* Device data to host memory `dst`, valid after vkd_rec_submit returns. */
+vkd_result vkd_rec_read(vkd_rec *rec, const vkd_tensor *t, uint64_t offset, void *dst,
+                        uint64_t bytes);
+/* Copies bytes between tensors (byte offsets, must not cross a chunk boundary). */
+vkd_result vkd_rec_copy(vkd_rec *rec, vkd_tensor *dst, uint64_t dst_off, const vkd_tensor *src,
+                        uint64_t src_off, uint64_t bytes);
+/* Ends, submits, waits; then copies reads back to host. Returns the first error. */
+vkd_result vkd_rec_submit(vkd_rec *rec);
+vkd_error *vkd_rec_error(vkd_rec *rec);
+vkd_ctx *vkd_rec_ctx(vkd_rec *rec);
+
+/* ---- profiling (VKDRAFT_PROFILE=1 or options.profile) -------------------------------- */
+
+typedef struct vkd_profile_entry {
+    const char *name;          /* shader name */
+    uint64_t calls;
+    double total_ms;
+} vkd_profile_entry;
+/* Per-shader GPU time accumulated over all submissions; count 0 when profiling is off. */
+uint32_t vkd_ctx_profile_entries(const vkd_ctx *ctx, const vkd_profile_entry **out);
+
+#endif
