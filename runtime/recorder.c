@@ -20,8 +20,7 @@ struct vkd_rec {
     VkCommandBuffer cb;
     VkFence fence;
     bool recording;
-    vkd_error err;
-    vkd_result status;
+    vkd_error err;             /* err.code is the sticky status */
 
     VkDescriptorPool *dpools;
     uint32_t ndpools, cur_dpool, sets_in_cur;
@@ -43,13 +42,13 @@ struct vkd_rec {
 };
 
 static vkd_result rec_fail_vk(vkd_rec *rec, VkResult vr, const char *what) {
-    if (rec->status == VKD_OK) rec->status = vkd_vk_fail(&rec->err, vr, what);
-    return rec->status;
+    if (rec->err.code == VKD_OK) vkd_vk_fail(&rec->err, vr, what);
+    return rec->err.code;
 }
 
 static vkd_result rec_fail(vkd_rec *rec, vkd_result code, const char *msg) {
-    if (rec->status == VKD_OK) rec->status = vkd_fail(&rec->err, code, "%s", msg);
-    return rec->status;
+    if (rec->err.code == VKD_OK) vkd_fail(&rec->err, code, "%s", msg);
+    return rec->err.code;
 }
 
 vkd_error *vkd_rec_error(vkd_rec *rec) { return &rec->err; }
@@ -115,7 +114,7 @@ void vkd_rec_destroy(vkd_rec *rec) {
 
 vkd_result vkd_rec_begin(vkd_rec *rec) {
     vkd_ctx *ctx = rec->ctx;
-    rec->status = VKD_OK;
+    rec->err.code = VKD_OK;
     rec->err.msg[0] = 0;
     rec->nwritten = rec->nread = rec->nreads = 0;
     rec->readback_used = 0;
@@ -230,7 +229,7 @@ static vkd_result alloc_set(vkd_rec *rec, VkDescriptorSet *out) {
 }
 
 vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
-    if (rec->status) return rec->status;
+    if (rec->err.code) return rec->err.code;
     if (!rec->recording) return rec_fail(rec, VKD_ERR_INVALID, "dispatch outside vkd_rec_begin");
     vkd_ctx *ctx = rec->ctx;
     if (d->nbinds > VKD_MAX_BINDINGS || d->push_bytes > VKD_MAX_PUSH_BYTES || d->nspec > VKD_MAX_SPEC)
@@ -239,17 +238,17 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
     for (int i = 0; i < 3; i++) {
         g[i] = d->groups[i] ? d->groups[i] : 1;
         if (g[i] > ctx->info.max_workgroup_count[i]) {
-            if (rec->status == VKD_OK)
-                rec->status = vkd_fail(&rec->err, VKD_ERR_UNSUPPORTED,
+            if (rec->err.code == VKD_OK)
+                vkd_fail(&rec->err, VKD_ERR_UNSUPPORTED,
                                        "shader %s: %u workgroups in dimension %d exceed the device "
                                        "limit %u", vkd_shader_table[d->shader].name, g[i], i,
                                        ctx->info.max_workgroup_count[i]);
-            return rec->status;
+            return rec->err.code;
         }
     }
     VkPipeline pipe;
     vkd_result r = vkd_pipeline_get(ctx, d->shader, d->spec, d->nspec, &pipe, &rec->err);
-    if (r) return rec->status = r;
+    if (r) return r;
     VkDescriptorSet set;
     r = alloc_set(rec, &set);
     if (r) return r;
@@ -305,12 +304,12 @@ static const vkd_chunk *range_chunk(vkd_rec *rec, const vkd_tensor *t, uint64_t 
 
 vkd_result vkd_rec_update(vkd_rec *rec, vkd_tensor *t, uint64_t offset, const void *src,
                           uint64_t bytes) {
-    if (rec->status) return rec->status;
+    if (rec->err.code) return rec->err.code;
     if (bytes > 65536 || bytes % 4 || offset % 4)
         return rec_fail(rec, VKD_ERR_INVALID, "vkd_rec_update: size must be a multiple of 4, <= 65536");
     uint64_t off;
     const vkd_chunk *ch = range_chunk(rec, t, offset, bytes, &off);
-    if (!ch) return rec->status;
+    if (!ch) return rec->err.code;
     vkd_result r = track(rec, NULL, 0, &ch->buffer, 1);
     if (r) return r;
     vkCmdUpdateBuffer(rec->cb, ch->buffer, off, bytes, src);
@@ -319,11 +318,11 @@ vkd_result vkd_rec_update(vkd_rec *rec, vkd_tensor *t, uint64_t offset, const vo
 
 vkd_result vkd_rec_copy(vkd_rec *rec, vkd_tensor *dst, uint64_t dst_off, const vkd_tensor *src,
                         uint64_t src_off, uint64_t bytes) {
-    if (rec->status) return rec->status;
+    if (rec->err.code) return rec->err.code;
     uint64_t so, dof;
     const vkd_chunk *sc = range_chunk(rec, src, src_off, bytes, &so);
     const vkd_chunk *dc = sc ? range_chunk(rec, dst, dst_off, bytes, &dof) : NULL;
-    if (!dc) return rec->status;
+    if (!dc) return rec->err.code;
     vkd_result r = track(rec, &sc->buffer, 1, &dc->buffer, 1);
     if (r) return r;
     VkBufferCopy region = {.srcOffset = so, .dstOffset = dof, .size = bytes};
@@ -333,10 +332,10 @@ vkd_result vkd_rec_copy(vkd_rec *rec, vkd_tensor *dst, uint64_t dst_off, const v
 
 vkd_result vkd_rec_read(vkd_rec *rec, const vkd_tensor *t, uint64_t offset, void *dst,
                         uint64_t bytes) {
-    if (rec->status) return rec->status;
+    if (rec->err.code) return rec->err.code;
     uint64_t off;
     const vkd_chunk *ch = range_chunk(rec, t, offset, bytes, &off);
-    if (!ch) return rec->status;
+    if (!ch) return rec->err.code;
     uint64_t at = (rec->readback_used + 15) & ~15ull;
     if (at + bytes > rec->readback.size) {
         /* The staging buffer is referenced by commands already recorded: it can only grow
@@ -348,7 +347,7 @@ vkd_result vkd_rec_read(vkd_rec *rec, const vkd_tensor *t, uint64_t offset, void
         if (size < 16u << 20) size = 16u << 20;
         vkd_staging_destroy(rec->ctx, &rec->readback);
         vkd_result r = vkd_staging_create(rec->ctx, size, &rec->readback, &rec->err);
-        if (r) return rec->status = r;
+        if (r) return r;
         at = 0;
     }
     vkd_result r = track(rec, &ch->buffer, 1, &rec->readback.buffer, 1);
@@ -388,7 +387,7 @@ static void collect_timestamps(vkd_rec *rec) {
 
 vkd_result vkd_rec_submit(vkd_rec *rec) {
     vkd_ctx *ctx = rec->ctx;
-    if (!rec->recording) return rec->status ? rec->status : rec_fail(rec, VKD_ERR_INVALID, "submit without begin");
+    if (!rec->recording) return rec->err.code ? rec->err.code : rec_fail(rec, VKD_ERR_INVALID, "submit without begin");
     if (rec->nreads) {
         VkMemoryBarrier mb = {
             .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
@@ -400,7 +399,7 @@ vkd_result vkd_rec_submit(vkd_rec *rec) {
     }
     VkResult vr = vkEndCommandBuffer(rec->cb);
     rec->recording = false;
-    if (rec->status) return rec->status;
+    if (rec->err.code) return rec->err.code;
     if (vr != VK_SUCCESS) return rec_fail_vk(rec, vr, "vkEndCommandBuffer");
     VkSubmitInfo si = {
         .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
