@@ -51,7 +51,7 @@ PRESETS = {
 
 DEFAULTS = dict(arch="qwen3", hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, ffn=128,
                 vocab=512, tie=True, dtype="f32", shards=1, seed=0, rope_theta=None,
-                llama3_scaling=None, max_pos=None, rms_norm_eps=None)
+                llama3_scaling=None, max_pos=None, rms_norm_eps=None, resid_scale=1.0)
 
 
 def special_ids(arch, vocab, tokenizer_dir=None):
@@ -143,8 +143,10 @@ def generation_config(a, bos, gen_eos, pad):
     return dict(sorted(g.items()))
 
 
-def init_std(name, H, nq, d, F, tie):
-    """(mean, std) of a weight tensor; see the module docstring for the reasoning."""
+def init_std(name, H, nq, d, F, tie, resid_scale=1.0):
+    """(mean, std) of a weight tensor; see the module docstring for the reasoning.
+    resid_scale multiplies o_proj/down_proj: below 1 the continuations repeat tokens
+    more (easier for a draft to predict), above 1 they are more chaotic."""
     if name.endswith("layernorm.weight") or name.endswith("norm.weight"):
         return 1.0, 0.1                          # norms near 1 but not 1: a dropped weight shows
     if name.endswith("embed_tokens.weight"):
@@ -152,10 +154,12 @@ def init_std(name, H, nq, d, F, tie):
         return 0.0, (4.0 / math.sqrt(H)) if tie else 1.0
     if name == "lm_head.weight":
         return 0.0, 4.0 / math.sqrt(H)
+    # residual updates ~2x the unit scale: with smaller ones the tied embedding's
+    # self-logit dominates and greedy continuations repeat one token
     if name.endswith("o_proj.weight"):
-        return 0.0, 1.0 / math.sqrt(nq * d)
+        return 0.0, resid_scale * 2.0 / math.sqrt(nq * d)
     if name.endswith("down_proj.weight"):
-        return 0.0, 1.6 / math.sqrt(F)           # silu(g)*u has RMS ~0.6
+        return 0.0, resid_scale * 3.2 / math.sqrt(F)   # silu(g)*u has RMS ~0.6
     return 0.0, 1.0 / math.sqrt(H)               # q/k/v/gate/up read a unit-RMS input
 
 
@@ -195,7 +199,7 @@ def target_tensors(a):
     shapes = target_shapes(a.arch, a.hidden, a.layers, a.heads, a.kv_heads, a.head_dim, a.ffn, a.vocab, a.tie)
     out = {}
     for name, shape in shapes.items():
-        mean, std = init_std(name, a.hidden, a.heads, a.head_dim, a.ffn, a.tie)
+        mean, std = init_std(name, a.hidden, a.heads, a.head_dim, a.ffn, a.tie, a.resid_scale)
         out[name] = st.Lazy(shape, (lambda n=name, sh=shape, m=mean, s=std: gaussian(a.seed, n, sh, m, s)))
     return out
 
@@ -280,6 +284,8 @@ def build_parser():
     p.add_argument("--llama3-scaling", dest="llama3_scaling", metavar="FACTOR,LOW,HIGH,ORIG")
     p.add_argument("--max-pos", dest="max_pos", type=int)
     p.add_argument("--rms-norm-eps", dest="rms_norm_eps", type=float)
+    p.add_argument("--resid-scale", dest="resid_scale", type=float,
+                   help="scale of o_proj/down_proj (default 1; 0.5 gives more repetitive continuations)")
     p.add_argument("--tokenizer-from", dest="tokenizer_from", metavar="DIR")
     p.add_argument("--out", required=True)
     return p
