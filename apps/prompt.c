@@ -1,0 +1,102 @@
+/* prompt.c: --prompt / --chat / --ids to token ids, through the model's tokenizer and its
+ * own chat template. */
+#include "prompt.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat_template.h"
+#include "cli.h"
+
+bool prompt_flag(const char *cmd, prompt_flags *p, int argc, char **argv, int *i) {
+    const char *v;
+    if ((v = cli_value(cmd, "--prompt", argc, argv, i))) p->prompt = v;
+    else if ((v = cli_value(cmd, "--chat", argc, argv, i))) p->chat = v;
+    else if ((v = cli_value(cmd, "--system", argc, argv, i))) p->system = v;
+    else if ((v = cli_value(cmd, "--ids", argc, argv, i))) p->ids = v;
+    else if (cli_is("--think", argv[*i])) p->think = true;
+    else return false;
+    return true;
+}
+
+void prompt_require(const char *cmd, const prompt_flags *p) {
+    int n = !!p->prompt + !!p->chat + !!p->ids;
+    if (n != 1) cli_usage_error(cmd, "give exactly one of --prompt, --chat or --ids");
+}
+
+int32_t *parse_id_list(const char *cmd, const char *flag, const char *s, size_t *n) {
+    size_t cap = 16, k = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids) cli_fatal("out of memory");
+    const char *p = s;
+    while (isspace((unsigned char)*p)) p++;
+    bool bracket = *p == '[';
+    if (bracket) p++;
+    for (;;) {
+        while (isspace((unsigned char)*p)) p++;
+        if (bracket && *p == ']' && k == 0) { p++; break; }
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX)
+            cli_usage_error(cmd, "%s: expected a list of non-negative token ids, got '%s'", flag, s);
+        if (k == cap) {
+            cap *= 2;
+            ids = realloc(ids, cap * sizeof *ids);
+            if (!ids) cli_fatal("out of memory");
+        }
+        ids[k++] = (int32_t)v;
+        p = end;
+        while (isspace((unsigned char)*p)) p++;
+        if (*p == ',') { p++; continue; }
+        if (bracket && *p == ']') { p++; break; }
+        break;
+    }
+    while (isspace((unsigned char)*p)) p++;
+    if (*p) cli_usage_error(cmd, "%s: unexpected '%s' in the id list", flag, p);
+    if (k == 0) cli_usage_error(cmd, "%s: the id list is empty", flag);
+    *n = k;
+    return ids;
+}
+
+char *chat_render(const char *cmd, vkd_tok *tok, const char *system, const char *user, bool think) {
+    const char *src = vkd_tok_chat_template(tok);
+    if (!src) cli_fatal("%s: the model's tokenizer_config.json has no chat_template; use --prompt", cmd);
+    vkd_error err = {0};
+    vkd_tpl *tpl;
+    cli_check(vkd_tpl_compile(src, strlen(src), &tpl, &err), &err);
+    vkd_tpl_message msgs[2];
+    size_t n = 0;
+    if (system) msgs[n++] = (vkd_tpl_message){.role = "system", .content = system};
+    msgs[n++] = (vkd_tpl_message){.role = "user", .content = user};
+    vkd_tpl_opts o = {
+        .add_generation_prompt = true,
+        .enable_thinking = think ? VKD_TPL_THINKING_ON : VKD_TPL_THINKING_OFF,
+        .bos_token = vkd_tok_bos_token(tok),
+        .eos_token = vkd_tok_eos_token(tok),
+    };
+    char *text;
+    size_t len;
+    vkd_result r = vkd_tpl_render(tpl, msgs, n, &o, &text, &len, &err);
+    vkd_tpl_free(tpl);
+    if (r) cli_fatal("chat template: %s", err.msg);
+    return text;
+}
+
+int32_t *prompt_encode(const char *cmd, const prompt_flags *p, vkd_tok *tok, size_t *n) {
+    if (p->ids) return parse_id_list(cmd, "--ids", p->ids, n);
+    vkd_error err = {0};
+    int32_t *ids;
+    if (p->chat) {
+        char *text = chat_render(cmd, tok, p->system, p->chat, p->think);
+        /* the template writes any BOS itself */
+        cli_check(vkd_tok_encode(tok, text, strlen(text), false, &ids, n, &err), &err);
+        free(text);
+    } else {
+        cli_check(vkd_tok_encode(tok, p->prompt, strlen(p->prompt), true, &ids, n, &err), &err);
+    }
+    if (*n == 0) cli_fatal("%s: the prompt encodes to no tokens", cmd);
+    return ids;
+}

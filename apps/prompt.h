@@ -1,0 +1,26 @@
+/* prompt.h: turning --prompt / --chat / --ids flags into token ids. */
+#ifndef VKD_PROMPT_H
+#define VKD_PROMPT_H
+
+#include "tokenizer.h"
+
+typedef struct prompt_flags {
+    const char *prompt;        /* raw text, encoded with the model's post-processor */
+    const char *chat;          /* one user turn through the chat template */
+    const char *system;        /* optional system turn for --chat */
+    const char *ids;           /* "1,2,3" or "[1,2,3]" */
+    bool think;                /* Qwen3: enable_thinking (off by default) */
+} prompt_flags;
+
+/* Parses one of the prompt flags at argv[*i]; returns true when it was one. */
+bool prompt_flag(const char *cmd, prompt_flags *p, int argc, char **argv, int *i);
+/* Exactly one of --prompt/--chat/--ids must be set; exits with a usage error otherwise. */
+void prompt_require(const char *cmd, const prompt_flags *p);
+/* Token ids for the flags; tok may be NULL only with --ids. Exits on error. */
+int32_t *prompt_encode(const char *cmd, const prompt_flags *p, vkd_tok *tok, size_t *n);
+/* Parses "1,2,3" / "[1, 2, 3]"; exits with a usage error naming flag on bad input. */
+int32_t *parse_id_list(const char *cmd, const char *flag, const char *s, size_t *n);
+/* Renders one conversation with the model's own chat template (add_generation_prompt on). */
+char *chat_render(const char *cmd, vkd_tok *tok, const char *system, const char *user, bool think);
+
+#endif

@@ -1,0 +1,305 @@
+/* target.c: Qwen3 / Llama 3.x forward on Vulkan, one submission per step.
+ *
+ * Per layer, with x the residual stream (m rows x hidden):
+ *   a = rmsnorm(x) * ln1;  q, k, v = a Wq^T, a Wk^T, a Wv^T
+ *   (Qwen3) q, k = rmsnorm per head * q_norm, k_norm
+ *   q, k = rope(positions len..len+m-1);  K/V cache rows [len, len+m) = k, v
+ *   o = causal attention(q, cache[0, len+m));  x += o Wo^T
+ *   a = rmsnorm(x) * ln2;  x += (silu(a Wg^T) * (a Wu^T)) Wd^T
+ * logits = (rmsnorm(x) * norm) W_lm^T for the requested rows. */
+#include "vkd_target.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weights.h"
+
+/* inv_freq_j = theta^(-2j/d), then llama3 wavelength rescaling, in float32 as transformers
+ * computes it (_compute_default_rope_parameters, _compute_llama3_parameters). */
+static void rope_inv_freq(const vkd_cfg *c, uint32_t d, float *out) {
+    for (uint32_t j = 0; j < d / 2; j++) {
+        float e = (float)(2 * j) / (float)d;
+        out[j] = 1.0f / powf((float)c->rope_theta, e);
+    }
+    const vkd_rope_scaling *rs = &c->rope_scaling;
+    if (!rs->llama3) return;
+    float factor = (float)rs->factor, lo = (float)rs->low_freq_factor;
+    float hi = (float)rs->high_freq_factor, old = (float)rs->original_max_position_embeddings;
+    float lo_wavelen = old / lo, hi_wavelen = old / hi;
+    for (uint32_t j = 0; j < d / 2; j++) {
+        float inv = out[j];
+        float wavelen = 2.0f * (float)M_PI / inv;
+        float llama = wavelen > lo_wavelen ? inv / factor : inv;
+        float smooth = (old / wavelen - lo) / (hi - lo);
+        float smoothed = (1.0f - smooth) * llama / factor + smooth * llama;
+        bool medium = !(wavelen < hi_wavelen) && !(wavelen > lo_wavelen);
+        out[j] = medium ? smoothed : llama;
+    }
+}
+
+static vkd_result scratch(vkd_target *t, vkd_dtype dt, uint64_t rows, uint64_t cols,
+                          const char *name, vkd_tensor **out, vkd_error *err) {
+    return vkd_tensor_create_2d(t->ctx, dt, rows, cols, name, out, err);
+}
+
+static vkd_result load_layer(vkd_target *t, vkd_st_model *m, uint32_t i, vkd_error *err) {
+    vkd_target_layer *L = &t->layers[i];
+    char name[128];
+    const int64_t H = t->hidden, Q = (int64_t)t->n_q * t->head_dim,
+                  KV = (int64_t)t->n_kv * t->head_dim, F = t->ffn, D = t->head_dim;
+    struct { const char *suffix; vkd_tensor **dst; int rank; int64_t s0, s1; } w[] = {
+        {"input_layernorm.weight", &L->ln1, 1, H, 0},
+        {"self_attn.q_proj.weight", &L->wq, 2, Q, H},
+        {"self_attn.k_proj.weight", &L->wk, 2, KV, H},
+        {"self_attn.v_proj.weight", &L->wv, 2, KV, H},
+        {"self_attn.o_proj.weight", &L->wo, 2, H, Q},
+        {"post_attention_layernorm.weight", &L->ln2, 1, H, 0},
+        {"mlp.gate_proj.weight", &L->wg, 2, F, H},
+        {"mlp.up_proj.weight", &L->wu, 2, F, H},
+        {"mlp.down_proj.weight", &L->wd, 2, H, F},
+        {"self_attn.q_norm.weight", &L->q_norm, 1, D, 0},
+        {"self_attn.k_norm.weight", &L->k_norm, 1, D, 0},
+    };
+    size_t n = t->qk_norm ? 11 : 9;
+    for (size_t j = 0; j < n; j++) {
+        snprintf(name, sizeof name, "model.layers.%u.%s", i, w[j].suffix);
+        int64_t shape[2] = {w[j].s0, w[j].s1};
+        vkd_result r = vkd_weight_load(t->ctx, m, name, w[j].rank, shape, w[j].dst, err);
+        if (r) return r;
+        t->weight_bytes += (*w[j].dst)->bytes;
+    }
+    return VKD_OK;
+}
+
+vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_options *opt,
+                           vkd_target **out, vkd_error *err) {
+    *out = NULL;
+    vkd_target *t = calloc(1, sizeof *t);
+    if (!t) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    t->ctx = ctx;
+    vkd_st_model *m = NULL;
+    vkd_result r = vkd_cfg_load(dir, &t->cfg, err);
+    if (r) goto fail;
+    if (t->cfg.arch != VKD_ARCH_QWEN3 && t->cfg.arch != VKD_ARCH_LLAMA) {
+        r = vkd_fail(err, VKD_ERR_UNSUPPORTED, "config.json: architecture %s is not a target model "
+                     "(expected Qwen3ForCausalLM or LlamaForCausalLM)", vkd_arch_name(t->cfg.arch));
+        goto fail;
+    }
+    r = vkd_gen_cfg_load(dir, &t->gen, err);
+    if (r) goto fail;
+    const vkd_cfg *c = &t->cfg;
+    t->hidden = (uint32_t)c->hidden_size;
+    t->n_layers = (uint32_t)c->num_hidden_layers;
+    t->n_q = (uint32_t)c->num_attention_heads;
+    t->n_kv = (uint32_t)c->num_key_value_heads;
+    t->head_dim = (uint32_t)c->head_dim;
+    t->ffn = (uint32_t)c->intermediate_size;
+    t->vocab = (uint32_t)c->vocab_size;
+    t->qk_norm = c->qk_norm;
+    vkd_dtype kv_dtype = opt && opt->kv_dtype ? opt->kv_dtype : VKD_DTYPE_F32;
+    if (kv_dtype != VKD_DTYPE_F32 && kv_dtype != VKD_DTYPE_F16) {
+        r = vkd_fail(err, VKD_ERR_INVALID, "KV cache dtype must be f32 or f16");
+        goto fail;
+    }
+    uint32_t maxpos = c->max_position_embeddings > 0 ? (uint32_t)c->max_position_embeddings : 4096;
+    t->ctx_len = opt && opt->ctx_len ? opt->ctx_len : (maxpos < 4096 ? maxpos : 4096);
+    if (t->ctx_len > maxpos) {
+        r = vkd_fail(err, VKD_ERR_RANGE, "context length %u exceeds the model's max_position_embeddings (%u)",
+                     t->ctx_len, maxpos);
+        goto fail;
+    }
+    t->max_rows = opt && opt->max_rows ? opt->max_rows : 256;
+    if (t->max_rows > t->ctx_len) t->max_rows = t->ctx_len;
+    if (t->max_rows > 16384) t->max_rows = 16384; /* ids go through vkd_rec_update (64 KiB) */
+
+    r = vkd_st_model_open(dir, &m, err);
+    if (!r) r = vkd_cfg_check_tensors(c, m, NULL, NULL, err);
+    if (r) goto fail;
+    int64_t emb[2] = {t->vocab, t->hidden};
+    r = vkd_weight_load(ctx, m, "model.embed_tokens.weight", 2, emb, &t->embed, err);
+    if (r) goto fail;
+    if (c->tie_word_embeddings) {
+        t->lm_head = t->embed;
+    } else {
+        r = vkd_weight_load(ctx, m, "lm_head.weight", 2, emb, &t->lm_head, err);
+        if (r) goto fail;
+    }
+    t->weight_bytes += t->lm_head->bytes;
+    int64_t hshape[1] = {t->hidden};
+    r = vkd_weight_load(ctx, m, "model.norm.weight", 1, hshape, &t->norm, err);
+    if (r) goto fail;
+    t->layers = calloc(t->n_layers, sizeof *t->layers);
+    if (!t->layers) { r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory"); goto fail; }
+    int64_t cache[2] = {t->ctx_len, (int64_t)t->n_kv * t->head_dim};
+    for (uint32_t i = 0; i < t->n_layers; i++) {
+        r = load_layer(t, m, i, err);
+        if (r) goto fail;
+        r = vkd_tensor_create(ctx, kv_dtype, 2, cache, "k_cache", &t->layers[i].kc, err);
+        if (!r) r = vkd_tensor_create(ctx, kv_dtype, 2, cache, "v_cache", &t->layers[i].vc, err);
+        if (r) {
+            vkd_error_prefix(err, "KV cache for %u tokens", t->ctx_len);
+            goto fail;
+        }
+        if (t->layers[i].kc->nchunks != 1) {
+            r = vkd_fail(err, VKD_ERR_UNSUPPORTED,
+                         "KV cache of %u tokens (%.0f MiB per layer) exceeds the device's storage "
+                         "binding limit; use a shorter context or --kv-dtype f16", t->ctx_len,
+                         t->layers[i].kc->bytes / 1048576.0);
+            goto fail;
+        }
+    }
+    vkd_st_model_close(m);
+    m = NULL;
+
+    float *inv = malloc(t->head_dim / 2 * sizeof *inv);
+    if (!inv) { r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory"); goto fail; }
+    rope_inv_freq(c, t->head_dim, inv);
+    r = scratch(t, VKD_DTYPE_F32, 1, t->head_dim / 2, "inv_freq", &t->inv_freq, err);
+    if (!r) r = vkd_tensor_upload(t->inv_freq, 0, inv, t->head_dim / 2 * sizeof *inv, err);
+    free(inv);
+    if (r) goto fail;
+
+    uint32_t R = t->max_rows, Q = t->n_q * t->head_dim, KV = t->n_kv * t->head_dim;
+    uint64_t lrows = vkd_ctx_max_binding(ctx) / ((uint64_t)t->vocab * 4);
+    t->logit_rows = lrows < R ? (uint32_t)lrows : R;
+    if (t->logit_rows > 64) t->logit_rows = 64;
+    if ((r = scratch(t, VKD_DTYPE_I32, 1, R, "ids", &t->ids, err)) ||
+        (r = scratch(t, VKD_DTYPE_F32, R, t->hidden, "x", &t->x, err)) ||
+        (r = scratch(t, VKD_DTYPE_F32, R, Q > t->hidden ? Q : t->hidden, "a", &t->a, err)) ||
+        (r = scratch(t, VKD_DTYPE_F32, R, Q, "q", &t->q, err)) ||
+        (r = scratch(t, VKD_DTYPE_F32, R, KV, "k", &t->k, err)) ||
+        (r = scratch(t, VKD_DTYPE_F32, R, KV, "v", &t->v, err)) ||
+        (r = scratch(t, VKD_DTYPE_F32, R, Q, "o", &t->o, err)) ||
+        (r = scratch(t, VKD_DTYPE_F32, R, t->ffn, "gate", &t->g, err)) ||
+        (r = scratch(t, VKD_DTYPE_F32, R, t->ffn, "up", &t->u, err)) ||
+        (r = scratch(t, VKD_DTYPE_F32, t->logit_rows, t->vocab, "logits", &t->logits, err)))
+        goto fail;
+    *out = t;
+    return VKD_OK;
+fail:
+    vkd_st_model_close(m);
+    vkd_target_free(t);
+    return vkd_error_prefix(err, "%s", dir);
+}
+
+void vkd_target_free(vkd_target *t) {
+    if (!t) return;
+    if (t->layers) {
+        for (uint32_t i = 0; i < t->n_layers; i++) {
+            vkd_target_layer *L = &t->layers[i];
+            vkd_tensor *all[] = {L->ln1, L->wq, L->wk, L->wv, L->wo, L->q_norm, L->k_norm,
+                                 L->ln2, L->wg, L->wu, L->wd, L->kc, L->vc};
+            for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
+        }
+        free(t->layers);
+    }
+    if (t->lm_head != t->embed) vkd_tensor_destroy(t->lm_head);
+    vkd_tensor *rest[] = {t->embed, t->norm, t->inv_freq, t->ids, t->x, t->a, t->q, t->k,
+                          t->v, t->o, t->g, t->u, t->logits};
+    for (size_t j = 0; j < sizeof rest / sizeof rest[0]; j++) vkd_tensor_destroy(rest[j]);
+    free(t);
+}
+
+vkd_result vkd_target_step_record(vkd_target *t, vkd_rec *rec, const vkd_target_step *s,
+                                  vkd_error *err) {
+    if (vkd_rec_error(rec)->code) {
+        *err = *vkd_rec_error(rec);
+        return err->code;
+    }
+    const uint32_t m = s->m, H = t->hidden, D = t->head_dim, KV = t->n_kv * D, pos = t->len;
+    if (m == 0 || m > t->max_rows)
+        return vkd_fail(err, VKD_ERR_INVALID, "forward step of %u rows (1..%u allowed)", m, t->max_rows);
+    if ((uint64_t)pos + m > t->ctx_len)
+        return vkd_fail(err, VKD_ERR_RANGE,
+                        "sequence of %u tokens exceeds the context length %u (KV cache capacity)",
+                        pos + m, t->ctx_len);
+    for (uint32_t i = 0; i < m; i++)
+        if (s->ids[i] < 0 || (uint32_t)s->ids[i] >= t->vocab)
+            return vkd_fail(err, VKD_ERR_RANGE, "token id %d outside the vocabulary (0..%u)",
+                            s->ids[i], t->vocab - 1);
+    if (s->logits_rows && (s->logits_rows > t->logit_rows || s->logits_row0 + s->logits_rows > m))
+        return vkd_fail(err, VKD_ERR_INVALID, "logits rows [%u, +%u) outside the step or buffer",
+                        s->logits_row0, s->logits_rows);
+    if (s->ntaps && (!s->features || s->features->cols < (uint64_t)s->ntaps * H ||
+                     s->feat_row0 + m > s->features->rows))
+        return vkd_fail(err, VKD_ERR_INVALID, "features tensor too small for %u taps x %u rows",
+                        s->ntaps, m);
+    for (uint32_t i = 0; i < s->ntaps; i++)
+        if (s->tap_layers[i] >= t->n_layers)
+            return vkd_fail(err, VKD_ERR_RANGE, "tap layer %u: the model has %u layers",
+                            s->tap_layers[i], t->n_layers);
+
+    const float eps = (float)t->cfg.rms_norm_eps, scale = 1.0f / sqrtf((float)D);
+    vkd_rec_update(rec, t->ids, 0, s->ids, (uint64_t)m * 4);
+    vkd_op_embed(rec, t->x, t->ids, t->embed, m);
+    for (uint32_t l = 0; l < t->n_layers; l++) {
+        vkd_target_layer *L = &t->layers[l];
+        vkd_op_rmsnorm(rec, t->a, t->x, L->ln1, m, H, eps);
+        vkd_op_matmul(rec, t->q, 0, t->a, 0, L->wq, m, false);
+        vkd_op_matmul(rec, t->k, 0, t->a, 0, L->wk, m, false);
+        vkd_op_matmul(rec, t->v, 0, t->a, 0, L->wv, m, false);
+        if (t->qk_norm) {
+            vkd_op_rmsnorm(rec, t->q, t->q, L->q_norm, m * t->n_q, D, eps);
+            vkd_op_rmsnorm(rec, t->k, t->k, L->k_norm, m * t->n_kv, D, eps);
+        }
+        vkd_op_rope(rec, t->q, 0, m, t->n_q, D, pos, NULL, t->inv_freq);
+        vkd_op_rope(rec, t->k, 0, m, t->n_kv, D, pos, NULL, t->inv_freq);
+        vkd_op_copy2d(rec, L->kc, pos, 0, t->k, 0, 0, m, KV);
+        vkd_op_copy2d(rec, L->vc, pos, 0, t->v, 0, 0, m, KV);
+        vkd_op_attention(rec, t->o, t->q, L->kc, L->vc, m, pos + m, t->n_q, t->n_kv, D, pos,
+                         true, scale);
+        vkd_op_matmul(rec, t->x, 0, t->o, 0, L->wo, m, true);
+        vkd_op_rmsnorm(rec, t->a, t->x, L->ln2, m, H, eps);
+        vkd_op_matmul(rec, t->g, 0, t->a, 0, L->wg, m, false);
+        vkd_op_matmul(rec, t->u, 0, t->a, 0, L->wu, m, false);
+        vkd_op_swiglu(rec, t->g, t->g, t->u, (uint64_t)m * t->ffn);
+        vkd_op_matmul(rec, t->x, 0, t->g, 0, L->wd, m, true);
+        for (uint32_t i = 0; i < s->ntaps; i++)
+            if (s->tap_layers[i] == l)
+                vkd_op_copy2d(rec, s->features, s->feat_row0, i * H, t->x, 0, 0, m, H);
+    }
+    if (s->logits_rows) {
+        vkd_op_rmsnorm(rec, t->a, t->x, t->norm, m, H, eps);
+        vkd_op_matmul(rec, t->logits, 0, t->a, s->logits_row0, t->lm_head, s->logits_rows, false);
+    }
+    vkd_result r = vkd_rec_error(rec)->code;
+    if (r) {
+        *err = *vkd_rec_error(rec);
+        return r;
+    }
+    t->len += m;
+    return VKD_OK;
+}
+
+vkd_result vkd_target_crop(vkd_target *t, uint32_t len, vkd_error *err) {
+    if (len > t->len)
+        return vkd_fail(err, VKD_ERR_RANGE, "crop to %u tokens: the cache holds %u", len, t->len);
+    t->len = len;
+    return VKD_OK;
+}
+
+vkd_result vkd_target_prefill(vkd_target *t, vkd_rec *rec, const int32_t *ids, uint32_t n,
+                              float *last_logits, vkd_error *err) {
+    if (n == 0) return vkd_fail(err, VKD_ERR_INVALID, "empty prompt");
+    for (uint32_t done = 0; done < n;) {
+        uint32_t m = n - done < t->max_rows ? n - done : t->max_rows;
+        bool last = done + m == n;
+        vkd_target_step s = {.ids = ids + done, .m = m};
+        if (last && last_logits) {
+            s.logits_row0 = m - 1;
+            s.logits_rows = 1;
+        }
+        vkd_rec_begin(rec);
+        vkd_result r = vkd_target_step_record(t, rec, &s, err);
+        if (!r && last && last_logits) r = vkd_rec_read(rec, t->logits, 0, last_logits, (uint64_t)t->vocab * 4);
+        if (!r) r = vkd_rec_submit(rec);
+        if (r) {
+            if (!err->msg[0] || r == vkd_rec_error(rec)->code) *err = *vkd_rec_error(rec);
+            return r;
+        }
+        done += m;
+    }
+    return VKD_OK;
+}
