@@ -56,8 +56,20 @@ vkd_result vkd_op_copy_probe(vkd_rec *rec, vkd_tensor *dst, const vkd_tensor *sr
     vkd_ctx *ctx = vkd_rec_ctx(rec);
     const vkd_profile *p = vkd_ctx_profile(ctx);
     uint64_t nvec = bytes / 16;
-    uint32_t groups = p->stream_groups ? p->stream_groups : (uint32_t)((nvec + 4095) / 4096);
+    uint64_t groups = p->stream_groups ? p->stream_groups : (nvec + 4095) / 4096;
     if (!groups) groups = 1;
+    if (p->bug_loop_limit) {
+        /* each lane runs per_group / (4 * wg_stream) iterations (the shader copies four
+         * words per lane per iteration); stay under the driver's limit, in whole multiples
+         * of stream_groups so the threads stay evenly loaded */
+        uint64_t per_lane = 4 * ((uint64_t)p->bug_loop_limit - 16);
+        uint64_t need = (nvec + per_lane * p->wg_stream - 1) / (per_lane * p->wg_stream);
+        uint64_t unit = p->stream_groups ? p->stream_groups : 1;
+        if (need > groups) groups = (need + unit - 1) / unit * unit;
+    }
+    if (groups > vkd_ctx_info(ctx)->max_workgroup_count[0])
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "copy_probe: %llu bytes need too many workgroups",
+                        (unsigned long long)bytes);
     vkd_pc_copy pc = {.n_vec4 = (uint)nvec, .per_group = (uint)((nvec + groups - 1) / groups)};
     vkd_dispatch d = {
         .shader = VKD_SHADER_COPY_PROBE,
@@ -67,7 +79,7 @@ vkd_result vkd_op_copy_probe(vkd_rec *rec, vkd_tensor *dst, const vkd_tensor *sr
         .nbinds = 2,
         .push = &pc,
         .push_bytes = sizeof pc,
-        .groups = {groups},
+        .groups = {(uint32_t)groups},
     };
     return vkd_rec_dispatch(rec, &d);
 }

@@ -33,6 +33,10 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->elementwise_max_groups = threads;
         p->gemm_tile = 16;
         p->bug_slow_many_workgroups = true;
+        p->gemm_min_m = 32;
+        /* gallivm's LP_MAX_TGSI_LOOP_ITERATIONS: one counter shared by every loop of an
+         * invocation; past it loops exit early and results are silently incomplete. */
+        p->bug_loop_limit = 65535;
     } else {
         p->name = "gpu";
         p->wg_stream = sg >= 64 ? sg : 64;
@@ -41,6 +45,8 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->elementwise_max_groups = 65535;
         p->gemm_tile = 64;
         p->bug_slow_many_workgroups = false;
+        p->gemm_min_m = 32;
+        p->bug_loop_limit = 0;
     }
     if (p->wg_stream > d->max_workgroup_size[0]) p->wg_stream = d->max_workgroup_size[0];
     if (p->wg_elementwise > d->max_workgroup_size[0]) p->wg_elementwise = d->max_workgroup_size[0];

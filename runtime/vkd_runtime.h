@@ -68,6 +68,9 @@ typedef struct vkd_profile {
     uint32_t elementwise_max_groups; /* cap on element-wise workgroups (grid-stride beyond) */
     uint32_t gemm_tile;        /* tile edge of the tiled GEMM (spec constant) */
     bool bug_slow_many_workgroups; /* cost grows with workgroup count (lavapipe) */
+    uint32_t gemm_min_m;       /* matmul: tiled GEMM from this many rows of x, GEMV below */
+    uint32_t bug_loop_limit;   /* loop iterations one invocation may run in total before the
+                                * driver silently exits the loop (lavapipe: 65535); 0: none */
 } vkd_profile;
 
 /* Lists every physical device (info[i].index == i). *out is malloc'd; caller frees. */
