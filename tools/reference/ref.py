@@ -267,8 +267,9 @@ class Draft:
         # hidden (L_target, T, H) -> F (T, n_taps*H): taps concatenated in target_layer_ids order
         return torch.cat([hidden[i] for i in self.layer_ids], dim=-1)
 
-    def forward(self, feats, block_ids, start, cache=None):
-        """One draft call. feats (..., n, n_taps*H): features of the new context positions
+    def forward(self, feats, block_ids, start, cache=None, head=None):
+        """One draft call (head: rows of the LM head to use instead of the whole target
+        lm_head; training on a vocabulary subset only). feats (..., n, n_taps*H): features of the new context positions
         len(cache)..start-1 (cache None: all positions 0..start-1). block_ids (..., B) at
         positions start..start+B-1 (leading batch dims are for training only). Appends
         the new context rows' K/V to cache, never the block rows' (so the cache is left
@@ -306,7 +307,8 @@ class Draft:
             h = h + (torch.nn.functional.silu(m @ p[pre + "mlp.gate_proj.weight"].T)
                      * (m @ p[pre + "mlp.up_proj.weight"].T)) @ p[pre + "mlp.down_proj.weight"].T
         hn = rms_norm(h, p["norm.weight"], self.eps)
-        logits = hn[..., 1:, :] @ self.target.lm_head.to(self.dtype).T
+        W = self.target.lm_head if head is None else head
+        logits = hn[..., 1:, :] @ W.to(self.dtype).T
         return logits, hn
 
 

@@ -162,7 +162,7 @@ def read(path, raw=False):
         count = int(np.prod(info["shape"])) if info["shape"] else 1
         if e - b != count * dt.itemsize:
             raise ValueError(f"{path}: tensor {name}: data_offsets span {e - b} bytes, shape needs {count * dt.itemsize}")
-        a = np.frombuffer(buf[base + b: base + e].tobytes(), dtype=dt).reshape(info["shape"])
+        a = np.frombuffer(buf[base + b: base + e].tobytes(), dtype=dt).reshape(info["shape"]).copy()
         if info["dtype"] == "BF16" and not raw:
             a = bf16_bits_to_f32(a)
         out[name] = a
