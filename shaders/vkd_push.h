@@ -52,6 +52,63 @@ PUSH_END(vkd_pc_copy)
 /* -- matmul ops (owner: ops_matmul) -- */
 
 /* -- layer ops (owner: ops_layer) -- */
+/* rmsnorm: `groups` groups of `dim` f32, groups_per_wg consecutive groups per workgroup */
+#if !defined(VULKAN) || defined(PC_RMSNORM)
+PUSH_BEGIN(vkd_pc_rmsnorm)
+    uint groups;
+    uint dim;
+    uint groups_per_wg;
+    float eps;
+PUSH_END(vkd_pc_rmsnorm)
+#endif
+/* rope: rows x heads vectors of head_dim (= 2*half) at x_off, row stride x_stride */
+#if !defined(VULKAN) || defined(PC_ROPE)
+PUSH_BEGIN(vkd_pc_rope)
+    uint rows;
+    uint heads;
+    uint half_dim;
+    uint x_off;
+    uint x_stride;
+    uint pos0;
+    uint use_positions;
+    uint vecs_per_wg;
+PUSH_END(vkd_pc_rope)
+#endif
+/* attention: strides in elements; heads_per_wg query heads share one kv head */
+#if !defined(VULKAN) || defined(PC_ATTENTION)
+PUSH_BEGIN(vkd_pc_attention)
+    uint q_rows;
+    uint kv_len;
+    uint n_q;
+    uint hd;
+    uint q_pos0;
+    uint causal;
+    uint k_stride;
+    uint v_stride;
+    uint group;
+    float scale_log2e;
+PUSH_END(vkd_pc_attention)
+#endif
+/* swiglu: n f32 elements, per_wg contiguous elements per workgroup (multiple of 4) */
+#if !defined(VULKAN) || defined(PC_SWIGLU)
+PUSH_BEGIN(vkd_pc_swiglu)
+    uint n;
+    uint per_wg;
+PUSH_END(vkd_pc_swiglu)
+#endif
+/* copy2d: element offsets/strides; dst in elements (f32) or halves (f16) */
+#if !defined(VULKAN) || defined(PC_COPY2D)
+PUSH_BEGIN(vkd_pc_copy2d)
+    uint rows;
+    uint cols;
+    uint src_off;
+    uint src_stride;
+    uint dst_off;
+    uint dst_stride;
+    uint rows_per_wg;
+    uint cols_per_wg;
+PUSH_END(vkd_pc_copy2d)
+#endif
 
 /* -- logits ops (owner: ops_logits) -- */
 

@@ -1,0 +1,294 @@
+/* ops_layer.c: the ops of a decoder layer besides matmul: RMSNorm, RoPE, attention,
+ * SwiGLU and the strided copy used for KV-cache appends and hidden-state taps.
+ * Geometry comes from the device profile (runtime/quirks.c): on lavapipe a few workgroups
+ * of subgroup size, each owning one contiguous range; on GPUs one workgroup per group /
+ * vector / head block. */
+#include "ops_internal.h"
+
+static vkd_result fail(vkd_rec *rec, vkd_result code, const char *fmt, const char *op,
+                       unsigned long long a, unsigned long long b) {
+    return vkd_fail(vkd_rec_error(rec), code, fmt, op, a, b);
+}
+
+/* Splits `items` work items over workgroups: as many as the profile's stream_groups (0: one
+ * per item), at most 65535; *per = items per workgroup. Returns the workgroup count. */
+static uint32_t split_items(const vkd_profile *p, uint64_t items, uint64_t *per) {
+    uint64_t groups = p->stream_groups ? p->stream_groups : items;
+    if (groups > items) groups = items;
+    if (groups > 65535) groups = 65535;
+    if (!groups) groups = 1;
+    *per = (items + groups - 1) / groups;
+    if (!*per) *per = 1;
+    return (uint32_t)((items + *per - 1) / *per);
+}
+
+/* groups x dim (x, y: f32; w: dim, f32/f16/bf16) */
+vkd_result vkd_op_rmsnorm(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, const vkd_tensor *w,
+                          uint32_t groups, uint32_t dim, float eps) {
+    vkd_result r;
+    uint64_t n = (uint64_t)groups * dim;
+    if ((r = vkd_ops_need(rec, "rmsnorm", y, VKD_DTYPE_F32, n)) ||
+        (r = vkd_ops_need(rec, "rmsnorm", x, VKD_DTYPE_F32, n)))
+        return r;
+    if (!w) return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "rmsnorm: missing weight");
+    vkd_shader_id sh;
+    switch (w->dtype) {
+    case VKD_DTYPE_F32: sh = VKD_SHADER_RMSNORM_F32; break;
+    case VKD_DTYPE_F16: sh = VKD_SHADER_RMSNORM_F16; break;
+    case VKD_DTYPE_BF16: sh = VKD_SHADER_RMSNORM_BF16; break;
+    default:
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
+                        "rmsnorm: weight '%s' is %s, expected F32, F16 or BF16", w->name,
+                        vkd_dtype_name(w->dtype));
+    }
+    if ((r = vkd_ops_need(rec, "rmsnorm", w, w->dtype, dim))) return r;
+    if (!groups || !dim) return VKD_OK;
+    if (n > UINT32_MAX / 4)
+        return fail(rec, VKD_ERR_RANGE, "%s: %llu groups of %llu too large", "rmsnorm", groups, dim);
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint32_t sg = vkd_ctx_info(ctx)->subgroup_size;
+    uint32_t wg = p->wg_stream;
+    if (sg && wg / sg > 64) wg = 64 * sg; /* the shader's shared partial sums hold 64 */
+    uint64_t per;
+    uint32_t nwg = split_items(p, groups, &per);
+    vkd_pc_rmsnorm pc = {.groups = groups, .dim = dim, .groups_per_wg = (uint)per, .eps = eps};
+    vkd_dispatch d = {
+        .shader = sh,
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {vkd_r(x), vkd_r(w), vkd_w(y)},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {nwg},
+    };
+    if (y->chunks[0].buffer == x->chunks[0].buffer) d.binds[2].access = VKD_RW;
+    return vkd_rec_dispatch(rec, &d);
+}
+
+/* x: rows x (>= heads*head_dim) f32 from x_row0, in place; inv_freq: head_dim/2 f32;
+ * positions: rows i32 or NULL (pos0 + r). */
+vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows, uint32_t heads,
+                       uint32_t head_dim, uint32_t pos0, const vkd_tensor *positions,
+                       const vkd_tensor *inv_freq) {
+    vkd_result r;
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!x) return vkd_fail(err, VKD_ERR_INVALID, "rope: missing tensor");
+    if (head_dim % 2 || (uint64_t)heads * head_dim > x->cols)
+        return vkd_fail(err, VKD_ERR_INVALID,
+                        "rope: %u heads of %u (even head_dim expected) do not fit rows of %llu in '%s'",
+                        heads, head_dim, (unsigned long long)x->cols, x->name);
+    uint64_t n = ((uint64_t)x_row0 + rows) * x->cols;
+    if ((r = vkd_ops_need(rec, "rope", x, VKD_DTYPE_F32, n)) ||
+        (r = vkd_ops_need(rec, "rope", inv_freq, VKD_DTYPE_F32, head_dim / 2)) ||
+        (positions && (r = vkd_ops_need(rec, "rope", positions, VKD_DTYPE_I32, rows))))
+        return r;
+    if (!rows || !heads || !head_dim) return VKD_OK;
+    if (n > UINT32_MAX)
+        return fail(rec, VKD_ERR_RANGE, "%s: rows up to %llu x %llu too large", "rope",
+                    (unsigned long long)x_row0 + rows, x->cols);
+    if ((uint64_t)pos0 + rows > (1u << 24) && !positions)
+        return vkd_fail(err, VKD_ERR_RANGE, "rope: positions beyond 2^24 are not exact in f32");
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint64_t per;
+    uint32_t nwg = split_items(p, (uint64_t)rows * heads, &per);
+    vkd_pc_rope pc = {
+        .rows = rows, .heads = heads, .half_dim = head_dim / 2,
+        .x_off = (uint)((uint64_t)x_row0 * x->cols), .x_stride = (uint)x->cols,
+        .pos0 = pos0, .use_positions = positions != NULL, .vecs_per_wg = (uint)per,
+    };
+    vkd_dispatch d = {
+        .shader = VKD_SHADER_ROPE,
+        .spec = {p->wg_stream},
+        .nspec = 1,
+        .binds = {vkd_rw(x), vkd_r(inv_freq), vkd_r(positions ? positions : inv_freq)},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {nwg},
+    };
+    return vkd_rec_dispatch(rec, &d);
+}
+
+/* Attention launch parameters: lanes per key (L), 16-byte words per lane (NV), query heads
+ * per workgroup (HPW), workgroup size. */
+typedef struct attn_geom {
+    uint32_t wg, lanes, nv, hpw;
+} attn_geom;
+
+static attn_geom attention_geometry(const vkd_ctx *ctx, uint32_t hd, uint32_t group) {
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    const vkd_device_info *info = vkd_ctx_info(ctx);
+    /* a team of lanes must sit inside one subgroup whatever size the driver picks */
+    uint32_t sg = info->min_subgroup_size ? info->min_subgroup_size : info->subgroup_size;
+    if (!sg) sg = 1;
+    uint32_t wg = p->wg_stream ? p->wg_stream : 1;
+    uint32_t hd4 = hd / 4, lanes = 1;
+    while (lanes * 2 <= sg && lanes * 2 <= wg && lanes * 2 <= hd4) lanes *= 2;
+    wg = wg / lanes * lanes;
+    uint32_t nv = (hd4 + lanes - 1) / lanes;
+    /* q and the accumulators live in registers: keep HPW * NV words per lane modest */
+    uint32_t hpw = 1;
+    for (uint32_t h = 1; h <= group; h++)
+        if (group % h == 0 && h * nv <= 16 &&
+            (uint64_t)wg * h * (8 + 16 * nv) <= info->shared_memory_bytes)
+            hpw = h;
+    return (attn_geom){wg, lanes, nv, hpw};
+}
+
+/* q, o: q_rows x (n_q*hd) f32; k, v: cap x (>= n_kv*hd) f32/f16, rows < kv_len read. */
+vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, const vkd_tensor *k,
+                            const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
+                            uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale) {
+    vkd_result r;
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!k || !v) return vkd_fail(err, VKD_ERR_INVALID, "attention: missing tensor");
+    if (!hd || hd % 4 || hd > 1024 || !n_q || !n_kv || n_q % n_kv)
+        return vkd_fail(err, VKD_ERR_INVALID,
+                        "attention: head_dim %u (a multiple of 4 up to 1024 expected), %u query "
+                        "heads over %u kv heads", hd, n_q, n_kv);
+    if (k->dtype != v->dtype || (k->dtype != VKD_DTYPE_F32 && k->dtype != VKD_DTYPE_F16))
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "attention: cache '%s' is %s and '%s' is %s, "
+                        "expected both F32 or both F16", k->name, vkd_dtype_name(k->dtype),
+                        v->name, vkd_dtype_name(v->dtype));
+    uint64_t qn = (uint64_t)q_rows * n_q * hd;
+    if ((r = vkd_ops_need(rec, "attention", q, VKD_DTYPE_F32, qn)) ||
+        (r = vkd_ops_need(rec, "attention", o, VKD_DTYPE_F32, qn)) ||
+        (r = vkd_ops_need(rec, "attention", k, k->dtype, (uint64_t)kv_len * k->cols)) ||
+        (r = vkd_ops_need(rec, "attention", v, v->dtype, (uint64_t)kv_len * v->cols)))
+        return r;
+    if (o->chunks[0].buffer == q->chunks[0].buffer)
+        return vkd_fail(err, VKD_ERR_INVALID, "attention: output '%s' aliases the queries", o->name);
+    for (int i = 0; i < 2; i++) {
+        const vkd_tensor *c = i ? v : k;
+        if (c->cols < (uint64_t)n_kv * hd || c->cols % 4)
+            return vkd_fail(err, VKD_ERR_INVALID, "attention: cache '%s' rows of %llu, expected a "
+                            "multiple of 4 holding %u kv heads of %u", c->name,
+                            (unsigned long long)c->cols, n_kv, hd);
+    }
+    if (!q_rows) return VKD_OK;
+    if (!kv_len) return vkd_fail(err, VKD_ERR_INVALID, "attention: empty kv cache");
+    if (qn > UINT32_MAX || (uint64_t)kv_len * k->cols > UINT32_MAX ||
+        (uint64_t)kv_len * v->cols > UINT32_MAX || q_rows > 65535)
+        return vkd_fail(err, VKD_ERR_RANGE, "attention: %u query rows x %u keys too large",
+                        q_rows, kv_len);
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    attn_geom g = attention_geometry(ctx, hd, n_q / n_kv);
+    vkd_pc_attention pc = {
+        .q_rows = q_rows, .kv_len = kv_len, .n_q = n_q, .hd = hd, .q_pos0 = q_pos0,
+        .causal = causal, .k_stride = (uint)k->cols, .v_stride = (uint)v->cols,
+        .group = n_q / n_kv, .scale_log2e = scale * 1.4426950408889634f,
+    };
+    vkd_dispatch d = {
+        .shader = k->dtype == VKD_DTYPE_F16 ? VKD_SHADER_ATTENTION_F16 : VKD_SHADER_ATTENTION_F32,
+        .spec = {g.wg, g.lanes, g.nv, g.hpw},
+        .nspec = 4,
+        .binds = {vkd_r(q), vkd_r(k), vkd_r(v), vkd_w(o)},
+        .nbinds = 4,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {n_q / g.hpw, q_rows},
+    };
+    return vkd_rec_dispatch(rec, &d);
+}
+
+/* h, g, u: n f32 */
+vkd_result vkd_op_swiglu(vkd_rec *rec, vkd_tensor *h, const vkd_tensor *g, const vkd_tensor *u,
+                         uint64_t n) {
+    vkd_result r;
+    if ((r = vkd_ops_need(rec, "swiglu", h, VKD_DTYPE_F32, n)) ||
+        (r = vkd_ops_need(rec, "swiglu", g, VKD_DTYPE_F32, n)) ||
+        (r = vkd_ops_need(rec, "swiglu", u, VKD_DTYPE_F32, n)))
+        return r;
+    if (!n) return VKD_OK;
+    if (n > UINT32_MAX - 4) return vkd_fail(vkd_rec_error(rec), VKD_ERR_RANGE, "swiglu: n too large");
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    uint32_t nwg = vkd_ops_elementwise_groups(ctx, (n + 3) / 4);
+    uint64_t per = ((n + nwg - 1) / nwg + 3) / 4 * 4;
+    nwg = (uint32_t)((n + per - 1) / per);
+    vkd_pc_swiglu pc = {.n = (uint)n, .per_wg = (uint)per};
+    vkd_dispatch d = {
+        .shader = VKD_SHADER_SWIGLU,
+        .spec = {vkd_ctx_profile(ctx)->wg_elementwise},
+        .nspec = 1,
+        .binds = {vkd_r(g), vkd_r(u), vkd_w(h)},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {nwg},
+    };
+    if (h->chunks[0].buffer == g->chunks[0].buffer || h->chunks[0].buffer == u->chunks[0].buffer)
+        d.binds[2].access = VKD_RW;
+    return vkd_rec_dispatch(rec, &d);
+}
+
+/* dst[dst_row0 + r, dst_col0 + c] = src[src_row0 + r, src_col0 + c], r < rows, c < cols;
+ * src f32, dst f32 or f16. */
+vkd_result vkd_op_copy2d(vkd_rec *rec, vkd_tensor *dst, uint32_t dst_row0, uint32_t dst_col0,
+                         const vkd_tensor *src, uint32_t src_row0, uint32_t src_col0,
+                         uint32_t rows, uint32_t cols) {
+    vkd_result r;
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!dst || !src) return vkd_fail(err, VKD_ERR_INVALID, "copy2d: missing tensor");
+    if (dst->dtype != VKD_DTYPE_F32 && dst->dtype != VKD_DTYPE_F16)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "copy2d: destination '%s' is %s, expected F32 "
+                        "or F16", dst->name, vkd_dtype_name(dst->dtype));
+    if ((r = vkd_ops_need(rec, "copy2d", src, VKD_DTYPE_F32, 0)) ||
+        (r = vkd_ops_need(rec, "copy2d", dst, dst->dtype, 0)))
+        return r;
+    if ((uint64_t)src_row0 + rows > src->rows || (uint64_t)src_col0 + cols > src->cols ||
+        (uint64_t)dst_row0 + rows > dst->rows || (uint64_t)dst_col0 + cols > dst->cols)
+        return vkd_fail(err, VKD_ERR_RANGE, "copy2d: block %u x %u from (%u, %u) of '%s' "
+                        "(%llu x %llu) to (%u, %u) of '%s' (%llu x %llu) is out of range", rows,
+                        cols, src_row0, src_col0, src->name, (unsigned long long)src->rows,
+                        (unsigned long long)src->cols, dst_row0, dst_col0, dst->name,
+                        (unsigned long long)dst->rows, (unsigned long long)dst->cols);
+    if (!rows || !cols) return VKD_OK;
+    if (src->rows * src->cols > UINT32_MAX || dst->rows * dst->cols > UINT32_MAX)
+        return vkd_fail(err, VKD_ERR_RANGE, "copy2d: tensors over 2^32 elements");
+    if (src->chunks[0].buffer == dst->chunks[0].buffer)
+        return vkd_fail(err, VKD_ERR_INVALID, "copy2d: source and destination are the same tensor");
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    bool f16 = dst->dtype == VKD_DTYPE_F16;
+    uint32_t wg = p->wg_stream;
+    uint64_t items = f16 ? (uint64_t)cols / 2 + 1 : cols; /* items per row (f16: words) */
+    uint64_t rows_per, cols_per;
+    uint32_t gy, gx;
+    if (p->stream_groups) {
+        uint32_t t = p->stream_groups;
+        gy = split_items(p, rows, &rows_per);
+        gx = gy < t ? (t + gy - 1) / gy : 1;
+        if (gx > items) gx = (uint32_t)items;
+        cols_per = (items + gx - 1) / gx;
+    } else {
+        gy = rows > 65535 ? 65535 : rows;
+        rows_per = (rows + gy - 1) / gy;
+        cols_per = (uint64_t)wg * 4;
+    }
+    gy = (uint32_t)((rows + rows_per - 1) / rows_per);
+    gx = (uint32_t)((items + cols_per - 1) / cols_per);
+    vkd_pc_copy2d pc = {
+        .rows = rows, .cols = cols,
+        .src_off = (uint)((uint64_t)src_row0 * src->cols + src_col0), .src_stride = (uint)src->cols,
+        .dst_off = (uint)((uint64_t)dst_row0 * dst->cols + dst_col0), .dst_stride = (uint)dst->cols,
+        .rows_per_wg = (uint)rows_per, .cols_per_wg = (uint)cols_per,
+    };
+    vkd_dispatch d = {
+        .shader = f16 ? VKD_SHADER_COPY2D_F16 : VKD_SHADER_COPY2D_F32,
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {vkd_r(src), vkd_w(dst)},
+        .nbinds = 2,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {gx, gy},
+    };
+    if (f16) d.binds[1].access = VKD_RW;
+    return vkd_rec_dispatch(rec, &d);
+}

@@ -1,0 +1,318 @@
+/* test_layer: vkd_op_rmsnorm, vkd_op_rope, vkd_op_swiglu and vkd_op_copy2d against the
+ * plain-C references of ref_layer.c on random inputs, with sentinels after every output.
+ * Error bounds (relative to the double reference, per element):
+ *   rmsnorm  1e-5 relative (f32 sum of squares and inversesqrt; weights enter exactly as
+ *            the reference widens them, whatever their dtype)
+ *   rope     2e-6 * (|x_j| + |x_j+half|) absolute: f32 products plus the shader's sin/cos
+ *            (about 1e-7 absolute for angles below 2^17 rad); the angle itself is the same
+ *            f32 product on both sides
+ *   swiglu   1e-5 relative + 1e-30 (exp in f32 for |g| < 8)
+ *   copy2d   exact (f32), f16 equal to round-to-nearest-even or one f16 ulp away
+ * Validation layers are on: any message fails the program. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ref_layer.h"
+#include "vkd_ops.h"
+#include "vkd_test.h"
+
+static unsigned long long seed = 0x1a2e5;
+static const float SENTINEL = 31337.25f;
+#define NSENT 8
+
+static void fill_normal(float *x, size_t n, double sd) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(sd * vkd_test_rand_normal(&seed));
+}
+
+static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
+    vkd_error err = {0};
+    vkd_tensor *t;
+    REQUIRE(!vkd_tensor_create_2d(ctx, dt, rows, cols, name, &t, &err), "%s", err.msg);
+    return t;
+}
+
+static void upload(vkd_tensor *t, uint64_t off, const void *src, uint64_t bytes) {
+    vkd_error err = {0};
+    REQUIRE(!vkd_tensor_upload(t, off, src, bytes, &err), "%s", err.msg);
+}
+
+/* f32 tensor of n values followed by NSENT sentinels */
+static vkd_tensor *mk_f32(vkd_ctx *ctx, const float *x, uint64_t n, const char *name) {
+    vkd_tensor *t = mk(ctx, VKD_DTYPE_F32, 1, n + NSENT, name);
+    if (x) upload(t, 0, x, n * 4);
+    float s[NSENT];
+    for (int i = 0; i < NSENT; i++) s[i] = SENTINEL;
+    upload(t, n * 4, s, sizeof s);
+    return t;
+}
+
+static int check_sentinels(const float *out, uint64_t n, const char *what) {
+    int bad = 0;
+    for (int i = 0; i < NSENT; i++) bad += out[n + i] != SENTINEL;
+    CHECK(!bad, "%s: %d sentinel(s) after the output overwritten", what, bad);
+    return bad;
+}
+
+static void submit(vkd_rec *rec) {
+    vkd_result r = vkd_rec_submit(rec);
+    REQUIRE(r == VKD_OK, "submit: %s", vkd_rec_error(rec)->msg);
+}
+
+/* ---- rmsnorm -------------------------------------------------------------------------- */
+
+static void test_rmsnorm(vkd_ctx *ctx, vkd_rec *rec, uint32_t groups, uint32_t dim, vkd_dtype wdt,
+                         bool in_place) {
+    uint64_t n = (uint64_t)groups * dim;
+    float *x = malloc(n * 4), *want = malloc(n * 4), *got = malloc((n + NSENT) * 4);
+    float *w = malloc(dim * 4);
+    uint16_t *w16 = malloc(dim * 2);
+    fill_normal(x, n, 1.7);
+    for (uint32_t i = 0; i < dim; i++) {
+        float v = (float)(1.0 + 0.3 * vkd_test_rand_normal(&seed));
+        if (wdt == VKD_DTYPE_BF16) { w16[i] = vkd_f32_to_bf16(v); v = vkd_bf16_to_f32(w16[i]); }
+        if (wdt == VKD_DTYPE_F16) { w16[i] = vkd_f32_to_f16(v); v = vkd_f16_to_f32(w16[i]); }
+        w[i] = v;
+    }
+    const float eps = 1e-6f;
+    ref_rmsnorm(want, x, w, groups, dim, eps);
+    vkd_tensor *tw = mk(ctx, wdt, 1, dim, "w");
+    upload(tw, 0, wdt == VKD_DTYPE_F32 ? (void *)w : (void *)w16, dim * vkd_dtype_size(wdt));
+    vkd_tensor *tx = mk_f32(ctx, x, n, "x");
+    vkd_tensor *ty = in_place ? tx : mk_f32(ctx, NULL, n, "y");
+    vkd_rec_begin(rec);
+    vkd_op_rmsnorm(rec, ty, tx, tw, groups, dim, eps);
+    vkd_rec_read(rec, ty, 0, got, (n + NSENT) * 4);
+    submit(rec);
+    double worst = 0;
+    int nonfinite = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) { nonfinite++; continue; }
+        double e = want[i] == 0 ? fabs(got[i]) : fabs(got[i] - want[i]) / fabs(want[i]);
+        if (e > worst) worst = e;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "rmsnorm %ux%u %s%s", groups, dim, vkd_dtype_name(wdt), in_place ? " in-place" : "");
+    check_sentinels(got, n, what);
+    CHECK(!nonfinite, "%s: %d non-finite outputs", what, nonfinite);
+    CHECK(worst <= 1e-5, "%s: worst relative error %.3g > 1e-5", what, worst);
+    fprintf(stderr, "  %-40s worst rel err %.3g\n", what, worst);
+    vkd_tensor_destroy(tw);
+    vkd_tensor_destroy(tx);
+    if (!in_place) vkd_tensor_destroy(ty);
+    free(x); free(want); free(got); free(w); free(w16);
+}
+
+/* ---- rope ----------------------------------------------------------------------------- */
+
+/* x: (x_row0 + rows) x cols with heads*hd <= cols; elements outside the rotated range must
+ * come back unchanged. */
+static void test_rope(vkd_ctx *ctx, vkd_rec *rec, uint32_t x_row0, uint32_t rows, uint32_t cols,
+                      uint32_t heads, uint32_t hd, uint32_t pos0, const int32_t *positions,
+                      double theta) {
+    uint64_t n = (uint64_t)(x_row0 + rows) * cols;
+    float *x = malloc(n * 4), *want = malloc(n * 4), *got = malloc((n + cols) * 4);
+    float *inv = malloc(hd / 2 * 4);
+    fill_normal(x, n, 1.0);
+    for (uint32_t j = 0; j < hd / 2; j++) inv[j] = (float)(1.0 / pow(theta, 2.0 * j / hd));
+    memcpy(want, x, n * 4);
+    ref_rope(want + (uint64_t)x_row0 * cols, rows, cols, heads, hd, pos0, positions, inv);
+    /* one extra row of sentinels after the rows the op may touch */
+    vkd_tensor *tx = mk(ctx, VKD_DTYPE_F32, x_row0 + rows + 1, cols, "x");
+    upload(tx, 0, x, n * 4);
+    float *sent = malloc(cols * 4);
+    for (uint32_t i = 0; i < cols; i++) sent[i] = SENTINEL;
+    upload(tx, n * 4, sent, cols * 4);
+    free(sent);
+    vkd_tensor *tf = mk(ctx, VKD_DTYPE_F32, 1, hd / 2, "inv_freq");
+    upload(tf, 0, inv, hd / 2 * 4);
+    vkd_tensor *tp = NULL;
+    if (positions) {
+        tp = mk(ctx, VKD_DTYPE_I32, 1, rows, "positions");
+        upload(tp, 0, positions, rows * 4);
+    }
+    vkd_rec_begin(rec);
+    vkd_op_rope(rec, tx, x_row0, rows, heads, hd, pos0, tp, tf);
+    vkd_rec_read(rec, tx, 0, got, (n + cols) * 4);
+    submit(rec);
+    double worst = 0;
+    int nonfinite = 0, changed = 0;
+    uint32_t half = hd / 2;
+    for (uint64_t r = 0; r < x_row0 + rows; r++)
+        for (uint32_t c = 0; c < cols; c++) {
+            uint64_t i = r * cols + c;
+            if (!isfinite(got[i])) { nonfinite++; continue; }
+            if (r < x_row0 || c >= heads * hd) { changed += got[i] != x[i]; continue; }
+            uint32_t j = c % hd, jp = j < half ? c + half : c - half;
+            double e = fabs(got[i] - want[i]) / (fabs(x[i]) + fabs(x[r * cols + jp]));
+            if (e > worst) worst = e;
+        }
+    int32_t pmax = (int32_t)(pos0 + rows - 1);
+    for (uint32_t i = 0; positions && i < rows; i++) pmax = i ? (positions[i] > pmax ? positions[i] : pmax) : positions[0];
+    char what[128];
+    snprintf(what, sizeof what, "rope rows %u+%u x %u heads x %u, pos %s%d", x_row0, rows, heads,
+             hd, positions ? "tensor, max " : "up to ", pmax);
+    check_sentinels(got, n, what);
+    CHECK(!nonfinite, "%s: %d non-finite outputs", what, nonfinite);
+    CHECK(!changed, "%s: %d elements outside the rotated range changed", what, changed);
+    CHECK(worst <= 2e-6, "%s: worst error %.3g > 2e-6 (relative to |x_j|+|x_j'|)", what, worst);
+    fprintf(stderr, "  %-52s worst err %.3g\n", what, worst);
+    vkd_tensor_destroy(tx);
+    vkd_tensor_destroy(tf);
+    if (tp) vkd_tensor_destroy(tp);
+    free(x); free(want); free(got); free(inv);
+}
+
+/* ---- swiglu --------------------------------------------------------------------------- */
+
+/* alias: 0 none, 1 h = g, 2 h = u */
+static void test_swiglu(vkd_ctx *ctx, vkd_rec *rec, uint64_t n, int alias) {
+    float *g = malloc(n * 4), *u = malloc(n * 4), *got = malloc((n + NSENT) * 4);
+    fill_normal(g, n, 2.5);
+    fill_normal(u, n, 1.0);
+    vkd_tensor *tg = mk_f32(ctx, g, n, "g"), *tu = mk_f32(ctx, u, n, "u");
+    vkd_tensor *th = alias == 1 ? tg : alias == 2 ? tu : mk_f32(ctx, NULL, n, "h");
+    vkd_rec_begin(rec);
+    vkd_op_swiglu(rec, th, tg, tu, n);
+    vkd_rec_read(rec, th, 0, got, (n + NSENT) * 4);
+    submit(rec);
+    double worst = 0;
+    int nonfinite = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) { nonfinite++; continue; }
+        double want = ref_swiglu_one(g[i], u[i]);
+        double e = fabs(got[i] - want) / (fabs(want) + 1e-30);
+        if (e > worst) worst = e;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "swiglu n=%llu%s", (unsigned long long)n,
+             alias == 1 ? " h=g" : alias == 2 ? " h=u" : "");
+    check_sentinels(got, n, what);
+    CHECK(!nonfinite, "%s: %d non-finite outputs", what, nonfinite);
+    CHECK(worst <= 1e-5, "%s: worst relative error %.3g > 1e-5", what, worst);
+    fprintf(stderr, "  %-40s worst rel err %.3g\n", what, worst);
+    vkd_tensor_destroy(tg);
+    vkd_tensor_destroy(tu);
+    if (!alias) vkd_tensor_destroy(th);
+    free(g); free(u); free(got);
+}
+
+/* ---- copy2d --------------------------------------------------------------------------- */
+
+static void test_copy2d(vkd_ctx *ctx, vkd_rec *rec, vkd_dtype ddt, uint32_t src_rows,
+                        uint32_t src_cols, uint32_t dst_rows, uint32_t dst_cols, uint32_t dst_row0,
+                        uint32_t dst_col0, uint32_t src_row0, uint32_t src_col0, uint32_t rows,
+                        uint32_t cols) {
+    uint64_t ns = (uint64_t)src_rows * src_cols, nd = (uint64_t)dst_rows * dst_cols;
+    float *src = malloc(ns * 4);
+    fill_normal(src, ns, 3.0);
+    vkd_tensor *ts = mk(ctx, VKD_DTYPE_F32, src_rows, src_cols, "src");
+    upload(ts, 0, src, ns * 4);
+    vkd_tensor *td = mk(ctx, ddt, dst_rows, dst_cols, "dst");
+    size_t es = vkd_dtype_size(ddt);
+    /* prior destination content: random bits (what must survive outside the block) */
+    uint8_t *before = malloc(nd * es), *after = malloc(nd * es);
+    for (uint64_t i = 0; i < nd; i++) {
+        float v = (float)vkd_test_rand_normal(&seed);
+        if (ddt == VKD_DTYPE_F32) memcpy(before + i * 4, &v, 4);
+        else { uint16_t h = vkd_f32_to_f16(v); memcpy(before + i * 2, &h, 2); }
+    }
+    upload(td, 0, before, nd * es);
+    vkd_rec_begin(rec);
+    vkd_op_copy2d(rec, td, dst_row0, dst_col0, ts, src_row0, src_col0, rows, cols);
+    vkd_rec_read(rec, td, 0, after, nd * es);
+    submit(rec);
+    int outside = 0, wrong = 0, off_by_ulp = 0;
+    for (uint32_t r = 0; r < dst_rows; r++)
+        for (uint32_t c = 0; c < dst_cols; c++) {
+            uint64_t i = (uint64_t)r * dst_cols + c;
+            bool in = r >= dst_row0 && r < dst_row0 + rows && c >= dst_col0 && c < dst_col0 + cols;
+            if (!in) { outside += memcmp(before + i * es, after + i * es, es) != 0; continue; }
+            float s = src[(uint64_t)(src_row0 + r - dst_row0) * src_cols + src_col0 + c - dst_col0];
+            if (ddt == VKD_DTYPE_F32) {
+                float g;
+                memcpy(&g, after + i * 4, 4);
+                wrong += memcmp(&g, &s, 4) != 0;
+            } else {
+                uint16_t g, want = vkd_f32_to_f16(s);
+                memcpy(&g, after + i * 2, 2);
+                if (g != want) {
+                    if (abs((int)g - (int)want) == 1) off_by_ulp++;
+                    else wrong++;
+                }
+            }
+        }
+    char what[160];
+    snprintf(what, sizeof what, "copy2d %s %ux%u (%u,%u) of %ux%u -> (%u,%u) of %ux%u",
+             vkd_dtype_name(ddt), rows, cols, src_row0, src_col0, src_rows, src_cols, dst_row0,
+             dst_col0, dst_rows, dst_cols);
+    CHECK(!outside, "%s: %d elements outside the block changed", what, outside);
+    CHECK(!wrong, "%s: %d elements wrong", what, wrong);
+    fprintf(stderr, "  %-64s wrong %d, f16 1-ulp %d\n", what, wrong, off_by_ulp);
+    vkd_tensor_destroy(ts);
+    vkd_tensor_destroy(td);
+    free(src); free(before); free(after);
+}
+
+int main(void) {
+    vkd_error err = {0};
+    vkd_ctx *ctx;
+    vkd_result r = vkd_ctx_create(NULL, &ctx, &err);
+    if (r == VKD_ERR_DEVICE) {
+        fprintf(stderr, "no Vulkan device: %s\n", err.msg);
+        return 77;
+    }
+    REQUIRE(r == VKD_OK, "%s", err.msg);
+    vkd_rec *rec;
+    REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
+
+    test_rmsnorm(ctx, rec, 1, 4096, VKD_DTYPE_BF16, false);
+    test_rmsnorm(ctx, rec, 7, 2560, VKD_DTYPE_F32, false);
+    test_rmsnorm(ctx, rec, 16 * 32 + 3, 128, VKD_DTYPE_BF16, true); /* per-head q norm */
+    test_rmsnorm(ctx, rec, 37, 64, VKD_DTYPE_F16, false);
+    test_rmsnorm(ctx, rec, 5, 999, VKD_DTYPE_F16, true);
+    test_rmsnorm(ctx, rec, 3, 8192, VKD_DTYPE_BF16, false);
+    test_rmsnorm(ctx, rec, 2, 151936, VKD_DTYPE_F32, false);
+    test_rmsnorm(ctx, rec, 9, 1, VKD_DTYPE_F32, false);
+
+    int32_t pos_big[5] = {40000, 131071, 0, 7, 65537};
+    int32_t pos_mid[3] = {1000, 1001, 12345};
+    test_rope(ctx, rec, 0, 5, 16 * 128, 16, 128, 3, NULL, 1e6);
+    test_rope(ctx, rec, 2, 3, 8 * 64 + 12, 8, 64, 0, pos_mid, 500000.0);
+    test_rope(ctx, rec, 0, 5, 4 * 128, 4, 128, 0, pos_big, 1e6);
+    test_rope(ctx, rec, 1, 5, 3 * 64, 3, 64, 0, pos_big, 10000.0);
+    test_rope(ctx, rec, 0, 17, 2 * 16 + 1, 2, 16, 40000, NULL, 10000.0);
+    test_rope(ctx, rec, 0, 1, 32 * 128, 32, 128, 4095, NULL, 1e6);
+
+    test_swiglu(ctx, rec, 9728 * 3, 0);
+    test_swiglu(ctx, rec, 151937, 0);
+    test_swiglu(ctx, rec, 1001, 1);
+    test_swiglu(ctx, rec, 3, 2);
+
+    test_copy2d(ctx, rec, VKD_DTYPE_F32, 20, 250, 37, 301, 5, 17, 3, 7, 11, 133);
+    test_copy2d(ctx, rec, VKD_DTYPE_F32, 16, 1024, 16, 5120, 0, 2048, 0, 0, 16, 1024); /* tap */
+    test_copy2d(ctx, rec, VKD_DTYPE_F32, 1, 1024, 100, 1024, 37, 0, 0, 0, 1, 1024);    /* KV append */
+    test_copy2d(ctx, rec, VKD_DTYPE_F16, 1, 1024, 100, 1024, 37, 0, 0, 0, 1, 1024);
+    test_copy2d(ctx, rec, VKD_DTYPE_F16, 19, 512, 70, 512, 50, 0, 2, 0, 17, 512);
+    test_copy2d(ctx, rec, VKD_DTYPE_F16, 20, 250, 37, 301, 5, 17, 3, 7, 11, 133);   /* odd stride */
+    test_copy2d(ctx, rec, VKD_DTYPE_F16, 20, 250, 37, 301, 4, 16, 3, 8, 12, 134);
+    test_copy2d(ctx, rec, VKD_DTYPE_F16, 12, 301, 13, 301, 1, 0, 2, 0, 9, 301);     /* shared words */
+    test_copy2d(ctx, rec, VKD_DTYPE_F16, 3, 5, 4, 3, 1, 1, 0, 2, 3, 1);
+    test_copy2d(ctx, rec, VKD_DTYPE_F32, 3, 5, 4, 3, 1, 1, 0, 2, 3, 1);
+
+    /* out-of-range block is an error, not a write */
+    {
+        vkd_tensor *a = mk(ctx, VKD_DTYPE_F32, 4, 8, "a"), *b = mk(ctx, VKD_DTYPE_F16, 4, 8, "b");
+        vkd_rec_begin(rec);
+        vkd_result rr = vkd_op_copy2d(rec, b, 1, 4, a, 0, 0, 4, 4);
+        CHECK(rr == VKD_ERR_RANGE, "copy2d out of range accepted (%d)", rr);
+        vkd_rec_submit(rec);
+        vkd_tensor_destroy(a);
+        vkd_tensor_destroy(b);
+    }
+
+    uint32_t nval = vkd_ctx_validation_count(ctx);
+    CHECK(nval == 0, "%u validation messages, first: %s", nval, vkd_ctx_validation_first(ctx));
+    vkd_rec_destroy(rec);
+    vkd_ctx_destroy(ctx);
+    return vkd_test_result("test_layer");
+}
