@@ -97,7 +97,38 @@ for (const c of cases) {
     let text = null, error = null;
     try { text = tpl.render(vars); } catch (e) { error = String(e.message || e); }
     globalThis.Date = RealDate;
-    chat.push(JSON.stringify({ case: c.name, template: tname, text, error }));
+    chat.push({ case: c.name, template: tname, text, error, src: cfg.chat_template, vars, date: c.date });
   }
 }
-fs.writeFileSync(path.join(out, "chat.jsonl"), chat.join("\n") + "\n");
+// Python's jinja2 (what transformers itself runs) when installed: @huggingface/jinja differs
+// from it in corners (its str.lstrip/rstrip ignore the chars argument), so the tests prefer
+// text_py where it exists.
+const py = String.raw`
+import json, sys, datetime
+try:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+except ImportError:
+    print("null"); sys.exit(0)
+def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+def raise_exception(m):
+    raise Exception(m)
+res = []
+for job in json.load(sys.stdin):
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = tojson
+    d = datetime.datetime.strptime(job["date"], "%Y-%m-%d")
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda f, d=d: d.strftime(f)
+    try:
+        res.append(env.from_string(job["src"]).render(**job["vars"]))
+    except Exception as e:
+        res.append(None)
+print(json.dumps(res))
+`;
+const { spawnSync } = await import("node:child_process");
+const pr = spawnSync("python3", ["-c", py], { input: JSON.stringify(chat.map((j) => ({ src: j.src, vars: j.vars, date: j.date }))),
+                                              encoding: "utf8", maxBuffer: 1 << 28 });
+const pyText = pr.status === 0 ? JSON.parse(pr.stdout) : null;
+fs.writeFileSync(path.join(out, "chat.jsonl"), chat.map((j, i) => JSON.stringify({
+  case: j.case, template: j.template, text: j.text, error: j.error, text_py: pyText ? pyText[i] : null })).join("\n") + "\n");
