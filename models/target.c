@@ -18,7 +18,7 @@
 
 /* inv_freq_j = theta^(-2j/d), then llama3 wavelength rescaling, in float32 as transformers
  * computes it (_compute_default_rope_parameters, _compute_llama3_parameters). */
-static void rope_inv_freq(const vkd_cfg *c, uint32_t d, float *out) {
+void vkd_rope_inv_freq(const vkd_cfg *c, uint32_t d, float *out) {
     for (uint32_t j = 0; j < d / 2; j++) {
         float e = (float)(2 * j) / (float)d;
         out[j] = 1.0f / powf((float)c->rope_theta, e);
@@ -42,35 +42,6 @@ static void rope_inv_freq(const vkd_cfg *c, uint32_t d, float *out) {
 static vkd_result scratch(vkd_target *t, vkd_dtype dt, uint64_t rows, uint64_t cols,
                           const char *name, vkd_tensor **out, vkd_error *err) {
     return vkd_tensor_create_2d(t->ctx, dt, rows, cols, name, out, err);
-}
-
-static vkd_result load_layer(vkd_target *t, vkd_st_model *m, uint32_t i, vkd_error *err) {
-    vkd_target_layer *L = &t->layers[i];
-    char name[128];
-    const int64_t H = t->hidden, Q = (int64_t)t->n_q * t->head_dim,
-                  KV = (int64_t)t->n_kv * t->head_dim, F = t->ffn, D = t->head_dim;
-    struct { const char *suffix; vkd_tensor **dst; int rank; int64_t s0, s1; } w[] = {
-        {"input_layernorm.weight", &L->ln1, 1, H, 0},
-        {"self_attn.q_proj.weight", &L->wq, 2, Q, H},
-        {"self_attn.k_proj.weight", &L->wk, 2, KV, H},
-        {"self_attn.v_proj.weight", &L->wv, 2, KV, H},
-        {"self_attn.o_proj.weight", &L->wo, 2, H, Q},
-        {"post_attention_layernorm.weight", &L->ln2, 1, H, 0},
-        {"mlp.gate_proj.weight", &L->wg, 2, F, H},
-        {"mlp.up_proj.weight", &L->wu, 2, F, H},
-        {"mlp.down_proj.weight", &L->wd, 2, H, F},
-        {"self_attn.q_norm.weight", &L->q_norm, 1, D, 0},
-        {"self_attn.k_norm.weight", &L->k_norm, 1, D, 0},
-    };
-    size_t n = t->qk_norm ? 11 : 9;
-    for (size_t j = 0; j < n; j++) {
-        snprintf(name, sizeof name, "model.layers.%u.%s", i, w[j].suffix);
-        int64_t shape[2] = {w[j].s0, w[j].s1};
-        vkd_result r = vkd_weight_load(t->ctx, m, name, w[j].rank, shape, w[j].dst, err);
-        if (r) return r;
-        t->weight_bytes += (*w[j].dst)->bytes;
-    }
-    return VKD_OK;
 }
 
 vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_options *opt,
@@ -133,8 +104,11 @@ vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_optio
     t->layers = calloc(t->n_layers, sizeof *t->layers);
     if (!t->layers) { r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory"); goto fail; }
     int64_t cache[2] = {t->ctx_len, (int64_t)t->n_kv * t->head_dim};
+    vkd_layer_dims dims = {t->hidden, t->n_q, t->n_kv, t->head_dim, t->ffn, t->qk_norm};
     for (uint32_t i = 0; i < t->n_layers; i++) {
-        r = load_layer(t, m, i, err);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "model.layers.%u.", i);
+        r = vkd_layer_load(ctx, m, prefix, &dims, &t->layers[i], &t->weight_bytes, err);
         if (r) goto fail;
         r = vkd_tensor_create(ctx, kv_dtype, 2, cache, "k_cache", &t->layers[i].kc, err);
         if (!r) r = vkd_tensor_create(ctx, kv_dtype, 2, cache, "v_cache", &t->layers[i].vc, err);
@@ -155,7 +129,7 @@ vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_optio
 
     float *inv = malloc(t->head_dim / 2 * sizeof *inv);
     if (!inv) { r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory"); goto fail; }
-    rope_inv_freq(c, t->head_dim, inv);
+    vkd_rope_inv_freq(c, t->head_dim, inv);
     r = scratch(t, VKD_DTYPE_F32, 1, t->head_dim / 2, "inv_freq", &t->inv_freq, err);
     if (!r) r = vkd_tensor_upload(t->inv_freq, 0, inv, t->head_dim / 2 * sizeof *inv, err);
     free(inv);
@@ -187,12 +161,7 @@ fail:
 void vkd_target_free(vkd_target *t) {
     if (!t) return;
     if (t->layers) {
-        for (uint32_t i = 0; i < t->n_layers; i++) {
-            vkd_target_layer *L = &t->layers[i];
-            vkd_tensor *all[] = {L->ln1, L->wq, L->wk, L->wv, L->wo, L->q_norm, L->k_norm,
-                                 L->ln2, L->wg, L->wu, L->wd, L->kc, L->vc};
-            for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
-        }
+        for (uint32_t i = 0; i < t->n_layers; i++) vkd_layer_free(&t->layers[i]);
         free(t->layers);
     }
     if (t->lm_head != t->embed) vkd_tensor_destroy(t->lm_head);
@@ -235,7 +204,7 @@ vkd_result vkd_target_step_record(vkd_target *t, vkd_rec *rec, const vkd_target_
     vkd_rec_update(rec, t->ids, 0, s->ids, (uint64_t)m * 4);
     vkd_op_embed(rec, t->x, t->ids, t->embed, m);
     for (uint32_t l = 0; l < t->n_layers; l++) {
-        vkd_target_layer *L = &t->layers[l];
+        vkd_layer *L = &t->layers[l];
         vkd_op_rmsnorm(rec, t->a, t->x, L->ln1, m, H, eps);
         vkd_op_matmul(rec, t->q, 0, t->a, 0, L->wq, m, false);
         vkd_op_matmul(rec, t->k, 0, t->a, 0, L->wk, m, false);

@@ -13,10 +13,7 @@
 #include "safetensors.h"
 #include "vkd_ops.h"
 
-typedef struct vkd_target_layer {
-    vkd_tensor *ln1, *wq, *wk, *wv, *wo, *q_norm, *k_norm, *ln2, *wg, *wu, *wd;
-    vkd_tensor *kc, *vc;       /* KV cache: ctx_len x (n_kv*head_dim), f32 or f16 */
-} vkd_target_layer;
+#include "weights.h"
 
 typedef struct vkd_target_options {
     uint32_t ctx_len;          /* KV cache capacity in tokens; 0: min(max_position_embeddings, 4096) */
@@ -31,7 +28,7 @@ typedef struct vkd_target {
     uint32_t hidden, n_layers, n_q, n_kv, head_dim, ffn, vocab;
     bool qk_norm;              /* Qwen3 */
     vkd_tensor *embed, *lm_head, *norm, *inv_freq;
-    vkd_target_layer *layers;
+    vkd_layer *layers;
     uint32_t ctx_len, max_rows, logit_rows;
     uint32_t len;              /* tokens in the KV cache */
     uint64_t weight_bytes;     /* bytes of weights one decode step reads */
@@ -72,5 +69,9 @@ vkd_result vkd_target_crop(vkd_target *t, uint32_t len, vkd_error *err);
  * leaves the logits of the last token in `last_logits` (vocab floats, may be NULL). */
 vkd_result vkd_target_prefill(vkd_target *t, vkd_rec *rec, const int32_t *ids, uint32_t n,
                               float *last_logits, vkd_error *err);
+
+/* RoPE inverse frequencies (head_dim/2 floats) of a config, llama3 scaling applied, in
+ * float32 as transformers computes them. */
+void vkd_rope_inv_freq(const vkd_cfg *c, uint32_t head_dim, float *out);
 
 #endif

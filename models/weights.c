@@ -40,3 +40,39 @@ vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int 
     *out = t;
     return VKD_OK;
 }
+
+vkd_result vkd_layer_load(vkd_ctx *ctx, vkd_st_model *m, const char *prefix,
+                          const vkd_layer_dims *d, vkd_layer *L, uint64_t *bytes, vkd_error *err) {
+    const int64_t H = d->hidden, Q = (int64_t)d->n_q * d->head_dim,
+                  KV = (int64_t)d->n_kv * d->head_dim, F = d->ffn, D = d->head_dim;
+    struct { const char *suffix; vkd_tensor **dst; int rank; int64_t s0, s1; } w[] = {
+        {"input_layernorm.weight", &L->ln1, 1, H, 0},
+        {"self_attn.q_proj.weight", &L->wq, 2, Q, H},
+        {"self_attn.k_proj.weight", &L->wk, 2, KV, H},
+        {"self_attn.v_proj.weight", &L->wv, 2, KV, H},
+        {"self_attn.o_proj.weight", &L->wo, 2, H, Q},
+        {"post_attention_layernorm.weight", &L->ln2, 1, H, 0},
+        {"mlp.gate_proj.weight", &L->wg, 2, F, H},
+        {"mlp.up_proj.weight", &L->wu, 2, F, H},
+        {"mlp.down_proj.weight", &L->wd, 2, H, F},
+        {"self_attn.q_norm.weight", &L->q_norm, 1, D, 0},
+        {"self_attn.k_norm.weight", &L->k_norm, 1, D, 0},
+    };
+    size_t n = d->qk_norm ? 11 : 9;
+    for (size_t j = 0; j < n; j++) {
+        char name[160];
+        snprintf(name, sizeof name, "%s%s", prefix, w[j].suffix);
+        int64_t shape[2] = {w[j].s0, w[j].s1};
+        vkd_result r = vkd_weight_load(ctx, m, name, w[j].rank, shape, w[j].dst, err);
+        if (r) return r;
+        *bytes += (*w[j].dst)->bytes;
+    }
+    return VKD_OK;
+}
+
+void vkd_layer_free(vkd_layer *L) {
+    vkd_tensor *all[] = {L->ln1, L->wq, L->wk, L->wv, L->wo, L->q_norm, L->k_norm,
+                         L->ln2, L->wg, L->wu, L->wd, L->kc, L->vc};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
+    memset(L, 0, sizeof *L);
+}
