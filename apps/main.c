@@ -11,8 +11,8 @@ static const struct {
 } commands[] = {
     {"devices", vkd_cmd_devices, "list Vulkan devices and the limits vkdraft uses"},
     {"bench", vkd_cmd_bench, "benchmarks: 'bench ops' (op library vs copy bandwidth)"},
-    /* {"inspect", vkd_cmd_inspect, "..."}, */
-    /* {"tokenize", vkd_cmd_tokenize, "..."}, */
+    {"inspect", vkd_cmd_inspect, "describe a model folder: config, tensors, shards, tokenizer, problems"},
+    {"tokenize", vkd_cmd_tokenize, "text <-> token ids with the model's tokenizer and chat template"},
 };
 
 static void usage(FILE *f) {

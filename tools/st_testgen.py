@@ -163,6 +163,31 @@ def main(out):
     man["models"]["model_sharded"] = {
         "shards": files, "tensors": {n: dict(wdesc[n], shard=wm[n]) for n in names}}
 
+    # a complete tiny Qwen3 folder (config.json, generation_config.json, one shard) for the
+    # inspect command's tests
+    H, L, nq, nkv, d, F, V = 8, 2, 2, 1, 4, 12, 32
+    shapes = {"model.embed_tokens.weight": [V, H], "model.norm.weight": [H]}
+    for i in range(L):
+        p = "model.layers.%d." % i
+        shapes.update({p + "input_layernorm.weight": [H], p + "post_attention_layernorm.weight": [H],
+                       p + "self_attn.q_proj.weight": [nq * d, H], p + "self_attn.k_proj.weight": [nkv * d, H],
+                       p + "self_attn.v_proj.weight": [nkv * d, H], p + "self_attn.o_proj.weight": [H, nq * d],
+                       p + "self_attn.q_norm.weight": [d], p + "self_attn.k_norm.weight": [d],
+                       p + "mlp.gate_proj.weight": [F, H], p + "mlp.up_proj.weight": [F, H],
+                       p + "mlp.down_proj.weight": [H, F]})
+    tiny = os.path.join(out, "model_qwen3_tiny")
+    os.makedirs(tiny, exist_ok=True)
+    write_st(os.path.join(tiny, "model.safetensors"),
+             {n: tensor(rng, "BF16", s)[0] for n, s in shapes.items()}, {"format": "pt"})
+    with open(os.path.join(tiny, "config.json"), "w") as f:
+        json.dump({"architectures": ["Qwen3ForCausalLM"], "hidden_size": H, "num_hidden_layers": L,
+                   "num_attention_heads": nq, "num_key_value_heads": nkv, "head_dim": d,
+                   "intermediate_size": F, "vocab_size": V, "tie_word_embeddings": True,
+                   "torch_dtype": "bfloat16", "eos_token_id": V - 1, "bos_token_id": V - 2}, f, indent=2)
+    with open(os.path.join(tiny, "generation_config.json"), "w") as f:
+        json.dump({"do_sample": True, "temperature": 0.6, "top_k": 20, "top_p": 0.95,
+                   "eos_token_id": [V - 1, V - 2]}, f)
+
     # ---- hostile model folders ----
     hm = man["hostile_models"]
 
