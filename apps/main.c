@@ -12,7 +12,7 @@ static const struct {
     {"devices", vkd_cmd_devices, "list Vulkan devices and the limits vkdraft uses"},
     {"bench", vkd_cmd_bench, "benchmarks: 'bench ops' (op library vs copy bandwidth)"},
     {"inspect", vkd_cmd_inspect, "describe a model folder: config, tensors, shards, tokenizer, problems"},
-    /* {"tokenize", vkd_cmd_tokenize, "..."}, */
+    {"tokenize", vkd_cmd_tokenize, "text <-> token ids with the model's tokenizer and chat template"},
 };
 
 static void usage(FILE *f) {
