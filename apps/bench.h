@@ -27,6 +27,9 @@ double bench_time(bench_env *env, bench_record_fn fn, void *user, int inner);
 void bench_row(bench_env *env, const char *op, const char *shape, const char *dtype, double sec,
                double bytes, double flops, bool roofline);
 
+/* Layer ops (apps/bench_ops_layer.c). */
+void bench_ops_layer(bench_env *env);
+
 int vkd_bench_ops(int argc, char **argv);
 
 #endif

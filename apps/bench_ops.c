@@ -131,6 +131,7 @@ int vkd_bench_ops(int argc, char **argv) {
     /* ops of each area: bench_ops_<area>(&env) */
     /* matmul */
     /* layer */
+    bench_ops_layer(&env);
     /* logits */
 
     if (env.json) printf("\n  ]\n}\n");
