@@ -62,15 +62,21 @@ int32_t *parse_id_list(const char *cmd, const char *flag, const char *s, size_t 
 }
 
 char *chat_render(const char *cmd, vkd_tok *tok, const char *system, const char *user, bool think) {
+    const char *roles[2] = {"system", "user"}, *contents[2] = {system, user};
+    return system ? chat_render_turns(cmd, tok, roles, contents, 2, think)
+                  : chat_render_turns(cmd, tok, roles + 1, contents + 1, 1, think);
+}
+
+char *chat_render_turns(const char *cmd, vkd_tok *tok, const char *const *roles,
+                        const char *const *contents, size_t n, bool think) {
     const char *src = vkd_tok_chat_template(tok);
     if (!src) cli_fatal("%s: the model's tokenizer_config.json has no chat_template; use --prompt", cmd);
     vkd_error err = {0};
     vkd_tpl *tpl;
     cli_check(vkd_tpl_compile(src, strlen(src), &tpl, &err), &err);
-    vkd_tpl_message msgs[2];
-    size_t n = 0;
-    if (system) msgs[n++] = (vkd_tpl_message){.role = "system", .content = system};
-    msgs[n++] = (vkd_tpl_message){.role = "user", .content = user};
+    vkd_tpl_message *msgs = calloc(n ? n : 1, sizeof *msgs);
+    if (!msgs) cli_fatal("out of memory");
+    for (size_t i = 0; i < n; i++) msgs[i] = (vkd_tpl_message){.role = roles[i], .content = contents[i]};
     vkd_tpl_opts o = {
         .add_generation_prompt = true,
         .enable_thinking = think ? VKD_TPL_THINKING_ON : VKD_TPL_THINKING_OFF,
@@ -81,6 +87,7 @@ char *chat_render(const char *cmd, vkd_tok *tok, const char *system, const char 
     size_t len;
     vkd_result r = vkd_tpl_render(tpl, msgs, n, &o, &text, &len, &err);
     vkd_tpl_free(tpl);
+    free(msgs);
     if (r) cli_fatal("chat template: %s", err.msg);
     return text;
 }
@@ -98,5 +105,12 @@ int32_t *prompt_encode(const char *cmd, const prompt_flags *p, vkd_tok *tok, siz
         cli_check(vkd_tok_encode(tok, p->prompt, strlen(p->prompt), true, &ids, n, &err), &err);
     }
     if (*n == 0) cli_fatal("%s: the prompt encodes to no tokens", cmd);
+    return ids;
+}
+
+int32_t *encode_rendered(vkd_tok *tok, const char *text, size_t *n) {
+    vkd_error err = {0};
+    int32_t *ids;
+    cli_check(vkd_tok_encode(tok, text, strlen(text), false, &ids, n, &err), &err);
     return ids;
 }

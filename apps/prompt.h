@@ -23,4 +23,10 @@ int32_t *parse_id_list(const char *cmd, const char *flag, const char *s, size_t 
 /* Renders one conversation with the model's own chat template (add_generation_prompt on). */
 char *chat_render(const char *cmd, vkd_tok *tok, const char *system, const char *user, bool think);
 
+/* Same for a whole conversation: roles[i] / contents[i]. */
+char *chat_render_turns(const char *cmd, vkd_tok *tok, const char *const *roles,
+                        const char *const *contents, size_t n, bool think);
+/* Token ids of a chat-template rendering (no extra special tokens: the template has them). */
+int32_t *encode_rendered(vkd_tok *tok, const char *text, size_t *n);
+
 #endif

@@ -1,0 +1,323 @@
+/* test_dflash: the DFlash draft and speculative decoding against the fixtures of
+ * tools/reference/make_fixtures.py (float64 PyTorch reference of z-lab's DFlashDraftModel
+ * and dflash_generate).
+ *   - draft logits of a first call, of a second call through the draft KV cache, and of the
+ *     same second call computed from scratch over all committed context (catches cache and
+ *     RoPE-offset bugs that spec == greedy cannot);
+ *   - greedy speculative output == greedy autoregressive output at block sizes 2, 4, 16,
+ *     with the reference's acceptance lengths, with and without stop tokens;
+ *   - the autoregressive-draft proposer is lossless too;
+ *   - speculative sampling emits the target's sampling distribution (chi-square).
+ * Bound for logits: max |vk - ref| <= 2e-4 * (1 + max |ref|) (f32 vs float64 on the same
+ * stored weights, see test_target.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+#include "vkd_spec.h"
+#include "vkd_test.h"
+
+static char fx[4096];
+
+static const vkd_st_tensor *get(vkd_st_file *f, const char *name) {
+    const vkd_st_tensor *t = vkd_st_find(f, name);
+    REQUIRE(t, "fixture tensor %s missing", name);
+    return t;
+}
+
+static double rel_err(const float *a, const float *b, size_t n) {
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
+    }
+    return worst / (1.0 + scale);
+}
+
+typedef struct env {
+    vkd_ctx *ctx;
+    vkd_rec *rec;
+    vkd_target *t;
+} env;
+
+static vkd_dflash *load_draft(env *e, const char *name, uint32_t block) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/dflash/%s/model", fx, name);
+    vkd_error err = {0};
+    vkd_dflash *d;
+    vkd_dflash_options o = {.block_size = block};
+    REQUIRE(!vkd_dflash_load(e->ctx, e->t, dir, &o, &d, &err), "%s", err.msg);
+    return d;
+}
+
+/* features rows -> device, context call, block call, logits back */
+static void draft_call(env *e, vkd_dflash *d, const vkd_st_tensor *F, const int32_t *block, float *out) {
+    vkd_error err = {0};
+    uint32_t n = (uint32_t)F->shape[0], W = (uint32_t)F->shape[1];
+    vkd_tensor *ft;
+    REQUIRE(!vkd_tensor_create_2d(e->ctx, VKD_DTYPE_F32, n, W, "features", &ft, &err), "%s", err.msg);
+    REQUIRE(!vkd_tensor_upload(ft, 0, F->data, F->nbytes, &err), "%s", err.msg);
+    vkd_rec_begin(e->rec);
+    REQUIRE(!vkd_dflash_context_record(d, e->rec, ft, 0, n, &err), "%s", err.msg);
+    REQUIRE(!vkd_dflash_block_record(d, e->rec, block, &err), "%s", err.msg);
+    vkd_rec_read(e->rec, d->logits, 0, out, (uint64_t)(d->block - 1) * d->vocab * 4);
+    REQUIRE(!vkd_rec_submit(e->rec), "%s", vkd_rec_error(e->rec)->msg);
+    vkd_tensor_destroy(ft);
+}
+
+static void check_calls(env *e, const char *name) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/dflash/%s/expected.safetensors", fx, name);
+    vkd_error err = {0};
+    vkd_st_file *f;
+    REQUIRE(!vkd_st_open(path, &f, &err), "%s", err.msg);
+    vkd_dflash *d = load_draft(e, name, 0);
+    uint32_t B = d->block, V = d->vocab;
+    float *l = malloc((size_t)(B - 1) * V * 4);
+    const vkd_st_tensor *F1 = get(f, "call1.features"), *F2 = get(f, "call2.features");
+    CHECK(*(const int32_t *)get(f, "call1.start")->data == (int32_t)F1->shape[0], "fixture start");
+    draft_call(e, d, F1, get(f, "call1.block")->data, l);
+    double e1 = rel_err(l, get(f, "call1.logits")->data, (size_t)(B - 1) * V);
+    CHECK(e1 <= 2e-4, "%s: first draft call error %.3g", name, e1);
+    draft_call(e, d, F2, get(f, "call2.block")->data, l);
+    CHECK(d->len == (uint32_t)*(const int32_t *)get(f, "call2.start")->data, "draft cache length %u", d->len);
+    double e2 = rel_err(l, get(f, "call2.logits")->data, (size_t)(B - 1) * V);
+    CHECK(e2 <= 2e-4, "%s: cached second call error %.3g", name, e2);
+    /* from scratch: all committed context at once */
+    REQUIRE(!vkd_dflash_crop(d, 0, &err), "%s", err.msg);
+    uint32_t n1 = (uint32_t)F1->shape[0], n2 = (uint32_t)F2->shape[0], W = (uint32_t)F1->shape[1];
+    float *all = malloc((size_t)(n1 + n2) * W * 4);
+    memcpy(all, F1->data, F1->nbytes);
+    memcpy(all + (size_t)n1 * W, F2->data, F2->nbytes);
+    vkd_st_tensor cat = *F1;
+    cat.shape[0] = n1 + n2;
+    cat.data = all;
+    cat.nbytes = F1->nbytes + F2->nbytes;
+    draft_call(e, d, &cat, get(f, "call2.block")->data, l);
+    double e3 = rel_err(l, get(f, "call2.scratch_logits")->data, (size_t)(B - 1) * V);
+    CHECK(e3 <= 2e-4, "%s: from-scratch second call error %.3g", name, e3);
+    fprintf(stderr, "  %s: draft logits errors: first %.2g, cached %.2g, scratch %.2g\n", name, e1, e2, e3);
+    free(all);
+    free(l);
+    vkd_dflash_free(d);
+    vkd_st_close(f);
+}
+
+static uint32_t spec_run(env *e, vkd_proposer *p, const int32_t *prompt, uint32_t n,
+                         uint32_t max_new, const int32_t *stops, uint32_t nstop, vkd_spec_result *res) {
+    vkd_error err = {0};
+    vkd_gen_options o = {.max_new_tokens = max_new, .stop_ids = stops, .nstop = nstop};
+    REQUIRE(!vkd_spec_generate(e->t, p, e->rec, prompt, n, &o, res, &err), "%s", err.msg);
+    return res->n;
+}
+
+static void check_spec(env *e, const char *name, uint32_t block, bool want_trace) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/dflash/%s/expected.safetensors", fx, name);
+    vkd_error err = {0};
+    vkd_st_file *f;
+    REQUIRE(!vkd_st_open(path, &f, &err), "%s", err.msg);
+    vkd_dflash *d = load_draft(e, name, block);
+    vkd_proposer *p;
+    REQUIRE(!vkd_proposer_dflash(d, &p, &err), "%s", err.msg);
+    const vkd_st_tensor *ids = get(f, "input_ids"), *g = get(f, "greedy");
+    const int32_t *greedy = g->data;
+    uint32_t G = (uint32_t)g->numel;
+    vkd_spec_result res;
+    spec_run(e, p, ids->data, (uint32_t)ids->numel, G, NULL, 0, &res);
+    bool same = res.n == G && !memcmp(res.ids, greedy, G * 4);
+    CHECK(same, "%s at block %u: speculative output differs from greedy", name, d->block);
+    uint32_t hist[257] = {0}, maxacc = 0;
+    for (uint32_t i = 0; i < res.stats.steps; i++) {
+        hist[res.stats.accept[i]]++;
+        if (res.stats.accept[i] > maxacc) maxacc = res.stats.accept[i];
+    }
+    fprintf(stderr, "  %s block %2u: %u tokens in %u steps, tau %.2f, max acceptance %u, output %s\n",
+            name, d->block, res.n, res.stats.steps, res.stats.tau, maxacc, same ? "== greedy" : "DIFFERENT");
+    if (want_trace) {
+        /* the reference's acceptance lengths, step by step (its first token is the prefill's) */
+        const vkd_st_tensor *acc = get(f, "spec.accept");
+        const int32_t *a = acc->data;
+        bool same_acc = acc->numel == res.stats.steps;
+        for (uint32_t i = 0; same_acc && i < res.stats.steps; i++) same_acc = (int32_t)res.stats.accept[i] == a[i];
+        CHECK(same_acc, "%s: acceptance lengths differ from the reference (%u vs %llu steps)", name,
+              res.stats.steps, (unsigned long long)acc->numel);
+        CHECK(maxacc > 1, "%s: nothing was ever accepted (a useless draft makes the test weak)", name);
+    }
+    /* a stop token in the middle: output is greedy up to and including it */
+    uint32_t k = G / 2;
+    int32_t stop = greedy[k];
+    uint32_t first = 0;
+    while (greedy[first] != stop) first++;
+    vkd_spec_result rs;
+    spec_run(e, p, ids->data, (uint32_t)ids->numel, G, &stop, 1, &rs);
+    CHECK(rs.stopped && rs.n == first + 1 && !memcmp(rs.ids, greedy, rs.n * 4),
+          "%s block %u: stop token %d: %u tokens, stopped %d", name, d->block, stop, rs.n, rs.stopped);
+    vkd_spec_result_free(&rs);
+    vkd_spec_result_free(&res);
+    p->free(p);
+    vkd_dflash_free(d);
+    vkd_st_close(f);
+}
+
+/* The autoregressive-draft proposer with a different model as the draft: lossless. */
+static void check_ar(env *e) {
+    char path[4300], dir[4300];
+    snprintf(path, sizeof path, "%s/dflash/draft-b16/expected.safetensors", fx);
+    vkd_error err = {0};
+    vkd_st_file *f;
+    REQUIRE(!vkd_st_open(path, &f, &err), "%s", err.msg);
+    const vkd_st_tensor *ids = get(f, "input_ids"), *g = get(f, "greedy");
+    uint32_t G = (uint32_t)g->numel;
+    const char *drafts[] = {"llama3-f16/model", "dflash/target/model"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%s/%s", fx, drafts[i]);
+        vkd_target *dm;
+        vkd_target_options o = {.ctx_len = e->t->ctx_len};
+        REQUIRE(!vkd_target_load(e->ctx, dir, &o, &dm, &err), "%s", err.msg);
+        vkd_proposer *p;
+        REQUIRE(!vkd_proposer_ar(dm, 4, &p, &err), "%s", err.msg);
+        vkd_spec_result res;
+        spec_run(e, p, ids->data, (uint32_t)ids->numel, G, NULL, 0, &res);
+        bool same = res.n == G && !memcmp(res.ids, g->data, G * 4);
+        CHECK(same, "autoregressive draft %s: output differs from greedy", drafts[i]);
+        fprintf(stderr, "  autoregressive draft %-20s gamma 4: tau %.2f, output %s\n", drafts[i],
+                res.stats.tau, same ? "== greedy" : "DIFFERENT");
+        if (i == 1) CHECK(res.stats.tau > 4.99, "the target drafting for itself must accept everything (tau %.2f)", res.stats.tau);
+        vkd_spec_result_free(&res);
+        p->free(p);
+        vkd_target_free(dm);
+    }
+    vkd_st_close(f);
+}
+
+/* Speculative sampling keeps the target's distribution: the first two generated tokens
+ * (t1 from the prefill, t2 decided by acceptance or residual resampling) over many seeds
+ * against p(t1) p(t2 | t1) computed from the target's own logits. */
+static void check_sampling(env *e, vkd_proposer *p, const char *what) {
+    vkd_error err = {0};
+    const int32_t prompt[6] = {3, 17, 101, 42, 7, 250};
+    vkd_sample_params sp = {.temperature = 0.8f, .top_k = 4};
+    uint32_t V = e->t->vocab;
+    /* exact distribution from the target (its logits are checked against the reference in
+     * test_target) */
+    float *logits = malloc(V * 4), *p1 = malloc(V * 4), *p2 = malloc((size_t)4 * V * 4);
+    REQUIRE(!vkd_target_crop(e->t, 0, &err), "%s", err.msg);
+    REQUIRE(!vkd_target_prefill(e->t, e->rec, prompt, 6, logits, &err), "%s", err.msg);
+    vkd_warp_probs(logits, V, &sp, p1);
+    int32_t cand[4];
+    uint32_t nc = 0;
+    for (uint32_t i = 0; i < V && nc < 4; i++)
+        if (p1[i] > 0) cand[nc++] = (int32_t)i;
+    REQUIRE(nc == 4, "top-4 support has %u tokens", nc);
+    for (uint32_t c = 0; c < nc; c++) {
+        int32_t seq[7];
+        memcpy(seq, prompt, sizeof prompt);
+        seq[6] = cand[c];
+        REQUIRE(!vkd_target_crop(e->t, 0, &err), "%s", err.msg);
+        REQUIRE(!vkd_target_prefill(e->t, e->rec, seq, 7, logits, &err), "%s", err.msg);
+        vkd_warp_probs(logits, V, &sp, p2 + (size_t)c * V);
+    }
+    const int N = 1200;
+    uint32_t counts[4][4] = {{0}};
+    int outside = 0;
+    for (int s = 0; s < N; s++) {
+        vkd_gen_options o = {.max_new_tokens = 2, .sample = sp};
+        o.sample.seed = 1000 + (uint64_t)s;
+        vkd_spec_result res;
+        REQUIRE(!vkd_spec_generate(e->t, p, e->rec, prompt, 6, &o, &res, &err), "%s", err.msg);
+        int a = -1, b = -1;
+        for (uint32_t c = 0; c < nc; c++)
+            if (res.ids[0] == cand[c]) a = (int)c;
+        if (a >= 0)
+            for (uint32_t i = 0, k = 0; i < V; i++)
+                if (p2[(size_t)a * V + i] > 0) {
+                    if (res.ids[1] == (int32_t)i) b = (int)k;
+                    k++;
+                }
+        if (a < 0 || b < 0) outside++;
+        else counts[a][b]++;
+        vkd_spec_result_free(&res);
+    }
+    double chi = 0;
+    int cells = 0;
+    for (uint32_t a = 0; a < nc; a++)
+        for (uint32_t i = 0, k = 0; i < V; i++) {
+            double q = p2[(size_t)a * V + i];
+            if (q <= 0) continue;
+            double expct = N * p1[cand[a]] * q;
+            double d = counts[a][k] - expct;
+            chi += d * d / expct;
+            cells++;
+            k++;
+        }
+    /* 15 degrees of freedom: the 0.999 quantile is 37.7 */
+    CHECK(outside == 0, "%s: %d samples outside the top-k support", what, outside);
+    CHECK(chi < 37.7, "%s: chi-square %.1f over %d cells (p < 0.001)", what, chi, cells);
+    fprintf(stderr, "  sampling (%s): chi-square %.1f over %d cells, N = %d\n", what, chi, cells, N);
+    free(logits);
+    free(p1);
+    free(p2);
+}
+
+int main(void) {
+    const char *root = getenv("VKDRAFT_SOURCE_ROOT");
+    REQUIRE(root, "VKDRAFT_SOURCE_ROOT is not set (run through meson test)");
+    snprintf(fx, sizeof fx, "%s/tests/models/fixtures", root);
+    env e = {0};
+    vkd_error err = {0};
+    REQUIRE(!vkd_ctx_create(NULL, &e.ctx, &err), "%s", err.msg);
+    REQUIRE(!vkd_rec_create(e.ctx, &e.rec, &err), "%s", err.msg);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/dflash/target/model", fx);
+    vkd_target_options to = {.ctx_len = 160};
+    REQUIRE(!vkd_target_load(e.ctx, dir, &to, &e.t, &err), "%s", err.msg);
+
+    check_calls(&e, "draft-b16");
+    check_calls(&e, "draft-b4");
+    check_spec(&e, "draft-b16", 0, true);
+    check_spec(&e, "draft-b4", 0, true);
+    check_spec(&e, "draft-b16", 2, false);
+    check_spec(&e, "draft-b16", 4, false);
+    check_ar(&e);
+
+    /* bad input: block size < 2, a draft against a target of another width */
+    vkd_dflash *d;
+    vkd_dflash_options bo = {.block_size = 1};
+    snprintf(dir, sizeof dir, "%s/dflash/draft-b16/model", fx);
+    CHECK(vkd_dflash_load(e.ctx, e.t, dir, &bo, &d, &err) == VKD_ERR_INVALID && strstr(err.msg, "block size"),
+          "block size 1 accepted: %s", err.msg);
+
+    {   /* a draft whose target_layer_ids exceed its target's layers */
+        vkd_target *small;
+        char sdir[4200];
+        snprintf(sdir, sizeof sdir, "%s/qwen3-tied-f32/model", fx);
+        vkd_target_options so = {.ctx_len = 32};
+        REQUIRE(!vkd_target_load(e.ctx, sdir, &so, &small, &err), "%s", err.msg);
+        CHECK(vkd_dflash_load(e.ctx, small, dir, NULL, &d, &err) != VKD_OK, "draft accepted for a 2-layer target");
+        fprintf(stderr, "  mismatch: %s\n", err.msg);
+        vkd_target_free(small);
+    }
+
+    d = load_draft(&e, "draft-b4", 0);
+    vkd_proposer *p;
+    REQUIRE(!vkd_proposer_dflash(d, &p, &err), "%s", err.msg);
+    check_sampling(&e, p, "dflash draft");
+    p->free(p);
+    vkd_dflash_free(d);
+    vkd_target *dm;
+    snprintf(dir, sizeof dir, "%s/llama3-f16/model", fx);
+    vkd_target_options o = {.ctx_len = e.t->ctx_len};
+    REQUIRE(!vkd_target_load(e.ctx, dir, &o, &dm, &err), "%s", err.msg);
+    REQUIRE(!vkd_proposer_ar(dm, 3, &p, &err), "%s", err.msg);
+    check_sampling(&e, p, "autoregressive draft");
+    p->free(p);
+    vkd_target_free(dm);
+
+    CHECK(vkd_ctx_validation_count(e.ctx) == 0, "validation: %s", vkd_ctx_validation_first(e.ctx));
+    vkd_target_free(e.t);
+    vkd_rec_destroy(e.rec);
+    vkd_ctx_destroy(e.ctx);
+    return vkd_test_result("test_dflash");
+}
