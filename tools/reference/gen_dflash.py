@@ -151,7 +151,8 @@ def train(D, T32, steps, seed, batch=16, lr=3e-3, n_seq=48, verbose=True):
     V = T32.embed.shape[0]
     torch.manual_seed(seed)
     t0 = time.time()
-    ids, plens, hid, pv, pi = teacher_data(T32, n_seq, total, max(8, V - 8), seed)
+    # a big vocabulary trains on a sampled softmax over the teacher's top-k rows: keep k small
+    ids, plens, hid, pv, pi = teacher_data(T32, n_seq, total, max(8, V - 8), seed, topk=32 if V <= 4096 else 4)
     if verbose:
         print(f"    teacher data: {n_seq} sequences of {total} ({time.time() - t0:.1f}s)")
     feats = torch.cat([hid[:, :, i] for i in D.layer_ids], dim=-1)      # (n, total, taps*H)
