@@ -7,7 +7,7 @@
  * lanes; a team takes every T-th key (T = workgroup size / L), each lane holding NV 16-byte
  * words of the head dimension (words tl, tl+L, ...: a team reads consecutive words); the
  * dot product is reduced over the team with subgroup shuffles (teams are L-aligned and
- * L <= subgroup size). Each team keeps its own max, sum and accumulator per head; teams
+ * L <= subgroup size; a plain subgroupAdd when L is the subgroup size). Each team keeps its own max, sum and accumulator per head; teams
  * are merged through shared memory at the end. Scores are in log2 units (q pre-scaled by
  * scale*log2(e)) so exp2 is the only transcendental.
  * Spec constants: 0 workgroup size, 1 L, 2 NV (>= ceil(hd/4 / L)), 3 HPW (divides group).
@@ -16,6 +16,7 @@
 //! variant ATTENTION_F16 KV_F16=1
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 #define PC_ATTENTION
 #include "vkd_push.h"
 layout(local_size_x_id = 0) in;
@@ -83,8 +84,12 @@ void main() {
             for (uint u = 0u; u < NV; u++) d += dot(qv[h * NV + u], kv[u]);
             s[h] = d;
         }
-        for (uint off = L >> 1; off > 0u; off >>= 1)
-            for (uint h = 0u; h < HPW; h++) s[h] += subgroupShuffleXor(s[h], off);
+        if (L == gl_SubgroupSize) {
+            for (uint h = 0u; h < HPW; h++) s[h] = subgroupAdd(s[h]);
+        } else {
+            for (uint off = L >> 1; off > 0u; off >>= 1)
+                for (uint h = 0u; h < HPW; h++) s[h] += subgroupShuffleXor(s[h], off);
+        }
         vec4 vv[NV];
         for (uint u = 0u; u < NV; u++) {
             uint c = tl + L * u;
