@@ -6,6 +6,7 @@ int vkd_cmd_devices(int argc, char **argv);
 int vkd_cmd_bench(int argc, char **argv);
 int vkd_cmd_forward(int argc, char **argv);
 int vkd_cmd_generate(int argc, char **argv);
+int vkd_cmd_spec(int argc, char **argv);
 int vkd_cmd_inspect(int argc, char **argv);
 int vkd_cmd_tokenize(int argc, char **argv);
 

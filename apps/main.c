@@ -10,6 +10,9 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"devices", vkd_cmd_devices, "list Vulkan devices and the limits vkdraft uses"},
+    {"forward", vkd_cmd_forward, "one teacher-forced pass: logits and hidden states to safetensors"},
+    {"generate", vkd_cmd_generate, "autoregressive generation with a target model"},
+    {"spec", vkd_cmd_spec, "speculative decoding (DFlash or a draft model): tau, histogram, speed-up"},
     {"bench", vkd_cmd_bench, "benchmarks: 'bench ops' (op library vs copy bandwidth)"},
     {"inspect", vkd_cmd_inspect, "describe a model folder: config, tensors, shards, tokenizer, problems"},
     {"tokenize", vkd_cmd_tokenize, "text <-> token ids with the model's tokenizer and chat template"},

@@ -36,9 +36,12 @@ static vkd_result dflash_observe(vkd_proposer *p, vkd_rec *rec, const int32_t *i
                                  uint32_t n, const vkd_tensor *features, uint32_t row0, vkd_error *err) {
     dflash_prop *s = p->self;
     (void)ids;
+    if (pos == 0) { /* a new sequence: forget the previous one's state */
+        s->pending_n = 0;
+        s->d->len = 0;
+    }
     vkd_result r = dflash_flush(s, rec, true, err); /* its rows are about to be overwritten */
     if (r) return r;
-    if (pos == 0) s->d->len = 0; /* a new sequence */
     if (pos < s->d->len && (r = vkd_dflash_crop(s->d, pos, err))) return r;
     s->pending = features;
     s->pending_row0 = row0;

@@ -112,7 +112,7 @@ vkd_result vkd_dflash_load(vkd_ctx *ctx, vkd_target *target, const char *dir,
 fail:
     vkd_st_model_close(m);
     vkd_dflash_free(d);
-    return vkd_error_prefix(err, "%s", dir);
+    return strstr(err->msg, dir) ? err->code : vkd_error_prefix(err, "%s", dir);
 }
 
 void vkd_dflash_free(vkd_dflash *d) {

@@ -155,7 +155,7 @@ vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_optio
 fail:
     vkd_st_model_close(m);
     vkd_target_free(t);
-    return vkd_error_prefix(err, "%s", dir);
+    return strstr(err->msg, dir) ? err->code : vkd_error_prefix(err, "%s", dir);
 }
 
 void vkd_target_free(vkd_target *t) {
