@@ -8,27 +8,42 @@ export XDG_RUNTIME_DIR
 jobs=${VKDRAFT_TEST_JOBS:-2}
 
 summ=()
-run_suite() { # build-dir extra-meson-args...
-    local dir=$1; shift
+broken=0   # build directories that failed to configure or build count as one failure each
+run_suite() { # build-dir "suite args" extra-meson-args...
+    local dir=$1 suites=$2; shift 2
     if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" "$@" >/dev/null || { echo "meson setup $dir failed" >&2; return 1; }
+        meson setup "$dir" "$@" >/dev/null || { echo "meson setup $dir failed" >&2; broken=$((broken + 1)); return 1; }
     fi
-    ninja -C "$dir" >/dev/null || { ninja -C "$dir" | tail -30; return 1; }
-    meson test -C "$dir" --num-processes "$jobs" --print-errorlogs --no-rebuild -q
+    ninja -C "$dir" $targets >/dev/null || { ninja -C "$dir" $targets | tail -30; broken=$((broken + 1)); return 1; }
+    echo "== $dir" >&2
+    meson test -C "$dir" --num-processes "$jobs" --print-errorlogs --no-rebuild -q $suites
+    local rc=$?
     summ+=("$dir/meson-logs/testlog.json")
+    return $rc
 }
 
 rc=0
-run_suite build --buildtype=release || rc=1
+targets=""
+run_suite build "" --buildtype=release || rc=1
 if [ "${VKDRAFT_SKIP_ASAN:-0}" != 1 ]; then
-    ASAN_OPTIONS=detect_leaks=0 run_suite build-asan --buildtype=debug -Db_sanitize=address,undefined \
-        -Db_lundef=false || rc=1
+    # ASan + UBSan: the loaders, tokenizer, runtime and op tests (the model tests repeat
+    # the same code paths at a much higher cost under the sanitizers)
+    ASAN_OPTIONS=detect_leaks=0 run_suite build-asan "--suite loaders --suite tokenizer --suite runtime --suite ops" \
+        --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false || rc=1
+fi
+if [ "${VKDRAFT_SKIP_FUZZ:-0}" != 1 ]; then
+    # a short bounded libFuzzer run of every loader (docs/fuzzing.md for long runs)
+    targets=$(sed -n "s/^ *\['\(fuzz_[a-z_]*\)'.*/tests\/fuzz\/\1/p" tests/fuzz/meson.build | tr '\n' ' ')
+    CC=clang run_suite build-fuzz "--suite fuzz" --buildtype=debug -Dfuzz=true \
+        -Db_sanitize=address,undefined -Db_lundef=false || rc=1
+    targets=""
 fi
 
-python3 - "${summ[@]}" <<'PY'
+python3 - "$broken" "${summ[@]}" <<'PY'
 import json, sys
-p = f = s = 0
-for path in sys.argv[1:]:
+p = s = 0
+f = int(sys.argv[1])
+for path in sys.argv[2:]:
     for line in open(path):
         r = json.loads(line).get("result")
         if r == "OK" or r == "EXPECTEDFAIL": p += 1
