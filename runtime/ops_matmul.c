@@ -1,0 +1,267 @@
+/* ops_matmul.c: matrix multiplication against weight matrices (GEMV and tiled GEMM) and the
+ * embedding lookup. Weights may be split across several bindings (vkd_tensor chunks along
+ * rows); every op issues one dispatch per chunk. Dispatch geometry comes from the device
+ * profile (runtime/quirks.c). */
+#include "ops_internal.h"
+
+#define GEMV_MAX_M 16u    /* rows of x one GEMV pass handles (shader FOR_ROWS) */
+#define GEMV_UNROLL 2u    /* steps per loop iteration in the VEC shader (UNROLL) */
+#define GEMV_MAX_WG 256u  /* shared reduction array (MAX_WG) */
+#define GEMV_MAX_SUBGROUPS 32u
+
+static uint32_t log2_ceil(uint32_t v) {
+    uint32_t l = 0;
+    while ((1u << l) < v) l++;
+    return l;
+}
+
+static uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+static vkd_shader_id gemv_shader(vkd_dtype dt, bool vec, bool sg) {
+    static const vkd_shader_id t[3][2][2] = {
+        /* [dtype][vec][sg] */
+        {{VKD_SHADER_MATMUL_GEMV_F32_SCALAR_SHM, VKD_SHADER_MATMUL_GEMV_F32_SCALAR_SG},
+         {VKD_SHADER_MATMUL_GEMV_F32_VEC_SHM, VKD_SHADER_MATMUL_GEMV_F32_VEC_SG}},
+        {{VKD_SHADER_MATMUL_GEMV_F16_SCALAR_SHM, VKD_SHADER_MATMUL_GEMV_F16_SCALAR_SG},
+         {VKD_SHADER_MATMUL_GEMV_F16_VEC_SHM, VKD_SHADER_MATMUL_GEMV_F16_VEC_SG}},
+        {{VKD_SHADER_MATMUL_GEMV_BF16_SCALAR_SHM, VKD_SHADER_MATMUL_GEMV_BF16_SCALAR_SG},
+         {VKD_SHADER_MATMUL_GEMV_BF16_VEC_SHM, VKD_SHADER_MATMUL_GEMV_BF16_VEC_SG}},
+    };
+    int d = dt == VKD_DTYPE_F32 ? 0 : dt == VKD_DTYPE_F16 ? 1 : 2;
+    return t[d][vec][sg];
+}
+
+static vkd_shader_id gemm_shader(vkd_dtype dt) {
+    return dt == VKD_DTYPE_F32   ? VKD_SHADER_MATMUL_GEMM_F32
+           : dt == VKD_DTYPE_F16 ? VKD_SHADER_MATMUL_GEMM_F16
+                                 : VKD_SHADER_MATMUL_GEMM_BF16;
+}
+
+static vkd_shader_id embed_shader(vkd_dtype dt) {
+    return dt == VKD_DTYPE_F32   ? VKD_SHADER_EMBED_F32
+           : dt == VKD_DTYPE_F16 ? VKD_SHADER_EMBED_F16
+                                 : VKD_SHADER_EMBED_BF16;
+}
+
+static bool weight_dtype(vkd_dtype dt) {
+    return dt == VKD_DTYPE_F32 || dt == VKD_DTYPE_F16 || dt == VKD_DTYPE_BF16;
+}
+
+/* Workgroups for a streaming kernel over `rows` rows costing `iters_per_row` loop iterations
+ * per invocation each: the profile's count (or one group per `gpu_rows` rows), raised until
+ * no invocation exceeds the driver's loop limit, at most the device's group limit.
+ * Returns the rows per group. */
+static uint32_t stream_split(const vkd_ctx *ctx, uint64_t rows, uint64_t iters_per_row,
+                             uint32_t gpu_rows, uint32_t *groups_out) {
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint64_t max_groups = vkd_ctx_info(ctx)->max_workgroup_count[0];
+    uint64_t groups = p->stream_groups ? p->stream_groups : div_up(rows, gpu_rows);
+    if (p->bug_loop_limit) {
+        uint64_t budget = p->bug_loop_limit - 64; /* slack for the setup loops */
+        uint64_t per_group = budget / (iters_per_row ? iters_per_row : 1);
+        if (!per_group) per_group = 1;
+        uint64_t need = div_up(rows, per_group);
+        uint64_t unit = p->stream_groups ? p->stream_groups : 1;
+        if (need > groups) groups = div_up(need, unit) * unit;
+    }
+    if (groups > rows) groups = rows;
+    if (groups > max_groups) groups = max_groups;
+    if (!groups) groups = 1;
+    uint64_t rpg = div_up(rows, groups);
+    *groups_out = (uint32_t)div_up(rows, rpg);
+    return (uint32_t)rpg;
+}
+
+/* Common argument checks of vkd_op_matmul. */
+static vkd_result matmul_check(vkd_rec *rec, const vkd_tensor *y, uint32_t y_row0,
+                               const vkd_tensor *x, uint32_t x_row0, const vkd_tensor *w,
+                               uint32_t m) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!w) return vkd_fail(err, VKD_ERR_INVALID, "matmul: missing weight tensor");
+    if (!weight_dtype(w->dtype))
+        return vkd_fail(err, VKD_ERR_INVALID, "matmul: weight '%s' is %s, expected F32/F16/BF16",
+                        w->name, vkd_dtype_name(w->dtype));
+    uint64_t N = w->rows, K = w->cols;
+    if (!N || !K || N > UINT32_MAX || K > UINT32_MAX)
+        return vkd_fail(err, VKD_ERR_INVALID, "matmul: weight '%s' has shape %llu x %llu", w->name,
+                        (unsigned long long)N, (unsigned long long)K);
+    vkd_result r;
+    if ((r = vkd_ops_need(rec, "matmul", x, VKD_DTYPE_F32, ((uint64_t)x_row0 + m) * K)) ||
+        (r = vkd_ops_need(rec, "matmul", y, VKD_DTYPE_F32, ((uint64_t)y_row0 + m) * N)))
+        return r;
+    /* 32-bit indexing in the shaders: elements of x, y and of every chunk */
+    if (((uint64_t)x_row0 + m) * K > UINT32_MAX || ((uint64_t)y_row0 + m) * N > UINT32_MAX)
+        return vkd_fail(err, VKD_ERR_RANGE, "matmul: x or y too large for 32-bit indexing");
+    for (uint32_t c = 0; c < w->nchunks; c++)
+        if (w->chunks[c].rows * K > UINT32_MAX)
+            return vkd_fail(err, VKD_ERR_RANGE, "matmul: chunk %u of '%s' too large for 32-bit "
+                            "indexing", c, w->name);
+    return VKD_OK;
+}
+
+/* GEMV: m <= GEMV_MAX_M rows of x, each weight read once. */
+static vkd_result matmul_gemv(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
+                              uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate) {
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    const vkd_device_info *d = vkd_ctx_info(ctx);
+    uint32_t K = (uint32_t)w->cols, N = (uint32_t)w->rows;
+    uint32_t wg = p->wg_stream ? p->wg_stream : 64;
+    if (wg > GEMV_MAX_WG) wg = GEMV_MAX_WG;
+    /* the shared-memory reduction halves a power-of-two workgroup */
+    uint32_t wg2 = 1;
+    while (wg2 * 2 <= wg) wg2 *= 2;
+    bool sg = d->subgroup_in_compute && (d->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) &&
+              d->subgroup_size && wg / d->subgroup_size <= GEMV_MAX_SUBGROUPS;
+    if (!sg) wg = wg2;
+    /* uvec4 reads need every row 16-byte aligned: K % 8 (16-bit) or K % 4 (f32) suffice;
+     * the shader also reads x as vec4 pairs, so K % 8 for all dtypes */
+    bool vec = K % 8 == 0;
+    uint32_t mb = 1;
+    while (mb < m) mb *= 2;
+    /* loop iterations per row of W as the driver counts them (every loop entered also
+     * costs its exit test): the K loop, its tail, the row loop, with a margin */
+    uint64_t iters = vec ? div_up(K / 8, (uint64_t)wg * GEMV_UNROLL) + GEMV_UNROLL + 6
+                         : div_up(K, wg) + 4;
+    if (!sg) iters += log2_ceil(wg) + 2;
+    else {
+        iters += mb; /* lavapipe counts each subgroupAdd as a loop iteration */
+        if (d->subgroup_size && wg > d->subgroup_size) iters += wg / d->subgroup_size + 2;
+    }
+    vkd_pc_matmul pc = {.m = m, .K = K, .N = N, .x_row0 = x_row0, .y_row0 = y_row0,
+                        .accumulate = accumulate};
+    vkd_dispatch disp = {
+        .shader = gemv_shader(w->dtype, vec, sg),
+        .spec = {wg, mb},
+        .nspec = 2,
+        .binds = {{NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], accumulate ? VKD_RW : VKD_WRITE}},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+    };
+    for (uint32_t c = 0; c < w->nchunks; c++) {
+        const vkd_chunk *ch = &w->chunks[c];
+        pc.col0 = (uint32_t)ch->row0;
+        pc.rows = (uint32_t)ch->rows;
+        pc.rows_per_group = stream_split(ctx, ch->rows, iters, 4, &disp.groups[0]);
+        disp.binds[0].chunk = ch;
+        vkd_result r = vkd_rec_dispatch(rec, &disp);
+        if (r) return r;
+    }
+    return VKD_OK;
+}
+
+/* Tiled GEMM: T x T output tiles, (T/4)^2 lanes each computing 4 x 4 outputs. */
+static vkd_result matmul_gemm(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
+                              uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate) {
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    const vkd_device_info *d = vkd_ctx_info(ctx);
+    uint32_t K = (uint32_t)w->cols, N = (uint32_t)w->rows;
+    uint32_t t = p->gemm_tile ? p->gemm_tile : 16;
+    t = t < 4 ? 4 : t > 64 ? 64 : t / 4 * 4;
+    while ((t / 4) * (t / 4) > d->max_workgroup_invocations && t > 4) t -= 4;
+    uint32_t lanes = (t / 4) * (t / 4);
+    /* per invocation: per K slice of 16, a load loop of t*16/lanes and a barrier pair */
+    if (p->bug_loop_limit && div_up(K, 16) * (div_up((uint64_t)t * 16, lanes) + 4) + 64 >
+                                 p->bug_loop_limit)
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
+                        "matmul: K = %u exceeds the driver's loop limit for the tiled GEMM", K);
+    uint64_t gy = div_up(m, t);
+    if (gy > d->max_workgroup_count[1])
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul: m = %u too large", m);
+    vkd_pc_matmul pc = {.m = m, .K = K, .N = N, .x_row0 = x_row0, .y_row0 = y_row0,
+                        .accumulate = accumulate};
+    vkd_dispatch disp = {
+        .shader = gemm_shader(w->dtype),
+        .spec = {lanes, t},
+        .nspec = 2,
+        .binds = {{NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], accumulate ? VKD_RW : VKD_WRITE}},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {0, (uint32_t)gy, 1},
+    };
+    for (uint32_t c = 0; c < w->nchunks; c++) {
+        const vkd_chunk *ch = &w->chunks[c];
+        uint64_t gx = div_up(ch->rows, t);
+        if (gx > d->max_workgroup_count[0])
+            return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
+                            "matmul: chunk of %llu rows too large for one dispatch",
+                            (unsigned long long)ch->rows);
+        pc.col0 = (uint32_t)ch->row0;
+        pc.rows = (uint32_t)ch->rows;
+        pc.rows_per_group = t;
+        disp.groups[0] = (uint32_t)gx;
+        disp.binds[0].chunk = ch;
+        vkd_result r = vkd_rec_dispatch(rec, &disp);
+        if (r) return r;
+    }
+    return VKD_OK;
+}
+
+vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
+                         uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate) {
+    vkd_result r = matmul_check(rec, y, y_row0, x, x_row0, w, m);
+    if (r || !m) return r;
+    const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
+    uint32_t gemm_min = p->gemm_min_m ? p->gemm_min_m : 32;
+    if (m >= gemm_min) return matmul_gemm(rec, y, y_row0, x, x_row0, w, m, accumulate);
+    /* GEMV passes of up to 16 rows (m between 17 and gemm_min_m - 1 reads W twice) */
+    for (uint32_t i = 0; i < m; i += GEMV_MAX_M) {
+        uint32_t mi = m - i < GEMV_MAX_M ? m - i : GEMV_MAX_M;
+        if ((r = matmul_gemv(rec, y, y_row0 + i, x, x_row0 + i, w, mi, accumulate))) return r;
+    }
+    return VKD_OK;
+}
+
+vkd_result vkd_op_embed(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *ids,
+                        const vkd_tensor *table, uint32_t m) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!table) return vkd_fail(err, VKD_ERR_INVALID, "embed: missing table");
+    if (!weight_dtype(table->dtype))
+        return vkd_fail(err, VKD_ERR_INVALID, "embed: table '%s' is %s, expected F32/F16/BF16",
+                        table->name, vkd_dtype_name(table->dtype));
+    uint64_t V = table->rows, H = table->cols;
+    if (!V || !H || V > INT32_MAX || H > UINT32_MAX)
+        return vkd_fail(err, VKD_ERR_INVALID, "embed: table '%s' has shape %llu x %llu",
+                        table->name, (unsigned long long)V, (unsigned long long)H);
+    vkd_result r;
+    if ((r = vkd_ops_need(rec, "embed", ids, VKD_DTYPE_I32, m)) ||
+        (r = vkd_ops_need(rec, "embed", y, VKD_DTYPE_F32, (uint64_t)m * H)))
+        return r;
+    if ((uint64_t)m * H > UINT32_MAX)
+        return vkd_fail(err, VKD_ERR_RANGE, "embed: y too large for 32-bit indexing");
+    for (uint32_t c = 0; c < table->nchunks; c++)
+        if (table->chunks[c].rows * H > UINT32_MAX)
+            return vkd_fail(err, VKD_ERR_RANGE, "embed: chunk %u of '%s' too large for 32-bit "
+                            "indexing", c, table->name);
+    if (!m) return VKD_OK;
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint32_t wg = p->wg_stream ? p->wg_stream : 64;
+    uint32_t groups;
+    /* one row of y costs H / wg iterations plus the id test */
+    stream_split(ctx, m, div_up(H, wg) + 4, 1, &groups);
+    vkd_pc_embed pc = {.m = m, .H = (uint32_t)H, .V = (uint32_t)V};
+    vkd_dispatch disp = {
+        .shader = embed_shader(table->dtype),
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {{NULL, VKD_READ}, vkd_r(ids), vkd_w(y)},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {groups},
+    };
+    for (uint32_t c = 0; c < table->nchunks; c++) {
+        const vkd_chunk *ch = &table->chunks[c];
+        pc.row0 = (uint32_t)ch->row0;
+        pc.rows = (uint32_t)ch->rows;
+        disp.binds[0].chunk = ch;
+        if ((r = vkd_rec_dispatch(rec, &disp))) return r;
+    }
+    return VKD_OK;
+}
