@@ -196,7 +196,9 @@ static void generation_section(const char *dir, bool json, cJSON *root, report *
     print_ids(", eos ", g.eos_token_ids, g.n_eos);
 }
 
-static void tokenizer_section(const char *dir, bool json, cJSON *root, report *rep) {
+/* vocab_size: the config's (0 when unknown); a tokenizer with more ids cannot be embedded. */
+static void tokenizer_section(const char *dir, int64_t vocab_size, bool json, cJSON *root,
+                              report *rep) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     struct stat st;
@@ -215,6 +217,12 @@ static void tokenizer_section(const char *dir, bool json, cJSON *root, report *r
     for (size_t id = 0; id < vocab; id++) special += vkd_tok_is_special(tok, (int32_t)id);
     const char *bos = vkd_tok_bos_token(tok), *eos = vkd_tok_eos_token(tok);
     bool tmpl = vkd_tok_chat_template(tok) != NULL;
+    if (vocab_size && (int64_t)vocab > vocab_size) {
+        char line[512];
+        snprintf(line, sizeof line, "%s/tokenizer.json: %zu token ids, more than config.json's "
+                 "vocab_size (%" PRId64 ")", dir, vocab, vocab_size);
+        add_problem(rep, line);
+    }
     if (json) {
         cJSON *o = cJSON_AddObjectToObject(root, "tokenizer");
         cJSON_AddNumberToObject(o, "vocab_size", (double)vocab);
@@ -289,7 +297,7 @@ int vkd_cmd_inspect(int argc, char **argv) {
         add_problem(&rep, err.msg);
     }
     generation_section(dir, json, root, &rep);
-    tokenizer_section(dir, json, root, &rep);
+    tokenizer_section(dir, have_cfg ? cfg.vocab_size : 0, json, root, &rep);
 
     int np = cJSON_GetArraySize(rep.problems);
     if (json) {

