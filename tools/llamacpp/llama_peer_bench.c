@@ -19,6 +19,9 @@
 //   -ngl N           layers offloaded to the GPU backend (0 = CPU only), default 0
 //   -p N             prompt length with synthetic ids (id = (1000 + 7919*i) % n_vocab), default 128
 //   --ids a,b,c      explicit prompt ids instead of -p
+//   --text STR       prompt = llama.cpp's tokenization of STR (no BOS/EOS added, special
+//                    tokens parsed)
+//   --tokenize-only  with --text: print "tok: ids" and exit (checks the GGUF's tokenizer)
 //   -n M             generated tokens, default 32
 //   -r R             timed prefill repetitions (mean is reported), default 1
 //   --backend-dir D  directory with the libggml-*.so backends to load (required)
@@ -41,8 +44,11 @@
 static int verbose = 0;
 
 static void log_cb(enum ggml_log_level level, const char *text, void *ud) {
+    static enum ggml_log_level last = GGML_LOG_LEVEL_INFO;
     (void)ud;
-    if (verbose || level >= GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
+    if (level == GGML_LOG_LEVEL_CONT) level = last;  // continuation of the previous message
+    else last = level;
+    if (verbose || level == GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
 }
 
 static double now_s(void) {
@@ -82,7 +88,8 @@ static int decode(struct llama_context *ctx, struct llama_batch *b, const llama_
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *backend_dir = NULL, *backend = "cpu", *ids_arg = NULL, *dump = NULL;
-    int threads = 2, ngl = 0, n_prompt = 128, n_gen = 32, reps = 1, print_ids = 0, warmup = 1;
+    const char *text = NULL;
+    int threads = 2, ngl = 0, n_prompt = 128, n_gen = 32, reps = 1, print_ids = 0, warmup = 1, tok_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (usage(argv[0]), ""))
@@ -91,6 +98,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-ngl")) ngl = atoi(NEXT());
         else if (!strcmp(a, "-p")) n_prompt = atoi(NEXT());
         else if (!strcmp(a, "--ids")) ids_arg = NEXT();
+        else if (!strcmp(a, "--text")) text = NEXT();
+        else if (!strcmp(a, "--tokenize-only")) tok_only = 1;
         else if (!strcmp(a, "-n")) n_gen = atoi(NEXT());
         else if (!strcmp(a, "-r")) reps = atoi(NEXT());
         else if (!strcmp(a, "--backend-dir")) backend_dir = NEXT();
@@ -124,7 +133,22 @@ int main(int argc, char **argv) {
     const int n_vocab = llama_vocab_n_tokens(vocab);
 
     llama_token *prompt;
-    if (ids_arg) {
+    if (text) {
+        int n = (int)strlen(text) + 8;
+        prompt = malloc(sizeof(llama_token) * n);
+        n_prompt = llama_tokenize(vocab, text, (int32_t)strlen(text), prompt, n, false, true);
+        if (n_prompt < 0) {
+            fprintf(stderr, "llama_peer_bench: tokenize failed\n");
+            return 1;
+        }
+        if (tok_only) {
+            printf("tok:");
+            for (int i = 0; i < n_prompt; i++) printf("%s%d", i ? "," : " ", prompt[i]);
+            printf("\n");
+            llama_model_free(model);
+            return 0;
+        }
+    } else if (ids_arg) {
         n_prompt = 1;
         for (const char *c = ids_arg; *c; c++) n_prompt += *c == ',';
         prompt = malloc(sizeof(llama_token) * n_prompt);
