@@ -32,6 +32,7 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->wg_elementwise = sg;
         p->elementwise_max_groups = threads;
         p->gemm_tile = 16;
+        p->wg_row = sg;
         p->bug_slow_many_workgroups = true;
         p->gemm_min_m = 32;
         /* gallivm's LP_MAX_TGSI_LOOP_ITERATIONS: one counter shared by every loop of an
@@ -44,12 +45,14 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->wg_elementwise = 256;
         p->elementwise_max_groups = 65535;
         p->gemm_tile = 64;
+        p->wg_row = 256; /* vocabulary rows are long: wide groups, few of them */
         p->bug_slow_many_workgroups = false;
         p->gemm_min_m = 32;
         p->bug_loop_limit = 0;
     }
     if (p->wg_stream > d->max_workgroup_size[0]) p->wg_stream = d->max_workgroup_size[0];
     if (p->wg_elementwise > d->max_workgroup_size[0]) p->wg_elementwise = d->max_workgroup_size[0];
+    if (p->wg_row > d->max_workgroup_size[0]) p->wg_row = d->max_workgroup_size[0];
     /* Overrides for tuning experiments (documented in docs/runtime.md). */
     p->wg_stream = env_u32("VKDRAFT_WG_STREAM", p->wg_stream);
     p->stream_groups = env_u32("VKDRAFT_STREAM_GROUPS", p->stream_groups);

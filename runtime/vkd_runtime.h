@@ -67,6 +67,7 @@ typedef struct vkd_profile {
     uint32_t wg_elementwise;   /* workgroup size of element-wise kernels */
     uint32_t elementwise_max_groups; /* cap on element-wise workgroups (grid-stride beyond) */
     uint32_t gemm_tile;        /* tile edge of the tiled GEMM (spec constant) */
+    uint32_t wg_row;           /* workgroup size of one-workgroup-per-row reductions (logits) */
     bool bug_slow_many_workgroups; /* cost grows with workgroup count (lavapipe) */
     uint32_t gemm_min_m;       /* matmul: tiled GEMM from this many rows of x, GEMV below */
     uint32_t bug_loop_limit;   /* loop iterations one invocation may run in total before the

@@ -137,5 +137,50 @@ PUSH_END(vkd_pc_copy2d)
 #endif
 
 /* -- logits ops (owner: ops_logits) -- */
+/* row ops (softmax, argmax, topk, token_stats): workgroup r reads row r of n f32 at
+ * x_off + r*x_stride (elements); writes row r at y_off + r*y_stride; aux_off: first id */
+#if !defined(VULKAN) || defined(PC_LOGITS)
+PUSH_BEGIN(vkd_pc_logits)
+    uint n;
+    uint x_off;
+    uint x_stride;
+    uint y_off;
+    uint y_stride;
+    uint aux_off;
+    uint k;
+    uint mode;
+    float scale;
+PUSH_END(vkd_pc_logits)
+#endif
+/* kl_tvd: rows of p and q logits, out row r at (out_off + r)*2 */
+#if !defined(VULKAN) || defined(PC_KL)
+PUSH_BEGIN(vkd_pc_kl)
+    uint n;
+    uint p_off;
+    uint p_stride;
+    uint q_off;
+    uint q_stride;
+    uint out_off;
+    float p_scale;
+    float q_scale;
+PUSH_END(vkd_pc_kl)
+#endif
+/* sample: row r uses Philox counter (ctr_hi:ctr_lo) + r, key (seed_hi:seed_lo);
+ * top_p >= 1 means off, top_k 0 or >= n means off; philox probe uses n, seed, ctr only */
+#if !defined(VULKAN) || defined(PC_SAMPLE)
+PUSH_BEGIN(vkd_pc_sample)
+    uint n;
+    uint x_off;
+    uint x_stride;
+    uint out_off;
+    float inv_t;
+    uint top_k;
+    float top_p;
+    uint seed_lo;
+    uint seed_hi;
+    uint ctr_lo;
+    uint ctr_hi;
+PUSH_END(vkd_pc_sample)
+#endif
 
 #endif

@@ -1,0 +1,297 @@
+/* ops_logits.c: row-wise ops over vocabulary-sized logits (softmax, argmax, top-k, token
+ * statistics, KL/TVD, sampling) and the host Philox4x32-10.
+ *
+ * Geometry: one workgroup per row of profile->wg_row lanes (the subgroup size on lavapipe,
+ * where cost grows with the workgroup count; 256 on GPUs), lanes on consecutive elements.
+ * Reductions are subgroup ops plus one shared slot per subgroup summed in a fixed order
+ * (shaders/rowreduce.glsl), so a rerun on the same device is bit-identical.
+ *
+ * Logits tensors may be split across bindings (many rows of a 151936-wide vocabulary exceed
+ * lavapipe's 128 MiB binding limit): each op issues one dispatch per run of rows that stays
+ * within one chunk of every row-addressed tensor. Small per-row outputs (indices, stats)
+ * must be one chunk. */
+#include "ops_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MAX_ROWS_PER_DISPATCH 65535u
+
+/* Checks the shared preconditions of a row op and returns the workgroup size. */
+static uint32_t row_wg(vkd_rec *rec, const char *op) {
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_device_info *d = vkd_ctx_info(ctx);
+    uint32_t wg = vkd_ctx_profile(ctx)->wg_row;
+    uint32_t min_sg = d->min_subgroup_size ? d->min_subgroup_size : d->subgroup_size;
+    const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    if (!d->subgroup_in_compute || (d->subgroup_ops & need) != need) {
+        vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
+                 "%s: the device lacks subgroup arithmetic in compute shaders", op);
+        return 0;
+    }
+    /* power of two, <= 256 (shared arrays), <= 64 subgroups (reduction slots) */
+    while (wg > 256 || (min_sg && wg > 64 * min_sg) || (wg & (wg - 1))) wg >>= 1;
+    return wg ? wg : 1;
+}
+
+/* A logits input: rows x_row0.. of f32 tensor t, n <= t->cols elements used per row. */
+static vkd_result need_rows(vkd_rec *rec, const char *op, const vkd_tensor *t, uint64_t row0,
+                            uint32_t rows, uint32_t n) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!t) return vkd_fail(err, VKD_ERR_INVALID, "%s: missing tensor", op);
+    if (t->dtype != VKD_DTYPE_F32)
+        return vkd_fail(err, VKD_ERR_INVALID, "%s: tensor '%s' is %s, expected f32", op, t->name,
+                        vkd_dtype_name(t->dtype));
+    if (n == 0 || n > t->cols)
+        return vkd_fail(err, VKD_ERR_RANGE, "%s: row length %u outside 1..%llu of '%s'", op, n,
+                        (unsigned long long)t->cols, t->name);
+    if (row0 + rows > t->rows)
+        return vkd_fail(err, VKD_ERR_RANGE, "%s: rows %llu..%llu outside the %llu rows of '%s'", op,
+                        (unsigned long long)row0, (unsigned long long)(row0 + rows),
+                        (unsigned long long)t->rows, t->name);
+    if (t->cols > UINT32_MAX / 2)
+        return vkd_fail(err, VKD_ERR_RANGE, "%s: rows of '%s' too long", op, t->name);
+    return VKD_OK;
+}
+
+/* Shortens *len so that rows row..row+*len of t lie in one chunk; returns that chunk and
+ * the element offset of `row` inside it. */
+static const vkd_chunk *run_of(const vkd_tensor *t, uint64_t row, uint32_t *len, uint32_t *off) {
+    const vkd_chunk *c = vkd_tensor_chunk_of_row(t, row);
+    uint64_t local = row - c->row0;
+    if (c->rows - local < *len) *len = (uint32_t)(c->rows - local);
+    *off = (uint32_t)(local * t->cols);
+    return c;
+}
+
+static uint32_t first_run(uint32_t rows, uint32_t r) {
+    uint32_t len = rows - r;
+    return len < MAX_ROWS_PER_DISPATCH ? len : MAX_ROWS_PER_DISPATCH;
+}
+
+/* y: f32 rows x n (row stride y->cols), x: rows from x_row0 (row stride x->cols). */
+vkd_result vkd_op_softmax(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint32_t x_row0,
+                          uint32_t rows, uint32_t n, float scale, bool log) {
+    vkd_result res;
+    if ((res = need_rows(rec, "softmax", x, x_row0, rows, n)) ||
+        (res = need_rows(rec, "softmax", y, 0, rows, n)))
+        return res;
+    uint32_t wg = row_wg(rec, "softmax");
+    if (!wg) return vkd_rec_error(rec)->code;
+    for (uint32_t r = 0; r < rows;) {
+        uint32_t len = first_run(rows, r), xo, yo;
+        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
+        const vkd_chunk *yc = run_of(y, r, &len, &yo);
+        vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = yo,
+                            .y_stride = (uint)y->cols, .mode = log ? 1u : 0u, .scale = scale};
+        vkd_dispatch d = {
+            .shader = VKD_SHADER_SOFTMAX,
+            .spec = {wg},
+            .nspec = 1,
+            .binds = {{xc, VKD_READ}, {yc, VKD_WRITE}},
+            .nbinds = 2,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {len},
+        };
+        if (xc->buffer == yc->buffer) d.binds[1].access = VKD_RW;
+        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        r += len;
+    }
+    return VKD_OK;
+}
+
+/* idx: i32, rows entries. */
+vkd_result vkd_op_argmax(vkd_rec *rec, vkd_tensor *idx, const vkd_tensor *x, uint32_t x_row0,
+                         uint32_t rows, uint32_t n) {
+    vkd_result res;
+    if ((res = need_rows(rec, "argmax", x, x_row0, rows, n)) ||
+        (res = vkd_ops_need(rec, "argmax", idx, VKD_DTYPE_I32, rows)))
+        return res;
+    uint32_t wg = row_wg(rec, "argmax");
+    if (!wg) return vkd_rec_error(rec)->code;
+    for (uint32_t r = 0; r < rows;) {
+        uint32_t len = first_run(rows, r), xo;
+        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
+        vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = r};
+        vkd_dispatch d = {
+            .shader = VKD_SHADER_ARGMAX,
+            .spec = {wg},
+            .nspec = 1,
+            .binds = {{xc, VKD_READ}, vkd_w(idx)},
+            .nbinds = 2,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {len},
+        };
+        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        r += len;
+    }
+    return VKD_OK;
+}
+
+/* idx: i32 rows x k, val: f32 rows x k (flat, row r at r*k). */
+vkd_result vkd_op_topk(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *val, const vkd_tensor *x,
+                       uint32_t x_row0, uint32_t rows, uint32_t n, uint32_t k) {
+    vkd_result res;
+    if ((res = need_rows(rec, "topk", x, x_row0, rows, n))) return res;
+    if (k > 256 || k > n)
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_RANGE, "topk: k = %u, must be <= 256 and <= n = %u",
+                        k, n);
+    if ((res = vkd_ops_need(rec, "topk", idx, VKD_DTYPE_I32, (uint64_t)rows * k)) ||
+        (res = vkd_ops_need(rec, "topk", val, VKD_DTYPE_F32, (uint64_t)rows * k)))
+        return res;
+    if (k == 0) return VKD_OK;
+    uint32_t wg = row_wg(rec, "topk");
+    if (!wg) return vkd_rec_error(rec)->code;
+    for (uint32_t r = 0; r < rows;) {
+        uint32_t len = first_run(rows, r), xo;
+        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
+        vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = r * k, .k = k};
+        vkd_dispatch d = {
+            .shader = VKD_SHADER_TOPK,
+            .spec = {wg},
+            .nspec = 1,
+            .binds = {{xc, VKD_READ}, vkd_w(idx), vkd_w(val)},
+            .nbinds = 3,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {len},
+        };
+        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        r += len;
+    }
+    return VKD_OK;
+}
+
+/* out: f32 rows x 3 (flat); ids: i32, rows entries. An id outside [0, n) gives
+ * out = (-inf, logsumexp, 1 + number of entries > -inf). */
+vkd_result vkd_op_token_stats(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *x, uint32_t x_row0,
+                              const vkd_tensor *ids, uint32_t rows, uint32_t n) {
+    vkd_result res;
+    if ((res = need_rows(rec, "token_stats", x, x_row0, rows, n)) ||
+        (res = vkd_ops_need(rec, "token_stats", ids, VKD_DTYPE_I32, rows)) ||
+        (res = vkd_ops_need(rec, "token_stats", out, VKD_DTYPE_F32, (uint64_t)rows * 3)))
+        return res;
+    uint32_t wg = row_wg(rec, "token_stats");
+    if (!wg) return vkd_rec_error(rec)->code;
+    for (uint32_t r = 0; r < rows;) {
+        uint32_t len = first_run(rows, r), xo;
+        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
+        vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = r, .aux_off = r};
+        vkd_dispatch d = {
+            .shader = VKD_SHADER_TOKEN_STATS,
+            .spec = {wg},
+            .nspec = 1,
+            .binds = {{xc, VKD_READ}, vkd_r(ids), vkd_w(out)},
+            .nbinds = 3,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {len},
+        };
+        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        r += len;
+    }
+    return VKD_OK;
+}
+
+/* out: f32 rows x 2 (flat); xp, xq: rows from xp_row0 / xq_row0. */
+vkd_result vkd_op_kl_tvd(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *xp, uint32_t xp_row0,
+                         float p_scale, const vkd_tensor *xq, uint32_t xq_row0, float q_scale,
+                         uint32_t rows, uint32_t n) {
+    vkd_result res;
+    if ((res = need_rows(rec, "kl_tvd", xp, xp_row0, rows, n)) ||
+        (res = need_rows(rec, "kl_tvd", xq, xq_row0, rows, n)) ||
+        (res = vkd_ops_need(rec, "kl_tvd", out, VKD_DTYPE_F32, (uint64_t)rows * 2)))
+        return res;
+    uint32_t wg = row_wg(rec, "kl_tvd");
+    if (!wg) return vkd_rec_error(rec)->code;
+    for (uint32_t r = 0; r < rows;) {
+        uint32_t len = first_run(rows, r), po, qo;
+        const vkd_chunk *pcn = run_of(xp, (uint64_t)xp_row0 + r, &len, &po);
+        const vkd_chunk *qcn = run_of(xq, (uint64_t)xq_row0 + r, &len, &qo);
+        vkd_pc_kl pc = {.n = n, .p_off = po, .p_stride = (uint)xp->cols, .q_off = qo,
+                        .q_stride = (uint)xq->cols, .out_off = r, .p_scale = p_scale,
+                        .q_scale = q_scale};
+        vkd_dispatch d = {
+            .shader = VKD_SHADER_KL_TVD,
+            .spec = {wg},
+            .nspec = 1,
+            .binds = {{pcn, VKD_READ}, {qcn, VKD_READ}, vkd_w(out)},
+            .nbinds = 3,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {len},
+        };
+        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        r += len;
+    }
+    return VKD_OK;
+}
+
+/* tok: i32, rows entries. The temperature is applied as x * (1/T) in f32 (the host
+ * reference does the same), so scaling is monotone and ties are reproducible. */
+vkd_result vkd_op_sample(vkd_rec *rec, vkd_tensor *tok, const vkd_tensor *x, uint32_t x_row0,
+                         uint32_t rows, uint32_t n, const vkd_sample_params *p) {
+    vkd_result res;
+    if ((res = need_rows(rec, "sample", x, x_row0, rows, n)) ||
+        (res = vkd_ops_need(rec, "sample", tok, VKD_DTYPE_I32, rows)))
+        return res;
+    if (!p || !(p->temperature >= 0.0f) || isinf(p->temperature) || isnan(p->top_p))
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID,
+                        "sample: temperature must be finite and >= 0, top_p a number");
+    if (p->temperature == 0.0f) return vkd_op_argmax(rec, tok, x, x_row0, rows, n);
+    uint32_t wg = row_wg(rec, "sample");
+    if (!wg) return vkd_rec_error(rec)->code;
+    float top_p = p->top_p > 0.0f && p->top_p < 1.0f ? p->top_p : 1.0f;
+    for (uint32_t r = 0; r < rows;) {
+        uint32_t len = first_run(rows, r), xo;
+        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
+        uint64_t ctr = p->counter0 + r;
+        vkd_pc_sample pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .out_off = r,
+                            .inv_t = 1.0f / p->temperature, .top_k = p->top_k, .top_p = top_p,
+                            .seed_lo = (uint)p->seed, .seed_hi = (uint)(p->seed >> 32),
+                            .ctr_lo = (uint)ctr, .ctr_hi = (uint)(ctr >> 32)};
+        vkd_dispatch d = {
+            .shader = VKD_SHADER_SAMPLE,
+            .spec = {wg},
+            .nspec = 1,
+            .binds = {{xc, VKD_READ}, vkd_w(tok)},
+            .nbinds = 2,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {len},
+        };
+        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        r += len;
+    }
+    return VKD_OK;
+}
+
+static inline void mulhilo32(uint32_t a, uint32_t b, uint32_t *hi, uint32_t *lo) {
+    uint64_t p = (uint64_t)a * b;
+    *hi = (uint32_t)(p >> 32);
+    *lo = (uint32_t)p;
+}
+
+void vkd_philox4x32(uint64_t seed, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
+    uint32_t c[4] = {(uint32_t)counter_lo, (uint32_t)(counter_lo >> 32), (uint32_t)counter_hi,
+                     (uint32_t)(counter_hi >> 32)};
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int r = 0; r < 10; r++) {
+        if (r > 0) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        uint32_t hi0, lo0, hi1, lo1;
+        mulhilo32(0xD2511F53u, c[0], &hi0, &lo0);
+        mulhilo32(0xCD9E8D57u, c[2], &hi1, &lo1);
+        uint32_t n0 = hi1 ^ c[1] ^ k0, n2 = hi0 ^ c[3] ^ k1;
+        c[0] = n0;
+        c[1] = lo1;
+        c[2] = n2;
+        c[3] = lo0;
+    }
+    memcpy(out, c, sizeof c);
+}

@@ -1,0 +1,32 @@
+#version 450
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+/* y = softmax(scale * x) per row, or log_softmax when pc.mode == 1. One workgroup per row:
+ * an online max/sum pass, then the write pass. Lanes on consecutive 16-byte words (ROW_FOR).
+ * Bindings: 0 x (read), 1 y (write). */
+#define PC_LOGITS
+#include "vkd_push.h"
+#include "rowreduce.glsl"
+layout(local_size_x_id = 0) in;
+layout(std430, binding = 0) readonly buffer X { float x[]; };
+layout(std430, binding = 1) writeonly buffer Y { float y[]; };
+void main() {
+    uint xb = pc.x_off + gl_WorkGroupID.x * pc.x_stride;
+    uint yb = pc.y_off + gl_WorkGroupID.x * pc.y_stride;
+    float m = NEG_INF, s = 0.0, c = 0.0;
+#define ELEM(i) lse_add(m, s, c, pc.scale * x[xb + i]);
+    ROW_FOR(pc.n, ELEM)
+#undef ELEM
+    wg_lse(m, s, c);
+    if (pc.mode == 1u) {
+        float lz = m + log(s);
+#define ELEM(i) y[yb + i] = pc.scale * x[xb + i] - lz;
+        ROW_FOR(pc.n, ELEM)
+#undef ELEM
+    } else {
+        float inv = 1.0 / s;
+#define ELEM(i) y[yb + i] = exp(pc.scale * x[xb + i] - m) * inv;
+        ROW_FOR(pc.n, ELEM)
+#undef ELEM
+    }
+}
