@@ -30,6 +30,9 @@ void bench_row(bench_env *env, const char *op, const char *shape, const char *dt
 /* Layer ops (apps/bench_ops_layer.c). */
 void bench_ops_layer(bench_env *env);
 
+/* Logits ops (apps/bench_ops_logits.c). */
+void bench_ops_logits(bench_env *env);
+
 int vkd_bench_ops(int argc, char **argv);
 
 #endif

@@ -133,6 +133,7 @@ int vkd_bench_ops(int argc, char **argv) {
     /* layer */
     bench_ops_layer(&env);
     /* logits */
+    bench_ops_logits(&env);
 
     if (env.json) printf("\n  ]\n}\n");
     vkd_rec_destroy(env.rec);
