@@ -60,6 +60,7 @@ struct vkd_tok {
     size_t strings_len, strings_cap;
     tok_entry *entries;
     size_t n_entries;         /* vocab size */
+    size_t entries_cap;
     tok_strmap spell;         /* spelling -> id (model vocabulary, then added tokens) */
     tok_bpe bpe;
     tok_added *added;
@@ -236,10 +237,15 @@ static vkd_result entries_reserve(vkd_tok *t, int64_t id) {
     if (id < 0 || id >= (1 << 24)) return VKD_ERR_RANGE;
     if ((size_t)id < t->n_entries) return VKD_OK;
     size_t nn = (size_t)id + 1;
-    tok_entry *e = realloc(t->entries, nn * sizeof *e);
-    if (!e) return VKD_ERR_NOMEM;
-    memset(e + t->n_entries, 0, (nn - t->n_entries) * sizeof *e);
-    t->entries = e;
+    if (nn > t->entries_cap) { /* geometric growth: vocab ids arrive in any order */
+        size_t nc = t->entries_cap ? t->entries_cap : 1024;
+        while (nc < nn) nc *= 2;
+        tok_entry *e = realloc(t->entries, nc * sizeof *e);
+        if (!e) return VKD_ERR_NOMEM;
+        t->entries = e;
+        t->entries_cap = nc;
+    }
+    memset(t->entries + t->n_entries, 0, (nn - t->n_entries) * sizeof *t->entries);
     t->n_entries = nn;
     return VKD_OK;
 }
