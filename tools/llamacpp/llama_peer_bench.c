@@ -10,7 +10,8 @@
 // prints one machine-readable line:
 //   llamacpp backend=<cpu|vulkan> threads=T ngl=G prompt=N gen=M prefill_tok_s=X decode_tok_s=Y
 //     prefill_s=.. decode_s=.. model_bytes=..
-// Prefill is timed after one untimed warm-up prefill (then the KV cache is cleared), as
+// Prefill is timed after an untimed warm-up (one prefill + one decode step, then the KV
+// cache is cleared; Vulkan compiles its pipelines there), as
 // llama-bench does; decode is timed over the M steps that follow the timed prefill.
 //
 // Options:
@@ -30,7 +31,7 @@
 //   --dump-logits F  write the f32 logits of the N prompt positions and of the M-1 decode
 //                    steps, [N+M-1][n_vocab] raw little-endian floats (all prompt positions
 //                    are then computed, so do not time with it)
-//   --no-warmup      skip the warm-up prefill
+//   --no-warmup      skip the warm-up
 //   -v               keep llama.cpp's log output
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -182,7 +183,11 @@ int main(int argc, char **argv) {
     }
 
     if (warmup) {
-        if (decode(ctx, &batch, prompt, n_prompt, 0, 0)) {
+        // one prefill and one single-token step: backends that build pipelines / graphs
+        // lazily (Vulkan shader compilation) do it here, outside the timed region
+        llama_token t1;
+        if (decode(ctx, &batch, prompt, n_prompt, 0, 0) ||
+            (t1 = argmax(llama_get_logits_ith(ctx, -1), n_vocab), decode(ctx, &batch, &t1, 1, n_prompt, 0))) {
             fprintf(stderr, "llama_peer_bench: warm-up decode failed\n");
             return 1;
         }
