@@ -35,4 +35,7 @@ void bench_ops_logits(bench_env *env);
 
 int vkd_bench_ops(int argc, char **argv);
 
+/* matmul and embedding rows (apps/bench_ops_matmul.c) */
+void bench_ops_matmul(bench_env *env);
+
 #endif

@@ -130,6 +130,7 @@ int vkd_bench_ops(int argc, char **argv) {
 
     /* ops of each area: bench_ops_<area>(&env) */
     /* matmul */
+    bench_ops_matmul(&env);
     /* layer */
     bench_ops_layer(&env);
     /* logits */

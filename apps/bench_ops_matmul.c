@@ -1,0 +1,123 @@
+/* bench_ops_matmul.c: vkd_op_matmul (GEMV m = 1 and m = 16, GEMM m = 512) and vkd_op_embed
+ * at the layer shapes of Qwen3-0.6B, Qwen3-4B and Llama-3.2-1B, bf16 weights.
+ * Each timed GEMV submission cycles through copies of W (512 MiB of weights for m = 1,
+ * 128 MiB for m = 16), so the figures are memory figures, not cache figures (a decode
+ * step reads every layer's weights once). GEMV rows report weight bytes read per second
+ * against the copy bandwidth (read + write) measured at the top of `bench ops`. */
+#include <stdlib.h>
+
+#include "bench.h"
+#include "cli.h"
+
+#define ROTATE_BYTES (512ull << 20)
+
+typedef struct mm_args {
+    vkd_tensor **w;
+    uint32_t nw, next;
+    vkd_tensor *x, *y;
+    uint32_t m;
+} mm_args;
+
+static vkd_result rec_matmul(vkd_rec *rec, void *u) {
+    mm_args *a = u;
+    vkd_tensor *w = a->w[a->next];
+    a->next = (a->next + 1) % a->nw;
+    return vkd_op_matmul(rec, a->y, 0, a->x, 0, w, a->m, false);
+}
+
+typedef struct emb_args {
+    vkd_tensor *y, *ids, *table;
+    uint32_t m;
+} emb_args;
+
+static vkd_result rec_embed(vkd_rec *rec, void *u) {
+    emb_args *a = u;
+    return vkd_op_embed(rec, a->y, a->ids, a->table, a->m);
+}
+
+static vkd_tensor *mk2(bench_env *env, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
+    vkd_error err = {0};
+    vkd_tensor *t;
+    cli_check(vkd_tensor_create_2d(env->ctx, dt, rows, cols, name, &t, &err), &err);
+    return t;
+}
+
+/* Times y = x W^T for W: N x K bf16 at each m in ms (GEMV rows carry the roofline). */
+static void bench_linear(bench_env *env, const char *model, const char *layer, uint64_t N,
+                         uint64_t K, const uint32_t *ms, int nm) {
+    mm_args a = {0};
+    uint64_t wbytes = N * K * 2;
+    a.nw = (uint32_t)((ROTATE_BYTES + wbytes - 1) / wbytes);
+    a.w = calloc(a.nw, sizeof *a.w);
+    if (!a.w) cli_fatal("bench ops: out of memory");
+    for (uint32_t i = 0; i < a.nw; i++) a.w[i] = mk2(env, VKD_DTYPE_BF16, N, K, layer);
+    uint32_t mmax = 0;
+    for (int i = 0; i < nm; i++) mmax = ms[i] > mmax ? ms[i] : mmax;
+    a.x = mk2(env, VKD_DTYPE_F32, mmax, K, "x");
+    a.y = mk2(env, VKD_DTYPE_F32, mmax, N, "y");
+    for (int i = 0; i < nm; i++) {
+        a.m = ms[i];
+        a.next = 0;
+        double flops = 2.0 * a.m * N * K;
+        /* m = 1 cycles through all copies (512 MiB); m = 16 is compute-heavy on CPU drivers:
+         * a quarter of them; a GEMM instance is long and compute-bound: one */
+        int inner = a.m == 1 ? (int)a.nw : a.m <= 16 ? (int)(a.nw + 3) / 4 : 1;
+        double t = bench_time(env, rec_matmul, &a, inner);
+        char shape[80];
+        snprintf(shape, sizeof shape, "%s %s m=%u %llux%llu", model, layer, a.m,
+                 (unsigned long long)N, (unsigned long long)K);
+        bool gemv = a.m < vkd_ctx_profile(env->ctx)->gemm_min_m;
+        double bytes = (double)wbytes + 4.0 * a.m * (K + N);
+        bench_row(env, gemv ? "matmul_gemv" : "matmul_gemm", shape, "bf16", t, bytes, flops, gemv);
+    }
+    for (uint32_t i = 0; i < a.nw; i++) vkd_tensor_destroy(a.w[i]);
+    free(a.w);
+    vkd_tensor_destroy(a.x);
+    vkd_tensor_destroy(a.y);
+}
+
+void bench_ops_matmul(bench_env *env) {
+    static const struct {
+        const char *model;
+        uint64_t hidden, q, ffn, vocab;
+    } models[] = {
+        {"qwen3-0.6b", 1024, 2048, 3072, 151936},
+        {"qwen3-4b", 2560, 4096, 9728, 151936},
+        {"llama-3.2-1b", 2048, 2048, 8192, 128256},
+    };
+    static const uint32_t gemv_ms[] = {1, 16}, all_ms[] = {1, 16, 512};
+    for (size_t s = 0; s < sizeof models / sizeof models[0]; s++) {
+        const char *mo = models[s].model;
+        uint64_t h = models[s].hidden;
+        /* GEMM m = 512 (prefill) on the smallest model only: it is compute-bound and slow on
+         * CPU drivers */
+        const uint32_t *ms = s == 0 ? all_ms : gemv_ms;
+        int nm = s == 0 ? 3 : 2;
+        bench_linear(env, mo, "q_proj", models[s].q, h, ms, nm);
+        bench_linear(env, mo, "o_proj", h, models[s].q, ms, nm);
+        bench_linear(env, mo, "gate_up", models[s].ffn, h, ms, nm);
+        bench_linear(env, mo, "down", h, models[s].ffn, ms, nm);
+        bench_linear(env, mo, "lm_head", models[s].vocab, h, gemv_ms, 2);
+    }
+
+    /* embedding rows from a Qwen3-4B-sized table (split across bindings) */
+    emb_args e = {0};
+    e.table = mk2(env, VKD_DTYPE_BF16, 151936, 2560, "embed_tokens");
+    static const uint32_t em[] = {16, 512};
+    e.ids = mk2(env, VKD_DTYPE_I32, 1, 512, "ids");
+    e.y = mk2(env, VKD_DTYPE_F32, 512, 2560, "y");
+    int32_t ids[512];
+    for (int i = 0; i < 512; i++) ids[i] = (int32_t)((i * 2654435761u) % 151936u);
+    vkd_error err = {0};
+    cli_check(vkd_tensor_upload(e.ids, 0, ids, sizeof ids, &err), &err);
+    for (int i = 0; i < 2; i++) {
+        e.m = em[i];
+        double t = bench_time(env, rec_embed, &e, 20);
+        char shape[64];
+        snprintf(shape, sizeof shape, "qwen3-4b m=%u 151936x2560", e.m);
+        bench_row(env, "embed", shape, "bf16", t, e.m * 2560.0 * (2 + 4), 0, false);
+    }
+    vkd_tensor_destroy(e.table);
+    vkd_tensor_destroy(e.ids);
+    vkd_tensor_destroy(e.y);
+}
