@@ -30,6 +30,9 @@ void bench_row(bench_env *env, const char *op, const char *shape, const char *dt
 /* Layer ops (apps/bench_ops_layer.c). */
 void bench_ops_layer(bench_env *env);
 
+/* Device copy bandwidth (read + write bytes per second / 1e9) with the streaming geometry. */
+double bench_copy_gbs(bench_env *env);
+
 /* Logits ops (apps/bench_ops_logits.c). */
 void bench_ops_logits(bench_env *env);
 
@@ -37,5 +40,7 @@ int vkd_bench_ops(int argc, char **argv);
 
 /* matmul and embedding rows (apps/bench_ops_matmul.c) */
 void bench_ops_matmul(bench_env *env);
+int vkd_bench_generate(int argc, char **argv);  /* apps/bench_model.c */
+int vkd_bench_spec(int argc, char **argv);
 
 #endif

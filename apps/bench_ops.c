@@ -80,6 +80,17 @@ static vkd_tensor *mk(bench_env *env, vkd_dtype dt, uint64_t rows, uint64_t cols
     return t;
 }
 
+double bench_copy_gbs(bench_env *env) {
+    /* 64 MiB -> 64 MiB, counted as read + write bytes */
+    copy_args ca = {.bytes = 64ull << 20};
+    ca.src = mk(env, VKD_DTYPE_F32, 1, ca.bytes / 4, "copy_src");
+    ca.dst = mk(env, VKD_DTYPE_F32, 1, ca.bytes / 4, "copy_dst");
+    double t = bench_time(env, rec_copy, &ca, 4);
+    vkd_tensor_destroy(ca.src);
+    vkd_tensor_destroy(ca.dst);
+    return 2.0 * ca.bytes / t * 1e-9;
+}
+
 int vkd_bench_ops(int argc, char **argv) {
     bench_env env = {.reps = 5};
     for (int i = 1; i < argc; i++) {
@@ -103,16 +114,10 @@ int vkd_bench_ops(int argc, char **argv) {
     if (env.json) printf("{\n  \"device\": \"%s\",\n  \"driver\": \"%s\",\n", d->name, d->driver);
     else printf("device: %s (%s), profile %s\n", d->name, d->driver, vkd_ctx_profile(env.ctx)->name);
 
-    /* copy bandwidth: 64 MiB -> 64 MiB, counted as read + write bytes */
-    copy_args ca = {.bytes = 64ull << 20};
-    ca.src = mk(&env, VKD_DTYPE_F32, 1, ca.bytes / 4, "copy_src");
-    ca.dst = mk(&env, VKD_DTYPE_F32, 1, ca.bytes / 4, "copy_dst");
-    double t = bench_time(&env, rec_copy, &ca, 4);
-    env.copy_gbs = 2.0 * ca.bytes / t * 1e-9;
+    env.copy_gbs = bench_copy_gbs(&env);
+    double t;
     if (env.json) printf("  \"copy_gb_s\": %.3f,\n  \"ops\": [\n", env.copy_gbs);
     else printf("copy bandwidth: %.2f GB/s (read + write, 64 MiB)\n\n", env.copy_gbs);
-    vkd_tensor_destroy(ca.src);
-    vkd_tensor_destroy(ca.dst);
 
     static const struct { const char *model; uint64_t hidden; } shapes[] = {
         {"qwen3-0.6b", 1024}, {"qwen3-4b", 2560}, {"llama-3.2-1b", 2048}};
