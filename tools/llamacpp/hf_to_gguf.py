@@ -214,26 +214,25 @@ def load_tokenizer(model_dir, cfg, vocab_size):
     types_special = ["bos", "eos", "unk", "sep", "pad", "cls", "mask"]
     ids, add = {}, {}
     tc = dict(tcfg) if tcfg else None
-    if True:
-        special_bos = (tc or {}).get("bos_token")
-        special_eos = (tc or {}).get("eos_token")
-        special_cls = (tc or {}).get("cls_token")
-        pp = tok.get("post_processor")
-        if pp:
-            for proc in pp.get("processors", [pp]):
-                if proc.get("type") == "TemplateProcessing":
-                    single = proc.get("single", [])
-                    if len(single) > 1:
-                        first = single[0].get("SpecialToken", {}).get("id")
-                        if first:
-                            if not tc:
-                                special_bos = first
-                            elif first not in (special_bos, special_cls) and not special_bos:
-                                tc["bos_token"] = special_bos = first
-                            add["bos"] = first in (special_bos, special_cls)
-                        last = single[-1].get("SpecialToken", {}).get("id")
-                        if last:
-                            add["eos"] = last == special_eos
+    special_bos = (tc or {}).get("bos_token")
+    special_eos = (tc or {}).get("eos_token")
+    special_cls = (tc or {}).get("cls_token")
+    pp = tok.get("post_processor")
+    if pp:
+        for proc in pp.get("processors", [pp]):
+            if proc.get("type") == "TemplateProcessing":
+                single = proc.get("single", [])
+                if len(single) > 1:
+                    first = single[0].get("SpecialToken", {}).get("id")
+                    if first:
+                        if not tc:
+                            special_bos = first
+                        elif first not in (special_bos, special_cls) and not special_bos:
+                            tc["bos_token"] = special_bos = first
+                        add["bos"] = first in (special_bos, special_cls)
+                    last = single[-1].get("SpecialToken", {}).get("id")
+                    if last:
+                        add["eos"] = last == special_eos
     if tc:
         for typ in types_special:
             v = tc.get(f"add_{typ}_token")
