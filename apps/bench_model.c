@@ -100,6 +100,7 @@ int vkd_bench_generate(int argc, char **argv) {
     free(ids);
     vkd_target_free(t);
     vkd_rec_destroy(env.rec);
+    cli_print_profile(env.ctx);
     vkd_ctx_destroy(env.ctx);
     return 0;
 }
@@ -184,6 +185,7 @@ int vkd_bench_spec(int argc, char **argv) {
     vkd_dflash_free(dr);
     vkd_target_free(t);
     vkd_rec_destroy(rec);
+    cli_print_profile(ctx);
     vkd_ctx_destroy(ctx);
     return 0;
 }

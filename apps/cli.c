@@ -1,6 +1,8 @@
 /* cli.c: flag parsing and fatal-error helpers shared by the subcommands. */
 #include "cli.h"
 
+#include "vkd_runtime.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -96,4 +98,28 @@ vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_er
     chmod(path, 0644);
     free(tmp);
     return VKD_OK;
+}
+
+static int cmp_prof(const void *a, const void *b) {
+    double x = ((const vkd_profile_entry *)a)->total_ms, y = ((const vkd_profile_entry *)b)->total_ms;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+void cli_print_profile(const struct vkd_ctx *ctx) {
+    const vkd_profile_entry *e;
+    uint32_t n = vkd_ctx_profile_entries(ctx, &e);
+    if (!n) return;
+    vkd_profile_entry *s = malloc(n * sizeof *s);
+    if (!s) return;
+    memcpy(s, e, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_prof);
+    double total = 0;
+    for (uint32_t i = 0; i < n; i++) total += s[i].total_ms;
+    fprintf(stderr, "\nGPU time per op (VKDRAFT_PROFILE):\n%-28s %10s %12s %10s %7s\n", "shader", "calls",
+            "total ms", "ms/call", "share");
+    for (uint32_t i = 0; i < n; i++)
+        fprintf(stderr, "%-28s %10llu %12.2f %10.4f %6.1f%%\n", s[i].name, (unsigned long long)s[i].calls,
+                s[i].total_ms, s[i].total_ms / (double)s[i].calls, 100.0 * s[i].total_ms / total);
+    fprintf(stderr, "%-28s %10s %12.2f\n", "total", "", total);
+    free(s);
 }

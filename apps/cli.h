@@ -25,4 +25,8 @@ double cli_parse_double(const char *cmd, const char *flag, const char *s, double
 /* Writes data to path atomically (temp file in the same folder, fsync, rename). */
 vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_error *err);
 
+/* With profiling on (VKDRAFT_PROFILE=1), prints the per-op GPU time table to stderr. */
+struct vkd_ctx;
+void cli_print_profile(const struct vkd_ctx *ctx);
+
 #endif

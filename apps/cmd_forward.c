@@ -107,6 +107,7 @@ int vkd_cmd_forward(int argc, char **argv) {
     vkd_rec_destroy(rec);
     vkd_tensor_destroy(feat);
     vkd_target_free(t);
+    cli_print_profile(ctx);
     vkd_ctx_destroy(ctx);
     vkd_tok_free(tok);
     free(o); free(names); free(logits); free(hid); free(rowbuf); free(tapl); free(ids); free(taps);

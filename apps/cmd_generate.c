@@ -159,6 +159,7 @@ int vkd_cmd_generate(int argc, char **argv) {
     vkd_tok_stream_free(sc.ts);
     vkd_rec_destroy(rec);
     vkd_target_free(t);
+    cli_print_profile(ctx);
     vkd_ctx_destroy(ctx);
     vkd_tok_free(tok);
     free(ids);

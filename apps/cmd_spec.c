@@ -322,6 +322,7 @@ int vkd_cmd_spec(int argc, char **argv) {
     vkd_target_free(dm);
     vkd_rec_destroy(rec);
     vkd_target_free(t);
+    cli_print_profile(ctx);
     vkd_ctx_destroy(ctx);
     vkd_tok_free(tok);
     return 0;
