@@ -144,7 +144,8 @@ def main():
     # spec over a real dataset through the chat template (random draft: exercises the path)
     draft = os.path.join(tmp, "draft")
     subprocess.run(["/usr/bin/python3", os.path.join(SRC, "tools/reference/gen_dflash.py"), "--target", model,
-                    "--out", draft, "--layers", "1", "--block-size", "4", "--target-layer-ids", "0,1"],
+                    "--out", draft, "--layers", "1", "--block-size", "4", "--target-layer-ids", "0,1",
+                    "--train-steps", "0"],
                    check=True, capture_output=True)
     ds = os.path.join(SRC, "..", "shared", "datasets", "gsm8k_test.jsonl")
     p = run(["spec", "--target", model, "--draft", draft, "--dataset", ds, "--limit", "2", "--max-new-tokens", "8",
