@@ -11,12 +11,15 @@ mode=${1:-}
 
 APT_PKGS=(build-essential meson ninja-build pkg-config python3 libvulkan-dev mesa-vulkan-drivers
           glslc spirv-tools vulkan-validationlayers libcjson-dev libpcre2-dev libutf8proc-dev
-          clang libclang-rt-14-dev nodejs npm python3-numpy python3-torch)
+          clang libclang-rt-14-dev python3-numpy python3-torch)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm: any install works (Debian's, or one already on the machine with its own npm)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
