@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "builtin_prompts.h"
 #include "cli.h"
@@ -45,6 +46,10 @@ typedef struct job {
 
 static void progress(size_t done, size_t total, double elapsed) {
     if (total < 2) return;
+    if (!isatty(2)) { /* a log: one line at the end */
+        if (done == total) fprintf(stderr, "spec: %zu prompts in %.0fs\n", total, elapsed);
+        return;
+    }
     int w = 30, fill = (int)(w * done / total);
     double eta = done ? elapsed / done * (total - done) : 0;
     fprintf(stderr, "\r[%.*s%*s] %zu/%zu  %.0fs elapsed, ETA %.0fs ", fill,
