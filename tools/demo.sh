@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh: the README's main job. Generates the demo pair once into demo/ (a small Qwen3
-# target with the real Qwen3 tokenizer, random weights, and a matching DFlash draft, both
-# written in the exact Hugging Face layout by tools/reference/), then runs DFlash
+# target with the real Qwen3 tokenizer and random weights whose greedy continuations repeat
+# tokens in runs, and a DFlash draft aligned to it in closed form by
+# tools/reference/copy_draft.py, both in the exact Hugging Face layout), then runs DFlash
 # speculative decoding with the plain-decoding baseline over the built-in prompt set and
 # prints tau, the acceptance-length histogram and the measured speed-up.
 set -euo pipefail
@@ -12,9 +13,9 @@ if [ ! -f demo/draft/config.json ] || [ ! -f demo/target/config.json ]; then
     rm -rf demo.tmp
     /usr/bin/python3 tools/reference/gen_model.py --arch qwen3 --hidden 128 --layers 4 --heads 4 \
         --kv-heads 2 --head-dim 32 --ffn 256 --tie --dtype bf16 --max-pos 4096 --seed 1 \
-        --tokenizer-from "$tok" --out demo.tmp/target >&2
-    /usr/bin/python3 tools/reference/gen_dflash.py --target demo.tmp/target --out demo.tmp/draft \
-        --layers 2 --block-size 4 --target-layer-ids 0,1,2,3 --train-steps 0 >&2
+        --resid-scale 0.3 --tokenizer-from "$tok" --out demo.tmp/target >&2
+    /usr/bin/python3 tools/reference/copy_draft.py --target demo.tmp/target --out demo.tmp/draft \
+        --block-size 4 --target-layer-ids 0,1,2,3 >&2
     rm -rf demo
     mv demo.tmp demo
 fi
