@@ -13,27 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture_util.h"
 #include "safetensors.h"
 #include "vkd_spec.h"
 #include "vkd_test.h"
 
 static char fx[4096];
 
-static const vkd_st_tensor *get(vkd_st_file *f, const char *name) {
-    const vkd_st_tensor *t = vkd_st_find(f, name);
-    REQUIRE(t, "fixture tensor %s missing", name);
-    return t;
-}
-
-static double rel_err(const float *a, const float *b, size_t n) {
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
-    }
-    return worst / (1.0 + scale);
-}
 
 typedef struct env {
     vkd_ctx *ctx;
@@ -75,14 +61,14 @@ static void check_calls(env *e, const char *name) {
     vkd_dflash *d = load_draft(e, name, 0);
     uint32_t B = d->block, V = d->vocab;
     float *l = malloc((size_t)(B - 1) * V * 4);
-    const vkd_st_tensor *F1 = get(f, "call1.features"), *F2 = get(f, "call2.features");
-    CHECK(*(const int32_t *)get(f, "call1.start")->data == (int32_t)F1->shape[0], "fixture start");
-    draft_call(e, d, F1, get(f, "call1.block")->data, l);
-    double e1 = rel_err(l, get(f, "call1.logits")->data, (size_t)(B - 1) * V);
+    const vkd_st_tensor *F1 = fixture_get(f, "call1.features"), *F2 = fixture_get(f, "call2.features");
+    CHECK(*(const int32_t *)fixture_get(f, "call1.start")->data == (int32_t)F1->shape[0], "fixture start");
+    draft_call(e, d, F1, fixture_get(f, "call1.block")->data, l);
+    double e1 = fixture_rel_err(l, fixture_get(f, "call1.logits")->data, (size_t)(B - 1) * V);
     CHECK(e1 <= 2e-4, "%s: first draft call error %.3g", name, e1);
-    draft_call(e, d, F2, get(f, "call2.block")->data, l);
-    CHECK(d->len == (uint32_t)*(const int32_t *)get(f, "call2.start")->data, "draft cache length %u", d->len);
-    double e2 = rel_err(l, get(f, "call2.logits")->data, (size_t)(B - 1) * V);
+    draft_call(e, d, F2, fixture_get(f, "call2.block")->data, l);
+    CHECK(d->len == (uint32_t)*(const int32_t *)fixture_get(f, "call2.start")->data, "draft cache length %u", d->len);
+    double e2 = fixture_rel_err(l, fixture_get(f, "call2.logits")->data, (size_t)(B - 1) * V);
     CHECK(e2 <= 2e-4, "%s: cached second call error %.3g", name, e2);
     /* from scratch: all committed context at once */
     REQUIRE(!vkd_dflash_crop(d, 0, &err), "%s", err.msg);
@@ -94,8 +80,8 @@ static void check_calls(env *e, const char *name) {
     cat.shape[0] = n1 + n2;
     cat.data = all;
     cat.nbytes = F1->nbytes + F2->nbytes;
-    draft_call(e, d, &cat, get(f, "call2.block")->data, l);
-    double e3 = rel_err(l, get(f, "call2.scratch_logits")->data, (size_t)(B - 1) * V);
+    draft_call(e, d, &cat, fixture_get(f, "call2.block")->data, l);
+    double e3 = fixture_rel_err(l, fixture_get(f, "call2.scratch_logits")->data, (size_t)(B - 1) * V);
     CHECK(e3 <= 2e-4, "%s: from-scratch second call error %.3g", name, e3);
     fprintf(stderr, "  %s: draft logits errors: first %.2g, cached %.2g, scratch %.2g\n", name, e1, e2, e3);
     free(all);
@@ -121,7 +107,7 @@ static void check_spec(env *e, const char *name, uint32_t block, bool want_trace
     vkd_dflash *d = load_draft(e, name, block);
     vkd_proposer *p;
     REQUIRE(!vkd_proposer_dflash(d, &p, &err), "%s", err.msg);
-    const vkd_st_tensor *ids = get(f, "input_ids"), *g = get(f, "greedy");
+    const vkd_st_tensor *ids = fixture_get(f, "input_ids"), *g = fixture_get(f, "greedy");
     const int32_t *greedy = g->data;
     uint32_t G = (uint32_t)g->numel;
     vkd_spec_result res;
@@ -137,7 +123,7 @@ static void check_spec(env *e, const char *name, uint32_t block, bool want_trace
             name, d->block, res.n, res.stats.steps, res.stats.tau, maxacc, same ? "== greedy" : "DIFFERENT");
     if (want_trace) {
         /* the reference's acceptance lengths, step by step (its first token is the prefill's) */
-        const vkd_st_tensor *acc = get(f, "spec.accept");
+        const vkd_st_tensor *acc = fixture_get(f, "spec.accept");
         const int32_t *a = acc->data;
         bool same_acc = acc->numel == res.stats.steps;
         for (uint32_t i = 0; same_acc && i < res.stats.steps; i++) same_acc = (int32_t)res.stats.accept[i] == a[i];
@@ -168,7 +154,7 @@ static void check_ar(env *e) {
     vkd_error err = {0};
     vkd_st_file *f;
     REQUIRE(!vkd_st_open(path, &f, &err), "%s", err.msg);
-    const vkd_st_tensor *ids = get(f, "input_ids"), *g = get(f, "greedy");
+    const vkd_st_tensor *ids = fixture_get(f, "input_ids"), *g = fixture_get(f, "greedy");
     uint32_t G = (uint32_t)g->numel;
     const char *drafts[] = {"llama3-f16/model", "dflash/target/model"};
     for (int i = 0; i < 2; i++) {

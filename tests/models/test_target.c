@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixture_util.h"
 #include "safetensors.h"
 #include "vkd_generate.h"
 #include "vkd_target.h"
@@ -24,22 +25,6 @@ typedef struct expected {
     vkd_st_file *f;
 } expected;
 
-static const vkd_st_tensor *get(expected *e, const char *name) {
-    const vkd_st_tensor *t = vkd_st_find(e->f, name);
-    REQUIRE(t, "fixture tensor %s missing", name);
-    return t;
-}
-
-/* max |a - b| / (1 + max |b|) over n values; NaN counts as failure. */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
-    }
-    return worst / (1.0 + scale);
-}
 
 static vkd_ctx *make_ctx(uint64_t max_binding) {
     vkd_error err = {0};
@@ -93,7 +78,7 @@ static void check_fixture(const char *name, uint64_t max_binding, vkd_dtype kv) 
     REQUIRE(!vkd_target_load(ctx, dir, &to, &t, &err), "%s: %s", name, err.msg);
     vkd_rec *rec;
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
-    const vkd_st_tensor *ids_t = get(&e, "input_ids");
+    const vkd_st_tensor *ids_t = fixture_get(e.f, "input_ids");
     uint32_t P = (uint32_t)ids_t->numel, V = t->vocab, H = t->hidden, L = t->n_layers;
     const int32_t *ids = ids_t->data;
     char what[160];
@@ -106,34 +91,34 @@ static void check_fixture(const char *name, uint64_t max_binding, vkd_dtype kv) 
     float *logits = malloc((size_t)P * V * 4), *hidden = malloc((size_t)L * P * H * 4);
     uint32_t step = t->logit_rows < t->max_rows ? t->logit_rows : t->max_rows;
     run_all(t, rec, ids, P, step, logits, hidden);
-    double el = rel_err(logits, get(&e, "logits")->data, (size_t)P * V);
+    double el = fixture_rel_err(logits, fixture_get(e.f, "logits")->data, (size_t)P * V);
     CHECK(el <= b, "%s: logits error %.3g > %.3g", what, el, b);
     double eh = 0;
     for (uint32_t l = 0; l < L; l++) {
         char hn[32];
         snprintf(hn, sizeof hn, "hidden.%u", l);
-        eh = fmax(eh, rel_err(hidden + (size_t)l * P * H, get(&e, hn)->data, (size_t)P * H));
+        eh = fmax(eh, fixture_rel_err(hidden + (size_t)l * P * H, fixture_get(e.f, hn)->data, (size_t)P * H));
     }
     CHECK(eh <= b, "%s: hidden states error %.3g > %.3g", what, eh, b);
 
     /* 2. cached: first P-5 tokens, then the last 5 against the cache */
-    const vkd_st_tensor *cl = get(&e, "cached.logits");
+    const vkd_st_tensor *cl = fixture_get(e.f, "cached.logits");
     uint32_t nc = (uint32_t)cl->shape[0];
     REQUIRE(!vkd_target_crop(t, 0, &err), "%s", err.msg);
     run_all(t, rec, ids, P - nc, step, NULL, NULL);
     float *cached = malloc((size_t)nc * V * 4), *ch = malloc((size_t)L * nc * H * 4);
     run_all(t, rec, ids + P - nc, nc, step, cached, ch);
-    double ec = rel_err(cached, cl->data, (size_t)nc * V);
+    double ec = fixture_rel_err(cached, cl->data, (size_t)nc * V);
     char hn[64];
     snprintf(hn, sizeof hn, "cached.hidden.%u", L - 1);
-    double ech = rel_err(ch + (size_t)(L - 1) * nc * H, get(&e, hn)->data, (size_t)nc * H);
+    double ech = fixture_rel_err(ch + (size_t)(L - 1) * nc * H, fixture_get(e.f, hn)->data, (size_t)nc * H);
     CHECK(ec <= b && ech <= b, "%s: cached forward differs: logits %.3g, hidden %.3g", what, ec, ech);
     /* cached logits equal the uncached ones for the same positions */
-    double ecu = rel_err(cached, logits + (size_t)(P - nc) * V, (size_t)nc * V);
+    double ecu = fixture_rel_err(cached, logits + (size_t)(P - nc) * V, (size_t)nc * V);
     CHECK(ecu <= b, "%s: cached vs uncached %.3g", what, ecu);
 
     /* 3. crop: whole prompt, crop to crop_to, then new tokens */
-    const vkd_st_tensor *cids = get(&e, "crop.input_ids"), *clog = get(&e, "crop.logits");
+    const vkd_st_tensor *cids = fixture_get(e.f, "crop.input_ids"), *clog = fixture_get(e.f, "crop.logits");
     uint32_t crop_to = (uint32_t)(P - (uint32_t)0);
     const char *ct = vkd_st_metadata_get(e.f, "crop_to");
     REQUIRE(ct, "crop_to metadata missing");
@@ -144,14 +129,14 @@ static void check_fixture(const char *name, uint64_t max_binding, vkd_dtype kv) 
     REQUIRE(!vkd_target_crop(t, crop_to, &err), "%s", err.msg);
     float *crop = malloc((size_t)nn * V * 4), *cropsh = malloc((size_t)L * nn * H * 4);
     run_all(t, rec, cids->data, nn, step, crop, cropsh);
-    double ek = rel_err(crop, clog->data, (size_t)nn * V);
+    double ek = fixture_rel_err(crop, clog->data, (size_t)nn * V);
     snprintf(hn, sizeof hn, "crop.hidden.%u", L - 1);
-    double ekh = rel_err(cropsh + (size_t)(L - 1) * nn * H, get(&e, hn)->data, (size_t)nn * H);
+    double ekh = fixture_rel_err(cropsh + (size_t)(L - 1) * nn * H, fixture_get(e.f, hn)->data, (size_t)nn * H);
     CHECK(ek <= b && ekh <= b, "%s: crop then recompute differs: logits %.3g, hidden %.3g", what, ek, ekh);
     CHECK(vkd_target_crop(t, t->len + 1, &err) == VKD_ERR_RANGE, "crop beyond the cache accepted");
 
     /* 4. greedy continuation, identical ids */
-    const vkd_st_tensor *g = get(&e, "greedy");
+    const vkd_st_tensor *g = fixture_get(e.f, "greedy");
     vkd_gen_options go = {.max_new_tokens = (uint32_t)g->numel};
     vkd_gen_result res;
     REQUIRE(!vkd_generate(t, rec, ids, P, &go, &res, &err), "%s", err.msg);
