@@ -30,6 +30,9 @@ void bench_row(bench_env *env, const char *op, const char *shape, const char *dt
 /* Layer ops (apps/bench_ops_layer.c). */
 void bench_ops_layer(bench_env *env);
 
+/* A zero-filled rows x cols tensor (exits on error). */
+vkd_tensor *bench_tensor(bench_env *env, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name);
+
 /* Device copy bandwidth (read + write bytes per second / 1e9) with the streaming geometry. */
 double bench_copy_gbs(bench_env *env);
 

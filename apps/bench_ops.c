@@ -73,7 +73,7 @@ static vkd_result rec_add(vkd_rec *rec, void *u) {
     return vkd_op_add(rec, a->y, a->x, a->n);
 }
 
-static vkd_tensor *mk(bench_env *env, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
+vkd_tensor *bench_tensor(bench_env *env, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
     vkd_error err = {0};
     vkd_tensor *t;
     cli_check(vkd_tensor_create_2d(env->ctx, dt, rows, cols, name, &t, &err), &err);
@@ -83,8 +83,8 @@ static vkd_tensor *mk(bench_env *env, vkd_dtype dt, uint64_t rows, uint64_t cols
 double bench_copy_gbs(bench_env *env) {
     /* 64 MiB -> 64 MiB, counted as read + write bytes */
     copy_args ca = {.bytes = 64ull << 20};
-    ca.src = mk(env, VKD_DTYPE_F32, 1, ca.bytes / 4, "copy_src");
-    ca.dst = mk(env, VKD_DTYPE_F32, 1, ca.bytes / 4, "copy_dst");
+    ca.src = bench_tensor(env, VKD_DTYPE_F32, 1, ca.bytes / 4, "copy_src");
+    ca.dst = bench_tensor(env, VKD_DTYPE_F32, 1, ca.bytes / 4, "copy_dst");
     double t = bench_time(env, rec_copy, &ca, 4);
     vkd_tensor_destroy(ca.src);
     vkd_tensor_destroy(ca.dst);
@@ -123,8 +123,8 @@ int vkd_bench_ops(int argc, char **argv) {
         {"qwen3-0.6b", 1024}, {"qwen3-4b", 2560}, {"llama-3.2-1b", 2048}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         add_args aa = {.n = shapes[s].hidden * 16};
-        aa.y = mk(&env, VKD_DTYPE_F32, 16, shapes[s].hidden, "y");
-        aa.x = mk(&env, VKD_DTYPE_F32, 16, shapes[s].hidden, "x");
+        aa.y = bench_tensor(&env, VKD_DTYPE_F32, 16, shapes[s].hidden, "y");
+        aa.x = bench_tensor(&env, VKD_DTYPE_F32, 16, shapes[s].hidden, "x");
         char shape[64];
         snprintf(shape, sizeof shape, "%s 16x%llu", shapes[s].model, (unsigned long long)shapes[s].hidden);
         t = bench_time(&env, rec_add, &aa, 50);

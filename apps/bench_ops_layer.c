@@ -20,13 +20,6 @@ typedef struct layer_args {
     bool causal;
 } layer_args;
 
-static vkd_tensor *mk(bench_env *env, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    cli_check(vkd_tensor_create_2d(env->ctx, dt, rows, cols, name, &t, &err), &err);
-    return t;
-}
-
 static void fill(bench_env *env, vkd_tensor *t, float sd) {
     vkd_error err = {0};
     size_t n = t->bytes / 4;
@@ -68,10 +61,10 @@ static void bench_attention(bench_env *env, const layer_model *m, uint32_t rows,
                             bool causal, vkd_dtype cache) {
     layer_args a = {.rows = rows, .n_q = m->n_q, .n_kv = m->n_kv, .hd = m->hd, .kv_len = kv_len,
                     .q_pos0 = kv_len - rows, .causal = causal};
-    a.a = mk(env, VKD_DTYPE_F32, rows, m->n_q * m->hd, "q");
-    a.b = mk(env, VKD_DTYPE_F32, rows, m->n_q * m->hd, "o");
-    a.c = mk(env, cache, kv_len, m->n_kv * m->hd, "k");
-    a.d = mk(env, cache, kv_len, m->n_kv * m->hd, "v");
+    a.a = bench_tensor(env, VKD_DTYPE_F32, rows, m->n_q * m->hd, "q");
+    a.b = bench_tensor(env, VKD_DTYPE_F32, rows, m->n_q * m->hd, "o");
+    a.c = bench_tensor(env, cache, kv_len, m->n_kv * m->hd, "k");
+    a.d = bench_tensor(env, cache, kv_len, m->n_kv * m->hd, "v");
     fill(env, a.a, 1.0f);
     fill(env, a.c, 1.0f);
     fill(env, a.d, 1.0f);
@@ -98,8 +91,8 @@ void bench_ops_layer(bench_env *env) {
         const layer_model *m = &models[mi];
         for (uint32_t rows = 1; rows <= 16; rows += 15) {
             layer_args a = {.rows = rows, .dim = m->hidden};
-            a.a = mk(env, VKD_DTYPE_F32, rows, m->hidden, "x");
-            a.b = mk(env, VKD_DTYPE_BF16, 1, m->hidden, "w");
+            a.a = bench_tensor(env, VKD_DTYPE_F32, rows, m->hidden, "x");
+            a.b = bench_tensor(env, VKD_DTYPE_BF16, 1, m->hidden, "w");
             fill(env, a.a, 1.0f);
             fill(env, a.b, 1.0f);
             double t = bench_time(env, rec_rmsnorm, &a, 20);
@@ -111,8 +104,8 @@ void bench_ops_layer(bench_env *env) {
 
             /* per-head q norm, then rope of the q heads */
             a = (layer_args){.rows = rows * m->n_q, .dim = m->hd};
-            a.a = mk(env, VKD_DTYPE_F32, rows, m->n_q * m->hd, "q");
-            a.b = mk(env, VKD_DTYPE_BF16, 1, m->hd, "q_norm");
+            a.a = bench_tensor(env, VKD_DTYPE_F32, rows, m->n_q * m->hd, "q");
+            a.b = bench_tensor(env, VKD_DTYPE_BF16, 1, m->hd, "q_norm");
             fill(env, a.a, 1.0f);
             fill(env, a.b, 1.0f);
             t = bench_time(env, rec_rmsnorm, &a, 20);
@@ -123,7 +116,7 @@ void bench_ops_layer(bench_env *env) {
             a.rows = rows;
             a.n_q = m->n_q;
             a.hd = m->hd;
-            a.b = mk(env, VKD_DTYPE_F32, 1, m->hd / 2, "inv_freq");
+            a.b = bench_tensor(env, VKD_DTYPE_F32, 1, m->hd / 2, "inv_freq");
             fill(env, a.b, 0.01f);
             t = bench_time(env, rec_rope, &a, 20);
             bench_row(env, "rope", shape, "f32", t, 8.0 * rows * m->n_q * m->hd,
@@ -132,8 +125,8 @@ void bench_ops_layer(bench_env *env) {
             vkd_tensor_destroy(a.b);
 
             a = (layer_args){.n = rows * m->ffn};
-            a.a = mk(env, VKD_DTYPE_F32, rows, m->ffn, "gate");
-            a.b = mk(env, VKD_DTYPE_F32, rows, m->ffn, "up");
+            a.a = bench_tensor(env, VKD_DTYPE_F32, rows, m->ffn, "gate");
+            a.b = bench_tensor(env, VKD_DTYPE_F32, rows, m->ffn, "up");
             fill(env, a.a, 4.0f);
             fill(env, a.b, 1.0f);
             t = bench_time(env, rec_swiglu, &a, 20);
@@ -145,16 +138,16 @@ void bench_ops_layer(bench_env *env) {
         /* KV append of one decode row into an f16 cache; 16-row hidden-state tap into a
          * 5-layer features buffer */
         layer_args a = {.rows = 1, .n = m->n_kv * m->hd, .q_pos0 = 700};
-        a.a = mk(env, VKD_DTYPE_F32, 1, a.n, "k_new");
-        a.b = mk(env, VKD_DTYPE_F16, 4096, a.n, "k_cache");
+        a.a = bench_tensor(env, VKD_DTYPE_F32, 1, a.n, "k_new");
+        a.b = bench_tensor(env, VKD_DTYPE_F16, 4096, a.n, "k_cache");
         double t = bench_time(env, rec_copy2d, &a, 20);
         snprintf(shape, sizeof shape, "%s kv-append 1x%u", m->name, a.n);
         bench_row(env, "copy2d", shape, "f16", t, 6.0 * a.n, 0, true);
         vkd_tensor_destroy(a.a);
         vkd_tensor_destroy(a.b);
         a = (layer_args){.rows = 16, .n = m->hidden, .col0 = 2 * m->hidden};
-        a.a = mk(env, VKD_DTYPE_F32, 16, m->hidden, "hidden");
-        a.b = mk(env, VKD_DTYPE_F32, 16, 5 * m->hidden, "features");
+        a.a = bench_tensor(env, VKD_DTYPE_F32, 16, m->hidden, "hidden");
+        a.b = bench_tensor(env, VKD_DTYPE_F32, 16, 5 * m->hidden, "features");
         t = bench_time(env, rec_copy2d, &a, 20);
         snprintf(shape, sizeof shape, "%s tap 16x%u", m->name, m->hidden);
         bench_row(env, "copy2d", shape, "f32", t, 8.0 * 16 * m->hidden, 0, true);

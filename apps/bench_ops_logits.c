@@ -37,13 +37,6 @@ static vkd_result rec_sample(vkd_rec *rec, void *u) {
     return vkd_op_sample(rec, a->idx, a->x, 0, a->rows, a->n, &a->sp);
 }
 
-static vkd_tensor *mk(bench_env *env, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    cli_check(vkd_tensor_create_2d(env->ctx, dt, rows, cols, name, &t, &err), &err);
-    return t;
-}
-
 void bench_ops_logits(bench_env *env) {
     static const struct { const char *vocab; uint32_t n; } vocabs[] = {{"qwen3", 151936}, {"llama3", 128256}};
     static const uint32_t row_counts[] = {1, 16};
@@ -52,13 +45,13 @@ void bench_ops_logits(bench_env *env) {
         for (size_t r = 0; r < 2; r++) {
             logits_args a = {.rows = row_counts[r], .n = vocabs[v].n};
             size_t elems = (size_t)a.rows * a.n;
-            a.x = mk(env, VKD_DTYPE_F32, a.rows, a.n, "logits");
-            a.q = mk(env, VKD_DTYPE_F32, a.rows, a.n, "draft_logits");
-            a.y = mk(env, VKD_DTYPE_F32, a.rows, a.n, "probs");
-            a.idx = mk(env, VKD_DTYPE_I32, a.rows, 50, "idx");
-            a.val = mk(env, VKD_DTYPE_F32, a.rows, 50, "val");
-            a.ids = mk(env, VKD_DTYPE_I32, 1, a.rows, "ids");
-            a.out = mk(env, VKD_DTYPE_F32, a.rows, 3, "stats");
+            a.x = bench_tensor(env, VKD_DTYPE_F32, a.rows, a.n, "logits");
+            a.q = bench_tensor(env, VKD_DTYPE_F32, a.rows, a.n, "draft_logits");
+            a.y = bench_tensor(env, VKD_DTYPE_F32, a.rows, a.n, "probs");
+            a.idx = bench_tensor(env, VKD_DTYPE_I32, a.rows, 50, "idx");
+            a.val = bench_tensor(env, VKD_DTYPE_F32, a.rows, 50, "val");
+            a.ids = bench_tensor(env, VKD_DTYPE_I32, 1, a.rows, "ids");
+            a.out = bench_tensor(env, VKD_DTYPE_F32, a.rows, 3, "stats");
             float *h = malloc(elems * 4);
             for (int t = 0; t < 2; t++) {
                 for (size_t i = 0; i < elems; i++) {

@@ -35,13 +35,6 @@ static vkd_result rec_embed(vkd_rec *rec, void *u) {
     return vkd_op_embed(rec, a->y, a->ids, a->table, a->m);
 }
 
-static vkd_tensor *mk2(bench_env *env, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    cli_check(vkd_tensor_create_2d(env->ctx, dt, rows, cols, name, &t, &err), &err);
-    return t;
-}
-
 /* Times y = x W^T for W: N x K bf16 at each m in ms (GEMV rows carry the roofline). */
 static void bench_linear(bench_env *env, const char *model, const char *layer, uint64_t N,
                          uint64_t K, const uint32_t *ms, int nm) {
@@ -50,11 +43,11 @@ static void bench_linear(bench_env *env, const char *model, const char *layer, u
     a.nw = (uint32_t)((ROTATE_BYTES + wbytes - 1) / wbytes);
     a.w = calloc(a.nw, sizeof *a.w);
     if (!a.w) cli_fatal("bench ops: out of memory");
-    for (uint32_t i = 0; i < a.nw; i++) a.w[i] = mk2(env, VKD_DTYPE_BF16, N, K, layer);
+    for (uint32_t i = 0; i < a.nw; i++) a.w[i] = bench_tensor(env, VKD_DTYPE_BF16, N, K, layer);
     uint32_t mmax = 0;
     for (int i = 0; i < nm; i++) mmax = ms[i] > mmax ? ms[i] : mmax;
-    a.x = mk2(env, VKD_DTYPE_F32, mmax, K, "x");
-    a.y = mk2(env, VKD_DTYPE_F32, mmax, N, "y");
+    a.x = bench_tensor(env, VKD_DTYPE_F32, mmax, K, "x");
+    a.y = bench_tensor(env, VKD_DTYPE_F32, mmax, N, "y");
     for (int i = 0; i < nm; i++) {
         a.m = ms[i];
         a.next = 0;
@@ -102,10 +95,10 @@ void bench_ops_matmul(bench_env *env) {
 
     /* embedding rows from a Qwen3-4B-sized table (split across bindings) */
     emb_args e = {0};
-    e.table = mk2(env, VKD_DTYPE_BF16, 151936, 2560, "embed_tokens");
+    e.table = bench_tensor(env, VKD_DTYPE_BF16, 151936, 2560, "embed_tokens");
     static const uint32_t em[] = {16, 512};
-    e.ids = mk2(env, VKD_DTYPE_I32, 1, 512, "ids");
-    e.y = mk2(env, VKD_DTYPE_F32, 512, 2560, "y");
+    e.ids = bench_tensor(env, VKD_DTYPE_I32, 1, 512, "ids");
+    e.y = bench_tensor(env, VKD_DTYPE_F32, 512, 2560, "y");
     int32_t ids[512];
     for (int i = 0; i < 512; i++) ids[i] = (int32_t)((i * 2654435761u) % 151936u);
     vkd_error err = {0};
