@@ -119,45 +119,69 @@ def as_f32_target(T):
     return T32
 
 
-def teacher_data(T32, n_seq, total_len, vocab_hi, seed, topk=32, min_prompt=4, max_prompt=20):
+def teacher_data(T32, n_seq, total_len, vocab_hi, seed, topk=32, min_prompt=4, max_prompt=20, vocab_ids=None):
     """The target's greedy continuations of random prompts: ids (n, total_len), prompt
     lengths (n,), hidden states of every layer (n, total_len, L, H), and the target's
     next-token distribution at every position truncated to its top-k (values, indices;
-    renormalised), for distillation."""
+    renormalised), for distillation. Sequences with the same prompt length are decoded
+    as one batch (the reference forward takes leading batch dimensions), so prompt
+    lengths are drawn from a grid of 5 values in [min_prompt, max_prompt]. vocab_ids: T32's
+    lm_head holds only these rows (a vocabulary subset); its argmax is mapped back
+    through them, and the returned top-k indices are into the subset."""
     rng = np.random.default_rng(seed)
-    seqs, plens, hid, pv, pi = [], [], [], [], []
+    grid = sorted(set(int(round(x)) for x in np.linspace(min_prompt, max_prompt, 5)))
+    plens = [int(rng.choice(grid)) for _ in range(n_seq)]
+    prompts = [[int(t) for t in rng.integers(0, vocab_hi, P)] for P in plens]
+    seqs = [None] * n_seq
     with torch.no_grad():
-        for _ in range(n_seq):
-            P = int(rng.integers(min_prompt, max_prompt + 1))
-            prompt = [int(t) for t in rng.integers(0, vocab_hi, P)]
-            s = prompt + T32.greedy(prompt, total_len - P)
-            logits, h = T32.forward(s)
-            v, i = torch.topk(torch.softmax(logits, -1), topk, dim=-1)
-            seqs.append(s)
-            plens.append(P)
-            hid.append(h.transpose(0, 1))
-            pv.append(v / v.sum(-1, keepdim=True))
-            pi.append(i)
-    return torch.tensor(seqs), torch.tensor(plens), torch.stack(hid), torch.stack(pv), torch.stack(pi)
+        for P in sorted(set(plens)):
+            rows = [i for i in range(n_seq) if plens[i] == P]
+            cache = T32.new_cache()
+            cur = torch.tensor([prompts[i] for i in rows])
+            logits, _ = T32.forward(cur, cache)
+            out = [cur]
+            for _ in range(total_len - P):
+                nxt = torch.argmax(logits[:, -1], dim=-1)[:, None]
+                if vocab_ids is not None:
+                    nxt = vocab_ids[nxt]
+                out.append(nxt)
+                logits, _ = T32.forward(nxt, cache)
+            full = torch.cat(out, dim=1)
+            for j, i in enumerate(rows):
+                seqs[i] = full[j]
+        ids = torch.stack(seqs)
+        logits, h = T32.forward(ids)                       # (n, total, V), (L, n, total, H)
+        v, i = torch.topk(torch.softmax(logits, -1), topk, dim=-1)
+    return ids, torch.tensor(plens), h.permute(1, 2, 0, 3).contiguous(), v / v.sum(-1, keepdim=True), i
 
 
-def train(D, T32, steps, seed, batch=16, lr=3e-3, n_seq=48, verbose=True):
+def train(D, T32, steps, seed, batch=16, lr=3e-3, n_seq=128, verbose=True, vocab_ids=None):
     """Train draft D (float32 params in D.p) to reproduce the target's next-token
     distributions (top-k soft cross-entropy, i.e. KL up to a constant) on the target's own
-    greedy continuations, in the inference setting (see the module docstring)."""
+    greedy continuations, in the inference setting (see the module docstring).
+    vocab_ids (LongTensor): train (and generate the data) over these LM-head rows only, for
+    a target whose greedy output stays inside them (gen_model --chain), so that a
+    151936-row head costs nothing."""
     B = D.block_size
     gamma = 7.0 * B / 16.0
     total = 20 + 40 + B
     V = T32.embed.shape[0]
     torch.manual_seed(seed)
     t0 = time.time()
-    # a big vocabulary trains on a sampled softmax over the teacher's top-k rows: keep k small
-    ids, plens, hid, pv, pi = teacher_data(T32, n_seq, total, max(8, V - 8), seed, topk=32 if V <= 4096 else 4)
+    head = None
+    if vocab_ids is not None:
+        Tsub = copy.copy(T32)
+        Tsub.lm_head = T32.lm_head[vocab_ids]
+        head = Tsub.lm_head
+        ids, plens, hid, pv, pi = teacher_data(Tsub, n_seq, total, max(8, V - 8), seed,
+                                               topk=min(32, len(vocab_ids)), vocab_ids=vocab_ids)
+    else:
+        # a big vocabulary trains on a sampled softmax over the teacher's top-k rows: keep k small
+        ids, plens, hid, pv, pi = teacher_data(T32, n_seq, total, max(8, V - 8), seed, topk=32 if V <= 4096 else 4)
     if verbose:
         print(f"    teacher data: {n_seq} sequences of {total} ({time.time() - t0:.1f}s)")
     feats = torch.cat([hid[:, :, i] for i in D.layer_ids], dim=-1)      # (n, total, taps*H)
-    head = None
-    if V > 4096:
+    if V > 4096 and vocab_ids is None:
         # big vocabulary: train against the LM-head rows the teacher ever puts in its
         # top-k (a sampled softmax); the full-vocabulary matmul would dominate on a CPU
         used = torch.unique(pi)
@@ -165,6 +189,9 @@ def train(D, T32, steps, seed, batch=16, lr=3e-3, n_seq=48, verbose=True):
         remap[used] = torch.arange(used.numel())
         pi = remap[pi]
         head = T32.lm_head[used]
+    # small matmuls: one thread is as fast, and does not stall on a machine shared with other jobs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     params = [p.requires_grad_(True) for p in D.p.values()]
     opt = torch.optim.Adam(params, lr=lr)
     w_k = torch.exp(-torch.arange(B - 1, dtype=torch.float32) / gamma)  # offsets k = 1..B-1
@@ -192,17 +219,18 @@ def train(D, T32, steps, seed, batch=16, lr=3e-3, n_seq=48, verbose=True):
             print(f"    step {step:4d} loss {loss.item():.3f} ({time.time() - t0:.1f}s)")
     for p in params:
         p.requires_grad_(False)
+    torch.set_num_threads(threads)
 
 
 def build_draft(T, tcfg, n_layers, block_size, layer_ids, mask_token_id, dtype, seed, train_steps,
-                block_size_in="top", verbose=True):
+                block_size_in="top", verbose=True, vocab_ids=None):
     """Returns (config, {name: float32 array of the values as stored in `dtype`})."""
     cfg = draft_config(tcfg, n_layers, block_size, layer_ids, mask_token_id, dtype, block_size_in)
     w = random_draft(cfg, len(layer_ids), seed)
     if train_steps > 0:
         T32 = as_f32_target(T)
         D = ref.Draft(cfg, w, T32, dtype=torch.float32)
-        train(D, T32, train_steps, seed, verbose=verbose)
+        train(D, T32, train_steps, seed, verbose=verbose, vocab_ids=vocab_ids)
         w = {k: v.detach().numpy().copy() for k, v in D.p.items()}
     sd = gen_model.ST_DTYPE[dtype]
     return cfg, {k: st.round_to_dtype(v, sd) for k, v in w.items()}

@@ -51,7 +51,8 @@ PRESETS = {
 
 DEFAULTS = dict(arch="qwen3", hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, ffn=128,
                 vocab=512, tie=True, dtype="f32", shards=1, seed=0, rope_theta=None,
-                llama3_scaling=None, max_pos=None, rms_norm_eps=None, resid_scale=1.0)
+                llama3_scaling=None, max_pos=None, rms_norm_eps=None, resid_scale=1.0,
+                chain=0, chain_ids=None, chain_gain=4.0)
 
 
 def special_ids(arch, vocab, tokenizer_dir=None):
@@ -194,6 +195,36 @@ def target_shapes(arch, H, L, nq, nkv, d, F, V, tie, prefix="model."):
     return s
 
 
+def chain_of(a):
+    """The token cycle of a --chain target (list of ids, the greedy order), or None."""
+    if a.chain_ids:
+        ids = [int(x) for x in str(a.chain_ids).split(",")] if isinstance(a.chain_ids, str) else list(a.chain_ids)
+    elif a.chain:
+        rng = np.random.default_rng([int(a.seed) & 0xFFFFFFFF, zlib.crc32(b"chain")])
+        ids = [int(x) for x in rng.choice(a.vocab - 8, a.chain, replace=False)]   # clear of the special ids
+    else:
+        return None
+    if len(set(ids)) != len(ids) or len(ids) < 2 or max(ids) >= a.vocab:
+        raise SystemExit(f"gen_model: bad chain {ids}")
+    return ids
+
+
+def chain_lm_head(embed, chain, gain, seed):
+    """Untied LM head of a chain target: row chain[i+1] is gain * the unit embedding of
+    chain[i] (cyclically), every other row small noise (std 0.4/sqrt(H)). Embeddings are
+    Gaussian with norm ~sqrt(H), nearly orthogonal, so when the final residual stream is
+    (mostly) the current token's embedding, the logit of its successor is ~gain*sqrt(H)
+    and the greedy next token is chain[i+1]: a bigram cycle. The layers' residual updates
+    (--resid-scale) carry the context, and the larger they are the more often the greedy
+    token leaves the cycle (to another chain token: the head only scores those highly)."""
+    V, H = embed.shape
+    w = gaussian(seed, "lm_head.weight", (V, H), 0.0, 0.4 / math.sqrt(H))
+    for i, t in enumerate(chain):
+        e = embed[t].astype(np.float64)
+        w[chain[(i + 1) % len(chain)]] = (gain * e / np.linalg.norm(e)).astype(np.float32)
+    return w
+
+
 def target_tensors(a):
     """{name: st.Lazy} of a random target described by parsed args `a`."""
     shapes = target_shapes(a.arch, a.hidden, a.layers, a.heads, a.kv_heads, a.head_dim, a.ffn, a.vocab, a.tie)
@@ -201,6 +232,13 @@ def target_tensors(a):
     for name, shape in shapes.items():
         mean, std = init_std(name, a.hidden, a.heads, a.head_dim, a.ffn, a.tie, a.resid_scale)
         out[name] = st.Lazy(shape, (lambda n=name, sh=shape, m=mean, s=std: gaussian(a.seed, n, sh, m, s)))
+    chain = chain_of(a)
+    if chain:
+        if a.tie:
+            raise SystemExit("gen_model: --chain needs an untied LM head (--no-tie)")
+        emb = out["model.embed_tokens.weight"]
+        out["lm_head.weight"] = st.Lazy((a.vocab, a.hidden),
+                                        lambda: chain_lm_head(emb.fn(), chain, a.chain_gain, a.seed))
     return out
 
 
@@ -286,6 +324,10 @@ def build_parser():
     p.add_argument("--rms-norm-eps", dest="rms_norm_eps", type=float)
     p.add_argument("--resid-scale", dest="resid_scale", type=float,
                    help="scale of o_proj/down_proj (default 1; 0.5 gives more repetitive continuations)")
+    p.add_argument("--chain", type=int, help="bigram-chain target: greedy continuations cycle through N random "
+                   "token ids, leaving the cycle where the context (--resid-scale) outweighs it; needs --no-tie")
+    p.add_argument("--chain-ids", dest="chain_ids", metavar="ID,ID,...", help="the chain's ids, in order")
+    p.add_argument("--chain-gain", dest="chain_gain", type=float, help="norm of the chain's LM-head rows (default 4)")
     p.add_argument("--tokenizer-from", dest="tokenizer_from", metavar="DIR")
     p.add_argument("--out", required=True)
     return p

@@ -22,7 +22,6 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import copy_draft  # noqa: E402
 import gen_dflash  # noqa: E402
 import gen_model  # noqa: E402
 import ref  # noqa: E402
@@ -47,14 +46,18 @@ TARGETS = {
                    "--head-dim", "16", "--ffn", "128", "--vocab", "512", "--tie", "--dtype", "f16",
                    "--rope-theta", "500000", "--llama3-scaling", "8,1,4,256", "--max-pos", "2048"],
 }
-# DFlash: an 8-layer f32 Qwen3 target (taps 1..5), 2-layer bf16 drafts trained on it
+# DFlash: an 8-layer f32 Qwen3 bigram-chain target (taps 1..5; gen_model --chain: the greedy
+# next token is mostly the successor of the current token in a 16-token cycle, and the
+# context, through residual updates of scale 0.3, makes it leave the cycle now and then),
+# and 2-layer bf16 drafts trained on it (gen_dflash.train): acceptance lengths 1..B
 DFLASH_TARGET = ["--arch", "qwen3", "--hidden", "64", "--layers", "8", "--heads", "4", "--kv-heads", "2",
-                 "--head-dim", "16", "--ffn", "128", "--vocab", "512", "--tie", "--dtype", "f32",
-                 "--max-pos", "512", "--resid-scale", "0.3"]
+                 "--head-dim", "16", "--ffn", "128", "--vocab", "512", "--no-tie", "--dtype", "f32",
+                 "--max-pos", "512", "--resid-scale", "0.3", "--chain", "16"]
+DFLASH_LEAVES = (4, 10)      # the fixture's greedy run leaves the chain this many times (min, max)
 DFLASH_DRAFTS = {
-    # name: (block size, where block_size goes in config.json)
-    "draft-b16": (16, "top"),
-    "draft-b4": (4, "dflash_config"),
+    # name: (block size, where block_size goes in config.json, training steps)
+    "draft-b16": (16, "top", 800),
+    "draft-b4": (4, "dflash_config", 400),
 }
 SPEC_MAX_NEW = 48
 
@@ -92,12 +95,21 @@ def greedy_ok(T, prompt, n, stops, min_distinct):
     return g, gap, not (set(g) & stops) and gap >= MIN_GAP and varied
 
 
-def pick_target(args, base_seed, n_greedy, min_distinct=N_GREEDY // 2):
+def chain_leaves(a, g):
+    """How many times the greedy run g leaves the chain of a --chain target."""
+    chain = gen_model.chain_of(a)
+    nxt = {t: chain[(i + 1) % len(chain)] for i, t in enumerate(chain)}
+    return sum(1 for x, y in zip(g, g[1:]) if nxt.get(x) != y)
+
+
+def pick_target(args, base_seed, n_greedy, min_distinct=N_GREEDY // 2, leaves=None):
     for seed in range(base_seed, base_seed + 200):
         a, cfg, w, gen_eos = build_target(args, seed, "/nonexistent")
         T = ref.Target(cfg, w)
         prompt = prompt_for(seed, a.vocab)
         g, gap, ok = greedy_ok(T, prompt, n_greedy, stop_ids(gen_eos), min_distinct)
+        if ok and leaves:
+            ok = leaves[0] <= chain_leaves(a, g) <= leaves[1]
         if ok:
             return seed, a, cfg, w, T, prompt, g, gap
     raise SystemExit(f"make_fixtures: no seed in {base_seed}..{base_seed + 199} gives a robust greedy continuation "
@@ -139,27 +151,31 @@ def write_target_fixture(folder, a, w, T, prompt, g, gap, seed):
 
 
 def make_dflash(root, verbose=True):
-    seed, a, cfg, w, T, prompt, g, gap = pick_target(DFLASH_TARGET, 100, SPEC_MAX_NEW, min_distinct=5)
+    seed, a, cfg, w, T, prompt, g, gap = pick_target(DFLASH_TARGET, 100, SPEC_MAX_NEW, min_distinct=5,
+                                                     leaves=DFLASH_LEAVES)
     base = os.path.join(root, "dflash")
     if os.path.exists(base):
         shutil.rmtree(base)
     meta = write_target_fixture(os.path.join(base, "target"), a, w, T, prompt, g[:N_GREEDY], gap, seed)
     if verbose:
-        print(f"  dflash/target: seed {seed}, min gap {meta['min_top2_gap_greedy']}")
-    for name, (B, where) in DFLASH_DRAFTS.items():
+        print(f"  dflash/target: seed {seed}, min gap {meta['min_top2_gap_greedy']}, "
+              f"leaves the chain {chain_leaves(a, g)} times in {len(g)} tokens")
+    for name, (B, where, steps) in DFLASH_DRAFTS.items():
         t0 = time.time()
-        # aligned in closed form (copy_draft.py): every block row proposes the block's first
-        # token, and this target's greedy continuations repeat tokens in runs
-        dcfg, dw = copy_draft.copy_draft(T, cfg, B, [1, 2, 3, 4, 5], a.vocab - 1, seed=seed + B,
-                                         block_size_in=where)
+        # trained honestly on the target's greedy continuations of random prompts (not on
+        # the fixture prompt's); the spec run below measures what it learnt
+        dcfg, dw = gen_dflash.build_draft(T, cfg, n_layers=2, block_size=B, layer_ids=[1, 2, 3, 4, 5],
+                                          mask_token_id=a.vocab - 1, dtype="bf16", seed=seed + B,
+                                          train_steps=steps, block_size_in=where, verbose=False)
         folder = os.path.join(base, name)
-        gen_dflash.write_draft(os.path.join(folder, "model"), dcfg, dw, "f32")
+        gen_dflash.write_draft(os.path.join(folder, "model"), dcfg, dw, "bf16")
         D = ref.Draft(dcfg, dw, T)
         out, dmeta = draft_expected(T, D, prompt, g)
         st.write(os.path.join(folder, "expected.safetensors"), out, metadata=dmeta)
         if verbose:
-            print(f"  dflash/{name}: built in {time.time() - t0:.1f}s, "
-                  f"acceptance {dmeta['acceptance_histogram']}, tau {dmeta['tau']}")
+            print(f"  dflash/{name}: trained {steps} steps in {time.time() - t0:.1f}s, "
+                  f"acceptance {dmeta['acceptance_histogram']}, tau {dmeta['tau']}, "
+                  f"min proposal gap {dmeta['min_top2_gap_proposals']}")
 
 
 def draft_expected(T, D, prompt, greedy):
@@ -200,6 +216,7 @@ def draft_expected(T, D, prompt, greedy):
     meta = {"block_size": B, "max_new_tokens": SPEC_MAX_NEW, "call1_accepted": n,
             "acceptance_histogram": " ".join(f"{k}:{v}" for k, v in hist.items()),
             "tau": f"{sum(acc) / len(acc):.3f}",
+            "min_top2_gap_proposals": f"{min(x for tr in trace for x in tr[3]):.4f}",
             "precision": "reference computed in float64 on the stored weights; stored as float32"}
     return out, meta
 

@@ -176,11 +176,13 @@ class Target:
 
     def forward(self, ids, cache=None):
         """ids (T,) long at positions len(cache)..len(cache)+T-1; cache is appended to.
-        Returns logits (T, V) and hidden (L, T, H): output of every decoder layer."""
+        Returns logits (T, V) and hidden (L, T, H): output of every decoder layer.
+        ids may have leading batch dimensions (..., T) (data generation only): then
+        logits are (..., T, V) and hidden (L, ..., T, H)."""
         ids = torch.as_tensor(ids, dtype=torch.long)
         if cache is None:
             cache = self.new_cache()
-        p0, T = len(cache), ids.shape[0]
+        p0, T = len(cache), ids.shape[-1]
         pos = torch.arange(p0, p0 + T)
         mask = torch.arange(p0 + T)[None, :] <= pos[:, None]          # causal, (T, p0+T)
         x = self.embed[ids]
@@ -349,7 +351,9 @@ def spec_generate(target, draft, prompt, max_new, block_size=None, stop=None):
                     new = new[:j + 1]
                     stopped = True
                     break
-        trace.append((start, props, n))
+        top2 = torch.topk(dlogits, 2, dim=-1).values
+        gaps = [float(x) for x in (top2[:, 0] - top2[:, 1])[: n + 1]]
+        trace.append((start, props, n, gaps))
         seq += new
         acc.append(len(new))
         F = draft.features(vhidden)[: n + 1]
