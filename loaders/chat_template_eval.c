@@ -224,7 +224,15 @@ static bool truthy(const val *v) {
 
 static bool is_num(const val *v) { return v->t == V_INT || v->t == V_FLOAT || v->t == V_BOOL; }
 static double num(const val *v) { return v->t == V_FLOAT ? v->f : v->t == V_INT ? (double)v->i : v->b; }
-static int64_t inum(const val *v) { return v->t == V_INT ? v->i : v->t == V_BOOL ? v->b : (int64_t)v->f; }
+/* A float outside int64's range (or NaN) saturates instead of being undefined behaviour. */
+static int64_t inum(const val *v) {
+    if (v->t == V_INT) return v->i;
+    if (v->t == V_BOOL) return v->b;
+    if (!(v->f == v->f)) return 0;
+    if (v->f >= 9223372036854775807.0) return INT64_MAX;
+    if (v->f <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v->f;
+}
 
 static bool equal(const val *a, const val *b) {
     if (is_num(a) && is_num(b)) return num(a) == num(b);
