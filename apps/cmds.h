@@ -9,5 +9,9 @@ int vkd_cmd_generate(int argc, char **argv);
 int vkd_cmd_spec(int argc, char **argv);
 int vkd_cmd_inspect(int argc, char **argv);
 int vkd_cmd_tokenize(int argc, char **argv);
+int vkd_cmd_diagnose(int argc, char **argv);
+int vkd_cmd_probe(int argc, char **argv);
+int vkd_cmd_power(int argc, char **argv);
+int vkd_cmd_guide(int argc, char **argv);
 
 #endif

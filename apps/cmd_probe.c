@@ -1,0 +1,546 @@
+/* vkdraft probe: the speculative-MCMC probe of seed 002 (design.md section 6, vkd_probe.h).
+ *
+ * Per example: greedy reference generation by the target (vkd_generate), then the
+ * teacher-forced walk over prompt + reference (target step and draft block in mask mode per
+ * block of B, distances on the device, Monte Carlo on the host: methods/probe.c). Each
+ * finished example goes to the journal; the tables, CSV files, summary.json and figures are
+ * rebuilt from the whole journal at the end, so --resume continues an interrupted run. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmds.h"
+#include "exp.h"
+#include "figure.h"
+#include "vkd_generate.h"
+#include "vkd_probe.h"
+
+#define DEFAULT_DATASET "../shared/datasets/math500.json"
+
+static void usage(void) {
+    printf("usage: vkdraft probe --target DIR --draft DIR --out DIR [--dataset FILE] [--limit N]\n"
+           "           [--alpha A] [--draft-temps T1,T2,..] [--samples K] [--max-new-tokens N]\n"
+           "           [--seed S] [--block-size B] [--resume]\n\n"
+           "Can the DFlash draft serve as an MCMC proposal for p^alpha? (seed 002)\n"
+           "Per record: the chat-rendered problem (thinking off unless --think), a greedy reference\n"
+           "generation by the target (--max-new-tokens, default 3072; stops at the target's eos ids),\n"
+           "then teacher forcing over prompt + reference: the target's logits at every position and the\n"
+           "draft in mask mode ([known token, MASK x (B-1)]) block by block with the KV-cached context\n"
+           "speculative decoding builds (block 0 sees the prompt, block k adds block k-1).\n\n"
+           "Per predicted position (B-1 per block), l_t / l_d the target / draft logits:\n"
+           "  p^alpha = softmax(alpha*l_t), q_T = softmax(l_d/T) for each --draft-temps T\n"
+           "  KL(p^alpha||q_T), TVD = 0.5*sum|p^alpha - q_T|, token accept = 1 - TVD\n"
+           "  spec-decode baseline: 1 - TVD(softmax(l_t), softmax(l_d)) (T = 1, alpha = 1)\n"
+           "Per block and T: block product = prod(token accept); --samples K blocks drawn from q_T\n"
+           "(each position independently, inverse CDF, Philox uniforms keyed by seed/example/block/\n"
+           "temperature/sample/position); log w = alpha*sum log p - sum log q_T with p = softmax(l_t);\n"
+           "an independence Metropolis-Hastings chain over the K samples (start at sample 0, move to\n"
+           "sample j with probability min(1, w_j/w_state)): sim accept = accepted moves / (K-1).\n"
+           "'log w mean' = mean over blocks of the block's mean log w over its K samples; 'log w std'\n"
+           "= mean over blocks of the within-block std of log w (the spread that decides the MH\n"
+           "acceptance; the std across blocks of the block means is in summary.json too).\n"
+           "Aggregates: KL, TVD and token accept are means over positions; sim accept, block product\n"
+           "and log w over blocks. Block position groups: block index k in the example, 0-9/10-29/30+.\n\n"
+           "  --alpha A             power of the target distribution (default 4)\n"
+           "  --draft-temps LIST    draft temperatures (default 1.0,0.5,0.25)\n"
+           "  --samples K           Monte Carlo blocks per block and temperature (default 100)\n"
+           "  --max-new-tokens N    reference generation length (default 3072)\n\n"
+           "Outputs in --out: positions.csv (example, block, block_pos, position = index in the\n"
+           "reference, token, text, kl_T*, tvd_T*, accept_T*, baseline_accept), blocks.csv (example,\n"
+           "block, start, positions, product_T*, sim_accept_T*, logw_mean_T*, logw_std_T*, kl_mean_T*),\n"
+           "summary.json, report.txt (the tables printed: aggregate per temperature, percentiles of\n"
+           "block acceptance, fraction of blocks above 1/5/10/20/50/70%%, by block position, token\n"
+           "acceptance percentiles), config.json, examples.jsonl (the journal; it keeps each reference\n"
+           "generation's ids), figures fig_block_accept_hist.png, fig_token_accept_hist.png (histograms\n"
+           "per temperature) and fig_kl_by_block.png (mean KL by block index per temperature).\n"
+           "Default dataset: %s.\n\n%s", DEFAULT_DATASET, exp_common_help);
+}
+
+static const cJSON *item(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+static double num(const cJSON *o, const char *k) {
+    const cJSON *x = item(o, k);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+static double arr_at(const cJSON *row, int i) {
+    const cJSON *x = cJSON_GetArrayItem(row, i);
+    return cJSON_IsNumber(x) ? x->valuedouble : NAN;
+}
+
+/* growable double vector */
+typedef struct dvec {
+    double *v;
+    size_t n, cap;
+} dvec;
+static void dv_push(dvec *d, double x) {
+    if (d->n == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 256;
+        d->v = realloc(d->v, d->cap * sizeof *d->v);
+        if (!d->v) cli_fatal("out of memory");
+    }
+    d->v[d->n++] = x;
+}
+static double frac_above(const dvec *d, double th) {
+    if (!d->n) return NAN;
+    size_t c = 0;
+    for (size_t i = 0; i < d->n; i++) c += d->v[i] > th;
+    return (double)c / (double)d->n;
+}
+
+#define NGROUP 3
+static const char *const group_names[NGROUP] = {"Early (0-9)", "Mid (10-29)", "Late (30+)"};
+static const char *const group_keys[NGROUP] = {"early_0_9", "mid_10_29", "late_30_plus"};
+static int group_of(double k) { return k < 10 ? 0 : k < 30 ? 1 : 2; }
+
+/* Per temperature, everything the tables need. */
+typedef struct tstats {
+    dvec kl, tvd, acc;                         /* per position */
+    dvec sim, prod, lwm, lws;                  /* per block */
+    dvec g_sim[NGROUP];                        /* per block, by position group */
+    double g_kl[NGROUP], g_kln[NGROUP];        /* KL sum / count over positions, by group */
+    dvec kl_by_block_sum, kl_by_block_n;       /* KL by block index (figure) */
+} tstats;
+
+/* Figures (apps/figure.h), per temperature:
+ *   fig_block_accept_hist.png  histogram of the blocks' simulated MH acceptance
+ *   fig_token_accept_hist.png  histogram of the positions' token acceptance (1 - TVD)
+ *   fig_kl_by_block.png        mean KL(p^alpha || q_T) by block index within the example */
+static void write_png(const exp_out *o, const char *name, const fig_chart *ch) {
+    uint8_t *png;
+    size_t n;
+    vkd_error err = {0};
+    cli_check(fig_render_png(ch, &png, &n, &err), &err);
+    exp_write(o, name, png, n);
+    free(png);
+}
+
+static void probe_figures(const exp_out *o, const double *temps, size_t nt, const tstats *ts) {
+    fig_series *sr = calloc(nt, sizeof *sr);
+    char (*labels)[32] = calloc(nt, sizeof *labels);
+    double **klm = calloc(nt, sizeof *klm);
+    if (!sr || !labels || !klm) cli_fatal("out of memory");
+    for (size_t ti = 0; ti < nt; ti++) snprintf(labels[ti], sizeof labels[ti], "T=%g", temps[ti]);
+    for (size_t ti = 0; ti < nt; ti++) sr[ti] = (fig_series){.label = labels[ti], .n = ts[ti].sim.n, .y = ts[ti].sim.v};
+    fig_chart ch = {.kind = FIG_HIST, .title = "Simulated MH acceptance per block", .xlabel = "acceptance rate",
+                    .ylabel = "fraction of blocks",
+                    .hist = {.n_series = nt, .series = sr, .nbins = 20, .lo = 0, .hi = 1, .side_by_side = true,
+                             .fraction = true}};
+    write_png(o, "fig_block_accept_hist.png", &ch);
+    for (size_t ti = 0; ti < nt; ti++) sr[ti] = (fig_series){.label = labels[ti], .n = ts[ti].acc.n, .y = ts[ti].acc.v};
+    ch.title = "Token acceptance (1 - TVD(p^alpha, q_T))";
+    ch.xlabel = "token acceptance";
+    ch.ylabel = "fraction of positions";
+    write_png(o, "fig_token_accept_hist.png", &ch);
+    for (size_t ti = 0; ti < nt; ti++) {
+        const dvec *su = &ts[ti].kl_by_block_sum, *cn = &ts[ti].kl_by_block_n;
+        klm[ti] = malloc((su->n ? su->n : 1) * sizeof **klm);
+        if (!klm[ti]) cli_fatal("out of memory");
+        for (size_t k = 0; k < su->n; k++) klm[ti][k] = cn->v[k] > 0 ? su->v[k] / cn->v[k] : NAN;
+        sr[ti] = (fig_series){.label = labels[ti], .n = su->n, .y = klm[ti]};
+    }
+    fig_chart ln = {.kind = FIG_LINE, .title = "KL(p^alpha || q_T) by block position", .xlabel = "block index k",
+                    .ylabel = "mean KL (nats)", .line = {.n_series = nt, .series = sr}};
+    write_png(o, "fig_kl_by_block.png", &ln);
+    for (size_t ti = 0; ti < nt; ti++) free(klm[ti]);
+    free(klm);
+    free(labels);
+    free(sr);
+}
+
+/* live progress during a long reference generation */
+typedef struct gen_watch {
+    exp_progress *pg;
+    size_t done;
+    uint64_t *work;
+    bool quiet;
+} gen_watch;
+static void on_token(void *user, int32_t id) {
+    gen_watch *w = user;
+    (void)id;
+    (*w->work)++;
+    if (!w->quiet) exp_progress_update(w->pg, w->done, *w->work, "tok");
+}
+
+int vkd_cmd_probe(int argc, char **argv) {
+    exp_common c = {.cmd = "probe"};
+    const char *temps_s = "1.0,0.5,0.25";
+    double alpha = 4.0;
+    long K = 100, max_new = 3072;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (exp_flag(&c, argc, argv, &i)) continue;
+        if ((v = cli_value(c.cmd, "--alpha", argc, argv, &i))) alpha = cli_parse_double(c.cmd, "--alpha", v, 1e-3, 1e3);
+        else if ((v = cli_value(c.cmd, "--draft-temps", argc, argv, &i))) temps_s = v;
+        else if ((v = cli_value(c.cmd, "--samples", argc, argv, &i))) K = cli_parse_long(c.cmd, "--samples", v, 2, 1L << 20);
+        else if ((v = cli_value(c.cmd, "--max-new-tokens", argc, argv, &i)))
+            max_new = cli_parse_long(c.cmd, "--max-new-tokens", v, 2, 1L << 20);
+        else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return 0; }
+        else cli_usage_error(c.cmd, "unknown flag '%s'", argv[i]);
+    }
+    exp_require(&c, true);
+    size_t nt;
+    double *temps = exp_parse_list(c.cmd, "--draft-temps", temps_s, 1e-3, 1e3, &nt);
+    if (nt > VKD_PROBE_MAX_TEMPS) cli_usage_error(c.cmd, "--draft-temps: at most %d temperatures", VKD_PROBE_MAX_TEMPS);
+
+    exp_models m = {0};
+    exp_load_tokenizer(&c, &m);
+    exp_data data;
+    exp_load_data(&c, m.tok, DEFAULT_DATASET, false, &data);
+    vkd_cfg tc;
+    vkd_error err = {0};
+    cli_check(vkd_cfg_load(c.target_dir, &tc, &err), &err);
+    uint64_t longest = 0;
+    for (size_t k = 0; k < data.n; k++) if (data.ex[k].n_prompt > longest) longest = data.ex[k].n_prompt;
+    uint64_t extra = (uint64_t)max_new + 64; /* 64 >= any block size */
+    uint64_t cap = longest + extra;
+    if ((int64_t)cap > tc.max_position_embeddings) cap = (uint64_t)tc.max_position_embeddings;
+    exp_load_models(&c, (uint32_t)cap, &m);
+    vkd_dflash *d = m.d;
+    uint32_t B = d->block;
+
+    cJSON *params = cJSON_CreateObject();
+    cJSON_AddStringToObject(params, "dataset", data.path);
+    cJSON_AddNumberToObject(params, "alpha", alpha);
+    cJSON *jt = cJSON_AddArrayToObject(params, "draft_temps");
+    for (size_t i = 0; i < nt; i++) cJSON_AddItemToArray(jt, cJSON_CreateNumber(temps[i]));
+    cJSON_AddNumberToObject(params, "samples", (double)K);
+    cJSON_AddNumberToObject(params, "max_new_tokens", (double)max_new);
+    cJSON_AddNumberToObject(params, "block_size", B);
+    exp_out o;
+    exp_open_out(&c, params, &o);
+
+    vkd_probe_options po = {.alpha = alpha, .temps = temps, .ntemps = (uint32_t)nt, .samples = (uint32_t)K,
+                            .seed = c.seed};
+    vkd_probe *pr;
+    cli_check(vkd_probe_create(d, &po, &pr, &err), &err);
+
+    exp_progress pg;
+    exp_progress_start(&pg, c.cmd, data.n);
+    uint64_t work = 0;
+    for (size_t k = 0; k < data.n; k++) {
+        const exp_example *e = &data.ex[k];
+        if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
+        cJSON *rj = cJSON_CreateObject();
+        cJSON_AddStringToObject(rj, "id", e->id);
+        cJSON_AddNumberToObject(rj, "line", (double)e->line);
+        cJSON_AddNumberToObject(rj, "prompt_tokens", e->n_prompt);
+        if ((uint64_t)e->n_prompt + extra > m.t->ctx_len) {
+            fprintf(stderr, "probe: %s:%zu: skipped: prompt (%u tokens) + --max-new-tokens %ld + a block exceed "
+                    "the context (%u, the target's max_position_embeddings)\n", data.path, e->line, e->n_prompt,
+                    max_new, m.t->ctx_len);
+            cJSON_AddStringToObject(rj, "skipped", "longer than the context");
+            exp_journal(&o, rj);
+            exp_progress_update(&pg, k + 1, work, "tok");
+            continue;
+        }
+        /* greedy reference generation */
+        gen_watch gw = {.pg = &pg, .done = k, .work = &work, .quiet = c.quiet};
+        vkd_gen_options go = {.max_new_tokens = (uint32_t)max_new, .stop_ids = m.stops, .nstop = m.nstop,
+                              .on_token = on_token, .user = &gw};
+        vkd_gen_result gr;
+        double t0 = vkd_now();
+        cli_check(vkd_generate(m.t, m.rec, e->prompt, e->n_prompt, &go, &gr, &err), &err);
+        double gen_s = vkd_now() - t0;
+        uint32_t n = e->n_prompt + gr.n;
+        int32_t *seq = malloc((size_t)n * sizeof *seq);
+        memcpy(seq, e->prompt, e->n_prompt * sizeof *seq);
+        memcpy(seq + e->n_prompt, gr.ids, gr.n * sizeof *seq);
+        cJSON_AddNumberToObject(rj, "generated_tokens", gr.n);
+        cJSON_AddBoolToObject(rj, "stopped", gr.stopped);
+        cJSON_AddNumberToObject(rj, "gen_s", gen_s);
+        cJSON *ra = cJSON_AddArrayToObject(rj, "reference");
+        for (uint32_t i = 0; i < gr.n; i++) cJSON_AddItemToArray(ra, cJSON_CreateNumber(gr.ids[i]));
+        free(gr.ids);
+        if (gr.n < 2) {
+            fprintf(stderr, "probe: %s:%zu: skipped: the reference generation has %u token(s), nothing to compare\n",
+                    data.path, e->line, gr.n);
+            cJSON_AddStringToObject(rj, "skipped", "reference shorter than 2 tokens");
+            exp_journal(&o, rj);
+            exp_progress_update(&pg, k + 1, work, "tok");
+            free(seq);
+            continue;
+        }
+        vkd_probe_pos *ps;
+        vkd_probe_block *bs;
+        uint32_t np, nb;
+        vkd_probe_times tm;
+        cli_check(vkd_probe_run(pr, m.rec, seq, n, e->n_prompt, (uint32_t)k, NULL, NULL, &ps, &np, &bs, &nb, &tm,
+                                &err), &err);
+        cJSON_AddNumberToObject(rj, "prompt_s", tm.prompt_s);
+        cJSON_AddNumberToObject(rj, "blocks_s", tm.blocks_s);
+        cJSON_AddNumberToObject(rj, "mc_s", tm.mc_s);
+        cJSON *pa = cJSON_AddArrayToObject(rj, "positions");
+        for (uint32_t i = 0; i < np; i++) {
+            const vkd_probe_pos *q = &ps[i];
+            cJSON *row = cJSON_CreateArray();
+            double head[4] = {q->block, q->block_pos, q->pos - e->n_prompt, q->token};
+            for (int h = 0; h < 4; h++) cJSON_AddItemToArray(row, cJSON_CreateNumber(head[h]));
+            for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(q->kl[ti]));
+            for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(q->tvd[ti]));
+            cJSON_AddItemToArray(row, cJSON_CreateNumber(q->base_tvd));
+            cJSON_AddItemToArray(pa, row);
+        }
+        cJSON *ba = cJSON_AddArrayToObject(rj, "blocks");
+        for (uint32_t i = 0; i < nb; i++) {
+            const vkd_probe_block *b = &bs[i];
+            cJSON *row = cJSON_CreateArray();
+            double head[3] = {b->block, b->start - e->n_prompt, b->npos};
+            for (int h = 0; h < 3; h++) cJSON_AddItemToArray(row, cJSON_CreateNumber(head[h]));
+            const double *cols[4] = {b->product, b->sim_accept, b->logw_mean, b->logw_std};
+            for (int q = 0; q < 4; q++)
+                for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(cols[q][ti]));
+            cJSON_AddItemToArray(ba, row);
+        }
+        free(ps);
+        free(bs);
+        free(seq);
+        /* journal the record as it reads back (cJSON prints 15 digits when they come within an
+         * ulp), so that tables from a resumed journal equal those of an uninterrupted run */
+        char *txt = cJSON_PrintUnformatted(rj);
+        cJSON *back = txt ? cJSON_Parse(txt) : NULL;
+        if (!back) cli_fatal("out of memory");
+        free(txt);
+        cJSON_Delete(rj);
+        exp_journal(&o, back);
+        exp_progress_update(&pg, k + 1, work, "tok");
+    }
+    exp_progress_end(&pg, data.n, work, "tok");
+    vkd_probe_free(pr);
+
+    /* ---- tables from the whole journal ---- */
+    tstats *ts = calloc(nt, sizeof *ts);
+    dvec base = {0};
+    size_t n_ex = 0, n_skip = 0, n_blocks = 0, n_pos = 0;
+    double sum_gen = 0, sum_prompt = 0, sum_blocks = 0, sum_mc = 0, sum_tok = 0;
+    exp_buf pcsv = {0}, bcsv = {0}, rep = {0};
+    exp_buf_printf(&pcsv, "example,block,block_pos,position,token,text");
+    exp_buf_printf(&bcsv, "example,block,start,positions");
+    const char *pn[3] = {"kl", "tvd", "accept"}, *bn[5] = {"product", "sim_accept", "logw_mean", "logw_std", "kl_mean"};
+    for (int q = 0; q < 3; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%s_T%g", pn[q], temps[ti]);
+    exp_buf_printf(&pcsv, ",baseline_accept\n");
+    for (int q = 0; q < 5; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&bcsv, ",%s_T%g", bn[q], temps[ti]);
+    exp_buf_printf(&bcsv, "\n");
+    const cJSON *rj;
+    cJSON_ArrayForEach(rj, o.done) {
+        const cJSON *pa = item(rj, "positions"), *ba = item(rj, "blocks"), *row;
+        if (!cJSON_IsArray(pa) || !cJSON_IsArray(ba)) { n_skip++; continue; }
+        n_ex++;
+        const char *id = cJSON_GetStringValue(item(rj, "id"));
+        sum_gen += num(rj, "gen_s");
+        sum_prompt += num(rj, "prompt_s");
+        sum_blocks += num(rj, "blocks_s");
+        sum_mc += num(rj, "mc_s");
+        sum_tok += num(rj, "generated_tokens");
+        /* mean KL per block (for blocks.csv) */
+        uint32_t maxk = 0;
+        cJSON_ArrayForEach(row, ba) if (arr_at(row, 0) > maxk) maxk = (uint32_t)arr_at(row, 0);
+        double *klb = calloc((size_t)(maxk + 1) * nt, sizeof *klb), *kln = calloc(maxk + 1, sizeof *kln);
+        cJSON_ArrayForEach(row, pa) {
+            uint32_t blk = (uint32_t)arr_at(row, 0);
+            int32_t tok = (int32_t)arr_at(row, 3);
+            char *text = NULL;
+            size_t tl;
+            if (vkd_tok_decode(m.tok, &tok, 1, false, &text, &tl, &err)) text = strdup("");
+            exp_buf_csv(&pcsv, id);
+            exp_buf_printf(&pcsv, ",%u,%.0f,%.0f,%d,", blk, arr_at(row, 1), arr_at(row, 2), tok);
+            exp_buf_csv(&pcsv, text);
+            free(text);
+            for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%.9g", arr_at(row, 4 + (int)ti));
+            for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%.9g", arr_at(row, 4 + (int)(nt + ti)));
+            for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%.9g", 1.0 - arr_at(row, 4 + (int)(nt + ti)));
+            double bt = arr_at(row, 4 + 2 * (int)nt);
+            exp_buf_printf(&pcsv, ",%.9g\n", 1.0 - bt);
+            dv_push(&base, 1.0 - bt);
+            int g = group_of(blk);
+            if (blk <= maxk) kln[blk] += 1;
+            for (size_t ti = 0; ti < nt; ti++) {
+                tstats *s = &ts[ti];
+                double kl = arr_at(row, 4 + (int)ti), tvd = arr_at(row, 4 + (int)(nt + ti));
+                dv_push(&s->kl, kl);
+                dv_push(&s->tvd, tvd);
+                dv_push(&s->acc, 1.0 - tvd);
+                s->g_kl[g] += kl;
+                s->g_kln[g] += 1;
+                if (blk <= maxk) klb[(size_t)blk * nt + ti] += kl;
+                while (s->kl_by_block_sum.n <= blk) { dv_push(&s->kl_by_block_sum, 0); dv_push(&s->kl_by_block_n, 0); }
+                s->kl_by_block_sum.v[blk] += kl;
+                s->kl_by_block_n.v[blk] += 1;
+            }
+            n_pos++;
+        }
+        cJSON_ArrayForEach(row, ba) {
+            uint32_t blk = (uint32_t)arr_at(row, 0);
+            exp_buf_csv(&bcsv, id);
+            exp_buf_printf(&bcsv, ",%u,%.0f,%.0f", blk, arr_at(row, 1), arr_at(row, 2));
+            for (int q = 0; q < 4; q++)
+                for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&bcsv, ",%.9g", arr_at(row, 3 + q * (int)nt + (int)ti));
+            for (size_t ti = 0; ti < nt; ti++)
+                exp_buf_printf(&bcsv, ",%.9g", kln[blk] > 0 ? klb[(size_t)blk * nt + ti] / kln[blk] : NAN);
+            exp_buf_printf(&bcsv, "\n");
+            int g = group_of(blk);
+            for (size_t ti = 0; ti < nt; ti++) {
+                tstats *s = &ts[ti];
+                double sim = arr_at(row, 3 + (int)(nt + ti));
+                dv_push(&s->prod, arr_at(row, 3 + (int)ti));
+                dv_push(&s->sim, sim);
+                dv_push(&s->lwm, arr_at(row, 3 + (int)(2 * nt + ti)));
+                dv_push(&s->lws, arr_at(row, 3 + (int)(3 * nt + ti)));
+                dv_push(&s->g_sim[g], sim);
+            }
+            n_blocks++;
+        }
+        free(klb);
+        free(kln);
+    }
+    exp_write(&o, "positions.csv", pcsv.s, pcsv.n);
+    exp_write(&o, "blocks.csv", bcsv.s, bcsv.n);
+
+    /* report */
+    exp_buf_printf(&rep, "probe: %zu problem(s), %zu block(s), %zu position(s), alpha=%g, block size %u, K=%ld\n\n",
+                   n_ex, n_blocks, n_pos, alpha, B, K);
+    if (n_skip) exp_buf_printf(&rep, "(%zu example(s) skipped: see examples.jsonl)\n\n", n_skip);
+    exp_buf_printf(&rep, "Aggregate metrics\n| Draft Temp | KL(p^alpha || q) | TVD | Token Accept | Sim Accept (mean) | "
+                         "Sim Accept (median) | Block Product | log w mean | log w std |\n"
+                         "|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|\n");
+    for (size_t ti = 0; ti < nt; ti++) {
+        const tstats *s = &ts[ti];
+        exp_buf_printf(&rep, "| T=%g | %.3f | %.3f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f | %.1f |\n", temps[ti],
+                       exp_mean(s->kl.v, s->kl.n), exp_mean(s->tvd.v, s->tvd.n), 100 * exp_mean(s->acc.v, s->acc.n),
+                       100 * exp_mean(s->sim.v, s->sim.n), 100 * exp_percentile(s->sim.v, s->sim.n, 50),
+                       100 * exp_mean(s->prod.v, s->prod.n), exp_mean(s->lwm.v, s->lwm.n), exp_mean(s->lws.v, s->lws.n));
+    }
+    exp_buf_printf(&rep, "\nSpec-decode baseline (T=1, p vs q): %.1f%% token acceptance.\n", 100 * exp_mean(base.v, base.n));
+
+    static const double pcts[7] = {5, 10, 25, 50, 75, 90, 95}, tpcts[5] = {5, 25, 50, 75, 95};
+    static const double ths[6] = {0.01, 0.05, 0.10, 0.20, 0.50, 0.70};
+    exp_buf_printf(&rep, "\nDistribution of block-level acceptance (simulated accept rate)\n| Percentile |");
+    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " T=%g |", temps[ti]);
+    exp_buf_printf(&rep, "\n|:---:|");
+    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, ":---:|");
+    for (int q = 0; q < 7; q++) {
+        exp_buf_printf(&rep, "\n| P%.0f |", pcts[q]);
+        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " %.1f%% |", 100 * exp_percentile(ts[ti].sim.v, ts[ti].sim.n, pcts[q]));
+    }
+    exp_buf_printf(&rep, "\n\nFraction of blocks exceeding acceptance threshold\n| Threshold |");
+    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " T=%g |", temps[ti]);
+    exp_buf_printf(&rep, "\n|:---:|");
+    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, ":---:|");
+    for (int q = 0; q < 6; q++) {
+        exp_buf_printf(&rep, "\n| > %.0f%% |", 100 * ths[q]);
+        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " %.1f%% |", 100 * frac_above(&ts[ti].sim, ths[q]));
+    }
+    exp_buf_printf(&rep, "\n");
+    for (size_t ti = 0; ti < nt; ti++) {
+        const tstats *s = &ts[ti];
+        exp_buf_printf(&rep, "\nAcceptance by block position (T=%g)\n| Block position | N blocks | Sim Accept (mean) | "
+                             "Sim Accept (median) | Mean KL |\n|:---:|:---:|:---:|:---:|:---:|\n", temps[ti]);
+        for (int g = 0; g < NGROUP; g++) {
+            if (!s->g_sim[g].n) {
+                exp_buf_printf(&rep, "| %s | 0 | - | - | - |\n", group_names[g]);
+                continue;
+            }
+            exp_buf_printf(&rep, "| %s | %zu | %.1f%% | %.1f%% | %.2f |\n", group_names[g], s->g_sim[g].n,
+                           100 * exp_mean(s->g_sim[g].v, s->g_sim[g].n), 100 * exp_percentile(s->g_sim[g].v, s->g_sim[g].n, 50),
+                           s->g_kln[g] > 0 ? s->g_kl[g] / s->g_kln[g] : NAN);
+        }
+    }
+    exp_buf_printf(&rep, "\nToken-level acceptance distribution\n| Percentile |");
+    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " T=%g |", temps[ti]);
+    exp_buf_printf(&rep, "\n|:---:|");
+    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, ":---:|");
+    for (int q = 0; q < 5; q++) {
+        exp_buf_printf(&rep, "\n| P%.0f |", tpcts[q]);
+        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " %.1f%% |", 100 * exp_percentile(ts[ti].acc.v, ts[ti].acc.n, tpcts[q]));
+    }
+    double total_s = sum_gen + sum_prompt + sum_blocks + sum_mc;
+    exp_buf_printf(&rep, "\n\nTime: %.1fs for %.0f reference tokens (%.2f tok/s): reference generation %.1fs, "
+                         "prompt pass %.1fs, blocks (draft + target + distances) %.1fs, Monte Carlo %.1fs\n",
+                   total_s, sum_tok, total_s > 0 ? sum_tok / total_s : 0, sum_gen, sum_prompt, sum_blocks, sum_mc);
+    fputs(rep.s, stdout);
+    exp_write(&o, "report.txt", rep.s, rep.n);
+
+    /* summary.json */
+    cJSON *sum = cJSON_CreateObject();
+    cJSON_AddNumberToObject(sum, "problems", (double)n_ex);
+    cJSON_AddNumberToObject(sum, "skipped", (double)n_skip);
+    cJSON_AddNumberToObject(sum, "blocks", (double)n_blocks);
+    cJSON_AddNumberToObject(sum, "positions", (double)n_pos);
+    cJSON_AddNumberToObject(sum, "alpha", alpha);
+    cJSON_AddNumberToObject(sum, "block_size", B);
+    cJSON_AddNumberToObject(sum, "samples", (double)K);
+    cJSON_AddNumberToObject(sum, "baseline_token_accept", exp_mean(base.v, base.n));
+    cJSON *jtemps = cJSON_AddArrayToObject(sum, "temperatures");
+    for (size_t ti = 0; ti < nt; ti++) {
+        const tstats *s = &ts[ti];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "temperature", temps[ti]);
+        cJSON_AddNumberToObject(x, "kl", exp_mean(s->kl.v, s->kl.n));
+        cJSON_AddNumberToObject(x, "tvd", exp_mean(s->tvd.v, s->tvd.n));
+        cJSON_AddNumberToObject(x, "token_accept", exp_mean(s->acc.v, s->acc.n));
+        cJSON_AddNumberToObject(x, "sim_accept_mean", exp_mean(s->sim.v, s->sim.n));
+        cJSON_AddNumberToObject(x, "sim_accept_median", exp_percentile(s->sim.v, s->sim.n, 50));
+        cJSON_AddNumberToObject(x, "block_product", exp_mean(s->prod.v, s->prod.n));
+        cJSON_AddNumberToObject(x, "logw_mean", exp_mean(s->lwm.v, s->lwm.n));
+        cJSON_AddNumberToObject(x, "logw_std", exp_mean(s->lws.v, s->lws.n));
+        cJSON_AddNumberToObject(x, "logw_std_across_blocks", exp_std(s->lwm.v, s->lwm.n));
+        cJSON *jp = cJSON_AddObjectToObject(x, "sim_accept_percentiles");
+        for (int q = 0; q < 7; q++) {
+            char k[8];
+            snprintf(k, sizeof k, "P%.0f", pcts[q]);
+            cJSON_AddNumberToObject(jp, k, exp_percentile(s->sim.v, s->sim.n, pcts[q]));
+        }
+        cJSON *jf = cJSON_AddObjectToObject(x, "fraction_blocks_above");
+        for (int q = 0; q < 6; q++) {
+            char k[8];
+            snprintf(k, sizeof k, "%.2f", ths[q]);
+            cJSON_AddNumberToObject(jf, k, frac_above(&s->sim, ths[q]));
+        }
+        cJSON *jg = cJSON_AddObjectToObject(x, "by_block_position");
+        for (int g = 0; g < NGROUP; g++) {
+            cJSON *y = cJSON_AddObjectToObject(jg, group_keys[g]);
+            cJSON_AddNumberToObject(y, "blocks", (double)s->g_sim[g].n);
+            if (s->g_sim[g].n) {
+                cJSON_AddNumberToObject(y, "sim_accept_mean", exp_mean(s->g_sim[g].v, s->g_sim[g].n));
+                cJSON_AddNumberToObject(y, "sim_accept_median", exp_percentile(s->g_sim[g].v, s->g_sim[g].n, 50));
+                cJSON_AddNumberToObject(y, "kl_mean", s->g_kl[g] / s->g_kln[g]);
+            }
+        }
+        cJSON *jk = cJSON_AddObjectToObject(x, "token_accept_percentiles");
+        for (int q = 0; q < 5; q++) {
+            char k[8];
+            snprintf(k, sizeof k, "P%.0f", tpcts[q]);
+            cJSON_AddNumberToObject(jk, k, exp_percentile(s->acc.v, s->acc.n, tpcts[q]));
+        }
+        cJSON_AddItemToArray(jtemps, x);
+    }
+    cJSON *jtime = cJSON_AddObjectToObject(sum, "timing");
+    cJSON_AddNumberToObject(jtime, "reference_tokens", sum_tok);
+    cJSON_AddNumberToObject(jtime, "generation_s", sum_gen);
+    cJSON_AddNumberToObject(jtime, "prompt_s", sum_prompt);
+    cJSON_AddNumberToObject(jtime, "blocks_s", sum_blocks);
+    cJSON_AddNumberToObject(jtime, "monte_carlo_s", sum_mc);
+    cJSON_AddNumberToObject(jtime, "total_s", total_s);
+    cJSON_AddNumberToObject(jtime, "tok_s", total_s > 0 ? sum_tok / total_s : 0);
+    exp_write_json(&o, "summary.json", sum);
+    cJSON_Delete(sum);
+
+    probe_figures(&o, temps, nt, ts);
+
+    for (size_t ti = 0; ti < nt; ti++) {
+        tstats *s = &ts[ti];
+        dvec *all[9] = {&s->kl, &s->tvd, &s->acc, &s->sim, &s->prod, &s->lwm, &s->lws, &s->kl_by_block_sum,
+                        &s->kl_by_block_n};
+        for (int q = 0; q < 9; q++) free(all[q]->v);
+        for (int g = 0; g < NGROUP; g++) free(s->g_sim[g].v);
+    }
+    free(ts);
+    free(base.v);
+    free(temps);
+    exp_buf_free(&pcsv);
+    exp_buf_free(&bcsv);
+    exp_buf_free(&rep);
+    exp_close_out(&o);
+    exp_free_data(&data);
+    exp_free_models(&m);
+    return 0;
+}

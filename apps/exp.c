@@ -1,0 +1,535 @@
+/* exp.c: the shared side of the experiment commands (see exp.h). */
+#include "exp.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "config.h"
+#include "prompt.h"
+#include "safetensors.h"
+#include "vkd_generate.h"
+
+const char exp_common_help[] =
+    "common experiment flags:\n"
+    "  --target DIR          target model folder (Hugging Face layout)\n"
+    "  --draft DIR           DFlash draft folder\n"
+    "  --dataset FILE        JSONL (or the MATH-500 JSON array); GSM8K, MATH-500, HumanEval and\n"
+    "                        MT-Bench field names are recognised from the file name\n"
+    "  --prompt-field F, --answer-field F, --id-field F   override the field names\n"
+    "  --limit N             the first N records in file order (default: all)\n"
+    "  --out DIR             results folder: config.json, examples.jsonl (journal), tables\n"
+    "  --resume              skip examples already in DIR/examples.jsonl (same parameters)\n"
+    "  --seed S              every random choice derives from S (default 0)\n"
+    "  --block-size B        draft block size (default: the draft's config)\n"
+    "  --kv-dtype f32|f16    KV cache precision (default f32)\n"
+    "  --think               Qwen3 chat template with thinking on (default off)\n"
+    "  --quiet               no progress bar\n";
+
+bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
+    const char *v, *cmd = c->cmd;
+    if ((v = cli_value(cmd, "--target", argc, argv, i))) c->target_dir = v;
+    else if ((v = cli_value(cmd, "--draft", argc, argv, i))) c->draft_dir = v;
+    else if ((v = cli_value(cmd, "--dataset", argc, argv, i))) c->dataset = v;
+    else if ((v = cli_value(cmd, "--prompt-field", argc, argv, i))) c->prompt_field = v;
+    else if ((v = cli_value(cmd, "--answer-field", argc, argv, i))) c->answer_field = v;
+    else if ((v = cli_value(cmd, "--id-field", argc, argv, i))) c->id_field = v;
+    else if ((v = cli_value(cmd, "--out", argc, argv, i))) c->out_dir = v;
+    else if ((v = cli_value(cmd, "--kv-dtype", argc, argv, i))) {
+        if (strcmp(v, "f32") && strcmp(v, "f16")) cli_usage_error(cmd, "--kv-dtype must be f32 or f16");
+        c->kv = v;
+    } else if ((v = cli_value(cmd, "--limit", argc, argv, i))) c->limit = cli_parse_long(cmd, "--limit", v, 1, 1L << 30);
+    else if ((v = cli_value(cmd, "--block-size", argc, argv, i))) c->block = cli_parse_long(cmd, "--block-size", v, 2, 64);
+    else if ((v = cli_value(cmd, "--seed", argc, argv, i)))
+        c->seed = (unsigned long long)cli_parse_long(cmd, "--seed", v, 0, __LONG_MAX__);
+    else if (cli_is("--resume", argv[*i])) c->resume = true;
+    else if (cli_is("--think", argv[*i])) c->think = true;
+    else if (cli_is("--quiet", argv[*i])) c->quiet = true;
+    else return false;
+    return true;
+}
+
+void exp_require(const exp_common *c, bool need_draft) {
+    if (!c->target_dir) cli_usage_error(c->cmd, "--target DIR is required");
+    if (need_draft && !c->draft_dir) cli_usage_error(c->cmd, "--draft DIR is required");
+    if (!c->out_dir) cli_usage_error(c->cmd, "--out DIR is required");
+}
+
+/* ---- data ---- */
+
+void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, bool need_answer,
+                   exp_data *out) {
+    memset(out, 0, sizeof *out);
+    out->path = c->dataset ? c->dataset : default_path;
+    if (!out->path) cli_usage_error(c->cmd, "--dataset FILE is required");
+    vkd_ds_options o = {.prompt_field = c->prompt_field, .answer_field = c->answer_field,
+                        .id_field = c->id_field};
+    vkd_error err = {0};
+    cli_check(vkd_ds_load(out->path, &o, &out->ds, &err), &err);
+    vkd_ds *ds = out->ds;
+    if (ds->count == 0) cli_fatal("%s: the dataset has no records", out->path);
+    size_t n = c->limit && (size_t)c->limit < ds->count ? (size_t)c->limit : ds->count;
+    out->ex = calloc(n, sizeof *out->ex);
+    if (!out->ex) cli_fatal("out of memory");
+    for (size_t k = 0; k < n; k++) {
+        const vkd_ds_record *r = &ds->records[k];
+        exp_example *e = &out->ex[k];
+        for (size_t j = 0; j < k; j++)
+            if (!strcmp(out->ex[j].id, r->id))
+                cli_fatal("%s:%zu: id '%s' repeats line %zu: ids must be unique (--id-field)",
+                          out->path, r->line, r->id, out->ex[j].line);
+        if (need_answer && (!r->answer || !r->answer[0]))
+            cli_fatal("%s:%zu: record '%s' has no answer (field '%s'; --answer-field names it)",
+                      out->path, r->line, r->id, c->answer_field ? c->answer_field : "answer");
+        char *text;
+        if (r->prompt) {
+            text = chat_render(c->cmd, tok, NULL, r->prompt, c->think);
+            e->question = r->prompt;
+        } else {
+            const char **roles = malloc(r->n_messages * sizeof *roles);
+            const char **contents = malloc(r->n_messages * sizeof *contents);
+            for (size_t m = 0; m < r->n_messages; m++) {
+                roles[m] = r->messages[m].role;
+                contents[m] = r->messages[m].content;
+            }
+            text = chat_render_turns(c->cmd, tok, roles, contents, r->n_messages, c->think);
+            e->question = r->n_messages ? r->messages[r->n_messages - 1].content : "";
+            free(roles);
+            free(contents);
+        }
+        size_t np;
+        e->prompt = encode_rendered(tok, text, &np);
+        free(text);
+        if (np == 0) cli_fatal("%s:%zu: the prompt encodes to no tokens", out->path, r->line);
+        e->n_prompt = (uint32_t)np;
+        e->id = strdup(r->id);
+        e->answer = r->answer;
+        e->line = r->line;
+    }
+    out->n = n;
+}
+
+void exp_free_data(exp_data *d) {
+    for (size_t k = 0; k < d->n; k++) {
+        free(d->ex[k].id);
+        free(d->ex[k].prompt);
+    }
+    free(d->ex);
+    vkd_ds_free(d->ds);
+    memset(d, 0, sizeof *d);
+}
+
+/* ---- models ---- */
+
+uint32_t exp_ctx_len(const exp_common *c, const exp_data *d, uint64_t extra) {
+    vkd_cfg tc;
+    vkd_error err = {0};
+    cli_check(vkd_cfg_load(c->target_dir, &tc, &err), &err);
+    size_t longest = 0, at = 0;
+    for (size_t k = 0; k < d->n; k++)
+        if (d->ex[k].n_prompt > longest) { longest = d->ex[k].n_prompt; at = k; }
+    uint64_t need = longest + extra;
+    if ((int64_t)need > tc.max_position_embeddings)
+        cli_fatal("%s:%zu: prompt of %zu tokens + %llu more exceeds the target's "
+                  "max_position_embeddings (%lld)", d->path, d->n ? d->ex[at].line : 0, longest,
+                  (unsigned long long)extra, (long long)tc.max_position_embeddings);
+    return (uint32_t)need;
+}
+
+void exp_load_tokenizer(const exp_common *c, exp_models *m) {
+    vkd_error err = {0};
+    cli_check(vkd_tok_load(c->target_dir, &m->tok, &err), &err);
+}
+
+void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
+    vkd_error err = {0};
+    if (!m->tok) exp_load_tokenizer(c, m);
+    cli_check(vkd_ctx_create(NULL, &m->ctx, &err), &err);
+    vkd_dtype kv = c->kv && !strcmp(c->kv, "f16") ? VKD_DTYPE_F16 : VKD_DTYPE_F32;
+    vkd_target_options to = {.ctx_len = ctx_len, .kv_dtype = kv};
+    cli_check(vkd_target_load(m->ctx, c->target_dir, &to, &m->t, &err), &err);
+    if (c->draft_dir) {
+        vkd_dflash_options dop = {.block_size = (uint32_t)c->block, .kv_dtype = kv, .ctx_len = ctx_len};
+        cli_check(vkd_dflash_load(m->ctx, m->t, c->draft_dir, &dop, &m->d, &err), &err);
+    }
+    cli_check(vkd_rec_create(m->ctx, &m->rec, &err), &err);
+    vkd_target *t = m->t;
+    for (int i = 0; i < t->gen.n_eos && m->nstop < 16; i++) m->stops[m->nstop++] = (int32_t)t->gen.eos_token_ids[i];
+    if (!t->gen.present)
+        for (int i = 0; i < t->cfg.n_eos && m->nstop < 16; i++) m->stops[m->nstop++] = (int32_t)t->cfg.eos_token_ids[i];
+}
+
+void exp_free_models(exp_models *m) {
+    if (m->ctx && vkd_ctx_validation_count(m->ctx))
+        cli_fatal("Vulkan validation reported: %s", vkd_ctx_validation_first(m->ctx));
+    vkd_rec_destroy(m->rec);
+    vkd_dflash_free(m->d);
+    vkd_target_free(m->t);
+    if (m->ctx) cli_print_profile(m->ctx);
+    vkd_ctx_destroy(m->ctx);
+    vkd_tok_free(m->tok);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- identity, config, journal ---- */
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    size_t r;
+    while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += r;
+        if (len == cap) {
+            char *nb = realloc(buf, 2 * cap + 1);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[len] = 0;
+    *n = len;
+    return buf;
+}
+
+cJSON *exp_model_identity(const char *dir) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "path", dir);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    size_t n = 0;
+    char *cfg = slurp(path, &n);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; cfg && i < n; i++) h = (h ^ (uint8_t)cfg[i]) * 0x100000001b3ull;
+    free(cfg);
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    cJSON_AddStringToObject(j, "config_fnv1a64", hex);
+    vkd_st_model *m;
+    vkd_error err = {0};
+    if (vkd_st_model_open(dir, &m, &err) == VKD_OK) {
+        uint64_t bytes = 0;
+        size_t cnt = vkd_st_model_count(m);
+        for (size_t i = 0; i < cnt; i++) {
+            const vkd_st_tensor *t;
+            if (vkd_st_model_get_at(m, i, &t, &err) == VKD_OK) bytes += t->nbytes;
+        }
+        cJSON_AddNumberToObject(j, "tensors", (double)cnt);
+        cJSON_AddNumberToObject(j, "bytes", (double)bytes);
+        vkd_st_model_close(m);
+    }
+    return j;
+}
+
+static void mkdirs(const char *cmd, const char *dir) {
+    char *p = strdup(dir);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        mkdir(p, 0755);
+        *s = '/';
+    }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) cli_fatal("%s: cannot create folder: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) cli_fatal("%s: not a folder (--out of %s)", dir, cmd);
+    free(p);
+}
+
+/* Path ("params.alpha") of the first value that differs between two configs, or NULL. Not
+ * compared: the vkdraft version (a resumed run may use a rebuilt binary) and common.limit
+ * (the journal is per example: a larger --limit resumes into more examples). */
+static bool config_diff(const cJSON *a, const cJSON *b, const char *prefix, char *path, size_t cap) {
+    const cJSON *x;
+    for (int pass = 0; pass < 2; pass++) {
+        const cJSON *from = pass ? b : a;
+        cJSON_ArrayForEach(x, from) {
+            char p[256];
+            snprintf(p, sizeof p, "%s%s%s", prefix, prefix[0] ? "." : "", x->string);
+            if (!strcmp(p, "vkdraft") || !strcmp(p, "common.limit")) continue;
+            const cJSON *y = cJSON_GetObjectItemCaseSensitive(pass ? a : b, x->string);
+            if (pass == 1) {
+                if (!y) { snprintf(path, cap, "%s", p); return true; }
+                continue;
+            }
+            if (y && cJSON_IsObject(x) && cJSON_IsObject(y)) {
+                if (config_diff(x, y, p, path, cap)) return true;
+            } else if (!y || !cJSON_Compare(x, y, true)) {
+                snprintf(path, cap, "%s", p);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static const cJSON *config_at(const cJSON *c, const char *path) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    const cJSON *x = c;
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && x; k = strtok_r(NULL, ".", &save))
+        x = cJSON_GetObjectItemCaseSensitive(x, k);
+    return x;
+}
+
+void exp_open_out(const exp_common *c, cJSON *params, exp_out *o) {
+    memset(o, 0, sizeof *o);
+    mkdirs(c->cmd, c->out_dir);
+    o->dir = strdup(c->out_dir);
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "command", c->cmd);
+    cJSON_AddStringToObject(cfg, "vkdraft", VKD_VERSION);
+    cJSON *models = cJSON_AddObjectToObject(cfg, "models");
+    cJSON_AddItemToObject(models, "target", exp_model_identity(c->target_dir));
+    if (c->draft_dir) cJSON_AddItemToObject(models, "draft", exp_model_identity(c->draft_dir));
+    cJSON *common = cJSON_AddObjectToObject(cfg, "common");
+    if (c->dataset) cJSON_AddStringToObject(common, "dataset", c->dataset);
+    if (c->prompt_field) cJSON_AddStringToObject(common, "prompt_field", c->prompt_field);
+    if (c->answer_field) cJSON_AddStringToObject(common, "answer_field", c->answer_field);
+    if (c->id_field) cJSON_AddStringToObject(common, "id_field", c->id_field);
+    cJSON_AddNumberToObject(common, "limit", (double)c->limit);
+    cJSON_AddNumberToObject(common, "block_size", (double)c->block);
+    cJSON_AddNumberToObject(common, "seed", (double)c->seed);
+    cJSON_AddStringToObject(common, "kv_dtype", c->kv ? c->kv : "f32");
+    cJSON_AddBoolToObject(common, "think", c->think);
+    cJSON_AddItemToObject(cfg, "params", params);
+    o->config = cfg;
+
+    size_t n = strlen(o->dir) + 32;
+    o->journal_path = malloc(n);
+    snprintf(o->journal_path, n, "%s/examples.jsonl", o->dir);
+    o->done = cJSON_CreateArray();
+    if (c->resume) {
+        char cpath[4096];
+        snprintf(cpath, sizeof cpath, "%s/config.json", o->dir);
+        size_t len;
+        char *old = slurp(cpath, &len);
+        if (old) {
+            cJSON *oc = cJSON_Parse(old);
+            if (!oc) cli_fatal("%s: not valid JSON; cannot resume (remove the folder or use another --out)", cpath);
+            char k[256];
+            if (config_diff(oc, cfg, "", k, sizeof k)) {
+                const cJSON *a = config_at(oc, k), *b = config_at(cfg, k);
+                char *sa = a ? cJSON_PrintUnformatted(a) : strdup("absent");
+                char *sb = b ? cJSON_PrintUnformatted(b) : strdup("absent");
+                cli_fatal("%s: field '%s' differs from this run (%s there, %s now): --resume needs the "
+                          "same parameters and models", cpath, k, sa, sb);
+            }
+            cJSON_Delete(oc);
+            free(old);
+        }
+        char *j = slurp(o->journal_path, &len);
+        size_t keep = 0; /* bytes of complete, valid lines */
+        if (j) {
+            size_t line = 1;
+            for (char *s = j; *s;) {
+                char *e = strchr(s, '\n');
+                if (!e) break; /* torn last line: dropped */
+                *e = 0;
+                cJSON *r = cJSON_Parse(s);
+                const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
+                if (!cJSON_IsString(id))
+                    cli_fatal("%s:%zu: not a journal record (expected a JSON object with an 'id')",
+                              o->journal_path, line);
+                cJSON_AddItemToArray(o->done, r);
+                keep = (size_t)(e + 1 - j);
+                s = e + 1;
+                line++;
+            }
+            free(j);
+            if (truncate(o->journal_path, (off_t)keep) != 0)
+                cli_fatal("%s: cannot truncate the torn last line: %s", o->journal_path, strerror(errno));
+        }
+    }
+    exp_write_json(o, "config.json", cfg);
+    o->journal = fopen(o->journal_path, c->resume ? "a" : "w");
+    if (!o->journal) cli_fatal("%s: cannot open: %s", o->journal_path, strerror(errno));
+}
+
+bool exp_done(const exp_out *o, const char *id) {
+    const cJSON *r;
+    cJSON_ArrayForEach(r, o->done) {
+        const cJSON *i = cJSON_GetObjectItemCaseSensitive(r, "id");
+        if (cJSON_IsString(i) && !strcmp(i->valuestring, id)) return true;
+    }
+    return false;
+}
+
+void exp_journal(exp_out *o, cJSON *record) {
+    char *s = cJSON_PrintUnformatted(record);
+    if (!s) cli_fatal("out of memory");
+    /* keep what a resumed run will read back (cJSON prints 15-17 significant digits), so
+     * tables from a resumed journal equal those of an uninterrupted run */
+    cJSON_Delete(record);
+    record = cJSON_Parse(s);
+    if (!record) cli_fatal("journal record does not parse back");
+    if (fputs(s, o->journal) < 0 || fputc('\n', o->journal) < 0 || fflush(o->journal) != 0 ||
+        fsync(fileno(o->journal)) != 0)
+        cli_fatal("%s: write failed: %s", o->journal_path, strerror(errno));
+    free(s);
+    cJSON_AddItemToArray(o->done, record);
+}
+
+void exp_write(const exp_out *o, const char *name, const void *data, size_t n) {
+    size_t len = strlen(o->dir) + strlen(name) + 2;
+    char *path = malloc(len);
+    snprintf(path, len, "%s/%s", o->dir, name);
+    vkd_error err = {0};
+    cli_check(cli_write_atomic(path, data, n, &err), &err);
+    free(path);
+}
+
+void exp_write_json(const exp_out *o, const char *name, const cJSON *j) {
+    char *s = cJSON_Print(j);
+    if (!s) cli_fatal("out of memory");
+    size_t n = strlen(s);
+    s = realloc(s, n + 2);
+    s[n] = '\n';
+    exp_write(o, name, s, n + 1);
+    free(s);
+}
+
+void exp_close_out(exp_out *o) {
+    if (o->journal) fclose(o->journal);
+    cJSON_Delete(o->done);
+    cJSON_Delete(o->config);
+    free(o->journal_path);
+    free(o->dir);
+    memset(o, 0, sizeof *o);
+}
+
+/* ---- progress ---- */
+
+void exp_progress_start(exp_progress *p, const char *cmd, size_t total) {
+    p->cmd = cmd;
+    p->total = total;
+    p->t0 = vkd_now();
+    p->last_draw = 0;
+}
+
+static void fmt_time(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, n, "--");
+    else if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+}
+
+void exp_progress_update(exp_progress *p, size_t done, uint64_t work, const char *units) {
+    if (!isatty(2) || p->total == 0) return;
+    double now = vkd_now(), el = now - p->t0;
+    if (done < p->total && now - p->last_draw < 0.2) return;
+    p->last_draw = now;
+    int w = 30, fill = (int)(w * done / p->total);
+    char e[32], r[32];
+    fmt_time(el, e, sizeof e);
+    fmt_time(done ? el / done * (double)(p->total - done) : -1, r, sizeof r);
+    fprintf(stderr, "\r%s [%.*s%*s] %zu/%zu  %.1f %s/s  %s elapsed, ETA %s ", p->cmd, fill,
+            "##############################", w - fill, "", done, p->total,
+            el > 0 ? (double)work / el : 0, units, e, r);
+}
+
+void exp_progress_end(exp_progress *p, size_t done, uint64_t work, const char *units) {
+    double el = vkd_now() - p->t0;
+    if (isatty(2) && p->total) fputc('\n', stderr);
+    fprintf(stderr, "%s: %zu example(s), %llu %s in %.1fs (%.2f %s/s)\n", p->cmd, done,
+            (unsigned long long)work, units, el, el > 0 ? (double)work / el : 0, units);
+}
+
+/* ---- text ---- */
+
+void exp_buf_printf(exp_buf *b, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        size_t room = b->cap - b->n;
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? room : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) cli_fatal("format error");
+        if (b->s && (size_t)k < room) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->n + (size_t)k + 1) cap *= 2;
+        char *s = realloc(b->s, cap);
+        if (!s) cli_fatal("out of memory");
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+void exp_buf_csv(exp_buf *b, const char *s) {
+    if (!strpbrk(s, ",\"\r\n")) {
+        exp_buf_printf(b, "%s", s);
+        return;
+    }
+    exp_buf_printf(b, "\"");
+    for (const char *c = s; *c; c++) exp_buf_printf(b, *c == '"' ? "\"\"" : "%c", *c);
+    exp_buf_printf(b, "\"");
+}
+
+void exp_buf_free(exp_buf *b) {
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}
+
+/* ---- statistics ---- */
+
+double exp_mean(const double *v, size_t n) {
+    if (!n) return NAN;
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += v[i];
+    return s / (double)n;
+}
+
+double exp_std(const double *v, size_t n) {
+    if (!n) return NAN;
+    double m = exp_mean(v, n), s = 0;
+    for (size_t i = 0; i < n; i++) s += (v[i] - m) * (v[i] - m);
+    return sqrt(s / (double)n);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double exp_percentile(const double *v, size_t n, double q) {
+    if (!n) return NAN;
+    double *s = malloc(n * sizeof *s);
+    if (!s) cli_fatal("out of memory");
+    memcpy(s, v, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_double);
+    double pos = q / 100.0 * (double)(n - 1);
+    size_t lo = (size_t)floor(pos), hi = lo + 1 < n ? lo + 1 : lo;
+    double r = s[lo] + (s[hi] - s[lo]) * (pos - (double)lo);
+    free(s);
+    return r;
+}
+
+double *exp_parse_list(const char *cmd, const char *flag, const char *s, double lo, double hi,
+                       size_t *n) {
+    size_t cap = 1;
+    for (const char *c = s; *c; c++) cap += *c == ',';
+    double *v = malloc(cap * sizeof *v);
+    *n = 0;
+    const char *p = s;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        char item[64];
+        if (len == 0 || len >= sizeof item) cli_usage_error(cmd, "%s expects a comma-separated list of numbers, got '%s'", flag, s);
+        memcpy(item, p, len);
+        item[len] = 0;
+        v[(*n)++] = cli_parse_double(cmd, flag, item, lo, hi);
+        if (!e) break;
+        p = e + 1;
+    }
+    return v;
+}

