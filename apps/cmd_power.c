@@ -15,6 +15,7 @@
 #include "cmds.h"
 #include "dataset.h"
 #include "exp.h"
+#include "figure.h"
 #include "vkd_answer.h"
 #include "vkd_generate.h"
 #include "vkd_power.h"
@@ -49,9 +50,10 @@ static void usage(void) {
            "                        temperature/top-k/top-p (the reference's 'std'); temperature 1/alpha\n"
            "                        (the reference's 'naive'); same --max-new-tokens\n\n"
            "Outputs in --out: answers.jsonl (one line per example and method: id, method, text, answer,\n"
-           "gold, correct, tokens), acceptance.csv (acceptance rate by MCMC step index and by block\n"
-           "index), summary.json and report.txt (accuracy per method, acceptance, target forward\n"
-           "passes, tokens proposed ('spent') per answer token, wall time and tokens/s), config.json,\n"
+           "gold, correct, tokens), acceptance.csv and fig_acceptance.png (acceptance rate by MCMC\n"
+           "step index and by block index), summary.json and report.txt (accuracy per method,\n"
+           "acceptance, target forward passes, tokens proposed ('spent') per answer token, wall\n"
+           "time and tokens/s), config.json,\n"
            "examples.jsonl (the journal). Accuracy is scored for GSM8K (#### number) and MATH-500\n"
            "(\\boxed{} answer, normalised); other datasets report '-'.\n"
            "Default dataset: %s.\n\n%s", DEFAULT_DATASET, exp_common_help);
@@ -202,6 +204,22 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha) {
                        ba[i] > 0 ? (i < nbc ? bc[i] : 0) / ba[i] : NAN);
     exp_write(o, "acceptance.csv", csv.s ? csv.s : "", csv.n);
     exp_buf_free(&csv);
+    { /* the same rates as a figure: by MCMC step index and by block index */
+        size_t nmax = nsa > nba ? nsa : nba;
+        double *ry = malloc(2 * (nmax + 1) * sizeof *ry);
+        for (size_t i = 0; i < nsa; i++) ry[i] = sa[i] > 0 ? (i < nsc ? sc[i] : 0) / sa[i] : NAN;
+        for (size_t i = 0; i < nba; i++) ry[nmax + 1 + i] = ba[i] > 0 ? (i < nbc ? bc[i] : 0) / ba[i] : NAN;
+        fig_series fs[2] = {{.label = "by MCMC step index", .n = nsa, .y = ry},
+                            {.label = "by block index", .n = nba, .y = ry + nmax + 1}};
+        fig_chart ch = {.kind = FIG_LINE, .title = "Power sampling: MH acceptance rate",
+                        .xlabel = "index (step within a block, or block)", .ylabel = "acceptance rate"};
+        ch.line = (fig_line){.n_series = 2, .series = fs};
+        char path[4096];
+        snprintf(path, sizeof path, "%s/fig_acceptance.png", o->dir);
+        vkd_error ferr = {0};
+        cli_check(fig_write_png(&ch, path, &ferr), &ferr);
+        free(ry);
+    }
 
     cJSON *summ = cJSON_CreateObject();
     cJSON_AddStringToObject(summ, "answer_kind", vkd_answer_kind_name(kind));

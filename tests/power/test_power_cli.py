@@ -85,6 +85,8 @@ def main():
     check(summ["answer_kind"] == "gsm8k" and summ["power"]["scored"] == 3 and 0 <= summ["power"]["accuracy"] <= 1
           and summ["power"]["attempts"] > 0 and len(summ["acceptance_by_step"]) == 2
           and summ["power"]["forwards_per_token"] > summ["greedy"]["forwards_per_token"], f"summary: {summ}")
+    png = os.path.join(out, "fig_acceptance.png")
+    check(os.path.exists(png) and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n", "fig_acceptance.png written")
     csv = open(os.path.join(out, "acceptance.csv")).read().splitlines()
     check(csv[0] == "kind,index,attempts,accepts,rate" and sum(r.startswith("step,") for r in csv) == 2, "acceptance.csv")
 
@@ -125,7 +127,7 @@ def main():
     ]
     for extra, word in bad:
         p = run(base + extra + ["--out", os.path.join(tmp, "bad")], ok=False)
-        check(p.returncode != 0 and word in p.stderr and len(p.stderr.strip().splitlines()) <= 2,
+        check(p.returncode != 0 and word in p.stderr and len(p.stderr.strip().splitlines()) == 1,
               f"{extra}: exit {p.returncode}, stderr {p.stderr!r}")
     p = run(["power", "--target", tgt, "--dataset", os.path.join(tmp, "missing.jsonl"), "--out",
              os.path.join(tmp, "bad")], ok=False)
