@@ -134,9 +134,7 @@ int vkd_cmd_generate(int argc, char **argv) {
         cJSON *a = cJSON_AddArrayToObject(o, "ids");
         for (uint32_t i = 0; i < res.n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(res.ids[i]));
         if (tok) {
-            char *text;
-            size_t len;
-            cli_check(vkd_tok_decode(tok, res.ids, res.n, true, &text, &len, &err), &err);
+            char *text = decode_generated(tok, res.ids, res.n);
             cJSON_AddStringToObject(o, "text", text);
             free(text);
         } else {

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "cmds.h"
 #include "exp.h"
+#include "prompt.h"
 #include "figure.h"
 #include "vkd_answer.h"
 #include "vkd_guide.h"
@@ -147,15 +148,7 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
         dcalls = r.draft_calls;
         vkd_guide_result_free(&r);
     }
-    /* ids past the tokenizer (the padding rows of an embedding matrix) have no text */
-    size_t tv = vkd_tok_vocab_size(m->tok), nk = 0;
-    int32_t *known = malloc((n ? n : 1) * sizeof *known);
-    for (uint32_t i = 0; i < n; i++)
-        if ((size_t)ids[i] < tv) known[nk++] = ids[i];
-    char *text;
-    size_t len;
-    cli_check(vkd_tok_decode(m->tok, known, nk, true, &text, &len, &err), &err);
-    free(known);
+    char *text = decode_generated(m->tok, ids, n);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "example", ex->id);

@@ -15,6 +15,7 @@
 #include "cmds.h"
 #include "dataset.h"
 #include "exp.h"
+#include "prompt.h"
 #include "figure.h"
 #include "vkd_answer.h"
 #include "vkd_generate.h"
@@ -102,11 +103,10 @@ static void on_token(void *user, int32_t id) {
 /* text, extracted answer and score of one method's ids into obj */
 static void add_answer(cJSON *obj, vkd_tok *tok, const int32_t *ids, uint32_t n, vkd_answer_kind kind,
                        const char *gold_field) {
-    char *text = NULL;
-    size_t len;
-    vkd_error err = {0};
-    cli_check(vkd_tok_decode(tok, ids, n, true, &text, &len, &err), &err);
+    char *text = decode_generated(tok, ids, n);
     cJSON_AddStringToObject(obj, "text", text);
+    cJSON *ia = cJSON_AddArrayToObject(obj, "ids");
+    for (uint32_t i = 0; i < n; i++) cJSON_AddItemToArray(ia, cJSON_CreateNumber(ids[i]));
     cJSON_AddNumberToObject(obj, "tokens", n);
     if (kind != VKD_ANSWER_NONE && gold_field) {
         char *pred = vkd_answer_extract(kind, text, 0), *gold = vkd_answer_gold(kind, gold_field);

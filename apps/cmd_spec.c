@@ -248,9 +248,7 @@ int vkd_cmd_spec(int argc, char **argv) {
         cJSON *ia = cJSON_AddArrayToObject(o, "ids");
         for (uint32_t i = 0; i < res.n; i++) cJSON_AddItemToArray(ia, cJSON_CreateNumber(res.ids[i]));
         if (tok) {
-            char *text;
-            size_t len;
-            cli_check(vkd_tok_decode(tok, res.ids, res.n, true, &text, &len, &err), &err);
+            char *text = decode_generated(tok, res.ids, res.n);
             cJSON_AddStringToObject(o, "text", text);
             if (!json && njobs == 1) printf("%s\n", text);
             free(text);

@@ -114,3 +114,17 @@ int32_t *encode_rendered(vkd_tok *tok, const char *text, size_t *n) {
     cli_check(vkd_tok_encode(tok, text, strlen(text), false, &ids, n, &err), &err);
     return ids;
 }
+
+char *decode_generated(vkd_tok *tok, const int32_t *ids, size_t n) {
+    int32_t *known = malloc((n ? n : 1) * sizeof *known);
+    if (!known) cli_fatal("out of memory");
+    size_t nk = 0;
+    for (size_t i = 0; i < n; i++)
+        if (vkd_tok_id_to_token(tok, ids[i])) known[nk++] = ids[i];
+    vkd_error err = {0};
+    char *text;
+    size_t len;
+    cli_check(vkd_tok_decode(tok, known, nk, true, &text, &len, &err), &err);
+    free(known);
+    return text;
+}

@@ -26,6 +26,10 @@ char *chat_render(const char *cmd, vkd_tok *tok, const char *system, const char 
 /* Same for a whole conversation: roles[i] / contents[i]. */
 char *chat_render_turns(const char *cmd, vkd_tok *tok, const char *const *roles,
                         const char *const *contents, size_t n, bool think);
+/* Text of generated ids, special tokens skipped. Ids the tokenizer does not know (the padding
+ * rows of an embedding matrix larger than the vocabulary, e.g. Qwen3's 151936 vs 151669) are
+ * left out, as Hugging Face's decode does. Exits on error. */
+char *decode_generated(vkd_tok *tok, const int32_t *ids, size_t n);
 /* Token ids of a chat-template rendering (no extra special tokens: the template has them). */
 int32_t *encode_rendered(vkd_tok *tok, const char *text, size_t *n);
 

@@ -11,7 +11,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
 import vkd_cli  # noqa: E402
-from vkd_cli import check, make_pair, require_tokenizer, run  # noqa: E402
+from vkd_cli import check, hf, make_pair, require_tokenizer, run  # noqa: E402
 
 
 def lines(path):
@@ -87,6 +87,15 @@ def main():
     rec = lines(os.path.join(out3, "examples.jsonl"))[0]
     check(rec["power"]["draft_calls"] > 0 and "greedy" not in rec, f"dflash record: {rec['power']}")
     check(json.load(open(os.path.join(out3, "config.json")))["params"]["draft_block"] == 4, "draft block in config")
+
+    # ids past the tokenizer (padding rows of the 151936-row embedding; this seed samples one at
+    # temperature 100) have no text: the commands leave them out as HF's decode does instead
+    # of ending the run (decode_generated, shared by generate, spec, power and guide)
+    p = run(["generate", "--model", tgt, "--chat", "hi", "--temperature", "100", "--top-k", "0",
+             "--max-new-tokens", "80", "--seed", "4", "--json"])
+    g = json.loads(p.stdout)
+    check(any(i >= 151669 for i in g["ids"]), f"seed 4 samples an id past the tokenizer: {g['ids']}")
+    check(g["text"] == hf("decode", {"ids": g["ids"]}), "text of ids past the tokenizer equals HF's decode")
 
     # bad input: one clear line, non-zero exit
     bad = [
