@@ -139,9 +139,8 @@ static bool run_example(exp_models *m, vkd_tensor *feats, vkd_tensor *gids, vkd_
             vkd_tf_noise_rows(host + (size_t)done * cols, noise, mm, cols, seed, key, done);
             cli_check(vkd_tensor_upload(feats, 0, noise, (uint64_t)mm * cols * 4, &err), &err);
             vkd_rec_begin(rec);
-            vkd_dflash_context_record(d, rec, feats, 0, mm, &err);
-            if (vkd_rec_submit(rec)) cli_check(VKD_ERR_DEVICE, vkd_rec_error(rec));
-            if (err.code) cli_check(err.code, &err);
+            cli_check(vkd_dflash_context_record(d, rec, feats, 0, mm, &err), &err);
+            submit_or_die(rec);
             done += mm;
         }
         at = 0;
@@ -160,7 +159,7 @@ static bool run_example(exp_models *m, vkd_tensor *feats, vkd_tensor *gids, vkd_
                 vkd_op_token_stats(rec, stats, d->logits, 0, gids, c, V);
                 vkd_rec_read(rec, stats, 0, st[3], (uint64_t)c * 12);
             }
-            if (vkd_rec_submit(rec)) cli_check(VKD_ERR_DEVICE, vkd_rec_error(rec));
+            submit_or_die(rec);
             for (uint32_t i = 0; i < c; i++) {
                 out[at + i].p_d[2] = prob(st[3][i]);
                 out[at + i].rank_d[2] = st[3][i][2];
@@ -211,15 +210,6 @@ static cJSON *agg_json(const agg *a) {
 static const char *const bucket_names[4] = {"p<0.01", "0.01-0.1", "0.1-0.5", ">=0.5"};
 static int bucket_of(double p) { return p < 0.01 ? 0 : p < 0.1 ? 1 : p < 0.5 ? 2 : 3; }
 
-static void fig_out(const exp_out *o, const char *name, const fig_chart *ch) {
-    size_t len = strlen(o->dir) + strlen(name) + 2;
-    char *path = malloc(len);
-    snprintf(path, len, "%s/%s", o->dir, name);
-    vkd_error err = {0};
-    cli_check(fig_write_png(ch, path, &err), &err);
-    free(path);
-}
-
 /* The document's three figures and the per-token draft-advantage heatmap (seed 001). */
 static void diag_figures(const exp_out *o, const bool modes[3], agg bucket[4][3], const agg *per_block,
                          uint32_t nblk, double R_rand, double R_mask, double R_gold, double R_tgt,
@@ -247,7 +237,7 @@ static void diag_figures(const exp_out *o, const bool modes[3], agg bucket[4][3]
                     .xlabel = "target confidence bucket (p_target)", .ylabel = "mean rank (log)"};
     ch.bar = (fig_bar){.n_groups = 4, .n_series = ns, .values = vals, .group_labels = bucket_names,
                        .series_labels = series, .log_y = true, .annotate = true};
-    fig_out(o, "fig_bucket_rank_comparison.png", &ch);
+    exp_write_figure(o, "fig_bucket_rank_comparison.png", &ch);
 
     /* signal decomposition */
     static const char *const comp[5] = {"random", "+ layer signal (mask)", "+ gold leakage (gold)", "target", "chance"};
@@ -256,7 +246,7 @@ static void diag_figures(const exp_out *o, const bool modes[3], agg bucket[4][3]
                     .xlabel = "pathway", .ylabel = "mean rank (log)"};
     dc.bar = (fig_bar){.n_groups = 5, .n_series = 1, .values = dv, .group_labels = comp, .log_y = true,
                        .annotate = true};
-    fig_out(o, "fig_signal_decomposition.png", &dc);
+    exp_write_figure(o, "fig_signal_decomposition.png", &dc);
 
     /* per-block rank decay */
     double *x = malloc((nblk + 1) * sizeof *x), *yv = malloc((nblk + 1) * 4 * sizeof *yv);
@@ -279,7 +269,7 @@ static void diag_figures(const exp_out *o, const bool modes[3], agg bucket[4][3]
     fig_chart lc = {.kind = FIG_LINE, .title = "Mean gold rank per block index",
                     .xlabel = "block index (block 0 sees the whole prompt)", .ylabel = "mean rank (log)"};
     lc.line = (fig_line){.n_series = nl, .series = ls, .x = x, .log_y = true};
-    fig_out(o, "fig_block_rank_decay.png", &lc);
+    exp_write_figure(o, "fig_block_rank_decay.png", &lc);
     free(x);
     free(yv);
 
@@ -290,7 +280,7 @@ static void diag_figures(const exp_out *o, const bool modes[3], agg bucket[4][3]
     hc.heatmap = (fig_heatmap){.rows = hm_rows, .cols = hm_cols, .values = hm, .row_labels = hm_labels,
                                .cmap = FIG_CMAP_DIVERGING,
                                .colorbar_label = "log10(rank_target / rank_draft)"};
-    fig_out(o, "fig_draft_advantage_heatmap.png", &hc);
+    exp_write_figure(o, "fig_draft_advantage_heatmap.png", &hc);
 }
 
 static const cJSON *item(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
@@ -369,10 +359,7 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     for (size_t k = 0; k < data.n; k++) {
         const exp_example *e = &data.ex[k];
         if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
-        cJSON *rj = cJSON_CreateObject();
-        cJSON_AddStringToObject(rj, "id", e->id);
-        cJSON_AddNumberToObject(rj, "line", (double)e->line);
-        cJSON_AddNumberToObject(rj, "prompt_tokens", e->n_prompt);
+        cJSON *rj = exp_record_new(e);
         cJSON_AddNumberToObject(rj, "answer_tokens", lens[k] - e->n_prompt);
         if (lens[k] - e->n_prompt < 2) {
             fprintf(stderr, "diagnose: %s:%zu: skipped: the answer encodes to %u token(s), nothing to compare\n",

@@ -497,9 +497,7 @@ int vkd_cmd_guide(int argc, char **argv) {
                                    .col_labels = (const char *const *)cl, .cmap = FIG_CMAP_SEQUENTIAL,
                                    .annotate = true, .value_digits = 3,
                                    .colorbar_label = scored ? "accuracy" : "KL per token"};
-        char path[4096];
-        snprintf(path, sizeof path, "%s/heatmap.png", o.dir);
-        cli_check(fig_write_png(&ch, path, &err), &err);
+        exp_write_figure(&o, "heatmap.png", &ch);
         for (size_t q = 0; q < hr; q++) free(rl[q]);
         for (size_t q = 0; q < hc; q++) free(cl[q]);
         free(rl);

@@ -143,6 +143,14 @@ static void sum_counts(const cJSON *arr, double **v, size_t *n) {
     for (size_t i = 0; i < m; i++) (*v)[i] += cJSON_GetArrayItem(arr, (int)i)->valuedouble;
 }
 
+/* Acceptance rate per index: accepts / attempts (NAN without attempts); acc may be shorter. */
+static double *rates(const double *att, size_t n, const double *acc, size_t nacc) {
+    double *r = malloc((n ? n : 1) * sizeof *r);
+    if (!r) cli_fatal("out of memory");
+    for (size_t i = 0; i < n; i++) r[i] = att[i] > 0 ? (i < nacc ? acc[i] : 0) / att[i] : NAN;
+    return r;
+}
+
 static void report(const exp_out *o, vkd_answer_kind kind, double alpha) {
     agg A[NMETHOD] = {{0}};
     double *sa = NULL, *sc = NULL, *ba = NULL, *bc = NULL;
@@ -194,31 +202,22 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha) {
     exp_write(o, "answers.jsonl", ans.s ? ans.s : "", ans.n);
     exp_buf_free(&ans);
 
+    double *srate = rates(sa, nsa, sc, nsc), *brate = rates(ba, nba, bc, nbc);
     exp_buf csv = {0};
     exp_buf_printf(&csv, "kind,index,attempts,accepts,rate\n");
     for (size_t i = 0; i < nsa; i++)
-        exp_buf_printf(&csv, "step,%zu,%.0f,%.0f,%.6f\n", i, sa[i], i < nsc ? sc[i] : 0,
-                       sa[i] > 0 ? (i < nsc ? sc[i] : 0) / sa[i] : NAN);
+        exp_buf_printf(&csv, "step,%zu,%.0f,%.0f,%.6f\n", i, sa[i], i < nsc ? sc[i] : 0, srate[i]);
     for (size_t i = 0; i < nba; i++)
-        exp_buf_printf(&csv, "block,%zu,%.0f,%.0f,%.6f\n", i, ba[i], i < nbc ? bc[i] : 0,
-                       ba[i] > 0 ? (i < nbc ? bc[i] : 0) / ba[i] : NAN);
+        exp_buf_printf(&csv, "block,%zu,%.0f,%.0f,%.6f\n", i, ba[i], i < nbc ? bc[i] : 0, brate[i]);
     exp_write(o, "acceptance.csv", csv.s ? csv.s : "", csv.n);
     exp_buf_free(&csv);
     { /* the same rates as a figure: by MCMC step index and by block index */
-        size_t nmax = nsa > nba ? nsa : nba;
-        double *ry = malloc(2 * (nmax + 1) * sizeof *ry);
-        for (size_t i = 0; i < nsa; i++) ry[i] = sa[i] > 0 ? (i < nsc ? sc[i] : 0) / sa[i] : NAN;
-        for (size_t i = 0; i < nba; i++) ry[nmax + 1 + i] = ba[i] > 0 ? (i < nbc ? bc[i] : 0) / ba[i] : NAN;
-        fig_series fs[2] = {{.label = "by MCMC step index", .n = nsa, .y = ry},
-                            {.label = "by block index", .n = nba, .y = ry + nmax + 1}};
+        fig_series fs[2] = {{.label = "by MCMC step index", .n = nsa, .y = srate},
+                            {.label = "by block index", .n = nba, .y = brate}};
         fig_chart ch = {.kind = FIG_LINE, .title = "Power sampling: MH acceptance rate",
                         .xlabel = "index (step within a block, or block)", .ylabel = "acceptance rate"};
         ch.line = (fig_line){.n_series = 2, .series = fs};
-        char path[4096];
-        snprintf(path, sizeof path, "%s/fig_acceptance.png", o->dir);
-        vkd_error ferr = {0};
-        cli_check(fig_write_png(&ch, path, &ferr), &ferr);
-        free(ry);
+        exp_write_figure(o, "fig_acceptance.png", &ch);
     }
 
     cJSON *summ = cJSON_CreateObject();
@@ -273,16 +272,14 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha) {
     cJSON *st = cJSON_AddArrayToObject(summ, "acceptance_by_step");
     exp_buf_printf(&rep, "\nacceptance by MCMC step index:");
     for (size_t i = 0; i < nsa; i++) {
-        double r = sa[i] > 0 ? (i < nsc ? sc[i] : 0) / sa[i] : NAN;
-        cJSON_AddItemToArray(st, cJSON_CreateNumber(r));
-        exp_buf_printf(&rep, " %.2f", r);
+        cJSON_AddItemToArray(st, cJSON_CreateNumber(srate[i]));
+        exp_buf_printf(&rep, " %.2f", srate[i]);
     }
     cJSON *bl = cJSON_AddArrayToObject(summ, "acceptance_by_block");
     exp_buf_printf(&rep, "\nacceptance by block index:   ");
     for (size_t i = 0; i < nba; i++) {
-        double r = ba[i] > 0 ? (i < nbc ? bc[i] : 0) / ba[i] : NAN;
-        cJSON_AddItemToArray(bl, cJSON_CreateNumber(r));
-        exp_buf_printf(&rep, " %.2f", r);
+        cJSON_AddItemToArray(bl, cJSON_CreateNumber(brate[i]));
+        exp_buf_printf(&rep, " %.2f", brate[i]);
     }
     exp_buf_printf(&rep, "\n");
     exp_write_json(o, "summary.json", summ);
@@ -290,6 +287,8 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha) {
     fputs(rep.s, stdout);
     exp_buf_free(&rep);
     cJSON_Delete(summ);
+    free(srate);
+    free(brate);
     free(sa);
     free(sc);
     free(ba);
@@ -388,10 +387,7 @@ int vkd_cmd_power(int argc, char **argv) {
         const exp_example *e = &data.ex[k];
         if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
         run_ctx rc = {.pg = &pg, .done = k, .work = &work, .quiet = c.quiet};
-        cJSON *rj = cJSON_CreateObject();
-        cJSON_AddStringToObject(rj, "id", e->id);
-        cJSON_AddNumberToObject(rj, "line", (double)e->line);
-        cJSON_AddNumberToObject(rj, "prompt_tokens", e->n_prompt);
+        cJSON *rj = exp_record_new(e);
         if (e->answer) cJSON_AddStringToObject(rj, "gold", e->answer);
         char *gold = kind != VKD_ANSWER_NONE && e->answer ? vkd_answer_gold(kind, e->answer) : NULL;
         if (gold) cJSON_AddStringToObject(rj, "gold_answer", gold);

@@ -105,15 +105,6 @@ typedef struct tstats {
  *   fig_block_accept_hist.png  histogram of the blocks' simulated MH acceptance
  *   fig_token_accept_hist.png  histogram of the positions' token acceptance (1 - TVD)
  *   fig_kl_by_block.png        mean KL(p^alpha || q_T) by block index within the example */
-static void write_png(const exp_out *o, const char *name, const fig_chart *ch) {
-    uint8_t *png;
-    size_t n;
-    vkd_error err = {0};
-    cli_check(fig_render_png(ch, &png, &n, &err), &err);
-    exp_write(o, name, png, n);
-    free(png);
-}
-
 static void probe_figures(const exp_out *o, const double *temps, size_t nt, const tstats *ts) {
     fig_series *sr = calloc(nt, sizeof *sr);
     char (*labels)[32] = calloc(nt, sizeof *labels);
@@ -125,12 +116,12 @@ static void probe_figures(const exp_out *o, const double *temps, size_t nt, cons
                     .ylabel = "fraction of blocks",
                     .hist = {.n_series = nt, .series = sr, .nbins = 20, .lo = 0, .hi = 1, .side_by_side = true,
                              .fraction = true}};
-    write_png(o, "fig_block_accept_hist.png", &ch);
+    exp_write_figure(o, "fig_block_accept_hist.png", &ch);
     for (size_t ti = 0; ti < nt; ti++) sr[ti] = (fig_series){.label = labels[ti], .n = ts[ti].acc.n, .y = ts[ti].acc.v};
     ch.title = "Token acceptance (1 - TVD(p^alpha, q_T))";
     ch.xlabel = "token acceptance";
     ch.ylabel = "fraction of positions";
-    write_png(o, "fig_token_accept_hist.png", &ch);
+    exp_write_figure(o, "fig_token_accept_hist.png", &ch);
     for (size_t ti = 0; ti < nt; ti++) {
         const dvec *su = &ts[ti].kl_by_block_sum, *cn = &ts[ti].kl_by_block_n;
         klm[ti] = malloc((su->n ? su->n : 1) * sizeof **klm);
@@ -140,7 +131,7 @@ static void probe_figures(const exp_out *o, const double *temps, size_t nt, cons
     }
     fig_chart ln = {.kind = FIG_LINE, .title = "KL(p^alpha || q_T) by block position", .xlabel = "block index k",
                     .ylabel = "mean KL (nats)", .line = {.n_series = nt, .series = sr}};
-    write_png(o, "fig_kl_by_block.png", &ln);
+    exp_write_figure(o, "fig_kl_by_block.png", &ln);
     for (size_t ti = 0; ti < nt; ti++) free(klm[ti]);
     free(klm);
     free(labels);
@@ -220,10 +211,7 @@ int vkd_cmd_probe(int argc, char **argv) {
     for (size_t k = 0; k < data.n; k++) {
         const exp_example *e = &data.ex[k];
         if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
-        cJSON *rj = cJSON_CreateObject();
-        cJSON_AddStringToObject(rj, "id", e->id);
-        cJSON_AddNumberToObject(rj, "line", (double)e->line);
-        cJSON_AddNumberToObject(rj, "prompt_tokens", e->n_prompt);
+        cJSON *rj = exp_record_new(e);
         if ((uint64_t)e->n_prompt + extra > m.t->ctx_len) {
             fprintf(stderr, "probe: %s:%zu: skipped: prompt (%u tokens) + --max-new-tokens %ld + a block exceed "
                     "the context (%u, the target's max_position_embeddings)\n", data.path, e->line, e->n_prompt,

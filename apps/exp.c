@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "figure.h"
 #include "prompt.h"
 #include "safetensors.h"
 #include "vkd_generate.h"
@@ -361,6 +362,14 @@ bool exp_done(const exp_out *o, const char *id) {
     return false;
 }
 
+cJSON *exp_record_new(const exp_example *e) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "id", e->id);
+    cJSON_AddNumberToObject(r, "line", (double)e->line);
+    cJSON_AddNumberToObject(r, "prompt_tokens", e->n_prompt);
+    return r;
+}
+
 void exp_journal(exp_out *o, cJSON *record) {
     char *s = cJSON_PrintUnformatted(record);
     if (!s) cli_fatal("out of memory");
@@ -393,6 +402,15 @@ void exp_write_json(const exp_out *o, const char *name, const cJSON *j) {
     s[n] = '\n';
     exp_write(o, name, s, n + 1);
     free(s);
+}
+
+void exp_write_figure(const exp_out *o, const char *name, const fig_chart *ch) {
+    uint8_t *png;
+    size_t n;
+    vkd_error err = {0};
+    cli_check(fig_render_png(ch, &png, &n, &err), &err);
+    exp_write(o, name, png, n);
+    free(png);
 }
 
 void exp_close_out(exp_out *o) {

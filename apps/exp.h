@@ -108,12 +108,17 @@ typedef struct exp_out {
 void exp_open_out(const exp_common *c, cJSON *params, exp_out *o);
 /* True when example id is already in the journal (resume). */
 bool exp_done(const exp_out *o, const char *id);
+/* A new journal record for example e: {"id", "line", "prompt_tokens"}. */
+cJSON *exp_record_new(const exp_example *e);
 /* Appends one finished example (owned by the call; must have "id") to the journal and to
  * o->done; flushes and fsyncs. */
 void exp_journal(exp_out *o, cJSON *record);
 /* Writes DIR/name atomically; exits on error. */
 void exp_write(const exp_out *o, const char *name, const void *data, size_t n);
 void exp_write_json(const exp_out *o, const char *name, const cJSON *j);
+/* Renders a chart (apps/figure.h) to DIR/name as PNG, atomically; exits on error. */
+struct fig_chart;
+void exp_write_figure(const exp_out *o, const char *name, const struct fig_chart *ch);
 void exp_close_out(exp_out *o);
 
 /* Progress bar on stderr with rate and ETA (a single summary line when stderr is not a
