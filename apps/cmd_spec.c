@@ -128,20 +128,7 @@ int vkd_cmd_spec(int argc, char **argv) {
         jobs = calloc(njobs, sizeof *jobs);
         for (size_t k = 0; k < njobs; k++) {
             const vkd_ds_record *rec = &ds->records[order[k]];
-            char *text;
-            if (rec->prompt) {
-                text = chat_render("spec", tok, NULL, rec->prompt, pf.think);
-            } else {
-                const char **roles = malloc(rec->n_messages * sizeof *roles);
-                const char **contents = malloc(rec->n_messages * sizeof *contents);
-                for (size_t m = 0; m < rec->n_messages; m++) {
-                    roles[m] = rec->messages[m].role;
-                    contents[m] = rec->messages[m].content;
-                }
-                text = chat_render_turns("spec", tok, roles, contents, rec->n_messages, pf.think);
-                free(roles);
-                free(contents);
-            }
+            char *text = chat_render_record("spec", tok, rec, pf.think);
             jobs[k].id = strdup(rec->id);
             jobs[k].ids = encode_rendered(tok, text, &jobs[k].n);
             free(text);

@@ -87,22 +87,8 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
         if (need_answer && (!r->answer || !r->answer[0]))
             cli_fatal("%s:%zu: record '%s' has no answer (field '%s'; --answer-field names it)",
                       out->path, r->line, r->id, c->answer_field ? c->answer_field : "answer");
-        char *text;
-        if (r->prompt) {
-            text = chat_render(c->cmd, tok, NULL, r->prompt, c->think);
-            e->question = r->prompt;
-        } else {
-            const char **roles = malloc(r->n_messages * sizeof *roles);
-            const char **contents = malloc(r->n_messages * sizeof *contents);
-            for (size_t m = 0; m < r->n_messages; m++) {
-                roles[m] = r->messages[m].role;
-                contents[m] = r->messages[m].content;
-            }
-            text = chat_render_turns(c->cmd, tok, roles, contents, r->n_messages, c->think);
-            e->question = r->n_messages ? r->messages[r->n_messages - 1].content : "";
-            free(roles);
-            free(contents);
-        }
+        char *text = chat_render_record(c->cmd, tok, r, c->think);
+        e->question = r->prompt ? r->prompt : r->n_messages ? r->messages[r->n_messages - 1].content : "";
         size_t np;
         e->prompt = encode_rendered(tok, text, &np);
         free(text);

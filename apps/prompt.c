@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "chat_template.h"
+#include "dataset.h"
 #include "cli.h"
 
 bool prompt_flag(const char *cmd, prompt_flags *p, int argc, char **argv, int *i) {
@@ -126,5 +127,20 @@ char *decode_generated(vkd_tok *tok, const int32_t *ids, size_t n) {
     size_t len;
     cli_check(vkd_tok_decode(tok, known, nk, true, &text, &len, &err), &err);
     free(known);
+    return text;
+}
+
+char *chat_render_record(const char *cmd, vkd_tok *tok, const vkd_ds_record *r, bool think) {
+    if (r->prompt) return chat_render(cmd, tok, NULL, r->prompt, think);
+    const char **roles = malloc((r->n_messages ? r->n_messages : 1) * sizeof *roles);
+    const char **contents = malloc((r->n_messages ? r->n_messages : 1) * sizeof *contents);
+    if (!roles || !contents) cli_fatal("out of memory");
+    for (size_t m = 0; m < r->n_messages; m++) {
+        roles[m] = r->messages[m].role;
+        contents[m] = r->messages[m].content;
+    }
+    char *text = chat_render_turns(cmd, tok, roles, contents, r->n_messages, think);
+    free(roles);
+    free(contents);
     return text;
 }

@@ -30,6 +30,9 @@ char *chat_render_turns(const char *cmd, vkd_tok *tok, const char *const *roles,
  * rows of an embedding matrix larger than the vocabulary, e.g. Qwen3's 151936 vs 151669) are
  * left out, as Hugging Face's decode does. Exits on error. */
 char *decode_generated(vkd_tok *tok, const int32_t *ids, size_t n);
+/* Renders a dataset record: its prompt as one user turn, or its messages as a conversation. */
+struct vkd_ds_record;
+char *chat_render_record(const char *cmd, vkd_tok *tok, const struct vkd_ds_record *r, bool think);
 /* Token ids of a chat-template rendering (no extra special tokens: the template has them). */
 int32_t *encode_rendered(vkd_tok *tok, const char *text, size_t *n);
 

@@ -11,11 +11,13 @@ double vkd_now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static bool is_stop(const vkd_gen_options *o, int32_t id) {
-    for (uint32_t i = 0; i < o->nstop; i++)
-        if (o->stop_ids[i] == id) return true;
+bool vkd_is_stop(const int32_t *stop_ids, uint32_t nstop, int32_t id) {
+    for (uint32_t i = 0; i < nstop; i++)
+        if (stop_ids[i] == id) return true;
     return false;
 }
+
+static bool is_stop(const vkd_gen_options *o, int32_t id) { return vkd_is_stop(o->stop_ids, o->nstop, id); }
 
 vkd_result vkd_generate(vkd_target *t, vkd_rec *rec, const int32_t *prompt, uint32_t n,
                         const vkd_gen_options *opt, vkd_gen_result *res, vkd_error *err) {

@@ -192,11 +192,7 @@ static vkd_result step(loop *L, const int32_t *ids, uint32_t m, uint32_t frow, u
     return VKD_OK;
 }
 
-static bool is_stop(const vkd_gen_options *o, int32_t id) {
-    for (uint32_t i = 0; i < o->nstop; i++)
-        if (o->stop_ids[i] == id) return true;
-    return false;
-}
+static bool is_stop(const vkd_gen_options *o, int32_t id) { return vkd_is_stop(o->stop_ids, o->nstop, id); }
 
 vkd_result vkd_guide_generate(vkd_target *t, vkd_guide_draft *g, vkd_rec *rec,
                               const int32_t *prompt, uint32_t n, const vkd_guide_options *opt,

@@ -144,11 +144,7 @@ static int32_t draw(ps *S, const float *row, uint32_t pos, double *lq) {
     return tok;
 }
 
-static bool is_stop(const ps *S, int32_t id) {
-    for (uint32_t i = 0; i < S->o->nstop; i++)
-        if (S->o->stop_ids[i] == id) return true;
-    return false;
-}
+static bool is_stop(const ps *S, int32_t id) { return vkd_is_stop(S->o->stop_ids, S->o->nstop, id); }
 
 /* ---- device steps -------------------------------------------------------------------------- */
 

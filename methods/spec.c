@@ -13,11 +13,7 @@ enum { STREAM_PROPOSE = 0, STREAM_ACCEPT = 1, STREAM_RESAMPLE = 2 };
 
 static bool greedy(const vkd_gen_options *o) { return o->sample.temperature <= 0; }
 
-static bool is_stop(const vkd_gen_options *o, int32_t id) {
-    for (uint32_t i = 0; i < o->nstop; i++)
-        if (o->stop_ids[i] == id) return true;
-    return false;
-}
+static bool is_stop(const vkd_gen_options *o, int32_t id) { return vkd_is_stop(o->stop_ids, o->nstop, id); }
 
 typedef struct loop {
     vkd_target *t;

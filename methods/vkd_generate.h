@@ -30,5 +30,7 @@ vkd_result vkd_generate(vkd_target *t, vkd_rec *rec, const int32_t *prompt, uint
                         const vkd_gen_options *opt, vkd_gen_result *res, vkd_error *err);
 
 double vkd_now(void); /* monotonic seconds */
+/* Whether id is one of the nstop stop ids. */
+bool vkd_is_stop(const int32_t *stop_ids, uint32_t nstop, int32_t id);
 
 #endif
