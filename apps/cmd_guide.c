@@ -84,7 +84,7 @@ static const char *str(const cJSON *r, const char *k) {
 
 /* Scores a response against the gold answer: 1 correct, 0 wrong, -1 not scored (a dataset
  * whose preset has no answer kind: GSM8K and MATH-500 are scored); *pred the extracted
- * answer (malloc'd, may be NULL). Rules: methods/vkd_answer.h. */
+ * answer (malloc'd, may be NULL). Rules: text/vkd_answer.h. */
 static int score(const char *dataset, const char *response, const char *gold, char **pred) {
     *pred = NULL;
     vkd_answer_kind kind = vkd_answer_kind_from_name(vkd_ds_preset_for_file(dataset));

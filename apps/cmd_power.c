@@ -3,7 +3,7 @@
  * sampling of the same prompts as baselines.
  *
  * Per example: the power run (vkd_power_sample) and each baseline (vkd_generate), decoded,
- * answers extracted and scored (methods/vkd_answer.h) when the dataset is GSM8K or MATH-500;
+ * answers extracted and scored (text/vkd_answer.h) when the dataset is GSM8K or MATH-500;
  * one journal record per example. answers.jsonl, acceptance.csv, summary.json and report.txt
  * are rebuilt from the whole journal at the end (so --resume continues a run). */
 #include <limits.h>

@@ -1,5 +1,6 @@
 /* dflash.c: DFlash draft forward on Vulkan (context append and block call). */
 #include "vkd_dflash.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>

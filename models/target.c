@@ -8,6 +8,7 @@
  *   a = rmsnorm(x) * ln2;  x += (silu(a Wg^T) * (a Wu^T)) Wd^T
  * logits = (rmsnorm(x) * norm) W_lm^T for the requested rows. */
 #include "vkd_target.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>

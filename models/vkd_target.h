@@ -10,10 +10,8 @@
 #define VKD_TARGET_H
 
 #include "config.h"
-#include "safetensors.h"
 #include "vkd_ops.h"
-
-#include "weights.h"
+#include "weights.h"   /* vkd_layer; checkpoint reading (safetensors.h) stays inside models/ */
 
 typedef struct vkd_target_options {
     uint32_t ctx_len;          /* KV cache capacity in tokens; 0: min(max_position_embeddings, 4096) */

@@ -2,6 +2,7 @@
  * copied straight from the mmapped file into mapped device memory, or through a bounded
  * staging buffer (vkd_tensor_upload): never a second full copy in host memory. */
 #include "weights.h"
+#include "safetensors.h"
 
 #include <stdio.h>
 #include <string.h>

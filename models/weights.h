@@ -2,8 +2,10 @@
 #ifndef VKD_WEIGHTS_H
 #define VKD_WEIGHTS_H
 
-#include "safetensors.h"
 #include "vkd_runtime.h"
+
+/* An open checkpoint (loaders/safetensors.h); only the loading functions below take one. */
+typedef struct vkd_st_model vkd_st_model;
 
 /* Creates a device tensor of the checkpoint dtype (BF16/F16/F32) for tensor `name` of m,
  * checking that its shape equals `shape` (rank dims), and uploads it. */

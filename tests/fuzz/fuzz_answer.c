@@ -1,4 +1,4 @@
-/* fuzz_answer: answer extraction and grading (methods/vkd_answer.h) on arbitrary model
+/* fuzz_answer: answer extraction and grading (text/vkd_answer.h) on arbitrary model
  * output: the first byte picks the answer kind and the split between "generated text" and
  * "gold field"; every function must return without crashing, and what it returns must be a
  * string equal to itself under the grader. */

@@ -1,5 +1,5 @@
 /* ref_layer.h: plain-C references of the layer ops (double accumulation), used only by the
- * tests. Shapes as in runtime/vkd_ops.h; weights and caches are passed already widened to
+ * tests. Shapes as in ops/vkd_ops.h; weights and caches are passed already widened to
  * f32 (the tests widen bf16/f16 with the runtime's converters), outputs are f32. */
 #ifndef VKD_REF_LAYER_H
 #define VKD_REF_LAYER_H

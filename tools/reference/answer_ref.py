@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """answer_ref.py: independent Python reference of vkdraft's answer extraction and scoring
-(methods/vkd_answer.h documents the rules). Standard library only.
+(text/vkd_answer.h documents the rules). Standard library only.
 
 The MATH functions are ported from the power-sampling reference code,
 aakaran/reasoning-with-sampling llm_experiments/grader_utils/:

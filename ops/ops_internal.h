@@ -1,4 +1,4 @@
-/* ops_internal.h: helpers shared by the op implementations (runtime/ops_*.c). */
+/* ops_internal.h: helpers shared by the op implementations (ops/ops_*.c). */
 #ifndef VKD_OPS_INTERNAL_H
 #define VKD_OPS_INTERNAL_H
 

@@ -21,7 +21,7 @@ vkd_result vkd_op_add(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint64_t
  * the device-bandwidth probe of `vkdraft bench ops`. */
 vkd_result vkd_op_copy_probe(vkd_rec *rec, vkd_tensor *dst, const vkd_tensor *src, uint64_t bytes);
 
-/* ---- matmul and embedding (runtime/ops_matmul.c) ----------------------------------- */
+/* ---- matmul and embedding (ops/ops_matmul.c) ----------------------------------- */
 
 /* y[y_row0 + i, :N] (=|+=) x[x_row0 + i, :K] . W^T  for i < m.
  *   W: N x K (out_features x in_features, as in HF Linear.weight), f32/f16/bf16, any number
@@ -38,7 +38,7 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
 vkd_result vkd_op_embed(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *ids,
                         const vkd_tensor *table, uint32_t m);
 
-/* ---- layer ops (runtime/ops_layer.c) ---------------------------------------------------- */
+/* ---- layer ops (ops/ops_layer.c) ---------------------------------------------------- */
 
 /* RMSNorm over groups: for each of `groups` contiguous groups of `dim` f32 values of x,
  * y = x * rsqrt(mean(x^2) + eps) * w, with w a `dim`-vector (f32/f16/bf16). Rows of a model
@@ -81,7 +81,7 @@ vkd_result vkd_op_copy2d(vkd_rec *rec, vkd_tensor *dst, uint32_t dst_row0, uint3
                          const vkd_tensor *src, uint32_t src_row0, uint32_t src_col0,
                          uint32_t rows, uint32_t cols);
 
-/* ---- logits ops (runtime/ops_logits.c) ------------------------------------------------- */
+/* ---- logits ops (ops/ops_logits.c) ------------------------------------------------- */
 /* All take logits x: f32 rows x n (row stride n = x->cols unless stated), rows from x_row0. */
 
 /* y = softmax(scale * x) per row, or log_softmax when `log`. y: f32 rows x n. */
