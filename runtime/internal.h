@@ -69,6 +69,25 @@ struct vkd_ctx {
     vkd_profile_entry prof_out[VKD_SHADER_COUNT];
 };
 
+/* Hazard tracking (recorder.c): a byte range [lo, hi) of one buffer. */
+typedef struct vkd_range {
+    VkBuffer buffer;
+    uint64_t lo, hi;
+} vkd_range;
+/* The recorder's barrier decision: does a command reading `reads` and writing `writes`
+ * need a barrier after earlier commands (since the last barrier) that wrote `written` and
+ * read `read`? True on read-after-write, write-after-write and write-after-read of
+ * overlapping bytes of the same buffer; ranges of different buffers never conflict. */
+bool vkd_hazard(const vkd_range *written, uint32_t nwritten, const vkd_range *read,
+                uint32_t nread, const vkd_range *reads, uint32_t nreads,
+                const vkd_range *writes, uint32_t nwrites);
+/* Barriers the recorder placed since vkd_rec_begin. */
+uint32_t vkd_rec_barriers(const vkd_rec *rec);
+/* The range a bound chunk covers in its buffer (what its descriptor binds). */
+static inline vkd_range vkd_chunk_range(const vkd_chunk *ch) {
+    return (vkd_range){ch->buffer, ch->base, ch->base + (ch->bind_bytes ? ch->bind_bytes : ch->bytes)};
+}
+
 vkd_result vkd_vk_fail(vkd_error *err, VkResult vr, const char *what);
 const char *vkd_vk_result_name(VkResult vr);
 

@@ -347,6 +347,11 @@ vkd_result vkd_tensor_create_2d(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, ui
 void vkd_tensor_destroy(vkd_tensor *t) {
     if (!t) return;
     vkd_ctx *ctx = t->ctx;
+    if (t->parent) {           /* a view owns no memory */
+        free(t->chunks);
+        free(t);
+        return;
+    }
     for (uint32_t c = 0; c < t->nchunks; c++) {
         vkd_chunk *ch = &t->chunks[c];
         if (!ch->buffer) continue;
@@ -415,10 +420,10 @@ static vkd_result span_xfer(vkd_ctx *ctx, const vkd_chunk *ch, uint64_t choff, u
         if (r) return r;
         VkBufferCopy region = {.size = m};
         if (x->upload) {
-            region.dstOffset = choff + done;
+            region.dstOffset = ch->base + choff + done;
             vkCmdCopyBuffer(cb, x->staging.buffer, ch->buffer, 1, &region);
         } else {
-            region.srcOffset = choff + done;
+            region.srcOffset = ch->base + choff + done;
             vkCmdCopyBuffer(cb, ch->buffer, x->staging.buffer, 1, &region);
         }
         r = vkd_oneshot_submit(ctx, cb, err);

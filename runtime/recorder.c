@@ -25,9 +25,10 @@ struct vkd_rec {
     VkDescriptorPool *dpools;
     uint32_t ndpools, cur_dpool, sets_in_cur;
 
-    /* hazard tracking: buffers written / read since the last barrier */
-    VkBuffer *written, *read;
+    /* hazard tracking: byte ranges written / read since the last barrier */
+    vkd_range *written, *read;
     uint32_t nwritten, nread, cap_written, cap_read;
+    uint32_t barriers;         /* placed since vkd_rec_begin (tests read it) */
 
     /* read-backs */
     vkd_staging readback;
@@ -53,6 +54,7 @@ static vkd_result rec_fail(vkd_rec *rec, vkd_result code, const char *msg) {
 
 vkd_error *vkd_rec_error(vkd_rec *rec) { return &rec->err; }
 vkd_ctx *vkd_rec_ctx(vkd_rec *rec) { return rec->ctx; }
+uint32_t vkd_rec_barriers(const vkd_rec *rec) { return rec->barriers; }
 
 vkd_result vkd_rec_create(vkd_ctx *ctx, vkd_rec **out, vkd_error *err) {
     *out = NULL;
@@ -117,6 +119,7 @@ vkd_result vkd_rec_begin(vkd_rec *rec) {
     rec->err.code = VKD_OK;
     rec->err.msg[0] = 0;
     rec->nwritten = rec->nread = rec->nreads = 0;
+    rec->barriers = 0;
     rec->readback_used = 0;
     rec->nstamps = 0;
     for (uint32_t i = 0; i < rec->ndpools; i++) vkResetDescriptorPool(ctx->device, rec->dpools[i], 0);
@@ -141,22 +144,42 @@ vkd_result vkd_rec_begin(vkd_rec *rec) {
     return VKD_OK;
 }
 
-static bool contains(const VkBuffer *set, uint32_t n, VkBuffer b) {
+static bool overlaps(const vkd_range *set, uint32_t n, vkd_range r) {
     for (uint32_t i = 0; i < n; i++)
-        if (set[i] == b) return true;
+        if (set[i].buffer == r.buffer && set[i].lo < r.hi && r.lo < set[i].hi) return true;
     return false;
 }
 
-static bool push_buf(VkBuffer **set, uint32_t *n, uint32_t *cap, VkBuffer b) {
-    if (contains(*set, *n, b)) return true;
+bool vkd_hazard(const vkd_range *written, uint32_t nwritten, const vkd_range *read,
+                uint32_t nread, const vkd_range *reads, uint32_t nreads,
+                const vkd_range *writes, uint32_t nwrites) {
+    for (uint32_t i = 0; i < nreads; i++)
+        if (overlaps(written, nwritten, reads[i])) return true;             /* RAW */
+    for (uint32_t i = 0; i < nwrites; i++)
+        if (overlaps(written, nwritten, writes[i]) || overlaps(read, nread, writes[i]))
+            return true;                                                   /* WAW, WAR */
+    return false;
+}
+
+/* Adds r to the set, growing a range of the same buffer that it overlaps or touches
+ * instead of adding a second entry (the set is a cover, not a log). */
+static bool push_range(vkd_range **set, uint32_t *n, uint32_t *cap, vkd_range r) {
+    for (uint32_t i = 0; i < *n; i++) {
+        vkd_range *e = &(*set)[i];
+        if (e->buffer == r.buffer && e->lo <= r.hi && r.lo <= e->hi) {
+            if (r.lo < e->lo) e->lo = r.lo;
+            if (r.hi > e->hi) e->hi = r.hi;
+            return true;
+        }
+    }
     if (*n == *cap) {
         uint32_t c = *cap ? *cap * 2 : 64;
-        VkBuffer *s = realloc(*set, c * sizeof *s);
+        vkd_range *s = realloc(*set, c * sizeof *s);
         if (!s) return false;
         *set = s;
         *cap = c;
     }
-    (*set)[(*n)++] = b;
+    (*set)[(*n)++] = r;
     return true;
 }
 
@@ -170,23 +193,20 @@ static void barrier(vkd_rec *rec) {
     const VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
     vkCmdPipelineBarrier(rec->cb, st, st, 0, 1, &mb, 0, NULL, 0, NULL);
     rec->nwritten = rec->nread = 0;
+    rec->barriers++;
 }
 
-/* Declares the buffers a command reads and writes; inserts a barrier on any hazard
+/* Declares the byte ranges a command reads and writes; inserts a barrier on any hazard
  * (read-after-write, write-after-write, write-after-read) with earlier commands. */
-static vkd_result track(vkd_rec *rec, const VkBuffer *reads, uint32_t nr, const VkBuffer *writes,
+static vkd_result track(vkd_rec *rec, const vkd_range *reads, uint32_t nr, const vkd_range *writes,
                         uint32_t nw) {
-    bool hazard = false;
-    for (uint32_t i = 0; i < nr && !hazard; i++) hazard = contains(rec->written, rec->nwritten, reads[i]);
-    for (uint32_t i = 0; i < nw && !hazard; i++)
-        hazard = contains(rec->written, rec->nwritten, writes[i]) ||
-                 contains(rec->read, rec->nread, writes[i]);
-    if (hazard) barrier(rec);
+    if (vkd_hazard(rec->written, rec->nwritten, rec->read, rec->nread, reads, nr, writes, nw))
+        barrier(rec);
     for (uint32_t i = 0; i < nr; i++)
-        if (!push_buf(&rec->read, &rec->nread, &rec->cap_read, reads[i]))
+        if (!push_range(&rec->read, &rec->nread, &rec->cap_read, reads[i]))
             return rec_fail(rec, VKD_ERR_NOMEM, "out of host memory");
     for (uint32_t i = 0; i < nw; i++)
-        if (!push_buf(&rec->written, &rec->nwritten, &rec->cap_written, writes[i]))
+        if (!push_range(&rec->written, &rec->nwritten, &rec->cap_written, writes[i]))
             return rec_fail(rec, VKD_ERR_NOMEM, "out of host memory");
     return VKD_OK;
 }
@@ -254,12 +274,15 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
     if (r) return r;
     VkDescriptorBufferInfo bi[VKD_MAX_BINDINGS];
     VkWriteDescriptorSet w[VKD_MAX_BINDINGS];
-    VkBuffer reads[VKD_MAX_BINDINGS], writes[VKD_MAX_BINDINGS];
+    vkd_range reads[VKD_MAX_BINDINGS], writes[VKD_MAX_BINDINGS];
     uint32_t nr = 0, nw = 0;
     for (uint32_t i = 0; i < d->nbinds; i++) {
-        if (!d->binds[i].chunk || !d->binds[i].chunk->buffer)
+        const vkd_chunk *ch = d->binds[i].chunk;
+        if (!ch || !ch->buffer)
             return rec_fail(rec, VKD_ERR_INVALID, "dispatch: missing buffer binding");
-        bi[i] = (VkDescriptorBufferInfo){.buffer = d->binds[i].chunk->buffer, .range = VK_WHOLE_SIZE};
+        /* a view binds its own bytes, a tensor its whole buffer */
+        bi[i] = (VkDescriptorBufferInfo){.buffer = ch->buffer, .offset = ch->base,
+                                         .range = ch->bind_bytes ? ch->bind_bytes : VK_WHOLE_SIZE};
         w[i] = (VkWriteDescriptorSet){
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = set,
@@ -268,8 +291,8 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
             .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
             .pBufferInfo = &bi[i],
         };
-        if (d->binds[i].access & VKD_READ) reads[nr++] = bi[i].buffer;
-        if (d->binds[i].access & VKD_WRITE) writes[nw++] = bi[i].buffer;
+        if (d->binds[i].access & VKD_READ) reads[nr++] = vkd_chunk_range(ch);
+        if (d->binds[i].access & VKD_WRITE) writes[nw++] = vkd_chunk_range(ch);
     }
     vkUpdateDescriptorSets(ctx->device, d->nbinds, w, 0, NULL);
     r = track(rec, reads, nr, writes, nw);
@@ -294,11 +317,12 @@ static const vkd_chunk *range_chunk(vkd_rec *rec, const vkd_tensor *t, uint64_t 
         return NULL;
     }
     const vkd_chunk *ch = vkd_tensor_chunk_of_row(t, offset / t->row_bytes);
-    *choff = offset - ch->row0 * t->row_bytes;
-    if (*choff + bytes > ch->bytes) {
+    uint64_t off = offset - ch->row0 * t->row_bytes;
+    if (off + bytes > ch->bytes) {
         rec_fail(rec, VKD_ERR_RANGE, "recorder: byte range crosses a chunk boundary");
         return NULL;
     }
+    *choff = ch->base + off;   /* offset in the chunk's buffer */
     return ch;
 }
 
@@ -310,7 +334,8 @@ vkd_result vkd_rec_update(vkd_rec *rec, vkd_tensor *t, uint64_t offset, const vo
     uint64_t off;
     const vkd_chunk *ch = range_chunk(rec, t, offset, bytes, &off);
     if (!ch) return rec->err.code;
-    vkd_result r = track(rec, NULL, 0, &ch->buffer, 1);
+    vkd_range w = {ch->buffer, off, off + bytes};
+    vkd_result r = track(rec, NULL, 0, &w, 1);
     if (r) return r;
     vkCmdUpdateBuffer(rec->cb, ch->buffer, off, bytes, src);
     return VKD_OK;
@@ -323,7 +348,8 @@ vkd_result vkd_rec_copy(vkd_rec *rec, vkd_tensor *dst, uint64_t dst_off, const v
     const vkd_chunk *sc = range_chunk(rec, src, src_off, bytes, &so);
     const vkd_chunk *dc = sc ? range_chunk(rec, dst, dst_off, bytes, &dof) : NULL;
     if (!dc) return rec->err.code;
-    vkd_result r = track(rec, &sc->buffer, 1, &dc->buffer, 1);
+    vkd_range rr = {sc->buffer, so, so + bytes}, wr = {dc->buffer, dof, dof + bytes};
+    vkd_result r = track(rec, &rr, 1, &wr, 1);
     if (r) return r;
     VkBufferCopy region = {.srcOffset = so, .dstOffset = dof, .size = bytes};
     vkCmdCopyBuffer(rec->cb, sc->buffer, dc->buffer, 1, &region);
@@ -350,7 +376,8 @@ vkd_result vkd_rec_read(vkd_rec *rec, const vkd_tensor *t, uint64_t offset, void
         if (r) return r;
         at = 0;
     }
-    vkd_result r = track(rec, &ch->buffer, 1, &rec->readback.buffer, 1);
+    vkd_range rr = {ch->buffer, off, off + bytes}, wr = {rec->readback.buffer, at, at + bytes};
+    vkd_result r = track(rec, &rr, 1, &wr, 1);
     if (r) return r;
     VkBufferCopy region = {.srcOffset = off, .dstOffset = at, .size = bytes};
     vkCmdCopyBuffer(rec->cb, ch->buffer, rec->readback.buffer, 1, &region);

@@ -3,7 +3,10 @@
  *   vkd_ctx     instance + one logical device + its queue, limits, device profile,
  *               pipeline cache, memory sub-allocator, validation message counter
  *   vkd_tensor  a device tensor (dtype, shape) stored as one or more chunks, each a VkBuffer
- *               no larger than the binding limit; large tensors are split along rows
+ *               no larger than the binding limit; large tensors are split along rows. A view
+ *               is a tensor over a byte range of another's memory (one chunk, no copy)
+ *   vkd_arena   one buffer from which per-step temporaries are taken as views and given
+ *               back all at once (no allocation, no zero-fill per step)
  *   vkd_rec     a command recorder: dispatches with declared reads/writes (barriers follow
  *               from them), small host->device updates and device->host reads, one
  *               submission per forward pass, optional GPU timestamp profiling
@@ -24,6 +27,7 @@
 
 typedef struct vkd_ctx vkd_ctx;
 typedef struct vkd_rec vkd_rec;
+typedef struct vkd_tensor vkd_tensor;
 
 typedef struct vkd_ctx_options {
     bool pick_device;          /* false: automatic (VKDRAFT_DEVICE env, else best type) */
@@ -95,6 +99,10 @@ typedef struct vkd_chunk {
     uint8_t *map;              /* host pointer when memory is mapped, else NULL */
     uint32_t block;            /* sub-allocator block and offset (internal) */
     uint64_t offset;
+    uint64_t base;             /* views: byte offset of this chunk's data in `buffer` (where
+                                * descriptors and copies start); 0 otherwise */
+    uint64_t bind_bytes;       /* views: descriptor range (bytes rounded up to whole 32-bit
+                                * words); 0: the whole buffer */
 } vkd_chunk;
 
 typedef struct vkd_tensor {
@@ -107,6 +115,7 @@ typedef struct vkd_tensor {
     uint32_t nchunks;
     vkd_chunk *chunks;
     char name[64];             /* for error messages and profiling */
+    const vkd_tensor *parent;  /* a view: the tensor whose memory it uses; NULL otherwise */
 } vkd_tensor;
 
 /* Creates a zero-filled tensor. Rows are split across chunks so that no chunk exceeds the
@@ -125,6 +134,37 @@ vkd_result vkd_tensor_download(const vkd_tensor *t, uint64_t offset, void *dst, 
                                vkd_error *err);
 /* Chunk holding row r (r < t->rows). */
 const vkd_chunk *vkd_tensor_chunk_of_row(const vkd_tensor *t, uint64_t r);
+
+/* A view: a tensor of dtype and shape over bytes [offset, offset + its size) of `base`'s
+ * memory; reads and writes through it reach base's bytes, and the recorder orders them by
+ * byte range. The range must lie inside one chunk of base, and its start in the buffer must
+ * be a multiple of the device's minStorageBufferOffsetAlignment (VKD_ERR_INVALID naming
+ * it otherwise). base (itself possibly a view) must outlive the view; vkd_tensor_destroy
+ * of a view frees only the view. Nothing is zero-filled. */
+vkd_result vkd_tensor_view(const vkd_tensor *base, uint64_t offset, vkd_dtype dtype, int ndim,
+                           const int64_t *shape, const char *name, vkd_tensor **out,
+                           vkd_error *err);
+
+/* ---- arena: per-step temporaries ----------------------------------------------------- */
+
+typedef struct vkd_arena vkd_arena;
+
+/* One buffer of `bytes` (at most the binding limit), zero-filled once at creation. */
+vkd_result vkd_arena_create(vkd_ctx *ctx, uint64_t bytes, const char *name, vkd_arena **out,
+                            vkd_error *err);
+void vkd_arena_destroy(vkd_arena *a);
+/* Takes the next free range (aligned for binding) as a view of dtype/shape. The tensor
+ * belongs to the arena: do not destroy it; it is valid until vkd_arena_reset. Its contents
+ * are whatever the range last held. VKD_ERR_DEVICE_MEMORY when the arena is full. */
+vkd_result vkd_arena_tensor(vkd_arena *a, vkd_dtype dtype, int ndim, const int64_t *shape,
+                            const char *name, vkd_tensor **out, vkd_error *err);
+/* Gives every tensor taken since the last reset back (their handles become invalid); the
+ * next step takes the same ranges again. Work already recorded on them stays ordered: the
+ * recorder sees the same byte ranges and places barriers for the reuse. */
+void vkd_arena_reset(vkd_arena *a);
+/* Bytes taken since the last reset, and the most ever taken at once. */
+uint64_t vkd_arena_used(const vkd_arena *a);
+uint64_t vkd_arena_peak(const vkd_arena *a);
 
 /* ---- recorder ------------------------------------------------------------------------ */
 
@@ -150,9 +190,11 @@ vkd_result vkd_rec_create(vkd_ctx *ctx, vkd_rec **out, vkd_error *err);
 void vkd_rec_destroy(vkd_rec *rec);
 /* Starts recording (resets descriptor pools and pending reads). */
 vkd_result vkd_rec_begin(vkd_rec *rec);
-/* Records one dispatch; inserts a barrier first when it reads or writes a buffer that an
- * earlier dispatch in this submission wrote, or writes one that was read. Errors are
- * sticky: the first one is returned by every later call and by vkd_rec_submit. */
+/* Records one dispatch; inserts a barrier first when it reads or writes bytes of a buffer
+ * that an earlier command since the last barrier wrote, or writes bytes that one read
+ * (byte ranges: a bound chunk counts as [base, base + bytes) of its buffer, so disjoint
+ * views of one buffer need no barrier between them). Errors are sticky: the first one is
+ * returned by every later call and by vkd_rec_submit. */
 vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d);
 /* Host data into a tensor inside the recording (bytes <= 65536, multiple of 4). */
 vkd_result vkd_rec_update(vkd_rec *rec, vkd_tensor *t, uint64_t offset, const void *src,
