@@ -192,7 +192,7 @@ static vkd_result lex_tag(lexer *L, size_t *pos, bool block, bool *strip_after) 
             t->s = out;
             t->n = k;
         } else {
-            static const char *ops2[] = {"==", "!=", "<=", ">=", "//", "**"};
+            static const char *const ops2[] = {"==", "!=", "<=", ">=", "//", "**"};
             size_t len = 0;
             for (int k = 0; k < 6; k++)
                 if (i + 1 < n && s[i] == ops2[k][0] && s[i + 1] == ops2[k][1]) len = 2;
@@ -892,7 +892,7 @@ static vkd_result parse_body(parser *P, const char *const *stops, node **out, co
                 P->i++;
                 break;
             }
-            static const char *ends[] = {"endif", "endfor", "elif", "else", NULL};
+            static const char *const ends[] = {"endif", "endfor", "elif", "else", NULL};
             for (int s = 0; ends[s]; s++)
                 if (is_kw(P, ends[s])) return PFAIL(P, cur(P)->pos, "unexpected {%% %s %%}", ends[s]);
             if ((r = parse_stmt(P, &n))) return r;

@@ -110,7 +110,7 @@ static vkd_result read_prompt(parser *p, const cJSON *o, size_t line, vkd_ds_rec
             return vkd_fail(p->err, VKD_ERR_FORMAT, "%s:%zu: field '%s' is missing (expected the "
                             "prompt)", p->name, line, key);
     } else {
-        static const char *autos[] = {"messages", "prompt", "question", "turns"};
+        static const char *const autos[] = {"messages", "prompt", "question", "turns"};
         for (size_t i = 0; i < 4 && !v; i++)
             if ((v = cJSON_GetObjectItemCaseSensitive(o, autos[i]))) key = autos[i];
         if (!v)
@@ -197,7 +197,7 @@ static vkd_result read_record(parser *p, const cJSON *o, size_t line) {
             return vkd_fail(p->err, VKD_ERR_FORMAT, "%s:%zu: field '%s' is missing (expected the "
                             "record id)", p->name, line, ikey);
     } else {
-        static const char *autos[] = {"id", "task_id", "question_id"};
+        static const char *const autos[] = {"id", "task_id", "question_id"};
         for (size_t i = 0; i < 3 && !id; i++)
             if ((id = cJSON_GetObjectItemCaseSensitive(o, autos[i]))) ikey = autos[i];
     }

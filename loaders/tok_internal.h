@@ -1,5 +1,5 @@
-/* tok_internal.h: data structures shared by tokenizer.c (loading, pipeline) and bpe.c
- * (hash tables and the merge loop). Not a public header. */
+/* tok_internal.h: data structures shared by tokenizer.c (pipeline), tokenizer_load.c
+ * (loading) and bpe.c (hash tables and the merge loop). Not a public header. */
 #ifndef VKD_TOK_INTERNAL_H
 #define VKD_TOK_INTERNAL_H
 
@@ -100,5 +100,85 @@ vkd_result tok_bpe_word(const tok_bpe *m, tok_bpe_scratch *s, const char *w, siz
 void tok_bpe_scratch_free(tok_bpe_scratch *s);
 
 uint64_t tok_hash(const char *p, size_t n);
+
+/* ---- the tokenizer (tokenizer.c: pipeline, tokenizer_load.c: loading) ---- */
+
+#ifndef PCRE2_CODE_UNIT_WIDTH
+#define PCRE2_CODE_UNIT_WIDTH 8
+#endif
+#include <pcre2.h>
+
+#include "tokenizer.h"
+
+
+enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
+enum { PT_SPLIT, PT_BYTELEVEL };
+#define MAX_STAGES 8
+#define MAX_NORMS 8
+
+typedef struct tok_pretok {
+    int kind;
+    int behavior;
+    bool invert, add_prefix_space;
+    pcre2_code *re;           /* Split pattern, or the GPT-2 pattern for ByteLevel use_regex */
+    pcre2_match_data *md;
+} tok_pretok;
+
+typedef struct tok_added {
+    const char *content;      /* points into tok->strings */
+    uint32_t len;
+    int32_t id;
+    bool single_word, lstrip, rstrip, normalized, special;
+} tok_added;
+
+/* Trie over added-token bytes for leftmost-longest matching. */
+typedef struct trie_node {
+    int32_t child, sibling;   /* -1 = none */
+    int32_t token;            /* index into tok->added, -1 = not a token end */
+    uint8_t byte;
+} trie_node;
+
+typedef struct tok_trie {
+    trie_node *nodes;
+    size_t n, cap;
+    uint8_t first[256];       /* bytes that start some token */
+} tok_trie;
+
+typedef struct tok_entry {
+    uint32_t spell_off, spell_len; /* the file's spelling */
+    uint32_t bytes_off, bytes_len; /* what decoding yields */
+    uint8_t present, special, added;
+} tok_entry;
+
+struct vkd_tok {
+    char *strings;            /* every token string, NUL separated */
+    size_t strings_len, strings_cap;
+    tok_entry *entries;
+    size_t n_entries;         /* vocab size */
+    size_t entries_cap;
+    tok_strmap spell;         /* spelling -> id (model vocabulary, then added tokens) */
+    tok_bpe bpe;
+    tok_added *added;
+    size_t n_added;
+    tok_trie trie_raw, trie_norm;
+    uint32_t norms[MAX_NORMS];
+    int n_norms;
+    tok_pretok stages[MAX_STAGES];
+    int n_stages;
+    int32_t *pre_ids, *post_ids; /* TemplateProcessing "single": tokens before/after $A */
+    size_t n_pre, n_post;
+    int32_t bos_id, eos_id, pad_id;
+    char *bos_tok, *eos_tok, *chat_template;
+    /* encode scratch */
+    pcre2_match_context *mctx;
+    pcre2_jit_stack *jit;
+    tok_cache cache;
+    tok_bpe_scratch scratch;
+};
+
+/* Sets token id's spelling (as in the file) and the bytes it decodes to; grows entries. */
+vkd_result tok_set_entry(vkd_tok *t, int64_t id, const char *spell, size_t n, bool special);
+/* Adds token index `token` under bytes s[0..n) to the added-token trie. */
+vkd_result tok_trie_add(tok_trie *tr, const char *s, size_t n, int32_t token);
 
 #endif

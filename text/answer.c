@@ -5,6 +5,7 @@
  * Strings are NUL-terminated byte strings; "character" below means a UTF-8 code point (an
  * invalid byte counts as one), which is what Python's len() and s[0] see. */
 #include "vkd_answer.h"
+#include "answer_internal.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -15,13 +16,7 @@
 
 /* ---- growable string ----------------------------------------------------------------------- */
 
-typedef struct sb {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sb;
-
-static void sb_put(sb *b, const char *s, size_t n) {
+void ans_sb_put(sb *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 64;
@@ -38,11 +33,9 @@ static void sb_put(sb *b, const char *s, size_t n) {
     b->n += n;
     b->p[b->n] = 0;
 }
-static void sb_puts(sb *b, const char *s) { sb_put(b, s, strlen(s)); }
-static void sb_putc(sb *b, char c) { sb_put(b, &c, 1); }
 
 /* The string built so far (malloc'd, "" when empty), or NULL when an allocation failed. */
-static char *sb_done(sb *b) {
+char *ans_sb_done(sb *b) {
     if (b->oom) { free(b->p); return NULL; }
     if (!b->p) return calloc(1, 1);
     return b->p;
@@ -59,7 +52,7 @@ static char *dup_n(const char *s, size_t n) {
 /* ---- characters ---------------------------------------------------------------------------- */
 
 /* Byte length of the code point at s (s[0] != 0); 1 for an invalid byte. */
-static size_t cp_len(const char *s) {
+size_t ans_cp_len(const char *s) {
     unsigned char c = (unsigned char)s[0];
     size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
              : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
@@ -91,19 +84,17 @@ static void strip_span(const char *s, size_t n, size_t *a, size_t *b) {
     while (i < n) {
         k = py_space(s + i);
         if (k) { i += k; continue; }
-        i += cp_len(s + i);
+        i += ans_cp_len(s + i);
         end = i;
     }
     *b = end;
 }
 
-static char *py_strip(const char *s) {
+char *ans_py_strip(const char *s) {
     size_t a, b;
     strip_span(s, strlen(s), &a, &b);
     return dup_n(s + a, b - a);
 }
-
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 /* The first needle in [p, end), NULL when none. Loops use this rather than strstr, whose
  * sanitizer interceptor measures the whole haystack on every call (quadratic in a loop). */
@@ -119,7 +110,7 @@ static const char *find(const char *p, const char *end, const char *needle) {
 }
 
 /* s.replace(from, to); takes ownership of s. */
-static char *replace_all(char *s, const char *from, const char *to) {
+char *ans_replace_all(char *s, const char *from, const char *to) {
     if (!s) return NULL;
     const char *end = s + strlen(s), *hit = find(s, end, from);
     if (!hit) return s;
@@ -127,12 +118,12 @@ static char *replace_all(char *s, const char *from, const char *to) {
     sb b = {0};
     const char *p = s;
     for (; hit; p = hit + fl, hit = find(p, end, from)) {
-        sb_put(&b, p, (size_t)(hit - p));
-        sb_puts(&b, to);
+        ans_sb_put(&b, p, (size_t)(hit - p));
+        ans_sb_puts(&b, to);
     }
-    sb_puts(&b, p);
+    ans_sb_puts(&b, p);
     free(s);
-    return sb_done(&b);
+    return ans_sb_done(&b);
 }
 
 static size_t count_of(const char *s, const char *sub) {
@@ -184,10 +175,10 @@ static bool py_float(const char *s, double *out) {
 #define DIGITPART(got)                                                                   \
     do {                                                                                 \
         got = 0;                                                                         \
-        while (p < e && is_digit(*p)) {                                                  \
+        while (p < e && ans_is_digit(*p)) {                                                  \
             buf[n++] = *p++;                                                             \
             got++;                                                                       \
-            if (p + 1 < e && *p == '_' && is_digit(p[1])) p++;                           \
+            if (p + 1 < e && *p == '_' && ans_is_digit(p[1])) p++;                           \
         }                                                                                \
     } while (0)
     size_t ip, fp = 0, xp;
@@ -232,32 +223,32 @@ static int fix_fracs(char **io) {
     const char *in = *io, *end = in + strlen(in), *p = find(in, end, "\\frac");
     if (!p) return PY_OK;
     sb b = {0};
-    sb_put(&b, in, (size_t)(p - in));
+    ans_sb_put(&b, in, (size_t)(p - in));
     while (p) {
         const char *sub = p + 5, *next = find(sub, end, "\\frac");
         size_t len = (size_t)((next ? next : end) - sub);
-        sb_puts(&b, "\\frac");
-        if (len == 0) { free(sb_done(&b)); return PY_RAISED; } /* substr[0]: IndexError */
+        ans_sb_puts(&b, "\\frac");
+        if (len == 0) { free(ans_sb_done(&b)); return PY_RAISED; } /* substr[0]: IndexError */
         if (sub[0] == '{') {
-            sb_put(&b, sub, len);
+            ans_sb_put(&b, sub, len);
         } else {
-            size_t la = cp_len(sub);
-            if (la >= len) { free(sb_done(&b)); return PY_OK; } /* assert len >= 2: return string */
-            size_t lb = cp_len(sub + la);
-            sb_putc(&b, '{');
-            sb_put(&b, sub, la);
+            size_t la = ans_cp_len(sub);
+            if (la >= len) { free(ans_sb_done(&b)); return PY_OK; } /* assert len >= 2: return string */
+            size_t lb = ans_cp_len(sub + la);
+            ans_sb_putc(&b, '{');
+            ans_sb_put(&b, sub, la);
             if (!(lb == 1 && sub[la] == '{')) {
-                sb_puts(&b, "}{");
-                sb_put(&b, sub + la, lb);
-                sb_putc(&b, '}');
+                ans_sb_puts(&b, "}{");
+                ans_sb_put(&b, sub + la, lb);
+                ans_sb_putc(&b, '}');
             } else {
-                sb_puts(&b, "}{");
+                ans_sb_puts(&b, "}{");
             }
-            sb_put(&b, sub + la + lb, len - la - lb);
+            ans_sb_put(&b, sub + la + lb, len - la - lb);
         }
         p = next;
     }
-    char *s = sb_done(&b);
+    char *s = ans_sb_done(&b);
     if (!s) return PY_NOMEM;
     free(*io);
     *io = s;
@@ -268,7 +259,7 @@ static bool canonical_int(const char *s, size_t n) {
     if (n && s[0] == '-') { s++; n--; if (n && s[0] == '0') return false; }
     if (!n || (s[0] == '0' && n > 1)) return false;
     for (size_t i = 0; i < n; i++)
-        if (!is_digit(s[i])) return false;
+        if (!ans_is_digit(s[i])) return false;
     return true;
 }
 
@@ -279,12 +270,12 @@ static int fix_a_slash_b(char **io) {
     /* int(a), int(b), then string == "{}/{}".format(a, b): only canonical integers pass */
     if (!canonical_int(s, na) || !canonical_int(slash + 1, nb)) return PY_OK;
     sb b = {0};
-    sb_puts(&b, "\\frac{");
-    sb_put(&b, s, na);
-    sb_puts(&b, "}{");
-    sb_put(&b, slash + 1, nb);
-    sb_putc(&b, '}');
-    char *r = sb_done(&b);
+    ans_sb_puts(&b, "\\frac{");
+    ans_sb_put(&b, s, na);
+    ans_sb_puts(&b, "}{");
+    ans_sb_put(&b, slash + 1, nb);
+    ans_sb_putc(&b, '}');
+    char *r = ans_sb_done(&b);
     if (!r) return PY_NOMEM;
     free(*io);
     *io = r;
@@ -303,24 +294,24 @@ static int fix_sqrt(char **io) {
     const char *in = *io, *end = in + strlen(in), *p = find(in, end, "\\sqrt");
     if (!p) return PY_OK;
     sb b = {0};
-    sb_put(&b, in, (size_t)(p - in));
+    ans_sb_put(&b, in, (size_t)(p - in));
     while (p) {
         const char *sp = p + 5, *next = find(sp, end, "\\sqrt");
         size_t len = (size_t)((next ? next : end) - sp);
-        if (len == 0) { free(sb_done(&b)); return PY_RAISED; } /* split[0]: IndexError */
+        if (len == 0) { free(ans_sb_done(&b)); return PY_RAISED; } /* split[0]: IndexError */
         if (sp[0] != '{') {
-            size_t la = cp_len(sp);
-            sb_puts(&b, "\\sqrt{");
-            sb_put(&b, sp, la);
-            sb_putc(&b, '}');
-            sb_put(&b, sp + la, len - la);
+            size_t la = ans_cp_len(sp);
+            ans_sb_puts(&b, "\\sqrt{");
+            ans_sb_put(&b, sp, la);
+            ans_sb_putc(&b, '}');
+            ans_sb_put(&b, sp + la, len - la);
         } else {
-            sb_puts(&b, "\\sqrt");
-            sb_put(&b, sp, len);
+            ans_sb_puts(&b, "\\sqrt");
+            ans_sb_put(&b, sp, len);
         }
         p = next;
     }
-    char *s = sb_done(&b);
+    char *s = ans_sb_done(&b);
     if (!s) return PY_NOMEM;
     free(*io);
     *io = s;
@@ -331,7 +322,7 @@ static int fix_sqrt(char **io) {
 static int strip_string(char **io) {
     char *s = *io;
     int r;
-#define REPL(a, b) do { s = replace_all(s, a, b); if (!s) { *io = NULL; return PY_NOMEM; } } while (0)
+#define REPL(a, b) do { s = ans_replace_all(s, a, b); if (!s) { *io = NULL; return PY_NOMEM; } } while (0)
 #define CALL(f) do { *io = s; r = f(io); s = *io; if (r) return r; } while (0)
     REPL("\n", "");
     REPL("\\!", "");
@@ -363,7 +354,7 @@ static int strip_string(char **io) {
     char *eq = strchr(s, '=');
     if (eq && !strchr(eq + 1, '=')) {
         size_t chars = 0;
-        for (const char *p = s; p < eq && chars <= 2; p += cp_len(p)) chars++;
+        for (const char *p = s; p < eq && chars <= 2; p += ans_cp_len(p)) chars++;
         if (chars <= 2) memmove(s, eq + 1, strlen(eq + 1) + 1);
     }
     CALL(fix_sqrt);
@@ -383,12 +374,12 @@ static int strip_string(char **io) {
 
 char *vkd_answer_strip_string(const char *answer) {
     if (!answer) return NULL;
-    char *a = py_strip(answer);
+    char *a = ans_py_strip(answer);
     if (!a) return NULL;
     char *g = text_group(a);
     if (g) {
         free(a);
-        a = py_strip(g);
+        a = ans_py_strip(g);
         free(g);
         if (!a) return NULL;
     }
@@ -400,201 +391,6 @@ char *vkd_answer_strip_string(const char *answer) {
     if (r == PY_RAISED) return a; /* the except branch returns the answer as it was */
     free(a);
     return NULL;
-}
-
-/* ---- LaTeX to text (stands in for pylatexenc's latex2text, see the header) ----------------- */
-
-static const char *const latex_symbols[][2] = {
-    {"alpha", "\xce\xb1"}, {"beta", "\xce\xb2"}, {"gamma", "\xce\xb3"}, {"delta", "\xce\xb4"},
-    {"epsilon", "\xcf\xb5"}, {"varepsilon", "\xce\xb5"}, {"zeta", "\xce\xb6"}, {"eta", "\xce\xb7"},
-    {"theta", "\xce\xb8"}, {"vartheta", "\xcf\x91"}, {"iota", "\xce\xb9"}, {"kappa", "\xce\xba"},
-    {"lambda", "\xce\xbb"}, {"mu", "\xce\xbc"}, {"nu", "\xce\xbd"}, {"xi", "\xce\xbe"},
-    {"pi", "\xcf\x80"}, {"rho", "\xcf\x81"}, {"sigma", "\xcf\x83"}, {"tau", "\xcf\x84"},
-    {"upsilon", "\xcf\x85"}, {"phi", "\xcf\x95"}, {"varphi", "\xcf\x86"}, {"chi", "\xcf\x87"},
-    {"psi", "\xcf\x88"}, {"omega", "\xcf\x89"}, {"Gamma", "\xce\x93"}, {"Delta", "\xce\x94"},
-    {"Theta", "\xce\x98"}, {"Lambda", "\xce\x9b"}, {"Xi", "\xce\x9e"}, {"Pi", "\xce\xa0"},
-    {"Sigma", "\xce\xa3"}, {"Upsilon", "\xce\xa5"}, {"Phi", "\xce\xa6"}, {"Psi", "\xce\xa8"},
-    {"Omega", "\xce\xa9"}, {"infty", "\xe2\x88\x9e"}, {"cup", "\xe2\x88\xaa"}, {"cap", "\xe2\x88\xa9"},
-    {"cdot", "\xc2\xb7"}, {"times", "\xc3\x97"}, {"div", "\xc3\xb7"}, {"pm", "\xc2\xb1"},
-    {"mp", "\xe2\x88\x93"}, {"le", "\xe2\x89\xa4"}, {"leq", "\xe2\x89\xa4"}, {"ge", "\xe2\x89\xa5"},
-    {"geq", "\xe2\x89\xa5"}, {"ne", "\xe2\x89\xa0"}, {"neq", "\xe2\x89\xa0"}, {"approx", "\xe2\x89\x88"},
-    {"circ", "\xe2\x88\x98"}, {"dots", "\xe2\x80\xa6"}, {"ldots", "\xe2\x80\xa6"}, {"cdots", "\xe2\x8b\xaf"},
-    {"in", "\xe2\x88\x88"}, {"to", "\xe2\x86\x92"}, {"rightarrow", "\xe2\x86\x92"}, {"angle", "\xe2\x88\xa0"},
-    {"perp", "\xe2\x8a\xa5"}, {"parallel", "\xe2\x88\xa5"}, {"emptyset", "\xe2\x88\x85"},
-    {"varnothing", "\xe2\x88\x85"},
-    /* rendered as nothing */
-    {"left", ""}, {"right", ""}, {"big", ""}, {"Big", ""}, {"bigl", ""}, {"bigr", ""}, {"Bigl", ""},
-    {"Bigr", ""}, {"displaystyle", ""}, {"limits", ""}, {"quad", "  "}, {"qquad", "    "},
-};
-
-/* macros whose text is their one argument */
-static const char *const latex_wrappers[] = {
-    "text", "textbf", "textit", "textrm", "texttt", "textsf", "textup", "emph", "mathrm", "mathbf",
-    "mathit", "mathsf", "mathtt", "mathbb", "mathcal", "mathfrak", "boldsymbol", "operatorname",
-    "overline", "underline", "boxed", "fbox", "hbox",
-};
-
-typedef struct latex {
-    const char *s;
-    size_t i, n;
-    unsigned depth;
-    sb out;
-} latex;
-
-static void latex_run(latex *L, bool in_group);
-
-static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-
-static void latex_skip_space(latex *L) {
-    while (L->i < L->n && (L->s[L->i] == ' ' || L->s[L->i] == '\t' || L->s[L->i] == '\n' || L->s[L->i] == '\r'))
-        L->i++;
-}
-
-static void latex_token(latex *L);
-
-/* One macro argument: a {group}, a macro, or one character (nothing at the end). */
-static void latex_arg(latex *L) {
-    latex_skip_space(L);
-    if (L->i >= L->n) return;
-    if (L->s[L->i] == '{') {
-        L->i++;
-        latex_run(L, true);
-    } else if (L->s[L->i] == '\\') {
-        latex_token(L);
-    } else if (L->s[L->i] == '}') {
-        return; /* the enclosing group ends: an empty argument */
-    } else {
-        size_t k = cp_len(L->s + L->i);
-        sb_put(&L->out, L->s + L->i, k);
-        L->i += k;
-    }
-}
-
-/* An argument whose text is thrown away. */
-static void latex_drop_arg(latex *L) {
-    size_t keep = L->out.n;
-    latex_arg(L);
-    if (!L->out.oom && L->out.p) { L->out.n = keep; L->out.p[keep] = 0; }
-}
-
-static void latex_macro(latex *L, const char *name, size_t nl) {
-#define IS(lit) (nl == sizeof(lit) - 1 && !memcmp(name, lit, nl))
-    if (IS("frac") || IS("dfrac") || IS("tfrac") || IS("nicefrac") || IS("cfrac")) {
-        latex_arg(L);
-        sb_putc(&L->out, '/');
-        latex_arg(L);
-        return;
-    }
-    if (IS("sqrt")) {
-        latex_skip_space(L);
-        if (L->i < L->n && L->s[L->i] == '[') {
-            const char *close = memchr(L->s + L->i, ']', L->n - L->i);
-            L->i = close ? (size_t)(close - L->s) + 1 : L->n;
-        }
-        sb_puts(&L->out, "\xe2\x88\x9a(");
-        latex_arg(L);
-        sb_putc(&L->out, ')');
-        return;
-    }
-    if (IS("mbox") || IS("begin") || IS("end")) {
-        latex_drop_arg(L);
-        return;
-    }
-#undef IS
-    for (size_t k = 0; k < sizeof latex_wrappers / sizeof *latex_wrappers; k++)
-        if (latex_wrappers[k][0] == name[0] && strlen(latex_wrappers[k]) == nl &&
-            !memcmp(latex_wrappers[k], name, nl)) {
-            latex_arg(L);
-            return;
-        }
-    for (size_t k = 0; k < sizeof latex_symbols / sizeof *latex_symbols; k++)
-        if (latex_symbols[k][0][0] == name[0] && strlen(latex_symbols[k][0]) == nl &&
-            !memcmp(latex_symbols[k][0], name, nl)) {
-            sb_puts(&L->out, latex_symbols[k][1]);
-            return;
-        }
-    sb_put(&L->out, name, nl);
-}
-
-/* A backslash token at L->i. */
-static void latex_token(latex *L) {
-    const char *s = L->s;
-    size_t i = L->i + 1;
-    if (i >= L->n) { L->i = i; return; }
-    if (is_alpha(s[i])) {
-        size_t a = i;
-        while (i < L->n && is_alpha(s[i])) i++;
-        L->i = i;
-        latex_skip_space(L);
-        /* nesting is bounded: a hostile input of nested \frac\frac... must not overflow the stack */
-        if (L->depth > 200) return;
-        L->depth++;
-        latex_macro(L, s + a, i - a);
-        L->depth--;
-        return;
-    }
-    size_t k = cp_len(s + i);
-    L->i = i + k;
-    char c = s[i];
-    if (c == '\\') sb_putc(&L->out, '\n');
-    else if (c == ',' || c == ';' || c == ':' || c == ' ') sb_putc(&L->out, ' ');
-    else if (c == '!') {}
-    else sb_put(&L->out, s + i, k);
-}
-
-static void latex_run(latex *L, bool in_group) {
-    if (L->depth > 200) { /* flatten what is nested deeper: copy the rest of the group's characters */
-        while (L->i < L->n) {
-            char c = L->s[L->i];
-            if (c == '}' && in_group) { L->i++; return; }
-            size_t k = cp_len(L->s + L->i);
-            if (c != '{' && c != '}' && c != '$') sb_put(&L->out, L->s + L->i, k);
-            L->i += k;
-        }
-        return;
-    }
-    L->depth++;
-    while (L->i < L->n) {
-        char c = L->s[L->i];
-        if (c == '\\') {
-            latex_token(L);
-        } else if (c == '{') {
-            L->i++;
-            latex_run(L, true);
-        } else if (c == '}') {
-            L->i++;
-            if (in_group) break;
-        } else if (c == '$') {
-            L->i++;
-        } else {
-            size_t k = cp_len(L->s + L->i);
-            sb_put(&L->out, L->s + L->i, k);
-            L->i += k;
-        }
-    }
-    L->depth--;
-}
-
-/* _parse_latex with latex_run standing in for latex2text. */
-static char *parse_latex(char *s) {
-    s = replace_all(s, "\\tfrac", "\\frac");
-    s = replace_all(s, "\\dfrac", "\\frac");
-    s = replace_all(s, "\\frac", " \\frac");
-    if (!s) return NULL;
-    latex L = {.s = s, .n = strlen(s)};
-    latex_run(&L, false);
-    free(s);
-    s = sb_done(&L.out);
-    s = replace_all(s, "\xe2\x88\x9a", "sqrt");
-    s = replace_all(s, "\xcf\x80", "pi");
-    s = replace_all(s, "\xe2\x88\x9e", "inf");
-    s = replace_all(s, "\xe2\x88\xaa", "U");
-    s = replace_all(s, "\xc2\xb7", "*");
-    s = replace_all(s, "\xc3\x97", "*");
-    if (!s) return NULL;
-    char *t = py_strip(s);
-    free(s);
-    return t;
 }
 
 /* ---- math_grader.py ------------------------------------------------------------------------ */
@@ -612,20 +408,20 @@ static char *remove_unit(char *s, const char *unit) {
     size_t ul = strlen(unit);
     sb b = {0};
     while ((hit = find(p, end, unit))) {
-        sb_put(&b, p, (size_t)(hit - p));
+        ans_sb_put(&b, p, (size_t)(hit - p));
         const char *q = hit + ul;
         if (q[0] == 'e' && q[1] == 's') q += 2;
         if (q[0] == 's') q++;
         while (*q == ' ') q++;
-        if (q[0] == '^' && is_digit(q[1])) {
+        if (q[0] == '^' && ans_is_digit(q[1])) {
             q++;
-            while (is_digit(*q)) q++;
+            while (ans_is_digit(*q)) q++;
         }
         p = q;
     }
-    sb_puts(&b, p);
+    ans_sb_puts(&b, p);
     free(s);
-    return sb_done(&b);
+    return ans_sb_done(&b);
 }
 
 /* re.sub(pattern, "", s) for "^ *\\circ" (circ) or ",\\! *" (not circ) */
@@ -647,12 +443,12 @@ static char *remove_circ_or_thinspace(char *s, bool circ) {
             hit = true;
         }
         if (hit) { p = q; continue; }
-        size_t k = cp_len(p);
-        sb_put(&b, p, k);
+        size_t k = ans_cp_len(p);
+        ans_sb_put(&b, p, k);
         p += k;
     }
     free(s);
-    return sb_done(&b);
+    return ans_sb_done(&b);
 }
 
 /* "- *" -> "-" (mode 0); "([0-9]) +([0-9])" -> "\1+\2" (mode 1) */
@@ -662,28 +458,28 @@ static char *fix_minus_or_mixed(char *s, int mode) {
     const char *p = s;
     while (*p) {
         if (mode == 0 && *p == '-') {
-            sb_putc(&b, '-');
+            ans_sb_putc(&b, '-');
             p++;
             while (*p == ' ') p++;
             continue;
         }
-        if (mode == 1 && is_digit(*p) && p[1] == ' ') {
+        if (mode == 1 && ans_is_digit(*p) && p[1] == ' ') {
             const char *q = p + 1;
             while (*q == ' ') q++;
-            if (is_digit(*q)) {
-                sb_putc(&b, *p);
-                sb_putc(&b, '+');
-                sb_putc(&b, *q);
+            if (ans_is_digit(*q)) {
+                ans_sb_putc(&b, *p);
+                ans_sb_putc(&b, '+');
+                ans_sb_putc(&b, *q);
                 p = q + 1;
                 continue;
             }
         }
-        size_t k = cp_len(p);
-        sb_put(&b, p, k);
+        size_t k = ans_cp_len(p);
+        ans_sb_put(&b, p, k);
         p += k;
     }
     free(s);
-    return sb_done(&b);
+    return ans_sb_done(&b);
 }
 
 /* One pass of re.sub(r"(\d)(,)(\d\d\d)($|\D)", r"\1\3\4", s). */
@@ -691,24 +487,24 @@ static char *comma_pass(const char *s) {
     size_t n = strlen(s), i = 0;
     sb b = {0};
     while (i < n) {
-        if (is_digit(s[i]) && s[i + 1] == ',' && i + 4 < n && is_digit(s[i + 2]) && is_digit(s[i + 3]) &&
-            is_digit(s[i + 4])) {
+        if (ans_is_digit(s[i]) && s[i + 1] == ',' && i + 4 < n && ans_is_digit(s[i + 2]) && ans_is_digit(s[i + 3]) &&
+            ans_is_digit(s[i + 4])) {
             size_t j = i + 5, k = 0;
             bool end = j == n || (j == n - 1 && s[j] == '\n');
-            if (!end && !is_digit(s[j])) k = cp_len(s + j);
+            if (!end && !ans_is_digit(s[j])) k = ans_cp_len(s + j);
             if (end || k) {
-                sb_putc(&b, s[i]);
-                sb_put(&b, s + i + 2, 3);
-                sb_put(&b, s + j, k);
+                ans_sb_putc(&b, s[i]);
+                ans_sb_put(&b, s + i + 2, 3);
+                ans_sb_put(&b, s + j, k);
                 i = j + k;
                 continue;
             }
         }
-        size_t k = cp_len(s + i);
-        sb_put(&b, s + i, k);
+        size_t k = ans_cp_len(s + i);
+        ans_sb_put(&b, s + i, k);
         i += k;
     }
-    return sb_done(&b);
+    return ans_sb_done(&b);
 }
 
 static char *strip_properly_formatted_commas(const char *expr) {
@@ -732,7 +528,7 @@ static bool str_is_int(const char *x) {
 
 /* str(_str_to_int(x)): int(float(x without commas)), truncating */
 static char *str_to_int(const char *x) {
-    char *t = replace_all(strdup(x), ",", "");
+    char *t = ans_replace_all(strdup(x), ",", "");
     double v = 0;
     if (!t) return NULL;
     bool ok = py_float(t, &v);
@@ -744,15 +540,15 @@ char *vkd_answer_normalize(const char *expr) {
     if (!expr) return NULL;
     char *s = text_group(expr);
     if (!s) s = strdup(expr);
-    s = replace_all(s, "\\%", "%");
-    s = replace_all(s, "\\$", "$");
-    s = replace_all(s, "$", "");
-    s = replace_all(s, "%", "");
-    s = replace_all(s, " or ", " , ");
-    s = replace_all(s, " and ", " , ");
-    s = replace_all(s, "million", "*10^6");
-    s = replace_all(s, "billion", "*10^9");
-    s = replace_all(s, "trillion", "*10^12");
+    s = ans_replace_all(s, "\\%", "%");
+    s = ans_replace_all(s, "\\$", "$");
+    s = ans_replace_all(s, "$", "");
+    s = ans_replace_all(s, "%", "");
+    s = ans_replace_all(s, " or ", " , ");
+    s = ans_replace_all(s, " and ", " , ");
+    s = ans_replace_all(s, "million", "*10^6");
+    s = ans_replace_all(s, "billion", "*10^9");
+    s = ans_replace_all(s, "trillion", "*10^12");
     for (size_t k = 0; k < sizeof unit_words / sizeof *unit_words; k++) s = remove_unit(s, unit_words[k]);
     s = remove_circ_or_thinspace(s, true);
     if (!s) return NULL;
@@ -769,12 +565,12 @@ char *vkd_answer_normalize(const char *expr) {
         s = int_string(nearbyint(v));
         if (!s) return NULL;
     }
-    if (strchr(s, '\\')) s = parse_latex(s);
+    if (strchr(s, '\\')) s = ans_parse_latex(s);
     s = fix_minus_or_mixed(s, 0);
     s = fix_minus_or_mixed(s, 1);
-    s = replace_all(s, " ", "");
-    s = replace_all(s, "{", "");
-    s = replace_all(s, "}", "");
+    s = ans_replace_all(s, " ", "");
+    s = ans_replace_all(s, "{", "");
+    s = ans_replace_all(s, "}", "");
     if (!s) return NULL;
     for (char *p = s; *p; p++) *p = (char)tolower((unsigned char)*p);
     if (str_is_int(s)) {
@@ -790,164 +586,46 @@ static bool is_frac(const char *s) {
     size_t n = strlen(s), i = 0;
     if (s[i] == '-') i++;
     size_t d = i;
-    while (is_digit(s[i])) i++;
+    while (ans_is_digit(s[i])) i++;
     if (i == d) return false;
     if (s[i] != '/') {
         if (!s[i] || s[i] == '\n') return false;
-        i += cp_len(s + i);
+        i += ans_cp_len(s + i);
         if (s[i] != '/') return false;
     }
     i++;
     while (s[i] == '0') i++;
     if (!(s[i] >= '1' && s[i] <= '9')) return false;
-    while (is_digit(s[i])) i++;
+    while (ans_is_digit(s[i])) i++;
     size_t rest = n - i;
     if (rest == 0 || (rest == 1 && s[i] == '\n')) return true;
     if (s[i] == '\n') return false;
-    size_t k = cp_len(s + i);
+    size_t k = ans_cp_len(s + i);
     return rest == k || (rest == k + 1 && s[i + k] == '\n');
-}
-
-/* ---- exact rational equality (stands in for sympy) ----------------------------------------- */
-
-enum { MAX_DIGITS = 1000 };
-
-/* A decimal [+-]?(\d+\.?\d*|\.\d+): *digits (no leading zeros, may be ""), value =
- * digits * 10^-scale. Advances *p. */
-static bool parse_decimal(const char **p, const char *end, int *neg, sb *digits, long *scale) {
-    const char *s = *p;
-    *neg = 0;
-    *scale = 0;
-    if (s < end && (*s == '+' || *s == '-')) *neg = *s++ == '-';
-    size_t ip = 0, fp = 0;
-    while (s < end && is_digit(*s)) {
-        if (digits->n || *s != '0') sb_putc(digits, *s);
-        s++;
-        ip++;
-    }
-    if (s < end && *s == '.') {
-        s++;
-        while (s < end && is_digit(*s)) {
-            if (digits->n || *s != '0') sb_putc(digits, *s);
-            s++;
-            fp++;
-            (*scale)++;
-        }
-    }
-    if (ip + fp == 0 || ip + fp > MAX_DIGITS || digits->oom) return false;
-    *p = s;
-    return true;
-}
-
-/* x = [sign] num / den, as digit strings (den "1" when absent) */
-typedef struct rational {
-    int neg;
-    sb num, den;
-    long scale; /* value = num / den * 10^-scale */
-} rational;
-
-static bool parse_rational(const char *s, rational *r) {
-    const char *p = s, *end = s + strlen(s);
-    int nneg, dneg = 0;
-    long ns, ds = 0;
-    memset(r, 0, sizeof *r);
-    if (!parse_decimal(&p, end, &nneg, &r->num, &ns)) return false;
-    if (p < end && *p == '/') {
-        p++;
-        if (!parse_decimal(&p, end, &dneg, &r->den, &ds)) return false;
-        if (!r->den.n) return false; /* division by zero */
-    } else {
-        sb_putc(&r->den, '1');
-    }
-    if (p != end || r->den.oom) return false;
-    r->neg = nneg ^ dneg;
-    r->scale = ns - ds;
-    return true;
-}
-
-static void rational_free(rational *r) {
-    free(r->num.p);
-    free(r->den.p);
-}
-
-/* a * b of digit strings, as digits without leading zeros ("" for zero) */
-static char *mul_digits(const sb *a, const sb *b) {
-    if (!a->n || !b->n) return calloc(1, 1);
-    size_t n = a->n + b->n;
-    unsigned *acc = calloc(n, sizeof *acc);
-    char *out = malloc(n + 1);
-    if (!acc || !out) { free(acc); free(out); return NULL; }
-    for (size_t i = 0; i < a->n; i++) {
-        unsigned carry = 0, da = (unsigned)(a->p[a->n - 1 - i] - '0');
-        for (size_t j = 0; j < b->n; j++) {
-            unsigned t = acc[i + j] + da * (unsigned)(b->p[b->n - 1 - j] - '0') + carry;
-            acc[i + j] = t % 10;
-            carry = t / 10;
-        }
-        for (size_t k = i + b->n; carry; k++) {
-            unsigned t = acc[k] + carry;
-            acc[k] = t % 10;
-            carry = t / 10;
-        }
-    }
-    size_t top = n;
-    while (top > 0 && acc[top - 1] == 0) top--;
-    for (size_t i = 0; i < top; i++) out[i] = (char)('0' + acc[top - 1 - i]);
-    out[top] = 0;
-    free(acc);
-    return out;
-}
-
-/* value = digits * 10^-scale; trailing zeros folded into the scale */
-static void fold_zeros(char *d, long *scale) {
-    size_t n = strlen(d);
-    while (n > 0 && d[n - 1] == '0') { d[--n] = 0; (*scale)--; }
-}
-
-/* Whether a and b are the same rational number (p/q with decimal p and q). */
-static bool rational_equal(const char *a, const char *b) {
-    rational x = {0}, y = {0};
-    bool eq = false;
-    if (parse_rational(a, &x) && parse_rational(b, &y)) {
-        /* x.num/x.den 10^-xs == y.num/y.den 10^-ys  <=>  x.num y.den 10^-xs == y.num x.den 10^-ys */
-        char *l = mul_digits(&x.num, &y.den), *r = mul_digits(&y.num, &x.den);
-        if (l && r) {
-            long ls = x.scale, rs = y.scale;
-            fold_zeros(l, &ls);
-            fold_zeros(r, &rs);
-            if (!l[0] || !r[0]) eq = !l[0] && !r[0];
-            else eq = x.neg == y.neg && ls == rs && !strcmp(l, r);
-        }
-        free(l);
-        free(r);
-    }
-    rational_free(&x);
-    rational_free(&y);
-    return eq;
 }
 
 /* should_allow_eval(f"({g})-({a})"): at most 2 distinct (ASCII) letters besides sqrt and frac,
  * no "^{" "^(", no r"\^[0-9]+\^" or r"\^[0-9][0-9]+". */
 static bool allow_eval(const char *g, const char *a) {
     sb b = {0};
-    sb_putc(&b, '(');
-    sb_puts(&b, g);
-    sb_puts(&b, ")-(");
-    sb_puts(&b, a);
-    sb_putc(&b, ')');
-    char *e = sb_done(&b);
+    ans_sb_putc(&b, '(');
+    ans_sb_puts(&b, g);
+    ans_sb_puts(&b, ")-(");
+    ans_sb_puts(&b, a);
+    ans_sb_putc(&b, ')');
+    char *e = ans_sb_done(&b);
     bool ok = e && !strstr(e, "^{") && !strstr(e, "^(");
     for (const char *p = e; ok && (p = strchr(p, '^')); p++) {
         const char *q = p + 1;
-        while (is_digit(*q)) q++;
+        while (ans_is_digit(*q)) q++;
         if (q - p > 2 || (q - p > 1 && *q == '^')) ok = false;
     }
     if (ok) {
-        e = replace_all(replace_all(e, "sqrt", ""), "frac", "");
+        e = ans_replace_all(ans_replace_all(e, "sqrt", ""), "frac", "");
         bool seen[128] = {0};
         int letters = 0;
         for (const char *p = e; p && *p; p++)
-            if (is_alpha(*p) && !seen[(unsigned char)*p]) { seen[(unsigned char)*p] = true; letters++; }
+            if (ans_is_alpha(*p) && !seen[(unsigned char)*p]) { seen[(unsigned char)*p] = true; letters++; }
         ok = e && letters <= 2;
     }
     free(e);
@@ -1003,14 +681,14 @@ static size_t last_char(const char *s, size_t n) {
     size_t i = 0, last = 0;
     while (i < n) {
         last = i;
-        i += cp_len(s + i);
+        i += ans_cp_len(s + i);
     }
     return last;
 }
 
 /* a[0] == b[0] and a[-1] == b[-1] for non-empty a and b */
 static bool same_ends(const char *a, const char *b) {
-    size_t la = cp_len(a), lb = cp_len(b), na = strlen(a), nb = strlen(b);
+    size_t la = ans_cp_len(a), lb = ans_cp_len(b), na = strlen(a), nb = strlen(b);
     if (la != lb || memcmp(a, b, la)) return false;
     size_t ea = last_char(a, na), eb = last_char(b, nb);
     return na - ea == nb - eb && !memcmp(a + ea, b + eb, na - ea);
@@ -1039,7 +717,7 @@ bool vkd_answer_math_equal(const char *given, const char *gold) {
             const char *g = ge.v[i], *a = ae.v[i];
             if (is_frac(g) && is_frac(a)) eq = !strcmp(g, a); /* unreduced fractions stay wrong */
             else if (str_is_int(g) != str_is_int(a)) eq = false;
-            else eq = allow_eval(g, a) && (!strcmp(g, a) || rational_equal(g, a)); /* for sympy */
+            else eq = allow_eval(g, a) && (!strcmp(g, a) || ans_rational_equal(g, a)); /* for sympy */
         }
     }
     elems_free(&ge);
@@ -1111,28 +789,28 @@ static char *answer_is_math(const char *text) {
     return s1 > s0 ? dup_n(a + s0, s1 - s0) : NULL;
 }
 
-static bool is_alnum(char c) { return is_digit(c) || is_alpha(c); }
+static bool is_alnum(char c) { return ans_is_digit(c) || ans_is_alpha(c); }
 
 /* The next GSM8K number in [*pos, end): its span [*a, *b); *pos moves past it. */
 static bool next_number(const char *s, size_t end, size_t *pos, size_t *a, size_t *b) {
     for (size_t i = *pos; i < end; i++) {
         char c = s[i], prev = i ? s[i - 1] : ' ';
         size_t j;
-        if (is_digit(c)) j = i;
+        if (ans_is_digit(c)) j = i;
         else if (c == '-' && !is_alnum(prev) && i + 1 < end &&
-                 (is_digit(s[i + 1]) || (s[i + 1] == '.' && i + 2 < end && is_digit(s[i + 2]))))
+                 (ans_is_digit(s[i + 1]) || (s[i + 1] == '.' && i + 2 < end && ans_is_digit(s[i + 2]))))
             j = i + 1;
-        else if (c == '.' && !is_digit(prev) && i + 1 < end && is_digit(s[i + 1]))
+        else if (c == '.' && !ans_is_digit(prev) && i + 1 < end && ans_is_digit(s[i + 1]))
             j = i;
         else
             continue;
-        while (j < end && is_digit(s[j])) j++;
-        while (j + 3 < end && s[j] == ',' && is_digit(s[j + 1]) && is_digit(s[j + 2]) && is_digit(s[j + 3]) &&
-               (j + 4 == end || !is_digit(s[j + 4])) && j > i && is_digit(s[j - 1]))
+        while (j < end && ans_is_digit(s[j])) j++;
+        while (j + 3 < end && s[j] == ',' && ans_is_digit(s[j + 1]) && ans_is_digit(s[j + 2]) && ans_is_digit(s[j + 3]) &&
+               (j + 4 == end || !ans_is_digit(s[j + 4])) && j > i && ans_is_digit(s[j - 1]))
             j += 4;
-        if (j + 1 < end && s[j] == '.' && is_digit(s[j + 1])) {
+        if (j + 1 < end && s[j] == '.' && ans_is_digit(s[j + 1])) {
             j++;
-            while (j < end && is_digit(s[j])) j++;
+            while (j < end && ans_is_digit(s[j])) j++;
         }
         *a = i;
         *b = j;
@@ -1146,8 +824,8 @@ static bool next_number(const char *s, size_t end, size_t *pos, size_t *a, size_
 static char *number_string(const char *s, size_t a, size_t b) {
     sb o = {0};
     for (size_t i = a; i < b; i++)
-        if (s[i] != ',') sb_putc(&o, s[i]);
-    return sb_done(&o);
+        if (s[i] != ',') ans_sb_putc(&o, s[i]);
+    return ans_sb_done(&o);
 }
 
 /* first (or last) number in s[from, end) */
@@ -1175,7 +853,7 @@ static char *extract_gsm8k(const char *text) {
     if (box) {
         char *r = find_number(box, 0, strlen(box), true);
         if (r) { free(box); return r; }
-        char *t = py_strip(box);
+        char *t = ans_py_strip(box);
         free(box);
         if (t && t[0]) return t;
         free(t);
@@ -1208,9 +886,9 @@ char *vkd_answer_gold(vkd_answer_kind kind, const char *field) {
     if (kind == VKD_ANSWER_GSM8K) {
         const char *h = last_of(field, "####", false);
         if (!h) return NULL;
-        r = replace_all(py_strip(h + 4), ",", "");
+        r = ans_replace_all(ans_py_strip(h + 4), ",", "");
     } else if (kind == VKD_ANSWER_MATH) {
-        r = py_strip(field);
+        r = ans_py_strip(field);
     }
     if (r && !r[0]) { free(r); r = NULL; }
     return r;
@@ -1229,8 +907,8 @@ bool vkd_answer_equal(vkd_answer_kind kind, const char *given, const char *gold)
     if (!given || !gold) return false;
     if (kind == VKD_ANSWER_MATH) return vkd_answer_math_equal(given, gold);
     if (kind != VKD_ANSWER_GSM8K) return false;
-    if (rational_equal(given, gold)) return true;
-    char *a = py_strip(given), *b = py_strip(gold);
+    if (ans_rational_equal(given, gold)) return true;
+    char *a = ans_py_strip(given), *b = ans_py_strip(gold);
     bool eq = a && b && !strcmp(a, b);
     free(a);
     free(b);
