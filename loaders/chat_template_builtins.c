@@ -259,7 +259,6 @@ vkd_result tpl_call_func(ctx *C, const node *n, int fn, const args *a, val *out)
     return EFAIL(C, n, "not callable");
 }
 
-int64_t tpl_norm_index(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
 
 vkd_result tpl_apply_filter(ctx *C, const node *n, const val *in, const args *a, val *out) {
     const char *f = n->s;

@@ -283,3 +283,75 @@ void tpl_json_val(ctx *C, sbuf *b, const val *v, int indent, int level) {
     }
 }
 
+/* ---- indexing and iteration ---- */
+
+int64_t tpl_norm_index(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
+
+vkd_result tpl_do_slice(ctx *C, const node *n, const val *obj, const val *s0, const val *s1, const val *s2, val *out) {
+    int64_t step = s2 && s2->t != V_NONE ? tpl_inum(s2) : 1;
+    if (step == 0) return EFAIL(C, n, "slice step cannot be zero");
+    size_t cnt;
+    size_t *o = NULL;
+    if (obj->t == V_LIST) cnt = obj->l->n;
+    else if (obj->t == V_STR) { if (!(o = tpl_cp_offsets(C, obj->s.p, obj->s.n, &cnt))) return ENOMEM(C); }
+    else return EFAIL(C, n, "cannot slice %s", tpl_type_name(obj));
+    int64_t len = (int64_t)cnt, a, b;
+    bool ha = s0 && s0->t != V_NONE && s0->t != V_UNDEF, hb = s1 && s1->t != V_NONE && s1->t != V_UNDEF;
+    if (step > 0) {
+        a = ha ? tpl_norm_index(tpl_inum(s0), len) : 0;
+        b = hb ? tpl_norm_index(tpl_inum(s1), len) : len;
+        if (a < 0) a = 0;
+        if (a > len) a = len;
+        if (b < 0) b = 0;
+        if (b > len) b = len;
+    } else {
+        a = ha ? tpl_norm_index(tpl_inum(s0), len) : len - 1;
+        b = hb ? tpl_norm_index(tpl_inum(s1), len) : -1;
+        if (a < -1) a = -1;
+        if (a >= len) a = len - 1;
+        if (b < -1) b = -1;
+        if (b >= len) b = len - 1;
+    }
+    size_t m = 0;
+    for (int64_t i = a; step > 0 ? i < b : i > b; i += step) m++;
+    if (obj->t == V_LIST) {
+        vlist *l = tpl_list_new(C, m);
+        if (!l) return ENOMEM(C);
+        size_t k = 0;
+        for (int64_t i = a; step > 0 ? i < b : i > b; i += step) l->v[k++] = obj->l->v[i];
+        *out = (val){.t = V_LIST, .l = l};
+    } else {
+        sbuf sb = {0};
+        tpl_sb_put(C, &sb, "", 0);
+        for (int64_t i = a; step > 0 ? i < b : i > b; i += step) tpl_sb_put(C, &sb, obj->s.p + o[i], o[i + 1] - o[i]);
+        if (sb.oom) return ENOMEM(C);
+        *out = v_str(sb.p, sb.n);
+    }
+    return VKD_OK;
+}
+
+/* Items of an iterable for loops and filters (dict: its keys; string: characters). */
+vkd_result tpl_iter_items(ctx *C, const node *n, const val *v, vlist **out) {
+    if (v->t == V_LIST) { *out = v->l; return VKD_OK; }
+    if (v->t == V_DICT) {
+        vlist *l = tpl_list_new(C, v->d->n);
+        if (!l) return ENOMEM(C);
+        for (size_t i = 0; i < v->d->n; i++) l->v[i] = v_str(v->d->k[i], v->d->kl[i]);
+        *out = l;
+        return VKD_OK;
+    }
+    if (v->t == V_STR) {
+        size_t cnt, *o = tpl_cp_offsets(C, v->s.p, v->s.n, &cnt);
+        vlist *l = o ? tpl_list_new(C, cnt) : NULL;
+        if (!l) return ENOMEM(C);
+        for (size_t i = 0; i < cnt; i++) l->v[i] = v_str(v->s.p + o[i], o[i + 1] - o[i]);
+        *out = l;
+        return VKD_OK;
+    }
+    if (v->t == V_UNDEF || v->t == V_NONE) {
+        if (v->t == V_NONE) return EFAIL(C, n, "'NoneType' object is not iterable");
+        *out = tpl_list_new(C, 0); /* Jinja iterates an undefined value as empty */
+        return *out ? VKD_OK : ENOMEM(C);
+    }
+    return EFAIL(C, n, "%s is not iterable", tpl_type_name(v));
+}

@@ -79,17 +79,19 @@ bool tpl_is_ws_char(char c);
 val tpl_strip(val s, const val *chars, int which);
 void tpl_json_val(ctx *C, sbuf *b, const val *v, int indent, int level);
 
+/* Python index i (negative from the end) of a sequence of n. */
+int64_t tpl_norm_index(int64_t i, int64_t n);
+/* obj[s0:s1:s2] of a list or string (Python semantics; absent bounds are NULL). */
+vkd_result tpl_do_slice(ctx *C, const node *n, const val *obj, const val *s0, const val *s1, const val *s2, val *out);
+/* Items of an iterable for loops and filters (dict: its keys; string: characters). */
+vkd_result tpl_iter_items(ctx *C, const node *n, const val *v, vlist **out);
+
 /* chat_template_builtins.c */
 const val *tpl_arg(const args *a, size_t i, const char *name);
 vkd_result tpl_need_str(ctx *C, const node *n, const val *v, const char *what);
 vkd_result tpl_call_method(ctx *C, const node *n, const vmethod *m, const args *a, val *out);
 vkd_result tpl_call_func(ctx *C, const node *n, int fn, const args *a, val *out);
-int64_t tpl_norm_index(int64_t i, int64_t n);
 vkd_result tpl_apply_filter(ctx *C, const node *n, const val *in, const args *a, val *out);
 vkd_result tpl_apply_test(ctx *C, const node *n, const char *t, const val *v, const args *a, bool *res);
-
-/* chat_template_eval.c */
-vkd_result tpl_do_slice(ctx *C, const node *n, const val *obj, const val *s0, const val *s1, const val *s2, val *out);
-vkd_result tpl_iter_items(ctx *C, const node *n, const val *v, vlist **out);
 
 #endif

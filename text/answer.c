@@ -14,122 +14,10 @@
 #include <string.h>
 #include <strings.h>
 
-/* ---- growable string ----------------------------------------------------------------------- */
-
-void ans_sb_put(sb *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) {
-            if (cap > ((size_t)-1) / 2) { b->oom = true; return; }
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (!p) { b->oom = true; return; }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-/* The string built so far (malloc'd, "" when empty), or NULL when an allocation failed. */
-char *ans_sb_done(sb *b) {
-    if (b->oom) { free(b->p); return NULL; }
-    if (!b->p) return calloc(1, 1);
-    return b->p;
-}
-
-static char *dup_n(const char *s, size_t n) {
-    char *d = malloc(n + 1);
-    if (!d) return NULL;
-    memcpy(d, s, n);
-    d[n] = 0;
-    return d;
-}
-
-/* ---- characters ---------------------------------------------------------------------------- */
-
-/* Byte length of the code point at s (s[0] != 0); 1 for an invalid byte. */
-size_t ans_cp_len(const char *s) {
-    unsigned char c = (unsigned char)s[0];
-    size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-             : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
-    for (size_t i = 1; i < n; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80) return 1;
-    return n;
-}
-
-/* Byte length of the code point at s when Python's str.isspace() holds for it, else 0. */
-static size_t py_space(const char *s) {
-    unsigned char c = (unsigned char)s[0], c1 = c ? (unsigned char)s[1] : 0;
-    unsigned char c2 = c1 ? (unsigned char)s[2] : 0;
-    if (c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1C && c <= 0x1F)) return 1;
-    if (c == 0xC2 && (c1 == 0x85 || c1 == 0xA0)) return 2;
-    if (c == 0xE1 && c1 == 0x9A && c2 == 0x80) return 3;
-    if (c == 0xE2 && c1 == 0x80 && ((c2 >= 0x80 && c2 <= 0x8A) || c2 == 0xA8 || c2 == 0xA9 || c2 == 0xAF))
-        return 3;
-    if (c == 0xE2 && c1 == 0x81 && c2 == 0x9F) return 3;
-    if (c == 0xE3 && c1 == 0x80 && c2 == 0x80) return 3;
-    return 0;
-}
-
-/* str.strip(): [*a, *b) is s without leading and trailing whitespace. */
-static void strip_span(const char *s, size_t n, size_t *a, size_t *b) {
-    size_t i = 0, k, end = 0;
-    while (i < n && (k = py_space(s + i))) i += k;
-    *a = i;
-    end = i;
-    while (i < n) {
-        k = py_space(s + i);
-        if (k) { i += k; continue; }
-        i += ans_cp_len(s + i);
-        end = i;
-    }
-    *b = end;
-}
-
-char *ans_py_strip(const char *s) {
-    size_t a, b;
-    strip_span(s, strlen(s), &a, &b);
-    return dup_n(s + a, b - a);
-}
-
-/* The first needle in [p, end), NULL when none. Loops use this rather than strstr, whose
- * sanitizer interceptor measures the whole haystack on every call (quadratic in a loop). */
-static const char *find(const char *p, const char *end, const char *needle) {
-    size_t nl = strlen(needle);
-    while ((size_t)(end - p) >= nl) {
-        const char *c = memchr(p, needle[0], (size_t)(end - p) - nl + 1);
-        if (!c) return NULL;
-        if (!memcmp(c, needle, nl)) return c;
-        p = c + 1;
-    }
-    return NULL;
-}
-
-/* s.replace(from, to); takes ownership of s. */
-char *ans_replace_all(char *s, const char *from, const char *to) {
-    if (!s) return NULL;
-    const char *end = s + strlen(s), *hit = find(s, end, from);
-    if (!hit) return s;
-    size_t fl = strlen(from);
-    sb b = {0};
-    const char *p = s;
-    for (; hit; p = hit + fl, hit = find(p, end, from)) {
-        ans_sb_put(&b, p, (size_t)(hit - p));
-        ans_sb_puts(&b, to);
-    }
-    ans_sb_puts(&b, p);
-    free(s);
-    return ans_sb_done(&b);
-}
-
 static size_t count_of(const char *s, const char *sub) {
     size_t n = 0, l = strlen(sub);
     const char *end = s + strlen(s);
-    for (const char *p = find(s, end, sub); p; p = find(p + l, end, sub)) n++;
+    for (const char *p = ans_find(s, end, sub); p; p = ans_find(p + l, end, sub)) n++;
     return n;
 }
 
@@ -143,7 +31,7 @@ static char *text_group(const char *s) {
     else if (n >= 9 && s[n - 1] == '\n' && s[n - 2] == '}') close = n - 2;
     else return NULL;
     if (close <= 6 || memchr(s + 6, '\n', close - 6)) return NULL;
-    return dup_n(s + 6, close - 6);
+    return ans_dup_n(s + 6, close - 6);
 }
 
 /* ---- Python float() / int() ---------------------------------------------------------------- */
@@ -152,7 +40,7 @@ static char *text_group(const char *s) {
  * whitespace). false when Python raises ValueError. */
 static bool py_float(const char *s, double *out) {
     size_t a, b;
-    strip_span(s, strlen(s), &a, &b);
+    ans_strip_span(s, strlen(s), &a, &b);
     const char *p = s + a, *e = s + b;
     if (p == e) return false;
     char *buf = malloc((size_t)(e - p) + 1);
@@ -220,12 +108,12 @@ static bool is_int_value(double x) { return isfinite(x) && fabs(x - nearbyint(x)
 enum { PY_OK = 0, PY_RAISED = 1, PY_NOMEM = -1 };
 
 static int fix_fracs(char **io) {
-    const char *in = *io, *end = in + strlen(in), *p = find(in, end, "\\frac");
+    const char *in = *io, *end = in + strlen(in), *p = ans_find(in, end, "\\frac");
     if (!p) return PY_OK;
     sb b = {0};
     ans_sb_put(&b, in, (size_t)(p - in));
     while (p) {
-        const char *sub = p + 5, *next = find(sub, end, "\\frac");
+        const char *sub = p + 5, *next = ans_find(sub, end, "\\frac");
         size_t len = (size_t)((next ? next : end) - sub);
         ans_sb_puts(&b, "\\frac");
         if (len == 0) { free(ans_sb_done(&b)); return PY_RAISED; } /* substr[0]: IndexError */
@@ -286,17 +174,17 @@ static int remove_right_units(char **io) {
     size_t k = count_of(*io, "\\text{ ");
     if (k == 0) return PY_OK;
     if (k > 1) return PY_RAISED; /* assert len(splits) == 2 */
-    *(char *)find(*io, *io + strlen(*io), "\\text{ ") = 0;
+    *(char *)ans_find(*io, *io + strlen(*io), "\\text{ ") = 0;
     return PY_OK;
 }
 
 static int fix_sqrt(char **io) {
-    const char *in = *io, *end = in + strlen(in), *p = find(in, end, "\\sqrt");
+    const char *in = *io, *end = in + strlen(in), *p = ans_find(in, end, "\\sqrt");
     if (!p) return PY_OK;
     sb b = {0};
     ans_sb_put(&b, in, (size_t)(p - in));
     while (p) {
-        const char *sp = p + 5, *next = find(sp, end, "\\sqrt");
+        const char *sp = p + 5, *next = ans_find(sp, end, "\\sqrt");
         size_t len = (size_t)((next ? next : end) - sp);
         if (len == 0) { free(ans_sb_done(&b)); return PY_RAISED; } /* split[0]: IndexError */
         if (sp[0] != '{') {
@@ -404,10 +292,10 @@ static const char *const unit_words[] = {
 static char *remove_unit(char *s, const char *unit) {
     if (!s) return NULL;
     const char *end = s + strlen(s), *p = s, *hit;
-    if (!find(s, end, unit)) return s;
+    if (!ans_find(s, end, unit)) return s;
     size_t ul = strlen(unit);
     sb b = {0};
-    while ((hit = find(p, end, unit))) {
+    while ((hit = ans_find(p, end, unit))) {
         ans_sb_put(&b, p, (size_t)(hit - p));
         const char *q = hit + ul;
         if (q[0] == 'e' && q[1] == 's') q += 2;
@@ -666,8 +554,8 @@ static bool split_tuple(const char *expr, elems *out) {
         const char *c = tuple ? memchr(p, ',', (size_t)(end - p)) : NULL;
         const char *q = c ? c : end;
         size_t s0 = 0, s1 = (size_t)(q - p);
-        if (tuple) strip_span(p, (size_t)(q - p), &s0, &s1); /* a single element stays as is */
-        if (!(out->v[out->n] = dup_n(p + s0, s1 - s0))) { free(e); elems_free(out); return false; }
+        if (tuple) ans_strip_span(p, (size_t)(q - p), &s0, &s1); /* a single element stays as is */
+        if (!(out->v[out->n] = ans_dup_n(p + s0, s1 - s0))) { free(e); elems_free(out); return false; }
         out->n++;
         if (!c) break;
         p = c + 1;
@@ -736,7 +624,7 @@ static const char *last_of(const char *s, const char *needle, bool icase) {
     const char *last = NULL;
     if (!icase) {
         const char *end = s + strlen(s);
-        for (const char *p = find(s, end, needle); p; p = find(p + 1, end, needle)) last = p;
+        for (const char *p = ans_find(s, end, needle); p; p = ans_find(p + 1, end, needle)) last = p;
         return last;
     }
     for (const char *p = s; *p; p++)
@@ -759,7 +647,7 @@ char *vkd_answer_last_boxed(const char *text) {
     /* remove_boxed (and its \fbox twin) */
     size_t pre = !strncmp(idx, "\\boxed{", 7) ? 7 : !strncmp(idx, "\\fbox{", 6) ? 6 : 0;
     if (!pre) return NULL;
-    return dup_n(idx + pre, (size_t)(close - idx) - pre);
+    return ans_dup_n(idx + pre, (size_t)(close - idx) - pre);
 }
 
 /* what follows the last "answer is" (MATH fallback) */
@@ -778,15 +666,15 @@ static char *answer_is_math(const char *text) {
         if (!e) e = a + strlen(a);
     }
     size_t s0, s1;
-    strip_span(a, (size_t)(e - a), &s0, &s1);
+    ans_strip_span(a, (size_t)(e - a), &s0, &s1);
     if (s1 > s0 && a[s1 - 1] == '.') {
         s1--;
         size_t t0, t1;
-        strip_span(a + s0, s1 - s0, &t0, &t1);
+        ans_strip_span(a + s0, s1 - s0, &t0, &t1);
         s1 = s0 + t1;
         s0 += t0;
     }
-    return s1 > s0 ? dup_n(a + s0, s1 - s0) : NULL;
+    return s1 > s0 ? ans_dup_n(a + s0, s1 - s0) : NULL;
 }
 
 static bool is_alnum(char c) { return ans_is_digit(c) || ans_is_alpha(c); }

@@ -31,6 +31,7 @@ ALLOWED = {
 }
 # headers private to their folder
 INTERNAL = {"internal.h", "ops_internal.h", "tok_internal.h", "chat_template_internal.h",
+            "chat_template_value.h", "answer_internal.h", "answer_str.h",
             "vkd_push.h"}
 # vkd_push.h is shared by ops/*.c and the GLSL of shaders/ (the push-constant layouts)
 INTERNAL_ALSO = {"vkd_push.h": ["ops"]}
