@@ -6,7 +6,7 @@
  *   - tensors larger than the binding limit (vkd_tensor.nchunks > 1) are accepted where
  *     the comment says so (weights: matmul, embedding); elsewhere a split tensor is an error
  *   - errors are sticky in the recorder; every op returns the recorder's status
- * Each op has a plain-C double-accumulation reference in tests/ops/ref.c. */
+ * Each op has a plain-C double-accumulation reference in tests/ops/ref_<family>.c. */
 #ifndef VKD_OPS_H
 #define VKD_OPS_H
 

@@ -83,9 +83,11 @@ vkd_result vkd_tensor_view(const vkd_tensor *base, uint64_t offset, vkd_dtype dt
     ch->block = pc->block;
     ch->offset = pc->offset;
     ch->base = at;
-    /* whole 32-bit words: the buffer has them, since every buffer's size is a multiple of
-     * 16 (vkd_tensor_create) and the view starts on a multiple of 4 */
-    ch->bind_bytes = (bytes + 3) / 4 * 4;
+    /* Bind whole 16-byte words where the buffer has them (shaders read vec4s; every
+     * buffer's size is a multiple of 16, see vkd_tensor_create), else up to its end. */
+    uint64_t buf_end = pc->bind_bytes ? pc->base + pc->bind_bytes : (pc->bytes + 15) / 16 * 16;
+    uint64_t want = (bytes + 15) / 16 * 16;
+    ch->bind_bytes = at + want <= buf_end ? want : buf_end - at;
     *out = t;
     return VKD_OK;
 }

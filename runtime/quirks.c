@@ -53,7 +53,7 @@ void vkd_profile_choose(vkd_ctx *ctx) {
     if (p->wg_stream > d->max_workgroup_size[0]) p->wg_stream = d->max_workgroup_size[0];
     if (p->wg_elementwise > d->max_workgroup_size[0]) p->wg_elementwise = d->max_workgroup_size[0];
     if (p->wg_row > d->max_workgroup_size[0]) p->wg_row = d->max_workgroup_size[0];
-    /* Overrides for tuning experiments (documented in docs/runtime.md). */
+    /* Overrides for tuning experiments (docs/architecture.md, "Device profile"). */
     p->wg_stream = env_u32("VKDRAFT_WG_STREAM", p->wg_stream);
     p->stream_groups = env_u32("VKDRAFT_STREAM_GROUPS", p->stream_groups);
 }

@@ -101,8 +101,8 @@ typedef struct vkd_chunk {
     uint64_t offset;
     uint64_t base;             /* views: byte offset of this chunk's data in `buffer` (where
                                 * descriptors and copies start); 0 otherwise */
-    uint64_t bind_bytes;       /* views: descriptor range (bytes rounded up to whole 32-bit
-                                * words); 0: the whole buffer */
+    uint64_t bind_bytes;       /* views: descriptor range (bytes rounded up to 16 within the
+                                * buffer); 0: the whole buffer */
 } vkd_chunk;
 
 typedef struct vkd_tensor {
@@ -192,7 +192,7 @@ void vkd_rec_destroy(vkd_rec *rec);
 vkd_result vkd_rec_begin(vkd_rec *rec);
 /* Records one dispatch; inserts a barrier first when it reads or writes bytes of a buffer
  * that an earlier command since the last barrier wrote, or writes bytes that one read
- * (byte ranges: a bound chunk counts as [base, base + bytes) of its buffer, so disjoint
+ * (byte ranges: a bound chunk counts as the bytes its descriptor binds, so disjoint
  * views of one buffer need no barrier between them). Errors are sticky: the first one is
  * returned by every later call and by vkd_rec_submit. */
 vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d);

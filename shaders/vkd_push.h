@@ -12,12 +12,6 @@
 typedef unsigned int uint;
 #define PUSH_BEGIN(name) typedef struct name {
 #define PUSH_END(name) } name;
-/* -- matmul ops (owner: ops_matmul) -- */
-
-/* -- layer ops (owner: ops_layer) -- */
-
-/* -- logits ops (owner: ops_logits) -- */
-
 #endif
 
 /* y[i] = a*x0[i] + b*x1[i], n elements, f32 */
@@ -27,12 +21,6 @@ PUSH_BEGIN(vkd_pc_axpby)
     float a;
     float b;
 PUSH_END(vkd_pc_axpby)
-/* -- matmul ops (owner: ops_matmul) -- */
-
-/* -- layer ops (owner: ops_layer) -- */
-
-/* -- logits ops (owner: ops_logits) -- */
-
 #endif
 
 /* copy n 16-byte words (bandwidth probe) */
@@ -41,15 +29,9 @@ PUSH_BEGIN(vkd_pc_copy)
     uint n_vec4;
     uint per_group;
 PUSH_END(vkd_pc_copy)
-/* -- matmul ops (owner: ops_matmul) -- */
-
-/* -- layer ops (owner: ops_layer) -- */
-
-/* -- logits ops (owner: ops_logits) -- */
-
 #endif
 
-/* -- matmul ops (owner: ops_matmul) -- */
+/* ---- matmul ops (ops/ops_matmul.c) ---- */
 /* matmul (GEMV and tiled GEMM): y[y_row0 + i, col0 + n] (=|+=) x[x_row0 + i, :K] . W[n, :K]
  * for i < m, n < rows (the rows of one chunk of W); y row stride N */
 #if !defined(VULKAN) || defined(PC_MATMUL)
@@ -77,7 +59,7 @@ PUSH_BEGIN(vkd_pc_embed)
 PUSH_END(vkd_pc_embed)
 #endif
 
-/* -- layer ops (owner: ops_layer) -- */
+/* ---- layer ops (ops/ops_layer.c) ---- */
 /* rmsnorm: `groups` groups of `dim` f32, groups_per_wg consecutive groups per workgroup */
 #if !defined(VULKAN) || defined(PC_RMSNORM)
 PUSH_BEGIN(vkd_pc_rmsnorm)
@@ -136,7 +118,7 @@ PUSH_BEGIN(vkd_pc_copy2d)
 PUSH_END(vkd_pc_copy2d)
 #endif
 
-/* -- logits ops (owner: ops_logits) -- */
+/* ---- logits ops (ops/ops_logits.c) ---- */
 /* row ops (softmax, argmax, topk, token_stats): workgroup r reads row r of n f32 at
  * x_off + r*x_stride (elements); writes row r at y_off + r*y_stride; aux_off: first id */
 #if !defined(VULKAN) || defined(PC_LOGITS)
