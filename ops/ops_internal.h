@@ -17,6 +17,18 @@ static inline uint32_t vkd_ops_elementwise_groups(const vkd_ctx *ctx, uint64_t n
 vkd_result vkd_ops_need(vkd_rec *rec, const char *op, const vkd_tensor *t, vkd_dtype dtype,
                         uint64_t elems);
 
+/* Do two chunks share bytes of one buffer? (Views of one buffer may not; a tensor and a
+ * view of it may.) In-place and aliasing checks ask this, not whether buffers are equal. */
+static inline bool vkd_ops_chunks_overlap(const vkd_chunk *x, const vkd_chunk *y) {
+    if (x->buffer != y->buffer) return false;
+    uint64_t xe = x->base + (x->bind_bytes ? x->bind_bytes : x->bytes);
+    uint64_t ye = y->base + (y->bind_bytes ? y->bind_bytes : y->bytes);
+    return x->base < ye && y->base < xe;
+}
+static inline bool vkd_ops_overlap(const vkd_tensor *a, const vkd_tensor *b) {
+    return vkd_ops_chunks_overlap(&a->chunks[0], &b->chunks[0]);
+}
+
 static inline vkd_bind vkd_r(const vkd_tensor *t) { return (vkd_bind){&t->chunks[0], VKD_READ}; }
 static inline vkd_bind vkd_w(const vkd_tensor *t) { return (vkd_bind){&t->chunks[0], VKD_WRITE}; }
 static inline vkd_bind vkd_rw(const vkd_tensor *t) { return (vkd_bind){&t->chunks[0], VKD_RW}; }

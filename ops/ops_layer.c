@@ -63,7 +63,7 @@ vkd_result vkd_op_rmsnorm(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, cons
         .push_bytes = sizeof pc,
         .groups = {nwg},
     };
-    if (y->chunks[0].buffer == x->chunks[0].buffer) d.binds[2].access = VKD_RW;
+    if (vkd_ops_overlap(y, x)) d.binds[2].access = VKD_RW;
     return vkd_rec_dispatch(rec, &d);
 }
 
@@ -161,7 +161,7 @@ vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, co
         (r = vkd_ops_need(rec, "attention", k, k->dtype, (uint64_t)kv_len * k->cols)) ||
         (r = vkd_ops_need(rec, "attention", v, v->dtype, (uint64_t)kv_len * v->cols)))
         return r;
-    if (o->chunks[0].buffer == q->chunks[0].buffer)
+    if (vkd_ops_overlap(o, q))
         return vkd_fail(err, VKD_ERR_INVALID, "attention: output '%s' aliases the queries", o->name);
     for (int i = 0; i < 2; i++) {
         const vkd_tensor *c = i ? v : k;
@@ -232,7 +232,7 @@ vkd_result vkd_op_swiglu(vkd_rec *rec, vkd_tensor *h, const vkd_tensor *g, const
         .push_bytes = sizeof pc,
         .groups = {nwg},
     };
-    if (h->chunks[0].buffer == g->chunks[0].buffer || h->chunks[0].buffer == u->chunks[0].buffer)
+    if (vkd_ops_overlap(h, g) || vkd_ops_overlap(h, u))
         d.binds[2].access = VKD_RW;
     return vkd_rec_dispatch(rec, &d);
 }
@@ -262,7 +262,7 @@ vkd_result vkd_op_copy2d(vkd_rec *rec, vkd_tensor *dst, uint32_t dst_row0, uint3
     if (!rows || !cols) return VKD_OK;
     if (src->rows * src->cols > UINT32_MAX || dst->rows * dst->cols > UINT32_MAX)
         return vkd_fail(err, VKD_ERR_RANGE, "copy2d: tensors over 2^32 elements");
-    if (src->chunks[0].buffer == dst->chunks[0].buffer)
+    if (vkd_ops_overlap(src, dst))
         return vkd_fail(err, VKD_ERR_INVALID, "copy2d: source and destination are the same tensor");
     vkd_ctx *ctx = vkd_rec_ctx(rec);
     const vkd_profile *p = vkd_ctx_profile(ctx);

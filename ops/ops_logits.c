@@ -95,7 +95,7 @@ vkd_result vkd_op_softmax(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint
             .push_bytes = sizeof pc,
             .groups = {len},
         };
-        if (xc->buffer == yc->buffer) d.binds[1].access = VKD_RW;
+        if (vkd_ops_chunks_overlap(xc, yc)) d.binds[1].access = VKD_RW;
         if ((res = vkd_rec_dispatch(rec, &d))) return res;
         r += len;
     }
