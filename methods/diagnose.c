@@ -52,7 +52,7 @@ static double prob(const float s[3]) { return exp((double)s[0] - (double)s[1]); 
 static vkd_result draft_mode(vkd_diagnose *dg, vkd_rec *rec, vkd_tf_mode md, const int32_t *seq, uint32_t s,
                              uint32_t r, uint32_t c, vkd_error *err) {
     vkd_draft *g = dg->g;
-    vkd_tf_block_ids(md, seq, s, r, g->block, g->mask_id, dg->block);
+    vkd_tf_draft_block_ids(g, md, seq, s, r, dg->block);
     vkd_result res = vkd_draft_block(g, rec, dg->block, s, err);
     if (res || !c) return res;
     if ((res = vkd_op_token_stats(rec, dg->stats, g->logits, 0, dg->gids, c, g->vocab)) ||

@@ -183,7 +183,7 @@ vkd_result vkd_probe_run(vkd_probe *p, vkd_rec *rec, const int32_t *seq, uint32_
         t0 = vkd_now();
         vkd_rec_begin(rec);
         if (k > 0) r = vkd_draft_context(g, rec, seq + s - B, s - B, B, p->feats, 0, err);
-        vkd_tf_block_ids(VKD_TF_MASK, seq, s, rr, B, g->mask_id, ids);
+        vkd_tf_draft_block_ids(g, VKD_TF_MASK, seq, s, rr, ids);
         if (!r) r = vkd_draft_block(g, rec, ids, s, err);
         if (!r) r = vkd_tf_target_record(t, g, rec, p->feats, seq, s, rr, err);
         if (!r) r = vkd_rec_read(rec, t->logits, 0, p->lt, (uint64_t)c * V * 4); /* the largest read first */

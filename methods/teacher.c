@@ -11,8 +11,13 @@ void vkd_tf_block_ids(vkd_tf_mode mode, const int32_t *seq, uint32_t s, uint32_t
                       int32_t mask_id, int32_t *out) {
     for (uint32_t i = 0; i < B; i++) out[i] = mask_id;
     out[0] = seq[s];
-    if (mode != VKD_TF_MASK || mask_id < 0)
+    if (mode != VKD_TF_MASK)
         for (uint32_t i = 1; i < r && i < B; i++) out[i] = seq[s + i];
+}
+
+void vkd_tf_draft_block_ids(const vkd_draft *g, vkd_tf_mode mode, const int32_t *seq, uint32_t s, uint32_t r,
+                            int32_t *out) {
+    vkd_tf_block_ids(mode == VKD_TF_MASK && g->mask_id < 0 ? VKD_TF_GOLD : mode, seq, s, r, g->block, g->mask_id, out);
 }
 
 uint32_t vkd_tf_chunk(const vkd_target *t) { return t->max_rows; }

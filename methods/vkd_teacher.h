@@ -22,10 +22,13 @@
 typedef enum vkd_tf_mode { VKD_TF_GOLD = 0, VKD_TF_MASK = 1, VKD_TF_RANDOM = 2 } vkd_tf_mode;
 extern const char *const vkd_tf_mode_names[3];
 
-/* The block's B ids for a mode (see above). seq: the whole sequence; out: B ids. mask_id < 0
- * (a causal draft): mask mode gives the gold ids. */
+/* The block's B ids for a mode (see above). seq: the whole sequence; out: B ids. */
 void vkd_tf_block_ids(vkd_tf_mode mode, const int32_t *seq, uint32_t s, uint32_t r, uint32_t B,
                       int32_t mask_id, int32_t *out);
+/* The same for draft g (B = g->block, its mask id); a causal draft (mask_id < 0) gets the
+ * gold ids in mask mode. */
+void vkd_tf_draft_block_ids(const vkd_draft *g, vkd_tf_mode mode, const int32_t *seq, uint32_t s, uint32_t r,
+                            int32_t *out);
 
 /* Feature rows for the walk: f32, rows x (ntaps * target hidden) (1 column when the draft
  * reads none), rows = max(chunk, B) where chunk = vkd_tf_chunk. */

@@ -8,7 +8,12 @@
  * record, not an independent reference: it was written by the code as of commit 992478d
  * (the vkd_proposer interface and methods/warp.c) with the same configurations; the
  * distribution these outputs follow is checked against the target's own probabilities by
- * test_dflash's chi-square test, greedy speculative output against the PyTorch reference. */
+ * test_dflash's chi-square test, greedy speculative output against the PyTorch reference.
+ *
+ * Also: a prompt prefilled in several chunks (a target with max_rows 5) gives the DFlash draft
+ * the same context as one chunk: greedy acceptance lengths equal those of the reference
+ * fixture (each chunk's hidden states join the draft's context in the chunk's own
+ * submission, before the next chunk overwrites the feature rows). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +86,32 @@ int main(void) {
         vkd_target_free(dm);
     }
     CHECK(!fgets(want, sizeof want, ef), "expectation file has more runs than the test (%u)", runs);
+
+    /* chunked prefill: acceptance lengths of the reference (greedy, block 16) */
+    {
+        vkd_target *tc;
+        vkd_dflash *d;
+        vkd_draft *g;
+        snprintf(dir, sizeof dir, "%s/dflash/target/model", fx);
+        REQUIRE(!vkd_target_load(ctx, dir, &(vkd_target_options){.ctx_len = 160, .max_rows = 17}, &tc, &err), "%s",
+                err.msg);
+        snprintf(dir, sizeof dir, "%s/dflash/draft-b16/model", fx);
+        REQUIRE(!vkd_dflash_load(ctx, tc, dir, &(vkd_dflash_options){0}, &d, &err), "%s", err.msg);
+        REQUIRE(!vkd_draft_dflash(d, &g, &err), "%s", err.msg);
+        const vkd_st_tensor *gt = fixture_get(f, "greedy"), *acc = fixture_get(f, "spec.accept");
+        vkd_generate_options go = {.max_new_tokens = (uint32_t)gt->numel};
+        vkd_spec_result r;
+        REQUIRE(!vkd_spec_generate(tc, g, rec, ids->data, P, &go, &r, &err), "%s", err.msg);
+        bool ok = r.n == gt->numel && !memcmp(r.ids, gt->data, r.n * 4) && r.stats.steps == acc->numel;
+        for (uint32_t i = 0; ok && i < r.stats.steps; i++) ok = (int32_t)r.stats.accept[i] == ((const int32_t *)acc->data)[i];
+        CHECK(P > 17 && ok, "prompt of %u tokens in chunks of 17: acceptance lengths differ from the reference", P);
+        fprintf(stderr, "  prompt of %u tokens prefilled in chunks of 17: tau %.2f, the reference's acceptance lengths\n", P,
+                r.stats.tau);
+        vkd_spec_result_free(&r);
+        vkd_draft_free(g);
+        vkd_dflash_free(d);
+        vkd_target_free(tc);
+    }
     fprintf(stderr, "  %u/%u sampled speculative runs (%u tokens) identical to the record\n", same, runs, tokens);
     fclose(ef);
     vkd_st_close(f);
