@@ -6,7 +6,7 @@
  * target's argmax after it (bonus). Exactly the target's greedy output.
  * Sampling: accept d_i while u_i * q_i(d_i) < p_i(d_i); at the first rejection sample from
  * normalize(max(p - q, 0)); when all are accepted sample the bonus from p. p and q are the
- * target's and proposer's distributions after the same temperature, top-k and top-p, so the
+ * target's and draft's distributions after the same temperature, top-k and top-p, so the
  * output follows the target's sampling distribution exactly. */
 #ifndef VKD_SPEC_H
 #define VKD_SPEC_H
