@@ -77,8 +77,8 @@ int vkd_bench_generate(int argc, char **argv) {
     int32_t *ids = random_ids((uint32_t)f.prompt, t->vocab);
     double *pre = malloc(f.reps * sizeof *pre), *dec = malloc(f.reps * sizeof *dec);
     for (long r = 0; r < f.reps; r++) {
-        vkd_gen_options go = {.max_new_tokens = (uint32_t)f.gen};
-        vkd_gen_result g;
+        vkd_generate_options go = {.max_new_tokens = (uint32_t)f.gen};
+        vkd_generate_result g;
         cli_check(vkd_generate(t, env.rec, ids, (uint32_t)f.prompt, &go, &g, &err), &err);
         pre[r] = g.prefill_s;
         dec[r] = g.n > 1 ? g.decode_s / (g.n - 1) : 0;

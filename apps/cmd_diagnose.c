@@ -1,11 +1,6 @@
-/* vkdraft diagnose: the deep-readout diagnostic of seed 000 (design.md section 6).
- *
- * Teacher forcing over prompt + gold answer: one target pass (logits at every answer
- * position, taps of the draft's layers) and the draft in gold / mask / random modes block by
- * block (vkd_teacher.h). Per compared token the gold token's probability and rank under
- * target and draft are computed on the GPU (vkd_op_token_stats); only those are read back.
- * Random mode needs the real features once more (their norms): they are kept on the host
- * during the pass and replayed as norm-matched noise in a second draft pass. */
+/* vkdraft diagnose: the deep-readout diagnostic of seed 000 (design.md section 6): flags,
+ * the per-example passes (methods/vkd_diagnose.h), and the tables, CSV, JSON and figures
+ * made from the journal. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +10,7 @@
 #include "exp.h"
 #include "figure.h"
 #include "vkd_generate.h"
-#include "vkd_teacher.h"
+#include "vkd_diagnose.h"
 
 #define DEFAULT_DATASET "../shared/datasets/gsm8k_test.jsonl"
 
@@ -43,137 +38,8 @@ static void usage(void) {
            "config.json. Default dataset: %s.\n\n%s", DEFAULT_DATASET, exp_common_help);
 }
 
-/* per compared token, for each mode: p and rank of target and draft */
-typedef struct tok_row {
-    uint32_t pos, block, block_pos;
-    int32_t gold;
-    double p_t, rank_t, p_d[3], rank_d[3];
-} tok_row;
-
 /* wall time of the phases, summed over examples */
-static struct { double prompt, draft, target, random; } timing;
-
-static void submit_or_die(vkd_rec *rec) {
-    if (vkd_rec_submit(rec)) cli_check(VKD_ERR_DEVICE, vkd_rec_error(rec));
-}
-
-static double prob(const float s[3]) { return exp((double)s[0] - (double)s[1]); }
-
-/* Runs one example; appends rows. Returns false with *why set when skipped. */
-static bool run_example(exp_models *m, vkd_tensor *feats, vkd_tensor *gids, vkd_tensor *stats,
-                        const int32_t *seq, uint32_t P, uint32_t n, const bool modes[3],
-                        uint64_t seed, uint32_t key, tok_row **rows, uint32_t *nrows) {
-    vkd_dflash *d = m->d;
-    vkd_target *t = m->t;
-    vkd_rec *rec = m->rec;
-    vkd_error err = {0};
-    uint32_t B = d->block, V = t->vocab, cols = d->ntaps * d->hidden;
-    uint32_t A = n - P, nblocks = (A + B - 1) / B;
-    float *host = modes[VKD_TF_RANDOM] ? malloc((size_t)n * cols * sizeof *host) : NULL;
-    if (modes[VKD_TF_RANDOM] && !host) cli_fatal("out of host memory (%u feature rows)", n);
-    double t0 = vkd_now();
-    cli_check(vkd_tf_prompt(d, rec, feats, seq, P, host, &err), &err);
-    timing.prompt += vkd_now() - t0;
-    uint32_t total = 0;
-    for (uint32_t k = 0; k < nblocks; k++) {
-        uint32_t r = A - k * B < B ? A - k * B : B;
-        total += r - 1;
-    }
-    tok_row *out = calloc(total ? total : 1, sizeof *out);
-    float st[4][64][3];
-    int32_t block[64];
-    uint32_t at = 0;
-    for (uint32_t k = 0; k < nblocks; k++) {
-        uint32_t s = P + k * B, r = n - s < B ? n - s : B, c = r - 1;
-        t0 = vkd_now();
-        vkd_rec_begin(rec);
-        if (c) vkd_rec_update(rec, gids, 0, seq + s + 1, (uint64_t)c * 4);
-        if (modes[VKD_TF_GOLD] || modes[VKD_TF_MASK]) {
-            if (k > 0) cli_check(vkd_dflash_context_record(d, rec, feats, 0, B, &err), &err);
-            for (int md = 0; md < 2; md++) {
-                if (!modes[md]) continue;
-                vkd_tf_block_ids((vkd_tf_mode)md, seq, s, r, B, d->mask_id, block);
-                cli_check(vkd_dflash_block_record(d, rec, block, &err), &err);
-                if (c) {
-                    vkd_op_token_stats(rec, stats, d->logits, 0, gids, c, V);
-                    vkd_rec_read(rec, stats, 0, st[1 + md], (uint64_t)c * 12);
-                }
-            }
-        }
-        submit_or_die(rec); /* separate submissions only to time the phases */
-        double t1 = vkd_now();
-        timing.draft += t1 - t0;
-        vkd_rec_begin(rec);
-        cli_check(vkd_tf_target_record(d, rec, feats, seq, s, r, &err), &err);
-        if (c) {
-            vkd_op_token_stats(rec, stats, t->logits, 0, gids, c, V);
-            vkd_rec_read(rec, stats, 0, st[0], (uint64_t)c * 12);
-        }
-        if (host) vkd_rec_read(rec, feats, 0, host + (size_t)s * cols, (uint64_t)r * cols * 4);
-        submit_or_die(rec);
-        timing.target += vkd_now() - t1;
-        for (uint32_t i = 0; i < c; i++) {
-            tok_row *tr = &out[at + i];
-            tr->pos = s - P + i + 1;
-            tr->block = k;
-            tr->block_pos = i + 1;
-            tr->gold = seq[s + i + 1];
-            tr->p_t = prob(st[0][i]);
-            tr->rank_t = st[0][i][2];
-            for (int md = 0; md < 3; md++) tr->p_d[md] = tr->rank_d[md] = NAN;
-            for (int md = 0; md < 2; md++)
-                if (modes[md]) {
-                    tr->p_d[md] = prob(st[1 + md][i]);
-                    tr->rank_d[md] = st[1 + md][i][2];
-                }
-        }
-        at += c;
-    }
-    if (host) { /* random mode: the draft again, over norm-matched noise */
-        t0 = vkd_now();
-        cli_check(vkd_dflash_crop(d, 0, &err), &err);
-        uint32_t chunk = vkd_tf_chunk(d);
-        float *noise = malloc((size_t)(chunk > B ? chunk : B) * cols * sizeof *noise);
-        for (uint32_t done = 0; done < P;) {
-            uint32_t mm = P - done < chunk ? P - done : chunk;
-            vkd_tf_noise_rows(host + (size_t)done * cols, noise, mm, cols, seed, key, done);
-            cli_check(vkd_tensor_upload(feats, 0, noise, (uint64_t)mm * cols * 4, &err), &err);
-            vkd_rec_begin(rec);
-            cli_check(vkd_dflash_context_record(d, rec, feats, 0, mm, &err), &err);
-            submit_or_die(rec);
-            done += mm;
-        }
-        at = 0;
-        for (uint32_t k = 0; k < nblocks; k++) {
-            uint32_t s = P + k * B, r = n - s < B ? n - s : B, c = r - 1;
-            if (k > 0) {
-                vkd_tf_noise_rows(host + (size_t)(s - B) * cols, noise, B, cols, seed, key, s - B);
-                cli_check(vkd_tensor_upload(feats, 0, noise, (uint64_t)B * cols * 4, &err), &err);
-            }
-            vkd_rec_begin(rec);
-            if (c) vkd_rec_update(rec, gids, 0, seq + s + 1, (uint64_t)c * 4);
-            if (k > 0) cli_check(vkd_dflash_context_record(d, rec, feats, 0, B, &err), &err);
-            vkd_tf_block_ids(VKD_TF_RANDOM, seq, s, r, B, d->mask_id, block);
-            cli_check(vkd_dflash_block_record(d, rec, block, &err), &err);
-            if (c) {
-                vkd_op_token_stats(rec, stats, d->logits, 0, gids, c, V);
-                vkd_rec_read(rec, stats, 0, st[3], (uint64_t)c * 12);
-            }
-            submit_or_die(rec);
-            for (uint32_t i = 0; i < c; i++) {
-                out[at + i].p_d[2] = prob(st[3][i]);
-                out[at + i].rank_d[2] = st[3][i][2];
-            }
-            at += c;
-        }
-        free(noise);
-        free(host);
-        timing.random += vkd_now() - t0;
-    }
-    *rows = out;
-    *nrows = total;
-    return true;
-}
+static vkd_diagnose_times timing;
 
 /* ---- aggregation over the journal ---- */
 
@@ -336,9 +202,11 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     uint64_t cap = longest + 64;
     if ((int64_t)cap > tc.max_position_embeddings) cap = (uint64_t)tc.max_position_embeddings;
     exp_load_models(&c, (uint32_t)cap, &m);
-    vkd_dflash *d = m.d;
-    uint32_t B = d->block;
-    if (B > 64 || B > m.t->logit_rows) cli_fatal("diagnose: block size %u is larger than 64", B);
+    vkd_draft *g;
+    vkd_diagnose *dg;
+    cli_check(vkd_draft_dflash(m.d, &g, &err), &err);
+    cli_check(vkd_diagnose_create(m.t, g, &dg, &err), &err);
+    uint32_t B = g->block;
 
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "modes", modes_s);
@@ -346,11 +214,6 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     cJSON_AddNumberToObject(params, "block_size", B);
     exp_out o;
     exp_open_out(&c, params, &o);
-
-    vkd_tensor *feats, *gids, *stats;
-    cli_check(vkd_tf_features_create(d, &feats, &err), &err);
-    cli_check(vkd_tensor_create_2d(m.ctx, VKD_DTYPE_I32, 1, 64, "diag_gold", &gids, &err), &err);
-    cli_check(vkd_tensor_create_2d(m.ctx, VKD_DTYPE_F32, 64, 3, "diag_stats", &stats, &err), &err);
 
     exp_progress pg;
     exp_progress_start(&pg, c.cmd, data.n);
@@ -375,16 +238,16 @@ int vkd_cmd_diagnose(int argc, char **argv) {
             exp_journal(&o, rj);
             continue;
         }
-        tok_row *rows;
+        vkd_diagnose_token *rows;
         uint32_t nr;
         double t0 = vkd_now();
-        run_example(&m, feats, gids, stats, seqs[k], e->n_prompt, lens[k], modes, c.seed,
-                    (uint32_t)k, &rows, &nr);
+        cli_check(vkd_diagnose_run(dg, m.rec, seqs[k], lens[k], e->n_prompt, modes, c.seed, (uint32_t)k, &rows, &nr,
+                                   &timing, &err), &err);
         t_run += vkd_now() - t0;
         work += lens[k];
         cJSON *ta = cJSON_AddArrayToObject(rj, "tokens");
         for (uint32_t i = 0; i < nr; i++) {
-            const tok_row *t = &rows[i];
+            const vkd_diagnose_token *t = &rows[i];
             double v[12] = {t->pos, t->block, t->block_pos, t->gold, t->p_t, t->rank_t,
                             t->p_d[0], t->rank_d[0], t->p_d[1], t->rank_d[1], t->p_d[2], t->rank_d[2]};
             cJSON *row = cJSON_CreateArray();
@@ -563,9 +426,8 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     free(per_block);
     exp_buf_free(&csv);
     exp_buf_free(&rep);
-    vkd_tensor_destroy(feats);
-    vkd_tensor_destroy(gids);
-    vkd_tensor_destroy(stats);
+    vkd_diagnose_free(dg);
+    vkd_draft_free(g);
     for (size_t k = 0; k < data.n; k++) free(seqs[k]);
     free(seqs);
     free(lens);

@@ -95,7 +95,7 @@ int vkd_cmd_generate(int argc, char **argv) {
     vkd_target *t;
     cli_check(vkd_target_load(ctx, model, &to, &t, &err), &err);
 
-    vkd_gen_options go = {.max_new_tokens = (uint32_t)max_new};
+    vkd_generate_options go = {.max_new_tokens = (uint32_t)max_new};
     const vkd_gen_cfg *g = &t->gen;
     go.sample.temperature = g->do_sample ? (float)g->temperature : 0.0f;
     go.sample.top_k = g->do_sample && g->top_k > 0 ? (uint32_t)g->top_k : 0;
@@ -118,7 +118,7 @@ int vkd_cmd_generate(int argc, char **argv) {
 
     vkd_rec *rec;
     cli_check(vkd_rec_create(ctx, &rec, &err), &err);
-    vkd_gen_result res;
+    vkd_generate_result res;
     cli_check(vkd_generate(t, rec, ids, (uint32_t)n, &go, &res, &err), &err);
     if (sc.ts && !json) {
         const char *text;

@@ -102,7 +102,7 @@ typedef struct run_ctx {
     exp_common *c;
     exp_models *m;
     exp_data *d;
-    vkd_guide_draft *g;
+    vkd_draft *g;
     uint32_t max_new, top_k;
     double top_p;
 } run_ctx;
@@ -110,7 +110,7 @@ typedef struct run_ctx {
 static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const char *id) {
     vkd_error err = {0};
     exp_models *m = R->m;
-    vkd_gen_options go = {.max_new_tokens = R->max_new, .stop_ids = m->stops, .nstop = m->nstop};
+    vkd_generate_options go = {.max_new_tokens = R->max_new, .stop_ids = m->stops, .nstop = m->nstop};
     go.sample = (vkd_sample_params){.temperature = (float)k->temp, .top_k = R->top_k,
                                     .top_p = (float)R->top_p, .seed = R->c->seed};
     int32_t *ids;
@@ -119,7 +119,7 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
     double decode_s, prefill_s, kl_sum = 0;
     uint32_t changed = 0, tfwd, dcalls = 0;
     if (k->c == C_PLAIN) {
-        vkd_gen_result g;
+        vkd_generate_result g;
         cli_check(vkd_generate(m->t, m->rec, ex->prompt, ex->n_prompt, &go, &g, &err), &err);
         ids = g.ids;
         n = g.n;
@@ -310,8 +310,8 @@ int vkd_cmd_guide(int argc, char **argv) {
     uint32_t ctx_len = exp_ctx_len(&c, &d, (uint64_t)max_new + c.block + 1);
     exp_load_models(&c, ctx_len, &m);
     vkd_error err = {0};
-    vkd_guide_draft *g = NULL;
-    if (m.d) cli_check(vkd_guide_draft_dflash(m.d, &g, &err), &err);
+    vkd_draft *g = NULL;
+    if (m.d) cli_check(vkd_draft_dflash(m.d, &g, &err), &err);
     run_ctx R = {.c = &c, .m = &m, .d = &d, .g = g, .max_new = (uint32_t)max_new,
                  .top_k = (uint32_t)top_k, .top_p = top_p};
 
@@ -543,7 +543,7 @@ int vkd_cmd_guide(int argc, char **argv) {
     exp_buf_free(&jl);
     exp_buf_free(&csv);
     cJSON_Delete(summary);
-    if (g) g->free(g);
+    vkd_draft_free(g);
     exp_close_out(&o);
     exp_free_data(&d);
     exp_free_models(&m);

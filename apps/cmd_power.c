@@ -346,16 +346,19 @@ int vkd_cmd_power(int argc, char **argv) {
     exp_load_models(&c, exp_ctx_len(&c, &data, (uint64_t)N), &m);
     vkd_answer_kind kind = vkd_answer_kind_from_name(vkd_ds_preset_for_file(data.path));
 
+    /* the reference's q: the target's generation_config top_k/top_p unless given */
+    const vkd_gen_cfg *g = &m.t->gen;
+    uint32_t eff_k = top_k == LONG_MIN ? (g->top_k > 0 && g->top_k < UINT32_MAX ? (uint32_t)g->top_k : 0) : (uint32_t)top_k;
+    double eff_p = top_p > 0 ? top_p : g->top_p;
     vkd_power_options po = {
         .alpha = (float)alpha, .max_new_tokens = (uint32_t)N, .block_tokens = (uint32_t)J,
         .mcmc_steps = S ? (uint32_t)S : VKD_POWER_NO_STEPS, .proposal = dfl ? VKD_POWER_DFLASH : VKD_POWER_NAIVE_TEMP,
         .mh = strcmp(mh, "exact") ? VKD_POWER_MH_REFERENCE : VKD_POWER_MH_EXACT, .draft_temp = (float)draft_temp,
-        .top_k = top_k == LONG_MIN ? 0 : top_k == 0 ? -1 : (int32_t)top_k, .top_p = (float)top_p,
-        .stop_ids = m.stops, .nstop = m.nstop,
+        .top_k = eff_k, .top_p = (float)eff_p, .stop_ids = m.stops, .nstop = m.nstop,
     };
-    const vkd_gen_cfg *g = &m.t->gen;
-    uint32_t eff_k = top_k == LONG_MIN ? (g->top_k > 0 ? (uint32_t)g->top_k : 0) : (uint32_t)top_k;
-    double eff_p = top_p > 0 ? top_p : g->top_p;
+    vkd_error err = {0};
+    vkd_draft *pd = NULL;
+    if (m.d) cli_check(vkd_draft_dflash(m.d, &pd, &err), &err);
 
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "dataset", data.path);
@@ -382,7 +385,6 @@ int vkd_cmd_power(int argc, char **argv) {
     exp_progress pg;
     exp_progress_start(&pg, c.cmd, data.n);
     uint64_t work = 0;
-    vkd_error err = {0};
     for (size_t k = 0; k < data.n; k++) {
         const exp_example *e = &data.ex[k];
         if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
@@ -397,7 +399,7 @@ int vkd_cmd_power(int argc, char **argv) {
         po.seed = example_seed(c.seed, e->id, M_POWER);
         po.on_step = on_step;
         po.user = &rc;
-        cli_check(vkd_power_sample(m.t, m.d, m.rec, e->prompt, e->n_prompt, &po, &res, &err), &err);
+        cli_check(vkd_power_sample(m.t, pd, m.rec, e->prompt, e->n_prompt, &po, &res, &err), &err);
         cJSON *pj = cJSON_AddObjectToObject(rj, "power");
         add_answer(pj, m.tok, res.ids, res.n, kind, e->answer);
         cJSON_AddBoolToObject(pj, "stopped", res.stopped);
@@ -420,7 +422,7 @@ int vkd_cmd_power(int argc, char **argv) {
 
         for (int mth = M_GREEDY; mth < NMETHOD; mth++) {
             if (!base[mth]) continue;
-            vkd_gen_options go = {.max_new_tokens = (uint32_t)N, .stop_ids = m.stops, .nstop = m.nstop,
+            vkd_generate_options go = {.max_new_tokens = (uint32_t)N, .stop_ids = m.stops, .nstop = m.nstop,
                                   .on_token = on_token, .user = &rc};
             if (mth != M_GREEDY) {
                 go.sample = (vkd_sample_params){.temperature = mth == M_SAMPLE ? (float)g->temperature : (float)(1.0 / alpha),
@@ -428,7 +430,7 @@ int vkd_cmd_power(int argc, char **argv) {
                                                 .seed = example_seed(c.seed, e->id, mth)};
                 if (mth == M_SAMPLE) go.sample.top_k = g->top_k > 0 ? (uint32_t)g->top_k : 0, go.sample.top_p = (float)g->top_p;
             }
-            vkd_gen_result gr;
+            vkd_generate_result gr;
             cli_check(vkd_generate(m.t, m.rec, e->prompt, e->n_prompt, &go, &gr, &err), &err);
             cJSON *bj = cJSON_AddObjectToObject(rj, method_names[mth]);
             add_answer(bj, m.tok, gr.ids, gr.n, kind, e->answer);
@@ -446,6 +448,7 @@ int vkd_cmd_power(int argc, char **argv) {
     report(&o, kind, alpha);
     exp_close_out(&o);
     exp_free_data(&data);
+    vkd_draft_free(pd);
     exp_free_models(&m);
     return 0;
 }

@@ -203,7 +203,9 @@ int vkd_cmd_probe(int argc, char **argv) {
     vkd_probe_options po = {.alpha = alpha, .temps = temps, .ntemps = (uint32_t)nt, .samples = (uint32_t)K,
                             .seed = c.seed};
     vkd_probe *pr;
-    cli_check(vkd_probe_create(d, &po, &pr, &err), &err);
+    vkd_draft *draft;
+    cli_check(vkd_draft_dflash(d, &draft, &err), &err);
+    cli_check(vkd_probe_create(m.t, draft, &po, &pr, &err), &err);
 
     exp_progress pg;
     exp_progress_start(&pg, c.cmd, data.n);
@@ -223,9 +225,9 @@ int vkd_cmd_probe(int argc, char **argv) {
         }
         /* greedy reference generation */
         gen_watch gw = {.pg = &pg, .done = k, .work = &work, .quiet = c.quiet};
-        vkd_gen_options go = {.max_new_tokens = (uint32_t)max_new, .stop_ids = m.stops, .nstop = m.nstop,
+        vkd_generate_options go = {.max_new_tokens = (uint32_t)max_new, .stop_ids = m.stops, .nstop = m.nstop,
                               .on_token = on_token, .user = &gw};
-        vkd_gen_result gr;
+        vkd_generate_result gr;
         double t0 = vkd_now();
         cli_check(vkd_generate(m.t, m.rec, e->prompt, e->n_prompt, &go, &gr, &err), &err);
         double gen_s = vkd_now() - t0;
@@ -294,6 +296,7 @@ int vkd_cmd_probe(int argc, char **argv) {
     }
     exp_progress_end(&pg, data.n, work, "tok");
     vkd_probe_free(pr);
+    vkd_draft_free(draft);
 
     /* ---- tables from the whole journal ---- */
     tstats *ts = calloc(nt, sizeof *ts);

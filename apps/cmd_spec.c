@@ -167,20 +167,20 @@ int vkd_cmd_spec(int argc, char **argv) {
     cli_check(vkd_target_load(ctx, target_dir, &to, &t, &err), &err);
     vkd_dflash *d = NULL;
     vkd_target *dm = NULL;
-    vkd_proposer *p;
+    vkd_draft *p;
     if (draft_dir) {
         vkd_dflash_options dop = {.block_size = (uint32_t)block, .kv_dtype = to.kv_dtype};
         cli_check(vkd_dflash_load(ctx, t, draft_dir, &dop, &d, &err), &err);
-        cli_check(vkd_proposer_dflash(d, &p, &err), &err);
+        cli_check(vkd_draft_dflash(d, &p, &err), &err);
     } else {
         cli_check(vkd_target_load(ctx, draft_model, &to, &dm, &err), &err);
         if (dm->vocab != t->vocab)
             cli_fatal("spec: the draft model's vocabulary (%u) differs from the target's (%u)", dm->vocab, t->vocab);
-        cli_check(vkd_proposer_ar(dm, (uint32_t)gamma, &p, &err), &err);
+        cli_check(vkd_draft_ar(dm, (uint32_t)gamma, &p, &err), &err);
     }
     uint32_t B = p->gamma + 1;
 
-    vkd_gen_options go = {.max_new_tokens = (uint32_t)max_new};
+    vkd_generate_options go = {.max_new_tokens = (uint32_t)max_new};
     go.sample = (vkd_sample_params){.temperature = (float)temp, .top_k = (uint32_t)top_k,
                                     .top_p = (float)top_p, .seed = seed};
     int32_t stops[2 * VKD_CFG_MAX_EOS];
@@ -208,7 +208,7 @@ int vkd_cmd_spec(int argc, char **argv) {
         double base_per_tok = 0;
         bool base_same = true;
         if (baseline) {
-            vkd_gen_result g;
+            vkd_generate_result g;
             cli_check(vkd_generate(t, rec, jobs[k].ids, (uint32_t)jobs[k].n, &go, &g, &err), &err);
             base_per_tok = g.n > 1 ? g.decode_s / (g.n - 1) : 0;
             if (temp == 0) base_same = g.n == res.n && !memcmp(g.ids, res.ids, g.n * 4);
@@ -307,7 +307,7 @@ int vkd_cmd_spec(int argc, char **argv) {
     free(hist);
     for (size_t k = 0; k < njobs; k++) { free(jobs[k].id); free(jobs[k].ids); }
     free(jobs);
-    p->free(p);
+    vkd_draft_free(p);
     vkd_dflash_free(d);
     vkd_target_free(dm);
     vkd_rec_destroy(rec);

@@ -1,6 +1,8 @@
 /* generate.c: autoregressive decoding. */
 #include "vkd_generate.h"
 
+#include "vkd_sample.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -17,10 +19,10 @@ bool vkd_is_stop(const int32_t *stop_ids, uint32_t nstop, int32_t id) {
     return false;
 }
 
-static bool is_stop(const vkd_gen_options *o, int32_t id) { return vkd_is_stop(o->stop_ids, o->nstop, id); }
+static bool is_stop(const vkd_generate_options *o, int32_t id) { return vkd_is_stop(o->stop_ids, o->nstop, id); }
 
 vkd_result vkd_generate(vkd_target *t, vkd_rec *rec, const int32_t *prompt, uint32_t n,
-                        const vkd_gen_options *opt, vkd_gen_result *res, vkd_error *err) {
+                        const vkd_generate_options *opt, vkd_generate_result *res, vkd_error *err) {
     memset(res, 0, sizeof *res);
     uint32_t max_new = opt->max_new_tokens ? opt->max_new_tokens : 128;
     if (n == 0) return vkd_fail(err, VKD_ERR_INVALID, "empty prompt");
@@ -34,7 +36,6 @@ vkd_result vkd_generate(vkd_target *t, vkd_rec *rec, const int32_t *prompt, uint
     vkd_result r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_I32, 1, 4, "sampled", &tok, err);
     if (r) return r;
     t->len = 0;
-    vkd_sample_params sp = opt->sample;
 
     /* prefill: all steps but the last without logits, then the last with the sampler */
     double t0 = vkd_now();
@@ -49,11 +50,11 @@ vkd_result vkd_generate(vkd_target *t, vkd_rec *rec, const int32_t *prompt, uint
     int32_t next = -1;
     for (;;) {
         vkd_target_step s = {.ids = step_ids, .m = m, .logits_row0 = m - 1, .logits_rows = 1};
-        sp.counter0 = t->len + m; /* absolute position of the token being chosen */
         vkd_rec_begin(rec);
         r = vkd_target_step_record(t, rec, &s, err);
         if (!r) {
-            vkd_op_sample(rec, tok, t->logits, 0, 1, t->vocab, &sp);
+            /* Philox counter: the absolute position of the token being chosen */
+            vkd_sample_record(rec, tok, t->logits, 0, 1, t->vocab, &opt->sample, t->len);
             vkd_rec_read(rec, tok, 0, &next, 4);
             r = vkd_rec_submit(rec);
             if (r) *err = *vkd_rec_error(rec);

@@ -5,74 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the DFlash draft as a guide draft ------------------------------------------------ */
-
-typedef struct dflash_guide {
-    vkd_guide_draft base;
-    vkd_dflash *d;
-    int32_t *block;
-} dflash_guide;
-
-static vkd_result dg_reset(vkd_guide_draft *g, vkd_error *err) {
-    dflash_guide *s = g->self;
-    return vkd_dflash_crop(s->d, 0, err);
-}
-
-static vkd_result dg_context(vkd_guide_draft *g, vkd_rec *rec, const vkd_tensor *features,
-                             uint32_t row0, uint32_t n, uint32_t pos, vkd_error *err) {
-    dflash_guide *s = g->self;
-    vkd_dflash *d = s->d;
-    if (pos < d->len) {
-        vkd_result r = vkd_dflash_crop(d, pos, err);
-        if (r) return r;
-    }
-    if (pos != d->len)
-        return vkd_fail(err, VKD_ERR_INVALID, "draft context holds %u positions, new rows start at %u",
-                        d->len, pos);
-    for (uint32_t done = 0; done < n;) {
-        uint32_t k = n - done < d->max_ctx_rows ? n - done : d->max_ctx_rows;
-        vkd_result r = vkd_dflash_context_record(d, rec, features, row0 + done, k, err);
-        if (r) return r;
-        done += k;
-    }
-    return VKD_OK;
-}
-
-static vkd_result dg_predict(vkd_guide_draft *g, vkd_rec *rec, int32_t last, uint32_t pos,
-                             const vkd_tensor **logits, vkd_error *err) {
-    dflash_guide *s = g->self;
-    vkd_dflash *d = s->d;
-    if (d->len != pos)
-        return vkd_fail(err, VKD_ERR_INVALID, "draft context holds %u positions, the block starts at %u",
-                        d->len, pos);
-    s->block[0] = last;
-    for (uint32_t i = 1; i < d->block; i++) s->block[i] = d->mask_id;
-    vkd_result r = vkd_dflash_block_record(d, rec, s->block, err);
-    *logits = d->logits;
-    return r;
-}
-
-static void dg_free(vkd_guide_draft *g) {
-    dflash_guide *s = g->self;
-    free(s->block);
-    free(s);
-}
-
-vkd_result vkd_guide_draft_dflash(vkd_dflash *d, vkd_guide_draft **out, vkd_error *err) {
-    dflash_guide *s = calloc(1, sizeof *s);
-    if (s) s->block = malloc(d->block * sizeof *s->block);
-    if (!s || !s->block) {
-        free(s);
-        return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
-    }
-    s->d = d;
-    s->base = (vkd_guide_draft){.name = "dflash", .tap_layers = d->tap_layers, .ntaps = d->ntaps,
-                                .vocab = d->vocab, .reset = dg_reset, .context = dg_context,
-                                .predict = dg_predict, .free = dg_free, .self = s};
-    *out = &s->base;
-    return VKD_OK;
-}
-
 /* ---- null control ------------------------------------------------------------------------ */
 
 void vkd_guide_noise(uint64_t seed, uint32_t pos, float *z, uint32_t n) {
@@ -109,10 +41,12 @@ double vkd_guide_null_row(const float *target, const float *draft, const float *
 
 typedef struct loop {
     vkd_target *t;
-    vkd_guide_draft *g;
+    vkd_draft *g;
     vkd_rec *rec;
     const vkd_guide_options *opt;
     uint32_t V;
+    int32_t *seq;                     /* committed ids by position: the prompt, then res->ids */
+    int32_t *block;                   /* the draft's block ids */
     vkd_tensor *features, *guided, *tok, *am_t, *am_g, *kl;
     float *t_row, *d_row, *g_row, *z; /* host rows (null control, on_rows) */
     vkd_guide_result *res;
@@ -134,10 +68,9 @@ static vkd_result submit(loop *L, vkd_result r, vkd_error *err) {
  * vkd_generate's), both argmaxes and KL(guided || target) at the decoding temperature. */
 static void record_finish(loop *L, uint32_t pos, step_out *o) {
     vkd_rec *rec = L->rec;
-    vkd_sample_params sp = L->opt->gen.sample;
-    sp.counter0 = pos;
-    float s = sp.temperature > 0 ? 1.0f / sp.temperature : 1.0f;
-    vkd_op_sample(rec, L->tok, L->guided, 0, 1, L->V, &sp);
+    const vkd_sample_params *sp = &L->opt->gen.sample;
+    float s = sp->temperature > 0 ? 1.0f / sp->temperature : 1.0f;
+    vkd_sample_record(rec, L->tok, L->guided, 0, 1, L->V, sp, pos);
     vkd_op_argmax(rec, L->am_t, L->t->logits, 0, 1, L->V);
     vkd_op_argmax(rec, L->am_g, L->guided, 0, 1, L->V);
     vkd_op_kl_tvd(rec, L->kl, L->guided, 0, s, L->t->logits, 0, s, 1, L->V);
@@ -154,7 +87,7 @@ static void record_finish(loop *L, uint32_t pos, step_out *o) {
 static vkd_result step(loop *L, const int32_t *ids, uint32_t m, uint32_t frow, uint32_t ctx_row0,
                        uint32_t ctx_n, uint32_t ctx_pos, step_out *o, vkd_error *err) {
     vkd_target *t = L->t;
-    vkd_guide_draft *g = L->g;
+    vkd_draft *g = L->g;
     const vkd_guide_options *opt = L->opt;
     uint32_t V = L->V, last_pos = t->len + m - 1, pos = t->len + m;
     bool null = opt->condition == VKD_GUIDE_NULL;
@@ -166,8 +99,10 @@ static vkd_result step(loop *L, const int32_t *ids, uint32_t m, uint32_t frow, u
      * last chunk); the recorder orders the reads after the writes */
     vkd_rec_begin(L->rec);
     vkd_result r = vkd_target_step_record(t, L->rec, &s, err);
-    if (!r && ctx_n) r = g->context(g, L->rec, L->features, ctx_row0, ctx_n, ctx_pos, err);
-    if (!r) r = g->predict(g, L->rec, ids[m - 1], last_pos, &dl, err);
+    if (!r && ctx_n) r = vkd_draft_context(g, L->rec, L->seq + ctx_pos, ctx_pos, ctx_n, L->features, ctx_row0, err);
+    vkd_draft_proposal_ids(g, ids[m - 1], NULL, 0, L->block);
+    if (!r) r = vkd_draft_block(g, L->rec, L->block, last_pos, err);
+    dl = g->logits;
     if (!r && !null) {
         vkd_op_axpby(L->rec, L->guided, t->logits, dl, 1.0f - opt->alpha, opt->alpha, V);
         record_finish(L, pos, o);
@@ -192,9 +127,9 @@ static vkd_result step(loop *L, const int32_t *ids, uint32_t m, uint32_t frow, u
     return VKD_OK;
 }
 
-static bool is_stop(const vkd_gen_options *o, int32_t id) { return vkd_is_stop(o->stop_ids, o->nstop, id); }
+static bool is_stop(const vkd_generate_options *o, int32_t id) { return vkd_is_stop(o->stop_ids, o->nstop, id); }
 
-vkd_result vkd_guide_generate(vkd_target *t, vkd_guide_draft *g, vkd_rec *rec,
+vkd_result vkd_guide_generate(vkd_target *t, vkd_draft *g, vkd_rec *rec,
                               const int32_t *prompt, uint32_t n, const vkd_guide_options *opt,
                               vkd_guide_result *res, vkd_error *err) {
     memset(res, 0, sizeof *res);
@@ -207,6 +142,8 @@ vkd_result vkd_guide_generate(vkd_target *t, vkd_guide_draft *g, vkd_rec *rec,
         return vkd_fail(err, VKD_ERR_INVALID, "unknown guide condition %d", (int)opt->condition);
     if (g->vocab != V)
         return vkd_fail(err, VKD_ERR_INVALID, "draft vocabulary %u differs from the target's %u", g->vocab, V);
+    if (g->ntaps && g->target != t)
+        return vkd_fail(err, VKD_ERR_INVALID, "the draft reads another target's hidden states");
     if ((uint64_t)n + max_new > t->ctx_len)
         return vkd_fail(err, VKD_ERR_RANGE,
                         "prompt (%u tokens) + max_new_tokens (%u) exceeds the context length %u",
@@ -221,12 +158,15 @@ vkd_result vkd_guide_generate(vkd_target *t, vkd_guide_draft *g, vkd_rec *rec,
     L.d_row = malloc((size_t)V * 4);
     L.g_row = malloc((size_t)V * 4);
     L.z = malloc((size_t)V * 4);
-    if (!res->ids || !res->kl || !res->changed || !L.t_row || !L.d_row || !L.g_row || !L.z) {
+    L.seq = malloc(((size_t)n + max_new) * sizeof *L.seq);
+    L.block = malloc(g->block * sizeof *L.block);
+    if (!res->ids || !res->kl || !res->changed || !L.t_row || !L.d_row || !L.g_row || !L.z || !L.seq || !L.block) {
         r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
         goto out;
     }
-    if ((r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, frows, (uint64_t)g->ntaps * t->hidden,
-                                  "guide_features", &L.features, err)) ||
+    memcpy(L.seq, prompt, n * sizeof *L.seq);
+    if ((g->ntaps && (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, frows, (uint64_t)g->ntaps * t->hidden,
+                                               "guide_features", &L.features, err))) ||
         (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, 1, V, "guided_logits", &L.guided, err)) ||
         (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_I32, 1, 4, "guide_token", &L.tok, err)) ||
         (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_I32, 1, 4, "guide_argmax_t", &L.am_t, err)) ||
@@ -234,7 +174,7 @@ vkd_result vkd_guide_generate(vkd_target *t, vkd_guide_draft *g, vkd_rec *rec,
         (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, 1, 4, "guide_kl", &L.kl, err)))
         goto out;
     t->len = 0;
-    if ((r = g->reset(g, err))) goto out;
+    if ((r = vkd_draft_reset(g, err))) goto out;
 
     /* prefill in vkd_generate's chunks (the same steps give the same logits): all chunks but
      * the last without logits; every chunk's taps join the draft's context, except the last
@@ -247,7 +187,7 @@ vkd_result vkd_guide_generate(vkd_target *t, vkd_guide_draft *g, vkd_rec *rec,
                              .ntaps = g->ntaps, .features = L.features};
         vkd_rec_begin(rec);
         r = vkd_target_step_record(t, rec, &s, err);
-        if (!r) r = g->context(g, rec, L.features, 0, m, done, err);
+        if (!r) r = vkd_draft_context(g, rec, prompt + done, done, m, L.features, 0, err);
         if ((r = submit(&L, r, err))) goto out;
         res->target_forwards++;
         done += m;
@@ -263,6 +203,7 @@ vkd_result vkd_guide_generate(vkd_target *t, vkd_guide_draft *g, vkd_rec *rec,
     uint32_t changed = 0;
     for (;;) {
         res->ids[res->n] = o.tok;
+        L.seq[n + res->n] = o.tok;
         res->kl[res->n] = o.kl[0];
         res->changed[res->n] = o.am_t != o.am_g;
         kl_sum += o.kl[0];
@@ -292,6 +233,8 @@ out:
     free(L.d_row);
     free(L.g_row);
     free(L.z);
+    free(L.seq);
+    free(L.block);
     if (r) vkd_guide_result_free(res);
     return r;
 }

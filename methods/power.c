@@ -18,11 +18,11 @@
 #include <string.h>
 
 #include "vkd_generate.h"
-#include "vkd_spec.h"
+#include "vkd_sample.h"
 
 typedef struct ps {
     vkd_target *t;
-    vkd_dflash *d;               /* DFlash proposal only */
+    vkd_draft *g;                /* draft proposal only */
     vkd_rec *rec;
     const vkd_power_options *o;
     vkd_power_result *res;
@@ -38,100 +38,24 @@ typedef struct ps {
     vkd_tensor *fcur, *fprop;
     float *rows, *drows, *probs;
     double *logq;
+    uint32_t p0;                 /* first position of the draft proposal being drawn */
+    bool stopped;                /* the draft proposal drew a stop id */
 } ps;
 
 /* ---- host-side distributions --------------------------------------------------------------- */
 
-static void heap_down(double *h, uint32_t n, uint32_t i) { /* min-heap */
-    for (;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && h[l] < h[m]) m = l;
-        if (r < n && h[r] < h[m]) m = r;
-        if (m == i) return;
-        double x = h[i];
-        h[i] = h[m];
-        h[m] = x;
-        i = m;
-    }
-}
-
-static const double *sort_key;
-static int by_value_desc(const void *a, const void *b) {
-    uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-    if (sort_key[i] != sort_key[j]) return sort_key[i] > sort_key[j] ? -1 : 1;
-    return i < j ? -1 : i > j;
-}
-
-uint32_t vkd_power_logq(const float *logits, uint32_t n, const vkd_sample_params *sp, double *x) {
-    double T = sp->temperature;
-    for (uint32_t i = 0; i < n; i++) x[i] = (double)logits[i] / T;
-    if (sp->top_k > 0 && sp->top_k < n) {
-        uint32_t k = sp->top_k, m = 0;
-        double *h = malloc(k * sizeof *h);
-        if (!h) abort();
-        for (uint32_t i = 0; i < n; i++) {
-            if (m < k) {
-                h[m++] = x[i];
-                if (m == k)
-                    for (uint32_t j = k / 2; j-- > 0;) heap_down(h, k, j);
-            } else if (x[i] > h[0]) {
-                h[0] = x[i];
-                heap_down(h, k, 0);
-            }
-        }
-        double kth = h[0];
-        free(h);
-        for (uint32_t i = 0; i < n; i++)
-            if (x[i] < kth) x[i] = -INFINITY;
-    }
-    if (sp->top_p > 0 && sp->top_p < 1) {
-        uint32_t *idx = malloc(n * sizeof *idx), kept = 0;
-        if (!idx) abort();
-        double mx = -INFINITY, z = 0;
-        for (uint32_t i = 0; i < n; i++)
-            if (x[i] > -INFINITY) {
-                idx[kept++] = i;
-                if (x[i] > mx) mx = x[i];
-            }
-        for (uint32_t i = 0; i < n; i++)
-            if (x[i] > -INFINITY) z += exp(x[i] - mx);
-        sort_key = x;
-        qsort(idx, kept, sizeof *idx, by_value_desc);
-        double above = 0;
-        for (uint32_t j = 0; j < kept; j++) {
-            if (j > 0 && above >= sp->top_p) {
-                for (uint32_t r = j; r < kept; r++) x[idx[r]] = -INFINITY;
-                break;
-            }
-            above += exp(x[idx[j]] - mx) / z;
-        }
-        free(idx);
-    }
-    double mx = -INFINITY, z = 0;
-    uint32_t kept = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (x[i] > mx) mx = x[i];
-    for (uint32_t i = 0; i < n; i++)
-        if (x[i] > -INFINITY) {
-            z += exp(x[i] - mx);
-            kept++;
-        }
-    double lz = log(z);
-    for (uint32_t i = 0; i < n; i++)
-        if (x[i] > -INFINITY) x[i] = (x[i] - mx) - lz;
-    return kept;
-}
-
 /* alpha * log_softmax(row)[tok]: the same arithmetic as log q at temperature 1, so with
  * alpha = 1 and the naive proposal unfiltered, alpha*log p == log q bit for bit. */
-static double alpha_logp(ps *S, const float *row, int32_t tok) {
-    vkd_power_logq(row, S->V, &S->sp1, S->logq);
-    return S->alpha * S->logq[tok];
+static vkd_result alpha_logp(ps *S, const float *row, int32_t tok, double *out, vkd_error *err) {
+    vkd_result r = vkd_sample_logq(row, S->V, &S->sp1, S->logq, NULL, err);
+    if (!r) *out = S->alpha * S->logq[tok];
+    return r;
 }
 
 /* Draws the token at position pos from row (log q into *lq). */
-static int32_t draw(ps *S, const float *row, uint32_t pos, double *lq) {
-    vkd_power_logq(row, S->V, &S->sq, S->logq);
+static vkd_result draw(ps *S, const float *row, uint32_t pos, double *lq, int32_t *out, vkd_error *err) {
+    vkd_result r = vkd_sample_logq(row, S->V, &S->sq, S->logq, NULL, err);
+    if (r) return r;
     for (uint32_t i = 0; i < S->V; i++) S->probs[i] = (float)exp(S->logq[i]);
     double u = vkd_uniform(S->o->seed, VKD_POWER_STREAM_TOKEN, ((uint64_t)S->move << 32) | pos);
     int32_t tok = vkd_draw(S->probs, S->V, u);
@@ -141,7 +65,8 @@ static int32_t draw(ps *S, const float *row, uint32_t pos, double *lq) {
             if (S->logq[i] > S->logq[tok]) tok = (int32_t)i;
     }
     *lq = S->logq[tok];
-    return tok;
+    *out = tok;
+    return VKD_OK;
 }
 
 static bool is_stop(const ps *S, int32_t id) { return vkd_is_stop(S->o->stop_ids, S->o->nstop, id); }
@@ -171,8 +96,8 @@ static vkd_result target_forward(ps *S, const int32_t *seq, uint32_t upto, uint3
         uint32_t lr = last ? lrows : 0;
         vkd_target_step s = {.ids = seq + from, .m = m, .logits_row0 = lr ? m - lr : 0, .logits_rows = lr};
         if (feats) {
-            s.tap_layers = S->d->tap_layers;
-            s.ntaps = S->d->ntaps;
+            s.tap_layers = S->g->tap_layers;
+            s.ntaps = S->g->ntaps;
             s.features = feats;
             s.feat_row0 = from;
         }
@@ -189,39 +114,30 @@ static vkd_result target_forward(ps *S, const int32_t *seq, uint32_t upto, uint3
     return VKD_OK;
 }
 
-/* Draft context: positions [d->len, A) from feats (rows = positions), chunked. */
-static vkd_result draft_append(ps *S, vkd_tensor *feats, uint32_t A, vkd_error *err) {
-    vkd_dflash *d = S->d;
-    while (d->len < A) {
-        uint32_t n = A - d->len < d->max_ctx_rows ? A - d->len : d->max_ctx_rows;
-        vkd_rec_begin(S->rec);
-        vkd_result r = vkd_dflash_context_record(d, S->rec, feats, d->len, n, err);
-        vkd_result r2 = submit(S, r ? &(vkd_error){0} : err);
-        if (r || r2) return r ? r : r2;
-    }
-    return VKD_OK;
+/* Draft context: positions [len, A) of seq, features rows = positions. */
+static vkd_result draft_append(ps *S, const int32_t *seq, vkd_tensor *feats, uint32_t A, vkd_error *err) {
+    uint32_t len = vkd_draft_len(S->g);
+    if (len >= A) return VKD_OK;
+    vkd_rec_begin(S->rec);
+    vkd_result r = vkd_draft_context(S->g, S->rec, seq + len, len, A - len, feats, len, err);
+    return vkd_draft_submit(S->rec, r, err);
 }
 
-/* One draft block [seq[A], MASK...] at start A (context = positions < A): logits of
- * positions A+1 .. A+B-1 into S->drows. */
-static vkd_result draft_block(ps *S, const int32_t *seq, uint32_t A, vkd_error *err) {
-    vkd_dflash *d = S->d;
+/* One teacher-forced draft block at start A (context = positions < A) over the ids the draft
+ * saw when it proposed seq[A+1 ..]: logits of positions A+1 .. A+B-1 into S->drows. */
+static vkd_result draft_block(ps *S, const int32_t *seq, uint32_t A, uint32_t known, vkd_error *err) {
     int32_t block[256];
-    block[0] = seq[A];
-    for (uint32_t i = 1; i < S->B; i++) block[i] = d->mask_id;
+    vkd_draft_proposal_ids(S->g, seq[A], seq + A + 1, known, block);
     vkd_rec_begin(S->rec);
-    vkd_result r = vkd_dflash_block_record(d, S->rec, block, err);
-    if (!r) vkd_rec_read(S->rec, d->logits, 0, S->drows, (uint64_t)(S->B - 1) * S->V * 4);
-    vkd_result r2 = submit(S, r ? &(vkd_error){0} : err);
-    if (r || r2) return r ? r : r2;
+    vkd_result r = vkd_draft_block(S->g, S->rec, block, A, err);
+    if (!r && (r = vkd_rec_read(S->rec, S->g->logits, 0, S->drows, (uint64_t)(S->B - 1) * S->V * 4)))
+        *err = *vkd_rec_error(S->rec);
+    if ((r = vkd_draft_submit(S->rec, r, err))) return r;
     S->res->draft_calls++;
     return VKD_OK;
 }
 
-static vkd_result draft_crop(ps *S, uint32_t len, vkd_error *err) {
-    if (S->d->len > len) return vkd_dflash_crop(S->d, len, err);
-    return VKD_OK;
-}
+static vkd_result draft_crop(ps *S, uint32_t len, vkd_error *err) { return vkd_draft_crop(S->g, len, err); }
 
 /* fcur rows [r0, r1) = fprop rows, chunk by chunk (both tensors have the same layout). */
 static vkd_result keep_features(ps *S, uint32_t r0, uint32_t r1, vkd_error *err) {
@@ -245,9 +161,10 @@ static vkd_result naive_span(ps *S, uint32_t a, uint32_t e, uint32_t *s, vkd_err
     while (p < e) {
         vkd_result r = target_forward(S, S->prop, p, 1, NULL, err);
         if (r) return r;
-        int32_t tok = draw(S, S->rows, p, &S->plq[p]);
+        int32_t tok;
+        if ((r = draw(S, S->rows, p, &S->plq[p], &tok, err)) || (r = alpha_logp(S, S->rows, tok, &S->plp[p], err)))
+            return r;
         S->prop[p] = tok;
-        S->plp[p] = alpha_logp(S, S->rows, tok);
         S->res->tokens_proposed++;
         p++;
         if (is_stop(S, tok)) break;
@@ -256,68 +173,80 @@ static vkd_result naive_span(ps *S, uint32_t a, uint32_t e, uint32_t *s, vkd_err
     return VKD_OK;
 }
 
-/* Samples the block predicted by S->drows for positions [p0, p0 + B-1) ∩ [p0, e); returns
- * the count (ending early at a stop id). */
-static uint32_t draw_block(ps *S, uint32_t p0, uint32_t e, bool *stopped) {
-    uint32_t m = 0;
-    *stopped = false;
-    while (m < S->B - 1 && p0 + m < e) {
-        uint32_t p = p0 + m;
-        int32_t tok = draw(S, S->drows + (size_t)m * S->V, p, &S->plq[p]);
-        S->prop[p] = tok;
-        m++;
-        if (is_stop(S, tok)) {
-            *stopped = true;
-            break;
-        }
-    }
-    S->res->tokens_proposed += m;
-    return m;
+/* The draft's sampling hook: the token at S->p0 + i (log q into plq); a stop id ends it. */
+static vkd_result draft_draw(void *user, uint32_t i, const float *logits, int32_t *token, bool *stop,
+                             vkd_error *err) {
+    ps *S = user;
+    uint32_t p = S->p0 + i;
+    vkd_result r = draw(S, logits, p, &S->plq[p], token, err);
+    if (r) return r;
+    S->prop[p] = *token;
+    *stop = S->stopped = is_stop(S, *token);
+    return VKD_OK;
 }
 
-/* log q of cur[a .. t) under the DFlash blocking anchored at a - 1, into olq; S->drows must
- * hold the first block's logits. Leaves the draft context at positions < a - 1. */
-static vkd_result dflash_rescore(ps *S, uint32_t a, uint32_t t, vkd_error *err) {
+/* The draft proposes positions [p0, p0 + B-1) ∩ [p0, e) after prop[p0 - 1] (ending early at
+ * a stop id); returns the count. */
+static vkd_result draft_propose(ps *S, uint32_t p0, uint32_t e, uint32_t *m, vkd_error *err) {
+    uint32_t n = S->B - 1 < e - p0 ? S->B - 1 : e - p0;
+    S->p0 = p0;
+    S->stopped = false;
+    vkd_rec_begin(S->rec);
+    vkd_result r = vkd_draft_propose(S->g, S->rec, S->prop[p0 - 1], p0 - 1, n, draft_draw, S, S->prop + p0, m, err);
+    if (r) return r;
+    S->res->draft_calls++;
+    S->res->tokens_proposed += *m;
+    return VKD_OK;
+}
+
+/* log q of cur[a .. t) under the draft's blocking anchored at a - 1, into olq (the reverse
+ * move's proposal probability). The first block's logits: a mask draft's proposal just made
+ * the same block (its rows do not depend on the drawn tokens), so they are read back from the
+ * draft's logits; a causal draft's rows do, so it runs the block over cur. Leaves the draft
+ * context at positions < a - 1. */
+static vkd_result draft_rescore(ps *S, uint32_t a, uint32_t t, vkd_error *err) {
     uint32_t A = a - 1, B1 = S->B - 1;
+    vkd_result r = S->g->mask_id >= 0
+                       ? vkd_tensor_download(S->g->logits, 0, S->drows, (uint64_t)B1 * S->V * 4, err)
+                       : draft_block(S, S->cur, A, t - A - 1, err);
+    if (r) return r;
     for (;;) {
         for (uint32_t i = 0; i < B1 && A + 1 + i < t; i++) {
             uint32_t p = A + 1 + i;
-            vkd_power_logq(S->drows + (size_t)i * S->V, S->V, &S->sq, S->logq);
+            if ((r = vkd_sample_logq(S->drows + (size_t)i * S->V, S->V, &S->sq, S->logq, NULL, err))) return r;
             S->olq[p] = S->logq[S->cur[p]];
         }
         if (A + 1 + B1 >= t) break;
         A += B1;
-        vkd_result r = draft_append(S, S->fcur, A, err);
-        if (!r) r = draft_block(S, S->cur, A, err);
+        r = draft_append(S, S->cur, S->fcur, A, err);
+        if (!r) r = draft_block(S, S->cur, A, t - A - 1, err);
         if (r) return r;
     }
     return draft_crop(S, a - 1, err);
 }
 
-static vkd_result dflash_span(ps *S, uint32_t a, uint32_t e, uint32_t rescore_t, uint32_t *s,
-                              vkd_error *err) {
-    uint32_t A = a - 1;
+static vkd_result draft_span(ps *S, uint32_t a, uint32_t e, uint32_t rescore_t, uint32_t *s,
+                             vkd_error *err) {
+    uint32_t A = a - 1, m;
     if (S->kv_ok > A) S->kv_ok = A;
     if (S->dr_ok > A) S->dr_ok = A;
     vkd_result r = draft_crop(S, S->dr_ok, err);
-    if (!r) r = draft_append(S, S->fcur, A, err);
-    if (!r) r = draft_block(S, S->prop, A, err);
+    if (!r) r = draft_append(S, S->prop, S->fcur, A, err);
+    if (!r) r = draft_propose(S, a, e, &m, err);
     if (r) return r;
-    bool stopped;
-    uint32_t m = draw_block(S, a, e, &stopped);
-    if (rescore_t && (r = dflash_rescore(S, a, rescore_t, err))) return r;
+    if (rescore_t && (r = draft_rescore(S, a, rescore_t, err))) return r;
     uint32_t p0 = a;
     for (;;) {
         /* rows A .. p0+m-2 give the logits of p0 .. p0+m-1 and the next block's context */
         if ((r = target_forward(S, S->prop, p0 + m - 1, m, S->fprop, err))) return r;
-        for (uint32_t i = 0; i < m; i++) S->plp[p0 + i] = alpha_logp(S, S->rows + (size_t)i * S->V, S->prop[p0 + i]);
+        for (uint32_t i = 0; i < m; i++)
+            if ((r = alpha_logp(S, S->rows + (size_t)i * S->V, S->prop[p0 + i], &S->plp[p0 + i], err))) return r;
         p0 += m;
-        if (stopped || p0 >= e) break;
+        if (S->stopped || p0 >= e) break;
         A = p0 - 1;
-        if ((r = draft_append(S, S->fprop, A, err)) || (r = draft_block(S, S->prop, A, err))) return r;
-        m = draw_block(S, p0, e, &stopped);
+        if ((r = draft_append(S, S->prop, S->fprop, A, err)) || (r = draft_propose(S, p0, e, &m, err))) return r;
     }
-    S->dr_ok = S->d->len;
+    S->dr_ok = vkd_draft_len(S->g);
     *s = p0;
     return VKD_OK;
 }
@@ -336,7 +265,7 @@ static vkd_result move(ps *S, uint32_t block, int32_t step, uint32_t idx, uint32
     uint32_t t = S->L, s, c = S->c;
     bool ext = step < 0;
     memcpy(S->prop, S->cur, idx * sizeof *S->prop);
-    vkd_result r = o->proposal == VKD_POWER_DFLASH ? dflash_span(S, idx, e, ext ? 0 : t, &s, err)
+    vkd_result r = o->proposal == VKD_POWER_DFLASH ? draft_span(S, idx, e, ext ? 0 : t, &s, err)
                                                    : naive_span(S, idx, e, &s, err);
     if (r) return r;
     if (o->proposal != VKD_POWER_DFLASH)
@@ -379,7 +308,7 @@ static vkd_result move(ps *S, uint32_t block, int32_t step, uint32_t idx, uint32
     return VKD_OK;
 }
 
-static vkd_result check(const vkd_target *t, const vkd_dflash *d, uint32_t n, const vkd_power_options *o,
+static vkd_result check(const vkd_target *t, const vkd_draft *d, uint32_t n, const vkd_power_options *o,
                         uint32_t N, uint32_t J, vkd_error *err) {
     if (n == 0) return vkd_fail(err, VKD_ERR_INVALID, "power: empty prompt");
     if (!(o->alpha >= 0) || !isfinite(o->alpha) || (o->alpha > 0 && o->alpha < 1e-3f))
@@ -392,7 +321,9 @@ static vkd_result check(const vkd_target *t, const vkd_dflash *d, uint32_t n, co
                         n, N, t->ctx_len);
     if (o->proposal == VKD_POWER_DFLASH) {
         if (!d) return vkd_fail(err, VKD_ERR_INVALID, "power: the dflash proposal needs a draft");
-        if (d->target != t) return vkd_fail(err, VKD_ERR_INVALID, "power: the draft belongs to another target");
+        if (d->ntaps && d->target != t) return vkd_fail(err, VKD_ERR_INVALID, "power: the draft belongs to another target");
+        if (d->vocab != t->vocab)
+            return vkd_fail(err, VKD_ERR_INVALID, "power: draft vocabulary %u differs from the target's %u", d->vocab, t->vocab);
         if (d->block < 2 || d->block > 256 || d->block - 1 > t->logit_rows)
             return vkd_fail(err, VKD_ERR_INVALID, "power: draft block %u: expected 2..%u", d->block,
                             t->logit_rows + 1 < 256 ? t->logit_rows + 1 : 256);
@@ -406,7 +337,7 @@ static vkd_result check(const vkd_target *t, const vkd_dflash *d, uint32_t n, co
     return VKD_OK;
 }
 
-vkd_result vkd_power_sample(vkd_target *t, vkd_dflash *d, vkd_rec *rec, const int32_t *prompt,
+vkd_result vkd_power_sample(vkd_target *t, vkd_draft *d, vkd_rec *rec, const int32_t *prompt,
                             uint32_t n, const vkd_power_options *opt, vkd_power_result *res,
                             vkd_error *err) {
     memset(res, 0, sizeof *res);
@@ -417,13 +348,12 @@ vkd_result vkd_power_sample(vkd_target *t, vkd_dflash *d, vkd_rec *rec, const in
     vkd_result r = check(t, d, n, opt, N, J, err);
     if (r) return r;
     bool dfl = opt->proposal == VKD_POWER_DFLASH;
-    ps S = {.t = t, .d = dfl ? d : NULL, .rec = rec, .o = opt, .res = res, .V = t->vocab, .c = n, .cap = n + N,
+    ps S = {.t = t, .g = dfl ? d : NULL, .rec = rec, .o = opt, .res = res, .V = t->vocab, .c = n, .cap = n + N,
             .B = dfl ? d->block : 2, .alpha = opt->alpha > 0 ? opt->alpha : 4.0};
     S.sp1 = (vkd_sample_params){.temperature = 1.0f};
     S.sq.temperature = dfl ? (opt->draft_temp > 0 ? opt->draft_temp : (float)(1.0 / S.alpha)) : (float)(1.0 / S.alpha);
-    S.sq.top_k = opt->top_k < 0 ? 0 : opt->top_k > 0 ? (uint32_t)opt->top_k
-               : t->gen.top_k > 0 && t->gen.top_k < UINT32_MAX ? (uint32_t)t->gen.top_k : 0;
-    S.sq.top_p = opt->top_p > 0 ? opt->top_p : (float)t->gen.top_p;
+    S.sq.top_k = opt->top_k;
+    S.sq.top_p = opt->top_p;
     uint32_t nblocks = (N + J - 1) / J, V = S.V;
     size_t cap = S.cap;
     S.cur = malloc(cap * sizeof *S.cur);
@@ -448,13 +378,13 @@ vkd_result vkd_power_sample(vkd_target *t, vkd_dflash *d, vkd_rec *rec, const in
     S.plp = dbl + 2 * cap;
     S.plq = dbl + 3 * cap;
     S.olq = dbl + 4 * cap;
-    if (dfl) {
+    if (dfl && d->ntaps) {
         uint64_t w = (uint64_t)d->ntaps * t->hidden;
         if ((r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, cap, w, "power_features", &S.fcur, err)) ||
             (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, cap, w, "power_features_prop", &S.fprop, err)))
             goto out;
-        if ((r = vkd_dflash_crop(d, 0, err))) goto out;
     }
+    if (dfl && (r = vkd_draft_reset(d, err))) goto out;
     memcpy(S.cur, prompt, n * sizeof *S.cur);
     S.L = n;
     t->len = 0;

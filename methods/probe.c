@@ -6,13 +6,14 @@
 #include <string.h>
 
 #include "vkd_generate.h"
-#include "vkd_spec.h"
+#include "vkd_sample.h"
 #include "vkd_teacher.h"
 
 static const double default_temps[3] = {1.0, 0.5, 0.25};
 
 struct vkd_probe {
-    vkd_dflash *d;
+    vkd_target *t;
+    vkd_draft *g;
     double alpha, temps[VKD_PROBE_MAX_TEMPS];
     uint32_t ntemps, K;
     uint64_t seed;
@@ -38,22 +39,27 @@ void vkd_probe_free(vkd_probe *p) {
     free(p);
 }
 
-vkd_result vkd_probe_create(vkd_dflash *d, const vkd_probe_options *opt, vkd_probe **out,
+vkd_result vkd_probe_create(vkd_target *t, vkd_draft *g, const vkd_probe_options *opt, vkd_probe **out,
                             vkd_error *err) {
     *out = NULL;
-    uint32_t B = d->block, V = d->vocab;
+    uint32_t B = g->block, V = g->vocab;
     if (B > VKD_PROBE_MAX_BLOCK)
         return vkd_fail(err, VKD_ERR_INVALID, "probe: block size %u > %d", B, VKD_PROBE_MAX_BLOCK);
-    if (B - 1 > d->target->logit_rows)
+    if (B - 1 > t->logit_rows)
         return vkd_fail(err, VKD_ERR_INVALID, "probe: block size %u needs %u target logit rows (%u)", B, B - 1,
-                        d->target->logit_rows);
+                        t->logit_rows);
+    if (V != t->vocab)
+        return vkd_fail(err, VKD_ERR_INVALID, "probe: draft vocabulary %u differs from the target's %u", V, t->vocab);
+    if (g->ntaps && g->target != t)
+        return vkd_fail(err, VKD_ERR_INVALID, "probe: the draft reads another target's hidden states");
     vkd_probe *p = calloc(1, sizeof *p);
     if (!p) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
-    p->d = d;
+    p->t = t;
+    p->g = g;
     p->alpha = opt->alpha > 0 ? opt->alpha : 4.0;
     p->K = opt->samples ? opt->samples : 100;
     p->seed = opt->seed;
-    const double *t = opt->temps ? opt->temps : default_temps;
+    const double *tv = opt->temps ? opt->temps : default_temps;
     p->ntemps = opt->temps ? opt->ntemps : 3;
     vkd_result r = VKD_OK;
     if (p->ntemps == 0 || p->ntemps > VKD_PROBE_MAX_TEMPS)
@@ -61,8 +67,8 @@ vkd_result vkd_probe_create(vkd_dflash *d, const vkd_probe_options *opt, vkd_pro
     else if (p->K < 2)
         r = vkd_fail(err, VKD_ERR_INVALID, "probe: %u Monte Carlo samples (at least 2)", p->K);
     for (uint32_t i = 0; !r && i < p->ntemps; i++) {
-        if (!(t[i] > 0)) r = vkd_fail(err, VKD_ERR_INVALID, "probe: temperature %g must be > 0", t[i]);
-        p->temps[i] = t[i];
+        if (!(tv[i] > 0)) r = vkd_fail(err, VKD_ERR_INVALID, "probe: temperature %g must be > 0", tv[i]);
+        p->temps[i] = tv[i];
     }
     size_t rows = B - 1;
     if (!r) {
@@ -76,9 +82,9 @@ vkd_result vkd_probe_create(vkd_dflash *d, const vkd_probe_options *opt, vkd_pro
         if (!p->lt || !p->ld || !p->scratch || !p->logw || !p->u_mh || !p->u_sample || !p->tokens)
             r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory (probe buffers)");
     }
-    if (!r) r = vkd_tf_features_create(d, &p->feats, err);
+    if (!r) r = vkd_tf_features_create(t, g, &p->feats, err);
     for (uint32_t i = 0; !r && i <= p->ntemps; i++)
-        r = vkd_tensor_create_2d(d->ctx, VKD_DTYPE_F32, VKD_PROBE_MAX_BLOCK, 2, "probe_dist", &p->dist[i], err);
+        r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, VKD_PROBE_MAX_BLOCK, 2, "probe_dist", &p->dist[i], err);
     if (r) {
         vkd_probe_free(p);
         return r;
@@ -99,18 +105,6 @@ uint32_t vkd_probe_mh(const double *logw, const double *u, uint32_t K) {
     return accepts;
 }
 
-/* first index x with cdf[x] > target (cdf non-decreasing, cdf[V-1] = total > target) */
-static uint32_t search_cdf(const double *cdf, uint32_t V, double target) {
-    uint32_t lo = 0, hi = V - 1;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (cdf[mid] > target) hi = mid;
-        else lo = mid + 1;
-    }
-    while (lo > 0 && cdf[lo] == cdf[lo - 1]) lo--; /* rounding past the end: last non-empty entry */
-    return lo;
-}
-
 uint32_t vkd_probe_block_mc(const float *lt, const float *ld, uint32_t rows, uint32_t V, double alpha,
                             double T, uint32_t K, uint64_t seed, uint32_t key, uint64_t counter0,
                             double *scratch, double *logw, int32_t *tokens, double *u_sample,
@@ -119,21 +113,12 @@ uint32_t vkd_probe_block_mc(const float *lt, const float *ld, uint32_t rows, uin
     for (uint32_t j = 0; j < K; j++) logw[j] = 0;
     for (uint32_t i = 0; i < rows; i++) {
         const float *a = lt + (size_t)i * V, *b = ld + (size_t)i * V;
-        double mt = -INFINITY, mq = -INFINITY;
-        for (uint32_t x = 0; x < V; x++) {
-            if (a[x] > mt) mt = a[x];
-            if ((double)b[x] / T > mq) mq = (double)b[x] / T;
-        }
-        double st = 0, acc = 0;
-        for (uint32_t x = 0; x < V; x++) {
-            st += exp((double)a[x] - mt);
-            acc += exp((double)b[x] / T - mq);
-            scratch[x] = acc;
-        }
-        C += (mq + log(acc)) - alpha * (mt + log(st));
+        double lse_t = vkd_sample_cdf(a, V, 1.0, scratch); /* log-normaliser of p */
+        double lse_q = vkd_sample_cdf(b, V, T, scratch);   /* of q_T; scratch = its cdf */
+        C += lse_q - alpha * lse_t;
         for (uint32_t j = 0; j < K; j++) {
             double u = vkd_uniform(seed, 2 * key, (counter0 + j) * VKD_PROBE_MAX_BLOCK + i);
-            uint32_t x = search_cdf(scratch, V, u * acc);
+            uint32_t x = vkd_sample_cdf_draw(scratch, V, u);
             logw[j] += alpha * (double)a[x] - (double)b[x] / T;
             if (tokens) tokens[(size_t)j * rows + i] = (int32_t)x;
             if (u_sample) u_sample[(size_t)j * rows + i] = u;
@@ -167,15 +152,15 @@ vkd_result vkd_probe_run(vkd_probe *p, vkd_rec *rec, const int32_t *seq, uint32_
                          uint32_t key, vkd_probe_hook hook, void *user, vkd_probe_pos **pos_out,
                          uint32_t *npos_out, vkd_probe_block **blk_out, uint32_t *nblk_out,
                          vkd_probe_times *times, vkd_error *err) {
-    vkd_dflash *d = p->d;
-    vkd_target *t = d->target;
-    uint32_t B = d->block, V = d->vocab, nt = p->ntemps, K = p->K;
+    vkd_draft *g = p->g;
+    vkd_target *t = p->t;
+    uint32_t B = g->block, V = g->vocab, nt = p->ntemps, K = p->K;
     *pos_out = NULL;
     *blk_out = NULL;
     *npos_out = *nblk_out = 0;
     memset(times, 0, sizeof *times);
     if (P == 0 || P >= n) return vkd_fail(err, VKD_ERR_INVALID, "probe: prompt of %u tokens in a sequence of %u", P, n);
-    uint32_t cap = t->ctx_len < d->ctx_len ? t->ctx_len : d->ctx_len;
+    uint32_t cap = t->ctx_len < g->ctx_len ? t->ctx_len : g->ctx_len;
     if ((uint64_t)n + B > cap)
         return vkd_fail(err, VKD_ERR_INVALID, "probe: %u tokens + a block of %u exceed the context (%u)", n, B, cap);
     uint32_t A = n - P, nblocks = (A + B - 1) / B, total = 0;
@@ -188,7 +173,7 @@ vkd_result vkd_probe_run(vkd_probe *p, vkd_rec *rec, const int32_t *seq, uint32_
         return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
     }
     double t0 = vkd_now();
-    vkd_result r = vkd_tf_prompt(d, rec, p->feats, seq, P, NULL, err);
+    vkd_result r = vkd_tf_prompt(t, g, rec, p->feats, seq, P, NULL, err);
     times->prompt_s = vkd_now() - t0;
     int32_t ids[VKD_PROBE_MAX_BLOCK];
     uint32_t at = 0, nb = 0;
@@ -197,15 +182,15 @@ vkd_result vkd_probe_run(vkd_probe *p, vkd_rec *rec, const int32_t *seq, uint32_
         if (c == 0) break; /* a last block of one row predicts nothing */
         t0 = vkd_now();
         vkd_rec_begin(rec);
-        if (k > 0) r = vkd_dflash_context_record(d, rec, p->feats, 0, B, err);
-        vkd_tf_block_ids(VKD_TF_MASK, seq, s, rr, B, d->mask_id, ids);
-        if (!r) r = vkd_dflash_block_record(d, rec, ids, err);
-        if (!r) r = vkd_tf_target_record(d, rec, p->feats, seq, s, rr, err);
+        if (k > 0) r = vkd_draft_context(g, rec, seq + s - B, s - B, B, p->feats, 0, err);
+        vkd_tf_draft_block_ids(g, VKD_TF_MASK, seq, s, rr, ids);
+        if (!r) r = vkd_draft_block(g, rec, ids, s, err);
+        if (!r) r = vkd_tf_target_record(t, g, rec, p->feats, seq, s, rr, err);
         if (!r) r = vkd_rec_read(rec, t->logits, 0, p->lt, (uint64_t)c * V * 4); /* the largest read first */
         for (uint32_t ti = 0; !r && ti <= nt; ti++) {
             bool base = ti == nt;
             float ps = base ? 1.0f : (float)p->alpha, qs = base ? 1.0f : (float)(1.0 / p->temps[ti]);
-            r = vkd_op_kl_tvd(rec, p->dist[ti], t->logits, 0, ps, d->logits, 0, qs, c, V);
+            r = vkd_op_kl_tvd(rec, p->dist[ti], t->logits, 0, ps, g->logits, 0, qs, c, V);
             if (!r) r = vkd_rec_read(rec, p->dist[ti], 0, p->dist_host[ti], (uint64_t)c * 8);
         }
         r = submit(rec, r, err);
@@ -213,7 +198,7 @@ vkd_result vkd_probe_run(vkd_probe *p, vkd_rec *rec, const int32_t *seq, uint32_
          * at twice a submission's first read, which the two logits reads would fill exactly */
         if (!r) {
             vkd_rec_begin(rec);
-            r = vkd_rec_read(rec, d->logits, 0, p->ld, (uint64_t)c * V * 4);
+            r = vkd_rec_read(rec, g->logits, 0, p->ld, (uint64_t)c * V * 4);
             r = submit(rec, r, err);
         }
         times->blocks_s += vkd_now() - t0;

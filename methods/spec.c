@@ -5,37 +5,44 @@
  * run depends only on the seed. */
 #include "vkd_spec.h"
 
+#include "vkd_sample.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { STREAM_PROPOSE = 0, STREAM_ACCEPT = 1, STREAM_RESAMPLE = 2 };
 
-static bool greedy(const vkd_gen_options *o) { return o->sample.temperature <= 0; }
+static bool greedy(const vkd_generate_options *o) { return o->sample.temperature <= 0; }
 
-static bool is_stop(const vkd_gen_options *o, int32_t id) { return vkd_is_stop(o->stop_ids, o->nstop, id); }
+static bool is_stop(const vkd_generate_options *o, int32_t id) { return vkd_is_stop(o->stop_ids, o->nstop, id); }
 
 typedef struct loop {
     vkd_target *t;
-    vkd_proposer *p;
+    vkd_draft *g;
     vkd_rec *rec;
-    const vkd_gen_options *opt;
+    const vkd_generate_options *opt;
     vkd_tensor *features, *argmax;
     uint32_t V, gamma;
     float *p_rows, *q_rows, *logit_rows;
     int32_t *post;
+    uint32_t pos;               /* position of the last committed token while proposing */
 } loop;
 
 /* Target forward over ids at t->len with logits of rows [lrow0, lrow0 + lrows) and taps;
- * greedy: argmax of those rows into post; sampling: warped rows into p_rows. */
+ * greedy: argmax of those rows into post; sampling: warped rows into p_rows. With draft_ctx,
+ * the step's rows also join the draft's context in the same submission (the prompt). */
 static vkd_result target_step(loop *L, const int32_t *ids, uint32_t m, uint32_t lrow0,
-                              uint32_t lrows, vkd_error *err) {
+                              uint32_t lrows, bool draft_ctx, vkd_error *err) {
     vkd_target *t = L->t;
+    vkd_draft *g = L->g;
+    uint32_t pos = t->len;
     vkd_target_step s = {.ids = ids, .m = m, .logits_row0 = lrow0, .logits_rows = lrows,
-                         .tap_layers = L->p->tap_layers, .ntaps = L->p->ntaps,
-                         .features = L->p->ntaps ? L->features : NULL};
+                         .tap_layers = g->tap_layers, .ntaps = g->ntaps,
+                         .features = g->ntaps ? L->features : NULL};
     vkd_rec_begin(L->rec);
     vkd_result r = vkd_target_step_record(t, L->rec, &s, err);
+    if (!r && draft_ctx) r = vkd_draft_context(g, L->rec, ids, pos, m, L->features, 0, err);
     if (r) {
         vkd_rec_submit(L->rec);
         return r;
@@ -54,26 +61,41 @@ static vkd_result target_step(loop *L, const int32_t *ids, uint32_t m, uint32_t 
         return r;
     }
     if (lrows && !greedy(L->opt))
-        for (uint32_t i = 0; i < lrows; i++)
-            vkd_warp_probs(L->logit_rows + (size_t)i * L->V, L->V, &L->opt->sample,
-                           L->p_rows + (size_t)i * L->V);
-    return VKD_OK;
+        for (uint32_t i = 0; i < lrows && !r; i++)
+            r = vkd_sample_probs(L->logit_rows + (size_t)i * L->V, L->V, &L->opt->sample,
+                                 L->p_rows + (size_t)i * L->V, err);
+    return r;
 }
 
-vkd_result vkd_spec_generate(vkd_target *t, vkd_proposer *p, vkd_rec *rec, const int32_t *prompt,
-                             uint32_t n, const vkd_gen_options *opt, vkd_spec_result *res,
+/* The draft's sampling hook: q_i = the warped draft row, the proposal drawn from it with
+ * Philox stream 0 at the proposed position. */
+static vkd_result draw_proposal(void *user, uint32_t i, const float *logits, int32_t *token, bool *stop,
+                                vkd_error *err) {
+    loop *L = user;
+    float *qi = L->q_rows + (size_t)i * L->V;
+    (void)stop;
+    vkd_result r = vkd_sample_probs(logits, L->V, &L->opt->sample, qi, err);
+    if (!r) *token = vkd_draw(qi, L->V, vkd_uniform(L->opt->sample.seed, STREAM_PROPOSE, L->pos + 1 + i));
+    return r;
+}
+
+vkd_result vkd_spec_generate(vkd_target *t, vkd_draft *g, vkd_rec *rec, const int32_t *prompt,
+                             uint32_t n, const vkd_generate_options *opt, vkd_spec_result *res,
                              vkd_error *err) {
     memset(res, 0, sizeof *res);
     uint32_t max_new = opt->max_new_tokens ? opt->max_new_tokens : 128;
-    uint32_t gamma = p->gamma, V = t->vocab;
+    uint32_t gamma = g->gamma, V = t->vocab;
     if (n == 0) return vkd_fail(err, VKD_ERR_INVALID, "empty prompt");
+    if (g->vocab != V)
+        return vkd_fail(err, VKD_ERR_INVALID, "draft vocabulary %u differs from the target's %u", g->vocab, V);
+    if (g->ntaps && g->target != t) return vkd_fail(err, VKD_ERR_INVALID, "the draft reads another target's hidden states");
     if (gamma + 1 > t->logit_rows || gamma + 1 > t->max_rows)
         return vkd_fail(err, VKD_ERR_INVALID, "block of %u tokens exceeds the target's step size", gamma + 1);
     if ((uint64_t)n + max_new + gamma + 1 > t->ctx_len)
         return vkd_fail(err, VKD_ERR_RANGE,
                         "prompt (%u tokens) + max_new_tokens (%u) + one block exceeds the context "
                         "length %u", n, max_new, t->ctx_len);
-    loop L = {.t = t, .p = p, .rec = rec, .opt = opt, .V = V, .gamma = gamma};
+    loop L = {.t = t, .g = g, .rec = rec, .opt = opt, .V = V, .gamma = gamma};
     vkd_result r = VKD_OK;
     bool samp = !greedy(opt);
     L.post = malloc((gamma + 1) * sizeof *L.post);
@@ -91,19 +113,19 @@ vkd_result vkd_spec_generate(vkd_target *t, vkd_proposer *p, vkd_rec *rec, const
     uint32_t frows = t->max_rows;
     if ((r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_I32, 1, gamma + 1, "spec_argmax", &L.argmax, err)))
         goto out;
-    if (p->ntaps &&
-        (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, frows, (uint64_t)p->ntaps * t->hidden,
+    if (g->ntaps &&
+        (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, frows, (uint64_t)g->ntaps * t->hidden,
                                   "spec_features", &L.features, err)))
         goto out;
 
-    /* prefill, feeding the proposer chunk by chunk */
+    /* prefill; each chunk joins the draft's context in the chunk's submission */
     double t0 = vkd_now();
     t->len = 0;
+    if ((r = vkd_draft_reset(g, err))) goto out;
     for (uint32_t done = 0; done < n;) {
         uint32_t m = n - done < frows ? n - done : frows;
         bool last = done + m == n;
-        if ((r = target_step(&L, prompt + done, m, last ? m - 1 : 0, last ? 1 : 0, err))) goto out;
-        if ((r = p->observe(p, rec, prompt + done, done, m, L.features, 0, err))) goto out;
+        if ((r = target_step(&L, prompt + done, m, last ? m - 1 : 0, last ? 1 : 0, true, err))) goto out;
         done += m;
     }
     int32_t next;
@@ -117,15 +139,21 @@ vkd_result vkd_spec_generate(vkd_target *t, vkd_proposer *p, vkd_rec *rec, const
 
     int32_t *block = malloc((gamma + 1) * sizeof *block);
     if (!block) { r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory"); goto out; }
+    uint32_t ctx_n = 0; /* committed rows of the last verification not yet in the draft's context */
     while (!res->stopped && res->n < max_new) {
         uint32_t pos = t->len; /* position of `next`, the last committed token */
         double td = vkd_now();
-        block[0] = next;
-        r = p->propose(p, rec, next, pos, &opt->sample, block + 1, samp ? L.q_rows : NULL, err);
+        uint32_t got = 0;
+        vkd_rec_begin(rec);
+        r = ctx_n ? vkd_draft_context(g, rec, block, pos - ctx_n, ctx_n, L.features, 0, err) : VKD_OK;
+        L.pos = pos;
+        if (r) vkd_rec_submit(rec);
+        else r = vkd_draft_propose(g, rec, next, pos, gamma, samp ? draw_proposal : NULL, &L, block + 1, &got, err);
         res->stats.draft_s += vkd_now() - td;
         if (r) break;
+        block[0] = next;
         td = vkd_now();
-        r = target_step(&L, block, gamma + 1, 0, gamma + 1, err);
+        r = target_step(&L, block, gamma + 1, 0, gamma + 1, false, err);
         res->stats.verify_s += vkd_now() - td;
         if (r) break;
         /* acceptance */
@@ -172,7 +200,7 @@ vkd_result vkd_spec_generate(vkd_target *t, vkd_proposer *p, vkd_rec *rec, const
         res->stats.accept[res->stats.steps++] = committed;
         /* the target keeps positions pos .. pos+acc (next and the accepted proposals) */
         if ((r = vkd_target_crop(t, pos + acc + 1, err))) break;
-        if ((r = p->observe(p, rec, block, pos, acc + 1, L.features, 0, err))) break;
+        ctx_n = acc + 1;
         next = bonus;
     }
     free(block);

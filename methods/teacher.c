@@ -1,4 +1,4 @@
-/* teacher.c: teacher-forced target + DFlash walks (vkd_teacher.h). */
+/* teacher.c: teacher-forced target + draft walks (vkd_teacher.h). */
 #include "vkd_teacher.h"
 
 #include <math.h>
@@ -15,16 +15,19 @@ void vkd_tf_block_ids(vkd_tf_mode mode, const int32_t *seq, uint32_t s, uint32_t
         for (uint32_t i = 1; i < r && i < B; i++) out[i] = seq[s + i];
 }
 
-uint32_t vkd_tf_chunk(const vkd_dflash *d) {
-    uint32_t m = d->target->max_rows;
-    return d->max_ctx_rows < m ? d->max_ctx_rows : m;
+void vkd_tf_draft_block_ids(const vkd_draft *g, vkd_tf_mode mode, const int32_t *seq, uint32_t s, uint32_t r,
+                            int32_t *out) {
+    vkd_tf_block_ids(mode == VKD_TF_MASK && g->mask_id < 0 ? VKD_TF_GOLD : mode, seq, s, r, g->block, g->mask_id, out);
 }
 
-vkd_result vkd_tf_features_create(vkd_dflash *d, vkd_tensor **out, vkd_error *err) {
-    uint32_t rows = vkd_tf_chunk(d);
-    if (d->block > rows) rows = d->block;
-    return vkd_tensor_create_2d(d->ctx, VKD_DTYPE_F32, rows, (uint64_t)d->ntaps * d->hidden,
-                                "tf_features", out, err);
+uint32_t vkd_tf_chunk(const vkd_target *t) { return t->max_rows; }
+
+vkd_result vkd_tf_features_create(const vkd_target *t, const vkd_draft *g, vkd_tensor **out,
+                                  vkd_error *err) {
+    uint32_t rows = vkd_tf_chunk(t);
+    if (g->block > rows) rows = g->block;
+    uint64_t cols = g->ntaps ? (uint64_t)g->ntaps * t->hidden : 1;
+    return vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, rows, cols, "tf_features", out, err);
 }
 
 static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
@@ -36,21 +39,20 @@ static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
     return r;
 }
 
-vkd_result vkd_tf_prompt(vkd_dflash *d, vkd_rec *rec, vkd_tensor *feats, const int32_t *seq,
-                         uint32_t P, float *host_feats, vkd_error *err) {
-    vkd_target *t = d->target;
+vkd_result vkd_tf_prompt(vkd_target *t, vkd_draft *g, vkd_rec *rec, vkd_tensor *feats,
+                         const int32_t *seq, uint32_t P, float *host_feats, vkd_error *err) {
     vkd_result r;
     if (P == 0) return vkd_fail(err, VKD_ERR_INVALID, "empty prompt");
-    if ((r = vkd_target_crop(t, 0, err)) || (r = vkd_dflash_crop(d, 0, err))) return r;
-    uint32_t chunk = vkd_tf_chunk(d), cols = d->ntaps * d->hidden;
+    if ((r = vkd_target_crop(t, 0, err)) || (r = vkd_draft_reset(g, err))) return r;
+    uint32_t chunk = vkd_tf_chunk(t), cols = g->ntaps * t->hidden;
     for (uint32_t done = 0; done < P;) {
         uint32_t m = P - done < chunk ? P - done : chunk;
-        vkd_target_step st = {.ids = seq + done, .m = m, .tap_layers = d->tap_layers,
-                              .ntaps = d->ntaps, .features = feats, .feat_row0 = 0};
+        vkd_target_step st = {.ids = seq + done, .m = m, .tap_layers = g->tap_layers,
+                              .ntaps = g->ntaps, .features = feats, .feat_row0 = 0};
         vkd_rec_begin(rec);
         r = vkd_target_step_record(t, rec, &st, err);
-        if (!r) r = vkd_dflash_context_record(d, rec, feats, 0, m, err);
-        if (!r && host_feats)
+        if (!r) r = vkd_draft_context(g, rec, seq + done, done, m, feats, 0, err);
+        if (!r && host_feats && cols)
             r = vkd_rec_read(rec, feats, 0, host_feats + (size_t)done * cols, (uint64_t)m * cols * 4);
         if ((r = submit(rec, r, err))) return r;
         done += m;
@@ -58,15 +60,14 @@ vkd_result vkd_tf_prompt(vkd_dflash *d, vkd_rec *rec, vkd_tensor *feats, const i
     return VKD_OK;
 }
 
-vkd_result vkd_tf_target_record(vkd_dflash *d, vkd_rec *rec, vkd_tensor *feats, const int32_t *seq,
-                                uint32_t s, uint32_t r, vkd_error *err) {
-    vkd_target *t = d->target;
+vkd_result vkd_tf_target_record(vkd_target *t, const vkd_draft *g, vkd_rec *rec, vkd_tensor *feats,
+                                const int32_t *seq, uint32_t s, uint32_t r, vkd_error *err) {
     if (t->len != s)
         return vkd_fail(err, VKD_ERR_INVALID, "teacher forcing: target at %u, block at %u", t->len, s);
-    if (r == 0 || r > d->block || r > t->logit_rows)
+    if (r == 0 || r > g->block || r > t->logit_rows)
         return vkd_fail(err, VKD_ERR_INVALID, "teacher forcing: block of %u rows", r);
     vkd_target_step st = {.ids = seq + s, .m = r, .logits_row0 = 0, .logits_rows = r,
-                          .tap_layers = d->tap_layers, .ntaps = d->ntaps, .features = feats,
+                          .tap_layers = g->tap_layers, .ntaps = g->ntaps, .features = feats,
                           .feat_row0 = 0};
     return vkd_target_step_record(t, rec, &st, err);
 }

@@ -31,41 +31,18 @@
  * the decoding temperature T (T = 0, greedy: softmax(logits)), without top-k/top-p; and
  * whether argmax(guided) != argmax(target).
  *
- * The draft is reached through vkd_guide_draft, so an adapted draft (LoRA after test-time
- * training) can replace the plain DFlash draft without touching the loop. */
+ * The draft is any vkd_draft (vkd_draft.h): row 0 of a block call [token p, MASK...] at start
+ * p (a causal draft: [token p]) predicts p + 1. Load a DFlash draft with block_size 2 for the
+ * experiment's [last, MASK] block (a larger block works too: more mask rows, still row 0). An
+ * adapted draft (LoRA after test-time training) replaces the plain one without touching the
+ * loop. */
 #ifndef VKD_GUIDE_H
 #define VKD_GUIDE_H
 
-#include "vkd_dflash.h"
+#include "vkd_draft.h"
 #include "vkd_generate.h"
 
 #define VKD_GUIDE_NOISE_STREAM 0x4e6f6973u /* "Nois": Philox counter high word tag */
-
-/* The guide loop's view of the draft: next-token logits from the committed prefix. */
-typedef struct vkd_guide_draft vkd_guide_draft;
-struct vkd_guide_draft {
-    const char *name;              /* "dflash"; an adapted draft names itself ("dflash+lora") */
-    const uint32_t *tap_layers;    /* target layers whose hidden states the draft reads */
-    uint32_t ntaps;
-    uint32_t vocab;
-    /* Forget everything: a new sequence starts at position 0. */
-    vkd_result (*reset)(vkd_guide_draft *g, vkd_error *err);
-    /* Records: n committed positions [pos, pos + n) join the draft's context; their tapped
-     * hidden states are features rows [row0, row0 + n) (ntaps*hidden columns, f32). */
-    vkd_result (*context)(vkd_guide_draft *g, vkd_rec *rec, const vkd_tensor *features,
-                          uint32_t row0, uint32_t n, uint32_t pos, vkd_error *err);
-    /* Records the logits for position pos + 1 given token `last` at pos (the context holds
-     * exactly the positions < pos); the first vocab floats of *logits then hold them. */
-    vkd_result (*predict)(vkd_guide_draft *g, vkd_rec *rec, int32_t last, uint32_t pos,
-                          const vkd_tensor **logits, vkd_error *err);
-    void (*free)(vkd_guide_draft *g);
-    void *self;
-};
-
-/* The DFlash draft as a guide draft: block [last, MASK x (B-1)] at start pos, row 0 of its
- * logits. Load d with options.block_size = 2 for the [last, MASK] block of the experiment
- * (a larger block works too: more mask rows, still row 0). Borrows d. */
-vkd_result vkd_guide_draft_dflash(vkd_dflash *d, vkd_guide_draft **out, vkd_error *err);
 
 typedef enum vkd_guide_condition {
     VKD_GUIDE_GUIDED = 0,          /* target + alpha * (draft - target) */
@@ -80,7 +57,7 @@ typedef void (*vkd_guide_rows_fn)(void *user, uint32_t pos, const float *target,
                                   const float *draft, const float *guided);
 
 typedef struct vkd_guide_options {
-    vkd_gen_options gen;           /* max_new_tokens (0: 128), sample, stop ids, on_token */
+    vkd_generate_options gen;           /* max_new_tokens (0: 128), sample, stop ids, on_token */
     float alpha;                   /* 0 = plain target decoding, 1 = the draft alone */
     vkd_guide_condition condition;
     vkd_guide_rows_fn on_rows;     /* NULL: no row read-back */
@@ -101,7 +78,7 @@ typedef struct vkd_guide_result {
 } vkd_guide_result;
 
 /* Resets target and draft, prefills the prompt (n >= 1 tokens), decodes. */
-vkd_result vkd_guide_generate(vkd_target *t, vkd_guide_draft *g, vkd_rec *rec,
+vkd_result vkd_guide_generate(vkd_target *t, vkd_draft *g, vkd_rec *rec,
                               const int32_t *prompt, uint32_t n, const vkd_guide_options *opt,
                               vkd_guide_result *res, vkd_error *err);
 void vkd_guide_result_free(vkd_guide_result *r);

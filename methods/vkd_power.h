@@ -18,8 +18,10 @@
  *   VKD_POWER_NAIVE_TEMP  the target at temperature 1/alpha (with top-k/top-p), one target
  *                         forward per token; q(old) is the value stored when the old token
  *                         was generated (as the reference: it depends on the prefix only).
- *   VKD_POWER_DFLASH      the DFlash draft in mask mode: blocks [last token, MASK x (B-1)]
- *                         propose B-1 tokens at once from q = warp(draft logits / draft_temp);
+ *   VKD_POWER_DFLASH      a draft (any vkd_draft; the DFlash draft in the paper's follow-up):
+ *                         DFlash in mask mode, blocks [last token, MASK x (B-1)], proposes
+ *                         B-1 tokens at once from q = warp(draft logits / draft_temp) (a
+ *                         causal draft proposes them one by one, vkd_draft_propose);
  *                         one target forward per draft block scores them (log p) and gives
  *                         the hidden states the next block's context needs. A draft block's
  *                         q depends on where the block is anchored, so q(old) is recomputed
@@ -53,7 +55,7 @@
 #ifndef VKD_POWER_H
 #define VKD_POWER_H
 
-#include "vkd_dflash.h"
+#include "vkd_draft.h"
 
 typedef enum vkd_power_proposal {
     VKD_POWER_NAIVE_TEMP = 0,
@@ -97,11 +99,12 @@ typedef struct vkd_power_options {
     vkd_power_proposal proposal;
     vkd_power_mh mh;
     float draft_temp;              /* DFlash proposal temperature; 0: 1/alpha */
-    /* Warping of the proposal (both proposals), transformers' order after the temperature.
-     * The reference's q is generate()'s processed scores, so the target's generation_config
-     * top_k/top_p apply (transformers' defaults 50 / 1.0 when absent). */
-    int32_t top_k;                 /* 0: the target's generation_config top_k; < 0: off */
-    float top_p;                   /* 0: the target's generation_config top_p; >= 1: off */
+    /* Warping of the proposal (both proposals), transformers' order after the temperature,
+     * with vkd_sample.h's meanings. The reference's q is generate()'s processed scores, so a
+     * caller reproducing it passes the target's generation_config top_k/top_p
+     * (transformers' defaults 50 / 1.0 when absent). */
+    uint32_t top_k;                /* 0: off */
+    float top_p;                   /* 0 or >= 1: off */
     uint64_t seed;
     const int32_t *stop_ids;       /* a proposal ends after one of these */
     uint32_t nstop;
@@ -126,17 +129,11 @@ typedef struct vkd_power_result {
 } vkd_power_result;
 
 /* Resets the target (and draft), prefills the prompt (n >= 1 tokens) and samples. d: the
- * DFlash draft of t, required for VKD_POWER_DFLASH, else ignored. The target's KV cache must
- * hold n + max_new_tokens positions. */
-vkd_result vkd_power_sample(vkd_target *t, vkd_dflash *d, vkd_rec *rec, const int32_t *prompt,
+ * draft, required for VKD_POWER_DFLASH, else ignored. The target's KV cache must hold
+ * n + max_new_tokens positions. */
+vkd_result vkd_power_sample(vkd_target *t, vkd_draft *d, vkd_rec *rec, const int32_t *prompt,
                             uint32_t n, const vkd_power_options *opt, vkd_power_result *res,
                             vkd_error *err);
 void vkd_power_result_free(vkd_power_result *r);
-
-/* The proposal's log q over a row of logits, in double: x = logits / temperature, top-k
- * (ties at the k-th value kept), top-p (descending, lower index first among equals; keep a
- * token while the mass above it is < top_p), log_softmax over the kept tokens, -INFINITY
- * for the removed ones. sp->temperature must be > 0. Returns the number kept. */
-uint32_t vkd_power_logq(const float *logits, uint32_t n, const vkd_sample_params *sp, double *logq);
 
 #endif

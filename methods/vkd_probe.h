@@ -1,5 +1,6 @@
-/* vkd_probe.h: the speculative-MCMC probe of seed 002 (design.md section 6): can the DFlash
- * draft serve as an independence Metropolis-Hastings proposal for p^alpha?
+/* vkd_probe.h: the speculative-MCMC probe of seed 002 (design.md section 6): can a draft (the
+ * DFlash draft in the seed; any vkd_draft) serve as an independence Metropolis-Hastings
+ * proposal for p^alpha?
  *
  * The walk. A known sequence seq[0..n) (prompt of P tokens + the target's greedy reference
  * generation) is teacher-forced block by block (vkd_teacher.h, mask mode): block k at
@@ -32,7 +33,7 @@
 #ifndef VKD_PROBE_H
 #define VKD_PROBE_H
 
-#include "vkd_dflash.h"
+#include "vkd_draft.h"
 
 #define VKD_PROBE_MAX_TEMPS 8
 #define VKD_PROBE_MAX_BLOCK 64
@@ -83,8 +84,8 @@ typedef struct vkd_probe_times {
 
 typedef struct vkd_probe vkd_probe;
 
-/* Device tensors and host scratch for d's shapes. */
-vkd_result vkd_probe_create(vkd_dflash *d, const vkd_probe_options *opt, vkd_probe **out,
+/* Device tensors and host scratch for the shapes of target t and draft g (both borrowed). */
+vkd_result vkd_probe_create(vkd_target *t, vkd_draft *g, const vkd_probe_options *opt, vkd_probe **out,
                             vkd_error *err);
 void vkd_probe_free(vkd_probe *p);
 

@@ -14,6 +14,7 @@
 #include "../models/fixture_util.h"
 #include "vkd_generate.h"
 #include "vkd_probe.h"
+#include "vkd_sample.h"
 #include "vkd_spec.h"
 #include "vkd_test.h"
 
@@ -131,25 +132,29 @@ static void hook(void *user, const vkd_probe_trace *tr) {
     fprintf(f, "]}");
 }
 
-/* DFlash proposer wrapped to keep each step's draft logits (spec greedy otherwise unchanged) */
+/* The DFlash draft wrapped to keep each proposal's draft logits (spec greedy otherwise unchanged) */
 typedef struct spy {
-    vkd_proposer base, *inner;
+    vkd_draft base, *inner;
     uint32_t *pos, n, cap, V, rows;
     float *logits;
 } spy;
 
-static vkd_result spy_observe(vkd_proposer *p, vkd_rec *rec, const int32_t *ids, uint32_t pos, uint32_t n,
+static vkd_draft *inner_of(const vkd_draft *g) { return ((const spy *)g->self)->inner; }
+static vkd_result spy_reset(vkd_draft *g, vkd_error *err) { return vkd_draft_reset(inner_of(g), err); }
+static vkd_result spy_crop(vkd_draft *g, uint32_t len, vkd_error *err) { return vkd_draft_crop(inner_of(g), len, err); }
+static uint32_t spy_len(const vkd_draft *g) { return vkd_draft_len(inner_of(g)); }
+static vkd_result spy_context(vkd_draft *g, vkd_rec *rec, const int32_t *ids, uint32_t pos, uint32_t n,
                               const vkd_tensor *features, uint32_t row0, vkd_error *err) {
-    spy *s = p->self;
-    return s->inner->observe(s->inner, rec, ids, pos, n, features, row0, err);
+    return vkd_draft_context(inner_of(g), rec, ids, pos, n, features, row0, err);
+}
+static vkd_result spy_block(vkd_draft *g, vkd_rec *rec, const int32_t *ids, uint32_t pos, vkd_error *err) {
+    return vkd_draft_block(inner_of(g), rec, ids, pos, err);
 }
 
-static vkd_dflash *spy_draft;
-
-static vkd_result spy_propose(vkd_proposer *p, vkd_rec *rec, int32_t last, uint32_t pos,
-                              const vkd_sample_params *sp, int32_t *tokens, float *q, vkd_error *err) {
-    spy *s = p->self;
-    vkd_result r = s->inner->propose(s->inner, rec, last, pos, sp, tokens, q, err);
+static vkd_result spy_propose(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t pos, uint32_t n,
+                              vkd_draft_draw_fn draw, void *user, int32_t *tokens, uint32_t *count, vkd_error *err) {
+    spy *s = g->self;
+    vkd_result r = vkd_draft_propose(s->inner, rec, last, pos, n, draw, user, tokens, count, err);
     if (r) return r;
     if (s->n == s->cap) {
         s->cap = s->cap ? 2 * s->cap : 64;
@@ -157,11 +162,14 @@ static vkd_result spy_propose(vkd_proposer *p, vkd_rec *rec, int32_t last, uint3
         s->logits = realloc(s->logits, (size_t)s->cap * s->rows * s->V * sizeof *s->logits);
     }
     s->pos[s->n] = pos;
-    r = vkd_tensor_download(spy_draft->logits, 0, s->logits + (size_t)s->n * s->rows * s->V,
+    r = vkd_tensor_download(s->inner->logits, 0, s->logits + (size_t)s->n * s->rows * s->V,
                             (uint64_t)s->rows * s->V * 4, err);
     s->n++;
     return r;
 }
+
+static const vkd_draft_ops spy_ops = {.reset = spy_reset, .crop = spy_crop, .len = spy_len, .context = spy_context,
+                                      .block = spy_block, .propose = spy_propose};
 
 int main(int argc, char **argv) {
     const char *dump = NULL;
@@ -194,8 +202,8 @@ int main(int argc, char **argv) {
     REQUIRE(!vkd_st_open(dir, &sf, &err), "%s", err.msg);
     const vkd_st_tensor *ids = fixture_get(sf, "input_ids");
     uint32_t P = (uint32_t)ids->numel, G = 37;
-    vkd_gen_options go = {.max_new_tokens = G + B};
-    vkd_gen_result gr;
+    vkd_generate_options go = {.max_new_tokens = G + B};
+    vkd_generate_result gr;
     REQUIRE(!vkd_generate(t, rec, ids->data, P, &go, &gr, &err), "%s", err.msg);
     uint32_t n = P + gr.n;
     int32_t *seq = malloc((size_t)n * sizeof *seq);
@@ -206,7 +214,9 @@ int main(int argc, char **argv) {
     double temps[3] = {1.0, 0.5, 0.25};
     vkd_probe_options po = {.alpha = 4, .temps = temps, .ntemps = 3, .samples = 40, .seed = 17};
     vkd_probe *pr;
-    REQUIRE(!vkd_probe_create(d, &po, &pr, &err), "%s", err.msg);
+    vkd_draft *draft;
+    REQUIRE(!vkd_draft_dflash(d, &draft, &err), "%s", err.msg);
+    REQUIRE(!vkd_probe_create(t, draft, &po, &pr, &err), "%s", err.msg);
     vkd_probe_pos *ps;
     vkd_probe_block *bs;
     uint32_t np, nb;
@@ -255,13 +265,12 @@ int main(int argc, char **argv) {
             free(bs);
         }
         /* speculative decoding (greedy) over the same prompt with a spying DFlash proposer */
-        vkd_proposer *inner;
-        REQUIRE(!vkd_proposer_dflash(d, &inner, &err), "%s", err.msg);
-        spy s = {.inner = inner, .V = V, .rows = B - 1};
-        s.base = (vkd_proposer){.name = "spy", .gamma = inner->gamma, .observe = spy_observe, .propose = spy_propose,
-                                .tap_layers = inner->tap_layers, .ntaps = inner->ntaps, .self = &s};
-        spy_draft = d;
-        vkd_gen_options so = {.max_new_tokens = G};
+        spy s = {.inner = draft, .V = V, .rows = B - 1};
+        s.base = *draft;
+        s.base.name = "spy";
+        s.base.ops = &spy_ops;
+        s.base.self = &s;
+        vkd_generate_options so = {.max_new_tokens = G};
         vkd_spec_result sr;
         REQUIRE(!vkd_spec_generate(t, &s.base, rec, ids->data, P, &so, &sr, &err), "%s", err.msg);
         CHECK(sr.n == G && !memcmp(sr.ids, seq + P, G * 4), "spec output == greedy reference");
@@ -284,7 +293,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "  mask-mode walk vs spec proposer: %u steps (tau %.2f), worst relative logit error %.2g\n",
                 matched, sr.stats.tau, worst);
         vkd_spec_result_free(&sr);
-        inner->free(inner);
         free(s.pos);
         free(s.logits);
         free(dc.starts);
@@ -299,11 +307,12 @@ int main(int argc, char **argv) {
         free(longer);
         vkd_probe_options bad = {.temps = temps, .ntemps = 0};
         vkd_probe *pb;
-        CHECK(vkd_probe_create(d, &bad, &pb, &err) == VKD_ERR_INVALID, "no temperatures refused");
+        CHECK(vkd_probe_create(t, draft, &bad, &pb, &err) == VKD_ERR_INVALID, "no temperatures refused");
         bad = (vkd_probe_options){.samples = 1};
-        CHECK(vkd_probe_create(d, &bad, &pb, &err) == VKD_ERR_INVALID, "1 sample refused");
+        CHECK(vkd_probe_create(t, draft, &bad, &pb, &err) == VKD_ERR_INVALID, "1 sample refused");
     }
     vkd_probe_free(pr);
+    vkd_draft_free(draft);
     free(seq);
     vkd_st_close(sf);
     vkd_dflash_free(d);

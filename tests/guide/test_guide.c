@@ -29,7 +29,7 @@ typedef struct env {
     vkd_rec *rec;
     vkd_target *t;
     vkd_dflash *d;
-    vkd_guide_draft *g;
+    vkd_draft *g;
     vkd_st_file *f;
     const int32_t *prompt;
     uint32_t n;
@@ -170,8 +170,8 @@ static void check_plain(env *e) {
     vkd_sample_params modes[3] = {{0}, {.temperature = 0.9f, .top_k = 40, .seed = 11},
                                   {.temperature = 1.3f, .top_p = 0.95f, .seed = 12}};
     for (int m = 0; m < 3; m++) {
-        vkd_gen_options go = {.max_new_tokens = 24, .sample = modes[m]};
-        vkd_gen_result plain;
+        vkd_generate_options go = {.max_new_tokens = 24, .sample = modes[m]};
+        vkd_generate_result plain;
         REQUIRE(!vkd_generate(e->t, e->rec, e->prompt, e->n, &go, &plain, &err), "%s", err.msg);
         vkd_guide_result res;
         run(e, 0.0f, VKD_GUIDE_GUIDED, &modes[m], 24, NULL, &res);
@@ -333,7 +333,7 @@ int main(void) {
     snprintf(dir, sizeof dir, "%s/tests/models/fixtures/dflash/draft-b4/model", root);
     vkd_dflash_options dop = {.block_size = 2};
     REQUIRE(!vkd_dflash_load(e.ctx, e.t, dir, &dop, &e.d, &err), "%s", err.msg);
-    REQUIRE(!vkd_guide_draft_dflash(e.d, &e.g, &err), "%s", err.msg);
+    REQUIRE(!vkd_draft_dflash(e.d, &e.g, &err), "%s", err.msg);
     snprintf(path, sizeof path, "%s/tests/guide/fixtures/expected.safetensors", root);
     REQUIRE(!vkd_st_open(path, &e.f, &err), "%s", err.msg);
     const vkd_st_tensor *ids = fixture_get(e.f, "input_ids");
@@ -348,7 +348,7 @@ int main(void) {
 
     CHECK(vkd_ctx_validation_count(e.ctx) == 0, "validation: %s", vkd_ctx_validation_first(e.ctx));
     vkd_st_close(e.f);
-    e.g->free(e.g);
+    vkd_draft_free(e.g);
     vkd_dflash_free(e.d);
     vkd_target_free(e.t);
     vkd_rec_destroy(e.rec);

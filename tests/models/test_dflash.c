@@ -90,10 +90,10 @@ static void check_calls(env *e, const char *name) {
     vkd_st_close(f);
 }
 
-static uint32_t spec_run(env *e, vkd_proposer *p, const int32_t *prompt, uint32_t n,
+static uint32_t spec_run(env *e, vkd_draft *p, const int32_t *prompt, uint32_t n,
                          uint32_t max_new, const int32_t *stops, uint32_t nstop, vkd_spec_result *res) {
     vkd_error err = {0};
-    vkd_gen_options o = {.max_new_tokens = max_new, .stop_ids = stops, .nstop = nstop};
+    vkd_generate_options o = {.max_new_tokens = max_new, .stop_ids = stops, .nstop = nstop};
     REQUIRE(!vkd_spec_generate(e->t, p, e->rec, prompt, n, &o, res, &err), "%s", err.msg);
     return res->n;
 }
@@ -105,8 +105,8 @@ static void check_spec(env *e, const char *name, uint32_t block, bool want_trace
     vkd_st_file *f;
     REQUIRE(!vkd_st_open(path, &f, &err), "%s", err.msg);
     vkd_dflash *d = load_draft(e, name, block);
-    vkd_proposer *p;
-    REQUIRE(!vkd_proposer_dflash(d, &p, &err), "%s", err.msg);
+    vkd_draft *p;
+    REQUIRE(!vkd_draft_dflash(d, &p, &err), "%s", err.msg);
     const vkd_st_tensor *ids = fixture_get(f, "input_ids"), *g = fixture_get(f, "greedy");
     const int32_t *greedy = g->data;
     uint32_t G = (uint32_t)g->numel;
@@ -142,7 +142,7 @@ static void check_spec(env *e, const char *name, uint32_t block, bool want_trace
           "%s block %u: stop token %d: %u tokens, stopped %d", name, d->block, stop, rs.n, rs.stopped);
     vkd_spec_result_free(&rs);
     vkd_spec_result_free(&res);
-    p->free(p);
+    vkd_draft_free(p);
     vkd_dflash_free(d);
     vkd_st_close(f);
 }
@@ -162,8 +162,8 @@ static void check_ar(env *e) {
         vkd_target *dm;
         vkd_target_options o = {.ctx_len = e->t->ctx_len};
         REQUIRE(!vkd_target_load(e->ctx, dir, &o, &dm, &err), "%s", err.msg);
-        vkd_proposer *p;
-        REQUIRE(!vkd_proposer_ar(dm, 4, &p, &err), "%s", err.msg);
+        vkd_draft *p;
+        REQUIRE(!vkd_draft_ar(dm, 4, &p, &err), "%s", err.msg);
         vkd_spec_result res;
         spec_run(e, p, ids->data, (uint32_t)ids->numel, G, NULL, 0, &res);
         bool same = res.n == G && !memcmp(res.ids, g->data, G * 4);
@@ -174,7 +174,7 @@ static void check_ar(env *e) {
             for (uint32_t s = 0; s + 1 < res.stats.steps; s++)
                 CHECK(res.stats.accept[s] == 5, "self-draft step %u committed %u tokens, expected 5", s, res.stats.accept[s]);
         vkd_spec_result_free(&res);
-        p->free(p);
+        vkd_draft_free(p);
         vkd_target_free(dm);
     }
     vkd_st_close(f);
@@ -183,7 +183,7 @@ static void check_ar(env *e) {
 /* Speculative sampling keeps the target's distribution: the first two generated tokens
  * (t1 from the prefill, t2 decided by acceptance or residual resampling) over many seeds
  * against p(t1) p(t2 | t1) computed from the target's own logits. */
-static void check_sampling(env *e, vkd_proposer *p, const char *what) {
+static void check_sampling(env *e, vkd_draft *p, const char *what) {
     vkd_error err = {0};
     const int32_t prompt[6] = {3, 17, 101, 42, 7, 250};
     vkd_sample_params sp = {.temperature = 0.8f, .top_k = 4};
@@ -193,7 +193,7 @@ static void check_sampling(env *e, vkd_proposer *p, const char *what) {
     float *logits = malloc(V * 4), *p1 = malloc(V * 4), *p2 = malloc((size_t)4 * V * 4);
     REQUIRE(!vkd_target_crop(e->t, 0, &err), "%s", err.msg);
     REQUIRE(!vkd_target_prefill(e->t, e->rec, prompt, 6, logits, &err), "%s", err.msg);
-    vkd_warp_probs(logits, V, &sp, p1);
+    REQUIRE(!vkd_sample_probs(logits, V, &sp, p1, &err), "%s", err.msg);
     int32_t cand[4];
     uint32_t nc = 0;
     for (uint32_t i = 0; i < V && nc < 4; i++)
@@ -205,13 +205,13 @@ static void check_sampling(env *e, vkd_proposer *p, const char *what) {
         seq[6] = cand[c];
         REQUIRE(!vkd_target_crop(e->t, 0, &err), "%s", err.msg);
         REQUIRE(!vkd_target_prefill(e->t, e->rec, seq, 7, logits, &err), "%s", err.msg);
-        vkd_warp_probs(logits, V, &sp, p2 + (size_t)c * V);
+        REQUIRE(!vkd_sample_probs(logits, V, &sp, p2 + (size_t)c * V, &err), "%s", err.msg);
     }
     const int N = 1200;
     uint32_t counts[4][4] = {{0}};
     int outside = 0;
     for (int s = 0; s < N; s++) {
-        vkd_gen_options o = {.max_new_tokens = 2, .sample = sp};
+        vkd_generate_options o = {.max_new_tokens = 2, .sample = sp};
         o.sample.seed = 1000 + (uint64_t)s;
         vkd_spec_result res;
         REQUIRE(!vkd_spec_generate(e->t, p, e->rec, prompt, 6, &o, &res, &err), "%s", err.msg);
@@ -289,18 +289,18 @@ int main(void) {
     }
 
     d = load_draft(&e, "draft-b4", 0);
-    vkd_proposer *p;
-    REQUIRE(!vkd_proposer_dflash(d, &p, &err), "%s", err.msg);
+    vkd_draft *p;
+    REQUIRE(!vkd_draft_dflash(d, &p, &err), "%s", err.msg);
     check_sampling(&e, p, "dflash draft");
-    p->free(p);
+    vkd_draft_free(p);
     vkd_dflash_free(d);
     vkd_target *dm;
     snprintf(dir, sizeof dir, "%s/llama3-f16/model", fx);
     vkd_target_options o = {.ctx_len = e.t->ctx_len};
     REQUIRE(!vkd_target_load(e.ctx, dir, &o, &dm, &err), "%s", err.msg);
-    REQUIRE(!vkd_proposer_ar(dm, 3, &p, &err), "%s", err.msg);
+    REQUIRE(!vkd_draft_ar(dm, 3, &p, &err), "%s", err.msg);
     check_sampling(&e, p, "autoregressive draft");
-    p->free(p);
+    vkd_draft_free(p);
     vkd_target_free(dm);
 
     CHECK(vkd_ctx_validation_count(e.ctx) == 0, "validation: %s", vkd_ctx_validation_first(e.ctx));

@@ -137,8 +137,8 @@ static void check_fixture(const char *name, uint64_t max_binding, vkd_dtype kv) 
 
     /* 4. greedy continuation, identical ids */
     const vkd_st_tensor *g = fixture_get(e.f, "greedy");
-    vkd_gen_options go = {.max_new_tokens = (uint32_t)g->numel};
-    vkd_gen_result res;
+    vkd_generate_options go = {.max_new_tokens = (uint32_t)g->numel};
+    vkd_generate_result res;
     REQUIRE(!vkd_generate(t, rec, ids, P, &go, &res, &err), "%s", err.msg);
     bool same = res.n == g->numel && memcmp(res.ids, g->data, g->numel * 4) == 0;
     CHECK(same, "%s: greedy continuation differs from the reference", what);

@@ -15,7 +15,20 @@
 #include <string.h>
 
 #include "vkd_power.h"
+#include "vkd_sample.h"
 #include "vkd_test.h"
+
+/* the fixture target's generation_config top_k / top_p (the reference's warping) */
+#define GEN_TOP_K 20
+#define GEN_TOP_P 0.95f
+
+/* log q through the sampling module; the number of tokens kept */
+static uint32_t logq_kept(const float *row, uint32_t n, const vkd_sample_params *sp, double *lq) {
+    vkd_error err = {0};
+    uint32_t kept = 0;
+    REQUIRE(!vkd_sample_logq(row, n, sp, lq, &kept, &err), "%s", err.msg);
+    return kept;
+}
 
 typedef struct rec_log {
     FILE *f;                     /* JSON lines, or NULL */
@@ -70,6 +83,7 @@ typedef struct env {
     vkd_rec *rec;
     vkd_target *t;
     vkd_dflash *d;
+    vkd_draft *g;                /* the draft behind d */
 } env;
 
 /* sum of log p (alpha 1) of ids after prompt, by a plain one-token-at-a-time decode */
@@ -84,7 +98,7 @@ static double teacher_logp(env *e, const int32_t *prompt, uint32_t n, const int3
     REQUIRE(!vkd_target_prefill(t, e->rec, prompt, n, row, &err), "%s", err.msg);
     double s = 0;
     for (uint32_t i = 0; i < m; i++) {
-        vkd_power_logq(row, V, &sp1, lq);
+        logq_kept(row, V, &sp1, lq);
         s += lq[ids[i]];
         if (i + 1 < m) REQUIRE(!vkd_target_prefill(t, e->rec, &ids[i], 1, row, &err), "%s", err.msg);
     }
@@ -102,7 +116,7 @@ static void selftest(env *e) {
 
     /* alpha 1, naive, unfiltered: the proposal is the target, log r == 0 */
     rec_log L = {0};
-    vkd_power_options o = {.alpha = 1, .max_new_tokens = 24, .block_tokens = 8, .mcmc_steps = 4, .top_k = -1,
+    vkd_power_options o = {.alpha = 1, .max_new_tokens = 24, .block_tokens = 8, .mcmc_steps = 4, .top_k = 0,
                            .top_p = 1, .seed = 11, .stop_ids = stops, .nstop = 2, .on_step = on_step, .user = &L};
     REQUIRE(!vkd_power_sample(e->t, NULL, e->rec, prompt, n, &o, &res, &err), "%s", err.msg);
     CHECK(L.steps == res.attempts && res.attempts == res.accepts && res.attempts > 0,
@@ -118,10 +132,11 @@ static void selftest(env *e) {
             rec_log A = {0}, Bl = {0};
             o = (vkd_power_options){.alpha = 4, .max_new_tokens = 30, .block_tokens = 12, .mcmc_steps = 5,
                                     .proposal = prop, .mh = mh, .draft_temp = 1.0f, .seed = 5 + prop,
+                                    .top_k = GEN_TOP_K, .top_p = GEN_TOP_P,
                                     .stop_ids = stops, .nstop = 2, .on_step = on_step, .user = &A};
-            REQUIRE(!vkd_power_sample(e->t, e->d, e->rec, prompt, n, &o, &res, &err), "%s", err.msg);
+            REQUIRE(!vkd_power_sample(e->t, e->g, e->rec, prompt, n, &o, &res, &err), "%s", err.msg);
             o.user = &Bl;
-            REQUIRE(!vkd_power_sample(e->t, e->d, e->rec, prompt, n, &o, &res2, &err), "%s", err.msg);
+            REQUIRE(!vkd_power_sample(e->t, e->g, e->rec, prompt, n, &o, &res2, &err), "%s", err.msg);
             CHECK(res.n == res2.n && !memcmp(res.ids, res2.ids, res.n * 4) && A.hash == Bl.hash,
                   "proposal %d mh %d: same seed, different runs", prop, mh);
             double want = teacher_logp(e, prompt, n, res.ids, res.n);
@@ -147,7 +162,8 @@ static void selftest(env *e) {
     }
 
     /* last block shorter; no MCMC */
-    o = (vkd_power_options){.alpha = 2, .max_new_tokens = 10, .block_tokens = 4, .mcmc_steps = 1, .seed = 3};
+    o = (vkd_power_options){.alpha = 2, .max_new_tokens = 10, .block_tokens = 4, .mcmc_steps = 1, .seed = 3,
+                            .top_k = GEN_TOP_K, .top_p = GEN_TOP_P};
     REQUIRE(!vkd_power_sample(e->t, NULL, e->rec, prompt, n, &o, &res, &err), "%s", err.msg);
     CHECK(res.n == 10 && res.blocks == 3, "10 tokens in blocks of 4: %u tokens, %u blocks", res.n, res.blocks);
     vkd_power_result_free(&res);
@@ -157,7 +173,7 @@ static void selftest(env *e) {
     vkd_power_result_free(&res);
 
     /* bad arguments */
-    struct { vkd_power_options o; vkd_dflash *d; uint32_t n; const char *what; } bad[] = {
+    struct { vkd_power_options o; vkd_draft *d; uint32_t n; const char *what; } bad[] = {
         {{.proposal = VKD_POWER_DFLASH, .max_new_tokens = 8, .block_tokens = 4}, NULL, n, "draft"},
         {{.max_new_tokens = 4, .block_tokens = 8}, NULL, n, "block_tokens"},
         {{.max_new_tokens = 200, .block_tokens = 8}, NULL, n, "context"},
@@ -173,7 +189,8 @@ static void selftest(env *e) {
         CHECK(res.ids == NULL, "bad case %zu left a result", i);
     }
     /* still works after errors */
-    o = (vkd_power_options){.alpha = 2, .max_new_tokens = 6, .block_tokens = 3, .mcmc_steps = 2, .seed = 3};
+    o = (vkd_power_options){.alpha = 2, .max_new_tokens = 6, .block_tokens = 3, .mcmc_steps = 2, .seed = 3,
+                            .top_k = GEN_TOP_K, .top_p = GEN_TOP_P};
     REQUIRE(!vkd_power_sample(e->t, NULL, e->rec, prompt, n, &o, &res, &err), "%s", err.msg);
     CHECK(res.n == 6, "after errors: %u tokens", res.n);
     vkd_power_result_free(&res);
@@ -182,14 +199,14 @@ static void selftest(env *e) {
     float row[6] = {1, 3, 3, 0, 2, -1};
     double lq[6];
     vkd_sample_params sp = {.temperature = 1, .top_k = 2};
-    CHECK(vkd_power_logq(row, 6, &sp, lq) == 2 && isinf(lq[4]), "top-k 2");
+    CHECK(logq_kept(row, 6, &sp, lq) == 2 && isinf(lq[4]), "top-k 2");
     sp = (vkd_sample_params){.temperature = 0.5f, .top_k = 3};
-    CHECK(vkd_power_logq(row, 6, &sp, lq) == 3 && lq[4] > -INFINITY && isinf(lq[0]), "top-k 3");
+    CHECK(logq_kept(row, 6, &sp, lq) == 3 && lq[4] > -INFINITY && isinf(lq[0]), "top-k 3");
     sp = (vkd_sample_params){.temperature = 0.1f, .top_p = 0.1f};
-    CHECK(vkd_power_logq(row, 6, &sp, lq) == 1 && lq[1] == 0 && isinf(lq[2]), "top-p: lower index of a tie first");
+    CHECK(logq_kept(row, 6, &sp, lq) == 1 && lq[1] == 0 && isinf(lq[2]), "top-p: lower index of a tie first");
     sp = (vkd_sample_params){.temperature = 1};
     double z = 0;
-    CHECK(vkd_power_logq(row, 6, &sp, lq) == 6, "unfiltered");
+    CHECK(logq_kept(row, 6, &sp, lq) == 6, "unfiltered");
     for (int i = 0; i < 6; i++) z += exp(lq[i]);
     CHECK(fabs(z - 1) < 1e-12, "normalised: %g", z);
 }
@@ -222,7 +239,7 @@ static int runner(env *e, int argc, char **argv) {
         .proposal = !strcmp(pr, "dflash") ? VKD_POWER_DFLASH : VKD_POWER_NAIVE_TEMP,
         .mh = !strcmp(arg(argc, argv, "--mh", "reference"), "exact") ? VKD_POWER_MH_EXACT : VKD_POWER_MH_REFERENCE,
         .draft_temp = (float)atof(arg(argc, argv, "--draft-temp", "0")),
-        .top_k = atoi(arg(argc, argv, "--top-k", "-1")),
+        .top_k = (uint32_t)atoi(arg(argc, argv, "--top-k", "0")),
         .top_p = (float)atof(arg(argc, argv, "--top-p", "1")),
         .stop_ids = stops, .nstop = ns,
     };
@@ -240,7 +257,7 @@ static int runner(env *e, int argc, char **argv) {
         o.on_step = on_step;
         o.user = &L;
         vkd_power_result res;
-        REQUIRE(!vkd_power_sample(e->t, e->d, e->rec, prompt, n, &o, &res, &err), "%s", err.msg);
+        REQUIRE(!vkd_power_sample(e->t, e->g, e->rec, prompt, n, &o, &res, &err), "%s", err.msg);
         if (ff) {
             fprintf(ff, "{\"chain\":%u,\"seed\":%llu,", k, (unsigned long long)o.seed);
             put_ids(ff, "ids", res.ids, 0, res.n);
@@ -273,6 +290,7 @@ int main(int argc, char **argv) {
         const char *dd = arg(argc, argv, "--draft", NULL);
         vkd_dflash_options dop = {.block_size = (uint32_t)atoi(arg(argc, argv, "--draft-block", "0"))};
         if (dd) REQUIRE(!vkd_dflash_load(e.ctx, e.t, dd, &dop, &e.d, &err), "%s", err.msg);
+        if (dd) REQUIRE(!vkd_draft_dflash(e.d, &e.g, &err), "%s", err.msg);
         runner(&e, argc, argv);
     } else {
         const char *root = getenv("VKDRAFT_SOURCE_ROOT");
@@ -282,9 +300,11 @@ int main(int argc, char **argv) {
         snprintf(dir, sizeof dir, "%s/tests/models/fixtures/dflash/draft-b4/model", root);
         vkd_dflash_options dop = {0};
         REQUIRE(!vkd_dflash_load(e.ctx, e.t, dir, &dop, &e.d, &err), "%s", err.msg);
+        REQUIRE(!vkd_draft_dflash(e.d, &e.g, &err), "%s", err.msg);
         selftest(&e);
     }
     CHECK(vkd_ctx_validation_count(e.ctx) == 0, "validation: %s", vkd_ctx_validation_first(e.ctx));
+    vkd_draft_free(e.g);
     if (e.d) vkd_dflash_free(e.d);
     vkd_target_free(e.t);
     vkd_rec_destroy(e.rec);
