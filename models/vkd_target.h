@@ -11,7 +11,8 @@
 
 #include "config.h"
 #include "vkd_ops.h"
-#include "weights.h"   /* vkd_layer; checkpoint reading (safetensors.h) stays inside models/ */
+
+#include "layer.h"   /* vkd_layer, vkd_linear; checkpoint reading (safetensors.h) stays inside models/ */
 
 typedef struct vkd_target_options {
     uint32_t ctx_len;          /* KV cache capacity in tokens; 0: min(max_position_embeddings, 4096) */

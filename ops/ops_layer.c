@@ -69,9 +69,10 @@ vkd_result vkd_op_rmsnorm(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, cons
 
 /* x: rows x (>= heads*head_dim) f32 from x_row0, in place; inv_freq: head_dim/2 f32;
  * positions: rows i32 or NULL (pos0 + r). */
-vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows, uint32_t heads,
-                       uint32_t head_dim, uint32_t pos0, const vkd_tensor *positions,
-                       const vkd_tensor *inv_freq) {
+vkd_result vkd_ops_rope_dispatch(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows,
+                                 uint32_t heads, uint32_t head_dim, uint32_t pos0,
+                                 const vkd_tensor *positions, const vkd_tensor *inv_freq,
+                                 bool inverse) {
     vkd_result r;
     vkd_error *err = vkd_rec_error(rec);
     if (err->code) return err->code;
@@ -101,7 +102,7 @@ vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t ro
         .pos0 = pos0, .use_positions = positions != NULL, .vecs_per_wg = (uint)per,
     };
     vkd_dispatch d = {
-        .shader = VKD_SHADER_ROPE,
+        .shader = inverse ? VKD_SHADER_ROPE_BACKWARD : VKD_SHADER_ROPE,
         .spec = {p->wg_stream},
         .nspec = 1,
         .binds = {vkd_rw(x), vkd_r(inv_freq), vkd_r(positions ? positions : inv_freq)},
@@ -111,6 +112,13 @@ vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t ro
         .groups = {nwg},
     };
     return vkd_rec_dispatch(rec, &d);
+}
+
+vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows, uint32_t heads,
+                       uint32_t head_dim, uint32_t pos0, const vkd_tensor *positions,
+                       const vkd_tensor *inv_freq) {
+    return vkd_ops_rope_dispatch(rec, x, x_row0, rows, heads, head_dim, pos0, positions, inv_freq,
+                                 false);
 }
 
 /* Attention launch parameters: lanes per key (L), 16-byte words per lane (NV), query heads
@@ -140,7 +148,7 @@ static attn_geom attention_geometry(const vkd_ctx *ctx, uint32_t hd, uint32_t gr
 }
 
 /* q, o: q_rows x (n_q*hd) f32; k, v: cap x (>= n_kv*hd) f32/f16, rows < kv_len read. */
-vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, const vkd_tensor *k,
+static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q, const vkd_tensor *k,
                             const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
                             uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale) {
     vkd_result r;
@@ -163,6 +171,8 @@ vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, co
         return r;
     if (vkd_ops_overlap(o, q))
         return vkd_fail(err, VKD_ERR_INVALID, "attention: output '%s' aliases the queries", o->name);
+    if (lse && (r = vkd_ops_need(rec, "attention", lse, VKD_DTYPE_F32, (uint64_t)q_rows * n_q)))
+        return r;
     for (int i = 0; i < 2; i++) {
         const vkd_tensor *c = i ? v : k;
         if (c->cols < (uint64_t)n_kv * hd || c->cols % 4)
@@ -204,7 +214,26 @@ vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, co
         .push_bytes = sizeof pc,
         .groups = {n_q / g.hpw, q_rows},
     };
+    if (lse) {
+        d.shader = k->dtype == VKD_DTYPE_F16 ? VKD_SHADER_ATTENTION_LSE_F16 : VKD_SHADER_ATTENTION_LSE_F32;
+        d.binds[4] = vkd_w(lse);
+        d.nbinds = 5;
+    }
     return vkd_rec_dispatch(rec, &d);
+}
+
+vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, const vkd_tensor *k,
+                            const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
+                            uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale) {
+    return attention_impl(rec, o, NULL, q, k, v, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
+}
+
+vkd_result vkd_op_attention_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q,
+                                const vkd_tensor *k, const vkd_tensor *v, uint32_t q_rows,
+                                uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd,
+                                uint32_t q_pos0, bool causal, float scale) {
+    if (!lse) return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "attention: missing lse tensor");
+    return attention_impl(rec, o, lse, q, k, v, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
 }
 
 /* h, g, u: n f32 */
