@@ -65,4 +65,49 @@ vkd_result vkd_optim_step(vkd_rec *rec, const vkd_optim_slot *slots, uint32_t ns
  * so lr(s) = base_lr * vkd_lr_cosine(s, warmup, total). */
 double vkd_lr_cosine(uint64_t s, uint64_t warmup, uint64_t total);
 
+/* ---- fused LM head + loss (runtime/ops_loss.c) ----------------------------------------
+ * For rows r of final-normed hidden states H with student logits z_r = H_r W^T:
+ *   loss[r] = w_r * ( ce_w * CE(z_r, label_r) + kl_w * T^2 * KL(softmax(t_r/T) || softmax(z_r/T)) )
+ * with t_r the teacher logits (given, or H^t_r W_t^T from a teacher head). The vocabulary
+ * is walked in chunks with an online log-sum-exp: no rows x vocab logits are ever held,
+ * only rows x chunk scratch. Forward: loss (and the log-sum-exps, kept in the workspace).
+ * Backward (after the forward with the same arguments, same or later submission):
+ * dH = d(sum_r loss[r]) / dH, and dW likewise for a trainable head (f32).
+ * For a weighted mean, pass row weights already divided by their sum. */
+
+/* Scratch of the fused loss: logits of one chunk for up to max_rows rows (student, and
+ * teacher when a teacher head is used), and 8 f32 of running state per row. */
+typedef struct vkd_lm_loss_ws {
+    vkd_tensor *s, *t, *state;
+    uint32_t max_rows, chunk;
+} vkd_lm_loss_ws;
+/* chunk: vocabulary entries per step (0: 4096; at most 8192); teacher_head: room for
+ * teacher logits computed from a teacher hidden state and head. */
+vkd_result vkd_lm_loss_ws_create(vkd_ctx *ctx, uint32_t max_rows, uint32_t chunk, bool teacher_head,
+                                 vkd_lm_loss_ws **out, vkd_error *err);
+void vkd_lm_loss_ws_destroy(vkd_lm_loss_ws *ws);
+
+typedef struct vkd_lm_loss_args {
+    uint32_t rows;
+    const vkd_tensor *h;       /* f32 rows x hidden (one binding) */
+    const vkd_tensor *w;       /* LM head vocab x hidden, f32/f16/bf16, any number of chunks */
+    const vkd_tensor *labels;  /* i32 rows; NULL: no CE term; an id outside [0, vocab): none for the row */
+    const vkd_tensor *row_w;   /* f32 rows; NULL: every weight 1 */
+    float ce_weight;           /* 0: 1 (when labels are given) */
+    /* teacher: at most one of the two forms; none: no KL term */
+    const vkd_tensor *t_logits;/* f32, rows t_row0.. x vocab (row stride t_logits->cols), one binding */
+    uint32_t t_row0;
+    const vkd_tensor *t_h;     /* f32 rows x hidden_t (one binding) */
+    const vkd_tensor *t_w;     /* teacher head vocab x hidden_t, f32/f16/bf16, any chunks */
+    float temperature;         /* 0: 1 */
+    float kl_weight;           /* 0: 1 (when a teacher is given) */
+    vkd_tensor *loss;          /* forward output: f32 rows */
+    vkd_tensor *dh;            /* backward output: f32 rows x hidden (one binding) */
+    vkd_tensor *dw;            /* backward output, NULL: frozen head; f32 vocab x hidden, any chunks */
+    bool accumulate;           /* backward adds into dh / dw instead of writing them */
+} vkd_lm_loss_args;
+
+vkd_result vkd_op_lm_loss_forward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a);
+vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a);
+
 #endif

@@ -35,23 +35,25 @@ PUSH_BEGIN(vkd_pc_optim)
 PUSH_END(vkd_pc_optim)
 #endif
 
-/* fused LM head + loss (ops_loss.c): see shaders/loss_*.comp */
+/* fused LM head + loss (ops_loss.c, shaders/loss_*.comp). Scratch S (student logits, then
+ * their gradient) and T (teacher logits from a teacher head) are rows x ncols at row stride
+ * s_stride; state holds 8 f32 per row (running log-sum-exp pieces, then the final ones). */
 #if !defined(VULKAN) || defined(PC_LOSS)
 PUSH_BEGIN(vkd_pc_loss)
-    uint rows;      /* rows of H */
-    uint hidden;    /* columns of H and W */
-    uint ncols;     /* vocabulary entries of this chunk */
-    uint w_off;     /* element offset of the chunk's first row inside W's binding */
-    uint j0;        /* vocabulary index of the chunk's first entry */
-    uint vocab;     /* full vocabulary */
-    uint t_off;     /* teacher logits: element offset of row 0, column j0 */
-    uint t_stride;  /* teacher logits row stride */
-    uint mode;      /* bit 0: CE, bit 1: KL, bit 2: teacher from logits (else scratch) */
-    float inv_t;    /* 1 / temperature */
-    float ce_w;     /* weight of CE in the loss */
-    float kl_w;     /* weight of T^2 KL in the loss */
-    uint dw_off;    /* element offset of the chunk's first row inside dW's binding */
-    uint per_lane;  /* work items per lane (loop-limit sizing) */
+    uint rows;       /* rows of H */
+    uint hidden;     /* columns of H and W */
+    uint ncols;      /* vocabulary entries of this chunk */
+    uint s_stride;   /* row stride of S and T */
+    uint w_off;      /* element offset of the chunk's first row inside W's (or dW's) binding */
+    uint j0;         /* vocabulary index of the chunk's first entry */
+    uint vocab;      /* vocabulary size (labels outside [0, vocab) get no CE) */
+    uint t_off;      /* teacher logits tensor: element offset of (row 0, column j0) */
+    uint t_stride;   /* its row stride (0: teacher logits are in T) */
+    uint mode;       /* bit 0: CE, bit 1: KL, bit 2: first chunk, bit 3: accumulate output */
+    float inv_t;     /* 1 / temperature */
+    float ce_w;      /* weight of CE */
+    float kl_loss_w; /* kl_w * T^2 (loss) */
+    float kl_grad_w; /* kl_w * T (gradient of T^2 KL with respect to the student logits) */
 PUSH_END(vkd_pc_loss)
 #endif
 
