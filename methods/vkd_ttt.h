@@ -20,6 +20,8 @@
 #ifndef VKD_TTT_H
 #define VKD_TTT_H
 
+#include <stdbool.h>
+
 #include "vkd_dflash.h"
 
 /* Philox streams of the TTT randomness (vkd_uniform's stream argument). */
@@ -124,5 +126,63 @@ typedef struct vkd_ttt_measure_options {
 vkd_result vkd_ttt_measure(vkd_dflash *d, vkd_rec *rec, const int32_t *prompt, uint32_t P,
                            const int32_t *seq, uint32_t n, const vkd_ttt_measure_options *opt,
                            vkd_ttt_metrics *out, vkd_error *err);
+
+/* ---- adaptation (the training step; methods/ttt_train.c) ---- */
+
+typedef enum vkd_ttt_optimizer { VKD_TTT_ADAMW = 0, VKD_TTT_SGD = 1 } vkd_ttt_optimizer;
+
+/* Called after `steps` updates (for each checkpoint step count), with the adapter of that
+ * moment attached to the draft: the caller measures it (vkd_ttt_measure). */
+typedef vkd_result (*vkd_ttt_checkpoint_fn)(void *user, uint32_t steps, vkd_error *err);
+
+typedef struct vkd_ttt_options {
+    uint32_t steps;               /* updates, >= 1 */
+    double lr;                    /* constant learning rate, > 0 */
+    vkd_ttt_optimizer optimizer;  /* AdamW (torch.optim.AdamW, weight decay 0) or SGD */
+    uint32_t rank;                /* 0: VKD_TTT_DEFAULT_RANK (ignored with init_adapter) */
+    double alpha;                 /* 0: VKD_TTT_DEFAULT_ALPHA */
+    uint32_t targets;             /* 0: VKD_TTT_DEFAULT_TARGETS */
+    uint32_t anchors_per_step;    /* 0: VKD_TTT_DEFAULT_ANCHORS, capped at T-2 */
+    const uint32_t *anchors;      /* fixed anchors for every step (then anchors_per_step unused) */
+    uint32_t nanchors;
+    double gamma;                 /* 0: VKD_TTT_DEFAULT_GAMMA */
+    uint64_t seed;                /* anchors and the A initialisation */
+    uint32_t key;                 /* the example (anchor stream) */
+    const char *init_adapter;     /* PEFT folder to start from; NULL: A Kaiming-uniform, B = 0 */
+    const uint32_t *checkpoints;  /* ascending step counts <= steps for on_checkpoint */
+    uint32_t ncheckpoints;
+    vkd_ttt_checkpoint_fn on_checkpoint;
+    void *user;
+} vkd_ttt_options;
+
+typedef struct vkd_ttt_trace {
+    double *losses;               /* steps values: loss of step s, computed before update s
+                                   * (losses[0]: before any update); malloc'd */
+    uint32_t n;                   /* losses filled (< steps when stopped by an error) */
+    uint32_t updates;             /* updates applied (the adapter attached holds these) */
+    double features_s;            /* the target's pass over the context with taps */
+    double train_s;               /* the steps' wall time */
+    uint64_t train_rows;          /* trained (weighted) rows over all steps */
+} vkd_ttt_trace;
+void vkd_ttt_trace_free(vkd_ttt_trace *t);
+
+/* Whether this build has the training engine vkd_ttt_adapt needs. */
+bool vkd_ttt_engine_available(void);
+
+/* Adapts the draft to the context seq[0..T): attaches a LoRA adapter (o->init_adapter or a
+ * fresh one), runs the target once over seq with taps, then o->steps updates of the objective
+ * above, calling o->on_checkpoint after each checkpoint step count. A non-finite loss or
+ * gradient stops with VKD_ERR_RANGE naming the step, without applying that update: the
+ * adapter left attached is the last good one (trace->updates says which). The adapter stays
+ * attached on return; vkd_ttt_detach removes it. */
+vkd_result vkd_ttt_adapt(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T,
+                         const vkd_ttt_options *o, vkd_ttt_trace *trace, vkd_error *err);
+/* Removes the adapter from the draft (its outputs are the adapter-free ones again). */
+void vkd_ttt_detach(vkd_dflash *d);
+/* Saves the attached adapter as a PEFT folder (adapter_config.json, adapter_model.safetensors). */
+vkd_result vkd_ttt_save_adapter(vkd_dflash *d, const char *dir, vkd_error *err);
+/* Loads a PEFT adapter folder onto the draft for inference (--adapter of diagnose, spec,
+ * probe); VKD_ERR_INVALID when its rank, targets or shapes do not fit the draft. */
+vkd_result vkd_ttt_load_adapter(vkd_dflash *d, const char *dir, vkd_error *err);
 
 #endif
