@@ -343,13 +343,12 @@ int vkd_cmd_ttt(int argc, char **argv) {
                                   .on_checkpoint = on_checkpoint, .user = &rc};
             vkd_result r = vkd_ttt_adapt(m.d, m.rec, seqs[k], T, &to, &tr, &err);
             if (r) {
-                if (save_adapter && tr.updates) {
-                    vkd_error e2 = {0};
-                    if (!vkd_ttt_save_adapter(m.d, save_adapter, &e2))
-                        fprintf(stderr, "ttt: the last good adapter (after %u update(s)) is in %s\n", tr.updates,
-                                save_adapter);
-                }
-                cli_fatal("ttt: %s:%zu: rank %u, lr %g: %s", data.path, e->line, gs->rank, gs->lr, err.msg);
+                char kept[4400] = "";
+                vkd_error e2 = {0};
+                if (r == VKD_ERR_RANGE && save_adapter && !vkd_ttt_save_adapter(m.d, save_adapter, &e2))
+                    snprintf(kept, sizeof kept, "; the last good adapter (after %u update(s)) is in %s", tr.updates,
+                             save_adapter);
+                cli_fatal("ttt: %s:%zu: rank %u, lr %g: %s%s", data.path, e->line, gs->rank, gs->lr, err.msg, kept);
             }
             work += tr.n;
             if (save_adapter) cli_check(vkd_ttt_save_adapter(m.d, save_adapter, &err), &err);
