@@ -1,0 +1,47 @@
+/* loss_common.glsl: shared pieces of the fused LM-head loss kernels (shaders/loss_*.comp). */
+#ifndef VKD_LOSS_COMMON_GLSL
+#define VKD_LOSS_COMMON_GLSL
+
+#define LOSS_CE 1u
+#define LOSS_KL 2u
+#define LOSS_FIRST 4u
+#define LOSS_ACC 8u
+#define LOSS_ROWW 16u /* per-row weights bound */
+/* rows of H handled by one invocation of the product kernels (explicitly unrolled, so the
+ * loop-iteration count of an invocation is the length of its one loop) */
+#define RT 8u
+#define UNROLL_RT(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+
+/* Per-row state (8 f32): running (max, sum) pairs of exp(z), exp(z/T), exp(a) (a the
+ * teacher logits / T), D = sum exp(a - max_a) (a - z/T) and the label's logit. After the
+ * last chunk the FINAL kernel replaces the pairs by log-sum-exps (slots 0, 2, 4). */
+#define ST_M1 0u
+#define ST_S1 1u
+#define ST_MB 2u
+#define ST_SB 3u
+#define ST_MA 4u
+#define ST_SA 5u
+#define ST_D 6u
+#define ST_ZY 7u
+
+/* With W_BINDING defined: the weight binding, and wload(e) = its element e in the storage
+ * dtype (W_F32, W_F16 or W_BF16), widened to f32. */
+#ifdef W_BINDING
+#ifdef W_F32
+layout(std430, binding = W_BINDING) readonly buffer Wb { float wbuf[]; };
+float wload(uint e) { return wbuf[e]; }
+#else
+layout(std430, binding = W_BINDING) readonly buffer Wb { uint wbuf[]; };
+float wload(uint e) {
+    uint q = wbuf[e >> 1];
+#ifdef W_BF16
+    return (e & 1u) != 0u ? bf16_hi(q) : bf16_lo(q);
+#else
+    vec2 h = unpackHalf2x16(q);
+    return (e & 1u) != 0u ? h.y : h.x;
+#endif
+}
+#endif
+#endif
+
+#endif

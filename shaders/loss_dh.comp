@@ -1,0 +1,34 @@
+#version 450
+/* Hidden-state gradient of one vocabulary chunk: dH[r*hidden + k] (=|+=) sum_c
+ * S[r*s_stride + c] * W[w_off + c*hidden + k] for r < rows, k < hidden (S holds the logit
+ * gradient). Invocation (k, row tile) owns RT rows of one column; its loop runs ncols
+ * passes, in increasing c (deterministic). First chunk without LOSS_ACC assigns.
+ * Bindings: 0 S f32 (read), 1 W chunk (read), 2 dH f32 (read-write). */
+//! variant LOSS_DH_F32 W_F32
+//! variant LOSS_DH_F16 W_F16
+//! variant LOSS_DH_BF16 W_BF16
+#define PC_LOSS
+#define W_BINDING 1
+#include "vkd_push.h"
+#include "vkd_push_train.h"
+#include "common.glsl"
+#include "loss_common.glsl"
+layout(local_size_x_id = 0) in;
+layout(std430, binding = 0) readonly buffer S { float s[]; };
+layout(std430, binding = 2) buffer DH { float dh[]; };
+void main() {
+    uint k = gl_GlobalInvocationID.x, r0 = gl_WorkGroupID.y * RT;
+    if (k >= pc.hidden) return;
+    uint last = pc.rows - 1u;
+#define SB(i) uint sb##i = min(r0 + i, last) * pc.s_stride; float acc##i = 0.0;
+    UNROLL_RT(SB)
+    for (uint c = 0u; c < pc.ncols; c++) {
+        float wv = wload(pc.w_off + c * pc.hidden + k);
+#define ACC(i) acc##i += s[sb##i + c] * wv;
+        UNROLL_RT(ACC)
+    }
+    bool add = (pc.mode & LOSS_ACC) != 0u || (pc.mode & LOSS_FIRST) == 0u;
+#define ST(i) if (r0 + i < pc.rows) { uint o = (r0 + i) * pc.hidden + k; \
+        dh[o] = add ? dh[o] + acc##i : acc##i; }
+    UNROLL_RT(ST)
+}
