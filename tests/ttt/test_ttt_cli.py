@@ -68,6 +68,18 @@ def main():
         check(not os.path.exists(out), "the refusal created --out")
         print("the build has no training engine: the command refuses (checked)", file=sys.stderr)
 
+    # guide --ttt: a bad value is one line; without the engine, --ttt on is refused before --out
+    ds = os.path.join(tmp, "ds.jsonl")
+    with open(ds, "w") as f:
+        f.write('{"question": "q", "answer": "#### 1"}\n')
+    g = ["guide", "--target", tgt, "--draft", drf, "--dataset", ds, "--out", out]
+    p = run(g + ["--ttt", "maybe"], ok=False)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    check(p.returncode != 0 and len(lines) == 1 and "--ttt" in lines[0], f"guide --ttt maybe: {p.stderr!r}")
+    p = run(g + ["--ttt", "on"], ok=False)
+    if "training engine" in p.stderr:
+        check(p.returncode != 0 and not os.path.exists(out), f"guide --ttt on without the engine: {p.stderr!r}")
+
     h = run(["ttt", "--help"]).stdout
     for flag in ("--steps", "--lr", "--optimizer", "--rank", "--lora-alpha", "--lora-targets", "--anchors-per-step",
                  "--anchors", "--gamma", "--init-adapter", "--save-adapter", "--json", "exp(-(k-1)/gamma)"):
