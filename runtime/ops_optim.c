@@ -3,8 +3,10 @@
  *
  * Semantics are torch.optim's single-tensor CPU path (what torch runs on CPU tensors):
  * hyper-parameter scalars are computed in double on the host and rounded to f32 once, the
- * f32 operations are done in torch's order (shaders/optim_update.comp), so a step agrees
- * with torch to a few ulp. Reductions run in a fixed order: reruns are bit-identical.
+ * f32 operations are done in torch's order (shaders/optim_update.comp; the first moment as
+ * torch >= 2.0's lerp_, torch 1.13's mul_/add_ differs by rounding only), so a step agrees
+ * with torch to a few ulp (tests/ops/test_optim_torch.py). Reductions run in a fixed order:
+ * reruns are bit-identical.
  *
  * Geometry: workgroup w owns a contiguous range of per_wg elements, lanes on consecutive
  * elements. per_wg = wg * per_lane with per_lane >= 256 and at most 1024 ranges per tensor,
