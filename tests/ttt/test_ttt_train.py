@@ -11,7 +11,11 @@ through 13 known ids) with the real Qwen3 tokenizer, and an untrained 1-layer DF
     figures are PNG files, --resume reproduces the tables;
   - a NaN/inf loss (lr 1e30, SGD) stops with one clear line and --save-adapter keeps the
     last good adapter, which equals the adapter of a run stopped there;
-  - an --init-adapter whose rank does not fit its tensors is refused with one line.
+  - an --init-adapter whose rank does not fit its tensors is refused with one line;
+  - one SGD step (lr 1, fixed anchors, a non-zero adapter on fc,q_proj,k_proj,v_proj in f32
+    and in bf16) against tools/reference/ttt_ref.py (PyTorch float64): the loss within 1e-4
+    relative, and the update of every LoRA tensor (= minus its gradient) within 1e-4 relative
+    (norm of the difference over norm of the reference's update).
 Skipped (77) while the build has no training engine."""
 import csv
 import json
@@ -112,6 +116,47 @@ def main():
         lines = [l for l in p.stderr.splitlines() if l.strip()]
         check(p.returncode != 0 and len(lines) == 1, f"misfit adapter: {p.stderr!r}")
         check(not os.path.exists(os.path.join(tmp, "o4", "results.csv")), "misfit adapter wrote results")
+
+    # one SGD step against the float64 reference
+    import numpy as np
+    import lora_ref
+    import st as stio
+    import ttt_ref
+    ref_ttt = ttt_ref.TTT(tgt, drf)
+    targets = ["fc", "q_proj", "k_proj", "v_proj"]
+    mods, _ = ttt_ref.new_adapter(ref_ttt, targets, 3, 5.0, 42)
+    rng = np.random.default_rng(7)
+    mods = {p: (A, rng.normal(0, 0.2, size=B.shape)) for p, (A, B) in mods.items()}
+    ctx_ids = CHAIN * 2 + CHAIN[:5]
+    anchors = "1,6,17,29"   # 29: only row k = 1 fits (T = 31)
+    for dtype in ("F32", "BF16"):
+        a0, a1, rdir = (os.path.join(tmp, f"{x}_{dtype}") for x in ("a0", "a1", "ref"))
+        lora_ref.write_adapter(a0, mods, 3, 5.0, targets, dtype=dtype)
+        p = run(["ttt", "--target", tgt, "--draft", drf, "--ids", ",".join(map(str, ctx_ids)), "--steps", "1",
+                 "--optimizer", "sgd", "--lr", "1", "--anchors", anchors, "--init-adapter", a0, "--save-adapter", a1,
+                 "--max-new-tokens", "4", "--quiet", "--json", "--out", os.path.join(tmp, f"o_{dtype}")])
+        loss = json.loads(p.stdout)["examples"][0]["settings"][0]["losses"][0]
+        subprocess.run([PY, os.path.join(SRC, "tools/reference/ttt_ref.py"), "--target", tgt, "--draft", drf,
+                        "--ids", ",".join(map(str, ctx_ids)), "--anchors", anchors, "--adapter", a0, "--optimizer",
+                        "sgd", "--lr", "1", "--steps", "1", "--out", rdir], check=True, capture_output=True)
+        R = json.load(open(os.path.join(rdir, "ttt_ref.json")))
+        el = abs(loss - R["loss"]) / abs(R["loss"])
+        check(el < 1e-4, f"{dtype}: loss {loss} vs reference {R['loss']} (rel {el:.3g})")
+        before = stio.read(os.path.join(a0, "adapter_model.safetensors"))
+        mine = stio.read(os.path.join(a1, "adapter_model.safetensors"))
+        want = stio.read(os.path.join(rdir, "adapter_after", "adapter_model.safetensors"))
+        check(sorted(mine) == sorted(want), f"{dtype}: tensor names {sorted(mine)} vs {sorted(want)}")
+        worst = 0.0
+        for name in want:
+            if name not in mine:
+                continue
+            b0 = np.asarray(before[name], dtype=np.float64)
+            d_ref = np.asarray(want[name], dtype=np.float64) - b0
+            d_mine = np.asarray(mine[name], dtype=np.float64) - b0
+            e = np.linalg.norm(d_mine - d_ref) / max(np.linalg.norm(d_ref), 1e-30)
+            worst = max(worst, e)
+            check(e < 1e-4, f"{dtype}: {name}: update differs by {e:.3g} relative")
+        print(f"one SGD step vs ttt_ref ({dtype}): loss rel {el:.2g}, worst update rel {worst:.2g}", file=sys.stderr)
 
     print(f"test_ttt_train: {vkd_cli.failures} failure(s)", file=sys.stderr)
     shutil.rmtree(tmp, ignore_errors=True)
