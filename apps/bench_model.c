@@ -88,7 +88,7 @@ int vkd_bench_generate(int argc, char **argv) {
     double floor_s = t->weight_bytes / (env.copy_gbs * 1e9);
     printf("device: %s (%s)\n", d->name, d->driver);
     printf("model: %s  (%u layers, hidden %u, vocab %u, weights %s, %.1f MB read per token)\n", f.model,
-           t->n_layers, t->hidden, t->vocab, vkd_dtype_name(t->layers[0].wq->dtype), t->weight_bytes / 1e6);
+           t->n_layers, t->hidden, t->vocab, vkd_dtype_name(t->layers[0].wq.w->dtype), t->weight_bytes / 1e6);
     printf("copy bandwidth: %.2f GB/s (read + write)\n", env.copy_gbs);
     printf("prefill: %ld tokens in %.3f s = %.2f tok/s\n", f.prompt, tp, f.prompt / tp);
     printf("decode:  %.2f ms/token = %.2f tok/s; bandwidth floor %.2f ms/token -> %.1f %% of the floor\n",

@@ -51,11 +51,11 @@ vkd_result vkd_dflash_load(vkd_ctx *ctx, vkd_target *target, const char *dir,
     if (!r) r = vkd_cfg_check_tensors(c, m, NULL, NULL, err);
     if (r) goto fail;
     int64_t fc[2] = {d->hidden, (int64_t)d->ntaps * d->hidden}, hv[1] = {d->hidden};
-    if ((r = vkd_weight_load(ctx, m, "fc.weight", 2, fc, &d->fc, err)) ||
+    if ((r = vkd_weight_load(ctx, m, "fc.weight", 2, fc, &d->fc.w, err)) ||
         (r = vkd_weight_load(ctx, m, "hidden_norm.weight", 1, hv, &d->hidden_norm, err)) ||
         (r = vkd_weight_load(ctx, m, "norm.weight", 1, hv, &d->norm, err)))
         goto fail;
-    d->weight_bytes = d->fc->bytes + d->hidden_norm->bytes + d->norm->bytes;
+    d->weight_bytes = d->fc.w->bytes + d->hidden_norm->bytes + d->norm->bytes;
     d->layers = calloc(d->n_layers, sizeof *d->layers);
     if (!d->layers) { r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory"); goto fail; }
     vkd_layer_dims dims = {d->hidden, d->n_q, d->n_kv, d->head_dim, d->ffn, true};
@@ -120,7 +120,8 @@ void vkd_dflash_free(vkd_dflash *d) {
     if (d->layers)
         for (uint32_t i = 0; i < d->n_layers; i++) vkd_layer_free(&d->layers[i]);
     free(d->layers);
-    vkd_tensor *all[] = {d->fc, d->hidden_norm, d->norm, d->inv_freq, d->ids, d->c, d->kx, d->vx,
+    vkd_linear_lora_detach(&d->fc);
+    vkd_tensor *all[] = {d->fc.w, d->hidden_norm, d->norm, d->inv_freq, d->ids, d->c, d->kx, d->vx,
                          d->h, d->a, d->q, d->k, d->v, d->o, d->g, d->u, d->logits};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
     free(d);
@@ -143,18 +144,15 @@ vkd_result vkd_dflash_context_record(vkd_dflash *d, vkd_rec *rec, const vkd_tens
                         d->len + n, d->ctx_len);
     if (features->cols < (uint64_t)d->ntaps * d->hidden || row0 + n > features->rows)
         return vkd_fail(err, VKD_ERR_INVALID, "features tensor too small for the draft's %u taps", d->ntaps);
-    const uint32_t H = d->hidden, D = d->head_dim, KV = d->n_kv * D, pos = d->len;
+    const uint32_t H = d->hidden, D = d->head_dim, pos = d->len;
     const float eps = (float)d->cfg.rms_norm_eps;
-    vkd_op_matmul(rec, d->c, 0, features, row0, d->fc, n, false);
+    const vkd_layer_dims dims = {H, d->n_q, d->n_kv, D, d->ffn, true};
+    vkd_linear_forward(rec, d->c, 0, features, row0, &d->fc, n, false);
     vkd_op_rmsnorm(rec, d->c, d->c, d->hidden_norm, n, H, eps);
     for (uint32_t l = 0; l < d->n_layers; l++) {
         vkd_layer *L = &d->layers[l];
-        vkd_op_matmul(rec, d->kx, 0, d->c, 0, L->wk, n, false);
-        vkd_op_matmul(rec, d->vx, 0, d->c, 0, L->wv, n, false);
-        vkd_op_rmsnorm(rec, d->kx, d->kx, L->k_norm, n * d->n_kv, D, eps);
-        vkd_op_rope(rec, d->kx, 0, n, d->n_kv, D, pos, NULL, d->inv_freq);
-        vkd_op_copy2d(rec, L->kc, pos, 0, d->kx, 0, 0, n, KV);
-        vkd_op_copy2d(rec, L->vc, pos, 0, d->vx, 0, 0, n, KV);
+        vkd_layer_kv_append(rec, L, &dims, d->c, 0, n, pos, d->kx, d->kx, d->vx, L->kc, L->vc,
+                            d->inv_freq, eps);
     }
     if (rec_status(rec, err)) return err->code;
     d->len += n;
@@ -164,34 +162,23 @@ vkd_result vkd_dflash_context_record(vkd_dflash *d, vkd_rec *rec, const vkd_tens
 vkd_result vkd_dflash_block_record(vkd_dflash *d, vkd_rec *rec, const int32_t *block,
                                    vkd_error *err) {
     if (rec_status(rec, err)) return err->code;
-    const uint32_t B = d->block, H = d->hidden, D = d->head_dim, KV = d->n_kv * D, start = d->len;
+    const uint32_t B = d->block, H = d->hidden, D = d->head_dim, start = d->len;
     for (uint32_t i = 0; i < B; i++)
         if (block[i] < 0 || (uint32_t)block[i] >= d->vocab)
             return vkd_fail(err, VKD_ERR_RANGE, "draft block token %d outside the vocabulary", block[i]);
-    const float eps = (float)d->cfg.rms_norm_eps, scale = 1.0f / sqrtf((float)D);
+    const float eps = (float)d->cfg.rms_norm_eps;
     vkd_rec_update(rec, d->ids, 0, block, (uint64_t)B * 4);
     vkd_op_embed(rec, d->h, d->ids, d->target->embed, B);
+    /* the target's layer with the block's K/V appended past the context, non-causal */
+    const vkd_layer_acts A = {.a1 = d->a, .q_raw = d->q, .k_raw = d->k, .q = d->q, .k = d->k,
+                              .v = d->v, .o = d->o, .a2 = d->a, .g = d->g, .u = d->u, .h = d->g};
+    const vkd_layer_dims dims = {H, d->n_q, d->n_kv, D, d->ffn, true};
     for (uint32_t l = 0; l < d->n_layers; l++) {
         vkd_layer *L = &d->layers[l];
-        vkd_op_rmsnorm(rec, d->a, d->h, L->ln1, B, H, eps);
-        vkd_op_matmul(rec, d->q, 0, d->a, 0, L->wq, B, false);
-        vkd_op_matmul(rec, d->k, 0, d->a, 0, L->wk, B, false);
-        vkd_op_matmul(rec, d->v, 0, d->a, 0, L->wv, B, false);
-        vkd_op_rmsnorm(rec, d->q, d->q, L->q_norm, B * d->n_q, D, eps);
-        vkd_op_rmsnorm(rec, d->k, d->k, L->k_norm, B * d->n_kv, D, eps);
-        vkd_op_rope(rec, d->q, 0, B, d->n_q, D, start, NULL, d->inv_freq);
-        vkd_op_rope(rec, d->k, 0, B, d->n_kv, D, start, NULL, d->inv_freq);
         /* block rows' K/V go just past the context; d->len does not move (crop) */
-        vkd_op_copy2d(rec, L->kc, start, 0, d->k, 0, 0, B, KV);
-        vkd_op_copy2d(rec, L->vc, start, 0, d->v, 0, 0, B, KV);
-        vkd_op_attention(rec, d->o, d->q, L->kc, L->vc, B, start + B, d->n_q, d->n_kv, D, start,
-                         false, scale);
-        vkd_op_matmul(rec, d->h, 0, d->o, 0, L->wo, B, true);
-        vkd_op_rmsnorm(rec, d->a, d->h, L->ln2, B, H, eps);
-        vkd_op_matmul(rec, d->g, 0, d->a, 0, L->wg, B, false);
-        vkd_op_matmul(rec, d->u, 0, d->a, 0, L->wu, B, false);
-        vkd_op_swiglu(rec, d->g, d->g, d->u, (uint64_t)B * d->ffn);
-        vkd_op_matmul(rec, d->h, 0, d->g, 0, L->wd, B, true);
+        vkd_layer_step ls = {.m = B, .pos = start, .causal = false, .kc = L->kc, .vc = L->vc,
+                             .inv_freq = d->inv_freq, .eps = eps};
+        vkd_layer_forward(rec, L, &dims, d->h, &A, &ls);
     }
     vkd_op_rmsnorm(rec, d->a, d->h, d->norm, B, H, eps);
     vkd_op_matmul(rec, d->logits, 0, d->a, 1, d->target->lm_head, B - 1, false);

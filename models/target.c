@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "weights.h"
+#include "layer.h"
 
 /* inv_freq_j = theta^(-2j/d), then llama3 wavelength rescaling, in float32 as transformers
  * computes it (_compute_default_rope_parameters, _compute_llama3_parameters). */
@@ -177,7 +177,7 @@ vkd_result vkd_target_step_record(vkd_target *t, vkd_rec *rec, const vkd_target_
         *err = *vkd_rec_error(rec);
         return err->code;
     }
-    const uint32_t m = s->m, H = t->hidden, D = t->head_dim, KV = t->n_kv * D, pos = t->len;
+    const uint32_t m = s->m, H = t->hidden, D = t->head_dim, pos = t->len;
     if (m == 0 || m > t->max_rows)
         return vkd_fail(err, VKD_ERR_INVALID, "forward step of %u rows (1..%u allowed)", m, t->max_rows);
     if ((uint64_t)pos + m > t->ctx_len)
@@ -200,31 +200,18 @@ vkd_result vkd_target_step_record(vkd_target *t, vkd_rec *rec, const vkd_target_
             return vkd_fail(err, VKD_ERR_RANGE, "tap layer %u: the model has %u layers",
                             s->tap_layers[i], t->n_layers);
 
-    const float eps = (float)t->cfg.rms_norm_eps, scale = 1.0f / sqrtf((float)D);
+    const float eps = (float)t->cfg.rms_norm_eps;
     vkd_rec_update(rec, t->ids, 0, s->ids, (uint64_t)m * 4);
     vkd_op_embed(rec, t->x, t->ids, t->embed, m);
+    /* inference: one set of scratch for every layer, each op in place as far as it goes */
+    const vkd_layer_acts A = {.a1 = t->a, .q_raw = t->q, .k_raw = t->k, .q = t->q, .k = t->k,
+                              .v = t->v, .o = t->o, .a2 = t->a, .g = t->g, .u = t->u, .h = t->g};
+    const vkd_layer_dims dims = {H, t->n_q, t->n_kv, D, t->ffn, t->qk_norm};
     for (uint32_t l = 0; l < t->n_layers; l++) {
         vkd_layer *L = &t->layers[l];
-        vkd_op_rmsnorm(rec, t->a, t->x, L->ln1, m, H, eps);
-        vkd_op_matmul(rec, t->q, 0, t->a, 0, L->wq, m, false);
-        vkd_op_matmul(rec, t->k, 0, t->a, 0, L->wk, m, false);
-        vkd_op_matmul(rec, t->v, 0, t->a, 0, L->wv, m, false);
-        if (t->qk_norm) {
-            vkd_op_rmsnorm(rec, t->q, t->q, L->q_norm, m * t->n_q, D, eps);
-            vkd_op_rmsnorm(rec, t->k, t->k, L->k_norm, m * t->n_kv, D, eps);
-        }
-        vkd_op_rope(rec, t->q, 0, m, t->n_q, D, pos, NULL, t->inv_freq);
-        vkd_op_rope(rec, t->k, 0, m, t->n_kv, D, pos, NULL, t->inv_freq);
-        vkd_op_copy2d(rec, L->kc, pos, 0, t->k, 0, 0, m, KV);
-        vkd_op_copy2d(rec, L->vc, pos, 0, t->v, 0, 0, m, KV);
-        vkd_op_attention(rec, t->o, t->q, L->kc, L->vc, m, pos + m, t->n_q, t->n_kv, D, pos,
-                         true, scale);
-        vkd_op_matmul(rec, t->x, 0, t->o, 0, L->wo, m, true);
-        vkd_op_rmsnorm(rec, t->a, t->x, L->ln2, m, H, eps);
-        vkd_op_matmul(rec, t->g, 0, t->a, 0, L->wg, m, false);
-        vkd_op_matmul(rec, t->u, 0, t->a, 0, L->wu, m, false);
-        vkd_op_swiglu(rec, t->g, t->g, t->u, (uint64_t)m * t->ffn);
-        vkd_op_matmul(rec, t->x, 0, t->g, 0, L->wd, m, true);
+        vkd_layer_step ls = {.m = m, .pos = pos, .causal = true, .kc = L->kc, .vc = L->vc,
+                             .inv_freq = t->inv_freq, .eps = eps};
+        vkd_layer_forward(rec, L, &dims, t->x, &A, &ls);
         for (uint32_t i = 0; i < s->ntaps; i++)
             if (s->tap_layers[i] == l)
                 vkd_op_copy2d(rec, s->features, s->feat_row0, i * H, t->x, 0, 0, m, H);

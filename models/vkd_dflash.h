@@ -29,7 +29,8 @@ typedef struct vkd_dflash {
     uint32_t hidden, n_layers, n_q, n_kv, head_dim, ffn, vocab, ntaps, block;
     uint32_t tap_layers[VKD_CFG_MAX_TAPS];
     int32_t mask_id;
-    vkd_tensor *fc, *hidden_norm, *norm, *inv_freq;
+    vkd_linear fc;             /* ntaps*hidden -> hidden */
+    vkd_tensor *hidden_norm, *norm, *inv_freq;
     vkd_layer *layers;
     uint32_t ctx_len, len;     /* capacity, context rows cached */
     uint32_t max_ctx_rows;     /* context rows per context call */

@@ -13,7 +13,7 @@
 #include "safetensors.h"
 #include "vkd_ops.h"
 
-#include "weights.h"
+#include "layer.h"
 
 typedef struct vkd_target_options {
     uint32_t ctx_len;          /* KV cache capacity in tokens; 0: min(max_position_embeddings, 4096) */

@@ -140,7 +140,7 @@ static attn_geom attention_geometry(const vkd_ctx *ctx, uint32_t hd, uint32_t gr
 }
 
 /* q, o: q_rows x (n_q*hd) f32; k, v: cap x (>= n_kv*hd) f32/f16, rows < kv_len read. */
-vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, const vkd_tensor *k,
+static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q, const vkd_tensor *k,
                             const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
                             uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale) {
     vkd_result r;
@@ -163,6 +163,8 @@ vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, co
         return r;
     if (o->chunks[0].buffer == q->chunks[0].buffer)
         return vkd_fail(err, VKD_ERR_INVALID, "attention: output '%s' aliases the queries", o->name);
+    if (lse && (r = vkd_ops_need(rec, "attention", lse, VKD_DTYPE_F32, (uint64_t)q_rows * n_q)))
+        return r;
     for (int i = 0; i < 2; i++) {
         const vkd_tensor *c = i ? v : k;
         if (c->cols < (uint64_t)n_kv * hd || c->cols % 4)
@@ -204,7 +206,26 @@ vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, co
         .push_bytes = sizeof pc,
         .groups = {n_q / g.hpw, q_rows},
     };
+    if (lse) {
+        d.shader = k->dtype == VKD_DTYPE_F16 ? VKD_SHADER_ATTENTION_LSE_F16 : VKD_SHADER_ATTENTION_LSE_F32;
+        d.binds[4] = vkd_w(lse);
+        d.nbinds = 5;
+    }
     return vkd_rec_dispatch(rec, &d);
+}
+
+vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, const vkd_tensor *k,
+                            const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
+                            uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale) {
+    return attention_impl(rec, o, NULL, q, k, v, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
+}
+
+vkd_result vkd_op_attention_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q,
+                                const vkd_tensor *k, const vkd_tensor *v, uint32_t q_rows,
+                                uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd,
+                                uint32_t q_pos0, bool causal, float scale) {
+    if (!lse) return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "attention: missing lse tensor");
+    return attention_impl(rec, o, lse, q, k, v, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
 }
 
 /* h, g, u: n f32 */

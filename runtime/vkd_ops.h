@@ -68,6 +68,14 @@ vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, co
                             const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
                             uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale);
 
+/* The same, also writing lse[row, h] = log sum_j exp(scale * q[row, h] . k[j, h / group])
+ * (natural log, f32 q_rows x n_q): what the attention backward needs to recompute the
+ * probabilities without storing them (training forward). */
+vkd_result vkd_op_attention_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q,
+                                const vkd_tensor *k, const vkd_tensor *v, uint32_t q_rows,
+                                uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd,
+                                uint32_t q_pos0, bool causal, float scale);
+
 /* h[i] = silu(g[i]) * u[i] for i < n (f32). h may alias g or u. */
 vkd_result vkd_op_swiglu(vkd_rec *rec, vkd_tensor *h, const vkd_tensor *g, const vkd_tensor *u,
                          uint64_t n);

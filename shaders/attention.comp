@@ -11,9 +11,12 @@
  * are merged through shared memory at the end. Scores are in log2 units (q pre-scaled by
  * scale*log2(e)) so exp2 is the only transcendental.
  * Spec constants: 0 workgroup size, 1 L, 2 NV (>= ceil(hd/4 / L)), 3 HPW (divides group).
- * Bindings: 0 q (f32), 1 k, 2 v (cache dtype by variant), 3 o (f32). */
+ * Bindings: 0 q (f32), 1 k, 2 v (cache dtype by variant), 3 o (f32), and with LSE
+ * 4 lse (f32 q_rows x n_q, natural log of the softmax denominator: training forward). */
 //! variant ATTENTION_F32 KV_F32=1
 //! variant ATTENTION_F16 KV_F16=1
+//! variant ATTENTION_LSE_F32 KV_F32=1 LSE=1
+//! variant ATTENTION_LSE_F16 KV_F16=1 LSE=1
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -27,6 +30,10 @@ const uint T = gl_WorkGroupSize.x / L;
 
 layout(std430, binding = 0) readonly buffer Q { vec4 q4[]; };
 layout(std430, binding = 3) writeonly buffer O { vec4 o4[]; };
+#ifdef LSE
+layout(std430, binding = 4) writeonly buffer LS { float lse_out[]; };
+const float LN2 = 0.6931471805599453;
+#endif
 #if defined(KV_F32)
 layout(std430, binding = 1) readonly buffer K { vec4 k4[]; };
 layout(std430, binding = 2) readonly buffer V { vec4 v4[]; };
@@ -112,6 +119,9 @@ void main() {
                 uint c = tl + L * u;
                 if (c < hd4) o4[(row * pc.n_q + h0 + h) * hd4 + c] = acc[h * NV + u] * inv;
             }
+#ifdef LSE
+            if (tl == 0u) lse_out[row * pc.n_q + h0 + h] = (m[h] + log2(l[h])) * LN2;
+#endif
         }
         return;
     }
@@ -119,12 +129,18 @@ void main() {
         for (uint h = 0u; h < HPW; h++) { sh_m[team * HPW + h] = m[h]; sh_l[team * HPW + h] = l[h]; }
     barrier();
     float lsum[HPW];
+#ifdef LSE
+    float mxs[HPW];
+#endif
     for (uint h = 0u; h < HPW; h++) {
         float mx = NEG;
         for (uint t = 0u; t < T; t++) mx = max(mx, sh_m[t * HPW + h]);
         float ls = 0.0;
         for (uint t = 0u; t < T; t++) ls += sh_l[t * HPW + h] * exp2(sh_m[t * HPW + h] - mx);
         lsum[h] = ls;
+#ifdef LSE
+        mxs[h] = mx;
+#endif
         float f = exp2(m[h] - mx);
         for (uint u = 0u; u < NV; u++) sh_acc[(lane * HPW + h) * NV + u] = acc[h * NV + u] * f;
     }
@@ -139,5 +155,8 @@ void main() {
             for (uint t = 0u; t < T; t++) a += sh_acc[((t * L + tl) * HPW + h) * NV + u];
             o4[(row * pc.n_q + h0 + h) * hd4 + c] = a * inv;
         }
+#ifdef LSE
+        if (tl == 0u) lse_out[row * pc.n_q + h0 + h] = (mxs[h] + log2(lsum[h])) * LN2;
+#endif
     }
 }

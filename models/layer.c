@@ -1,0 +1,219 @@
+/* layer.c: checkpoint tensors to device tensors, the linear layer with its optional LoRA
+ * adapter, and the one decoder layer of the target and the DFlash draft (layer.h).
+ * Weights are copied straight from the mmapped file into mapped device memory, or through
+ * a bounded staging buffer (vkd_tensor_upload): never a second full copy in host memory. */
+#include "layer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
+                           const int64_t *shape, vkd_tensor **out, vkd_error *err) {
+    *out = NULL;
+    const vkd_st_tensor *st;
+    vkd_result r = vkd_st_model_get(m, name, &st, err);
+    if (r) return r;
+    if (st->dtype != VKD_DTYPE_BF16 && st->dtype != VKD_DTYPE_F16 && st->dtype != VKD_DTYPE_F32)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED,
+                        "tensor '%s': dtype %s not supported for weights (expected BF16, F16 or F32)",
+                        name, vkd_dtype_name(st->dtype));
+    bool same = st->rank == rank;
+    for (int i = 0; same && i < rank; i++) same = st->shape[i] == shape[i];
+    if (!same) {
+        char got[96], want[96] = "[";
+        vkd_st_shape_str(st, got, sizeof got);
+        for (int i = 0; i < rank; i++) {
+            size_t n = strlen(want);
+            snprintf(want + n, sizeof want - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+        }
+        strncat(want, "]", sizeof want - strlen(want) - 1);
+        return vkd_fail(err, VKD_ERR_FORMAT, "tensor '%s': shape %s, but config.json implies %s",
+                        name, got, want);
+    }
+    vkd_tensor *t;
+    r = vkd_tensor_create(ctx, st->dtype, rank, shape, name, &t, err);
+    if (r) return r;
+    r = vkd_tensor_upload(t, 0, st->data, st->nbytes, err);
+    if (r) {
+        vkd_tensor_destroy(t);
+        return vkd_error_prefix(err, "uploading '%s'", name);
+    }
+    *out = t;
+    return VKD_OK;
+}
+
+/* ---- linear ------------------------------------------------------------------------- */
+
+/* y: rows x out, x: rows x in (f32); w: out x in; lora_a: r x in, lora_b: out x r */
+vkd_result vkd_linear_forward(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
+                              uint32_t x_row0, const vkd_linear *lin, uint32_t m, bool accumulate) {
+    vkd_result r = vkd_op_matmul(rec, y, y_row0, x, x_row0, lin->w, m, accumulate);
+    if (r || !lin->lora_a) return r;
+    if (m > lin->lora_t->rows)
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "LoRA on '%s': %u rows, the adapter "
+                        "was attached for at most %llu", lin->w->name, m,
+                        (unsigned long long)lin->lora_t->rows);
+    uint64_t n = (uint64_t)m * lin->rank;
+    if ((r = vkd_op_matmul(rec, lin->lora_t, 0, x, x_row0, lin->lora_a, m, false)) ||
+        (r = vkd_op_axpby(rec, lin->lora_t, lin->lora_t, lin->lora_t, lin->scale, 0.0f, n)))
+        return r;
+    return vkd_op_matmul(rec, y, y_row0, lin->lora_t, 0, lin->lora_b, m, true);
+}
+
+void vkd_linear_lora_detach(vkd_linear *lin) {
+    vkd_tensor_destroy(lin->lora_a);
+    vkd_tensor_destroy(lin->lora_b);
+    vkd_tensor_destroy(lin->lora_t);
+    lin->lora_a = lin->lora_b = lin->lora_t = NULL;
+    lin->rank = 0;
+    lin->scale = 0;
+}
+
+vkd_result vkd_linear_lora_attach(vkd_ctx *ctx, vkd_linear *lin, uint32_t rank, float alpha,
+                                  uint32_t max_rows, vkd_error *err) {
+    if (!lin->w) return vkd_fail(err, VKD_ERR_INVALID, "LoRA: linear layer without a weight");
+    if (rank == 0 || rank > vkd_linear_in(lin) || rank > vkd_linear_out(lin) || max_rows == 0)
+        return vkd_fail(err, VKD_ERR_INVALID, "LoRA on '%s' (%u x %u): rank %u must be in 1..%u",
+                        lin->w->name, vkd_linear_out(lin), vkd_linear_in(lin), rank,
+                        vkd_linear_in(lin) < vkd_linear_out(lin) ? vkd_linear_in(lin)
+                                                                 : vkd_linear_out(lin));
+    vkd_linear_lora_detach(lin);
+    char name[64];
+    snprintf(name, sizeof name, "%.50s.lora", lin->w->name);
+    vkd_result r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, rank, vkd_linear_in(lin), name,
+                                        &lin->lora_a, err);
+    if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, vkd_linear_out(lin), rank, name,
+                                     &lin->lora_b, err);
+    if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, max_rows, rank, name, &lin->lora_t, err);
+    if (r) {
+        vkd_linear_lora_detach(lin);
+        return r;
+    }
+    lin->rank = rank;
+    lin->scale = alpha / (float)rank;
+    return VKD_OK;
+}
+
+/* ---- decoder layer ---------------------------------------------------------------- */
+
+vkd_result vkd_layer_load(vkd_ctx *ctx, vkd_st_model *m, const char *prefix,
+                          const vkd_layer_dims *d, vkd_layer *L, uint64_t *bytes, vkd_error *err) {
+    const int64_t H = d->hidden, Q = (int64_t)d->n_q * d->head_dim,
+                  KV = (int64_t)d->n_kv * d->head_dim, F = d->ffn, D = d->head_dim;
+    struct { const char *suffix; vkd_tensor **dst; int rank; int64_t s0, s1; } w[] = {
+        {"input_layernorm.weight", &L->ln1, 1, H, 0},
+        {"self_attn.q_proj.weight", &L->wq.w, 2, Q, H},
+        {"self_attn.k_proj.weight", &L->wk.w, 2, KV, H},
+        {"self_attn.v_proj.weight", &L->wv.w, 2, KV, H},
+        {"self_attn.o_proj.weight", &L->wo.w, 2, H, Q},
+        {"post_attention_layernorm.weight", &L->ln2, 1, H, 0},
+        {"mlp.gate_proj.weight", &L->wg.w, 2, F, H},
+        {"mlp.up_proj.weight", &L->wu.w, 2, F, H},
+        {"mlp.down_proj.weight", &L->wd.w, 2, H, F},
+        {"self_attn.q_norm.weight", &L->q_norm, 1, D, 0},
+        {"self_attn.k_norm.weight", &L->k_norm, 1, D, 0},
+    };
+    size_t n = d->qk_norm ? 11 : 9;
+    for (size_t j = 0; j < n; j++) {
+        char name[160];
+        snprintf(name, sizeof name, "%s%s", prefix, w[j].suffix);
+        int64_t shape[2] = {w[j].s0, w[j].s1};
+        vkd_result r = vkd_weight_load(ctx, m, name, w[j].rank, shape, w[j].dst, err);
+        if (r) return r;
+        *bytes += (*w[j].dst)->bytes;
+    }
+    return VKD_OK;
+}
+
+void vkd_layer_linears(vkd_layer *L, vkd_linear *out[7]) {
+    vkd_linear *all[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wg, &L->wu, &L->wd};
+    memcpy(out, all, sizeof all);
+}
+
+void vkd_layer_free(vkd_layer *L) {
+    vkd_linear *lin[7];
+    vkd_layer_linears(L, lin);
+    for (int j = 0; j < 7; j++) {
+        vkd_linear_lora_detach(lin[j]);
+        vkd_tensor_destroy(lin[j]->w);
+    }
+    vkd_tensor *all[] = {L->ln1, L->q_norm, L->k_norm, L->ln2, L->kc, L->vc};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
+    memset(L, 0, sizeof *L);
+}
+
+vkd_result vkd_layer_acts_create(vkd_ctx *ctx, const vkd_layer_dims *d, uint32_t rows,
+                                 vkd_layer_acts *A, vkd_error *err) {
+    memset(A, 0, sizeof *A);
+    uint32_t H = d->hidden, Q = d->n_q * d->head_dim, KV = d->n_kv * d->head_dim, F = d->ffn;
+    struct { vkd_tensor **t; uint32_t cols; const char *name; } s[] = {
+        {&A->x_in, H, "act_x_in"}, {&A->a1, H, "act_a1"}, {&A->q_raw, Q, "act_q_raw"},
+        {&A->k_raw, KV, "act_k_raw"}, {&A->q, Q, "act_q"}, {&A->k, KV, "act_k"},
+        {&A->v, KV, "act_v"}, {&A->o, Q, "act_o"}, {&A->lse, d->n_q, "act_lse"},
+        {&A->x_mid, H, "act_x_mid"}, {&A->a2, H, "act_a2"}, {&A->g, F, "act_g"},
+        {&A->u, F, "act_u"}, {&A->h, F, "act_h"},
+    };
+    for (size_t j = 0; j < sizeof s / sizeof s[0]; j++) {
+        vkd_result r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, rows, s[j].cols, s[j].name, s[j].t, err);
+        if (r) {
+            vkd_layer_acts_free(A);
+            return r;
+        }
+    }
+    return VKD_OK;
+}
+
+void vkd_layer_acts_free(vkd_layer_acts *A) {
+    vkd_tensor *all[] = {A->x_in, A->a1, A->q_raw, A->k_raw, A->q, A->k, A->v, A->o, A->lse,
+                         A->x_mid, A->a2, A->g, A->u, A->h};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
+    memset(A, 0, sizeof *A);
+}
+
+vkd_result vkd_layer_kv_append(vkd_rec *rec, const vkd_layer *L, const vkd_layer_dims *d,
+                               const vkd_tensor *c, uint32_t c_row0, uint32_t n, uint32_t pos,
+                               vkd_tensor *k_raw, vkd_tensor *k, vkd_tensor *v, vkd_tensor *kc,
+                               vkd_tensor *vc, const vkd_tensor *inv_freq, float eps) {
+    const uint32_t D = d->head_dim, KV = d->n_kv * D;
+    vkd_linear_forward(rec, k_raw, 0, c, c_row0, &L->wk, n, false);
+    vkd_linear_forward(rec, v, 0, c, c_row0, &L->wv, n, false);
+    vkd_op_rmsnorm(rec, k, k_raw, L->k_norm, n * d->n_kv, D, eps);
+    vkd_op_rope(rec, k, 0, n, d->n_kv, D, pos, NULL, inv_freq);
+    vkd_op_copy2d(rec, kc, pos, 0, k, 0, 0, n, KV);
+    return vkd_op_copy2d(rec, vc, pos, 0, v, 0, 0, n, KV);
+}
+
+/* x: m x H f32 in place; A: see vkd_layer_acts (aliases in inference) */
+vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_dims *d,
+                             vkd_tensor *x, const vkd_layer_acts *A, const vkd_layer_step *s) {
+    const uint32_t m = s->m, H = d->hidden, D = d->head_dim, KV = d->n_kv * D, pos = s->pos;
+    const float eps = s->eps, scale = 1.0f / sqrtf((float)D);
+    if (A->x_in) vkd_op_copy2d(rec, A->x_in, 0, 0, x, 0, 0, m, H);
+    vkd_op_rmsnorm(rec, A->a1, x, L->ln1, m, H, eps);
+    vkd_tensor *qr = d->qk_norm ? A->q_raw : A->q, *kr = d->qk_norm ? A->k_raw : A->k;
+    vkd_linear_forward(rec, qr, 0, A->a1, 0, &L->wq, m, false);
+    vkd_linear_forward(rec, kr, 0, A->a1, 0, &L->wk, m, false);
+    vkd_linear_forward(rec, A->v, 0, A->a1, 0, &L->wv, m, false);
+    if (d->qk_norm) {
+        vkd_op_rmsnorm(rec, A->q, qr, L->q_norm, m * d->n_q, D, eps);
+        vkd_op_rmsnorm(rec, A->k, kr, L->k_norm, m * d->n_kv, D, eps);
+    }
+    vkd_op_rope(rec, A->q, 0, m, d->n_q, D, pos, NULL, s->inv_freq);
+    vkd_op_rope(rec, A->k, 0, m, d->n_kv, D, pos, NULL, s->inv_freq);
+    vkd_op_copy2d(rec, s->kc, pos, 0, A->k, 0, 0, m, KV);
+    vkd_op_copy2d(rec, s->vc, pos, 0, A->v, 0, 0, m, KV);
+    if (A->lse)
+        vkd_op_attention_lse(rec, A->o, A->lse, A->q, s->kc, s->vc, m, pos + m, d->n_q, d->n_kv,
+                             D, pos, s->causal, scale);
+    else
+        vkd_op_attention(rec, A->o, A->q, s->kc, s->vc, m, pos + m, d->n_q, d->n_kv, D, pos,
+                         s->causal, scale);
+    vkd_linear_forward(rec, x, 0, A->o, 0, &L->wo, m, true);
+    if (A->x_mid) vkd_op_copy2d(rec, A->x_mid, 0, 0, x, 0, 0, m, H);
+    vkd_op_rmsnorm(rec, A->a2, x, L->ln2, m, H, eps);
+    vkd_linear_forward(rec, A->g, 0, A->a2, 0, &L->wg, m, false);
+    vkd_linear_forward(rec, A->u, 0, A->a2, 0, &L->wu, m, false);
+    vkd_op_swiglu(rec, A->h, A->g, A->u, (uint64_t)m * d->ffn);
+    return vkd_linear_forward(rec, x, 0, A->h, 0, &L->wd, m, true);
+}
