@@ -283,6 +283,7 @@ int vkd_cmd_guide(int argc, char **argv) {
     bool ttt_off = !strcmp(ttt_s, "off") || !strcmp(ttt_s, "both"), ttt_on = !strcmp(ttt_s, "on") || !strcmp(ttt_s, "both");
     if (!ttt_off && !ttt_on) cli_usage_error("guide", "--ttt: '%s' is not off, on or both", ttt_s);
     if (ttt_on && !want[C_GUIDED] && !want[C_NULL]) cli_usage_error("guide", "--ttt on needs a guided or null condition");
+    if (c.adapter) cli_usage_error("guide", "--adapter is not taken by guide (its ttt column adapts the draft: --ttt on)");
     if (ttt_on && !vkd_ttt_engine_available())
         cli_fatal("guide: --ttt on needs the training engine (draft backward, fused LM head + loss, optimizer, PEFT "
                   "adapters), which this build does not have yet; nothing was written");
@@ -381,6 +382,7 @@ int vkd_cmd_guide(int argc, char **argv) {
     for (size_t e = 0; ttt_on && e < d.n; e++) {
         const exp_example *ex = &d.ex[e];
         vkd_ttt_trace tr = {0};
+        vkd_ttt_adapter *ad = NULL;
         bool adapted = false;
         for (size_t ci = 0; ci < ncells; ci++) {
             const cell *k = &cells[ci];
@@ -391,9 +393,10 @@ int vkd_cmd_guide(int argc, char **argv) {
             if (exp_done(&o, id)) continue;
             if (!adapted && ex->n_prompt >= 3) {
                 uint32_t K = VKD_TTT_DEFAULT_ANCHORS < ex->n_prompt - 2 ? VKD_TTT_DEFAULT_ANCHORS : ex->n_prompt - 2;
-                vkd_ttt_options to = {.steps = (uint32_t)ttt_steps, .lr = ttt_lr, .rank = (uint32_t)ttt_rank,
-                                      .anchors_per_step = K, .seed = c.seed, .key = (uint32_t)e};
-                if (vkd_ttt_adapt(m.d, m.rec, ex->prompt, ex->n_prompt, &to, &tr, &err))
+                vkd_ttt_options to = {.steps = (uint32_t)ttt_steps, .lr = ttt_lr, .anchors_per_step = K,
+                                      .seed = c.seed, .key = (uint32_t)e};
+                if (vkd_ttt_adapter_new(m.d, (uint32_t)ttt_rank, VKD_TTT_DEFAULT_ALPHA, 0, c.seed, &ad, &err) ||
+                    vkd_ttt_adapt(m.d, ad, m.rec, ex->prompt, ex->n_prompt, &to, &tr, &err))
                     cli_fatal("%s: example '%s' (line %zu): ttt: %s", d.path, ex->id, ex->line, err.msg);
                 adapted = true;
             }
@@ -407,7 +410,7 @@ int vkd_cmd_guide(int argc, char **argv) {
             exp_journal(&o, rec);
             if (!c.quiet) exp_progress_update(&prog, done, work, "tok");
         }
-        if (adapted) vkd_ttt_detach(m.d);
+        vkd_ttt_adapter_free(ad);
         vkd_ttt_trace_free(&tr);
     }
     if (!c.quiet) exp_progress_end(&prog, done, work, "tok");

@@ -190,6 +190,7 @@ int vkd_cmd_ttt(int argc, char **argv) {
     if ((c.dataset != NULL) + (chat != NULL) + (ids_s != NULL) != 1)
         cli_usage_error(c.cmd, "exactly one of --dataset, --chat, --ids is required");
     if (c.limit && !c.dataset) cli_usage_error(c.cmd, "--limit goes with --dataset");
+    if (c.adapter) cli_usage_error(c.cmd, "--adapter: ttt trains its own adapter (start from one with --init-adapter)");
     if (K && anchors_s) cli_usage_error(c.cmd, "--anchors-per-step and --anchors exclude each other");
     vkd_ttt_optimizer optimizer;
     if (!strcmp(opt_s, "adamw")) optimizer = VKD_TTT_ADAMW;
@@ -223,9 +224,6 @@ int vkd_cmd_ttt(int argc, char **argv) {
     if (save_adapter && ng > 1) cli_usage_error(c.cmd, "--save-adapter needs a single setting (%zu in the sweep)", ng);
     if (save_adapter && c.dataset) cli_usage_error(c.cmd, "--save-adapter needs a single example (--chat or --ids)");
     if (c.resume && json) cli_usage_error(c.cmd, "--json reports this run's losses; it does not go with --resume");
-    if (!vkd_ttt_engine_available())
-        cli_fatal("ttt: test-time training needs the training engine (draft backward, fused LM head + loss, "
-                  "optimizer, PEFT adapters), which this build does not have yet; nothing was written");
 
     exp_models m = {0};
     exp_load_tokenizer(&c, &m);
@@ -273,6 +271,26 @@ int vkd_cmd_ttt(int argc, char **argv) {
     if ((int64_t)cap > tc.max_position_embeddings) cap = (uint64_t)tc.max_position_embeddings;
     exp_load_models(&c, (uint32_t)cap, &m);
     uint32_t B = m.d->block;
+    if (init_adapter) { /* its rank and targets must agree with the flags given */
+        vkd_ttt_adapter *ad;
+        if (vkd_ttt_adapter_load(m.d, init_adapter, &ad, &err)) cli_fatal("--init-adapter: %s", err.msg);
+        uint32_t r0 = vkd_ttt_adapter_rank(ad), t0 = vkd_ttt_adapter_targets(ad);
+        vkd_ttt_adapter_free(ad);
+        if (rank_s && ranks[0] != r0)
+            cli_usage_error(c.cmd, "--rank %u does not match the rank %u of --init-adapter %s", ranks[0], r0, init_adapter);
+        char ts[64];
+        vkd_ttt_targets_str(t0, ts, sizeof ts);
+        if (targets_s && targets != t0)
+            cli_usage_error(c.cmd, "--lora-targets %s does not match the targets %s of --init-adapter %s", targets_str,
+                            ts, init_adapter);
+        ranks[0] = r0;
+        for (size_t g = 0; g < ng; g++) grid[g].rank = r0;
+        targets = t0;
+        memcpy(targets_str, ts, sizeof ts);
+    }
+    if (!vkd_ttt_engine_available())
+        cli_fatal("ttt: test-time training needs the DFlash draft's training forward and backward, which this "
+                  "build does not have yet; nothing was written");
     if (anchors && c.dataset == NULL) {
         if (vkd_ttt_check_anchors(anchors, (uint32_t)nanch, lens[0], &err)) cli_usage_error(c.cmd, "--anchors: %s", err.msg);
     }
@@ -336,23 +354,25 @@ int vkd_cmd_ttt(int argc, char **argv) {
                           .max_new = (uint32_t)max_new, .trace = &tr, .lr = gs->lr, .rank = gs->rank,
                           .settings = settings};
             uint32_t Kx = Kdef < T - 2 ? Kdef : T - 2;
-            vkd_ttt_options to = {.steps = cps[ncp - 1], .lr = gs->lr, .optimizer = optimizer, .rank = gs->rank,
-                                  .alpha = alpha, .targets = targets, .anchors_per_step = Kx, .anchors = anchors,
-                                  .nanchors = (uint32_t)nanch, .gamma = gamma, .seed = c.seed, .key = (uint32_t)k,
-                                  .init_adapter = init_adapter, .checkpoints = cps, .ncheckpoints = ncp,
-                                  .on_checkpoint = on_checkpoint, .user = &rc};
-            vkd_result r = vkd_ttt_adapt(m.d, m.rec, seqs[k], T, &to, &tr, &err);
+            vkd_ttt_options to = {.steps = cps[ncp - 1], .lr = gs->lr, .optimizer = optimizer,
+                                  .anchors_per_step = Kx, .anchors = anchors, .nanchors = (uint32_t)nanch,
+                                  .gamma = gamma, .seed = c.seed, .key = (uint32_t)k, .checkpoints = cps,
+                                  .ncheckpoints = ncp, .on_checkpoint = on_checkpoint, .user = &rc};
+            vkd_ttt_adapter *ad;
+            if (init_adapter) cli_check(vkd_ttt_adapter_load(m.d, init_adapter, &ad, &err), &err);
+            else cli_check(vkd_ttt_adapter_new(m.d, gs->rank, alpha, targets, c.seed, &ad, &err), &err);
+            vkd_result r = vkd_ttt_adapt(m.d, ad, m.rec, seqs[k], T, &to, &tr, &err);
             if (r) {
                 char kept[4400] = "";
                 vkd_error e2 = {0};
-                if (r == VKD_ERR_RANGE && save_adapter && !vkd_ttt_save_adapter(m.d, save_adapter, &e2))
+                if (r == VKD_ERR_RANGE && save_adapter && !vkd_ttt_adapter_save(ad, save_adapter, &e2))
                     snprintf(kept, sizeof kept, "; the last good adapter (after %u update(s)) is in %s", tr.updates,
                              save_adapter);
                 cli_fatal("ttt: %s:%zu: rank %u, lr %g: %s%s", data.path, e->line, gs->rank, gs->lr, err.msg, kept);
             }
             work += tr.n;
-            if (save_adapter) cli_check(vkd_ttt_save_adapter(m.d, save_adapter, &err), &err);
-            vkd_ttt_detach(m.d);
+            if (save_adapter) cli_check(vkd_ttt_adapter_save(ad, save_adapter, &err), &err);
+            vkd_ttt_adapter_free(ad);
             vkd_ttt_trace_free(&tr);
         }
         /* journal the record as it reads back, so that a resumed run's tables are identical */

@@ -127,62 +127,75 @@ vkd_result vkd_ttt_measure(vkd_dflash *d, vkd_rec *rec, const int32_t *prompt, u
                            const int32_t *seq, uint32_t n, const vkd_ttt_measure_options *opt,
                            vkd_ttt_metrics *out, vkd_error *err);
 
-/* ---- adaptation (the training step; methods/ttt_train.c) ---- */
+/* ---- adapters and adaptation (methods/ttt_train.c) ---- */
+
+/* A LoRA adapter attached to a draft's linears (PEFT layout on disk, models/vkd_lora.h);
+ * while attached, every draft call (spec decoding, teacher forcing, guided decoding) uses
+ * it. Freeing it detaches it: the draft's outputs are the adapter-free ones again. */
+typedef struct vkd_ttt_adapter vkd_ttt_adapter;
+
+/* A fresh adapter: A Kaiming-uniform keyed by (seed, module path), B = 0 (bit-identical
+ * outputs until trained). targets: VKD_TTT_* mask (0: default); rank >= 1; alpha > 0. */
+vkd_result vkd_ttt_adapter_new(vkd_dflash *d, uint32_t rank, double alpha, uint32_t targets,
+                               uint64_t seed, vkd_ttt_adapter **out, vkd_error *err);
+/* A PEFT adapter folder (f32, bf16 or f16), checked against the draft: VKD_ERR_INVALID (or
+ * the loader's code) naming the file and field when its rank, targets or shapes do not fit;
+ * VKD_ERR_UNSUPPORTED when it adapts a linear other than fc / q_proj / k_proj / v_proj. */
+vkd_result vkd_ttt_adapter_load(vkd_dflash *d, const char *dir, vkd_ttt_adapter **out,
+                                vkd_error *err);
+/* Writes the adapter's current (device) values as a PEFT folder. */
+vkd_result vkd_ttt_adapter_save(vkd_ttt_adapter *a, const char *dir, vkd_error *err);
+uint32_t vkd_ttt_adapter_rank(const vkd_ttt_adapter *a);
+uint32_t vkd_ttt_adapter_targets(const vkd_ttt_adapter *a);  /* VKD_TTT_* mask */
+double vkd_ttt_adapter_alpha(const vkd_ttt_adapter *a);
+/* Detaches and frees (NULL: nothing). */
+void vkd_ttt_adapter_free(vkd_ttt_adapter *a);
 
 typedef enum vkd_ttt_optimizer { VKD_TTT_ADAMW = 0, VKD_TTT_SGD = 1 } vkd_ttt_optimizer;
 
 /* Called after `steps` updates (for each checkpoint step count), with the adapter of that
- * moment attached to the draft: the caller measures it (vkd_ttt_measure). */
+ * moment attached: the caller measures it (vkd_ttt_measure). */
 typedef vkd_result (*vkd_ttt_checkpoint_fn)(void *user, uint32_t steps, vkd_error *err);
 
 typedef struct vkd_ttt_options {
     uint32_t steps;               /* updates, >= 1 */
     double lr;                    /* constant learning rate, > 0 */
     vkd_ttt_optimizer optimizer;  /* AdamW (torch.optim.AdamW, weight decay 0) or SGD */
-    uint32_t rank;                /* 0: VKD_TTT_DEFAULT_RANK (ignored with init_adapter) */
-    double alpha;                 /* 0: VKD_TTT_DEFAULT_ALPHA */
-    uint32_t targets;             /* 0: VKD_TTT_DEFAULT_TARGETS */
     uint32_t anchors_per_step;    /* 0: VKD_TTT_DEFAULT_ANCHORS, capped at T-2 */
     const uint32_t *anchors;      /* fixed anchors for every step (then anchors_per_step unused) */
     uint32_t nanchors;
     double gamma;                 /* 0: VKD_TTT_DEFAULT_GAMMA */
-    uint64_t seed;                /* anchors and the A initialisation */
+    uint64_t seed;                /* the anchors */
     uint32_t key;                 /* the example (anchor stream) */
-    const char *init_adapter;     /* PEFT folder to start from; NULL: A Kaiming-uniform, B = 0 */
     const uint32_t *checkpoints;  /* ascending step counts <= steps for on_checkpoint */
     uint32_t ncheckpoints;
     vkd_ttt_checkpoint_fn on_checkpoint;
     void *user;
 } vkd_ttt_options;
 
+/* Filled as the steps go (the checkpoint callback may read it). */
 typedef struct vkd_ttt_trace {
     double *losses;               /* steps values: loss of step s, computed before update s
                                    * (losses[0]: before any update); malloc'd */
     uint32_t n;                   /* losses filled (< steps when stopped by an error) */
-    uint32_t updates;             /* updates applied (the adapter attached holds these) */
+    uint32_t updates;             /* updates applied (the adapter holds these) */
     double features_s;            /* the target's pass over the context with taps */
-    double train_s;               /* the steps' wall time */
-    uint64_t train_rows;          /* trained (weighted) rows over all steps */
+    double train_s;               /* the steps' wall time so far */
+    uint64_t train_rows;          /* trained (weighted) rows so far */
 } vkd_ttt_trace;
 void vkd_ttt_trace_free(vkd_ttt_trace *t);
 
-/* Whether this build has the training engine vkd_ttt_adapt needs. */
+/* Whether this build has the training step vkd_ttt_adapt needs. */
 bool vkd_ttt_engine_available(void);
 
-/* Adapts the draft to the context seq[0..T): attaches a LoRA adapter (o->init_adapter or a
- * fresh one), runs the target once over seq with taps, then o->steps updates of the objective
- * above, calling o->on_checkpoint after each checkpoint step count. A non-finite loss or
- * gradient stops with VKD_ERR_RANGE naming the step, without applying that update: the
- * adapter left attached is the last good one (trace->updates says which). The adapter stays
- * attached on return; vkd_ttt_detach removes it. */
-vkd_result vkd_ttt_adapt(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T,
-                         const vkd_ttt_options *o, vkd_ttt_trace *trace, vkd_error *err);
-/* Removes the adapter from the draft (its outputs are the adapter-free ones again). */
-void vkd_ttt_detach(vkd_dflash *d);
-/* Saves the attached adapter as a PEFT folder (adapter_config.json, adapter_model.safetensors). */
-vkd_result vkd_ttt_save_adapter(vkd_dflash *d, const char *dir, vkd_error *err);
-/* Loads a PEFT adapter folder onto the draft for inference (--adapter of diagnose, spec,
- * probe); VKD_ERR_INVALID when its rank, targets or shapes do not fit the draft. */
-vkd_result vkd_ttt_load_adapter(vkd_dflash *d, const char *dir, vkd_error *err);
+/* Trains the attached adapter a on the context seq[0..T): the target once over seq with
+ * taps, then o->steps updates of the objective above, calling o->on_checkpoint after each
+ * checkpoint step count. A non-finite loss or gradient stops with VKD_ERR_RANGE naming the
+ * step, without applying that update: the adapter keeps the last good values
+ * (trace->updates says how many updates they hold). Optimizer state lives in a and starts
+ * from zero at each call. */
+vkd_result vkd_ttt_adapt(vkd_dflash *d, vkd_ttt_adapter *a, vkd_rec *rec, const int32_t *seq,
+                         uint32_t T, const vkd_ttt_options *o, vkd_ttt_trace *trace,
+                         vkd_error *err);
 
 #endif

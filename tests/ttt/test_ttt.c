@@ -9,13 +9,18 @@
  *  - vkd_ttt_measure on the committed DFlash fixture pair: tau and ids equal a direct
  *    vkd_spec_generate, the ids equal the target's greedy output (lossless), and the
  *    teacher-forced p / rank equal the same walk's draft logits read back and scored on the
- *    host in double. */
+ *    host in double;
+ *  - adapters on the draft: a fresh one (B = 0) leaves tau, ids and p bit-identical, freeing it
+ *    restores the draft; a non-zero one (written with models/vkd_lora.h, f32) changes p, and
+ *    saving it back from the device gives the same A and B bit for bit; misfits (another
+ *    draft's shapes, an o_proj module) are refused naming the module. */
 #include <string.h>
 
 #include "methods/vkd_generate.h"
 #include "methods/vkd_spec.h"
 #include "methods/vkd_teacher.h"
 #include "methods/vkd_ttt.h"
+#include "models/vkd_lora.h"
 #include "vkd_test.h"
 #include "../models/fixture_util.h"
 
@@ -161,6 +166,89 @@ static void check_bootstrap(void) {
     CHECK(isnan(lo) && isnan(hi), "no value: NaN");
 }
 
+static bool same_metrics(const vkd_ttt_metrics *a, const vkd_ttt_metrics *b) {
+    return a->tau == b->tau && a->generated == b->generated && !memcmp(a->ids, b->ids, a->generated * 4) &&
+           a->p_mean == b->p_mean && a->rank_mean == b->rank_mean;
+}
+
+static void check_adapters(vkd_dflash *d, vkd_rec *rec, const int32_t *prompt, uint32_t P, const int32_t *seq,
+                           uint32_t n, uint32_t G) {
+    vkd_error err = {0};
+    vkd_ttt_measure_options mo = {.max_new_tokens = G};
+    vkd_ttt_metrics base, m;
+    REQUIRE(!vkd_ttt_measure(d, rec, prompt, P, seq, n, &mo, &base, &err), "%s", err.msg);
+    vkd_ttt_adapter *a;
+    REQUIRE(!vkd_ttt_adapter_new(d, 4, 8.0, VKD_TTT_DEFAULT_TARGETS | VKD_TTT_Q, 3, &a, &err), "%s", err.msg);
+    CHECK(vkd_ttt_adapter_rank(a) == 4 && vkd_ttt_adapter_targets(a) == (VKD_TTT_DEFAULT_TARGETS | VKD_TTT_Q),
+          "fresh adapter rank %u targets %u", vkd_ttt_adapter_rank(a), vkd_ttt_adapter_targets(a));
+    REQUIRE(!vkd_ttt_measure(d, rec, prompt, P, seq, n, &mo, &m, &err), "%s", err.msg);
+    CHECK(same_metrics(&base, &m), "a fresh adapter (B = 0) changed the draft: tau %g vs %g, p %.9g vs %.9g", m.tau,
+          base.tau, m.p_mean, base.p_mean);
+    vkd_ttt_metrics_free(&m);
+    vkd_ttt_adapter_free(a);
+
+    /* a non-zero adapter, written as PEFT files */
+    vkd_lora_dims dims = {.hidden = d->hidden, .n_layers = d->n_layers, .n_q = d->n_q, .n_kv = d->n_kv,
+                          .head_dim = d->head_dim, .ffn = d->ffn, .ntaps = d->ntaps};
+    const char *tg[4] = {"fc", "q_proj", "k_proj", "v_proj"};
+    vkd_lora *h;
+    REQUIRE(!vkd_lora_create(&dims, tg, 4, 3, 5.0f, 42, NULL, &h, &err), "%s", err.msg);
+    unsigned long long rs = 5;
+    for (uint32_t i = 0; i < h->nmodules; i++)
+        for (uint32_t j = 0; j < h->modules[i].out * h->rank; j++)
+            h->modules[i].b[j] = (float)(0.3 * vkd_test_rand_normal(&rs));
+    char d1[] = "/tmp/vkd_ttt_adXXXXXX", d2[64];
+    REQUIRE(mkdtemp(d1), "mkdtemp");
+    snprintf(d2, sizeof d2, "%s/back", d1);
+    REQUIRE(!vkd_lora_save(h, d1, &err), "%s", err.msg);
+    REQUIRE(!vkd_ttt_adapter_load(d, d1, &a, &err), "%s", err.msg);
+    REQUIRE(!vkd_ttt_measure(d, rec, prompt, P, seq, n, &mo, &m, &err), "%s", err.msg);
+    CHECK(m.p_mean != base.p_mean, "a non-zero adapter left p unchanged (%.9g)", m.p_mean);
+    fprintf(stderr, "adapter: p %.4f -> %.4f, tau %.3f -> %.3f\n", base.p_mean, m.p_mean, base.tau, m.tau);
+    vkd_ttt_metrics_free(&m);
+    REQUIRE(!vkd_ttt_adapter_save(a, d2, &err), "%s", err.msg);
+    vkd_ttt_adapter_free(a);
+    vkd_lora *back;
+    REQUIRE(!vkd_lora_load(d2, &dims, &back, &err), "%s", err.msg);
+    bool same = back->nmodules == h->nmodules && back->rank == h->rank && back->alpha == h->alpha;
+    for (uint32_t i = 0; same && i < h->nmodules; i++) {
+        const vkd_lora_module *x = &h->modules[i], *y = &back->modules[i];
+        same = !strcmp(x->path, y->path) && !memcmp(x->a, y->a, (size_t)h->rank * x->in * 4) &&
+               !memcmp(x->b, y->b, (size_t)x->out * h->rank * 4);
+    }
+    CHECK(same, "adapter saved from the device differs from the one loaded");
+    vkd_lora_free(back);
+    REQUIRE(!vkd_ttt_measure(d, rec, prompt, P, seq, n, &mo, &m, &err), "%s", err.msg);
+    CHECK(same_metrics(&base, &m), "freeing the adapter did not restore the draft");
+    vkd_ttt_metrics_free(&m);
+    vkd_lora_free(h);
+
+    /* misfits */
+    vkd_lora_dims other = dims;
+    other.ntaps += 1; /* fc of another draft */
+    REQUIRE(!vkd_lora_create(&other, tg, 1, 3, 5.0f, 42, NULL, &h, &err), "%s", err.msg);
+    snprintf(d2, sizeof d2, "%s/other", d1);
+    REQUIRE(!vkd_lora_save(h, d2, &err), "%s", err.msg);
+    vkd_lora_free(h);
+    a = NULL;
+    vkd_result r = vkd_ttt_adapter_load(d, d2, &a, &err);
+    CHECK(r != VKD_OK && !a && strstr(err.msg, "fc"), "another draft's fc adapter: %d '%s'", r, err.msg);
+    const char *o_proj[1] = {"o_proj"};
+    REQUIRE(!vkd_lora_create(&dims, o_proj, 1, 3, 5.0f, 42, NULL, &h, &err), "%s", err.msg);
+    snprintf(d2, sizeof d2, "%s/oproj", d1);
+    REQUIRE(!vkd_lora_save(h, d2, &err), "%s", err.msg);
+    vkd_lora_free(h);
+    r = vkd_ttt_adapter_load(d, d2, &a, &err);
+    CHECK(r == VKD_ERR_UNSUPPORTED && strstr(err.msg, "o_proj"), "o_proj adapter: %d '%s'", r, err.msg);
+    REQUIRE(!vkd_ttt_measure(d, rec, prompt, P, seq, n, &mo, &m, &err), "%s", err.msg);
+    CHECK(same_metrics(&base, &m), "a refused adapter left something attached");
+    vkd_ttt_metrics_free(&m);
+    vkd_ttt_metrics_free(&base);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d1);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 static void check_measure(void) {
     const char *root = getenv("VKDRAFT_SOURCE_ROOT");
     REQUIRE(root, "VKDRAFT_SOURCE_ROOT is not set (run through meson test)");
@@ -251,6 +339,7 @@ static void check_measure(void) {
     REQUIRE(!vkd_ttt_measure(d, rec, prompt, P, NULL, 0, &mo, &m, &err), "%s", err.msg);
     CHECK(m.tf_tokens == 0 && isnan(m.p_mean), "no answer: no teacher forcing");
     vkd_ttt_metrics_free(&m);
+    check_adapters(d, rec, prompt, P, seq, n, G);
     free(lg);
     free(seq);
     free(prompt);

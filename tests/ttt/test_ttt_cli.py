@@ -3,8 +3,9 @@
 Bad input: every flag error is one clear stderr line naming the flag, a non-zero exit, and
 the --out folder is not created (inputs are checked before it is touched): lr <= 0, a bad
 LoRA target, a missing --init-adapter, duplicate or non-integer sweep values, conflicting
-input flags, --save-adapter with a sweep. While the build has no training engine, a valid
-invocation refuses with one line saying so, and writes nothing."""
+input flags, --save-adapter with a sweep, an --init-adapter that does not fit the draft.
+While the build has no training step, a valid invocation refuses with one line saying so,
+and writes nothing. guide --ttt: a bad value, and on without the training step."""
 import os
 import shutil
 import sys
@@ -60,13 +61,26 @@ def main():
         check(len(lines) == 1 and needle in lines[0], f"{args}: stderr {p.stderr!r} should be one line naming {needle!r}")
         check(not os.path.exists(out), f"{args}: --out was created")
 
-    # no training engine in this build: a clear refusal, nothing written
-    p = run(base, ok=False)
+    # a generated pair with the real tokenizer: an --init-adapter that does not fit the draft is
+    # refused before --out; without the training step, a valid run refuses, writing nothing
+    vkd_cli.require_tokenizer()
+    ptgt, pdrf = vkd_cli.make_pair(tmp)
+    import lora_ref
+    import numpy as np
+    bad_ad = os.path.join(tmp, "bad_adapter")
+    lora_ref.write_adapter(bad_ad, {"fc": (np.zeros((4, 7)), np.zeros((64, 4)))}, 4, 8.0, ["fc"])
+    pbase = ["ttt", "--target", ptgt, "--draft", pdrf, "--ids", "1,2,3,4,5,6,7", "--out", out]
+    p = run(pbase + ["--init-adapter", bad_ad], ok=False)
     lines = [l for l in p.stderr.splitlines() if l.strip()]
-    if "training engine" in p.stderr:
+    check(p.returncode != 0 and len(lines) == 1 and "--init-adapter" in lines[0] and "fc" in lines[0],
+          f"misfit --init-adapter: {p.stderr!r}")
+    check(not os.path.exists(out), "misfit --init-adapter created --out")
+    p = run(pbase, ok=False)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    if "does not have yet" in p.stderr:
         check(p.returncode != 0 and len(lines) == 1 and "nothing was written" in lines[0], f"refusal: {p.stderr!r}")
         check(not os.path.exists(out), "the refusal created --out")
-        print("the build has no training engine: the command refuses (checked)", file=sys.stderr)
+        print("the build has no training step: the command refuses (checked)", file=sys.stderr)
 
     # guide --ttt: a bad value is one line; without the engine, --ttt on is refused before --out
     ds = os.path.join(tmp, "ds.jsonl")
@@ -77,7 +91,7 @@ def main():
     lines = [l for l in p.stderr.splitlines() if l.strip()]
     check(p.returncode != 0 and len(lines) == 1 and "--ttt" in lines[0], f"guide --ttt maybe: {p.stderr!r}")
     p = run(g + ["--ttt", "on"], ok=False)
-    if "training engine" in p.stderr:
+    if "does not have yet" in p.stderr:
         check(p.returncode != 0 and not os.path.exists(out), f"guide --ttt on without the engine: {p.stderr!r}")
 
     h = run(["ttt", "--help"]).stdout
