@@ -4,6 +4,8 @@
  * a bounded staging buffer (vkd_tensor_upload): never a second full copy in host memory. */
 #include "layer.h"
 
+#include "vkd_ops_grad.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -65,7 +67,10 @@ void vkd_linear_lora_detach(vkd_linear *lin) {
     vkd_tensor_destroy(lin->lora_a);
     vkd_tensor_destroy(lin->lora_b);
     vkd_tensor_destroy(lin->lora_t);
-    lin->lora_a = lin->lora_b = lin->lora_t = NULL;
+    vkd_tensor_destroy(lin->grad_a);
+    vkd_tensor_destroy(lin->grad_b);
+    vkd_tensor_destroy(lin->lora_dt);
+    lin->lora_a = lin->lora_b = lin->lora_t = lin->grad_a = lin->grad_b = lin->lora_dt = NULL;
     lin->rank = 0;
     lin->scale = 0;
 }
@@ -93,6 +98,60 @@ vkd_result vkd_linear_lora_attach(vkd_ctx *ctx, vkd_linear *lin, uint32_t rank, 
     lin->rank = rank;
     lin->scale = alpha / (float)rank;
     return VKD_OK;
+}
+
+vkd_result vkd_linear_lora_grads(vkd_ctx *ctx, vkd_linear *lin, vkd_error *err) {
+    if (!lin->lora_a) return vkd_fail(err, VKD_ERR_INVALID, "LoRA gradients: '%s' has no adapter",
+                                      lin->w->name);
+    if (lin->grad_a) return VKD_OK;
+    char name[64];
+    snprintf(name, sizeof name, "%.45s.lora_grad", lin->w->name);
+    vkd_result r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, lin->rank, vkd_linear_in(lin), name,
+                                        &lin->grad_a, err);
+    if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, vkd_linear_out(lin), lin->rank, name,
+                                     &lin->grad_b, err);
+    if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, lin->lora_t->rows, lin->rank, name,
+                                     &lin->lora_dt, err);
+    return r;
+}
+
+vkd_result vkd_linear_lora_zero_grads(vkd_rec *rec, vkd_linear *lin) {
+    if (!lin->grad_a) return vkd_rec_error(rec)->code;
+    uint64_t na = (uint64_t)lin->rank * vkd_linear_in(lin), nb = (uint64_t)lin->rank * vkd_linear_out(lin);
+    vkd_op_axpby(rec, lin->grad_a, lin->grad_a, lin->grad_a, 0.0f, 0.0f, na);
+    return vkd_op_axpby(rec, lin->grad_b, lin->grad_b, lin->grad_b, 0.0f, 0.0f, nb);
+}
+
+/* dy: rows x out, x: rows x in, dx: rows x in (f32) */
+vkd_result vkd_linear_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0, const vkd_tensor *dy,
+                               uint32_t dy_row0, const vkd_tensor *x, uint32_t x_row0,
+                               const vkd_linear *lin, uint32_t m, bool accumulate) {
+    vkd_result r = VKD_OK;
+    if (dx) r = vkd_op_matmul_backward(rec, dx, dx_row0, NULL, dy, dy_row0, NULL, 0, lin->w, m, accumulate);
+    if (r || !lin->lora_a || (!lin->grad_a && !dx)) return r;
+    if (m > lin->lora_t->rows)
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "LoRA on '%s': %u rows, the adapter "
+                        "was attached for at most %llu", lin->w->name, m,
+                        (unsigned long long)lin->lora_t->rows);
+    if (!lin->lora_dt)
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "LoRA backward on '%s': no gradient "
+                        "buffers (vkd_linear_lora_grads)", lin->w->name);
+    uint64_t n = (uint64_t)m * lin->rank;
+    /* t = scale x A^T (as the forward), grad_b += dy^T t */
+    if ((r = vkd_op_matmul(rec, lin->lora_t, 0, x, x_row0, lin->lora_a, m, false)) ||
+        (r = vkd_op_axpby(rec, lin->lora_t, lin->lora_t, lin->lora_t, lin->scale, 0.0f, n)) ||
+        (r = vkd_op_matmul_backward(rec, NULL, 0, lin->grad_b, dy, dy_row0, lin->lora_t, 0,
+                                    lin->lora_b, m, true)))
+        return r;
+    /* dt = scale dy B;  grad_a += dt^T x;  dx += dt A */
+    if ((r = vkd_op_matmul_backward(rec, lin->lora_dt, 0, NULL, dy, dy_row0, NULL, 0, lin->lora_b,
+                                    m, false)) ||
+        (r = vkd_op_axpby(rec, lin->lora_dt, lin->lora_dt, lin->lora_dt, lin->scale, 0.0f, n)) ||
+        (r = vkd_op_matmul_backward(rec, NULL, 0, lin->grad_a, lin->lora_dt, 0, x, x_row0,
+                                    lin->lora_a, m, true)))
+        return r;
+    if (dx) r = vkd_op_matmul_backward(rec, dx, dx_row0, NULL, lin->lora_dt, 0, NULL, 0, lin->lora_a, m, true);
+    return r;
 }
 
 /* ---- decoder layer ---------------------------------------------------------------- */

@@ -31,6 +31,9 @@ typedef struct vkd_linear {
     vkd_tensor *lora_a, *lora_b, *lora_t;
     uint32_t rank;
     float scale;
+    /* training (vkd_linear_lora_grads): gradients of A and B (f32, their shapes) and a
+     * rows x rank scratch for dy B */
+    vkd_tensor *grad_a, *grad_b, *lora_dt;
 } vkd_linear;
 
 /* y[y_row0 + i, :out] (=|+=) lin(x[x_row0 + i, :in]) for i < m. With an adapter, the base
@@ -43,6 +46,20 @@ vkd_result vkd_linear_forward(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, cons
 vkd_result vkd_linear_lora_attach(vkd_ctx *ctx, vkd_linear *lin, uint32_t rank, float alpha,
                                   uint32_t max_rows, vkd_error *err);
 void vkd_linear_lora_detach(vkd_linear *lin);
+/* Creates zeroed gradient tensors for the attached adapter (training). */
+vkd_result vkd_linear_lora_grads(vkd_ctx *ctx, vkd_linear *lin, vkd_error *err);
+/* Records grad_a = grad_b = 0 (before accumulating a step's gradients). */
+vkd_result vkd_linear_lora_zero_grads(vkd_rec *rec, vkd_linear *lin);
+
+/* Backward of vkd_linear_forward over the same m rows (dy: m x out from dy_row0; x: the
+ * forward's input from x_row0):
+ *   dx[dx_row0 + i] (=|+=) dy W + scale (dy B) A      (dx NULL: not computed)
+ *   with an adapter and gradients (vkd_linear_lora_grads), always accumulated:
+ *     grad_b += dy^T (scale x A^T),  grad_a += scale (dy B)^T x
+ * The base weight is frozen. lora_t is recomputed (scale x A^T), lora_dt holds scale dy B. */
+vkd_result vkd_linear_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0, const vkd_tensor *dy,
+                               uint32_t dy_row0, const vkd_tensor *x, uint32_t x_row0,
+                               const vkd_linear *lin, uint32_t m, bool accumulate);
 /* in / out features of the layer */
 static inline uint32_t vkd_linear_in(const vkd_linear *l) { return (uint32_t)l->w->cols; }
 static inline uint32_t vkd_linear_out(const vkd_linear *l) { return (uint32_t)l->w->rows; }

@@ -17,6 +17,25 @@ static inline uint32_t vkd_ops_elementwise_groups(const vkd_ctx *ctx, uint64_t n
 vkd_result vkd_ops_need(vkd_rec *rec, const char *op, const vkd_tensor *t, vkd_dtype dtype,
                         uint64_t elems);
 
+/* How many items of a loop costing `per_item` iterations each (after `fixed` iterations of
+ * setup) one invocation may run under the device's loop budget (profile bug_loop_limit);
+ * UINT32_MAX where the device has none, 0 when not even one fits. Kernels split their
+ * reduction range by it. */
+static inline uint32_t vkd_ops_loop_items(const vkd_ctx *ctx, uint64_t fixed, uint64_t per_item) {
+    uint64_t lim = vkd_ctx_profile(ctx)->bug_loop_limit;
+    if (!lim) return UINT32_MAX;
+    fixed += 64; /* margin for the loops a compiler adds */
+    if (lim < fixed + per_item) return 0;
+    uint64_t n = (lim - fixed) / per_item;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* vkd_op_rope, or with `inverse` the rotation by -angle (its backward, ops_grad.c). */
+vkd_result vkd_ops_rope_dispatch(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows,
+                                 uint32_t heads, uint32_t head_dim, uint32_t pos0,
+                                 const vkd_tensor *positions, const vkd_tensor *inv_freq,
+                                 bool inverse);
+
 static inline vkd_bind vkd_r(const vkd_tensor *t) { return (vkd_bind){&t->chunks[0], VKD_READ}; }
 static inline vkd_bind vkd_w(const vkd_tensor *t) { return (vkd_bind){&t->chunks[0], VKD_WRITE}; }
 static inline vkd_bind vkd_rw(const vkd_tensor *t) { return (vkd_bind){&t->chunks[0], VKD_RW}; }

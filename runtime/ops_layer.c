@@ -69,9 +69,10 @@ vkd_result vkd_op_rmsnorm(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, cons
 
 /* x: rows x (>= heads*head_dim) f32 from x_row0, in place; inv_freq: head_dim/2 f32;
  * positions: rows i32 or NULL (pos0 + r). */
-vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows, uint32_t heads,
-                       uint32_t head_dim, uint32_t pos0, const vkd_tensor *positions,
-                       const vkd_tensor *inv_freq) {
+vkd_result vkd_ops_rope_dispatch(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows,
+                                 uint32_t heads, uint32_t head_dim, uint32_t pos0,
+                                 const vkd_tensor *positions, const vkd_tensor *inv_freq,
+                                 bool inverse) {
     vkd_result r;
     vkd_error *err = vkd_rec_error(rec);
     if (err->code) return err->code;
@@ -101,7 +102,7 @@ vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t ro
         .pos0 = pos0, .use_positions = positions != NULL, .vecs_per_wg = (uint)per,
     };
     vkd_dispatch d = {
-        .shader = VKD_SHADER_ROPE,
+        .shader = inverse ? VKD_SHADER_ROPE_BACKWARD : VKD_SHADER_ROPE,
         .spec = {p->wg_stream},
         .nspec = 1,
         .binds = {vkd_rw(x), vkd_r(inv_freq), vkd_r(positions ? positions : inv_freq)},
@@ -111,6 +112,13 @@ vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t ro
         .groups = {nwg},
     };
     return vkd_rec_dispatch(rec, &d);
+}
+
+vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows, uint32_t heads,
+                       uint32_t head_dim, uint32_t pos0, const vkd_tensor *positions,
+                       const vkd_tensor *inv_freq) {
+    return vkd_ops_rope_dispatch(rec, x, x_row0, rows, heads, head_dim, pos0, positions, inv_freq,
+                                 false);
 }
 
 /* Attention launch parameters: lanes per key (L), 16-byte words per lane (NV), query heads

@@ -8,7 +8,10 @@
  * products k*P are exact for k < 2^17, i.e. angles below ~2e5) and cephes' minimax
  * polynomials; absolute error about 1e-7 for every angle in that range, on every device.
  * Work: rows x heads vectors; each workgroup owns vecs_per_wg consecutive vectors, lanes
- * walk j. Bindings: 0 x (read-write), 1 inv_freq (half f32), 2 positions (i32, rows). */
+ * walk j. Bindings: 0 x (read-write), 1 inv_freq (half f32), 2 positions (i32, rows).
+ * ROPE_BACKWARD: the gradient, i.e. the inverse rotation (angle -a) of dy in place. */
+//! variant ROPE
+//! variant ROPE_BACKWARD INVERSE=1
 #define PC_ROPE
 #include "vkd_push.h"
 layout(local_size_x_id = 0) in;
@@ -51,6 +54,9 @@ void main() {
         for (uint j = lane; j < pc.half_dim; j += nl) {
             precise float a = pos * inv_freq[j];
             vec2 sc = sincos_f32(a);
+#ifdef INVERSE
+            sc.x = -sc.x;
+#endif
             float x1 = x[base + j], x2 = x[base + j + pc.half_dim];
             x[base + j] = x1 * sc.y - x2 * sc.x;
             x[base + j + pc.half_dim] = x2 * sc.y + x1 * sc.x;

@@ -183,4 +183,53 @@ PUSH_BEGIN(vkd_pc_sample)
 PUSH_END(vkd_pc_sample)
 #endif
 
+/* -- backward ops (owner: ops_grad, ops_matmul_grad) -- */
+/* matmul gradients (shaders/matmul_grad.comp): the reduction runs over [r0, r1) */
+#if !defined(VULKAN) || defined(PC_MATMUL_GRAD)
+PUSH_BEGIN(vkd_pc_matmul_grad)
+    uint K;
+    uint N;
+    uint col0;
+    uint x_row0;
+    uint dy_row0;
+    uint r0;
+    uint r1;
+    uint accumulate;
+PUSH_END(vkd_pc_matmul_grad)
+#endif
+/* rmsnorm backward: groups of dim; rstd optional output (write_rstd) */
+#if !defined(VULKAN) || defined(PC_RMSNORM_BWD)
+PUSH_BEGIN(vkd_pc_rmsnorm_bwd)
+    uint groups;
+    uint dim;
+    uint accumulate;
+    uint write_rstd;
+    uint r0;
+    uint r1;
+    float eps;
+PUSH_END(vkd_pc_rmsnorm_bwd)
+#endif
+/* swiglu backward: n elements, grid-stride */
+#if !defined(VULKAN) || defined(PC_SWIGLU_BWD)
+PUSH_BEGIN(vkd_pc_swiglu_bwd)
+    uint n;
+PUSH_END(vkd_pc_swiglu_bwd)
+#endif
+/* attention backward: DQ over keys [r0, r1), DKV over query rows [r0, r1) */
+#if !defined(VULKAN) || defined(PC_ATTENTION_BWD)
+PUSH_BEGIN(vkd_pc_attention_bwd)
+    uint q_rows;
+    uint kv_len;
+    uint n_q;
+    uint n_kv;
+    uint q_pos0;
+    uint causal;
+    uint k_stride;
+    uint r0;
+    uint r1;
+    uint accumulate;
+    float scale;
+PUSH_END(vkd_pc_attention_bwd)
+#endif
+
 #endif

@@ -1,0 +1,56 @@
+/* dflash_train.h: the DFlash draft's training forward (keep activations) and backward, for
+ * LoRA adapters on any of its linears (fc, q/k/v/o_proj, gate/up/down_proj); every base
+ * weight frozen.
+ *
+ * One example: context features F (n rows, ntaps*hidden f32) at positions 0..n-1 and a block
+ * of B ids at positions n..n+B-1 (start = n, as speculative decoding has it when n
+ * positions are committed). The forward is the inference forward (vkd_dflash.h) with every
+ * activation kept:
+ *   c_raw = lin(F; fc), c = rmsnorm(c_raw) * hidden_norm, h = embed(block)
+ *   per layer: context K/V from c, vkd_layer_forward on h (non-causal, K/V [context; block])
+ *   out = rmsnorm(h) * norm                                   (B x hidden: what lm_head reads)
+ * The backward takes dout (B x hidden f32, the gradient of a loss w.r.t. out; rows the loss
+ * does not use are zero) and accumulates into the grad_a / grad_b of every adapted linear
+ * (vkd_linear_lora_grads; zero them with vkd_dflash_train_zero_grads before a step). */
+#ifndef VKD_DFLASH_TRAIN_H
+#define VKD_DFLASH_TRAIN_H
+
+#include "vkd_dflash.h"
+
+typedef struct vkd_dflash_train {
+    vkd_dflash *d;             /* borrowed: weights, adapters */
+    uint32_t max_ctx, n;       /* context capacity; context rows of the last forward */
+    const vkd_tensor *features;/* the last forward's features (borrowed) and first row */
+    uint32_t feat_row0;
+    vkd_tensor *ids;           /* B i32 */
+    vkd_tensor *c_raw, *c;     /* max_ctx x H */
+    vkd_tensor *h;             /* B x H: the residual stream, after the forward the last layer's output */
+    vkd_tensor *out;           /* B x H: rmsnorm(h) * norm */
+    vkd_layer_acts *acts;      /* per layer, B rows */
+    vkd_tensor **kall, **vall; /* per layer (max_ctx + B) x KV: context then block K/V */
+    vkd_tensor **ck_raw;       /* per layer max_ctx x KV: context k before k_norm */
+    /* scratch */
+    vkd_tensor *ck, *cv, *dh, *da, *dq, *dqr, *dkall, *dvall, *dkb, *dkr, *dhm, *dg, *du, *dc,
+        *dcr, *dck, *dckr;
+} vkd_dflash_train;
+
+/* Buffers for contexts of up to max_ctx rows (max_ctx + block <= the draft's ctx_len + block). */
+vkd_result vkd_dflash_train_create(vkd_dflash *d, uint32_t max_ctx, vkd_dflash_train **out,
+                                   vkd_error *err);
+void vkd_dflash_train_free(vkd_dflash_train *T);
+
+/* Creates gradient buffers for every linear of the draft that has an adapter. */
+vkd_result vkd_dflash_train_grads(vkd_dflash_train *T, vkd_error *err);
+/* Records grad_a = grad_b = 0 for every adapted linear. */
+vkd_result vkd_dflash_train_zero_grads(vkd_dflash_train *T, vkd_rec *rec, vkd_error *err);
+
+/* Records the training forward: features rows [row0, row0 + n) (1 <= n <= max_ctx), block ids
+ * (B of them, in the vocabulary). T->out receives the B normed output rows. The draft's own
+ * KV cache and length are not touched. */
+vkd_result vkd_dflash_train_forward(vkd_dflash_train *T, vkd_rec *rec, const vkd_tensor *features,
+                                    uint32_t row0, uint32_t n, const int32_t *block, vkd_error *err);
+/* Records the backward of the last forward for dout (B x H f32): LoRA gradients accumulate. */
+vkd_result vkd_dflash_train_backward(vkd_dflash_train *T, vkd_rec *rec, const vkd_tensor *dout,
+                                     vkd_error *err);
+
+#endif

@@ -1,0 +1,93 @@
+/* ops_matmul_grad.c: gradients of the matmul (shaders/matmul_grad.comp), for training.
+ * dx = dy W streams a frozen weight chunk by chunk (its dtype as stored); dw = dy^T x is an
+ * f32 outer-product sum (LoRA matrices, trainable heads). One invocation per output
+ * element; the reduction is split into dispatches under the loop budget, the later ones
+ * accumulating. Simple rather than fast: the forward matmul carries the inference load. */
+#include "ops_internal.h"
+#include "vkd_ops_grad.h"
+
+static vkd_shader_id dx_shader(vkd_dtype dt) {
+    return dt == VKD_DTYPE_F32 ? VKD_SHADER_MATMUL_DX_F32
+         : dt == VKD_DTYPE_F16 ? VKD_SHADER_MATMUL_DX_F16 : VKD_SHADER_MATMUL_DX_BF16;
+}
+
+/* one reduction range [r0, r1) split under the loop budget; acc0: accumulate into out on the
+ * first piece */
+static vkd_result grad_dispatch(vkd_rec *rec, vkd_shader_id sh, vkd_bind in0, const vkd_tensor *dy,
+                                vkd_tensor *out, vkd_pc_matmul_grad pc, uint32_t r0, uint32_t r1,
+                                bool acc0, uint32_t out_rows) {
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    uint32_t wg = vkd_ctx_profile(ctx)->wg_elementwise;
+    uint32_t per = vkd_ops_loop_items(ctx, 4, 2);
+    if (!per) return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul_backward: loop limit too small");
+    for (uint32_t a = r0; a < r1; a += per) {
+        pc.r0 = a;
+        pc.r1 = r1 - a > per ? a + per : r1;
+        pc.accumulate = acc0 || a > r0;
+        vkd_dispatch d = {
+            .shader = sh,
+            .spec = {wg},
+            .nspec = 1,
+            .binds = {in0, vkd_r(dy), pc.accumulate ? vkd_rw(out) : vkd_w(out)},
+            .nbinds = 3,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {(pc.K + wg - 1) / wg, out_rows},
+        };
+        vkd_result r = vkd_rec_dispatch(rec, &d);
+        if (r) return r;
+        if (per == UINT32_MAX) break;
+    }
+    return VKD_OK;
+}
+
+/* dy: m x N f32; x: m x K f32; w: N x K; dx: m x K f32; dw: N x K f32 */
+vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0, vkd_tensor *dw,
+                                  const vkd_tensor *dy, uint32_t dy_row0, const vkd_tensor *x,
+                                  uint32_t x_row0, const vkd_tensor *w, uint32_t m,
+                                  bool accumulate) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!w || !dy) return vkd_fail(err, VKD_ERR_INVALID, "matmul_backward: missing tensor");
+    if (w->dtype != VKD_DTYPE_F32 && w->dtype != VKD_DTYPE_F16 && w->dtype != VKD_DTYPE_BF16)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_backward: weight '%s' is %s, expected "
+                        "F32, F16 or BF16", w->name, vkd_dtype_name(w->dtype));
+    const uint64_t N = w->rows, K = w->cols;
+    vkd_result r;
+    if ((r = vkd_ops_need(rec, "matmul_backward", dy, VKD_DTYPE_F32, ((uint64_t)dy_row0 + m) * N)))
+        return r;
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_device_info *info = vkd_ctx_info(ctx);
+    if (!m) return VKD_OK;
+    if (((uint64_t)dy_row0 + m) * N > UINT32_MAX || ((uint64_t)dx_row0 + m) * K > UINT32_MAX ||
+        ((uint64_t)x_row0 + m) * K > UINT32_MAX || m > info->max_workgroup_count[1])
+        return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: %u rows of %llu x %llu too large",
+                        m, (unsigned long long)N, (unsigned long long)K);
+    vkd_pc_matmul_grad pc = {.K = (uint)K, .N = (uint)N, .x_row0 = dx_row0, .dy_row0 = dy_row0};
+    if (dx) {
+        if ((r = vkd_ops_need(rec, "matmul_backward", dx, VKD_DTYPE_F32, ((uint64_t)dx_row0 + m) * K)))
+            return r;
+        for (uint32_t c = 0; c < w->nchunks; c++) {
+            const vkd_chunk *ch = &w->chunks[c];
+            if (ch->rows * K > UINT32_MAX)
+                return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: chunk of '%s' too large", w->name);
+            pc.col0 = (uint)ch->row0;
+            r = grad_dispatch(rec, dx_shader(w->dtype), (vkd_bind){ch, VKD_READ}, dy, dx, pc, 0,
+                              (uint32_t)ch->rows, accumulate || c > 0, m);
+            if (r) return r;
+        }
+    }
+    if (dw) {
+        if ((r = vkd_ops_need(rec, "matmul_backward", dw, VKD_DTYPE_F32, N * K)) ||
+            (r = vkd_ops_need(rec, "matmul_backward", x, VKD_DTYPE_F32, ((uint64_t)x_row0 + m) * K)))
+            return r;
+        if (N > info->max_workgroup_count[1] || N * K > UINT32_MAX)
+            return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: weight gradient of %llu x %llu "
+                            "too large", (unsigned long long)N, (unsigned long long)K);
+        pc.col0 = 0;
+        pc.x_row0 = x_row0;
+        r = grad_dispatch(rec, VKD_SHADER_MATMUL_DW, vkd_r(x), dy, dw, pc, 0, m, accumulate, (uint32_t)N);
+        if (r) return r;
+    }
+    return VKD_OK;
+}
