@@ -13,6 +13,7 @@
  * - softmax(t/T))), loss_dh adds S W[chunk] into dH, loss_dw writes S^T H into dW[chunk].
  * Every sum runs in a fixed order: reruns are bit-identical.
  *
+ * With hidden % 4 == 0 the product kernels read four elements per load (MODE_VEC4).
  * Loop limit (lavapipe: 65535 passes per invocation): loss_logits loops `hidden` times,
  * loss_dh `n` times, loss_dw `rows` times, loss_rows n / (16 * lanes) times: checked. */
 #include "ops_internal.h"
@@ -29,6 +30,7 @@
 #define MODE_FIRST 4u
 #define MODE_ACC 8u
 #define MODE_ROWW 16u
+#define MODE_VEC4 32u
 
 vkd_result vkd_lm_loss_ws_create(vkd_ctx *ctx, uint32_t max_rows, uint32_t chunk, bool teacher_head,
                                  vkd_lm_loss_ws **out, vkd_error *err) {
@@ -176,6 +178,7 @@ static vkd_result logits(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *h, con
     const vkd_chunk *wc = vkd_tensor_chunk_of_row(w, base->j0);
     vkd_pc_loss pc = *base;
     pc.hidden = hidden;
+    pc.mode = (pc.mode & ~MODE_VEC4) | (hidden % 4 == 0 ? MODE_VEC4 : 0);
     pc.w_off = (uint32_t)((base->j0 - wc->row0) * hidden);
     vkd_dispatch d = {
         .shader = by_dtype(w->dtype, VKD_SHADER_LOSS_LOGITS_F32, VKD_SHADER_LOSS_LOGITS_F16,
@@ -292,6 +295,8 @@ vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_l
         const vkd_chunk *wc = vkd_tensor_chunk_of_row(a->w, j);
         vkd_pc_loss ph = pc;
         ph.w_off = (uint32_t)((j - wc->row0) * p.hidden);
+        uint32_t cols = p.hidden;
+        if (p.hidden % 4 == 0) ph.mode |= MODE_VEC4, cols = p.hidden / 4;
         vkd_dispatch dh = {
             .shader = by_dtype(a->w->dtype, VKD_SHADER_LOSS_DH_F32, VKD_SHADER_LOSS_DH_F16,
                                VKD_SHADER_LOSS_DH_BF16),
@@ -301,7 +306,7 @@ vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_l
             .nbinds = 3,
             .push = &ph,
             .push_bytes = sizeof ph,
-            .groups = {(p.hidden + wg - 1) / wg, (p.rows + RT - 1) / RT},
+            .groups = {(cols + wg - 1) / wg, (p.rows + RT - 1) / RT},
         };
         if ((r = vkd_rec_dispatch(rec, &dh))) return r;
         if (a->dw) {

@@ -7,6 +7,7 @@
 #define LOSS_FIRST 4u
 #define LOSS_ACC 8u
 #define LOSS_ROWW 16u /* per-row weights bound */
+#define LOSS_VEC4 32u /* hidden % 4 == 0: the product kernels read 4 elements per load */
 /* rows of H handled by one invocation of the product kernels (explicitly unrolled, so the
  * loop-iteration count of an invocation is the length of its one loop) */
 #define RT 8u
@@ -24,14 +25,26 @@
 #define ST_D 6u
 #define ST_ZY 7u
 
-/* With W_BINDING defined: the weight binding, and wload(e) = its element e in the storage
- * dtype (W_F32, W_F16 or W_BF16), widened to f32. */
+/* With W_BINDING defined: the weight binding, wload(e) = its element e in the storage dtype
+ * (W_F32, W_F16 or W_BF16) widened to f32, and wload4(q) = elements 4q..4q+3 in one load
+ * (lavapipe checks bounds per load and lane, so fewer, wider loads are much faster). */
 #ifdef W_BINDING
 #ifdef W_F32
 layout(std430, binding = W_BINDING) readonly buffer Wb { float wbuf[]; };
+layout(std430, binding = W_BINDING) readonly buffer Wb4 { vec4 wbuf4[]; };
 float wload(uint e) { return wbuf[e]; }
+vec4 wload4(uint q) { return wbuf4[q]; }
 #else
 layout(std430, binding = W_BINDING) readonly buffer Wb { uint wbuf[]; };
+layout(std430, binding = W_BINDING) readonly buffer Wb2 { uvec2 wbuf2[]; };
+vec4 wload4(uint q) {
+    uvec2 u = wbuf2[q];
+#ifdef W_BF16
+    return vec4(bf16_lo(u.x), bf16_hi(u.x), bf16_lo(u.y), bf16_hi(u.y));
+#else
+    return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+#endif
+}
 float wload(uint e) {
     uint q = wbuf[e >> 1];
 #ifdef W_BF16

@@ -18,8 +18,9 @@ The adapter is read from a PEFT folder (tools/reference/lora_ref.py: f32/bf16/f1
 created as vkdraft does (Philox Kaiming-uniform A, B = 0).
 
 Outputs in --out:
-  ttt_ref.json              loss (before any update), rows, weight sum, per-step losses,
-                            scale, anchors, module paths
+  ttt_ref.json              loss (before any update), rows, weight sum, losses (the loss
+                            before each update, then after the last one), scale, anchors,
+                            module paths
   grads.safetensors         d loss / d A and d loss / d B under the PEFT tensor names
                             (base_model.model.<path>.lora_{A,B}.weight), F32
   adapter_after/            with --optimizer: the adapter after --steps updates
