@@ -49,8 +49,6 @@ static void usage(void) {
            "example; --resume continues an interrupted sweep), matrix.csv, summary.json,\n"
            "responses.jsonl (for an external rubric grader, CL-bench style: id, context, question,\n"
            "response, condition, alpha, temperature, ttt, reference_answer), heatmap.png.\n\n");
-    if (!vkd_ttt_engine_available())
-        printf("--ttt on is not implemented in this build: it needs the training engine.\n\n");
     fputs(exp_common_help, stdout);
 }
 

@@ -57,7 +57,7 @@ def main():
     ids = ",".join(map(str, CHAIN * 3))
     out = os.path.join(tmp, "o1")
     base = ["ttt", "--target", tgt, "--draft", drf, "--ids", ids, "--max-new-tokens", "24", "--seed", "4",
-            "--anchors-per-step", "6", "--quiet"]
+            "--anchors-per-step", "2", "--quiet"]
     p = run(base + ["--steps", "10,30", "--lr", "1e-2", "--json", "--out", out], ok=False)
     if p.returncode != 0 and "does not have yet" in p.stderr:
         print("skipped: the build has no training engine", file=sys.stderr)
