@@ -12,11 +12,13 @@
 #include "figure.h"
 #include "vkd_answer.h"
 #include "vkd_guide.h"
+#include "vkd_ttt.h"
 
 static void usage(void) {
     printf("usage: vkdraft guide --target DIR --draft DIR --dataset FILE --out DIR\n"
            "           [--alphas LIST] [--temperatures LIST] [--conditions LIST]\n"
-           "           [--max-new-tokens N] [--top-k K] [--top-p P] [common flags]\n\n"
+           "           [--max-new-tokens N] [--top-k K] [--top-p P]\n"
+           "           [--ttt off|on|both [--ttt-steps N] [--ttt-lr X] [--ttt-rank R]] [common flags]\n\n"
            "Draft-guided decoding: token by token from\n"
            "    guided = target + alpha * (draft - target)   (= (1-beta) target + beta draft, beta = alpha)\n"
            "where the DFlash draft predicts the next token from the committed prefix (a block of 2\n"
@@ -34,8 +36,11 @@ static void usage(void) {
            "Sweeps: --alphas (default 0,0.1,0.2,0.3,0.5), --temperatures (default 0.3,0.6,1.0; 0 is\n"
            "greedy). Sampling: temperature, then --top-k (default 0: off), --top-p (default 1: off),\n"
            "transformers' semantics; the token at position p draws Philox counter p. The matrix has\n"
-           "a ttt column for test-time-trained (LoRA) drafts: TTT is not implemented yet, every cell\n"
-           "is ttt=off.\n\n"
+           "a ttt column: --ttt off (default), on or both. With ttt on, the draft is adapted to each\n"
+           "example's prompt before its guided / null cells (vkdraft ttt's objective and defaults: LoRA\n"
+           "on fc,k_proj,v_proj, alpha 16, 8 anchors per step, gamma 7, AdamW; --ttt-steps (default\n"
+           "30), --ttt-lr (default 5e-4), --ttt-rank (default 8); the gold answer is never seen), and\n"
+           "the adapter is removed afterwards. Plain cells do not use the draft: they are ttt=off.\n\n"
            "Per cell: accuracy (when the dataset has answers: GSM8K/MATH-style extraction), mean\n"
            "per-token KL(guided || target) of softmax(logits / T) (T = 1 for greedy), fraction of\n"
            "tokens whose argmax guidance changed, mean response tokens, decode ms per token and\n"
@@ -53,12 +58,13 @@ static const char *cond_name[] = {"guided", "null", "plain"};
 typedef struct cell {
     cond c;
     double alpha, temp;        /* alpha NAN for plain */
+    bool ttt;                  /* the draft adapted to the example first (never for plain) */
     char key[96];              /* "guided/a0.3/T0.6/ttt-off" */
 } cell;
 
 static void cell_key(cell *k) {
     if (k->c == C_PLAIN) snprintf(k->key, sizeof k->key, "plain/T%g/ttt-off", k->temp);
-    else snprintf(k->key, sizeof k->key, "%s/a%g/T%g/ttt-off", cond_name[k->c], k->alpha, k->temp);
+    else snprintf(k->key, sizeof k->key, "%s/a%g/T%g/ttt-%s", cond_name[k->c], k->alpha, k->temp, k->ttt ? "on" : "off");
 }
 
 static const cJSON *find_record(const exp_out *o, const char *id) {
@@ -157,7 +163,7 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
     if (k->c == C_PLAIN) cJSON_AddNullToObject(o, "alpha");
     else cJSON_AddNumberToObject(o, "alpha", k->alpha);
     cJSON_AddNumberToObject(o, "temperature", k->temp);
-    cJSON_AddStringToObject(o, "ttt", "off");
+    cJSON_AddStringToObject(o, "ttt", k->ttt ? "on" : "off");
     cJSON_AddNumberToObject(o, "prompt_tokens", ex->n_prompt);
     cJSON_AddNumberToObject(o, "tokens", n);
     cJSON_AddBoolToObject(o, "stopped", stopped);
@@ -229,8 +235,9 @@ static void fmt(char *buf, size_t n, const char *f, double v) {
 int vkd_cmd_guide(int argc, char **argv) {
     exp_common c = {.cmd = "guide"};
     const char *alphas_s = "0,0.1,0.2,0.3,0.5", *temps_s = "0.3,0.6,1.0", *conds_s = "guided,null";
-    long max_new = 512, top_k = 0;
-    double top_p = 1;
+    long max_new = 512, top_k = 0, ttt_steps = VKD_TTT_DEFAULT_STEPS, ttt_rank = VKD_TTT_DEFAULT_RANK;
+    double top_p = 1, ttt_lr = VKD_TTT_DEFAULT_LR;
+    const char *ttt_s = "off";
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (exp_flag(&c, argc, argv, &i)) continue;
@@ -241,6 +248,10 @@ int vkd_cmd_guide(int argc, char **argv) {
             max_new = cli_parse_long("guide", "--max-new-tokens", v, 1, 1 << 20);
         else if ((v = cli_value("guide", "--top-k", argc, argv, &i))) top_k = cli_parse_long("guide", "--top-k", v, 0, 1 << 30);
         else if ((v = cli_value("guide", "--top-p", argc, argv, &i))) top_p = cli_parse_double("guide", "--top-p", v, 0, 1);
+        else if ((v = cli_value("guide", "--ttt", argc, argv, &i))) ttt_s = v;
+        else if ((v = cli_value("guide", "--ttt-steps", argc, argv, &i))) ttt_steps = cli_parse_long("guide", "--ttt-steps", v, 1, 1000000);
+        else if ((v = cli_value("guide", "--ttt-rank", argc, argv, &i))) ttt_rank = cli_parse_long("guide", "--ttt-rank", v, 1, 4096);
+        else if ((v = cli_value("guide", "--ttt-lr", argc, argv, &i))) ttt_lr = cli_parse_double("guide", "--ttt-lr", v, 1e-12, 1e6);
         else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return 0; }
         else cli_usage_error("guide", "unknown flag '%s'", argv[i]);
     }
@@ -267,23 +278,34 @@ int vkd_cmd_guide(int argc, char **argv) {
             if (temps[i] == temps[j]) cli_usage_error("guide", "--temperatures: %g appears twice", temps[i]);
     exp_require(&c, want[C_GUIDED] || want[C_NULL]);
     if (!c.block) c.block = 2;
+    bool ttt_off = !strcmp(ttt_s, "off") || !strcmp(ttt_s, "both"), ttt_on = !strcmp(ttt_s, "on") || !strcmp(ttt_s, "both");
+    if (!ttt_off && !ttt_on) cli_usage_error("guide", "--ttt: '%s' is not off, on or both", ttt_s);
+    if (ttt_on && !want[C_GUIDED] && !want[C_NULL]) cli_usage_error("guide", "--ttt on needs a guided or null condition");
+    if (c.adapter) cli_usage_error("guide", "--adapter is not taken by guide (its ttt column adapts the draft: --ttt on)");
+    if (ttt_on && !vkd_ttt_engine_available())
+        cli_fatal("guide: --ttt on needs the training engine (draft backward, fused LM head + loss, optimizer, PEFT "
+                  "adapters), which this build does not have yet; nothing was written");
 
     /* cells: condition-major in the order plain, guided, null (a null cell at alpha 0 reuses
      * the guided one: both are the target's logits) */
-    cell *cells = calloc(3 * na * nt + 1, sizeof *cells);
+    cell *cells = calloc(6 * na * nt + 1, sizeof *cells);
     size_t ncells = 0;
     static const cond order[3] = {C_PLAIN, C_GUIDED, C_NULL};
-    for (int oi = 0; oi < 3; oi++) {
-        cond cc = order[oi];
-        if (!want[cc]) continue;
-        for (size_t ti = 0; ti < nt; ti++)
-            for (size_t ai = 0; ai < (cc == C_PLAIN ? 1 : na); ai++) {
-                cell *k = &cells[ncells++];
-                k->c = cc;
-                k->temp = temps[ti];
-                k->alpha = cc == C_PLAIN ? NAN : alphas[ai];
-                cell_key(k);
-            }
+    for (int tt = 0; tt < 2; tt++) {
+        if (!(tt ? ttt_on : ttt_off)) continue;
+        for (int oi = 0; oi < 3; oi++) {
+            cond cc = order[oi];
+            if (!want[cc] || (tt && cc == C_PLAIN)) continue;
+            for (size_t ti = 0; ti < nt; ti++)
+                for (size_t ai = 0; ai < (cc == C_PLAIN ? 1 : na); ai++) {
+                    cell *k = &cells[ncells++];
+                    k->c = cc;
+                    k->temp = temps[ti];
+                    k->alpha = cc == C_PLAIN ? NAN : alphas[ai];
+                    k->ttt = tt;
+                    cell_key(k);
+                }
+        }
     }
 
     exp_models m = {0};
@@ -299,7 +321,12 @@ int vkd_cmd_guide(int argc, char **argv) {
     cJSON *pc = cJSON_AddArrayToObject(params, "conditions");
     for (int k = 0; k < 3; k++)
         if (want[k]) cJSON_AddItemToArray(pc, cJSON_CreateString(cond_name[k]));
-    cJSON_AddStringToObject(params, "ttt", "off (not implemented)");
+    cJSON_AddStringToObject(params, "ttt", ttt_s);
+    if (ttt_on) {
+        cJSON_AddNumberToObject(params, "ttt_steps", (double)ttt_steps);
+        cJSON_AddNumberToObject(params, "ttt_lr", ttt_lr);
+        cJSON_AddNumberToObject(params, "ttt_rank", (double)ttt_rank);
+    }
     cJSON_AddNumberToObject(params, "max_new_tokens", (double)max_new);
     cJSON_AddNumberToObject(params, "top_k", (double)top_k);
     cJSON_AddNumberToObject(params, "top_p", top_p);
@@ -321,6 +348,7 @@ int vkd_cmd_guide(int argc, char **argv) {
     if (!c.quiet) exp_progress_start(&prog, "guide", total);
     for (size_t ci = 0; ci < ncells; ci++) {
         const cell *k = &cells[ci];
+        if (k->ttt) continue; /* below, example by example */
         for (size_t e = 0; e < d.n; e++, done++) {
             const exp_example *ex = &d.ex[e];
             char id[512];
@@ -347,6 +375,41 @@ int vkd_cmd_guide(int argc, char **argv) {
             exp_journal(&o, rec);
             if (!c.quiet) exp_progress_update(&prog, done + 1, work, "tok");
         }
+    }
+    /* ttt on: the draft adapted once per example (on its prompt), then that example's ttt cells */
+    for (size_t e = 0; ttt_on && e < d.n; e++) {
+        const exp_example *ex = &d.ex[e];
+        vkd_ttt_trace tr = {0};
+        vkd_ttt_adapter *ad = NULL;
+        bool adapted = false;
+        for (size_t ci = 0; ci < ncells; ci++) {
+            const cell *k = &cells[ci];
+            if (!k->ttt) continue;
+            done++;
+            char id[512];
+            snprintf(id, sizeof id, "%s/%s", k->key, ex->id);
+            if (exp_done(&o, id)) continue;
+            if (!adapted && ex->n_prompt >= 3) {
+                uint32_t K = VKD_TTT_DEFAULT_ANCHORS < ex->n_prompt - 2 ? VKD_TTT_DEFAULT_ANCHORS : ex->n_prompt - 2;
+                vkd_ttt_options to = {.steps = (uint32_t)ttt_steps, .lr = ttt_lr, .anchors_per_step = K,
+                                      .seed = c.seed, .key = (uint32_t)e};
+                if (vkd_ttt_adapter_new(m.d, (uint32_t)ttt_rank, VKD_TTT_DEFAULT_ALPHA, 0, c.seed, &ad, &err) ||
+                    vkd_ttt_adapt(m.d, ad, m.rec, ex->prompt, ex->n_prompt, &to, &tr, &err))
+                    cli_fatal("%s: example '%s' (line %zu): ttt: %s", d.path, ex->id, ex->line, err.msg);
+                adapted = true;
+            }
+            cJSON *rec = run_one(&R, k, ex, id);
+            cJSON_AddNumberToObject(rec, "ttt_updates", tr.updates);
+            if (tr.n) {
+                cJSON_AddNumberToObject(rec, "ttt_loss_first", tr.losses[0]);
+                cJSON_AddNumberToObject(rec, "ttt_loss_last", tr.losses[tr.n - 1]);
+            }
+            work += (uint64_t)num(rec, "tokens");
+            exp_journal(&o, rec);
+            if (!c.quiet) exp_progress_update(&prog, done, work, "tok");
+        }
+        vkd_ttt_adapter_free(ad);
+        vkd_ttt_trace_free(&tr);
     }
     if (!c.quiet) exp_progress_end(&prog, done, work, "tok");
 
@@ -382,15 +445,15 @@ int vkd_cmd_guide(int argc, char **argv) {
         fmt(stok, sizeof stok, "%.1f", toks);
         fmt(sms, sizeof sms, "%.2f", ms);
         fmt(stf, sizeof stf, "%.3f", tf);
-        printf("%-7s %-4s %5g %6s %5zu %8s %9s %8s %8s %9s %9s\n", cond_name[k->c], "off", k->temp, sa, a.n, sacc,
+        printf("%-7s %-4s %5g %6s %5zu %8s %9s %8s %8s %9s %9s\n", cond_name[k->c], k->ttt ? "on" : "off", k->temp, sa, a.n, sacc,
                skl, sch, stok, sms, stf);
-        exp_buf_printf(&csv, "%s,off,%g,%s,%zu,%s,%s,%s,%s,%s,%s\n", cond_name[k->c], k->temp,
+        exp_buf_printf(&csv, "%s,%s,%g,%s,%zu,%s,%s,%s,%s,%s,%s\n", cond_name[k->c], k->ttt ? "on" : "off", k->temp,
                        k->c == C_PLAIN ? "" : sa, a.n, isnan(acc) ? "" : sacc, isnan(kl) ? "" : skl,
                        isnan(ch) ? "" : sch, isnan(toks) ? "" : stok, isnan(ms) ? "" : sms, isnan(tf) ? "" : stf);
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "cell", k->key);
         cJSON_AddStringToObject(j, "condition", cond_name[k->c]);
-        cJSON_AddStringToObject(j, "ttt", "off");
+        cJSON_AddStringToObject(j, "ttt", k->ttt ? "on" : "off");
         cJSON_AddNumberToObject(j, "temperature", k->temp);
         if (k->c == C_PLAIN) cJSON_AddNullToObject(j, "alpha");
         else cJSON_AddNumberToObject(j, "alpha", k->alpha);
@@ -436,9 +499,10 @@ int vkd_cmd_guide(int argc, char **argv) {
     }
     if (!scored) printf("(no scored answers: accuracy is '-'; the matrix below shows KL/token)\n");
     /* the evaluation matrix: rows condition x temperature, columns plain and the alphas */
-    if (want[C_GUIDED] || want[C_NULL]) {
-        printf("\n%s (rows: condition, temperature; columns: plain decoding, alpha), ttt off\n%-16s %7s",
-               scored ? "accuracy" : "KL(guided || target) per token", "", "plain");
+    for (int tt = 0; tt < 2 && (want[C_GUIDED] || want[C_NULL]); tt++) {
+        if (!(tt ? ttt_on : ttt_off)) continue;
+        printf("\n%s (rows: condition, temperature; columns: plain decoding, alpha), ttt %s\n%-16s %7s",
+               scored ? "accuracy" : "KL(guided || target) per token", tt ? "on" : "off", "", "plain");
         for (size_t ai = 0; ai < na; ai++) printf(" %7g", alphas[ai]);
         printf("\n");
         for (int cc = C_GUIDED; cc <= C_NULL; cc++) {
@@ -454,7 +518,8 @@ int vkd_cmd_guide(int argc, char **argv) {
                 for (size_t ai = 0; ai < na; ai++) {
                     double x = NAN;
                     for (size_t ci = 0; ci < ncells; ci++)
-                        if (cells[ci].c == (cond)cc && cells[ci].temp == temps[ti] && cells[ci].alpha == alphas[ai])
+                        if (cells[ci].c == (cond)cc && cells[ci].temp == temps[ti] && cells[ci].alpha == alphas[ai] &&
+                            cells[ci].ttt == tt)
                             x = acc_grid[ci];
                     fmt(v, sizeof v, scored ? "%.3f" : "%.4f", x);
                     printf(" %7s", v);
@@ -467,31 +532,35 @@ int vkd_cmd_guide(int argc, char **argv) {
     exp_write_json(&o, "summary.json", summary);
     if (want[C_GUIDED] || want[C_NULL]) { /* the matrix as a heatmap */
         size_t hr = 0, hc = na + 1;
-        double *hv = malloc(2 * nt * hc * sizeof *hv);
-        char **rl = calloc(2 * nt, sizeof *rl), **cl = calloc(hc, sizeof *cl);
+        double *hv = malloc(4 * nt * hc * sizeof *hv);
+        char **rl = calloc(4 * nt, sizeof *rl), **cl = calloc(hc, sizeof *cl);
         cl[0] = strdup("plain");
         for (size_t ai = 0; ai < na; ai++) {
             char b[32];
             snprintf(b, sizeof b, "a=%g", alphas[ai]);
             cl[ai + 1] = strdup(b);
         }
+        for (int tt = 0; tt < 2; tt++)
         for (int cc = C_GUIDED; cc <= C_NULL; cc++) {
-            if (!want[cc]) continue;
+            if (!want[cc] || !(tt ? ttt_on : ttt_off)) continue;
             for (size_t ti = 0; ti < nt; ti++, hr++) {
-                char label[32];
-                snprintf(label, sizeof label, "%s T=%g", cond_name[cc], temps[ti]);
+                char label[40];
+                snprintf(label, sizeof label, "%s T=%g%s", cond_name[cc], temps[ti], tt ? " ttt" : "");
                 rl[hr] = strdup(label);
                 for (size_t q = 0; q < hc; q++) hv[hr * hc + q] = NAN;
                 for (size_t ci = 0; ci < ncells; ci++) {
                     if (cells[ci].temp != temps[ti]) continue;
                     if (cells[ci].c == C_PLAIN) hv[hr * hc] = acc_grid[ci];
                     for (size_t ai = 0; ai < na; ai++)
-                        if (cells[ci].c == (cond)cc && cells[ci].alpha == alphas[ai]) hv[hr * hc + ai + 1] = acc_grid[ci];
+                        if (cells[ci].c == (cond)cc && cells[ci].alpha == alphas[ai] && cells[ci].ttt == tt)
+                            hv[hr * hc + ai + 1] = acc_grid[ci];
                 }
             }
         }
         fig_chart ch = {.kind = FIG_HEATMAP,
-                        .title = scored ? "Guided decoding: accuracy (ttt off)" : "Guided decoding: KL(guided || target) per token (ttt off)",
+                        .title = scored ? (ttt_on ? "Guided decoding: accuracy" : "Guided decoding: accuracy (ttt off)")
+                                        : (ttt_on ? "Guided decoding: KL(guided || target) per token"
+                                                  : "Guided decoding: KL(guided || target) per token (ttt off)"),
                         .xlabel = "alpha (plain = plain decoding)", .ylabel = "condition, temperature"};
         ch.heatmap = (fig_heatmap){.rows = hr, .cols = hc, .values = hv, .row_labels = (const char *const *)rl,
                                    .col_labels = (const char *const *)cl, .cmap = FIG_CMAP_SEQUENTIAL,
@@ -527,7 +596,7 @@ int vkd_cmd_guide(int argc, char **argv) {
             if (cells[ci].c == C_PLAIN) cJSON_AddNullToObject(x, "alpha");
             else cJSON_AddNumberToObject(x, "alpha", cells[ci].alpha);
             cJSON_AddNumberToObject(x, "temperature", cells[ci].temp);
-            cJSON_AddStringToObject(x, "ttt", "off");
+            cJSON_AddStringToObject(x, "ttt", cells[ci].ttt ? "on" : "off");
             if (d.ex[e].answer) cJSON_AddStringToObject(x, "reference_answer", d.ex[e].answer);
             else cJSON_AddNullToObject(x, "reference_answer");
             char *line = cJSON_PrintUnformatted(x);

@@ -12,9 +12,10 @@
 #include "dataset.h"
 #include "prompt.h"
 #include "vkd_spec.h"
+#include "vkd_ttt.h"
 
 static void usage(void) {
-    printf("usage: vkdraft spec --target DIR (--draft DIR | --draft-model DIR [--gamma N])\n"
+    printf("usage: vkdraft spec --target DIR (--draft DIR [--adapter DIR] | --draft-model DIR [--gamma N])\n"
            "           [--prompt TEXT | --chat TEXT | --ids 1,2,3 | --dataset FILE]\n"
            "           [--prompt-field F] [--turn N] [--limit N] [--block-size B]\n"
            "           [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
@@ -35,7 +36,8 @@ static void usage(void) {
            "the acceptance-length histogram and tokens/s. --json prints one JSON document\n"
            "(per prompt: ids, acceptance_lengths, tau, tok_s, speedup; plus totals); --out\n"
            "writes one JSON line per prompt, atomically. Defaults: --max-new-tokens 128,\n"
-           "--block-size from the draft's config.\n");
+           "--block-size from the draft's config. --adapter DIR attaches a PEFT LoRA adapter\n"
+           "(e.g. from vkdraft ttt --save-adapter) to the DFlash draft.\n");
 }
 
 typedef struct job {
@@ -58,7 +60,7 @@ static void progress(size_t done, size_t total, double elapsed) {
 }
 
 int vkd_cmd_spec(int argc, char **argv) {
-    const char *target_dir = NULL, *draft_dir = NULL, *draft_model = NULL, *dataset = NULL,
+    const char *target_dir = NULL, *draft_dir = NULL, *draft_model = NULL, *adapter = NULL, *dataset = NULL,
                *prompt_field = NULL, *out = NULL, *kv = "f32";
     prompt_flags pf = {0};
     long block = 0, gamma = 4, limit = 0, max_new = 128, top_k = 0, turn = 0;
@@ -72,6 +74,7 @@ int vkd_cmd_spec(int argc, char **argv) {
         if ((v = cli_value(c, "--target", argc, argv, &i))) target_dir = v;
         else if ((v = cli_value(c, "--draft", argc, argv, &i))) draft_dir = v;
         else if ((v = cli_value(c, "--draft-model", argc, argv, &i))) draft_model = v;
+        else if ((v = cli_value(c, "--adapter", argc, argv, &i))) adapter = v;
         else if ((v = cli_value(c, "--gamma", argc, argv, &i))) gamma = cli_parse_long(c, "--gamma", v, 1, 63);
         else if ((v = cli_value(c, "--dataset", argc, argv, &i))) dataset = v;
         else if ((v = cli_value(c, "--prompt-field", argc, argv, &i))) prompt_field = v;
@@ -92,6 +95,7 @@ int vkd_cmd_spec(int argc, char **argv) {
     }
     if (!target_dir) cli_usage_error("spec", "--target DIR is required");
     if (!!draft_dir + !!draft_model != 1) cli_usage_error("spec", "give exactly one of --draft DIR (DFlash) or --draft-model DIR");
+    if (adapter && !draft_dir) cli_usage_error("spec", "--adapter goes with --draft (a DFlash draft)");
     if ((pf.prompt || pf.chat || pf.ids) && dataset) cli_usage_error("spec", "--dataset excludes --prompt/--chat/--ids");
     if (pf.prompt || pf.chat || pf.ids) prompt_require("spec", &pf);
     if (strcmp(kv, "f32") && strcmp(kv, "f16")) cli_usage_error("spec", "--kv-dtype must be f32 or f16");
@@ -166,11 +170,13 @@ int vkd_cmd_spec(int argc, char **argv) {
     vkd_target *t;
     cli_check(vkd_target_load(ctx, target_dir, &to, &t, &err), &err);
     vkd_dflash *d = NULL;
+    vkd_ttt_adapter *ad = NULL;
     vkd_target *dm = NULL;
     vkd_draft *p;
     if (draft_dir) {
         vkd_dflash_options dop = {.block_size = (uint32_t)block, .kv_dtype = to.kv_dtype};
         cli_check(vkd_dflash_load(ctx, t, draft_dir, &dop, &d, &err), &err);
+        if (adapter && vkd_ttt_adapter_load(d, adapter, &ad, &err)) cli_fatal("--adapter %s: %s", adapter, err.msg);
         cli_check(vkd_draft_dflash(d, &p, &err), &err);
     } else {
         cli_check(vkd_target_load(ctx, draft_model, &to, &dm, &err), &err);
@@ -308,6 +314,7 @@ int vkd_cmd_spec(int argc, char **argv) {
     for (size_t k = 0; k < njobs; k++) { free(jobs[k].id); free(jobs[k].ids); }
     free(jobs);
     vkd_draft_free(p);
+    vkd_ttt_adapter_free(ad);
     vkd_dflash_free(d);
     vkd_target_free(dm);
     vkd_rec_destroy(rec);

@@ -15,11 +15,13 @@
 #include "prompt.h"
 #include "safetensors.h"
 #include "vkd_generate.h"
+#include "vkd_ttt.h"
 
 const char exp_common_help[] =
     "common experiment flags:\n"
     "  --target DIR          target model folder (Hugging Face layout)\n"
     "  --draft DIR           DFlash draft folder\n"
+    "  --adapter DIR         PEFT LoRA adapter (e.g. from vkdraft ttt --save-adapter) on the draft\n"
     "  --dataset FILE        JSONL (or the MATH-500 JSON array); GSM8K, MATH-500, HumanEval and\n"
     "                        MT-Bench field names are recognised from the file name\n"
     "  --prompt-field F, --answer-field F, --id-field F   override the field names\n"
@@ -36,6 +38,7 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
     const char *v, *cmd = c->cmd;
     if ((v = cli_value(cmd, "--target", argc, argv, i))) c->target_dir = v;
     else if ((v = cli_value(cmd, "--draft", argc, argv, i))) c->draft_dir = v;
+    else if ((v = cli_value(cmd, "--adapter", argc, argv, i))) c->adapter = v;
     else if ((v = cli_value(cmd, "--dataset", argc, argv, i))) c->dataset = v;
     else if ((v = cli_value(cmd, "--prompt-field", argc, argv, i))) c->prompt_field = v;
     else if ((v = cli_value(cmd, "--answer-field", argc, argv, i))) c->answer_field = v;
@@ -58,6 +61,7 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
 void exp_require(const exp_common *c, bool need_draft) {
     if (!c->target_dir) cli_usage_error(c->cmd, "--target DIR is required");
     if (need_draft && !c->draft_dir) cli_usage_error(c->cmd, "--draft DIR is required");
+    if (c->adapter && !c->draft_dir) cli_usage_error(c->cmd, "--adapter goes with --draft");
     if (!c->out_dir) cli_usage_error(c->cmd, "--out DIR is required");
 }
 
@@ -143,6 +147,8 @@ void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
     if (c->draft_dir) {
         vkd_dflash_options dop = {.block_size = (uint32_t)c->block, .kv_dtype = kv, .ctx_len = ctx_len};
         cli_check(vkd_dflash_load(m->ctx, m->t, c->draft_dir, &dop, &m->d, &err), &err);
+        if (c->adapter && vkd_ttt_adapter_load(m->d, c->adapter, &m->adapter, &err))
+            cli_fatal("--adapter %s: %s", c->adapter, err.msg);
     }
     cli_check(vkd_rec_create(m->ctx, &m->rec, &err), &err);
     vkd_target *t = m->t;
@@ -155,6 +161,7 @@ void exp_free_models(exp_models *m) {
     if (m->ctx && vkd_ctx_validation_count(m->ctx))
         cli_fatal("Vulkan validation reported: %s", vkd_ctx_validation_first(m->ctx));
     vkd_rec_destroy(m->rec);
+    vkd_ttt_adapter_free(m->adapter);
     vkd_dflash_free(m->d);
     vkd_target_free(m->t);
     if (m->ctx) cli_print_profile(m->ctx);
@@ -277,6 +284,7 @@ void exp_open_out(const exp_common *c, cJSON *params, exp_out *o) {
     if (c->draft_dir) cJSON_AddItemToObject(models, "draft", exp_model_identity(c->draft_dir));
     cJSON *common = cJSON_AddObjectToObject(cfg, "common");
     if (c->dataset) cJSON_AddStringToObject(common, "dataset", c->dataset);
+    if (c->adapter) cJSON_AddStringToObject(common, "adapter", c->adapter);
     if (c->prompt_field) cJSON_AddStringToObject(common, "prompt_field", c->prompt_field);
     if (c->answer_field) cJSON_AddStringToObject(common, "answer_field", c->answer_field);
     if (c->id_field) cJSON_AddStringToObject(common, "id_field", c->id_field);

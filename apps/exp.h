@@ -26,6 +26,7 @@
 typedef struct exp_common {
     const char *cmd;                 /* "diagnose", ... (messages, config.json) */
     const char *target_dir, *draft_dir;
+    const char *adapter;             /* --adapter: a PEFT LoRA adapter attached to the draft */
     const char *dataset;             /* NULL: the command's default */
     const char *prompt_field, *answer_field, *id_field;
     const char *out_dir;
@@ -36,7 +37,7 @@ typedef struct exp_common {
     bool resume, think, quiet;
 } exp_common;
 
-/* Parses one of the common flags at argv[*i] (--target --draft --dataset --prompt-field
+/* Parses one of the common flags at argv[*i] (--target --draft --adapter --dataset --prompt-field
  * --answer-field --id-field --out --kv-dtype --limit --block-size --seed --resume --think
  * --quiet); true when it was one. */
 bool exp_flag(exp_common *c, int argc, char **argv, int *i);
@@ -76,13 +77,15 @@ typedef struct exp_models {
     vkd_tok *tok;
     vkd_target *t;
     vkd_dflash *d;                   /* NULL when no --draft */
+    struct vkd_ttt_adapter *adapter; /* --adapter attached to d, or NULL */
     vkd_rec *rec;
     int32_t stops[16];               /* generation_config eos ids (else config's) */
     uint32_t nstop;
 } exp_models;
 
 /* Loads the tokenizer (exits if missing), target with a KV cache of ctx_len tokens, and the
- * draft when c->draft_dir (block size c->block, or the draft's own). Exits on error. */
+ * draft when c->draft_dir (block size c->block, or the draft's own) with c->adapter attached
+ * (checked against the draft). Exits on error. */
 void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m);
 void exp_load_tokenizer(const exp_common *c, exp_models *m); /* only the tokenizer */
 /* Context capacity for the longest prompt + extra tokens, capped by

@@ -20,6 +20,7 @@ static const struct {
     {"probe", vkd_cmd_probe, "speculative MCMC probe (seed 002): draft as a proposal for p^alpha"},
     {"power", vkd_cmd_power, "power sampling from p^alpha by block-wise Metropolis-Hastings"},
     {"guide", vkd_cmd_guide, "draft-guided decoding with a null control, alpha/temperature sweeps"},
+    {"ttt", vkd_cmd_ttt, "test-time training of the DFlash draft on its context (LoRA), tau with/without"},
 };
 
 static void usage(FILE *f) {
