@@ -177,15 +177,11 @@ int vkd_cmd_probe(int argc, char **argv) {
     exp_load_tokenizer(&c, &m);
     exp_data data;
     exp_load_data(&c, m.tok, DEFAULT_DATASET, false, &data);
-    vkd_cfg tc;
     vkd_error err = {0};
-    cli_check(vkd_cfg_load(c.target_dir, &tc, &err), &err);
     uint64_t longest = 0;
     for (size_t k = 0; k < data.n; k++) if (data.ex[k].n_prompt > longest) longest = data.ex[k].n_prompt;
     uint64_t extra = (uint64_t)max_new + 64; /* 64 >= any block size */
-    uint64_t cap = longest + extra;
-    if ((int64_t)cap > tc.max_position_embeddings) cap = (uint64_t)tc.max_position_embeddings;
-    exp_load_models(&c, (uint32_t)cap, &m);
+    exp_load_models(&c, exp_ctx_cap(&c, longest + extra), &m);
     vkd_dflash *d = m.d;
     uint32_t B = d->block;
 
@@ -198,7 +194,8 @@ int vkd_cmd_probe(int argc, char **argv) {
     cJSON_AddNumberToObject(params, "max_new_tokens", (double)max_new);
     cJSON_AddNumberToObject(params, "block_size", B);
     exp_out o;
-    exp_open_out(&c, params, &o);
+    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len, .ntemps = (uint32_t)nt, .block = B};
+    exp_open_out(&c, params, jr_check_probe, &lim, &o);
 
     vkd_probe_options po = {.alpha = alpha, .temps = temps, .ntemps = (uint32_t)nt, .samples = (uint32_t)K,
                             .seed = c.seed};
@@ -308,8 +305,8 @@ int vkd_cmd_probe(int argc, char **argv) {
     exp_buf_printf(&pcsv, ",baseline_accept\n");
     for (int q = 0; q < 5; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&bcsv, ",%s_T%g", bn[q], temps[ti]);
     exp_buf_printf(&bcsv, "\n");
-    const cJSON *rj;
-    cJSON_ArrayForEach(rj, o.done) {
+    for (size_t ri = 0; ri < o.done.n; ri++) {
+        const cJSON *rj = o.done.rec[ri];
         const cJSON *pa = item(rj, "positions"), *ba = item(rj, "blocks"), *row;
         if (!cJSON_IsArray(pa) || !cJSON_IsArray(ba)) { n_skip++; continue; }
         n_ex++;
