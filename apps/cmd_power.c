@@ -330,7 +330,10 @@ int vkd_cmd_power(int argc, char **argv) {
             int found = -1;
             for (int mth = M_GREEDY; mth < NMETHOD; mth++)
                 if (strlen(method_names[mth]) == l && !strncmp(p, method_names[mth], l)) found = mth;
+            if (found < 0 && l == 4 && !strncmp(p, "none", 4))
+                cli_usage_error(c.cmd, "--baselines: 'none' stands alone (no baselines), got '%s'", baselines);
             if (found < 0) cli_usage_error(c.cmd, "--baselines: '%.*s' is not greedy, sample, lowtemp or none", (int)l, p);
+            if (base[found]) cli_usage_error(c.cmd, "--baselines: '%.*s' appears twice", (int)l, p);
             base[found] = true;
             p += l;
             if (*p == ',') p++;

@@ -184,6 +184,17 @@ int vkd_cmd_probe(int argc, char **argv) {
     exp_load_models(&c, exp_ctx_cap(&c, longest + extra), &m);
     vkd_dflash *d = m.d;
     uint32_t B = d->block;
+    {   /* as guide and power: a run in which no example can be probed is an error */
+        size_t fits = 0, at = 0;
+        for (size_t k = 0; k < data.n; k++) {
+            if ((uint64_t)data.ex[k].n_prompt + extra <= m.t->ctx_len) fits++;
+            if (data.ex[k].n_prompt < data.ex[at].n_prompt) at = k;
+        }
+        if (!fits)
+            cli_fatal("%s:%zu: no example fits the context: the shortest prompt (%u tokens) + --max-new-tokens %ld "
+                      "+ a block exceed the target's max_position_embeddings (%u)", data.path, data.ex[at].line,
+                      data.ex[at].n_prompt, max_new, m.t->ctx_len);
+    }
 
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "dataset", data.path);

@@ -176,10 +176,7 @@ void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
         cli_check(vkd_dflash_load(m->ctx, m->t, c->draft_dir, &dop, &m->d, &err), &err);
     }
     cli_check(vkd_rec_create(m->ctx, &m->rec, &err), &err);
-    vkd_target *t = m->t;
-    for (int i = 0; i < t->gen.n_eos && m->nstop < 16; i++) m->stops[m->nstop++] = (int32_t)t->gen.eos_token_ids[i];
-    if (!t->gen.present)
-        for (int i = 0; i < t->cfg.n_eos && m->nstop < 16; i++) m->stops[m->nstop++] = (int32_t)t->cfg.eos_token_ids[i];
+    m->nstop = target_stop_ids(m->t, m->stops, 16);
 }
 
 void exp_free_models(exp_models *m) {
