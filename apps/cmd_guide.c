@@ -381,8 +381,11 @@ int vkd_cmd_guide(int argc, char **argv) {
         double toks = ratio(a.tokens, (double)a.n), ms = 1000 * ratio(a.decode_s, a.decode_tokens);
         double tf = ratio(a.tfwd, a.tokens);
         acc_grid[ci] = scored ? acc : kl;
-        char sa[16], sacc[16], skl[16], sch[16], stok[16], sms[16], stf[16];
-        fmt(sa, sizeof sa, "%g", k->alpha);
+        char sa[32], sacc[16], skl[16], sch[16], stok[16], sms[16], stf[16];
+        char sa_x[32], st_x[32]; /* exact: two cells never print alike */
+        jr_fmt_double(sa_x, sizeof sa_x, k->alpha);
+        jr_fmt_double(st_x, sizeof st_x, k->temp);
+        snprintf(sa, sizeof sa, "%s", isnan(k->alpha) ? "-" : sa_x);
         fmt(sacc, sizeof sacc, "%.3f", acc);
         fmt(skl, sizeof skl, "%.4f", kl);
         fmt(sch, sizeof sch, "%.3f", ch);
@@ -391,7 +394,7 @@ int vkd_cmd_guide(int argc, char **argv) {
         fmt(stf, sizeof stf, "%.3f", tf);
         printf("%-7s %-4s %5g %6s %5zu %8s %9s %8s %8s %9s %9s\n", cond_name[k->c], "off", k->temp, sa, a.n, sacc,
                skl, sch, stok, sms, stf);
-        exp_buf_printf(&csv, "%s,off,%g,%s,%zu,%s,%s,%s,%s,%s,%s\n", cond_name[k->c], k->temp,
+        exp_buf_printf(&csv, "%s,off,%s,%s,%zu,%s,%s,%s,%s,%s,%s\n", cond_name[k->c], st_x,
                        k->c == C_PLAIN ? "" : sa, a.n, isnan(acc) ? "" : sacc, isnan(kl) ? "" : skl,
                        isnan(ch) ? "" : sch, isnan(toks) ? "" : stok, isnan(ms) ? "" : sms, isnan(tf) ? "" : stf);
         cJSON *j = cJSON_CreateObject();
