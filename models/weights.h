@@ -7,6 +7,10 @@
 
 /* Creates a device tensor of the checkpoint dtype (BF16/F16/F32) for tensor `name` of m,
  * checking that its shape equals `shape` (rank dims), and uploads it. */
+/* Fails (VKD_ERR_FORMAT, naming the tensor and the count) when the uploaded weight t holds a
+ * NaN or Inf; host/nbytes: the same data on the host (read only for a chunk's odd last
+ * 16-bit value, which the device op does not cover). Called by vkd_weight_load. */
+vkd_result vkd_weight_check_finite(vkd_tensor *t, const void *host, uint64_t nbytes, vkd_error *err);
 vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
                            const int64_t *shape, vkd_tensor **out, vkd_error *err);
 
