@@ -312,9 +312,11 @@ int vkd_cmd_probe(int argc, char **argv) {
     exp_buf_printf(&pcsv, "example,block,block_pos,position,token,text");
     exp_buf_printf(&bcsv, "example,block,start,positions");
     const char *pn[3] = {"kl", "tvd", "accept"}, *bn[5] = {"product", "sim_accept", "logw_mean", "logw_std", "kl_mean"};
-    for (int q = 0; q < 3; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%s_T%g", pn[q], temps[ti]);
+    char tkey[VKD_PROBE_MAX_TEMPS][32]; /* column keys name each temperature exactly */
+    for (size_t ti = 0; ti < nt; ti++) jr_fmt_double(tkey[ti], sizeof tkey[ti], temps[ti]);
+    for (int q = 0; q < 3; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%s_T%s", pn[q], tkey[ti]);
     exp_buf_printf(&pcsv, ",baseline_accept\n");
-    for (int q = 0; q < 5; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&bcsv, ",%s_T%g", bn[q], temps[ti]);
+    for (int q = 0; q < 5; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&bcsv, ",%s_T%s", bn[q], tkey[ti]);
     exp_buf_printf(&bcsv, "\n");
     for (size_t ri = 0; ri < o.done.n; ri++) {
         const cJSON *rj = o.done.rec[ri];

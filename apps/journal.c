@@ -51,8 +51,9 @@ vkd_result jr_add(jr_journal *j, cJSON *r, size_t line, vkd_error *err) {
         return vkd_fail(err, VKD_ERR_INVALID, "journal record without an id");
     }
     if (jr_find(j, id) >= 0) {
-        cJSON_Delete(r);
-        return vkd_fail(err, VKD_ERR_INVALID, "journal id '%s' is already present", id);
+        vkd_fail(err, VKD_ERR_INVALID, "journal id '%.200s' is already present", id);
+        cJSON_Delete(r); /* after the message: id points into r */
+        return VKD_ERR_INVALID;
     }
     if (j->n == j->cap) {
         size_t cap = j->cap ? 2 * j->cap : 64;

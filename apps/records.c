@@ -120,7 +120,7 @@ bool jr_check_guide(const cJSON *r, const jr_limits *lim, char *msg, size_t cap)
         !f_str(&c, r, "predicted", true, true) || !f_bool(&c, r, "correct", true, true) ||
         !f_bool(&c, r, "stopped", false, false) || !f_int(&c, r, "prompt_tokens", 1, lim->ctx_len, false) ||
         !f_int(&c, r, "tokens", 0, lim->ctx_len, false) || !f_num(&c, r, "temperature", 0, 100, false) ||
-        !f_num(&c, r, "alpha", 0, 10, true) || !f_num(&c, r, "kl_sum", 0, HUGE_VAL, true) ||
+        !f_num(&c, r, "alpha", 0, 10, true) || !f_num(&c, r, "kl_sum", -HUGE_VAL, HUGE_VAL, true) ||
         !f_int(&c, r, "changed", 0, lim->ctx_len, false) || !f_int(&c, r, "target_forwards", 0, BIG, false) ||
         !f_int(&c, r, "draft_calls", 0, BIG, false) || !f_num(&c, r, "prefill_s", 0, HUGE_VAL, false) ||
         !f_num(&c, r, "decode_s", 0, HUGE_VAL, false))
@@ -213,7 +213,7 @@ static bool power_method(chk *c, const cJSON *x, const jr_limits *lim, bool powe
         !f_ints(c, x, "ids", 0, V, (long)get(x, "tokens")->valuedouble))
         return false;
     if (!power) return true;
-    if (!f_num(c, x, "sum_logp", -HUGE_VAL, 0, true) || !f_int(c, x, "blocks", 0, lim->ctx_len, false) ||
+    if (!f_num(c, x, "sum_logp", -HUGE_VAL, HUGE_VAL, true) || !f_int(c, x, "blocks", 0, lim->ctx_len, false) ||
         !f_int(c, x, "attempts", 0, BIG, false) || !f_int(c, x, "accepts", 0, BIG, false) ||
         !f_num(c, x, "acceptance", 0, 1, true) || !f_int(c, x, "target_rows", 0, BIG, false) ||
         !f_int(c, x, "draft_calls", 0, BIG, false) || !f_int(c, x, "tokens_proposed", 0, BIG, false))

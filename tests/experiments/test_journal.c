@@ -86,6 +86,15 @@ int main(void) {
               strstr(err.msg, "dir/examples.jsonl:3: id 'a' repeats line 1"),
           "repeated id: %s", err.msg);
     jr_free(&j);
+    {   /* appending an id already present is refused, the message names it (fuzz_journal found a
+         * use after free here) */
+        jr_journal k = {0};
+        cJSON *r1 = cJSON_Parse("{\"id\":\"dup\"}"), *r2 = cJSON_Parse("{\"id\":\"dup\"}");
+        memset(&err, 0, sizeof err);
+        CHECK(jr_add(&k, r1, 0, &err) == VKD_OK && jr_add(&k, r2, 0, &err) == VKD_ERR_INVALID &&
+                  strstr(err.msg, "'dup' is already present") && k.n == 1, "jr_add of a present id: %s", err.msg);
+        jr_free(&k);
+    }
     CHECK(parse("{\"id\":\"a\"}\n[1]\n", NULL, NULL, &j, &keep, &err) == VKD_ERR_FORMAT &&
               strstr(err.msg, "dir/examples.jsonl:2: not a journal record"), "array line: %s", err.msg);
     jr_free(&j);
