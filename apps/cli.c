@@ -67,6 +67,20 @@ double cli_parse_double(const char *cmd, const char *flag, const char *s, double
     return v;
 }
 
+void cli_check_out_file(const char *cmd, const char *flag, const char *path) {
+    if (!path[0]) cli_usage_error(cmd, "%s needs a file name, got ''", flag);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) cli_fatal("%s: is a folder (%s of %s expects a file)", path, flag, cmd);
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir) cli_fatal("out of memory");
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        cli_fatal("%s: folder '%s' does not exist (%s of %s; nothing was run)", path, dir, flag, cmd);
+    if (access(dir, W_OK | X_OK) != 0)
+        cli_fatal("%s: cannot write in folder '%s': %s (%s of %s; nothing was run)", path, dir, strerror(errno), flag, cmd);
+    free(dir);
+}
+
 vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_error *err) {
     size_t len = strlen(path);
     char *tmp = malloc(len + 16);

@@ -22,6 +22,9 @@ bool cli_is(const char *flag, const char *arg); /* exact match of a boolean flag
 long cli_parse_long(const char *cmd, const char *flag, const char *s, long lo, long hi);
 double cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi);
 
+/* Checks before any work that `path` (the value of flag) can be written: not empty, not a
+ * folder, in an existing writable folder. Exits with a clear message otherwise. */
+void cli_check_out_file(const char *cmd, const char *flag, const char *path);
 /* Writes data to path atomically (temp file in the same folder, fsync, rename). */
 vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_error *err);
 

@@ -197,23 +197,21 @@ int vkd_cmd_diagnose(int argc, char **argv) {
         free(a);
         if (n > longest) longest = n;
     }
-    vkd_cfg tc;
-    cli_check(vkd_cfg_load(c.target_dir, &tc, &err), &err);
-    uint64_t cap = longest + 64;
-    if ((int64_t)cap > tc.max_position_embeddings) cap = (uint64_t)tc.max_position_embeddings;
-    exp_load_models(&c, (uint32_t)cap, &m);
+    exp_load_models(&c, exp_ctx_cap(&c, longest + 64), &m);
     vkd_draft *g;
     vkd_diagnose *dg;
     cli_check(vkd_draft_dflash(m.d, &g, &err), &err);
-    cli_check(vkd_diagnose_create(m.t, g, &dg, &err), &err);
     uint32_t B = g->block;
+    if (B > 64 || B > m.t->logit_rows) cli_fatal("diagnose: block size %u is larger than 64", B);
+    cli_check(vkd_diagnose_create(m.t, g, &dg, &err), &err);
 
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "modes", modes_s);
     cJSON_AddStringToObject(params, "dataset", data.path);
     cJSON_AddNumberToObject(params, "block_size", B);
     exp_out o;
-    exp_open_out(&c, params, &o);
+    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len, .block = B};
+    exp_open_out(&c, params, jr_check_diagnose, &lim, &o);
 
     exp_progress pg;
     exp_progress_start(&pg, c.cmd, data.n);
@@ -269,8 +267,8 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     exp_buf_printf(&csv, "example,mode,position,block,block_pos,gold_id,gold_text,p_target,p_draft,rank_target,rank_draft\n");
     /* heatmap: mask mode log10(rank_t / rank_d) */
     size_t hm_rows = 0, hm_cols = 0;
-    const cJSON *rj;
-    cJSON_ArrayForEach(rj, o.done) {
+    for (size_t ri = 0; ri < o.done.n; ri++) {
+        const cJSON *rj = o.done.rec[ri];
         const cJSON *ta = item(rj, "tokens");
         if (!cJSON_IsArray(ta)) continue;
         hm_rows++;
@@ -284,7 +282,8 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     char **hm_labels = calloc(hm_rows + 1, sizeof *hm_labels);
     for (size_t q = 0; q < hm_rows * hm_cols; q++) hm[q] = NAN;
     size_t hr = 0;
-    cJSON_ArrayForEach(rj, o.done) {
+    for (size_t ri = 0; ri < o.done.n; ri++) {
+        const cJSON *rj = o.done.rec[ri];
         const cJSON *ta = item(rj, "tokens"), *row;
         if (!cJSON_IsArray(ta)) continue;
         const char *id = cJSON_GetStringValue(item(rj, "id"));

@@ -37,6 +37,7 @@ int vkd_cmd_forward(int argc, char **argv) {
     if (!model) cli_usage_error("forward", "--model DIR is required");
     if (!out) cli_usage_error("forward", "--out FILE.safetensors is required");
     prompt_require("forward", &pf);
+    cli_check_out_file("forward", "--out", out);
     if (strcmp(kv, "f32") && strcmp(kv, "f16")) cli_usage_error("forward", "--kv-dtype must be f32 or f16");
 
     vkd_error err = {0};
@@ -45,7 +46,10 @@ int vkd_cmd_forward(int argc, char **argv) {
     size_t T;
     int32_t *ids = prompt_encode("forward", &pf, tok, &T);
     size_t ntaps = 0;
-    int32_t *taps = layers ? parse_id_list("forward", "--layers", layers, &ntaps) : NULL;
+    int32_t *taps = layers ? parse_index_list("forward", "--layers", layers, "layer indices", &ntaps) : NULL;
+    for (size_t i = 0; i < ntaps; i++)
+        for (size_t j = 0; j < i; j++)
+            if (taps[i] == taps[j]) cli_usage_error("forward", "--layers: layer %d appears twice", taps[i]);
 
     vkd_ctx *ctx;
     cli_check(vkd_ctx_create(NULL, &ctx, &err), &err);

@@ -17,8 +17,10 @@ static void usage(void) {
            "(default 128). Sampling defaults come from generation_config.json (greedy when it\n"
            "has do_sample false or is absent); --temperature 0 forces greedy. top-k 0 and\n"
            "top-p 1 are off. --chat uses the model's own chat template (Qwen3: thinking off\n"
-           "unless --think). --json prints {\"ids\", \"text\", \"prefill_tok_s\", \"decode_tok_s\"}\n"
-           "instead of streaming. --seed (default 0) drives all randomness.\n");
+           "unless --think; --system and --think need --chat). --json prints {\"ids\", \"text\",\n"
+           "\"prefill_tok_s\", \"decode_tok_s\"} instead of streaming. With --ids a model folder without\n"
+           "a tokenizer works too: the generated ids are printed (\"text\" is null with --json).\n"
+           "--seed (default 0) drives all randomness.\n");
 }
 
 typedef struct stream_ctx {
@@ -72,9 +74,11 @@ int vkd_cmd_generate(int argc, char **argv) {
 
     vkd_error err = {0};
     vkd_tok *tok = NULL;
-    if (!pf.ids || !json) {
+    {   /* with --ids the tokenizer is optional: without one the ids are the output */
         vkd_result r = vkd_tok_load(model, &tok, &err);
         if (r && !pf.ids) cli_check(r, &err);
+        if (r) fprintf(stderr, "generate: no tokenizer in %s: %s ids, no text\n", model,
+                       json ? "--json has the" : "printing the generated");
     }
     size_t n;
     int32_t *ids = prompt_encode("generate", &pf, tok, &n);
@@ -105,12 +109,8 @@ int vkd_cmd_generate(int argc, char **argv) {
     if (top_p >= 0) go.sample.top_p = (float)top_p;
     go.sample.seed = seed;
     int32_t stops[2 * VKD_CFG_MAX_EOS];
-    uint32_t nstop = 0;
-    for (int i = 0; i < g->n_eos; i++) stops[nstop++] = (int32_t)g->eos_token_ids[i];
-    if (!g->present)
-        for (int i = 0; i < t->cfg.n_eos; i++) stops[nstop++] = (int32_t)t->cfg.eos_token_ids[i];
     go.stop_ids = stops;
-    go.nstop = nstop;
+    go.nstop = target_stop_ids(t, stops, 2 * VKD_CFG_MAX_EOS);
     stream_ctx sc = {.print = !json};
     if (tok) cli_check(vkd_tok_stream_new(tok, true, &sc.ts, &err), &err);
     go.on_token = on_token;
@@ -125,6 +125,9 @@ int vkd_cmd_generate(int argc, char **argv) {
         size_t len;
         vkd_tok_stream_flush(sc.ts, &text, &len);
         fwrite(text, 1, len, stdout);
+        putchar('\n');
+    } else if (!json) { /* no tokenizer: the ids */
+        for (uint32_t i = 0; i < res.n; i++) printf("%s%d", i ? "," : "", res.ids[i]);
         putchar('\n');
     }
     double prefill_tps = n / res.prefill_s;

@@ -62,18 +62,30 @@ typedef struct cell {
     char key[96];              /* "guided/a0.3/T0.6/ttt-off" */
 } cell;
 
+/* The key names the parsed values exactly (shortest text that reads back as the same double):
+ * two different alphas never share a key. */
 static void cell_key(cell *k) {
-    if (k->c == C_PLAIN) snprintf(k->key, sizeof k->key, "plain/T%g/ttt-off", k->temp);
-    else snprintf(k->key, sizeof k->key, "%s/a%g/T%g/ttt-%s", cond_name[k->c], k->alpha, k->temp, k->ttt ? "on" : "off");
+    char a[32], t[32];
+    jr_fmt_double(a, sizeof a, k->alpha);
+    jr_fmt_double(t, sizeof t, k->temp);
+    if (k->c == C_PLAIN) snprintf(k->key, sizeof k->key, "plain/T%s/ttt-off", t);
+    else snprintf(k->key, sizeof k->key, "%s/a%s/T%s/ttt-%s", cond_name[k->c], a, t, k->ttt ? "on" : "off");
 }
 
-static const cJSON *find_record(const exp_out *o, const char *id) {
-    const cJSON *r;
-    cJSON_ArrayForEach(r, o->done) {
-        const cJSON *i = cJSON_GetObjectItemCaseSensitive(r, "id");
-        if (cJSON_IsString(i) && !strcmp(i->valuestring, id)) return r;
-    }
-    return NULL;
+/* Journal id of (cell, example): "<cell key>/<example id>", the full id (malloc'd). */
+static char *record_id(const cell *k, const char *example) {
+    size_t n = strlen(k->key) + strlen(example) + 2;
+    char *id = malloc(n);
+    if (!id) cli_fatal("out of memory");
+    snprintf(id, n, "%s/%s", k->key, example);
+    return id;
+}
+
+static const cJSON *find_record(exp_out *o, const cell *k, const char *example) {
+    char *id = record_id(k, example);
+    const cJSON *r = exp_find(o, id);
+    free(id);
+    return r;
 }
 
 static double num(const cJSON *r, const char *k) {
@@ -199,10 +211,9 @@ typedef struct agg {
 
 static agg aggregate(const exp_out *o, const cell *k) {
     agg a = {0};
-    const cJSON *r;
-    cJSON_ArrayForEach(r, o->done) {
-        const char *ck = str(r, "cell");
-        if (!ck || strcmp(ck, k->key)) continue;
+    for (size_t q = 0; q < o->done.n; q++) {
+        const cJSON *r = o->done.rec[q];
+        if (strcmp(str(r, "cell"), k->key)) continue;
         a.n++;
         double n = num(r, "tokens");
         a.tokens += n;
@@ -270,12 +281,6 @@ int vkd_cmd_guide(int argc, char **argv) {
         free(s);
         if (!want[0] && !want[1] && !want[2]) cli_usage_error("guide", "--conditions: expected a list of guided, null, plain");
     }
-    for (size_t i = 0; i < na; i++)
-        for (size_t j = 0; j < i; j++)
-            if (alphas[i] == alphas[j]) cli_usage_error("guide", "--alphas: %g appears twice", alphas[i]);
-    for (size_t i = 0; i < nt; i++)
-        for (size_t j = 0; j < i; j++)
-            if (temps[i] == temps[j]) cli_usage_error("guide", "--temperatures: %g appears twice", temps[i]);
     exp_require(&c, want[C_GUIDED] || want[C_NULL]);
     if (!c.block) c.block = 2;
     bool ttt_off = !strcmp(ttt_s, "off") || !strcmp(ttt_s, "both"), ttt_on = !strcmp(ttt_s, "on") || !strcmp(ttt_s, "both");
@@ -331,14 +336,15 @@ int vkd_cmd_guide(int argc, char **argv) {
     cJSON_AddNumberToObject(params, "top_k", (double)top_k);
     cJSON_AddNumberToObject(params, "top_p", top_p);
     cJSON_AddStringToObject(params, "null_noise", "z * std(draft - target) / rms(z), z ~ N(0,1) Philox(seed, position)");
-    exp_out o;
-    exp_open_out(&c, params, &o);
-
+    /* everything that can fail on the inputs fails before --out is touched */
     uint32_t ctx_len = exp_ctx_len(&c, &d, (uint64_t)max_new + c.block + 1);
     exp_load_models(&c, ctx_len, &m);
     vkd_error err = {0};
     vkd_draft *g = NULL;
     if (m.d) cli_check(vkd_draft_dflash(m.d, &g, &err), &err);
+    exp_out o;
+    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = ctx_len};
+    exp_open_out(&c, params, jr_check_guide, &lim, &o);
     run_ctx R = {.c = &c, .m = &m, .d = &d, .g = g, .max_new = (uint32_t)max_new,
                  .top_k = (uint32_t)top_k, .top_p = top_p};
 
@@ -351,26 +357,27 @@ int vkd_cmd_guide(int argc, char **argv) {
         if (k->ttt) continue; /* below, example by example */
         for (size_t e = 0; e < d.n; e++, done++) {
             const exp_example *ex = &d.ex[e];
-            char id[512];
-            snprintf(id, sizeof id, "%s/%s", k->key, ex->id);
-            if (exp_done(&o, id)) continue;
+            char *id = record_id(k, ex->id);
+            if (exp_done(&o, id)) {
+                free(id);
+                continue;
+            }
             cJSON *rec = NULL;
             if (k->c == C_NULL && k->alpha == 0 && want[C_GUIDED]) {
                 cell twin = *k;
                 twin.c = C_GUIDED;
                 cell_key(&twin);
-                char tid[512];
-                snprintf(tid, sizeof tid, "%s/%s", twin.key, ex->id);
-                const cJSON *src = find_record(&o, tid);
+                const cJSON *src = find_record(&o, &twin, ex->id);
                 if (src) {
                     rec = cJSON_Duplicate(src, true);
                     cJSON_ReplaceItemInObject(rec, "id", cJSON_CreateString(id));
                     cJSON_ReplaceItemInObject(rec, "cell", cJSON_CreateString(k->key));
                     cJSON_ReplaceItemInObject(rec, "condition", cJSON_CreateString("null"));
-                    cJSON_AddStringToObject(rec, "reused_from", tid);
+                    cJSON_AddStringToObject(rec, "reused_from", str(src, "id"));
                 }
             }
             if (!rec) rec = run_one(&R, k, ex, id);
+            free(id);
             work += (uint64_t)num(rec, "tokens");
             exp_journal(&o, rec);
             if (!c.quiet) exp_progress_update(&prog, done + 1, work, "tok");
@@ -416,8 +423,8 @@ int vkd_cmd_guide(int argc, char **argv) {
     /* the matrix, from the whole journal */
     bool scored = false;
     {
-        const cJSON *r;
-        cJSON_ArrayForEach(r, o.done) scored |= cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(r, "correct"));
+        for (size_t q = 0; q < o.done.n; q++)
+            scored |= cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(o.done.rec[q], "correct"));
     }
     exp_buf csv = {0};
     exp_buf_printf(&csv, "condition,ttt,temperature,alpha,examples,accuracy,kl_mean,changed_frac,tokens_mean,"
@@ -437,8 +444,11 @@ int vkd_cmd_guide(int argc, char **argv) {
         double toks = ratio(a.tokens, (double)a.n), ms = 1000 * ratio(a.decode_s, a.decode_tokens);
         double tf = ratio(a.tfwd, a.tokens);
         acc_grid[ci] = scored ? acc : kl;
-        char sa[16], sacc[16], skl[16], sch[16], stok[16], sms[16], stf[16];
-        fmt(sa, sizeof sa, "%g", k->alpha);
+        char sa[32], sacc[16], skl[16], sch[16], stok[16], sms[16], stf[16];
+        char sa_x[32], st_x[32]; /* exact: two cells never print alike */
+        jr_fmt_double(sa_x, sizeof sa_x, k->alpha);
+        jr_fmt_double(st_x, sizeof st_x, k->temp);
+        snprintf(sa, sizeof sa, "%s", isnan(k->alpha) ? "-" : sa_x);
         fmt(sacc, sizeof sacc, "%.3f", acc);
         fmt(skl, sizeof skl, "%.4f", kl);
         fmt(sch, sizeof sch, "%.3f", ch);
@@ -447,7 +457,7 @@ int vkd_cmd_guide(int argc, char **argv) {
         fmt(stf, sizeof stf, "%.3f", tf);
         printf("%-7s %-4s %5g %6s %5zu %8s %9s %8s %8s %9s %9s\n", cond_name[k->c], k->ttt ? "on" : "off", k->temp, sa, a.n, sacc,
                skl, sch, stok, sms, stf);
-        exp_buf_printf(&csv, "%s,%s,%g,%s,%zu,%s,%s,%s,%s,%s,%s\n", cond_name[k->c], k->ttt ? "on" : "off", k->temp,
+        exp_buf_printf(&csv, "%s,%s,%s,%s,%zu,%s,%s,%s,%s,%s,%s\n", cond_name[k->c], k->ttt ? "on" : "off", st_x,
                        k->c == C_PLAIN ? "" : sa, a.n, isnan(acc) ? "" : sacc, isnan(kl) ? "" : skl,
                        isnan(ch) ? "" : sch, isnan(toks) ? "" : stok, isnan(ms) ? "" : sms, isnan(tf) ? "" : stf);
         cJSON *j = cJSON_CreateObject();
@@ -479,10 +489,7 @@ int vkd_cmd_guide(int argc, char **argv) {
             cell_key(&p);
             cell_key(&g0);
             for (size_t e = 0; e < d.n; e++) {
-                char a[512], b[512];
-                snprintf(a, sizeof a, "%s/%s", p.key, d.ex[e].id);
-                snprintf(b, sizeof b, "%s/%s", g0.key, d.ex[e].id);
-                const cJSON *ra = find_record(&o, a), *rb = find_record(&o, b);
+                const cJSON *ra = find_record(&o, &p, d.ex[e].id), *rb = find_record(&o, &g0, d.ex[e].id);
                 if (!ra || !rb) continue;
                 compared++;
                 char *x = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ra, "ids"));
@@ -578,16 +585,14 @@ int vkd_cmd_guide(int argc, char **argv) {
     exp_buf jl = {0};
     for (size_t ci = 0; ci < ncells; ci++)
         for (size_t e = 0; e < d.n; e++) {
-            char id[512];
-            snprintf(id, sizeof id, "%s/%s", cells[ci].key, d.ex[e].id);
-            const cJSON *r = find_record(&o, id);
+            const cJSON *r = find_record(&o, &cells[ci], d.ex[e].id);
             if (!r) continue;
             const vkd_ds_record *dr = &d.ds->records[e];
             exp_buf ctx = {0};
             for (size_t mi = 0; dr->messages && mi + 1 < dr->n_messages; mi++)
                 exp_buf_printf(&ctx, "%s%s: %s", mi ? "\n\n" : "", dr->messages[mi].role, dr->messages[mi].content);
             cJSON *x = cJSON_CreateObject();
-            cJSON_AddStringToObject(x, "id", id);
+            cJSON_AddStringToObject(x, "id", str(r, "id"));
             cJSON_AddStringToObject(x, "example", d.ex[e].id);
             cJSON_AddStringToObject(x, "context", ctx.s ? ctx.s : "");
             cJSON_AddStringToObject(x, "question", d.ex[e].question);

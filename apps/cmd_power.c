@@ -156,8 +156,8 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha) {
     double *sa = NULL, *sc = NULL, *ba = NULL, *bc = NULL;
     size_t nsa = 0, nsc = 0, nba = 0, nbc = 0;
     exp_buf ans = {0};
-    cJSON *rec;
-    cJSON_ArrayForEach(rec, o->done) {
+    for (size_t q = 0; q < o->done.n; q++) {
+        const cJSON *rec = o->done.rec[q];
         const char *id = cJSON_GetStringValue(item(rec, "id"));
         const char *gold = cJSON_GetStringValue(item(rec, "gold_answer"));
         if (!gold) gold = cJSON_GetStringValue(item(rec, "gold"));
@@ -330,7 +330,10 @@ int vkd_cmd_power(int argc, char **argv) {
             int found = -1;
             for (int mth = M_GREEDY; mth < NMETHOD; mth++)
                 if (strlen(method_names[mth]) == l && !strncmp(p, method_names[mth], l)) found = mth;
+            if (found < 0 && l == 4 && !strncmp(p, "none", 4))
+                cli_usage_error(c.cmd, "--baselines: 'none' stands alone (no baselines), got '%s'", baselines);
             if (found < 0) cli_usage_error(c.cmd, "--baselines: '%.*s' is not greedy, sample, lowtemp or none", (int)l, p);
+            if (base[found]) cli_usage_error(c.cmd, "--baselines: '%.*s' appears twice", (int)l, p);
             base[found] = true;
             p += l;
             if (*p == ',') p++;
@@ -380,7 +383,8 @@ int vkd_cmd_power(int argc, char **argv) {
     cJSON_AddNumberToObject(params, "sample_temperature", g->temperature);
     cJSON_AddStringToObject(params, "answer_kind", vkd_answer_kind_name(kind));
     exp_out o;
-    exp_open_out(&c, params, &o);
+    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len};
+    exp_open_out(&c, params, jr_check_power, &lim, &o);
 
     exp_progress pg;
     exp_progress_start(&pg, c.cmd, data.n);

@@ -177,17 +177,24 @@ int vkd_cmd_probe(int argc, char **argv) {
     exp_load_tokenizer(&c, &m);
     exp_data data;
     exp_load_data(&c, m.tok, DEFAULT_DATASET, false, &data);
-    vkd_cfg tc;
     vkd_error err = {0};
-    cli_check(vkd_cfg_load(c.target_dir, &tc, &err), &err);
     uint64_t longest = 0;
     for (size_t k = 0; k < data.n; k++) if (data.ex[k].n_prompt > longest) longest = data.ex[k].n_prompt;
     uint64_t extra = (uint64_t)max_new + 64; /* 64 >= any block size */
-    uint64_t cap = longest + extra;
-    if ((int64_t)cap > tc.max_position_embeddings) cap = (uint64_t)tc.max_position_embeddings;
-    exp_load_models(&c, (uint32_t)cap, &m);
+    exp_load_models(&c, exp_ctx_cap(&c, longest + extra), &m);
     vkd_dflash *d = m.d;
     uint32_t B = d->block;
+    {   /* as guide and power: a run in which no example can be probed is an error */
+        size_t fits = 0, at = 0;
+        for (size_t k = 0; k < data.n; k++) {
+            if ((uint64_t)data.ex[k].n_prompt + extra <= m.t->ctx_len) fits++;
+            if (data.ex[k].n_prompt < data.ex[at].n_prompt) at = k;
+        }
+        if (!fits)
+            cli_fatal("%s:%zu: no example fits the context: the shortest prompt (%u tokens) + --max-new-tokens %ld "
+                      "+ a block exceed the target's max_position_embeddings (%u)", data.path, data.ex[at].line,
+                      data.ex[at].n_prompt, max_new, m.t->ctx_len);
+    }
 
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "dataset", data.path);
@@ -198,7 +205,8 @@ int vkd_cmd_probe(int argc, char **argv) {
     cJSON_AddNumberToObject(params, "max_new_tokens", (double)max_new);
     cJSON_AddNumberToObject(params, "block_size", B);
     exp_out o;
-    exp_open_out(&c, params, &o);
+    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len, .ntemps = (uint32_t)nt, .block = B};
+    exp_open_out(&c, params, jr_check_probe, &lim, &o);
 
     vkd_probe_options po = {.alpha = alpha, .temps = temps, .ntemps = (uint32_t)nt, .samples = (uint32_t)K,
                             .seed = c.seed};
@@ -307,12 +315,14 @@ int vkd_cmd_probe(int argc, char **argv) {
     exp_buf_printf(&pcsv, "example,block,block_pos,position,token,text");
     exp_buf_printf(&bcsv, "example,block,start,positions");
     const char *pn[3] = {"kl", "tvd", "accept"}, *bn[5] = {"product", "sim_accept", "logw_mean", "logw_std", "kl_mean"};
-    for (int q = 0; q < 3; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%s_T%g", pn[q], temps[ti]);
+    char tkey[VKD_PROBE_MAX_TEMPS][32]; /* column keys name each temperature exactly */
+    for (size_t ti = 0; ti < nt; ti++) jr_fmt_double(tkey[ti], sizeof tkey[ti], temps[ti]);
+    for (int q = 0; q < 3; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%s_T%s", pn[q], tkey[ti]);
     exp_buf_printf(&pcsv, ",baseline_accept\n");
-    for (int q = 0; q < 5; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&bcsv, ",%s_T%g", bn[q], temps[ti]);
+    for (int q = 0; q < 5; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&bcsv, ",%s_T%s", bn[q], tkey[ti]);
     exp_buf_printf(&bcsv, "\n");
-    const cJSON *rj;
-    cJSON_ArrayForEach(rj, o.done) {
+    for (size_t ri = 0; ri < o.done.n; ri++) {
+        const cJSON *rj = o.done.rec[ri];
         const cJSON *pa = item(rj, "positions"), *ba = item(rj, "blocks"), *row;
         if (!cJSON_IsArray(pa) || !cJSON_IsArray(ba)) { n_skip++; continue; }
         n_ex++;

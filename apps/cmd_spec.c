@@ -99,6 +99,11 @@ int vkd_cmd_spec(int argc, char **argv) {
     if ((pf.prompt || pf.chat || pf.ids) && dataset) cli_usage_error("spec", "--dataset excludes --prompt/--chat/--ids");
     if (pf.prompt || pf.chat || pf.ids) prompt_require("spec", &pf);
     if (strcmp(kv, "f32") && strcmp(kv, "f16")) cli_usage_error("spec", "--kv-dtype must be f32 or f16");
+    /* flags that would be ignored are errors */
+    if (!dataset && (limit || turn || prompt_field))
+        cli_usage_error("spec", "--limit, --turn and --prompt-field apply to --dataset only");
+    if (!pf.chat && pf.system) cli_usage_error("spec", "--system applies to --chat only");
+    if (out) cli_check_out_file("spec", "--out", out);
 
     vkd_error err = {0};
     vkd_tok *tok = NULL;
@@ -190,12 +195,8 @@ int vkd_cmd_spec(int argc, char **argv) {
     go.sample = (vkd_sample_params){.temperature = (float)temp, .top_k = (uint32_t)top_k,
                                     .top_p = (float)top_p, .seed = seed};
     int32_t stops[2 * VKD_CFG_MAX_EOS];
-    uint32_t nstop = 0;
-    for (int i = 0; i < t->gen.n_eos; i++) stops[nstop++] = (int32_t)t->gen.eos_token_ids[i];
-    if (!t->gen.present)
-        for (int i = 0; i < t->cfg.n_eos; i++) stops[nstop++] = (int32_t)t->cfg.eos_token_ids[i];
     go.stop_ids = stops;
-    go.nstop = nstop;
+    go.nstop = target_stop_ids(t, stops, 2 * VKD_CFG_MAX_EOS);
 
     vkd_rec *rec;
     cli_check(vkd_rec_create(ctx, &rec, &err), &err);

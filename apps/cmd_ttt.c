@@ -320,7 +320,8 @@ int vkd_cmd_ttt(int argc, char **argv) {
     cJSON_AddNumberToObject(params, "block_size", B);
     if (init_adapter) cJSON_AddStringToObject(params, "init_adapter", init_adapter);
     exp_out o;
-    exp_open_out(&c, params, &o);
+    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len, .block = B};
+    exp_open_out(&c, params, jr_check_ttt, &lim, &o);
 
     exp_progress pg;
     exp_progress_start(&pg, c.cmd, data.n);
@@ -403,8 +404,8 @@ int vkd_cmd_ttt(int argc, char **argv) {
                          "generated_ttt\n");
     cJSON *jout = cJSON_CreateObject(), *jex = cJSON_AddArrayToObject(jout, "examples");
     size_t n_done = 0, n_skip = 0;
-    const cJSON *rj;
-    cJSON_ArrayForEach(rj, o.done) {
+    for (size_t ri = 0; ri < o.done.n; ri++) {
+        const cJSON *rj = o.done.rec[ri];
         const cJSON *base = item(rj, "baseline"), *sets = item(rj, "settings"), *row;
         if (!cJSON_IsObject(base) || !cJSON_IsArray(sets)) { n_skip++; continue; }
         n_done++;

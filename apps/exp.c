@@ -1,11 +1,14 @@
 /* exp.c: the shared side of the experiment commands (see exp.h). */
 #include "exp.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,7 +30,10 @@ const char exp_common_help[] =
     "  --prompt-field F, --answer-field F, --id-field F   override the field names\n"
     "  --limit N             the first N records in file order (default: all)\n"
     "  --out DIR             results folder: config.json, examples.jsonl (journal), tables\n"
-    "  --resume              skip examples already in DIR/examples.jsonl (same parameters)\n"
+    "  --resume              continue the run in DIR: skip examples already in its journal\n"
+    "                        (same parameters and models, else refused)\n"
+    "  --overwrite           move earlier results in DIR aside (to DIR.old-N) and start again;\n"
+    "                        without --resume or --overwrite a folder with results is refused\n"
     "  --seed S              every random choice derives from S (default 0)\n"
     "  --block-size B        draft block size (default: the draft's config)\n"
     "  --kv-dtype f32|f16    KV cache precision (default f32)\n"
@@ -52,6 +58,7 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
     else if ((v = cli_value(cmd, "--seed", argc, argv, i)))
         c->seed = (unsigned long long)cli_parse_long(cmd, "--seed", v, 0, __LONG_MAX__);
     else if (cli_is("--resume", argv[*i])) c->resume = true;
+    else if (cli_is("--overwrite", argv[*i])) c->overwrite = true;
     else if (cli_is("--think", argv[*i])) c->think = true;
     else if (cli_is("--quiet", argv[*i])) c->quiet = true;
     else return false;
@@ -63,9 +70,18 @@ void exp_require(const exp_common *c, bool need_draft) {
     if (need_draft && !c->draft_dir) cli_usage_error(c->cmd, "--draft DIR is required");
     if (c->adapter && !c->draft_dir) cli_usage_error(c->cmd, "--adapter goes with --draft");
     if (!c->out_dir) cli_usage_error(c->cmd, "--out DIR is required");
+    if (!c->out_dir[0]) cli_usage_error(c->cmd, "--out needs a folder name, got ''");
+    if (c->resume && c->overwrite) cli_usage_error(c->cmd, "--resume and --overwrite exclude each other");
 }
 
 /* ---- data ---- */
+
+/* by id, then by line (so a repeat is reported at its later line) */
+static int cmp_record_id(const void *a, const void *b) {
+    const vkd_ds_record *x = *(const vkd_ds_record *const *)a, *y = *(const vkd_ds_record *const *)b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
 
 void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, bool need_answer,
                    exp_data *out) {
@@ -81,13 +97,20 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
     size_t n = c->limit && (size_t)c->limit < ds->count ? (size_t)c->limit : ds->count;
     out->ex = calloc(n, sizeof *out->ex);
     if (!out->ex) cli_fatal("out of memory");
+    {   /* ids must be unique: sort the record order by id, compare neighbours */
+        const vkd_ds_record **byid = malloc((n ? n : 1) * sizeof *byid);
+        if (!byid) cli_fatal("out of memory");
+        for (size_t k = 0; k < n; k++) byid[k] = &ds->records[k];
+        qsort(byid, n, sizeof *byid, cmp_record_id);
+        for (size_t k = 1; k < n; k++)
+            if (!strcmp(byid[k - 1]->id, byid[k]->id))
+                cli_fatal("%s:%zu: id '%s' repeats line %zu: ids must be unique (--id-field)", out->path,
+                          byid[k]->line, byid[k]->id, byid[k - 1]->line);
+        free(byid);
+    }
     for (size_t k = 0; k < n; k++) {
         const vkd_ds_record *r = &ds->records[k];
         exp_example *e = &out->ex[k];
-        for (size_t j = 0; j < k; j++)
-            if (!strcmp(out->ex[j].id, r->id))
-                cli_fatal("%s:%zu: id '%s' repeats line %zu: ids must be unique (--id-field)",
-                          out->path, r->line, r->id, out->ex[j].line);
         if (need_answer && (!r->answer || !r->answer[0]))
             cli_fatal("%s:%zu: record '%s' has no answer (field '%s'; --answer-field names it)",
                       out->path, r->line, r->id, c->answer_field ? c->answer_field : "answer");
@@ -132,6 +155,14 @@ uint32_t exp_ctx_len(const exp_common *c, const exp_data *d, uint64_t extra) {
     return (uint32_t)need;
 }
 
+uint32_t exp_ctx_cap(const exp_common *c, uint64_t need) {
+    vkd_cfg tc;
+    vkd_error err = {0};
+    cli_check(vkd_cfg_load(c->target_dir, &tc, &err), &err);
+    if ((int64_t)need > tc.max_position_embeddings) need = (uint64_t)tc.max_position_embeddings;
+    return (uint32_t)need;
+}
+
 void exp_load_tokenizer(const exp_common *c, exp_models *m) {
     vkd_error err = {0};
     cli_check(vkd_tok_load(c->target_dir, &m->tok, &err), &err);
@@ -151,10 +182,7 @@ void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
             cli_fatal("--adapter %s: %s", c->adapter, err.msg);
     }
     cli_check(vkd_rec_create(m->ctx, &m->rec, &err), &err);
-    vkd_target *t = m->t;
-    for (int i = 0; i < t->gen.n_eos && m->nstop < 16; i++) m->stops[m->nstop++] = (int32_t)t->gen.eos_token_ids[i];
-    if (!t->gen.present)
-        for (int i = 0; i < t->cfg.n_eos && m->nstop < 16; i++) m->stops[m->nstop++] = (int32_t)t->cfg.eos_token_ids[i];
+    m->nstop = target_stop_ids(m->t, m->stops, 16);
 }
 
 void exp_free_models(exp_models *m) {
@@ -223,7 +251,9 @@ cJSON *exp_model_identity(const char *dir) {
 }
 
 static void mkdirs(const char *cmd, const char *dir) {
+    if (!dir[0]) cli_usage_error(cmd, "--out needs a folder name, got ''");
     char *p = strdup(dir);
+    if (!p) cli_fatal("out of memory");
     for (char *s = p + 1; *s; s++) {
         if (*s != '/') continue;
         *s = 0;
@@ -272,10 +302,86 @@ static const cJSON *config_at(const cJSON *c, const char *path) {
     return x;
 }
 
-void exp_open_out(const exp_common *c, cJSON *params, exp_out *o) {
+/* JSON text parsed with 64-bit integers kept exact (as strings, journal.h); NULL if invalid. */
+static cJSON *parse_exact(const char *text, size_t n) {
+    char *x = jr_exact_ints(text, n);
+    if (!x) cli_fatal("out of memory");
+    cJSON *j = cJSON_Parse(x);
+    free(x);
+    return j;
+}
+
+static char *path_in(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (!p) cli_fatal("out of memory");
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+#define LOCK_NAME ".vkdraft.lock"
+
+/* Takes the folder's lock (an exclusive flock on DIR/.vkdraft.lock, released when the process
+ * ends, however it ends); exits when another process holds it. */
+static int lock_folder(const char *dir) {
+    char *p = path_in(dir, LOCK_NAME);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) cli_fatal("%s: cannot create the lock file: %s", p, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            cli_fatal("%s: another vkdraft run is writing this folder (it holds %s); wait for it to end or "
+                      "use another --out", dir, p);
+        cli_fatal("%s: cannot lock: %s", p, strerror(errno));
+    }
+    free(p);
+    return fd;
+}
+
+/* Whether the folder holds anything besides the lock file. */
+static bool folder_used(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) cli_fatal("%s: cannot read the folder: %s", dir, strerror(errno));
+    bool used = false;
+    struct dirent *e;
+    while (!used && (e = readdir(d)))
+        used = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, LOCK_NAME);
+    closedir(d);
+    return used;
+}
+
+/* --overwrite: renames the folder to the first free DIR.old-N beside it (one atomic rename,
+ * the old run stays whole), then creates and locks a fresh DIR. Returns the new lock. */
+static int move_aside(const char *cmd, const char *dir, int lock_fd) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    char *aside = malloc(n + 32);
+    if (!aside) cli_fatal("out of memory");
+    for (unsigned k = 1;; k++) {
+        snprintf(aside, n + 32, "%.*s.old-%u", (int)n, dir, k);
+        struct stat st;
+        if (lstat(aside, &st) != 0 && errno == ENOENT) break;
+        if (k == 100000) cli_fatal("%s: no free name to move the old results to", dir);
+    }
+    if (rename(dir, aside) != 0)
+        cli_fatal("%s: cannot move the old results to %s: %s", dir, aside, strerror(errno));
+    fprintf(stderr, "%s: --overwrite: moved the earlier results in %s to %s\n", cmd, dir, aside);
+    free(aside);
+    mkdirs(cmd, dir);
+    int fd = lock_folder(dir);
+    close(lock_fd); /* the lock of the moved folder */
+    return fd;
+}
+
+static char *config_text(const char *dir, size_t *n) {
+    char *p = path_in(dir, "config.json");
+    char *t = slurp(p, n);
+    free(p);
+    return t;
+}
+
+void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const jr_limits *lim, exp_out *o) {
     memset(o, 0, sizeof *o);
-    mkdirs(c->cmd, c->out_dir);
-    o->dir = strdup(c->out_dir);
+    o->lock_fd = -1;
     cJSON *cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "command", c->cmd);
     cJSON_AddStringToObject(cfg, "vkdraft", VKD_VERSION);
@@ -290,70 +396,74 @@ void exp_open_out(const exp_common *c, cJSON *params, exp_out *o) {
     if (c->id_field) cJSON_AddStringToObject(common, "id_field", c->id_field);
     cJSON_AddNumberToObject(common, "limit", (double)c->limit);
     cJSON_AddNumberToObject(common, "block_size", (double)c->block);
-    cJSON_AddNumberToObject(common, "seed", (double)c->seed);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", c->seed); /* exact: a double would round above 2^53 */
+    cJSON_AddRawToObject(common, "seed", seed);
     cJSON_AddStringToObject(common, "kv_dtype", c->kv ? c->kv : "f32");
     cJSON_AddBoolToObject(common, "think", c->think);
     cJSON_AddItemToObject(cfg, "params", params);
     o->config = cfg;
 
-    size_t n = strlen(o->dir) + 32;
-    o->journal_path = malloc(n);
-    snprintf(o->journal_path, n, "%s/examples.jsonl", o->dir);
-    o->done = cJSON_CreateArray();
-    if (c->resume) {
-        char cpath[4096];
-        snprintf(cpath, sizeof cpath, "%s/config.json", o->dir);
+    mkdirs(c->cmd, c->out_dir);
+    o->dir = strdup(c->out_dir);
+    o->lock_fd = lock_folder(o->dir);
+    o->journal_path = path_in(o->dir, "examples.jsonl");
+    bool used = folder_used(o->dir);
+    if (used && c->overwrite) {
+        o->lock_fd = move_aside(c->cmd, o->dir, o->lock_fd);
+        used = false;
+    }
+    if (used) {
+        /* the folder holds a run: only the same run may continue in it (--resume) */
         size_t len;
-        char *old = slurp(cpath, &len);
-        if (old) {
-            cJSON *oc = cJSON_Parse(old);
-            if (!oc) cli_fatal("%s: not valid JSON; cannot resume (remove the folder or use another --out)", cpath);
-            char k[256];
-            if (config_diff(oc, cfg, "", k, sizeof k)) {
-                const cJSON *a = config_at(oc, k), *b = config_at(cfg, k);
-                char *sa = a ? cJSON_PrintUnformatted(a) : strdup("absent");
-                char *sb = b ? cJSON_PrintUnformatted(b) : strdup("absent");
-                cli_fatal("%s: field '%s' differs from this run (%s there, %s now): --resume needs the "
-                          "same parameters and models", cpath, k, sa, sb);
-            }
-            cJSON_Delete(oc);
-            free(old);
+        char *old = config_text(o->dir, &len);
+        cJSON *oc = old ? parse_exact(old, len) : NULL;
+        free(old);
+        if (!oc)
+            cli_fatal("%s: the folder is not empty and has no readable config.json (not the results of a vkdraft "
+                      "run): use another --out, or --overwrite to move its files aside", o->dir);
+        char *now_s = cJSON_PrintUnformatted(cfg);
+        cJSON *now = now_s ? parse_exact(now_s, strlen(now_s)) : NULL;
+        free(now_s);
+        if (!now) cli_fatal("out of memory");
+        char k[256];
+        if (config_diff(oc, now, "", k, sizeof k)) {
+            const cJSON *a = config_at(oc, k), *b = config_at(now, k);
+            char *sa = a ? cJSON_PrintUnformatted(a) : strdup("absent");
+            char *sb = b ? cJSON_PrintUnformatted(b) : strdup("absent");
+            cli_fatal("%s/config.json: field '%s' differs from this run (%s there, %s now): %s needs the same "
+                      "parameters and models; use another --out, or --overwrite to move the earlier results aside",
+                      o->dir, k, sa, sb, c->resume ? "--resume" : "a folder that holds results");
         }
+        cJSON_Delete(now);
+        cJSON_Delete(oc);
+        if (!c->resume)
+            cli_fatal("%s: already holds results of this run: --resume continues it, --overwrite moves them "
+                      "aside (to %s.old-N) and starts again", o->dir, o->dir);
         char *j = slurp(o->journal_path, &len);
-        size_t keep = 0; /* bytes of complete, valid lines */
         if (j) {
-            size_t line = 1;
-            for (char *s = j; *s;) {
-                char *e = strchr(s, '\n');
-                if (!e) break; /* torn last line: dropped */
-                *e = 0;
-                cJSON *r = cJSON_Parse(s);
-                const cJSON *id = r ? cJSON_GetObjectItemCaseSensitive(r, "id") : NULL;
-                if (!cJSON_IsString(id))
-                    cli_fatal("%s:%zu: not a journal record (expected a JSON object with an 'id')",
-                              o->journal_path, line);
-                cJSON_AddItemToArray(o->done, r);
-                keep = (size_t)(e + 1 - j);
-                s = e + 1;
-                line++;
-            }
+            size_t keep;
+            vkd_error err = {0};
+            cli_check(jr_parse(o->journal_path, j, len, check, lim, &o->done, &keep, &err), &err);
             free(j);
-            if (truncate(o->journal_path, (off_t)keep) != 0)
-                cli_fatal("%s: cannot truncate the torn last line: %s", o->journal_path, strerror(errno));
+            /* the only bytes ever removed: a torn last line (no newline), never a record */
+            if (keep < len && truncate(o->journal_path, (off_t)keep) != 0)
+                cli_fatal("%s: cannot drop the torn last line: %s", o->journal_path, strerror(errno));
         }
     }
+    o->check = check;
+    if (lim) o->lim = *lim;
+    /* an empty folder gets its config first; a resumed run rewrites it equal up to the version */
     exp_write_json(o, "config.json", cfg);
-    o->journal = fopen(o->journal_path, c->resume ? "a" : "w");
+    o->journal = fopen(o->journal_path, "a");
     if (!o->journal) cli_fatal("%s: cannot open: %s", o->journal_path, strerror(errno));
 }
 
-bool exp_done(const exp_out *o, const char *id) {
-    const cJSON *r;
-    cJSON_ArrayForEach(r, o->done) {
-        const cJSON *i = cJSON_GetObjectItemCaseSensitive(r, "id");
-        if (cJSON_IsString(i) && !strcmp(i->valuestring, id)) return true;
-    }
-    return false;
+bool exp_done(exp_out *o, const char *id) { return jr_find(&o->done, id) >= 0; }
+
+const cJSON *exp_find(exp_out *o, const char *id) {
+    long k = jr_find(&o->done, id);
+    return k < 0 ? NULL : o->done.rec[k];
 }
 
 cJSON *exp_record_new(const exp_example *e) {
@@ -372,11 +482,15 @@ void exp_journal(exp_out *o, cJSON *record) {
     cJSON_Delete(record);
     record = cJSON_Parse(s);
     if (!record) cli_fatal("journal record does not parse back");
+    char msg[256] = "";
+    if (o->check && !o->check(record, &o->lim, msg, sizeof msg)) /* what a resume will accept */
+        cli_fatal("internal error: a new journal record fails its own check: %s", msg);
     if (fputs(s, o->journal) < 0 || fputc('\n', o->journal) < 0 || fflush(o->journal) != 0 ||
         fsync(fileno(o->journal)) != 0)
         cli_fatal("%s: write failed: %s", o->journal_path, strerror(errno));
     free(s);
-    cJSON_AddItemToArray(o->done, record);
+    vkd_error err = {0};
+    cli_check(jr_add(&o->done, record, 0, &err), &err);
 }
 
 void exp_write(const exp_out *o, const char *name, const void *data, size_t n) {
@@ -408,8 +522,9 @@ void exp_write_figure(const exp_out *o, const char *name, const fig_chart *ch) {
 }
 
 void exp_close_out(exp_out *o) {
-    if (o->journal) fclose(o->journal);
-    cJSON_Delete(o->done);
+    if (o->journal && fclose(o->journal) != 0) cli_fatal("%s: close failed: %s", o->journal_path, strerror(errno));
+    if (o->lock_fd >= 0) close(o->lock_fd);
+    jr_free(&o->done);
     cJSON_Delete(o->config);
     free(o->journal_path);
     free(o->dir);
@@ -539,7 +654,10 @@ double *exp_parse_list(const char *cmd, const char *flag, const char *s, double 
         if (len == 0 || len >= sizeof item) cli_usage_error(cmd, "%s expects a comma-separated list of numbers, got '%s'", flag, s);
         memcpy(item, p, len);
         item[len] = 0;
-        v[(*n)++] = cli_parse_double(cmd, flag, item, lo, hi);
+        v[*n] = cli_parse_double(cmd, flag, item, lo, hi);
+        for (size_t j = 0; j < *n; j++)
+            if (v[j] == v[*n]) cli_usage_error(cmd, "%s: %s appears twice (as the same number)", flag, item);
+        ++*n;
         if (!e) break;
         p = e + 1;
     }

@@ -2,12 +2,16 @@
  * loading models and a dataset, the output folder (config.json, a resumable journal of
  * finished examples, atomic result files), a progress bar, and small statistics.
  *
- * Output folder protocol. `--out DIR` is created if missing. config.json records every
- * parameter, the model folders' identities and the vkdraft version. Each finished example is
- * appended as one JSON line to DIR/examples.jsonl (flushed and fsynced; the journal). With
- * --resume, examples whose id is already in the journal are skipped, a torn last line (an
- * interrupted write) is dropped, and the journal's config must match the new one (else an
- * error names the differing parameter). Without --resume an existing journal is replaced.
+ * Output folder protocol (docs/results.md). Models, dataset and parameters are validated
+ * before `--out DIR` is touched. DIR is created if missing and locked (an exclusive flock on
+ * DIR/.vkdraft.lock; a second writer is refused). A run starts only in an empty folder; a
+ * folder that holds results is continued with --resume when its config.json equals this run's
+ * parameters and models (else an error names the differing field), or moved aside whole to
+ * DIR.old-N with --overwrite; anything else is refused. config.json is written first
+ * (atomically). Each finished example is appended as one JSON line to DIR/examples.jsonl
+ * (flushed and fsynced; the journal, never truncated: only a torn last line left by an
+ * interrupted write is dropped on resume). Every record read back is validated (type, range,
+ * length of each field: apps/journal.h) and a bad one is an error "file:line: field ...".
  * Tables, CSV, summary.json and figures are regenerated from the whole journal at the end,
  * each written atomically. */
 #ifndef VKD_EXP_H
@@ -19,6 +23,7 @@
 #include <stdio.h>
 
 #include "dataset.h"
+#include "journal.h"
 #include "tokenizer.h"
 #include "vkd_dflash.h"
 
@@ -34,16 +39,17 @@ typedef struct exp_common {
     long limit;                      /* 0: all examples; else the first N in file order */
     long block;                      /* 0: the draft's block size */
     unsigned long long seed;
-    bool resume, think, quiet;
+    bool resume, overwrite, think, quiet;
 } exp_common;
 
 /* Parses one of the common flags at argv[*i] (--target --draft --adapter --dataset --prompt-field
- * --answer-field --id-field --out --kv-dtype --limit --block-size --seed --resume --think
+ * --answer-field --id-field --out --kv-dtype --limit --block-size --seed --resume --overwrite --think
  * --quiet); true when it was one. */
 bool exp_flag(exp_common *c, int argc, char **argv, int *i);
 /* Help text for the common flags (printed by each command's usage). */
 extern const char exp_common_help[];
-/* Checks required flags (--target, --out; --draft when need_draft); usage error otherwise. */
+/* Checks required flags (--target, --out; --draft when need_draft) and that --resume and
+ * --overwrite are not both given; usage error otherwise. */
 void exp_require(const exp_common *c, bool need_draft);
 
 /* One example: the dataset record rendered through the chat template (one user turn,
@@ -91,6 +97,9 @@ void exp_load_tokenizer(const exp_common *c, exp_models *m); /* only the tokeniz
 /* Context capacity for the longest prompt + extra tokens, capped by
  * max_position_embeddings; exits with a clear message when it does not fit. */
 uint32_t exp_ctx_len(const exp_common *c, const exp_data *d, uint64_t extra);
+/* Context capacity need, capped by max_position_embeddings (commands that skip examples
+ * longer than the context). */
+uint32_t exp_ctx_cap(const exp_common *c, uint64_t need);
 /* Exits when Vulkan validation reported anything; frees everything. */
 void exp_free_models(exp_models *m);
 
@@ -98,23 +107,30 @@ void exp_free_models(exp_models *m);
 cJSON *exp_model_identity(const char *dir);
 
 /* Output folder. `params` (owned by the call) holds the command's own parameters; the
- * common ones, the models' identities, the dataset and the vkdraft version are added.
- * Creates the folder, checks a resumed config, writes config.json atomically and opens the
- * journal. Exits on error. */
+ * common ones, the models' identities, the dataset and the vkdraft version are added. Call it
+ * after the models and the dataset are loaded and every parameter is checked: it creates and
+ * locks the folder, refuses or moves aside (--overwrite) earlier results, reads a resumed
+ * journal back (each record checked with `check` against `lim`), writes config.json and opens
+ * the journal. Exits on error. */
 typedef struct exp_out {
     char *dir;
     char *journal_path;
     FILE *journal;                   /* append mode */
-    cJSON *done;                     /* array of the journal's records, in order */
+    jr_journal done;                 /* the journal's records, in order, indexed by id */
     cJSON *config;
+    int lock_fd;
+    jr_check_fn check;
+    jr_limits lim;
 } exp_out;
-void exp_open_out(const exp_common *c, cJSON *params, exp_out *o);
+void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const jr_limits *lim, exp_out *o);
 /* True when example id is already in the journal (resume). */
-bool exp_done(const exp_out *o, const char *id);
+bool exp_done(exp_out *o, const char *id);
+/* The journal record with this id, or NULL. */
+const cJSON *exp_find(exp_out *o, const char *id);
 /* A new journal record for example e: {"id", "line", "prompt_tokens"}. */
 cJSON *exp_record_new(const exp_example *e);
-/* Appends one finished example (owned by the call; must have "id") to the journal and to
- * o->done; flushes and fsyncs. */
+/* Appends one finished example (owned by the call; must have "id" and pass the command's
+ * record check) to the journal and to o->done; flushes and fsyncs. */
 void exp_journal(exp_out *o, cJSON *record);
 /* Writes DIR/name atomically; exits on error. */
 void exp_write(const exp_out *o, const char *name, const void *data, size_t n);
@@ -152,7 +168,7 @@ double exp_mean(const double *v, size_t n);
 double exp_std(const double *v, size_t n);      /* population (ddof 0), as numpy */
 double exp_percentile(const double *v, size_t n, double q);
 
-/* Parses "a,b,c" into doubles in [lo, hi]; usage error naming flag otherwise. */
+/* Parses "a,b,c" into distinct doubles in [lo, hi]; usage error naming flag otherwise. */
 double *exp_parse_list(const char *cmd, const char *flag, const char *s, double lo, double hi,
                        size_t *n);
 

@@ -1,6 +1,10 @@
 /* vkdraft: one binary, one subcommand per job. */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmds.h"
 
@@ -32,7 +36,22 @@ static void usage(FILE *f) {
                "Khronos validation layer, VKDRAFT_PROFILE=1 prints a per-op GPU time table.\n");
 }
 
+/* Output on stdout (tables, JSON, generated text) is a result: a write that failed (a full
+ * disk, a closed pipe) must not end in exit status 0. Runs at every exit, also exit() from a
+ * command; buffered output is flushed here, so the check sees every error. */
+static void close_stdout(void) {
+    errno = 0;
+    bool bad = fflush(stdout) != 0 || ferror(stdout);
+    int e = errno;
+    if (fclose(stdout) != 0 && !bad) bad = true, e = errno;
+    if (bad) {
+        fprintf(stderr, "vkdraft: writing to stdout failed: %s\n", e ? strerror(e) : "I/O error");
+        _exit(1);
+    }
+}
+
 int main(int argc, char **argv) {
+    atexit(close_stdout);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);

@@ -10,6 +10,7 @@
 #include "chat_template.h"
 #include "dataset.h"
 #include "cli.h"
+#include "vkd_target.h"
 
 bool prompt_flag(const char *cmd, prompt_flags *p, int argc, char **argv, int *i) {
     const char *v;
@@ -25,9 +26,16 @@ bool prompt_flag(const char *cmd, prompt_flags *p, int argc, char **argv, int *i
 void prompt_require(const char *cmd, const prompt_flags *p) {
     int n = !!p->prompt + !!p->chat + !!p->ids;
     if (n != 1) cli_usage_error(cmd, "give exactly one of --prompt, --chat or --ids");
+    /* a flag that would be ignored is an error */
+    if (!p->chat && p->system) cli_usage_error(cmd, "--system applies to --chat only");
+    if (!p->chat && p->think) cli_usage_error(cmd, "--think applies to --chat only");
 }
 
 int32_t *parse_id_list(const char *cmd, const char *flag, const char *s, size_t *n) {
+    return parse_index_list(cmd, flag, s, "token ids", n);
+}
+
+int32_t *parse_index_list(const char *cmd, const char *flag, const char *s, const char *what, size_t *n) {
     size_t cap = 16, k = 0;
     int32_t *ids = malloc(cap * sizeof *ids);
     if (!ids) cli_fatal("out of memory");
@@ -42,7 +50,7 @@ int32_t *parse_id_list(const char *cmd, const char *flag, const char *s, size_t 
         errno = 0;
         long v = strtol(p, &end, 10);
         if (end == p || errno || v < 0 || v > INT32_MAX)
-            cli_usage_error(cmd, "%s: expected a list of non-negative token ids, got '%s'", flag, s);
+            cli_usage_error(cmd, "%s: expected a list of non-negative %s, got '%s'", flag, what, s);
         if (k == cap) {
             cap *= 2;
             ids = realloc(ids, cap * sizeof *ids);
@@ -56,8 +64,8 @@ int32_t *parse_id_list(const char *cmd, const char *flag, const char *s, size_t 
         break;
     }
     while (isspace((unsigned char)*p)) p++;
-    if (*p) cli_usage_error(cmd, "%s: unexpected '%s' in the id list", flag, p);
-    if (k == 0) cli_usage_error(cmd, "%s: the id list is empty", flag);
+    if (*p) cli_usage_error(cmd, "%s: unexpected '%s' in the list of %s", flag, p, what);
+    if (k == 0) cli_usage_error(cmd, "%s: the list of %s is empty", flag, what);
     *n = k;
     return ids;
 }
@@ -143,4 +151,12 @@ char *chat_render_record(const char *cmd, vkd_tok *tok, const vkd_ds_record *r, 
     free(roles);
     free(contents);
     return text;
+}
+
+uint32_t target_stop_ids(const vkd_target *t, int32_t *stops, uint32_t cap) {
+    uint32_t n = 0;
+    for (int i = 0; i < t->gen.n_eos && n < cap; i++) stops[n++] = (int32_t)t->gen.eos_token_ids[i];
+    if (!t->gen.present)
+        for (int i = 0; i < t->cfg.n_eos && n < cap; i++) stops[n++] = (int32_t)t->cfg.eos_token_ids[i];
+    return n;
 }

@@ -14,12 +14,15 @@ typedef struct prompt_flags {
 
 /* Parses one of the prompt flags at argv[*i]; returns true when it was one. */
 bool prompt_flag(const char *cmd, prompt_flags *p, int argc, char **argv, int *i);
-/* Exactly one of --prompt/--chat/--ids must be set; exits with a usage error otherwise. */
+/* Exactly one of --prompt/--chat/--ids must be set, and --system/--think only with --chat;
+ * exits with a usage error otherwise. */
 void prompt_require(const char *cmd, const prompt_flags *p);
 /* Token ids for the flags; tok may be NULL only with --ids. Exits on error. */
 int32_t *prompt_encode(const char *cmd, const prompt_flags *p, vkd_tok *tok, size_t *n);
 /* Parses "1,2,3" / "[1, 2, 3]"; exits with a usage error naming flag on bad input. */
 int32_t *parse_id_list(const char *cmd, const char *flag, const char *s, size_t *n);
+/* Same for other non-negative integers; `what` names them in messages ("layer indices"). */
+int32_t *parse_index_list(const char *cmd, const char *flag, const char *s, const char *what, size_t *n);
 /* Renders one conversation with the model's own chat template (add_generation_prompt on). */
 char *chat_render(const char *cmd, vkd_tok *tok, const char *system, const char *user, bool think);
 
@@ -35,5 +38,10 @@ struct vkd_ds_record;
 char *chat_render_record(const char *cmd, vkd_tok *tok, const struct vkd_ds_record *r, bool think);
 /* Token ids of a chat-template rendering (no extra special tokens: the template has them). */
 int32_t *encode_rendered(vkd_tok *tok, const char *text, size_t *n);
+
+/* The target's stop ids: generation_config.json's eos ids, else config.json's (at most cap;
+ * 2 * VKD_CFG_MAX_EOS holds them all). */
+struct vkd_target;
+uint32_t target_stop_ids(const struct vkd_target *t, int32_t *stops, uint32_t cap);
 
 #endif

@@ -91,6 +91,7 @@ static vkd_result binop(ctx *C, const node *n, int op, const val *a, const val *
         tpl_to_str(C, &s, a, false);
         tpl_to_str(C, &s, b, false);
         if (s.oom) return ENOMEM(C);
+        if (s.n > TPL_STR_MAX) return EFAIL(C, n, "string concatenation ('~') too long (over 16 MiB)");
         *out = v_str(s.p, s.n);
         return VKD_OK;
     }
@@ -107,6 +108,7 @@ static vkd_result binop(ctx *C, const node *n, int op, const val *a, const val *
     }
     case OP_ADD:
         if (a->t == V_STR && b->t == V_STR) {
+            if (a->s.n + b->s.n > TPL_STR_MAX) return EFAIL(C, n, "string concatenation ('+') too long (over 16 MiB)");
             char *p = aalloc(&C->ar, a->s.n + b->s.n + 1);
             if (!p) return ENOMEM(C);
             memcpy(p, a->s.p, a->s.n);
@@ -128,7 +130,7 @@ static vkd_result binop(ctx *C, const node *n, int op, const val *a, const val *
             const val *s = a->t == V_STR ? a : b;
             int64_t k = a->t == V_INT ? a->i : b->i;
             if (k < 0) k = 0;
-            if ((uint64_t)k * s->s.n > (1u << 24)) return EFAIL(C, n, "string repetition too long");
+            if ((uint64_t)k * s->s.n > TPL_STR_MAX) return EFAIL(C, n, "string repetition too long");
             char *p = aalloc(&C->ar, (size_t)k * s->s.n + 1);
             if (!p) return ENOMEM(C);
             for (int64_t i = 0; i < k; i++) memcpy(p + (size_t)i * s->s.n, s->s.p, s->s.n);

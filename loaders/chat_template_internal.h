@@ -21,12 +21,26 @@ typedef struct arena_blk {
 typedef struct arena {
     arena_blk *head;
     bool oom;
+    bool over;        /* refused: the arena would pass TPL_ARENA_MAX */
+    size_t total;     /* bytes of all blocks */
 } arena;
+
+/* What compiling and rendering one template may allocate in all: a template that builds
+ * strings in a loop (`{% set ns.s = ns.s ~ x %}`) keeps every intermediate value, so the
+ * sum, not only each value (TPL_STR_MAX), needs a bound. */
+#define TPL_ARENA_MAX ((size_t)256 << 20)
+/* Longest string a template expression may produce (`~`, `+`, `*`). */
+#define TPL_STR_MAX ((size_t)1 << 24)
 
 static inline void *aalloc(arena *a, size_t n) {
     n = (n + 15) & ~(size_t)15;
     if (!a->head || a->head->used + n > a->head->cap) {
         size_t cap = n > 65536 ? n : 65536;
+        if (a->total + cap > TPL_ARENA_MAX) {
+            a->over = a->oom = true;
+            return NULL;
+        }
+        a->total += cap;
         arena_blk *b = malloc(sizeof *b + cap);
         if (!b) {
             a->oom = true;

@@ -45,7 +45,9 @@ typedef struct ctx {
 } ctx;
 
 #define EFAIL(C, n, ...) tpl_fail((C)->err, VKD_ERR_INVALID, (C)->tpl->src, (n)->pos, __VA_ARGS__)
-#define ENOMEM(C) vkd_fail((C)->err, VKD_ERR_NOMEM, "chat template: out of memory")
+#define ENOMEM(C) ((C)->ar.over ? vkd_fail((C)->err, VKD_ERR_RANGE, "chat template: rendering needs more than " \
+                                             "256 MiB (strings built in a loop?)") \
+                                : vkd_fail((C)->err, VKD_ERR_NOMEM, "chat template: out of memory"))
 
 static inline val v_undef(void) { return (val){.t = V_UNDEF}; }
 static inline val v_none(void) { return (val){.t = V_NONE}; }

@@ -288,12 +288,31 @@ static vkd_result parse_array(parser *p, const char *b, size_t n, size_t i, size
     return VKD_OK;
 }
 
+/* Line of the first escaped NUL (\u0000) in a string, or 0. A C string would end there:
+ * the prompt or answer would be cut short without a word. */
+static size_t nul_escape_line(const char *b, size_t n) {
+    size_t line = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] == '\n') line++;
+        if (b[i] != '\\') continue;
+        size_t k = i; /* a run of backslashes: pairs are escaped backslashes */
+        while (k < n && b[k] == '\\') k++;
+        if ((k - i) % 2 == 1 && n - k >= 5 && !memcmp(b + k, "u0000", 5)) return line;
+        i = k - 1;
+    }
+    return 0;
+}
+
 vkd_result vkd_ds_parse(const char *buf, size_t n, const char *name, const vkd_ds_options *opt,
                         vkd_ds **out, vkd_error *err) {
     *out = NULL;
     vkd_ds_options zero = {0};
     if (!opt) opt = &zero;
     parser p = {.name = name ? name : "<memory>", .err = err};
+    size_t nul = nul_escape_line(buf, n);
+    if (nul)
+        return vkd_fail(err, VKD_ERR_FORMAT, "%s:%zu: a string holds a NUL character (\\u0000); vkdraft's "
+                        "strings end at NUL, so the text would be cut short", p.name, nul);
     if (opt->turn < 0) return vkd_fail(err, VKD_ERR_INVALID, "%s: turn must be >= 0", p.name);
     const char *preset = opt->preset ? opt->preset : vkd_ds_preset_for_file(p.name);
     if (preset && !vkd_ds_preset(preset, &p.f))

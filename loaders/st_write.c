@@ -20,6 +20,10 @@ vkd_result vkd_st_write(const char *path, const vkd_st_out *t, size_t n, const c
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t numel = 1;
+        if (cJSON_GetObjectItemCaseSensitive(h, t[i].name)) { /* the loader rejects a repeated name */
+            cJSON_Delete(h);
+            return vkd_fail(err, VKD_ERR_INVALID, "%s: tensor name '%s' appears twice", path, t[i].name);
+        }
         cJSON *o = cJSON_AddObjectToObject(h, t[i].name);
         cJSON_AddStringToObject(o, "dtype", vkd_dtype_name(t[i].dtype));
         cJSON *shape = cJSON_AddArrayToObject(o, "shape");

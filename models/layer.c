@@ -42,7 +42,47 @@ vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int 
         vkd_tensor_destroy(t);
         return vkd_error_prefix(err, "uploading '%s'", name);
     }
+    r = vkd_weight_check_finite(t, st->data, st->nbytes, err);
+    if (r) {
+        vkd_tensor_destroy(t);
+        return r;
+    }
     *out = t;
+    return VKD_OK;
+}
+
+/* A NaN or Inf in a weight would not stop a forward pass: it turns every logit into NaN and
+ * argmax, ranks and KL into plausible numbers (token 0, rank 1, KL 0). So every weight is
+ * checked once, on the device, right after its upload (vkd_op_count_nonfinite: one read of
+ * the tensor, a few ms per GB on a GPU). */
+vkd_result vkd_weight_check_finite(vkd_tensor *t, const void *host, uint64_t nbytes, vkd_error *err) {
+    vkd_rec *rec = NULL;
+    vkd_tensor *count = NULL;
+    uint32_t bad = 0;
+    bool tail = false;
+    vkd_result r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_U32, 1, 1, "nonfinite_count", &count, err);
+    if (!r) r = vkd_rec_create(t->ctx, &rec, err);
+    if (!r) {
+        vkd_rec_begin(rec);
+        vkd_op_count_nonfinite(rec, count, t, &tail);
+        vkd_rec_read(rec, count, 0, &bad, sizeof bad);
+        r = vkd_rec_submit(rec);
+        if (r) vkd_fail(err, r, "checking '%s' for NaN/Inf: %s", t->name, vkd_rec_error(rec)->msg);
+    }
+    vkd_rec_destroy(rec);
+    vkd_tensor_destroy(count);
+    if (r) return r;
+    for (uint32_t c = 0; tail && c < t->nchunks; c++) { /* a chunk's odd last 16-bit value: from the file */
+        uint64_t end = (t->chunks[c].row0 + t->chunks[c].rows) * t->row_bytes;
+        if (t->chunks[c].bytes % 4 == 0 || end < 2 || end > nbytes) continue;
+        uint16_t h;
+        memcpy(&h, (const uint8_t *)host + end - 2, 2);
+        uint16_t m = t->dtype == VKD_DTYPE_BF16 ? 0x7f80 : 0x7c00;
+        bad += (h & m) == m;
+    }
+    if (bad)
+        return vkd_fail(err, VKD_ERR_FORMAT, "tensor '%s': %u non-finite value%s (NaN or Inf) in the checkpoint",
+                        t->name, bad, bad == 1 ? "" : "s");
     return VKD_OK;
 }
 

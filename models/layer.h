@@ -23,6 +23,10 @@ typedef struct vkd_st_model vkd_st_model;
  * checking that its shape equals `shape` (rank dims), and uploads it. */
 vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
                            const int64_t *shape, vkd_tensor **out, vkd_error *err);
+/* Fails (VKD_ERR_FORMAT, naming the tensor and the count) when the uploaded weight t holds a
+ * NaN or Inf; host/nbytes: the same data on the host (read only for a chunk's odd last
+ * 16-bit value, which the device op does not cover). Called by vkd_weight_load. */
+vkd_result vkd_weight_check_finite(vkd_tensor *t, const void *host, uint64_t nbytes, vkd_error *err);
 
 /* A linear layer y = x W^T (+ scale * (x A^T) B^T with an adapter attached).
  *   w: out x in, checkpoint dtype, frozen;

@@ -48,6 +48,42 @@ vkd_result vkd_op_add(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint64_t
     return vkd_op_axpby(rec, y, y, x, 1.0f, 1.0f, n);
 }
 
+vkd_result vkd_op_count_nonfinite(vkd_rec *rec, vkd_tensor *count, const vkd_tensor *x, bool *tail_unchecked) {
+    vkd_error *err = vkd_rec_error(rec);
+    vkd_result r;
+    if ((r = vkd_ops_need(rec, "count_nonfinite", count, VKD_DTYPE_U32, 1))) return r;
+    if (!x || (x->dtype != VKD_DTYPE_F32 && x->dtype != VKD_DTYPE_F16 && x->dtype != VKD_DTYPE_BF16))
+        return vkd_fail(err, VKD_ERR_INVALID, "count_nonfinite: tensor '%s' is not f32, f16 or bf16",
+                        x ? x->name : "(null)");
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint32_t kind = x->dtype == VKD_DTYPE_F32 ? 0 : x->dtype == VKD_DTYPE_BF16 ? 1 : 2;
+    *tail_unchecked = false;
+    for (uint32_t c = 0; c < x->nchunks; c++) {
+        uint64_t words = x->chunks[c].bytes / 4;
+        if (x->chunks[c].bytes % 4) *tail_unchecked = true;
+        if (!words) continue;
+        if (words > UINT32_MAX) return vkd_fail(err, VKD_ERR_RANGE, "count_nonfinite: chunk too large");
+        /* at most 1024 words per lane: far inside any loop budget */
+        uint64_t groups = (words + (uint64_t)p->wg_elementwise * 1024 - 1) / ((uint64_t)p->wg_elementwise * 1024);
+        if (groups > vkd_ctx_info(ctx)->max_workgroup_count[0])
+            return vkd_fail(err, VKD_ERR_UNSUPPORTED, "count_nonfinite: tensor '%s' needs too many workgroups", x->name);
+        vkd_pc_nonfinite pc = {.n = (uint)words, .kind = kind};
+        vkd_dispatch d = {
+            .shader = VKD_SHADER_NONFINITE,
+            .spec = {p->wg_elementwise},
+            .nspec = 1,
+            .binds = {{&x->chunks[c], VKD_READ}, vkd_rw(count)},
+            .nbinds = 2,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {(uint32_t)groups},
+        };
+        if ((r = vkd_rec_dispatch(rec, &d))) return r;
+    }
+    return VKD_OK;
+}
+
 vkd_result vkd_op_copy_probe(vkd_rec *rec, vkd_tensor *dst, const vkd_tensor *src, uint64_t bytes) {
     vkd_error *err = vkd_rec_error(rec);
     if (bytes % 16 || bytes > src->bytes || bytes > dst->bytes || src->nchunks != 1 ||

@@ -21,6 +21,12 @@ vkd_result vkd_op_add(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint64_t
  * the device-bandwidth probe of `vkdraft bench ops`. */
 vkd_result vkd_op_copy_probe(vkd_rec *rec, vkd_tensor *dst, const vkd_tensor *src, uint64_t bytes);
 
+/* count[0] (u32, single chunk, zeroed by the caller: the op adds) += the number of NaN and
+ * Inf values in x (f32, f16 or bf16, any number of chunks): the finiteness check of weights
+ * at load. A 16-bit tensor is read in 32-bit words: a chunk whose byte size is not a multiple
+ * of 4 leaves its last value to the caller (*tail_unchecked = true). */
+vkd_result vkd_op_count_nonfinite(vkd_rec *rec, vkd_tensor *count, const vkd_tensor *x, bool *tail_unchecked);
+
 /* ---- matmul and embedding (ops/ops_matmul.c) ----------------------------------- */
 
 /* y[y_row0 + i, :N] (=|+=) x[x_row0 + i, :K] . W^T  for i < m.

@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -236,8 +237,9 @@ static vkd_result pick_device(vkd_ctx *ctx, const vkd_ctx_options *opt, vkd_erro
         want = opt->device_index;
     } else if (env && *env) {
         char *end;
+        errno = 0;
         want = strtol(env, &end, 10);
-        if (*end || want < 0) {
+        if (*end || end == env || errno == ERANGE || want < 0) {
             free(pds);
             return vkd_fail(err, VKD_ERR_INVALID,
                             "VKDRAFT_DEVICE: expected a device index (0..%u), got '%s'", n - 1, env);

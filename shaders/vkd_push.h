@@ -14,6 +14,14 @@ typedef unsigned int uint;
 #define PUSH_END(name) } name;
 #endif
 
+/* count += non-finite values among n words (kind 0 f32, 1 bf16 pairs, 2 f16 pairs) */
+#if !defined(VULKAN) || defined(PC_NONFINITE)
+PUSH_BEGIN(vkd_pc_nonfinite)
+    uint n;
+    uint kind;
+PUSH_END(vkd_pc_nonfinite)
+#endif
+
 /* y[i] = a*x0[i] + b*x1[i], n elements, f32 */
 #if !defined(VULKAN) || defined(PC_AXPBY)
 PUSH_BEGIN(vkd_pc_axpby)

@@ -199,9 +199,15 @@ def main():
     check(sorted(map(key, rows2)) == sorted(map(key, rows)), "resumed results equal a full run")
     p = run(base + ["--resume", "--modes", "gold"], ok=False)
     check(p.returncode != 0 and "params.modes" in p.stderr, f"resume with other parameters refused: {p.stderr}")
-    run(base + ["--limit", "2"])
+    # a folder with results is never emptied by a new run: refused, or moved aside with --overwrite
+    p = run(base + ["--limit", "2"], ok=False)
+    check(p.returncode != 0 and "--overwrite" in p.stderr, f"a run without --resume is refused: {p.stderr}")
+    check(len(open(os.path.join(out2, "examples.jsonl")).read().splitlines()) == 3, "a refused run keeps the journal")
+    run(base + ["--limit", "2", "--overwrite"])
     lines = open(os.path.join(out2, "examples.jsonl")).read().splitlines()
-    check(len(lines) == 2, f"a run without --resume starts a new journal: {len(lines)} lines")
+    check(len(lines) == 2, f"a run with --overwrite starts a new journal: {len(lines)} lines")
+    old = open(os.path.join(out2 + ".old-1", "examples.jsonl")).read().splitlines()
+    check(len(old) == 3, f"--overwrite moved the earlier journal to {out2}.old-1: {len(old)} lines")
 
     # bad input: one clear line, non-zero exit
     bad = os.path.join(tmp, "bad.jsonl")

@@ -7,6 +7,7 @@
  * max |vk - ref| <= 2e-4 * (1 + max |ref|) for logits and hidden states (observed errors
  * are printed; they are around 1e-6 relative). Greedy continuations must be identical
  * (the fixture generator keeps every top-1/top-2 logit gap >= 0.05). */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -217,6 +218,68 @@ static void check_bad_folders(void) {
     vkd_ctx_destroy(ctx);
 }
 
+/* A NaN or Inf anywhere in any weight fails the load with the tensor's name: a copy of the
+ * fixture `fx` with value `at` (-1: the last) of tensor `name` set to the bit pattern `bits`
+ * (f32 bits; the top 16 for bf16; f16 bits for f16). max_binding > 0 splits large weights
+ * across bindings, so values in the last chunk are covered. */
+static void check_nonfinite(const char *fx, const char *name, long at, uint32_t bits, uint16_t f16_bits,
+                            uint64_t max_binding) {
+    char tmp[] = "/tmp/vkd-nanmodel-XXXXXX", src[8400], dst[8400];
+    REQUIRE(mkdtemp(tmp), "mkdtemp");
+    snprintf(src, sizeof src, "%s/%s/model", fixtures, fx);
+    DIR *dir = opendir(src);
+    REQUIRE(dir, "%s", src);
+    struct dirent *e;
+    bool patched = false;
+    while ((e = readdir(dir))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(src, sizeof src, "%s/%s/model/%s", fixtures, fx, e->d_name);
+        snprintf(dst, sizeof dst, "%s/%s", tmp, e->d_name);
+        copy_file(src, dst);
+        if (!strstr(e->d_name, ".safetensors") || strstr(e->d_name, ".json")) continue;
+        vkd_st_file *f;
+        vkd_error err = {0};
+        REQUIRE(!vkd_st_open(dst, &f, &err), "%s", err.msg);
+        const vkd_st_tensor *t = vkd_st_find(f, name);
+        size_t off = 0, width = 0;
+        if (t) {
+            width = t->dtype == VKD_DTYPE_F32 ? 4 : 2;
+            off = t->offset + (at < 0 ? t->numel - 1 : (size_t)at) * width;
+        }
+        uint8_t v[4];
+        if (width == 4) memcpy(v, &bits, 4);
+        else if (t && t->dtype == VKD_DTYPE_BF16) { uint16_t h = (uint16_t)(bits >> 16); memcpy(v, &h, 2); }
+        else memcpy(v, &f16_bits, 2);
+        vkd_st_close(f);
+        if (!t) continue;
+        FILE *w = fopen(dst, "r+b");
+        REQUIRE(w && fseek(w, (long)off, SEEK_SET) == 0 && fwrite(v, 1, width, w) == width, "patch %s", dst);
+        fclose(w);
+        patched = true;
+    }
+    closedir(dir);
+    REQUIRE(patched, "%s: tensor %s not found", fx, name);
+    vkd_ctx *ctx = make_ctx(max_binding);
+    vkd_error err = {0};
+    vkd_target *t = NULL;
+    vkd_target_options to = {.ctx_len = 32};
+    vkd_result r = vkd_target_load(ctx, tmp, &to, &t, &err);
+    CHECK(r == VKD_ERR_FORMAT && strstr(err.msg, name) && strstr(err.msg, "non-finite"),
+          "%s: %s[%ld] = 0x%08x: want a load error naming the tensor, got %s '%s'", fx, name, at, bits,
+          vkd_result_name(r), err.msg);
+    CHECK(t == NULL, "a target was returned on failure");
+    vkd_target_free(t);
+    vkd_ctx_destroy(ctx);
+    dir = opendir(tmp);
+    while (dir && (e = readdir(dir)))
+        if (e->d_name[0] != '.') {
+            snprintf(dst, sizeof dst, "%s/%s", tmp, e->d_name);
+            unlink(dst);
+        }
+    if (dir) closedir(dir);
+    rmdir(tmp);
+}
+
 int main(void) {
     const char *root = getenv("VKDRAFT_SOURCE_ROOT");
     REQUIRE(root, "VKDRAFT_SOURCE_ROOT is not set (run through meson test)");
@@ -228,5 +291,13 @@ int main(void) {
     check_fixture("qwen3-untied-bf16-2shards", 32768, VKD_DTYPE_F32);
     check_fixture("llama3-f16", 0, VKD_DTYPE_F16);
     check_bad_folders();
+    /* non-finite weights (NaN 0x7fc00000, +Inf 0x7f800000, -Inf 0xff800000; f16 NaN 0x7e00,
+     * Inf 0x7c00): f32, bf16 over two shards, f16; first and last values; chunked and not */
+    check_nonfinite("qwen3-tied-f32", "model.embed_tokens.weight", -1, 0x7fc00000u, 0, 32768);
+    check_nonfinite("qwen3-tied-f32", "model.layers.1.mlp.down_proj.weight", 0, 0xff800000u, 0, 0);
+    check_nonfinite("qwen3-untied-bf16-2shards", "lm_head.weight", -1, 0x7f800000u, 0, 32768);
+    check_nonfinite("qwen3-untied-bf16-2shards", "model.norm.weight", 0, 0x7fc00000u, 0, 0);
+    check_nonfinite("llama3-f16", "model.layers.0.self_attn.q_proj.weight", 5, 0, 0x7c00, 0);
+    check_nonfinite("llama3-f16", "model.embed_tokens.weight", -1, 0, 0x7e00, 32768);
     return vkd_test_result("test_target");
 }

@@ -158,6 +158,27 @@ int main(void) {
     expect_error("{{ (1 }}", "expected ')'", 1);
     expect_error("{% endif %}", "unexpected {% endif %}", 1);
     expect_error("{{ x.y }}", "no attribute", 1);
+    /* memory bounds: one value (doubling by '~' or '+') and the sum of all values (a string grown
+     * in a loop keeps every intermediate copy: 8 bytes x 10^6 iterations would need 4 TB) */
+    expect_error("{% set ns = namespace(s='ab') %}\n{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+                 "too long", 2);
+    expect_error("{% set ns = namespace(s='ab') %}{% for i in range(40) %}\n{% set ns.s = ns.s + ns.s %}{% endfor %}",
+                 "too long", 2);
+    {
+        const char *src = "{% set ns = namespace(s='') %}{% for i in range(1000000) %}{% set ns.s = ns.s ~ 'abcdefgh' "
+                          "%}{% endfor %}{{ ns.s | length }}";
+        vkd_tpl *t = NULL;
+        vkd_error err = {0};
+        vkd_result r = vkd_tpl_compile(src, strlen(src), &t, &err);
+        char *grown = NULL;
+        size_t n;
+        vkd_tpl_message m = {"user", "hi", NULL};
+        if (!r) r = vkd_tpl_render(t, &m, 1, NULL, &grown, &n, &err);
+        CHECK(r == VKD_ERR_RANGE && strstr(err.msg, "256 MiB"), "a string grown in a loop: want the 256 MiB bound, got %s: '%s'",
+              vkd_result_name(r), err.msg);
+        free(grown);
+        vkd_tpl_free(t);
+    }
 
     cJSON_Delete(cases);
     free(cases_txt);
