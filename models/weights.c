@@ -1,4 +1,5 @@
-/* weights.c: checkpoint tensors to device tensors, in their file dtype. The data is
+/* weights.c: checkpoint tensors to device tensors, in their file dtype and the device's
+ * layout for matrices (VKD_LAYOUT_BLOCKS on lavapipe: repacked on the way). The data is
  * copied straight from the mmapped file into mapped device memory, or through a bounded
  * staging buffer (vkd_tensor_upload): never a second full copy in host memory. */
 #include "weights.h"
@@ -6,8 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
-                           const int64_t *shape, vkd_tensor **out, vkd_error *err) {
+vkd_result vkd_weight_load_as(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
+                              const int64_t *shape, vkd_layout layout, vkd_tensor **out,
+                              vkd_error *err) {
     *out = NULL;
     const vkd_st_tensor *st;
     vkd_result r = vkd_st_model_get(m, name, &st, err);
@@ -30,7 +32,7 @@ vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int 
                         name, got, want);
     }
     vkd_tensor *t;
-    r = vkd_tensor_create(ctx, st->dtype, rank, shape, name, &t, err);
+    r = vkd_tensor_create_layout(ctx, st->dtype, rank, shape, layout, name, &t, err);
     if (r) return r;
     r = vkd_tensor_upload(t, 0, st->data, st->nbytes, err);
     if (r) {
@@ -39,6 +41,15 @@ vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int 
     }
     *out = t;
     return VKD_OK;
+}
+
+vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
+                           const int64_t *shape, vkd_tensor **out, vkd_error *err) {
+    const vkd_st_tensor *st;
+    vkd_result r = vkd_st_model_get(m, name, &st, err);
+    if (r) return r;
+    vkd_layout layout = rank == 2 ? vkd_ctx_weight_layout(ctx, st->dtype) : VKD_LAYOUT_ROWS;
+    return vkd_weight_load_as(ctx, m, name, rank, shape, layout, out, err);
 }
 
 vkd_result vkd_layer_load(vkd_ctx *ctx, vkd_st_model *m, const char *prefix,

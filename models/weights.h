@@ -6,9 +6,16 @@
 #include "vkd_runtime.h"
 
 /* Creates a device tensor of the checkpoint dtype (BF16/F16/F32) for tensor `name` of m,
- * checking that its shape equals `shape` (rank dims), and uploads it. */
+ * checking that its shape equals `shape` (rank dims), and uploads it. Matrices (rank 2) take
+ * the device profile's weight layout (vkd_ctx_weight_layout: read by matmul and embed only);
+ * vectors are row-major. */
 vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
                            const int64_t *shape, vkd_tensor **out, vkd_error *err);
+/* The same in an explicit layout: a caller that reads the weight with a row-major op (e.g. a
+ * backward product dX = dY W, or a host read-back) asks for VKD_LAYOUT_ROWS. */
+vkd_result vkd_weight_load_as(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
+                              const int64_t *shape, vkd_layout layout, vkd_tensor **out,
+                              vkd_error *err);
 
 /* One transformer decoder layer (Qwen3 / Llama / DFlash draft) and its KV cache. */
 typedef struct vkd_layer {

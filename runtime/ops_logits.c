@@ -43,6 +43,9 @@ static vkd_result need_rows(vkd_rec *rec, const char *op, const vkd_tensor *t, u
     if (t->dtype != VKD_DTYPE_F32)
         return vkd_fail(err, VKD_ERR_INVALID, "%s: tensor '%s' is %s, expected f32", op, t->name,
                         vkd_dtype_name(t->dtype));
+    if (t->layout != VKD_LAYOUT_ROWS)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "%s: tensor '%s' is in the texel block layout",
+                        op, t->name);
     if (n == 0 || n > t->cols)
         return vkd_fail(err, VKD_ERR_RANGE, "%s: row length %u outside 1..%llu of '%s'", op, n,
                         (unsigned long long)t->cols, t->name);
