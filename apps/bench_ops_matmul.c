@@ -1,5 +1,6 @@
-/* bench_ops_matmul.c: vkd_op_matmul (GEMV m = 1 and m = 16, GEMM m = 512) and vkd_op_embed
- * at the layer shapes of Qwen3-0.6B, Qwen3-4B and Llama-3.2-1B, bf16 weights.
+/* bench_ops_matmul.c: vkd_op_matmul (m = 1, 4, 16; GEMM m = 512 on row-major weights) and
+ * vkd_op_embed at the layer shapes of Qwen3-0.6B, Qwen3-4B and Llama-3.2-1B, bf16 weights in
+ * the device profile's layout (VKDRAFT_WEIGHT_LAYOUT=rows|blocks overrides it).
  * Each timed GEMV submission cycles through copies of W (512 MiB of weights for m = 1,
  * 128 MiB for m = 16), so the figures are memory figures, not cache figures (a decode
  * step reads every layer's weights once). GEMV rows report weight bytes read per second
@@ -43,7 +44,13 @@ static void bench_linear(bench_env *env, const char *model, const char *layer, u
     a.nw = (uint32_t)((ROTATE_BYTES + wbytes - 1) / wbytes);
     a.w = calloc(a.nw, sizeof *a.w);
     if (!a.w) cli_fatal("bench ops: out of memory");
-    for (uint32_t i = 0; i < a.nw; i++) a.w[i] = bench_tensor(env, VKD_DTYPE_BF16, N, K, layer);
+    /* weights in the device profile's layout, as a model loads them */
+    vkd_layout layout = vkd_ctx_weight_layout(env->ctx, VKD_DTYPE_BF16);
+    int64_t wshape[2] = {(int64_t)N, (int64_t)K};
+    vkd_error err = {0};
+    for (uint32_t i = 0; i < a.nw; i++)
+        cli_check(vkd_tensor_create_layout(env->ctx, VKD_DTYPE_BF16, 2, wshape, layout, layer,
+                                           &a.w[i], &err), &err);
     uint32_t mmax = 0;
     for (int i = 0; i < nm; i++) mmax = ms[i] > mmax ? ms[i] : mmax;
     a.x = bench_tensor(env, VKD_DTYPE_F32, mmax, K, "x");
@@ -59,9 +66,11 @@ static void bench_linear(bench_env *env, const char *model, const char *layer, u
         char shape[80];
         snprintf(shape, sizeof shape, "%s %s m=%u %llux%llu", model, layer, a.m,
                  (unsigned long long)N, (unsigned long long)K);
-        bool gemv = a.m < vkd_ctx_profile(env->ctx)->gemm_min_m;
+        bool blocks = layout == VKD_LAYOUT_BLOCKS;
+        bool gemv = blocks || a.m < vkd_ctx_profile(env->ctx)->gemm_min_m;
         double bytes = (double)wbytes + 4.0 * a.m * (K + N);
-        bench_row(env, gemv ? "matmul_gemv" : "matmul_gemm", shape, "bf16", t, bytes, flops, gemv);
+        bench_row(env, blocks ? "matmul_blocks" : gemv ? "matmul_gemv" : "matmul_gemm", shape,
+                  "bf16", t, bytes, flops, gemv);
     }
     for (uint32_t i = 0; i < a.nw; i++) vkd_tensor_destroy(a.w[i]);
     free(a.w);
@@ -78,24 +87,28 @@ void bench_ops_matmul(bench_env *env) {
         {"qwen3-4b", 2560, 4096, 9728, 151936},
         {"llama-3.2-1b", 2048, 2048, 8192, 128256},
     };
-    static const uint32_t gemv_ms[] = {1, 16}, all_ms[] = {1, 16, 512};
+    static const uint32_t gemv_ms[] = {1, 4, 16}, all_ms[] = {1, 4, 16, 512};
     for (size_t s = 0; s < sizeof models / sizeof models[0]; s++) {
         const char *mo = models[s].model;
         uint64_t h = models[s].hidden;
         /* GEMM m = 512 (prefill) on the smallest model only: it is compute-bound and slow on
          * CPU drivers */
         const uint32_t *ms = s == 0 ? all_ms : gemv_ms;
-        int nm = s == 0 ? 3 : 2;
+        int nm = s == 0 ? 4 : 3;
         bench_linear(env, mo, "q_proj", models[s].q, h, ms, nm);
         bench_linear(env, mo, "o_proj", h, models[s].q, ms, nm);
         bench_linear(env, mo, "gate_up", models[s].ffn, h, ms, nm);
         bench_linear(env, mo, "down", h, models[s].ffn, ms, nm);
-        bench_linear(env, mo, "lm_head", models[s].vocab, h, gemv_ms, 2);
+        bench_linear(env, mo, "lm_head", models[s].vocab, h, gemv_ms, 3);
     }
 
     /* embedding rows from a Qwen3-4B-sized table (split across bindings) */
     emb_args e = {0};
-    e.table = bench_tensor(env, VKD_DTYPE_BF16, 151936, 2560, "embed_tokens");
+    int64_t eshape[2] = {151936, 2560};
+    vkd_error eerr = {0};
+    cli_check(vkd_tensor_create_layout(env->ctx, VKD_DTYPE_BF16, 2, eshape,
+                                       vkd_ctx_weight_layout(env->ctx, VKD_DTYPE_BF16),
+                                       "embed_tokens", &e.table, &eerr), &eerr);
     static const uint32_t em[] = {16, 512};
     e.ids = bench_tensor(env, VKD_DTYPE_I32, 1, 512, "ids");
     e.y = bench_tensor(env, VKD_DTYPE_F32, 512, 2560, "y");

@@ -11,8 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
-                           const int64_t *shape, vkd_tensor **out, vkd_error *err) {
+vkd_result vkd_weight_load_as(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
+                              const int64_t *shape, vkd_layout layout, vkd_tensor **out,
+                              vkd_error *err) {
     *out = NULL;
     const vkd_st_tensor *st;
     vkd_result r = vkd_st_model_get(m, name, &st, err);
@@ -35,7 +36,7 @@ vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int 
                         name, got, want);
     }
     vkd_tensor *t;
-    r = vkd_tensor_create(ctx, st->dtype, rank, shape, name, &t, err);
+    r = vkd_tensor_create_layout(ctx, st->dtype, rank, shape, layout, name, &t, err);
     if (r) return r;
     r = vkd_tensor_upload(t, 0, st->data, st->nbytes, err);
     if (r) {
@@ -51,11 +52,43 @@ vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int 
     return VKD_OK;
 }
 
+vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
+                           const int64_t *shape, vkd_tensor **out, vkd_error *err) {
+    const vkd_st_tensor *st;
+    vkd_result r = vkd_st_model_get(m, name, &st, err);
+    if (r) return r;
+    vkd_layout layout = rank == 2 ? vkd_ctx_weight_layout(ctx, st->dtype) : VKD_LAYOUT_ROWS;
+    return vkd_weight_load_as(ctx, m, name, rank, shape, layout, out, err);
+}
+
 /* A NaN or Inf in a weight would not stop a forward pass: it turns every logit into NaN and
  * argmax, ranks and KL into plausible numbers (token 0, rank 1, KL 0). So every weight is
- * checked once, on the device, right after its upload (vkd_op_count_nonfinite: one read of
- * the tensor, a few ms per GB on a GPU). */
+ * checked once, right after its upload: on the device (vkd_op_count_nonfinite: one read of
+ * the tensor, a few ms per GB on a GPU), or on the host for the texel-block layout (below). */
+/* The host pass over the checkpoint's bytes, for tensors in the texel-block layout: that
+ * layout exists only on CPU drivers (lavapipe), where the device's memory is the host's and a
+ * submission per tensor would cost more than the read; the count op reads row-major storage. */
+static uint64_t count_nonfinite_host(vkd_dtype dtype, const void *host, uint64_t nbytes) {
+    uint64_t bad = 0;
+    if (dtype == VKD_DTYPE_F32) {
+        const uint32_t *w = host;
+        for (uint64_t i = 0; i < nbytes / 4; i++) bad += (w[i] & 0x7f800000u) == 0x7f800000u;
+    } else {
+        const uint16_t *h = host;
+        uint16_t m = dtype == VKD_DTYPE_BF16 ? 0x7f80 : 0x7c00;
+        for (uint64_t i = 0; i < nbytes / 2; i++) bad += (h[i] & m) == m;
+    }
+    return bad;
+}
+
 vkd_result vkd_weight_check_finite(vkd_tensor *t, const void *host, uint64_t nbytes, vkd_error *err) {
+    if (t->layout == VKD_LAYOUT_BLOCKS) {
+        uint64_t bad = count_nonfinite_host(t->dtype, host, nbytes);
+        if (bad)
+            return vkd_fail(err, VKD_ERR_FORMAT, "tensor '%s': %llu non-finite value%s (NaN or Inf) in the checkpoint",
+                            t->name, (unsigned long long)bad, bad == 1 ? "" : "s");
+        return VKD_OK;
+    }
     vkd_rec *rec = NULL;
     vkd_tensor *count = NULL;
     uint32_t bad = 0;

@@ -20,9 +20,16 @@
 typedef struct vkd_st_model vkd_st_model;
 
 /* Creates a device tensor of the checkpoint dtype (BF16/F16/F32) for tensor `name` of m,
- * checking that its shape equals `shape` (rank dims), and uploads it. */
+ * checking that its shape equals `shape` (rank dims), and uploads it. Matrices (rank 2) take
+ * the device profile's weight layout (vkd_ctx_weight_layout: read by matmul and embed only);
+ * vectors are row-major. */
 vkd_result vkd_weight_load(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
                            const int64_t *shape, vkd_tensor **out, vkd_error *err);
+/* The same in an explicit layout: a caller that reads the weight with a row-major op (e.g. a
+ * backward product dX = dY W, or a host read-back) asks for VKD_LAYOUT_ROWS. */
+vkd_result vkd_weight_load_as(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
+                              const int64_t *shape, vkd_layout layout, vkd_tensor **out,
+                              vkd_error *err);
 /* Fails (VKD_ERR_FORMAT, naming the tensor and the count) when the uploaded weight t holds a
  * NaN or Inf; host/nbytes: the same data on the host (read only for a chunk's odd last
  * 16-bit value, which the device op does not cover). Called by vkd_weight_load. */

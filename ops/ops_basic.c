@@ -11,6 +11,9 @@ vkd_result vkd_ops_need(vkd_rec *rec, const char *op, const vkd_tensor *t, vkd_d
     if (t->dtype != dtype)
         return vkd_fail(err, VKD_ERR_INVALID, "%s: tensor '%s' is %s, expected %s", op, t->name,
                         vkd_dtype_name(t->dtype), vkd_dtype_name(dtype));
+    if (t->layout != VKD_LAYOUT_ROWS)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "%s: tensor '%s' is in the texel block layout, "
+                        "this op reads row-major tensors only", op, t->name);
     if (t->nchunks != 1)
         return vkd_fail(err, VKD_ERR_UNSUPPORTED, "%s: tensor '%s' is split across %u bindings",
                         op, t->name, t->nchunks);
@@ -94,11 +97,11 @@ vkd_result vkd_op_copy_probe(vkd_rec *rec, vkd_tensor *dst, const vkd_tensor *sr
     uint64_t nvec = bytes / 16;
     uint64_t groups = p->stream_groups ? p->stream_groups : (nvec + 4095) / 4096;
     if (!groups) groups = 1;
-    if (p->bug_loop_limit) {
+    if (vkd_profile_loop_budget(p) != UINT64_MAX) {
         /* each lane runs per_group / (4 * wg_stream) iterations (the shader copies four
          * words per lane per iteration); stay under the driver's limit, in whole multiples
          * of stream_groups so the threads stay evenly loaded */
-        uint64_t per_lane = 4 * ((uint64_t)p->bug_loop_limit - 16);
+        uint64_t per_lane = 4 * vkd_profile_loop_budget(p);
         uint64_t need = (nvec + per_lane * p->wg_stream - 1) / (per_lane * p->wg_stream);
         uint64_t unit = p->stream_groups ? p->stream_groups : 1;
         if (need > groups) groups = (need + unit - 1) / unit * unit;

@@ -192,13 +192,14 @@ static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, c
      * step over a team's keys is one iteration plus one subgroupAdd per head (the loops
      * over NV and HPW have constant trip counts and are unrolled). Refuse rather than
      * return a truncated softmax. */
-    uint32_t lim = vkd_ctx_profile(ctx)->bug_loop_limit;
+    uint64_t budget = vkd_profile_loop_budget(vkd_ctx_profile(ctx));
     uint64_t steps = (kv_len + g.wg / g.lanes - 1) / (g.wg / g.lanes);
-    if (lim && steps * (1 + g.hpw) + 64 > lim)
+    if (steps * (1 + g.hpw) > budget)
         return vkd_fail(err, VKD_ERR_UNSUPPORTED,
                         "attention over %u keys exceeds this driver's loop limit (%u iterations "
-                        "per invocation; at most about %llu keys here)", kv_len, lim,
-                        (unsigned long long)((lim - 64) / (1 + g.hpw) * (g.wg / g.lanes)));
+                        "per invocation; at most about %llu keys here)", kv_len,
+                        vkd_ctx_profile(ctx)->bug_loop_limit,
+                        (unsigned long long)(budget / (1 + g.hpw) * (g.wg / g.lanes)));
     vkd_pc_attention pc = {
         .q_rows = q_rows, .kv_len = kv_len, .n_q = n_q, .hd = hd, .q_pos0 = q_pos0,
         .causal = causal, .k_stride = (uint)k->cols, .v_stride = (uint)v->cols,

@@ -43,6 +43,9 @@ static vkd_result need_rows(vkd_rec *rec, const char *op, const vkd_tensor *t, u
     if (t->dtype != VKD_DTYPE_F32)
         return vkd_fail(err, VKD_ERR_INVALID, "%s: tensor '%s' is %s, expected f32", op, t->name,
                         vkd_dtype_name(t->dtype));
+    if (t->layout != VKD_LAYOUT_ROWS)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "%s: tensor '%s' is in the texel block layout",
+                        op, t->name);
     if (n == 0 || n > t->cols)
         return vkd_fail(err, VKD_ERR_RANGE, "%s: row length %u outside 1..%llu of '%s'", op, n,
                         (unsigned long long)t->cols, t->name);
@@ -65,9 +68,24 @@ static const vkd_chunk *run_of(const vkd_tensor *t, uint64_t row, uint32_t *len,
     return c;
 }
 
-static uint32_t first_run(uint32_t rows, uint32_t r) {
-    uint32_t len = rows - r;
-    return len < MAX_ROWS_PER_DISPATCH ? len : MAX_ROWS_PER_DISPATCH;
+/* One dispatch's run of rows [r, r + len) of an op, within one chunk of each of its (at most
+ * two) row-addressed logits tensors: c[i] that chunk, off[i] the element offset in it. */
+typedef struct row_run {
+    uint32_t r, len;
+    const vkd_chunk *c[2];
+    uint32_t off[2];
+} row_run;
+
+/* Advances *u (zero-initialised before the first call) to the next run over `rows` rows of
+ * t0 (from row a0) and t1 (from row a1; NULL if none); false when all rows are done. */
+static bool next_run(row_run *u, uint32_t rows, const vkd_tensor *t0, uint64_t a0,
+                     const vkd_tensor *t1, uint64_t a1) {
+    u->r += u->len;
+    if (u->r >= rows) return false;
+    u->len = rows - u->r < MAX_ROWS_PER_DISPATCH ? rows - u->r : MAX_ROWS_PER_DISPATCH;
+    u->c[0] = run_of(t0, a0 + u->r, &u->len, &u->off[0]);
+    if (t1) u->c[1] = run_of(t1, a1 + u->r, &u->len, &u->off[1]);
+    return true;
 }
 
 /* y: f32 rows x n (row stride y->cols), x: rows from x_row0 (row stride x->cols). */
@@ -79,11 +97,10 @@ vkd_result vkd_op_softmax(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint
         return res;
     uint32_t wg = row_wg(rec, "softmax");
     if (!wg) return vkd_rec_error(rec)->code;
-    for (uint32_t r = 0; r < rows;) {
-        uint32_t len = first_run(rows, r), xo, yo;
-        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
-        const vkd_chunk *yc = run_of(y, r, &len, &yo);
-        vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = yo,
+    for (row_run u = {0}; next_run(&u, rows, x, x_row0, y, 0);) {
+        const vkd_chunk *xc = u.c[0], *yc = u.c[1];
+        uint32_t len = u.len;
+        vkd_pc_logits pc = {.n = n, .x_off = u.off[0], .x_stride = (uint)x->cols, .y_off = u.off[1],
                             .y_stride = (uint)y->cols, .mode = log ? 1u : 0u, .scale = scale};
         vkd_dispatch d = {
             .shader = VKD_SHADER_SOFTMAX,
@@ -97,7 +114,6 @@ vkd_result vkd_op_softmax(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint
         };
         if (vkd_ops_chunks_overlap(xc, yc)) d.binds[1].access = VKD_RW;
         if ((res = vkd_rec_dispatch(rec, &d))) return res;
-        r += len;
     }
     return VKD_OK;
 }
@@ -111,9 +127,9 @@ vkd_result vkd_op_argmax(vkd_rec *rec, vkd_tensor *idx, const vkd_tensor *x, uin
         return res;
     uint32_t wg = row_wg(rec, "argmax");
     if (!wg) return vkd_rec_error(rec)->code;
-    for (uint32_t r = 0; r < rows;) {
-        uint32_t len = first_run(rows, r), xo;
-        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
+    for (row_run u = {0}; next_run(&u, rows, x, x_row0, NULL, 0);) {
+        const vkd_chunk *xc = u.c[0];
+        uint32_t xo = u.off[0], r = u.r, len = u.len;
         vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = r};
         vkd_dispatch d = {
             .shader = VKD_SHADER_ARGMAX,
@@ -126,7 +142,6 @@ vkd_result vkd_op_argmax(vkd_rec *rec, vkd_tensor *idx, const vkd_tensor *x, uin
             .groups = {len},
         };
         if ((res = vkd_rec_dispatch(rec, &d))) return res;
-        r += len;
     }
     return VKD_OK;
 }
@@ -145,9 +160,9 @@ vkd_result vkd_op_topk(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *val, const vkd
     if (k == 0) return VKD_OK;
     uint32_t wg = row_wg(rec, "topk");
     if (!wg) return vkd_rec_error(rec)->code;
-    for (uint32_t r = 0; r < rows;) {
-        uint32_t len = first_run(rows, r), xo;
-        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
+    for (row_run u = {0}; next_run(&u, rows, x, x_row0, NULL, 0);) {
+        const vkd_chunk *xc = u.c[0];
+        uint32_t xo = u.off[0], r = u.r, len = u.len;
         vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = r * k, .k = k};
         vkd_dispatch d = {
             .shader = VKD_SHADER_TOPK,
@@ -160,7 +175,6 @@ vkd_result vkd_op_topk(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *val, const vkd
             .groups = {len},
         };
         if ((res = vkd_rec_dispatch(rec, &d))) return res;
-        r += len;
     }
     return VKD_OK;
 }
@@ -176,9 +190,9 @@ vkd_result vkd_op_token_stats(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *x
         return res;
     uint32_t wg = row_wg(rec, "token_stats");
     if (!wg) return vkd_rec_error(rec)->code;
-    for (uint32_t r = 0; r < rows;) {
-        uint32_t len = first_run(rows, r), xo;
-        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
+    for (row_run u = {0}; next_run(&u, rows, x, x_row0, NULL, 0);) {
+        const vkd_chunk *xc = u.c[0];
+        uint32_t xo = u.off[0], r = u.r, len = u.len;
         vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = r, .aux_off = r};
         vkd_dispatch d = {
             .shader = VKD_SHADER_TOKEN_STATS,
@@ -191,7 +205,6 @@ vkd_result vkd_op_token_stats(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *x
             .groups = {len},
         };
         if ((res = vkd_rec_dispatch(rec, &d))) return res;
-        r += len;
     }
     return VKD_OK;
 }
@@ -207,12 +220,11 @@ vkd_result vkd_op_kl_tvd(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *xp, ui
         return res;
     uint32_t wg = row_wg(rec, "kl_tvd");
     if (!wg) return vkd_rec_error(rec)->code;
-    for (uint32_t r = 0; r < rows;) {
-        uint32_t len = first_run(rows, r), po, qo;
-        const vkd_chunk *pcn = run_of(xp, (uint64_t)xp_row0 + r, &len, &po);
-        const vkd_chunk *qcn = run_of(xq, (uint64_t)xq_row0 + r, &len, &qo);
-        vkd_pc_kl pc = {.n = n, .p_off = po, .p_stride = (uint)xp->cols, .q_off = qo,
-                        .q_stride = (uint)xq->cols, .out_off = r, .p_scale = p_scale,
+    for (row_run u = {0}; next_run(&u, rows, xp, xp_row0, xq, xq_row0);) {
+        const vkd_chunk *pcn = u.c[0], *qcn = u.c[1];
+        uint32_t len = u.len;
+        vkd_pc_kl pc = {.n = n, .p_off = u.off[0], .p_stride = (uint)xp->cols, .q_off = u.off[1],
+                        .q_stride = (uint)xq->cols, .out_off = u.r, .p_scale = p_scale,
                         .q_scale = q_scale};
         vkd_dispatch d = {
             .shader = VKD_SHADER_KL_TVD,
@@ -225,7 +237,6 @@ vkd_result vkd_op_kl_tvd(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *xp, ui
             .groups = {len},
         };
         if ((res = vkd_rec_dispatch(rec, &d))) return res;
-        r += len;
     }
     return VKD_OK;
 }
@@ -245,9 +256,9 @@ vkd_result vkd_op_sample(vkd_rec *rec, vkd_tensor *tok, const vkd_tensor *x, uin
     uint32_t wg = row_wg(rec, "sample");
     if (!wg) return vkd_rec_error(rec)->code;
     float top_p = p->top_p > 0.0f && p->top_p < 1.0f ? p->top_p : 1.0f;
-    for (uint32_t r = 0; r < rows;) {
-        uint32_t len = first_run(rows, r), xo;
-        const vkd_chunk *xc = run_of(x, (uint64_t)x_row0 + r, &len, &xo);
+    for (row_run u = {0}; next_run(&u, rows, x, x_row0, NULL, 0);) {
+        const vkd_chunk *xc = u.c[0];
+        uint32_t xo = u.off[0], r = u.r, len = u.len;
         uint64_t ctr = p->counter0 + r;
         vkd_pc_sample pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .out_off = r,
                             .inv_t = 1.0f / p->temperature, .top_k = p->top_k, .top_p = top_p,
@@ -264,7 +275,6 @@ vkd_result vkd_op_sample(vkd_rec *rec, vkd_tensor *tok, const vkd_tensor *x, uin
             .groups = {len},
         };
         if ((res = vkd_rec_dispatch(rec, &d))) return res;
-        r += len;
     }
     return VKD_OK;
 }

@@ -1,10 +1,12 @@
-/* ops_matmul.c: matrix multiplication against weight matrices (GEMV and tiled GEMM) and the
- * embedding lookup. Weights may be split across several bindings (vkd_tensor chunks along
+/* ops_matmul.c: matrix multiplication against weight matrices (GEMV and tiled GEMM on
+ * row-major weights, the texel kernel on VKD_LAYOUT_BLOCKS weights) and the embedding lookup
+ * (either layout). Weights may be split across several bindings (vkd_tensor chunks along
  * rows); every op issues one dispatch per chunk. Dispatch geometry comes from the device
  * profile (runtime/quirks.c). */
 #include "ops_internal.h"
 
 #define GEMV_MAX_M 16u    /* rows of x one GEMV pass handles (shader FOR_ROWS) */
+#define BLOCKS_MAX_M 4u   /* rows of x one texel-block pass handles (see matmul_blocks) */
 #define GEMV_UNROLL 2u    /* steps per loop iteration in the VEC shader (UNROLL) */
 #define GEMV_MAX_WG 256u  /* shared reduction array (MAX_WG) */
 #define GEMV_MAX_SUBGROUPS 32u
@@ -37,7 +39,11 @@ static vkd_shader_id gemm_shader(vkd_dtype dt) {
                                  : VKD_SHADER_MATMUL_GEMM_BF16;
 }
 
-static vkd_shader_id embed_shader(vkd_dtype dt) {
+static vkd_shader_id embed_shader(vkd_dtype dt, vkd_layout layout) {
+    if (layout == VKD_LAYOUT_BLOCKS)
+        return dt == VKD_DTYPE_F32   ? VKD_SHADER_EMBED_BLOCKS_F32
+               : dt == VKD_DTYPE_F16 ? VKD_SHADER_EMBED_BLOCKS_F16
+                                     : VKD_SHADER_EMBED_BLOCKS_BF16;
     return dt == VKD_DTYPE_F32   ? VKD_SHADER_EMBED_F32
            : dt == VKD_DTYPE_F16 ? VKD_SHADER_EMBED_F16
                                  : VKD_SHADER_EMBED_BF16;
@@ -45,31 +51,6 @@ static vkd_shader_id embed_shader(vkd_dtype dt) {
 
 static bool weight_dtype(vkd_dtype dt) {
     return dt == VKD_DTYPE_F32 || dt == VKD_DTYPE_F16 || dt == VKD_DTYPE_BF16;
-}
-
-/* Workgroups for a streaming kernel over `rows` rows costing `iters_per_row` loop iterations
- * per invocation each: the profile's count (or one group per `gpu_rows` rows), raised until
- * no invocation exceeds the driver's loop limit, at most the device's group limit.
- * Returns the rows per group. */
-static uint32_t stream_split(const vkd_ctx *ctx, uint64_t rows, uint64_t iters_per_row,
-                             uint32_t gpu_rows, uint32_t *groups_out) {
-    const vkd_profile *p = vkd_ctx_profile(ctx);
-    uint64_t max_groups = vkd_ctx_info(ctx)->max_workgroup_count[0];
-    uint64_t groups = p->stream_groups ? p->stream_groups : div_up(rows, gpu_rows);
-    if (p->bug_loop_limit) {
-        uint64_t budget = p->bug_loop_limit - 64; /* slack for the setup loops */
-        uint64_t per_group = budget / (iters_per_row ? iters_per_row : 1);
-        if (!per_group) per_group = 1;
-        uint64_t need = div_up(rows, per_group);
-        uint64_t unit = p->stream_groups ? p->stream_groups : 1;
-        if (need > groups) groups = div_up(need, unit) * unit;
-    }
-    if (groups > rows) groups = rows;
-    if (groups > max_groups) groups = max_groups;
-    if (!groups) groups = 1;
-    uint64_t rpg = div_up(rows, groups);
-    *groups_out = (uint32_t)div_up(rows, rpg);
-    return (uint32_t)rpg;
 }
 
 /* Common argument checks of vkd_op_matmul. */
@@ -82,6 +63,9 @@ static vkd_result matmul_check(vkd_rec *rec, const vkd_tensor *y, uint32_t y_row
     if (!weight_dtype(w->dtype))
         return vkd_fail(err, VKD_ERR_INVALID, "matmul: weight '%s' is %s, expected F32/F16/BF16",
                         w->name, vkd_dtype_name(w->dtype));
+    if (w->layout != VKD_LAYOUT_ROWS && w->layout != VKD_LAYOUT_BLOCKS)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul: weight '%s' has an unknown layout",
+                        w->name);
     uint64_t N = w->rows, K = w->cols;
     if (!N || !K || N > UINT32_MAX || K > UINT32_MAX)
         return vkd_fail(err, VKD_ERR_INVALID, "matmul: weight '%s' has shape %llu x %llu", w->name,
@@ -94,7 +78,7 @@ static vkd_result matmul_check(vkd_rec *rec, const vkd_tensor *y, uint32_t y_row
     if (((uint64_t)x_row0 + m) * K > UINT32_MAX || ((uint64_t)y_row0 + m) * N > UINT32_MAX)
         return vkd_fail(err, VKD_ERR_RANGE, "matmul: x or y too large for 32-bit indexing");
     for (uint32_t c = 0; c < w->nchunks; c++)
-        if (w->chunks[c].rows * K > UINT32_MAX)
+        if (w->chunks[c].rows * K > UINT32_MAX || w->chunks[c].bytes / 16 > INT32_MAX)
             return vkd_fail(err, VKD_ERR_RANGE, "matmul: chunk %u of '%s' too large for 32-bit "
                             "indexing", c, w->name);
     return VKD_OK;
@@ -144,7 +128,63 @@ static vkd_result matmul_gemv(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, cons
         const vkd_chunk *ch = &w->chunks[c];
         pc.col0 = (uint32_t)ch->row0;
         pc.rows = (uint32_t)ch->rows;
-        pc.rows_per_group = stream_split(ctx, ch->rows, iters, 4, &disp.groups[0]);
+        pc.rows_per_group = vkd_profile_stream_split(ctx, ch->rows, iters, 4, &disp.groups[0]);
+        disp.binds[0].chunk = ch;
+        vkd_result r = vkd_rec_dispatch(rec, &disp);
+        if (r) return r;
+    }
+    return VKD_OK;
+}
+
+static vkd_shader_id blocks_shader(vkd_dtype dt) {
+    return dt == VKD_DTYPE_F32   ? VKD_SHADER_MATMUL_BLOCKS_F32
+           : dt == VKD_DTYPE_F16 ? VKD_SHADER_MATMUL_BLOCKS_F16
+                                 : VKD_SHADER_MATMUL_BLOCKS_BF16;
+}
+
+/* Matmul on VKD_LAYOUT_BLOCKS weights: m <= BLOCKS_MAX_M rows of x per pass, each weight
+ * texel fetched once per pass. Lanes: the profile's wg_stream; 32 rows per lane. Measured on
+ * lavapipe (3072 x 1024 bf16): m = 2 and 4 in one pass cost 1.2x and 1.4x m = 1, m = 8 in
+ * one pass 18x (256 accumulators per lane spill), and fewer rows per lane (more workgroups
+ * per block) 3-10x at any m; so passes of 4 rows, 32 rows per lane. */
+static vkd_result matmul_blocks(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
+                                uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate) {
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint32_t K = (uint32_t)w->cols, N = (uint32_t)w->rows;
+    uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
+    while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
+    uint32_t mb = 1;
+    while (mb < m) mb *= 2;
+    uint32_t rpl = VKD_BLOCK_ROWS / lanes;
+    if (rpl > 32) rpl = 32;
+
+    /* one loop pass per texel step of a row, plus the tail step and loop exits */
+    if (w->row_texels + 8 > vkd_profile_loop_budget(p))
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
+                        "matmul: K = %u exceeds the driver's loop limit for the texel kernel", K);
+    uint32_t subs = VKD_BLOCK_ROWS / (lanes * rpl);
+    vkd_pc_matmul pc = {.m = m, .K = K, .N = N, .x_row0 = x_row0, .y_row0 = y_row0,
+                        .accumulate = accumulate, .rows_per_group = lanes * rpl};
+    vkd_dispatch disp = {
+        .shader = blocks_shader(w->dtype),
+        .spec = {lanes, rpl, mb},
+        .nspec = 3,
+        .binds = {{NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], accumulate ? VKD_RW : VKD_WRITE}},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+    };
+    for (uint32_t c = 0; c < w->nchunks; c++) {
+        const vkd_chunk *ch = &w->chunks[c];
+        uint64_t groups = div_up(ch->rows, VKD_BLOCK_ROWS) * subs;
+        if (groups > vkd_ctx_info(ctx)->max_workgroup_count[0])
+            return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
+                            "matmul: chunk of %llu rows too large for one dispatch",
+                            (unsigned long long)ch->rows);
+        pc.col0 = (uint32_t)ch->row0;
+        pc.rows = (uint32_t)ch->rows;
+        disp.groups[0] = (uint32_t)groups;
         disp.binds[0].chunk = ch;
         vkd_result r = vkd_rec_dispatch(rec, &disp);
         if (r) return r;
@@ -164,8 +204,7 @@ static vkd_result matmul_gemm(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, cons
     while ((t / 4) * (t / 4) > d->max_workgroup_invocations && t > 4) t -= 4;
     uint32_t lanes = (t / 4) * (t / 4);
     /* per invocation: per K slice of 16, a load loop of t*16/lanes and a barrier pair */
-    if (p->bug_loop_limit && div_up(K, 16) * (div_up((uint64_t)t * 16, lanes) + 4) + 64 >
-                                 p->bug_loop_limit)
+    if (div_up(K, 16) * (div_up((uint64_t)t * 16, lanes) + 4) > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
                         "matmul: K = %u exceeds the driver's loop limit for the tiled GEMM", K);
     uint64_t gy = div_up(m, t);
@@ -207,11 +246,16 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
     if (r || !m) return r;
     const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
     uint32_t gemm_min = p->gemm_min_m ? p->gemm_min_m : 32;
-    if (m >= gemm_min) return matmul_gemm(rec, y, y_row0, x, x_row0, w, m, accumulate);
-    /* GEMV passes of up to 16 rows (m between 17 and gemm_min_m - 1 reads W twice) */
-    for (uint32_t i = 0; i < m; i += GEMV_MAX_M) {
-        uint32_t mi = m - i < GEMV_MAX_M ? m - i : GEMV_MAX_M;
-        if ((r = matmul_gemv(rec, y, y_row0 + i, x, x_row0 + i, w, mi, accumulate))) return r;
+    bool blocks = w->layout == VKD_LAYOUT_BLOCKS;
+    if (!blocks && m >= gemm_min) return matmul_gemm(rec, y, y_row0, x, x_row0, w, m, accumulate);
+    /* passes of up to 16 rows (GEMV: m between 17 and gemm_min_m - 1 reads W twice) or 4
+     * (texel blocks, see matmul_blocks) */
+    uint32_t pass = blocks ? BLOCKS_MAX_M : GEMV_MAX_M;
+    for (uint32_t i = 0; i < m; i += pass) {
+        uint32_t mi = m - i < pass ? m - i : pass;
+        r = blocks ? matmul_blocks(rec, y, y_row0 + i, x, x_row0 + i, w, mi, accumulate)
+                   : matmul_gemv(rec, y, y_row0 + i, x, x_row0 + i, w, mi, accumulate);
+        if (r) return r;
     }
     return VKD_OK;
 }
@@ -224,6 +268,9 @@ vkd_result vkd_op_embed(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *ids,
     if (!weight_dtype(table->dtype))
         return vkd_fail(err, VKD_ERR_INVALID, "embed: table '%s' is %s, expected F32/F16/BF16",
                         table->name, vkd_dtype_name(table->dtype));
+    if (table->layout != VKD_LAYOUT_ROWS && table->layout != VKD_LAYOUT_BLOCKS)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "embed: table '%s' has an unknown layout",
+                        table->name);
     uint64_t V = table->rows, H = table->cols;
     if (!V || !H || V > INT32_MAX || H > UINT32_MAX)
         return vkd_fail(err, VKD_ERR_INVALID, "embed: table '%s' has shape %llu x %llu",
@@ -243,11 +290,14 @@ vkd_result vkd_op_embed(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *ids,
     const vkd_profile *p = vkd_ctx_profile(ctx);
     uint32_t wg = p->wg_stream ? p->wg_stream : 64;
     uint32_t groups;
-    /* one row of y costs H / wg iterations plus the id test */
-    stream_split(ctx, m, div_up(H, wg) + 4, 1, &groups);
+    /* one row of y costs H / wg iterations plus the id test (texel blocks: a texel per
+     * iteration and a loop over its elements) */
+    uint64_t per_row = table->layout == VKD_LAYOUT_BLOCKS ? div_up(table->row_texels, wg) * 10 + 4
+                                                          : div_up(H, wg) + 4;
+    vkd_profile_stream_split(ctx, m, per_row, 1, &groups);
     vkd_pc_embed pc = {.m = m, .H = (uint32_t)H, .V = (uint32_t)V};
     vkd_dispatch disp = {
-        .shader = embed_shader(table->dtype),
+        .shader = embed_shader(table->dtype, table->layout),
         .spec = {wg},
         .nspec = 1,
         .binds = {{NULL, VKD_READ}, vkd_r(ids), vkd_w(y)},

@@ -144,6 +144,8 @@ static void query_info(VkPhysicalDevice pd, uint32_t index, vkd_device_info *inf
     info->max_workgroup_invocations = l->maxComputeWorkGroupInvocations;
     info->max_push_constants = l->maxPushConstantsSize;
     info->min_storage_buffer_offset_alignment = l->minStorageBufferOffsetAlignment;
+    info->max_texel_elements = l->maxTexelBufferElements;
+    info->min_texel_offset_alignment = l->minTexelBufferOffsetAlignment;
     info->timestamps = l->timestampComputeAndGraphics && l->timestampPeriod > 0;
     info->timestamp_period_ns = l->timestampPeriod;
 
@@ -409,6 +411,8 @@ vkd_result vkd_ctx_create(const vkd_ctx_options *opt, vkd_ctx **out, vkd_error *
     if (ctx->info.max_memory_allocation && ctx->block_size > ctx->info.max_memory_allocation)
         ctx->block_size = ctx->info.max_memory_allocation;
     vkd_profile_choose(ctx);
+    if (opt && opt->max_texel_elements && opt->max_texel_elements < ctx->profile.max_texel_elements)
+        ctx->profile.max_texel_elements = opt->max_texel_elements;
     r = vkd_pipelines_init(ctx, err);
     if (r) goto fail;
     *out = ctx;

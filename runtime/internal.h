@@ -50,8 +50,8 @@ struct vkd_ctx {
 
     /* pipelines */
     VkPipelineCache pcache;
-    VkDescriptorSetLayout dsl;
-    VkPipelineLayout layout;
+    VkDescriptorSetLayout dsl[2];   /* [texel_mask]: all storage buffers, or binding 0 a */
+    VkPipelineLayout layout[2];     /* uniform texel buffer (shaders' `//! texel 0`) */
     VkShaderModule modules[VKD_SHADER_COUNT];
     vkd_pipeline_entry *pipes;
     uint32_t npipes, cap_pipes;

@@ -245,14 +245,46 @@ void vkd_staging_destroy(vkd_ctx *ctx, vkd_staging *s) {
     memset(s, 0, sizeof *s);
 }
 
-vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
-                             const char *name, vkd_tensor **out, vkd_error *err) {
+/* Rows per chunk: whole rows within the binding limit (VKD_LAYOUT_ROWS), whole blocks of
+ * VKD_BLOCK_ROWS rows within one texel view (VKD_LAYOUT_BLOCKS). 0: a row (block) is too big. */
+static uint64_t chunk_rows(const vkd_ctx *ctx, vkd_layout layout, uint64_t row_bytes,
+                           uint64_t row_texels) {
+    if (layout == VKD_LAYOUT_ROWS) return ctx->max_binding / row_bytes;
+    uint64_t texels = ctx->profile.max_texel_elements;
+    uint64_t bytes_cap = ctx->info.max_memory_allocation ? ctx->info.max_memory_allocation : UINT64_MAX;
+    if (texels > bytes_cap / 16) texels = bytes_cap / 16;
+    return texels / (row_texels * VKD_BLOCK_ROWS) * VKD_BLOCK_ROWS;
+}
+
+/* Device bytes of a chunk of `rows` rows. */
+static uint64_t chunk_bytes(const vkd_tensor *t, uint64_t rows) {
+    if (t->layout == VKD_LAYOUT_ROWS) return rows * t->row_bytes;
+    return (rows + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * VKD_BLOCK_ROWS * t->row_texels * 16;
+}
+
+static vkd_result chunk_view(vkd_ctx *ctx, vkd_chunk *ch, vkd_error *err) {
+    VkBufferViewCreateInfo vci = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+        .buffer = ch->buffer,
+        .format = VK_FORMAT_R32G32B32A32_UINT,
+        .offset = 0,
+        .range = ch->bytes,
+    };
+    VKD_CHECK_VK(err, vkCreateBufferView(ctx->device, &vci, NULL, &ch->view), "vkCreateBufferView");
+    return VKD_OK;
+}
+
+vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
+                                    vkd_layout layout, const char *name, vkd_tensor **out,
+                                    vkd_error *err) {
     *out = NULL;
     if (ndim < 1 || ndim > VKD_MAX_DIMS)
         return vkd_fail(err, VKD_ERR_INVALID, "tensor '%s': rank %d not in 1..%d", name, ndim,
                         VKD_MAX_DIMS);
     size_t esize = vkd_dtype_size(dtype);
     if (!esize) return vkd_fail(err, VKD_ERR_INVALID, "tensor '%s': bad dtype", name);
+    if (layout != VKD_LAYOUT_ROWS && layout != VKD_LAYOUT_BLOCKS)
+        return vkd_fail(err, VKD_ERR_INVALID, "tensor '%s': bad layout %d", name, (int)layout);
     uint64_t rows = 1;
     for (int i = 0; i < ndim - 1; i++) {
         if (shape[i] <= 0 || __builtin_mul_overflow(rows, (uint64_t)shape[i], &rows))
@@ -261,18 +293,26 @@ vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int6
     if (shape[ndim - 1] <= 0) return vkd_fail(err, VKD_ERR_INVALID, "tensor '%s': bad shape", name);
     uint64_t cols = (uint64_t)shape[ndim - 1], row_bytes, bytes;
     if (__builtin_mul_overflow(cols, (uint64_t)esize, &row_bytes) ||
-        __builtin_mul_overflow(rows, row_bytes, &bytes))
+        __builtin_mul_overflow(rows, row_bytes, &bytes) || bytes > UINT64_MAX / 2)
         return vkd_fail(err, VKD_ERR_INVALID, "tensor '%s': size overflows", name);
     if (ctx->info.device_local_bytes && bytes > ctx->info.device_local_bytes)
         return vkd_fail(err, VKD_ERR_DEVICE_MEMORY,
                         "tensor '%s' needs %.2f GiB but the device has %.2f GiB of device memory",
                         name, bytes / 1073741824.0, ctx->info.device_local_bytes / 1073741824.0);
-    if (row_bytes > ctx->max_binding)
+    uint64_t row_texels = (row_bytes + 15) / 16;
+    uint64_t per_chunk = chunk_rows(ctx, layout, row_bytes, row_texels);
+    if (!per_chunk) {
+        if (layout == VKD_LAYOUT_ROWS)
+            return vkd_fail(err, VKD_ERR_UNSUPPORTED,
+                            "tensor '%s': one row is %llu bytes, more than the device's storage "
+                            "binding limit (%llu bytes)", name, (unsigned long long)row_bytes,
+                            (unsigned long long)ctx->max_binding);
         return vkd_fail(err, VKD_ERR_UNSUPPORTED,
-                        "tensor '%s': one row is %llu bytes, more than the device's storage "
-                        "binding limit (%llu bytes)", name, (unsigned long long)row_bytes,
-                        (unsigned long long)ctx->max_binding);
-    uint64_t per_chunk = ctx->max_binding / row_bytes;
+                        "tensor '%s': a block of %u rows is %llu texels, more than one texel "
+                        "buffer view holds (%llu)", name, VKD_BLOCK_ROWS,
+                        (unsigned long long)(row_texels * VKD_BLOCK_ROWS),
+                        (unsigned long long)ctx->profile.max_texel_elements);
+    }
     uint64_t nchunks = (rows + per_chunk - 1) / per_chunk;
     /* Keep chunks equal-sized: ops index chunk c's rows as c * rows_per_chunk. */
     vkd_tensor *t = calloc(1, sizeof *t);
@@ -290,18 +330,22 @@ vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int6
     t->cols = cols;
     t->row_bytes = row_bytes;
     t->bytes = bytes;
+    t->layout = layout;
+    t->row_texels = layout == VKD_LAYOUT_BLOCKS ? row_texels : 0;
     t->chunks = chunks;
     snprintf(t->name, sizeof t->name, "%s", name ? name : "tensor");
+    VkBufferUsageFlags usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT |
+                               (layout == VKD_LAYOUT_ROWS ? VK_BUFFER_USAGE_STORAGE_BUFFER_BIT
+                                                          : VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT);
     for (uint64_t c = 0; c < nchunks; c++) {
         vkd_chunk *ch = &chunks[c];
         ch->row0 = c * per_chunk;
         ch->rows = rows - ch->row0 < per_chunk ? rows - ch->row0 : per_chunk;
-        ch->bytes = ch->rows * row_bytes;
+        ch->bytes = chunk_bytes(t, ch->rows);
         VkBufferCreateInfo bci = {
             .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
             .size = align_up(ch->bytes, 16),
-            .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                     VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+            .usage = usage,
         };
         VkResult vr = vkCreateBuffer(ctx->device, &bci, NULL, &ch->buffer);
         vkd_result r = VKD_OK;
@@ -316,7 +360,11 @@ vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int6
             vkd_tensor_destroy(t);
             return vkd_error_prefix(err, "tensor '%s' (%.1f MiB)", name, bytes / 1048576.0);
         }
-        t->nchunks = (uint32_t)c + 1;
+        t->nchunks = (uint32_t)c + 1; /* bound: vkd_tensor_destroy frees it from here on */
+        if (layout == VKD_LAYOUT_BLOCKS && (r = chunk_view(ctx, ch, err))) {
+            vkd_tensor_destroy(t);
+            return vkd_error_prefix(err, "tensor '%s'", name);
+        }
     }
     /* zero fill */
     if (ctx->mapped) {
@@ -338,6 +386,11 @@ vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int6
     return VKD_OK;
 }
 
+vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
+                             const char *name, vkd_tensor **out, vkd_error *err) {
+    return vkd_tensor_create_layout(ctx, dtype, ndim, shape, VKD_LAYOUT_ROWS, name, out, err);
+}
+
 vkd_result vkd_tensor_create_2d(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, uint64_t cols,
                                 const char *name, vkd_tensor **out, vkd_error *err) {
     int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
@@ -357,6 +410,7 @@ void vkd_tensor_destroy(vkd_tensor *t) {
         if (!ch->buffer) continue;
         VkMemoryRequirements req;
         vkGetBufferMemoryRequirements(ctx->device, ch->buffer, &req);
+        if (ch->view) vkDestroyBufferView(ctx->device, ch->view, NULL);
         vkDestroyBuffer(ctx->device, ch->buffer, NULL);
         vkd_mem_free(ctx, ch->block, ch->offset, req.size);
     }
@@ -434,12 +488,43 @@ static vkd_result span_xfer(vkd_ctx *ctx, const vkd_chunk *ch, uint64_t choff, u
     return VKD_OK;
 }
 
+/* Uploads a whole row-major matrix into a VKD_LAYOUT_BLOCKS tensor, one block at a time:
+ * texel j of step k of block b = bytes [16k, 16k + 16) of row b * VKD_BLOCK_ROWS + j. */
+static vkd_result upload_blocks(const vkd_tensor *t, const uint8_t *src, xfer *x, vkd_error *err) {
+    uint64_t step_bytes = (uint64_t)VKD_BLOCK_ROWS * 16, block_bytes = t->row_texels * step_bytes;
+    uint8_t *blk = malloc(block_bytes);
+    if (!blk) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    vkd_result r = VKD_OK;
+    for (uint32_t c = 0; c < t->nchunks && !r; c++) {
+        const vkd_chunk *ch = &t->chunks[c];
+        for (uint64_t b = 0; b * VKD_BLOCK_ROWS < ch->rows && !r; b++) {
+            memset(blk, 0, block_bytes);
+            for (uint64_t j = 0; j < VKD_BLOCK_ROWS && b * VKD_BLOCK_ROWS + j < ch->rows; j++) {
+                const uint8_t *row = src + (ch->row0 + b * VKD_BLOCK_ROWS + j) * t->row_bytes;
+                for (uint64_t k = 0; k < t->row_texels; k++) {
+                    uint64_t n = t->row_bytes - k * 16 < 16 ? t->row_bytes - k * 16 : 16;
+                    memcpy(blk + k * step_bytes + j * 16, row + k * 16, n);
+                }
+            }
+            x->host = blk;
+            r = span_xfer(t->ctx, ch, b * block_bytes, 0, block_bytes, x, err);
+        }
+    }
+    free(blk);
+    return r;
+}
+
 static vkd_result transfer(const vkd_tensor *t, uint64_t offset, void *host, uint64_t bytes,
                            bool upload, vkd_error *err) {
+    if (t->layout != VKD_LAYOUT_ROWS && (!upload || offset != 0 || bytes != t->bytes))
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED,
+                        "tensor '%s' is in the texel block layout: it is uploaded whole and "
+                        "cannot be read back (create it with VKD_LAYOUT_ROWS for that)", t->name);
     VkResult vr = vkQueueWaitIdle(t->ctx->queue);
     if (vr != VK_SUCCESS) return vkd_vk_fail(err, vr, "vkQueueWaitIdle");
     xfer x = {.host = host, .upload = upload};
-    vkd_result r = for_spans(t, offset, bytes, span_xfer, &x, err);
+    vkd_result r = t->layout == VKD_LAYOUT_ROWS ? for_spans(t, offset, bytes, span_xfer, &x, err)
+                                                : upload_blocks(t, host, &x, err);
     vkd_staging_destroy(t->ctx, &x.staging);
     return r;
 }

@@ -1,5 +1,6 @@
-/* pipeline.c: one descriptor layout (8 storage buffers) and one pipeline layout (128 bytes
- * of push constants) shared by every shader; pipelines created on first use per
+/* pipeline.c: two descriptor layouts (8 storage buffers; or binding 0 a uniform texel buffer,
+ * for shaders that read VKD_LAYOUT_BLOCKS weights) and their pipeline layouts (128 bytes of
+ * push constants) shared by every shader; pipelines created on first use per
  * (shader variant, specialization constants); the pipeline cache persisted under
  * $XDG_CACHE_HOME/vkdraft (or ~/.cache/vkdraft), one file per device UUID. */
 #include "internal.h"
@@ -36,31 +37,34 @@ static void mkdir_p(const char *path) {
 }
 
 vkd_result vkd_pipelines_init(vkd_ctx *ctx, vkd_error *err) {
-    VkDescriptorSetLayoutBinding b[VKD_MAX_BINDINGS];
-    for (uint32_t i = 0; i < VKD_MAX_BINDINGS; i++)
-        b[i] = (VkDescriptorSetLayoutBinding){
-            .binding = i,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-            .descriptorCount = 1,
-            .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+    for (uint32_t mask = 0; mask < 2; mask++) {
+        VkDescriptorSetLayoutBinding b[VKD_MAX_BINDINGS];
+        for (uint32_t i = 0; i < VKD_MAX_BINDINGS; i++)
+            b[i] = (VkDescriptorSetLayoutBinding){
+                .binding = i,
+                .descriptorType = mask >> i & 1u ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
+                                                 : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                .descriptorCount = 1,
+                .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+            };
+        VkDescriptorSetLayoutCreateInfo dci = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+            .bindingCount = VKD_MAX_BINDINGS,
+            .pBindings = b,
         };
-    VkDescriptorSetLayoutCreateInfo dci = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-        .bindingCount = VKD_MAX_BINDINGS,
-        .pBindings = b,
-    };
-    VKD_CHECK_VK(err, vkCreateDescriptorSetLayout(ctx->device, &dci, NULL, &ctx->dsl),
-                 "vkCreateDescriptorSetLayout");
-    VkPushConstantRange pr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .size = VKD_MAX_PUSH_BYTES};
-    VkPipelineLayoutCreateInfo lci = {
-        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
-        .setLayoutCount = 1,
-        .pSetLayouts = &ctx->dsl,
-        .pushConstantRangeCount = 1,
-        .pPushConstantRanges = &pr,
-    };
-    VKD_CHECK_VK(err, vkCreatePipelineLayout(ctx->device, &lci, NULL, &ctx->layout),
-                 "vkCreatePipelineLayout");
+        VKD_CHECK_VK(err, vkCreateDescriptorSetLayout(ctx->device, &dci, NULL, &ctx->dsl[mask]),
+                     "vkCreateDescriptorSetLayout");
+        VkPushConstantRange pr = {.stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .size = VKD_MAX_PUSH_BYTES};
+        VkPipelineLayoutCreateInfo lci = {
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+            .setLayoutCount = 1,
+            .pSetLayouts = &ctx->dsl[mask],
+            .pushConstantRangeCount = 1,
+            .pPushConstantRanges = &pr,
+        };
+        VKD_CHECK_VK(err, vkCreatePipelineLayout(ctx->device, &lci, NULL, &ctx->layout[mask]),
+                     "vkCreatePipelineLayout");
+    }
 
     cache_path(ctx);
     void *data = NULL;
@@ -145,7 +149,7 @@ vkd_result vkd_pipeline_get(vkd_ctx *ctx, vkd_shader_id shader, const uint32_t *
             .pName = "main",
             .pSpecializationInfo = nspec ? &si : NULL,
         },
-        .layout = ctx->layout,
+        .layout = ctx->layout[vkd_shader_table[shader].texel_mask & 1u],
     };
     VkPipeline p;
     VkResult vr = vkCreateComputePipelines(ctx->device, ctx->pcache, 1, &cci, NULL, &p);
@@ -182,6 +186,8 @@ void vkd_pipelines_destroy(vkd_ctx *ctx) {
     for (int i = 0; i < VKD_SHADER_COUNT; i++)
         if (ctx->modules[i]) vkDestroyShaderModule(ctx->device, ctx->modules[i], NULL);
     if (ctx->pcache) vkDestroyPipelineCache(ctx->device, ctx->pcache, NULL);
-    if (ctx->layout) vkDestroyPipelineLayout(ctx->device, ctx->layout, NULL);
-    if (ctx->dsl) vkDestroyDescriptorSetLayout(ctx->device, ctx->dsl, NULL);
+    for (int i = 0; i < 2; i++) {
+        if (ctx->layout[i]) vkDestroyPipelineLayout(ctx->device, ctx->layout[i], NULL);
+        if (ctx->dsl[i]) vkDestroyDescriptorSetLayout(ctx->device, ctx->dsl[i], NULL);
+    }
 }

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static uint32_t env_u32(const char *name, uint32_t dflt) {
@@ -38,6 +39,10 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         /* gallivm's LP_MAX_TGSI_LOOP_ITERATIONS: one counter shared by every loop of an
          * invocation; past it loops exit early and results are silently incomplete. */
         p->bug_loop_limit = 65535;
+        /* texel fetches are vectorised where storage-buffer loads go lane by lane with a
+         * bounds check per component: weights in row-interleaved texel blocks stream 5-10x
+         * faster (../shared/lavapipe-notes.md) */
+        p->weight_layout = VKD_LAYOUT_BLOCKS;
     } else {
         p->name = "gpu";
         p->wg_stream = sg >= 64 ? sg : 64;
@@ -49,11 +54,48 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->bug_slow_many_workgroups = false;
         p->gemm_min_m = 32;
         p->bug_loop_limit = 0;
+        p->weight_layout = VKD_LAYOUT_ROWS; /* the storage path: coalesced, many workgroups */
     }
+    p->max_texel_elements = d->max_texel_elements;
     if (p->wg_stream > d->max_workgroup_size[0]) p->wg_stream = d->max_workgroup_size[0];
     if (p->wg_elementwise > d->max_workgroup_size[0]) p->wg_elementwise = d->max_workgroup_size[0];
     if (p->wg_row > d->max_workgroup_size[0]) p->wg_row = d->max_workgroup_size[0];
     /* Overrides for tuning experiments (docs/architecture.md, "Device profile"). */
     p->wg_stream = env_u32("VKDRAFT_WG_STREAM", p->wg_stream);
     p->stream_groups = env_u32("VKDRAFT_STREAM_GROUPS", p->stream_groups);
+    const char *wl = getenv("VKDRAFT_WEIGHT_LAYOUT");
+    if (wl && !strcmp(wl, "rows")) p->weight_layout = VKD_LAYOUT_ROWS;
+    if (wl && !strcmp(wl, "blocks")) p->weight_layout = VKD_LAYOUT_BLOCKS;
+}
+
+uint64_t vkd_profile_loop_budget(const vkd_profile *p) {
+    /* slack for the setup loops and loop exits a kernel's own count leaves out */
+    return p->bug_loop_limit ? p->bug_loop_limit - 64 : UINT64_MAX;
+}
+
+static uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+uint32_t vkd_profile_stream_split(const vkd_ctx *ctx, uint64_t rows, uint64_t iters_per_row,
+                                  uint32_t gpu_rows, uint32_t *groups_out) {
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint64_t max_groups = vkd_ctx_info(ctx)->max_workgroup_count[0];
+    uint64_t groups = p->stream_groups ? p->stream_groups : div_up(rows, gpu_rows);
+    if (p->bug_loop_limit) {
+        uint64_t per_group = vkd_profile_loop_budget(p) / (iters_per_row ? iters_per_row : 1);
+        if (!per_group) per_group = 1;
+        uint64_t need = div_up(rows, per_group);
+        uint64_t unit = p->stream_groups ? p->stream_groups : 1;
+        if (need > groups) groups = div_up(need, unit) * unit;
+    }
+    if (groups > rows) groups = rows;
+    if (groups > max_groups) groups = max_groups;
+    if (!groups) groups = 1;
+    uint64_t rpg = div_up(rows, groups);
+    *groups_out = (uint32_t)div_up(rows, rpg);
+    return (uint32_t)rpg;
+}
+
+vkd_layout vkd_ctx_weight_layout(const vkd_ctx *ctx, vkd_dtype dtype) {
+    bool matrix_dtype = dtype == VKD_DTYPE_F32 || dtype == VKD_DTYPE_F16 || dtype == VKD_DTYPE_BF16;
+    return matrix_dtype ? vkd_ctx_profile(ctx)->weight_layout : VKD_LAYOUT_ROWS;
 }

@@ -211,7 +211,7 @@ static vkd_result track(vkd_rec *rec, const vkd_range *reads, uint32_t nr, const
     return VKD_OK;
 }
 
-static vkd_result alloc_set(vkd_rec *rec, VkDescriptorSet *out) {
+static vkd_result alloc_set(vkd_rec *rec, uint32_t mask, VkDescriptorSet *out) {
     vkd_ctx *ctx = rec->ctx;
     if (rec->cur_dpool >= rec->ndpools || rec->sets_in_cur == SETS_PER_POOL) {
         if (rec->cur_dpool < rec->ndpools && rec->sets_in_cur == SETS_PER_POOL) {
@@ -219,12 +219,15 @@ static vkd_result alloc_set(vkd_rec *rec, VkDescriptorSet *out) {
             rec->sets_in_cur = 0;
         }
         if (rec->cur_dpool >= rec->ndpools) {
-            VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, SETS_PER_POOL * VKD_MAX_BINDINGS};
+            VkDescriptorPoolSize ps[2] = {
+                {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, SETS_PER_POOL * VKD_MAX_BINDINGS},
+                {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, SETS_PER_POOL},
+            };
             VkDescriptorPoolCreateInfo dci = {
                 .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                 .maxSets = SETS_PER_POOL,
-                .poolSizeCount = 1,
-                .pPoolSizes = &ps,
+                .poolSizeCount = 2,
+                .pPoolSizes = ps,
             };
             VkDescriptorPool *p = realloc(rec->dpools, (rec->ndpools + 1) * sizeof *p);
             if (!p) return rec_fail(rec, VKD_ERR_NOMEM, "out of host memory");
@@ -240,7 +243,7 @@ static vkd_result alloc_set(vkd_rec *rec, VkDescriptorSet *out) {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
         .descriptorPool = rec->dpools[rec->cur_dpool],
         .descriptorSetCount = 1,
-        .pSetLayouts = &ctx->dsl,
+        .pSetLayouts = &ctx->dsl[mask],
     };
     VkResult vr = vkAllocateDescriptorSets(ctx->device, &ai, out);
     if (vr != VK_SUCCESS) return rec_fail_vk(rec, vr, "vkAllocateDescriptorSets");
@@ -270,7 +273,8 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
     vkd_result r = vkd_pipeline_get(ctx, d->shader, d->spec, d->nspec, &pipe, &rec->err);
     if (r) return r;
     VkDescriptorSet set;
-    r = alloc_set(rec, &set);
+    uint32_t mask = vkd_shader_table[d->shader].texel_mask & 1u;
+    r = alloc_set(rec, mask, &set);
     if (r) return r;
     VkDescriptorBufferInfo bi[VKD_MAX_BINDINGS];
     VkWriteDescriptorSet w[VKD_MAX_BINDINGS];
@@ -280,6 +284,15 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
         const vkd_chunk *ch = d->binds[i].chunk;
         if (!ch || !ch->buffer)
             return rec_fail(rec, VKD_ERR_INVALID, "dispatch: missing buffer binding");
+        /* a texel-block chunk binds only where the shader reads a texel buffer, and back */
+        bool texel = mask >> i & 1u;
+        if (texel != (ch->view != VK_NULL_HANDLE)) {
+            if (rec->err.code == VKD_OK)
+                vkd_fail(&rec->err, VKD_ERR_UNSUPPORTED, "shader %s: binding %u expects a %s tensor",
+                         vkd_shader_table[d->shader].name, i,
+                         texel ? "texel-block layout" : "row-major");
+            return rec->err.code;
+        }
         /* a view binds its own bytes, a tensor its whole buffer */
         bi[i] = (VkDescriptorBufferInfo){.buffer = ch->buffer, .offset = ch->base,
                                          .range = ch->bind_bytes ? ch->bind_bytes : VK_WHOLE_SIZE};
@@ -288,8 +301,10 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
             .dstSet = set,
             .dstBinding = i,
             .descriptorCount = 1,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-            .pBufferInfo = &bi[i],
+            .descriptorType = texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
+                                    : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = texel ? NULL : &bi[i],
+            .pTexelBufferView = texel ? &d->binds[i].chunk->view : NULL,
         };
         if (d->binds[i].access & VKD_READ) reads[nr++] = vkd_chunk_range(ch);
         if (d->binds[i].access & VKD_WRITE) writes[nw++] = vkd_chunk_range(ch);
@@ -298,9 +313,11 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
     r = track(rec, reads, nr, writes, nw);
     if (r) return r;
     vkCmdBindPipeline(rec->cb, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    vkCmdBindDescriptorSets(rec->cb, VK_PIPELINE_BIND_POINT_COMPUTE, ctx->layout, 0, 1, &set, 0, NULL);
+    vkCmdBindDescriptorSets(rec->cb, VK_PIPELINE_BIND_POINT_COMPUTE, ctx->layout[mask], 0, 1, &set,
+                            0, NULL);
     if (d->push_bytes)
-        vkCmdPushConstants(rec->cb, ctx->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, d->push_bytes, d->push);
+        vkCmdPushConstants(rec->cb, ctx->layout[mask], VK_SHADER_STAGE_COMPUTE_BIT, 0, d->push_bytes,
+                           d->push);
     vkCmdDispatch(rec->cb, g[0], g[1], g[2]);
     if (rec->qpool && rec->nstamps < MAX_TIMESTAMPS) {
         rec->stamp_shader[rec->nstamps] = d->shader;
@@ -314,6 +331,10 @@ static const vkd_chunk *range_chunk(vkd_rec *rec, const vkd_tensor *t, uint64_t 
                                     uint64_t bytes, uint64_t *choff) {
     if (offset > t->bytes || bytes > t->bytes - offset || bytes == 0) {
         rec_fail(rec, VKD_ERR_RANGE, "recorder: byte range outside the tensor");
+        return NULL;
+    }
+    if (t->layout != VKD_LAYOUT_ROWS) {
+        rec_fail(rec, VKD_ERR_UNSUPPORTED, "recorder: byte ranges of a texel-block tensor");
         return NULL;
     }
     const vkd_chunk *ch = vkd_tensor_chunk_of_row(t, offset / t->row_bytes);

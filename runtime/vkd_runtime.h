@@ -36,6 +36,8 @@ typedef struct vkd_ctx_options {
     bool profile;              /* also on when VKDRAFT_PROFILE=1 */
     uint64_t max_binding_bytes;/* 0: the device's maxStorageBufferRange; tests force less */
     bool force_staging;        /* never map device memory (exercise the staging path) */
+    uint64_t max_texel_elements; /* 0: the device's maxTexelBufferElements; tests force less
+                                  * to exercise weights split across texel buffer views */
 } vkd_ctx_options;
 
 typedef struct vkd_device_info {
@@ -56,12 +58,27 @@ typedef struct vkd_device_info {
     uint32_t max_workgroup_size[3], max_workgroup_invocations, max_workgroup_count[3];
     uint32_t max_push_constants;
     uint64_t min_storage_buffer_offset_alignment;
+    uint64_t max_texel_elements;          /* maxTexelBufferElements */
+    uint64_t min_texel_offset_alignment;  /* minTexelBufferOffsetAlignment */
     bool storage_16bit, shader_float16, shader_int8, shader_int16, shader_int64;
     bool timestamps;
     float timestamp_period_ns;
     bool uma;                  /* a device-local, host-visible, coherent memory type exists */
     uint64_t device_local_bytes, host_visible_bytes;
 } vkd_device_info;
+
+/* How a tensor's elements are arranged in device memory. Weights get their layout once, at
+ * upload (the device profile chooses it for matrices read by matmul); every op that reads a
+ * tensor checks its layout and fails with VKD_ERR_UNSUPPORTED on one it cannot read. */
+typedef enum vkd_layout {
+    VKD_LAYOUT_ROWS = 0,       /* row-major, bound as storage buffers (every op reads it) */
+    VKD_LAYOUT_BLOCKS = 1,     /* row-interleaved blocks of VKD_BLOCK_ROWS rows, bound as
+                                * uniform texel buffers of 16-byte texels: block b holds
+                                * ceil(row bytes / 16) steps of VKD_BLOCK_ROWS texels, texel j of
+                                * step k = the 16 bytes k of row b * VKD_BLOCK_ROWS + j (rows and
+                                * the last step zero-padded). Read by matmul and embed. */
+} vkd_layout;
+#define VKD_BLOCK_ROWS 256u
 
 /* Dispatch geometry chosen per device in one place (runtime/quirks.c). */
 typedef struct vkd_profile {
@@ -76,7 +93,19 @@ typedef struct vkd_profile {
     uint32_t gemm_min_m;       /* matmul: tiled GEMM from this many rows of x, GEMV below */
     uint32_t bug_loop_limit;   /* loop iterations one invocation may run in total before the
                                 * driver silently exits the loop (lavapipe: 65535); 0: none */
+    vkd_layout weight_layout;  /* layout of weight matrices uploaded for matmul */
+    uint64_t max_texel_elements; /* texels one VKD_LAYOUT_BLOCKS view may hold */
 } vkd_profile;
+
+/* Loop iterations one invocation may run (the profile's bug_loop_limit less slack);
+ * UINT64_MAX where the driver has no limit. Every kernel sizes its per-invocation work by it. */
+uint64_t vkd_profile_loop_budget(const vkd_profile *p);
+/* Workgroups for a streaming kernel over `rows` rows costing `iters_per_row` loop iterations
+ * per invocation each: the profile's count (or one group per `gpu_rows` rows), raised until
+ * no invocation exceeds the loop budget, at most the device's group limit. Sets *groups_out
+ * and returns the rows per group. */
+uint32_t vkd_profile_stream_split(const vkd_ctx *ctx, uint64_t rows, uint64_t iters_per_row,
+                                  uint32_t gpu_rows, uint32_t *groups_out);
 
 /* Lists every physical device (info[i].index == i). *out is malloc'd; caller frees. */
 vkd_result vkd_list_devices(vkd_device_info **out, uint32_t *count, vkd_error *err);
@@ -103,6 +132,7 @@ typedef struct vkd_chunk {
                                 * descriptors and copies start); 0 otherwise */
     uint64_t bind_bytes;       /* views: descriptor range (bytes rounded up to 16 within the
                                 * buffer); 0: the whole buffer */
+    VkBufferView view;         /* VKD_LAYOUT_BLOCKS: the uniform texel buffer view (RGBA32UI) */
 } vkd_chunk;
 
 typedef struct vkd_tensor {
@@ -111,7 +141,9 @@ typedef struct vkd_tensor {
     int ndim;
     int64_t shape[VKD_MAX_DIMS];
     uint64_t rows, cols;       /* rows = product of all dims but the last; cols = last dim */
-    uint64_t row_bytes, bytes;
+    uint64_t row_bytes, bytes; /* of the row-major tensor (VKD_LAYOUT_BLOCKS: before padding) */
+    vkd_layout layout;
+    uint64_t row_texels;       /* VKD_LAYOUT_BLOCKS: 16-byte texels per row, ceil(row_bytes / 16) */
     uint32_t nchunks;
     vkd_chunk *chunks;
     char name[64];             /* for error messages and profiling */
@@ -122,12 +154,23 @@ typedef struct vkd_tensor {
  * binding limit; a single row larger than the limit is VKD_ERR_UNSUPPORTED. */
 vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
                              const char *name, vkd_tensor **out, vkd_error *err);
+/* The same in a given layout. VKD_LAYOUT_BLOCKS chunks hold whole blocks of VKD_BLOCK_ROWS
+ * rows, each chunk one texel buffer view of at most profile.max_texel_elements texels.
+ * A weight tensor normally takes vkd_ctx_weight_layout(); callers that read it with a
+ * row-major op (backward products, host read-back) ask for VKD_LAYOUT_ROWS. */
+vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
+                                    vkd_layout layout, const char *name, vkd_tensor **out,
+                                    vkd_error *err);
+/* The device profile's layout for a weight matrix of this dtype read by matmul/embed. */
+vkd_layout vkd_ctx_weight_layout(const vkd_ctx *ctx, vkd_dtype dtype);
 /* 2-D convenience: rows x cols. */
 vkd_result vkd_tensor_create_2d(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, uint64_t cols,
                                 const char *name, vkd_tensor **out, vkd_error *err);
 void vkd_tensor_destroy(vkd_tensor *t);
 /* Synchronous host<->device copies of a byte range (waits for the queue to be idle first;
- * use the recorder's vkd_rec_update / vkd_rec_read inside a forward pass). */
+ * use the recorder's vkd_rec_update / vkd_rec_read inside a forward pass). The range is of
+ * the row-major tensor. A VKD_LAYOUT_BLOCKS tensor is uploaded whole (offset 0, all bytes,
+ * repacked on the way) and cannot be downloaded (VKD_ERR_UNSUPPORTED). */
 vkd_result vkd_tensor_upload(vkd_tensor *t, uint64_t offset, const void *src, uint64_t bytes,
                              vkd_error *err);
 vkd_result vkd_tensor_download(const vkd_tensor *t, uint64_t offset, void *dst, uint64_t bytes,

@@ -1,4 +1,5 @@
-/* test_matmul: vkd_op_matmul (GEMV and tiled GEMM paths) and vkd_op_embed against the
+/* test_matmul: vkd_op_matmul (GEMV and tiled GEMM paths on row-major weights, the texel
+ * kernel on VKD_LAYOUT_BLOCKS weights) and vkd_op_embed (both layouts) against the
  * double-accumulation references of ref_matmul.c, on random inputs.
  *
  * Error bound (matmul): the weights are converted to their dtype on the host and the
@@ -31,17 +32,24 @@ static void *rand_weights(vkd_dtype dt, uint64_t n) {
     return w;
 }
 
-static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
+static vkd_tensor *mkl(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols,
+                       vkd_layout layout, const char *name) {
     vkd_error err = {0};
     vkd_tensor *t;
-    REQUIRE(!vkd_tensor_create_2d(ctx, dt, rows, cols, name, &t, &err), "%s", err.msg);
+    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
+    REQUIRE(!vkd_tensor_create_layout(ctx, dt, 2, shape, layout, name, &t, &err), "%s", err.msg);
     return t;
+}
+
+static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
+    return mkl(ctx, dt, rows, cols, VKD_LAYOUT_ROWS, name);
 }
 
 typedef struct mm_case {
     vkd_dtype dt;
     uint32_t m, N, K, x_row0, y_row0;
     bool accumulate;
+    vkd_layout layout;          /* of the weights */
 } mm_case;
 
 /* One matmul case; returns the worst normalised error. */
@@ -57,7 +65,7 @@ static double run_matmul(vkd_ctx *ctx, const char *label, const mm_case *c) {
     for (uint64_t i = 0; i < yrows * N; i++)
         y0[i] = (i >= (uint64_t)c->y_row0 * N && i < (uint64_t)(c->y_row0 + m) * N)
                     ? (float)vkd_test_rand_normal(&seed) : SENTINEL;
-    vkd_tensor *w = mk(ctx, c->dt, N, K, "w"), *x = mk(ctx, VKD_DTYPE_F32, xrows, K, "x"),
+    vkd_tensor *w = mkl(ctx, c->dt, N, K, c->layout, "w"), *x = mk(ctx, VKD_DTYPE_F32, xrows, K, "x"),
                *y = mk(ctx, VKD_DTYPE_F32, yrows, N, "y");
     REQUIRE(!vkd_tensor_upload(w, 0, wh, w->bytes, &err), "%s", err.msg);
     REQUIRE(!vkd_tensor_upload(x, 0, xh, x->bytes, &err), "%s", err.msg);
@@ -97,24 +105,30 @@ static double run_matmul(vkd_ctx *ctx, const char *label, const mm_case *c) {
     return worst;
 }
 
-static void matmul_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t m, uint32_t N,
-                        uint32_t K, uint32_t x_row0, uint32_t y_row0, bool acc) {
-    mm_case c = {dt, m, N, K, x_row0, y_row0, acc};
+static void matmul_case_l(vkd_ctx *ctx, const char *tag, vkd_layout layout, vkd_dtype dt,
+                          uint32_t m, uint32_t N, uint32_t K, uint32_t x_row0, uint32_t y_row0,
+                          bool acc) {
+    mm_case c = {dt, m, N, K, x_row0, y_row0, acc, layout};
     char label[128];
     snprintf(label, sizeof label, "%s %s m=%u N=%u K=%u x0=%u y0=%u%s", tag, vkd_dtype_name(dt),
              m, N, K, x_row0, y_row0, acc ? " acc" : "");
     run_matmul(ctx, label, &c);
 }
 
-static void embed_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t m, uint32_t V,
-                       uint32_t H) {
+static void matmul_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t m, uint32_t N,
+                        uint32_t K, uint32_t x_row0, uint32_t y_row0, bool acc) {
+    matmul_case_l(ctx, tag, VKD_LAYOUT_ROWS, dt, m, N, K, x_row0, y_row0, acc);
+}
+
+static void embed_case_l(vkd_ctx *ctx, const char *tag, vkd_layout layout, vkd_dtype dt,
+                         uint32_t m, uint32_t V, uint32_t H) {
     vkd_error err = {0};
     void *th = rand_weights(dt, (uint64_t)V * H);
     int32_t *ids = malloc((size_t)m * 4);
     float *yo = malloc(((size_t)m + 1) * H * 4), *y0 = malloc(((size_t)m + 1) * H * 4);
     double *ref = malloc((size_t)m * H * 8);
     REQUIRE(th && ids && yo && y0 && ref, "out of memory");
-    vkd_tensor *t = mk(ctx, dt, V, H, "table"), *it = mk(ctx, VKD_DTYPE_I32, 1, m, "ids"),
+    vkd_tensor *t = mkl(ctx, dt, V, H, layout, "table"), *it = mk(ctx, VKD_DTYPE_I32, 1, m, "ids"),
                *y = mk(ctx, VKD_DTYPE_F32, m + 1, H, "y");
     /* ids: one per chunk first (its first and last rows), out-of-range ones, then random */
     uint32_t n = 0;
@@ -155,6 +169,11 @@ static void embed_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t m, 
     free(th); free(ids); free(yo); free(y0); free(ref);
 }
 
+static void embed_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t m, uint32_t V,
+                       uint32_t H) {
+    embed_case_l(ctx, tag, VKD_LAYOUT_ROWS, dt, m, V, H);
+}
+
 /* Bad arguments fail the recorder with an error instead of dispatching. */
 static void test_errors(vkd_ctx *ctx) {
     vkd_error err = {0};
@@ -172,6 +191,66 @@ static void test_errors(vkd_ctx *ctx) {
     vkd_tensor_destroy(w); vkd_tensor_destroy(x); vkd_tensor_destroy(y); vkd_tensor_destroy(wi);
 }
 
+/* A texel-block tensor is refused by every op that reads row-major tensors, by downloads and
+ * by the recorder's byte ranges: an error code, never a read of repacked bytes. */
+static void test_layout_errors(vkd_ctx *ctx) {
+    vkd_error err = {0};
+    vkd_tensor *wb = mkl(ctx, VKD_DTYPE_BF16, 8, 16, VKD_LAYOUT_BLOCKS, "wb"),
+               *fb = mkl(ctx, VKD_DTYPE_F32, 2, 16, VKD_LAYOUT_BLOCKS, "fb"),
+               *x = mk(ctx, VKD_DTYPE_F32, 2, 16, "x"), *y = mk(ctx, VKD_DTYPE_F32, 2, 16, "y");
+    uint16_t host[128] = {0};
+    float back[32];
+    CHECK(vkd_tensor_upload(wb, 0, host, 64, &err) == VKD_ERR_UNSUPPORTED, "partial upload accepted");
+    CHECK(vkd_tensor_upload(wb, 0, host, wb->bytes, &err) == VKD_OK, "whole upload: %s", err.msg);
+    CHECK(vkd_tensor_download(fb, 0, back, fb->bytes, &err) == VKD_ERR_UNSUPPORTED,
+          "download of a texel-block tensor accepted");
+    vkd_rec *rec;
+    REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
+    vkd_rec_begin(rec);
+    CHECK(vkd_op_rmsnorm(rec, y, x, wb, 2, 16, 1e-6f) == VKD_ERR_UNSUPPORTED,
+          "rmsnorm read a texel-block weight");
+    vkd_rec_begin(rec);
+    CHECK(vkd_op_add(rec, y, fb, 32) == VKD_ERR_UNSUPPORTED, "add read a texel-block tensor");
+    vkd_rec_begin(rec);
+    CHECK(vkd_op_softmax(rec, y, fb, 0, 2, 16, 1.0f, false) == VKD_ERR_UNSUPPORTED,
+          "softmax read a texel-block tensor");
+    vkd_rec_begin(rec);
+    CHECK(vkd_rec_read(rec, fb, 0, back, 64) == VKD_ERR_UNSUPPORTED, "read-back accepted");
+    vkd_rec_destroy(rec);
+    vkd_tensor_destroy(wb); vkd_tensor_destroy(fb); vkd_tensor_destroy(x); vkd_tensor_destroy(y);
+}
+
+/* Weights in the texel block layout (the lavapipe profile's choice; created explicitly here so
+ * that every device runs these): every m of a pass and across passes, N and K off the block
+ * (256 rows) and texel (8 or 4 weights) sizes, weights split over many small texel views. */
+static void test_blocks(vkd_ctx *ctx, vkd_ctx *tsplit) {
+    static const vkd_dtype dts[] = {VKD_DTYPE_F32, VKD_DTYPE_F16, VKD_DTYPE_BF16};
+    static const uint32_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17, 31, 33, 64};
+    static const uint32_t shapes[][2] = {{45, 67}, {257, 128}, {300, 520}, {513, 9}}; /* N, K */
+    const vkd_layout B = VKD_LAYOUT_BLOCKS;
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 14; i++) {
+            int s = (d + i) % 4; /* every shape meets every dtype and most m */
+            matmul_case_l(ctx, "blocks", B, dts[d], ms[i], shapes[s][0], shapes[s][1], 0, 0, false);
+            matmul_case_l(ctx, "blocks", B, dts[d], ms[i], shapes[(s + 1) % 4][0],
+                          shapes[(s + 1) % 4][1], 2, 1, true);
+        }
+    for (int d = 0; d < 3; d++) {
+        matmul_case_l(tsplit, "blocks split", B, dts[d], 1, 1300, 67, 0, 0, false);
+        matmul_case_l(tsplit, "blocks split", B, dts[d], 5, 1100, 64, 1, 2, true);
+        matmul_case_l(tsplit, "blocks split", B, dts[d], 16, 700, 64, 0, 1, false);
+        matmul_case_l(tsplit, "blocks split", B, dts[d], 37, 600, 60, 0, 1, true);
+    }
+    matmul_case_l(ctx, "blocks vocab", B, VKD_DTYPE_BF16, 1, 151936, 768, 0, 0, false);
+    matmul_case_l(ctx, "blocks vocab", B, VKD_DTYPE_BF16, 16, 151936, 512, 0, 0, false);
+    for (int d = 0; d < 3; d++) {
+        embed_case_l(ctx, "blocks", B, dts[d], 37, 1000, 67);
+        embed_case_l(tsplit, "blk split", B, dts[d], 90, 1300, 40);
+    }
+    embed_case_l(ctx, "blk vocab", B, VKD_DTYPE_BF16, 64, 151936, 128);
+    test_layout_errors(ctx);
+}
+
 int main(void) {
     vkd_error err = {0};
     vkd_ctx *ctx, *split;
@@ -179,6 +258,10 @@ int main(void) {
     /* small bindings: modest weights and tables land in many chunks */
     vkd_ctx_options so = {.max_binding_bytes = 16384};
     REQUIRE(!vkd_ctx_create(&so, &split, &err), "%s", err.msg);
+    /* small texel views: texel-block weights land in many chunks (whole blocks each) */
+    vkd_ctx *tsplit;
+    vkd_ctx_options to = {.max_texel_elements = 4608};
+    REQUIRE(!vkd_ctx_create(&to, &tsplit, &err), "%s", err.msg);
     fprintf(stderr, "device: %s, profile %s, GEMM from m=%u\n", vkd_ctx_info(ctx)->name,
             vkd_ctx_profile(ctx)->name, vkd_ctx_profile(ctx)->gemm_min_m);
 
@@ -216,11 +299,15 @@ int main(void) {
     embed_case(ctx, "vocab", VKD_DTYPE_BF16, 64, 151936, 128);
     embed_case(ctx, "budget", VKD_DTYPE_F16, 600, 5000, 1024);
     test_errors(ctx);
+    test_blocks(ctx, tsplit);
 
     CHECK(vkd_ctx_validation_count(ctx) == 0, "%u validation messages, first: %s",
           vkd_ctx_validation_count(ctx), vkd_ctx_validation_first(ctx));
     CHECK(vkd_ctx_validation_count(split) == 0, "%u validation messages (split), first: %s",
           vkd_ctx_validation_count(split), vkd_ctx_validation_first(split));
+    CHECK(vkd_ctx_validation_count(tsplit) == 0, "%u validation messages (tsplit), first: %s",
+          vkd_ctx_validation_count(tsplit), vkd_ctx_validation_first(tsplit));
+    vkd_ctx_destroy(tsplit);
     vkd_ctx_destroy(split);
     vkd_ctx_destroy(ctx);
     return vkd_test_result("test_matmul");
