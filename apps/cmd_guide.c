@@ -286,6 +286,7 @@ int vkd_cmd_guide(int argc, char **argv) {
     bool ttt_off = !strcmp(ttt_s, "off") || !strcmp(ttt_s, "both"), ttt_on = !strcmp(ttt_s, "on") || !strcmp(ttt_s, "both");
     if (!ttt_off && !ttt_on) cli_usage_error("guide", "--ttt: '%s' is not off, on or both", ttt_s);
     if (ttt_on && !want[C_GUIDED] && !want[C_NULL]) cli_usage_error("guide", "--ttt on needs a guided or null condition");
+    c.train = ttt_on;
     if (c.adapter) cli_usage_error("guide", "--adapter is not taken by guide (its ttt column adapts the draft: --ttt on)");
     if (ttt_on && !vkd_ttt_engine_available())
         cli_fatal("guide: --ttt on needs the training engine (draft backward, fused LM head + loss, optimizer, PEFT "

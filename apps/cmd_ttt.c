@@ -156,7 +156,7 @@ typedef struct agg {
 } agg;
 
 int vkd_cmd_ttt(int argc, char **argv) {
-    exp_common c = {.cmd = "ttt"};
+    exp_common c = {.cmd = "ttt", .train = true};
     const char *steps_s = NULL, *lr_s = NULL, *rank_s = NULL, *targets_s = NULL, *anchors_s = NULL;
     const char *chat = NULL, *ids_s = NULL, *init_adapter = NULL, *save_adapter = NULL, *opt_s = "adamw";
     double alpha = VKD_TTT_DEFAULT_ALPHA, gamma = VKD_TTT_DEFAULT_GAMMA;

@@ -171,7 +171,8 @@ void exp_load_tokenizer(const exp_common *c, exp_models *m) {
 void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
     vkd_error err = {0};
     if (!m->tok) exp_load_tokenizer(c, m);
-    cli_check(vkd_ctx_create(NULL, &m->ctx, &err), &err);
+    /* training (ttt, guide --ttt) reads weights row-major: see vkd_ctx_options */
+    cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = c->train}, &m->ctx, &err), &err);
     vkd_dtype kv = c->kv && !strcmp(c->kv, "f16") ? VKD_DTYPE_F16 : VKD_DTYPE_F32;
     vkd_target_options to = {.ctx_len = ctx_len, .kv_dtype = kv};
     cli_check(vkd_target_load(m->ctx, c->target_dir, &to, &m->t, &err), &err);

@@ -40,6 +40,7 @@ typedef struct exp_common {
     long block;                      /* 0: the draft's block size */
     unsigned long long seed;
     bool resume, overwrite, think, quiet;
+    bool train;                      /* the command trains the draft: row-major weights */
 } exp_common;
 
 /* Parses one of the common flags at argv[*i] (--target --draft --adapter --dataset --prompt-field

@@ -38,6 +38,9 @@ typedef struct vkd_ctx_options {
     bool force_staging;        /* never map device memory (exercise the staging path) */
     uint64_t max_texel_elements; /* 0: the device's maxTexelBufferElements; tests force less
                                   * to exercise weights split across texel buffer views */
+    bool row_major_weights;    /* weights stay row-major whatever the profile prefers: training
+                                * reads them in backward products (dX = dY W) and the fused
+                                * LM-head loss, which have no texel-block kernels */
 } vkd_ctx_options;
 
 typedef struct vkd_device_info {

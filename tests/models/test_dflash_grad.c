@@ -158,7 +158,7 @@ int main(int argc, char **argv) {
     vkd_error err = {0};
     vkd_ctx *ctx;
     vkd_rec *rec;
-    REQUIRE(!vkd_ctx_create(NULL, &ctx, &err), "%s", err.msg);
+    REQUIRE(!vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &ctx, &err), "%s", err.msg);
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
     vkd_target *t;
     vkd_target_options to = {.ctx_len = 64, .max_rows = 32};

@@ -258,7 +258,7 @@ static void check_measure(void) {
     vkd_rec *rec;
     vkd_target *t;
     vkd_dflash *d;
-    REQUIRE(!vkd_ctx_create(NULL, &ctx, &err), "%s", err.msg);
+    REQUIRE(!vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &ctx, &err), "%s", err.msg);
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
     snprintf(dir, sizeof dir, "%s/tests/models/fixtures/dflash/target/model", root);
     REQUIRE(!vkd_target_load(ctx, dir, &(vkd_target_options){.ctx_len = 128}, &t, &err), "%s", err.msg);
