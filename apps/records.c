@@ -262,7 +262,9 @@ static bool ttt_measure(chk *c, const cJSON *x, const jr_limits *lim) {
 
 bool jr_check_ttt(const cJSON *r, const jr_limits *lim, char *msg, size_t cap) {
     chk c = {msg, cap};
-    if (!common(&c, r, lim) || !f_str(&c, r, "skipped", true, false) ||
+    /* line 0: a context given with --chat or --ids, not read from a dataset */
+    if (!f_int(&c, r, "line", 0, BIG, false) || !f_int(&c, r, "prompt_tokens", 1, BIG, false) ||
+        !f_str(&c, r, "skipped", true, false) ||
         !f_int(&c, r, "context_tokens", 0, lim->ctx_len ? lim->ctx_len : BIG, false))
         return false;
     if (get(r, "skipped")) return true;

@@ -173,6 +173,23 @@ int main(void) {
     bad_edit("power: accepts > attempts", jr_check_power, &lim, power, "\"accepts\":1,", "\"accepts\":3,", "power");
     bad_edit("power: missing", jr_check_power, &lim, power, "\"power\":{", "\"powe\":{", "power");
 
+    const char *ttt = "{\"id\":\"0\",\"line\":0,\"prompt_tokens\":20,\"context_tokens\":30,\"baseline\":{\"tau\":1.5,"
+                      "\"spec_steps\":2,\"generated\":3,\"stopped\":false,\"spec_s\":0.1,\"tf_tokens\":9,\"p_mean\":0.5,"
+                      "\"rank_mean\":2,\"logp_mean\":-0.7,\"ids\":[1,2,999]},\"settings\":[{\"tau\":2,\"spec_steps\":2,"
+                      "\"generated\":3,\"stopped\":true,\"spec_s\":0.1,\"tf_tokens\":9,\"p_mean\":null,\"rank_mean\":null,"
+                      "\"logp_mean\":null,\"ids\":[4,5,6],\"steps\":2,\"lr\":0.001,\"rank\":8,\"losses\":[3.5,2.5],"
+                      "\"features_s\":0.01,\"train_s\":0.2,\"train_rows\":30}]}";
+    CHECK(parse(ttt, jr_check_ttt, &lim, &j, &keep, &err) == VKD_OK, "a valid ttt record: %s", err.msg);
+    jr_free(&j);
+    bad_edit("ttt: baseline ids length", jr_check_ttt, &lim, ttt, "[1,2,999]", "[1,2]", "ids");
+    bad_edit("ttt: setting id out of the vocabulary", jr_check_ttt, &lim, ttt, "[4,5,6]", "[4,5,1000]", "ids");
+    bad_edit("ttt: more losses than steps", jr_check_ttt, &lim, ttt, "[3.5,2.5]", "[3.5,2.5,1]", "losses");
+    bad_edit("ttt: negative loss", jr_check_ttt, &lim, ttt, "[3.5,2.5]", "[3.5,-2.5]", "losses");
+    bad_edit("ttt: rank 0", jr_check_ttt, &lim, ttt, "\"rank\":8", "\"rank\":0", "rank");
+    bad_edit("ttt: no settings", jr_check_ttt, &lim, ttt, "\"settings\":[", "\"setting\":[", "settings");
+    bad_edit("ttt: context past the cache", jr_check_ttt, &lim, ttt, "\"context_tokens\":30", "\"context_tokens\":513",
+             "context_tokens");
+
     /* ---- a large journal: linear reading and lookups ---- */
     enum { N = 50000 };
     size_t cap = (size_t)N * 64, len = 0;

@@ -14,8 +14,9 @@ static const cJSON *get(const cJSON *o, const char *k) { return cJSON_GetObjectI
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    static const jr_check_fn checks[] = {jr_check_guide, jr_check_diagnose, jr_check_probe, jr_check_power, NULL};
-    int which = (data[0] & 7) % 5;
+    static const jr_check_fn checks[] = {jr_check_guide, jr_check_diagnose, jr_check_probe, jr_check_power, jr_check_ttt,
+                                         NULL};
+    int which = (data[0] & 7) % 6;
     jr_limits lim = {.vocab = 1u + (data[0] >> 3) * 8000u, .ctx_len = 512, .ntemps = 1u + ((data[0] >> 6) & 1),
                      .block = 4};
     jr_journal j = {0};
