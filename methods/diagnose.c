@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vkd_generate.h"
+#include "vkd_sample.h"
 
 struct vkd_diagnose {
     vkd_target *t;
@@ -91,6 +92,7 @@ static vkd_result random_pass(vkd_diagnose *dg, vkd_rec *rec, const int32_t *seq
         if (!r && k > 0) r = vkd_draft_context(g, rec, seq + s - B, s - B, B, dg->feats, 0, err);
         if (!r) r = draft_mode(dg, rec, VKD_TF_RANDOM, seq, s, rr, c, err);
         if ((r = vkd_draft_submit(rec, r, err))) break;
+        if ((r = vkd_check_stats(dg->st[3][0], c, 3, 3, s - P + 1, "draft", err))) break;
         for (uint32_t i = 0; i < c; i++) {
             out[at + i].p_d[2] = prob(dg->st[3][i]);
             out[at + i].rank_d[2] = dg->st[3][i][2];
@@ -145,6 +147,10 @@ vkd_result vkd_diagnose_run(vkd_diagnose *dg, vkd_rec *rec, const int32_t *seq, 
             *err = *vkd_rec_error(rec);
         if ((r = vkd_draft_submit(rec, r, err))) break;
         times->target += vkd_now() - t1;
+        if ((r = vkd_check_stats(dg->st[0][0], c, 3, 3, s - P + 1, "target", err))) break;
+        for (int md = 0; md < 2; md++)
+            if (modes[md] && (r = vkd_check_stats(dg->st[1 + md][0], c, 3, 3, s - P + 1, "draft", err))) break;
+        if (r) break;
         for (uint32_t i = 0; i < c; i++) {
             vkd_diagnose_token *tr = &out[at + i];
             tr->pos = s - P + i + 1;

@@ -1,5 +1,6 @@
 /* draft.c: the DFlash draft and an autoregressive draft model behind vkd_draft (vkd_draft.h). */
 #include "vkd_draft.h"
+#include "vkd_sample.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -86,10 +87,13 @@ static vkd_result df_propose(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t 
         if (r) *err = *vkd_rec_error(rec);
     }
     if ((r = vkd_draft_submit(rec, r, err))) return r;
+    if (!draw && (r = vkd_check_tokens(s->ids, n, 0, "draft", err))) return r;
     for (uint32_t i = 0; i < n; i++) {
         bool stop = false;
         tokens[i] = s->ids[i];
-        if (draw && (r = draw(user, i, s->logits + (size_t)i * V, &tokens[i], &stop, err))) return r;
+        if (draw && ((r = vkd_check_logits(s->logits + (size_t)i * V, V, i, "draft", err)) ||
+                     (r = draw(user, i, s->logits + (size_t)i * V, &tokens[i], &stop, err))))
+            return r;
         *count = i + 1;
         if (stop) break;
     }
@@ -225,8 +229,11 @@ static vkd_result ar_propose(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t 
             if (ro) r = ro, *err = *vkd_rec_error(rec);
         }
         if ((r = vkd_draft_submit(rec, r, err))) return r;
+        if (!draw && (r = vkd_check_tokens(&tokens[i], 1, i, "draft", err))) return r;
         bool stop = false;
-        if (draw && (r = draw(user, i, s->logits, &tokens[i], &stop, err))) return r;
+        if (draw && ((r = vkd_check_logits(s->logits, m->vocab, i, "draft", err)) ||
+                     (r = draw(user, i, s->logits, &tokens[i], &stop, err))))
+            return r;
         cur = tokens[i];
         *count = i + 1;
         if (stop) break;

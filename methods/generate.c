@@ -59,6 +59,7 @@ vkd_result vkd_generate(vkd_target *t, vkd_rec *rec, const int32_t *prompt, uint
             r = vkd_rec_submit(rec);
             if (r) *err = *vkd_rec_error(rec);
         }
+        if (!r) r = vkd_check_tokens(&next, 1, res->n, "target", err);
         if (r) goto out;
         if (res->n == 0) {
             res->prefill_s = vkd_now() - t0;

@@ -1,5 +1,6 @@
 /* guide.c: draft-guided decoding and its null control (vkd_guide.h). */
 #include "vkd_guide.h"
+#include "vkd_sample.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -123,6 +124,12 @@ static vkd_result step(loop *L, const int32_t *ids, uint32_t m, uint32_t frow, u
         record_finish(L, pos, o);
         if ((r = submit(L, VKD_OK, err))) return r;
     }
+    /* a NaN / +Inf in the target row shows in am_t, one in the draft's in the guided row */
+    if ((r = vkd_check_tokens(&o->am_t, 1, pos - 1, "target", err)) ||
+        (r = vkd_check_tokens(&o->am_g, 1, pos - 1, "guided", err)) ||
+        (r = vkd_check_tokens(&o->tok, 1, pos - 1, "guided", err)) ||
+        (r = vkd_check_stats(o->kl, 1, 2, 2, pos - 1, "guided or target", err)))
+        return r;
     if (opt->on_rows) opt->on_rows(opt->rows_user, pos, L->t_row, L->d_row, L->g_row);
     return VKD_OK;
 }

@@ -46,8 +46,10 @@ typedef struct ps {
 
 /* alpha * log_softmax(row)[tok]: the same arithmetic as log q at temperature 1, so with
  * alpha = 1 and the naive proposal unfiltered, alpha*log p == log q bit for bit. */
-static vkd_result alpha_logp(ps *S, const float *row, int32_t tok, double *out, vkd_error *err) {
-    vkd_result r = vkd_sample_logq(row, S->V, &S->sp1, S->logq, NULL, err);
+static vkd_result alpha_logp(ps *S, const float *row, uint32_t pos, int32_t tok, double *out,
+                             vkd_error *err) {
+    vkd_result r = vkd_check_logits(row, S->V, pos, "target", err);
+    if (!r) r = vkd_sample_logq(row, S->V, &S->sp1, S->logq, NULL, err);
     if (!r) *out = S->alpha * S->logq[tok];
     return r;
 }
@@ -162,7 +164,7 @@ static vkd_result naive_span(ps *S, uint32_t a, uint32_t e, uint32_t *s, vkd_err
         vkd_result r = target_forward(S, S->prop, p, 1, NULL, err);
         if (r) return r;
         int32_t tok;
-        if ((r = draw(S, S->rows, p, &S->plq[p], &tok, err)) || (r = alpha_logp(S, S->rows, tok, &S->plp[p], err)))
+        if ((r = draw(S, S->rows, p, &S->plq[p], &tok, err)) || (r = alpha_logp(S, S->rows, p, tok, &S->plp[p], err)))
             return r;
         S->prop[p] = tok;
         S->res->tokens_proposed++;
@@ -213,7 +215,9 @@ static vkd_result draft_rescore(ps *S, uint32_t a, uint32_t t, vkd_error *err) {
     for (;;) {
         for (uint32_t i = 0; i < B1 && A + 1 + i < t; i++) {
             uint32_t p = A + 1 + i;
-            if ((r = vkd_sample_logq(S->drows + (size_t)i * S->V, S->V, &S->sq, S->logq, NULL, err))) return r;
+            if ((r = vkd_check_logits(S->drows + (size_t)i * S->V, S->V, p, "draft", err)) ||
+                (r = vkd_sample_logq(S->drows + (size_t)i * S->V, S->V, &S->sq, S->logq, NULL, err)))
+                return r;
             S->olq[p] = S->logq[S->cur[p]];
         }
         if (A + 1 + B1 >= t) break;
@@ -240,7 +244,7 @@ static vkd_result draft_span(ps *S, uint32_t a, uint32_t e, uint32_t rescore_t, 
         /* rows A .. p0+m-2 give the logits of p0 .. p0+m-1 and the next block's context */
         if ((r = target_forward(S, S->prop, p0 + m - 1, m, S->fprop, err))) return r;
         for (uint32_t i = 0; i < m; i++)
-            if ((r = alpha_logp(S, S->rows + (size_t)i * S->V, S->prop[p0 + i], &S->plp[p0 + i], err))) return r;
+            if ((r = alpha_logp(S, S->rows + (size_t)i * S->V, p0 + i, S->prop[p0 + i], &S->plp[p0 + i], err))) return r;
         p0 += m;
         if (S->stopped || p0 >= e) break;
         A = p0 - 1;

@@ -202,6 +202,9 @@ vkd_result vkd_probe_run(vkd_probe *p, vkd_rec *rec, const int32_t *seq, uint32_
             r = submit(rec, r, err);
         }
         times->blocks_s += vkd_now() - t0;
+        for (uint32_t i = 0; !r && i < c; i++)
+            if (!(r = vkd_check_logits(p->lt + (size_t)i * V, V, s + i, "target", err)))
+                r = vkd_check_logits(p->ld + (size_t)i * V, V, s + i, "draft", err);
         if (r) break;
 
         t0 = vkd_now();

@@ -194,3 +194,33 @@ double vkd_uniform(uint64_t seed, uint32_t stream, uint64_t pos) {
     vkd_philox4x32(seed, stream, pos, w);
     return (double)(w[0] >> 8) * (1.0 / 16777216.0) + (double)(w[1] >> 8) * (1.0 / 281474976710656.0);
 }
+
+/* ---- non-finite logits ------------------------------------------------------------------ */
+
+static vkd_result not_finite(uint64_t row, const char *who, vkd_error *err) {
+    return vkd_fail(err, VKD_ERR_RANGE,
+                    "%s logits row %llu are not finite (NaN/Inf): the model's activations overflowed",
+                    who, (unsigned long long)row);
+}
+
+vkd_result vkd_check_tokens(const int32_t *tok, uint32_t n, uint64_t row0, const char *who,
+                            vkd_error *err) {
+    for (uint32_t i = 0; i < n; i++)
+        if (tok[i] < 0) return not_finite(row0 + i, who, err);
+    return VKD_OK;
+}
+
+vkd_result vkd_check_stats(const float *v, uint32_t rows, uint32_t stride, uint32_t width,
+                           uint64_t row0, const char *who, vkd_error *err) {
+    for (uint32_t r = 0; r < rows; r++)
+        for (uint32_t j = 0; j < width; j++)
+            if (isnan(v[(size_t)r * stride + j])) return not_finite(row0 + r, who, err);
+    return VKD_OK;
+}
+
+vkd_result vkd_check_logits(const float *logits, uint32_t n, uint64_t row, const char *who,
+                            vkd_error *err) {
+    for (uint32_t i = 0; i < n; i++)
+        if (isnan(logits[i]) || logits[i] == INFINITY) return not_finite(row, who, err);
+    return VKD_OK;
+}

@@ -60,9 +60,11 @@ static vkd_result target_step(loop *L, const int32_t *ids, uint32_t m, uint32_t 
         *err = *vkd_rec_error(L->rec);
         return r;
     }
+    if (lrows && greedy(L->opt)) r = vkd_check_tokens(L->post, lrows, lrow0, "target", err);
     if (lrows && !greedy(L->opt))
         for (uint32_t i = 0; i < lrows && !r; i++)
-            r = vkd_sample_probs(L->logit_rows + (size_t)i * L->V, L->V, &L->opt->sample,
+            if (!(r = vkd_check_logits(L->logit_rows + (size_t)i * L->V, L->V, lrow0 + i, "target", err)))
+                r = vkd_sample_probs(L->logit_rows + (size_t)i * L->V, L->V, &L->opt->sample,
                                  L->p_rows + (size_t)i * L->V, err);
     return r;
 }

@@ -10,6 +10,7 @@
 #include "vkd_generate.h"
 #include "vkd_spec.h"
 #include "vkd_teacher.h"
+#include "vkd_sample.h"
 
 /* checkpoint order */
 static const struct { const char *name; uint32_t bit; } target_names[4] = {
@@ -246,6 +247,7 @@ static vkd_result tf_walk(vkd_dflash *d, vkd_draft *g, vkd_rec *rec, const int32
         /* the block's own features, the next block's context */
         if (!r && s + rr < n) r = vkd_tf_target_record(t, g, rec, feats, seq, s, rr, err);
         if ((r = vkd_draft_submit(rec, r, err))) break;
+        if ((r = vkd_check_stats(st, c, 3, 3, s + 1, "draft", err))) break;
         for (uint32_t i = 0; i < c; i++) {
             double lp = (double)st[3 * i] - (double)st[3 * i + 1];
             sp += exp(lp);

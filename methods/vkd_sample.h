@@ -51,6 +51,23 @@ double vkd_sample_cdf(const float *logits, uint32_t n, double T, double *cdf);
 /* The first index x with cdf[x] > u * cdf[n-1] (rounding past the end: the last non-empty). */
 uint32_t vkd_sample_cdf_draw(const double *cdf, uint32_t n, double u);
 
+/* Non-finite logits. The device ops that reduce over logit rows (runtime/vkd_ops.h) signal a
+ * row holding a NaN or +Inf (-Inf is a masked token) in their output: argmax, sample and
+ * topk write token -1, token_stats and kl_tvd write NaN. Every method checks what it reads
+ * back with these and fails with VKD_ERR_RANGE: "<who> logits row N are not finite (NaN/Inf):
+ * the model's activations overflowed", N = row0 + the first bad entry's row. who: "target",
+ * "draft", ... */
+/* A token read back from argmax / sample / topk (n entries, one per row). */
+vkd_result vkd_check_tokens(const int32_t *tok, uint32_t n, uint64_t row0, const char *who,
+                            vkd_error *err);
+/* Per-row float results (rows of `stride` floats, the first `width` of each checked): fails on
+ * any NaN. */
+vkd_result vkd_check_stats(const float *v, uint32_t rows, uint32_t stride, uint32_t width,
+                           uint64_t row0, const char *who, vkd_error *err);
+/* A logits row read to the host: fails on any NaN or +Inf among its n entries. */
+vkd_result vkd_check_logits(const float *logits, uint32_t n, uint64_t row, const char *who,
+                            vkd_error *err);
+
 /* Uniform in [0, 1) from Philox: (seed, stream, position), 48 bits. */
 double vkd_uniform(uint64_t seed, uint32_t stream, uint64_t pos);
 

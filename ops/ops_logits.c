@@ -9,7 +9,10 @@
  * Logits tensors may be split across bindings (many rows of a 151936-wide vocabulary exceed
  * lavapipe's 128 MiB binding limit): each op issues one dispatch per run of rows that stays
  * within one chunk of every row-addressed tensor. Small per-row outputs (indices, stats)
- * must be one chunk. */
+ * must be one chunk.
+ *
+ * A row holding a NaN or +Inf is signalled in the output (vkd_ops.h; bad_logit in
+ * shaders/rowreduce.glsl, a bit test no fast-math folding can drop). */
 #include "ops_internal.h"
 
 #include <math.h>

@@ -96,7 +96,11 @@ vkd_result vkd_op_copy2d(vkd_rec *rec, vkd_tensor *dst, uint32_t dst_row0, uint3
                          uint32_t rows, uint32_t cols);
 
 /* ---- logits ops (ops/ops_logits.c) ------------------------------------------------- */
-/* All take logits x: f32 rows x n (row stride n = x->cols unless stated), rows from x_row0. */
+/* All take logits x: f32 rows x n (row stride n = x->cols unless stated), rows from x_row0.
+ * Non-finite rows: a row holding a NaN or +Inf (an activation overflow; -Inf is a masked
+ * token) gives no plausible answer: argmax, topk and sample write index -1 (topk values NaN),
+ * token_stats and kl_tvd (either row) NaN in every output, softmax a row of NaN. Callers
+ * check what they read back (methods/vkd_sample.h: vkd_check_tokens, vkd_check_stats). */
 
 /* y = softmax(scale * x) per row, or log_softmax when `log`. y: f32 rows x n. */
 vkd_result vkd_op_softmax(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint32_t x_row0,

@@ -4,6 +4,7 @@
 /* p = softmax(p_scale * xp[r]), q = softmax(q_scale * xq[r]);
  * out[(out_off + r)*2 + 0] = KL(p||q) = sum p (log p - log q) from log-softmax values
  * (terms with p == 0 add nothing), [.. + 1] = TVD = 0.5 sum |p - q|.
+ * Either row holding a NaN or +Inf (bad_logit, before scaling) gives out = (NaN, NaN).
  * Pass 1: both rows' online logsumexp; pass 2: the sums. Bindings: 0 xp, 1 xq, 2 out. */
 #define PC_KL
 #include "vkd_push.h"
@@ -17,7 +18,9 @@ void main() {
     uint pb = pc.p_off + gl_WorkGroupID.x * pc.p_stride;
     uint qb = pc.q_off + gl_WorkGroupID.x * pc.q_stride;
     float mp = NEG_INF, sp = 0.0, cp = 0.0, mq = NEG_INF, sq = 0.0, cq = 0.0;
-#define ELEM(i) lse_add(mp, sp, cp, pc.p_scale * xp[pb + i]); lse_add(mq, sq, cq, pc.q_scale * xq[qb + i]);
+    uint bad = 0u;
+#define ELEM(i) { float a = xp[pb + i], b = xq[qb + i]; bad |= bad_logit(a) || bad_logit(b) ? 1u : 0u; \
+        lse_add(mp, sp, cp, pc.p_scale * a); lse_add(mq, sq, cq, pc.q_scale * b); }
     ROW_FOR(pc.n, ELEM)
 #undef ELEM
     wg_lse(mp, sp, cp);
@@ -32,8 +35,9 @@ void main() {
 #undef ELEM
     kl = wg_sum(kl - ckl);
     tv = wg_sum(tv - ctv);
+    bad = wg_max_u(bad);
     if (l == 0u) {
-        o[(pc.out_off + gl_WorkGroupID.x) * 2u] = kl;
-        o[(pc.out_off + gl_WorkGroupID.x) * 2u + 1u] = 0.5 * tv;
+        o[(pc.out_off + gl_WorkGroupID.x) * 2u] = bad != 0u ? VKD_NAN : kl;
+        o[(pc.out_off + gl_WorkGroupID.x) * 2u + 1u] = bad != 0u ? VKD_NAN : 0.5 * tv;
     }
 }

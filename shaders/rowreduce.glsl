@@ -11,6 +11,15 @@
 shared float rr_f[RR_SLOTS];
 shared uint rr_u[RR_SLOTS];
 
+#define VKD_NAN uintBitsToFloat(0x7fc00000u)
+
+/* A logit no reduction can give a meaningful answer for: NaN or +Inf (-Inf is a masked
+ * token, probability 0). Bit tests, so no fast-math folding can drop the check. */
+bool bad_logit(float v) {
+    uint u = floatBitsToUint(v);
+    return (u & 0x7fffffffu) > 0x7f800000u || u == 0x7f800000u;
+}
+
 /* Order-preserving map of floats to uints (a < b <=> key(a) < key(b)); -0 maps as +0. */
 uint fkey(float f) {
     uint u = floatBitsToUint(f == 0.0 ? 0.0 : f);

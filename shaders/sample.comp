@@ -15,6 +15,7 @@
  *          whose cumulative kept mass exceeds u * total. Lanes own contiguous index ranges;
  *          their partial masses are scanned in a fixed order, so ranges tile [0, total)
  *          without gaps and the result is a deterministic function of (row, seed, counter).
+ * A row holding a NaN or +Inf (bad_logit, before temperature) gives tok = -1.
  * Bindings: 0 x (read), 1 tok i32 (write). */
 #define PC_SAMPLE
 #include "vkd_push.h"
@@ -43,10 +44,16 @@ void main() {
     uint n = pc.n;
 
     float m = NEG_INF;
-#define ELEM(i) m = max(m, val(i));
+    uint bad = 0u;
+#define ELEM(i) { bad |= bad_logit(x[xb + (i)]) ? 1u : 0u; m = max(m, val(i)); }
     ROW_FOR(n, ELEM)
 #undef ELEM
     m = wg_max(m);
+    bad = wg_max_u(bad);
+    if (bad != 0u) {
+        if (l == 0u) tok[pc.out_off + row] = -1;
+        return;
+    }
 
     uint lo = 0u; /* kept: key >= lo */
     uint c[16];

@@ -10,6 +10,7 @@
  *   3. two passes gather exactly k candidates into shared memory (count per lane, then
  *      write after the lower lanes' candidates), which are then ranked by counting
  *      (k^2 comparisons) and written in order.
+ * A row holding a NaN or +Inf (bad_logit) gives idx = -1 and val = NaN for all k.
  * Bindings: 0 x (read), 1 idx i32, 2 val f32 (write, row r at y_off + r*k). */
 #define PC_LOGITS
 #include "vkd_push.h"
@@ -69,6 +70,18 @@ void main() {
     uint l = gl_LocalInvocationID.x, wg = gl_WorkGroupSize.x;
     uint xb = pc.x_off + gl_WorkGroupID.x * pc.x_stride;
     uint k = pc.k;
+    uint bad = 0u;
+#define ELEM(i) bad |= bad_logit(x[xb + i]) ? 1u : 0u;
+    ROW_FOR(pc.n, ELEM)
+#undef ELEM
+    bad = wg_max_u(bad);
+    if (bad != 0u) {
+        for (uint c = l; c < k; c += wg) {
+            idx[pc.y_off + gl_WorkGroupID.x * k + c] = -1;
+            val[pc.y_off + gl_WorkGroupID.x * k + c] = VKD_NAN;
+        }
+        return;
+    }
     uint need, eq;
     uint t = select_key(xb, k, false, 0u, need, eq);
     uint last = 0xffffffffu;

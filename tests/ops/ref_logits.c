@@ -20,6 +20,12 @@ void ref_softmax(double *y, const float *x, uint32_t n, float scale, bool log) {
     }
 }
 
+bool ref_row_bad(const float *x, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++)
+        if (isnan(x[i]) || (isinf(x[i]) && x[i] > 0)) return true;
+    return false;
+}
+
 uint32_t ref_argmax(const float *x, uint32_t n) {
     uint32_t b = 0;
     for (uint32_t i = 1; i < n; i++)

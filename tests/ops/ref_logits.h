@@ -7,6 +7,10 @@
 
 #include "vkd_ops.h"
 
+/* The ops' non-finite rule: a row holding a NaN (either sign) or +Inf is "bad" (-Inf is a
+ * masked token); argmax, topk and sample then give -1 (topk values NaN), token_stats and
+ * kl_tvd NaN in every output, softmax a row of NaN. */
+bool ref_row_bad(const float *x, uint32_t n);
 /* y[i] = softmax(scale * x)[i] (or log_softmax), n entries. */
 void ref_softmax(double *y, const float *x, uint32_t n, float scale, bool log);
 /* Lowest index among the maxima. */

@@ -205,6 +205,96 @@ static void test_case(vkd_ctx *ctx, uint32_t rows, uint32_t n, uint32_t cols, ui
     free(ref); free(ri); free(rv);
 }
 
+/* Non-finite logits: rows of n = 1003 (not a multiple of any workgroup) holding a NaN, a
+ * -NaN, a +Inf at odd positions, a -Inf (a masked token: a normal row), and a q row with +Inf
+ * under a finite p row. Each op's output must follow ref_row_bad's rule. */
+static void test_nonfinite(vkd_ctx *ctx) {
+    enum { R = 7, N = 1003, K = 5 };
+    float *x = malloc(sizeof(float) * R * N), *q = malloc(sizeof(float) * R * N);
+    fill_logits(x, (size_t)R * N, 0);
+    fill_logits(q, (size_t)R * N, 2);
+    x[1 * N + 517] = NAN;
+    x[2 * N + 1001] = INFINITY;
+    x[3 * N + 3] = -INFINITY;
+    x[3 * N + 999] = -INFINITY;
+    x[4 * N + 0] = -NAN;
+    q[5 * N + 7] = INFINITY;
+    x[6 * N + 1002] = NAN; /* the last element of the last row */
+    int32_t ids[R];
+    for (int r = 0; r < R; r++) ids[r] = (int32_t)((r * 131) % N);
+    vkd_tensor *tx = mk(ctx, VKD_DTYPE_F32, R, N, "x"), *tq = mk(ctx, VKD_DTYPE_F32, R, N, "q");
+    vkd_tensor *ty = mk(ctx, VKD_DTYPE_F32, R, N, "y"), *ti = mk(ctx, VKD_DTYPE_I32, 1, R, "argmax");
+    vkd_tensor *ts = mk(ctx, VKD_DTYPE_I32, 1, R, "sample"), *tki = mk(ctx, VKD_DTYPE_I32, R, K, "ki");
+    vkd_tensor *tkv = mk(ctx, VKD_DTYPE_F32, R, K, "kv"), *tid = mk(ctx, VKD_DTYPE_I32, 1, R, "ids");
+    vkd_tensor *tst = mk(ctx, VKD_DTYPE_F32, R, 3, "stats"), *tkl = mk(ctx, VKD_DTYPE_F32, R, 2, "kl");
+    up(tx, x, sizeof(float) * R * N);
+    up(tq, q, sizeof(float) * R * N);
+    up(tid, ids, sizeof ids);
+    vkd_error err = {0};
+    vkd_rec *rec;
+    REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
+    vkd_sample_params sp = {.temperature = 0.8f, .top_k = 40, .top_p = 0.9f, .seed = 11};
+    vkd_rec_begin(rec);
+    vkd_op_softmax(rec, ty, tx, 0, R, N, 1.0f, false);
+    vkd_op_argmax(rec, ti, tx, 0, R, N);
+    vkd_op_topk(rec, tki, tkv, tx, 0, R, N, K);
+    vkd_op_token_stats(rec, tst, tx, 0, tid, R, N);
+    vkd_op_kl_tvd(rec, tkl, tx, 0, 1.0f, tq, 0, 1.0f, R, N);
+    vkd_op_sample(rec, ts, tx, 0, R, N, &sp);
+    run(rec);
+    float *y = malloc(sizeof(float) * R * N), kv[R * K], st[R * 3], kl[R * 2];
+    int32_t am[R], sm[R], ki[R * K], rk[K];
+    float rv[K];
+    double *ry = malloc(sizeof(double) * N), rs[3], rkl[2];
+    down(ty, y, sizeof(float) * R * N);
+    down(ti, am, sizeof am);
+    down(ts, sm, sizeof sm);
+    down(tki, ki, sizeof ki);
+    down(tkv, kv, sizeof kv);
+    down(tst, st, sizeof st);
+    down(tkl, kl, sizeof kl);
+    int wrong = 0;
+    for (int r = 0; r < R; r++) {
+        const float *xr = x + (size_t)r * N, *qr = q + (size_t)r * N;
+        bool bad = ref_row_bad(xr, N), badq = bad || ref_row_bad(qr, N);
+        CHECK(bad == (r == 1 || r == 2 || r == 4 || r == 6), "row %d: ref_row_bad disagrees with the set-up", r);
+        int w0 = wrong;
+        if (bad) {
+            wrong += am[r] != -1;
+            wrong += sm[r] != -1;
+            for (int j = 0; j < K; j++) wrong += ki[r * K + j] != -1 || !isnan(kv[r * K + j]);
+            for (int j = 0; j < 3; j++) wrong += !isnan(st[r * 3 + j]);
+            for (uint32_t i = 0; i < N; i++) wrong += !isnan(y[(size_t)r * N + i]);
+        } else {
+            wrong += am[r] != (int32_t)ref_argmax(xr, N);
+            double pr[N];
+            ref_sample_dist(pr, xr, N, &sp);
+            wrong += sm[r] < 0 || sm[r] >= N || pr[sm[r]] <= 0; /* a kept token */
+            ref_topk(rk, rv, xr, N, K);
+            for (int j = 0; j < K; j++) wrong += ki[r * K + j] != rk[j] || kv[r * K + j] != rv[j];
+            ref_token_stats(rs, xr, N, ids[r]);
+            wrong += st[r * 3] != (float)rs[0] || st[r * 3 + 2] != (float)rs[2] ||
+                     !(fabs(st[r * 3 + 1] - rs[1]) <= 1e-5 * (1 + fabs(rs[1])));
+            ref_softmax(ry, xr, N, 1.0f, false);
+            for (uint32_t i = 0; i < N; i++) wrong += !(fabs(y[(size_t)r * N + i] - ry[i]) <= 1e-5);
+        }
+        if (badq) {
+            wrong += !isnan(kl[r * 2]) || !isnan(kl[r * 2 + 1]);
+        } else {
+            ref_kl_tvd(rkl, xr, 1.0f, qr, 1.0f, N);
+            wrong += !(fabs(kl[r * 2] - rkl[0]) <= 1e-4 * rkl[0] + 2e-5) || !(fabs(kl[r * 2 + 1] - rkl[1]) <= 2e-5);
+        }
+        CHECK(wrong == w0, "non-finite row %d (bad %d, q bad %d): %d outputs break the rule (argmax %d, sample %d, "
+              "topk[0] %d, stats %g %g %g, kl %g tvd %g)", r, bad, badq, wrong - w0, am[r], sm[r], ki[r * K],
+              st[r * 3], st[r * 3 + 1], st[r * 3 + 2], kl[r * 2], kl[r * 2 + 1]);
+    }
+    fprintf(stderr, "  non-finite rows: %d outputs break the rule\n", wrong);
+    vkd_rec_destroy(rec);
+    vkd_tensor *tt[] = {tx, tq, ty, ti, ts, tki, tkv, tid, tst, tkl};
+    for (size_t i = 0; i < sizeof tt / sizeof tt[0]; i++) vkd_tensor_destroy(tt[i]);
+    free(x); free(q); free(y); free(ry);
+}
+
 /* Bad arguments fail cleanly with a message. */
 static void test_errors(vkd_ctx *ctx) {
     vkd_error err = {0};
@@ -237,6 +327,7 @@ int main(void) {
     test_case(ctx, 2, 151936, 151936, 0, 1, 100);
     test_case(ctx, 1, 128256, 128256, 0, 2, 20);
     test_errors(ctx);
+    test_nonfinite(ctx);
     CHECK(vkd_ctx_validation_count(ctx) == 0, "validation: %s", vkd_ctx_validation_first(ctx));
     vkd_ctx_destroy(ctx);
 
