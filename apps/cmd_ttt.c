@@ -96,12 +96,13 @@ static uint32_t *parse_u32_list(const char *flag, const char *s, long lo, long h
 }
 
 /* measurement of the draft as it is, into a JSON object */
-static cJSON *measure_json(exp_models *m, const int32_t *prompt, uint32_t P, const int32_t *seq, uint32_t n,
-                           uint32_t max_new) {
-    vkd_error err = {0};
+static vkd_result measure_json(exp_models *m, const int32_t *prompt, uint32_t P, const int32_t *seq, uint32_t n,
+                               uint32_t max_new, cJSON **out, vkd_error *err) {
     vkd_ttt_metrics mt;
     vkd_ttt_measure_options mo = {.max_new_tokens = max_new, .stop_ids = m->stops, .nstop = m->nstop};
-    cli_check(vkd_ttt_measure(m->d, m->rec, prompt, P, seq, n, &mo, &mt, &err), &err);
+    *out = NULL;
+    vkd_result r = vkd_ttt_measure(m->d, m->rec, prompt, P, seq, n, &mo, &mt, err);
+    if (r) return r;
     cJSON *j = cJSON_CreateObject();
     add_num(j, "tau", mt.tau);
     cJSON_AddNumberToObject(j, "spec_steps", mt.spec_steps);
@@ -115,7 +116,8 @@ static cJSON *measure_json(exp_models *m, const int32_t *prompt, uint32_t P, con
     cJSON *ids = cJSON_AddArrayToObject(j, "ids");
     for (uint32_t i = 0; i < mt.generated; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(mt.ids[i]));
     vkd_ttt_metrics_free(&mt);
-    return j;
+    *out = j;
+    return VKD_OK;
 }
 
 /* state of one training run, seen by the checkpoint callback */
@@ -130,9 +132,12 @@ typedef struct run_ctx {
 } run_ctx;
 
 static vkd_result on_checkpoint(void *user, uint32_t steps, vkd_error *err) {
-    (void)err;
     run_ctx *r = user;
-    cJSON *row = measure_json(r->m, r->prompt, r->P, r->seq, r->n, r->max_new);
+    /* a failed measurement (e.g. the adapted draft's logits overflow) ends the run as a failed
+     * step does: the caller keeps the adapter as it stands */
+    cJSON *row;
+    vkd_result res = measure_json(r->m, r->prompt, r->P, r->seq, r->n, r->max_new, &row, err);
+    if (res) return res;
     cJSON_AddNumberToObject(row, "steps", steps);
     cJSON_AddNumberToObject(row, "lr", r->lr);
     cJSON_AddNumberToObject(row, "rank", r->rank);
@@ -344,7 +349,9 @@ int vkd_cmd_ttt(int argc, char **argv) {
             continue;
         }
         const int32_t *ans_seq = T > e->n_prompt ? seqs[k] : NULL;
-        cJSON_AddItemToObject(rj, "baseline", measure_json(&m, e->prompt, e->n_prompt, ans_seq, T, (uint32_t)max_new));
+        cJSON *bj;
+        cli_check(measure_json(&m, e->prompt, e->n_prompt, ans_seq, T, (uint32_t)max_new, &bj, &err), &err);
+        cJSON_AddItemToObject(rj, "baseline", bj);
         cJSON *settings = cJSON_AddArrayToObject(rj, "settings");
         for (size_t g0 = 0; g0 < ng; g0 += nsteps) { /* one run per (rank, lr) */
             const vkd_ttt_setting *gs = &grid[g0];

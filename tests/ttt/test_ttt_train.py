@@ -101,7 +101,12 @@ def main():
         n = int(lines[0].split("last good adapter (after ")[1].split(" ")[0])
         check(n >= 1, "lr 3e38 should keep one finite update (B = 0 at the start: the first loss is finite)")
         n = max(n, 1)
-        run([a if a != "5" else str(n) for a in nan[:-1]] + [ad1, "--out", os.path.join(tmp, "o3")])
+        # n updates at lr 3e38 leave an adapter whose draft logits overflow: measuring it after
+        # training is then an error of its own ("draft logits row .. are not finite"), which
+        # still saves the adapter as it stands after the n updates
+        p1 = run([a if a != "5" else str(n) for a in nan[:-1]] + [ad1, "--out", os.path.join(tmp, "o3")], ok=False)
+        l1 = [l for l in p1.stderr.splitlines() if l.strip()]
+        check(p1.returncode == 0 or (len(l1) == 1 and "not finite" in l1[0]), f"{n}-update run: {p1.stderr!r}")
         check(open(os.path.join(ad, "adapter_model.safetensors"), "rb").read() ==
               open(os.path.join(ad1, "adapter_model.safetensors"), "rb").read(),
               f"the kept adapter differs from a run of {n} update(s)")
