@@ -91,6 +91,16 @@ static bool next_run(row_run *u, uint32_t rows, const vkd_tensor *t0, uint64_t a
     return true;
 }
 
+/* Records one dispatch of a row-reduction shader: one workgroup of wg lanes per row of the
+ * run (len rows), push constants pc. */
+static vkd_result row_dispatch(vkd_rec *rec, vkd_shader_id shader, uint32_t wg, const vkd_bind *binds,
+                               uint32_t nbinds, const void *pc, uint32_t pc_bytes, uint32_t len) {
+    vkd_dispatch d = {.shader = shader, .spec = {wg}, .nspec = 1, .nbinds = nbinds, .push = pc,
+                      .push_bytes = pc_bytes, .groups = {len}};
+    memcpy(d.binds, binds, nbinds * sizeof *binds);
+    return vkd_rec_dispatch(rec, &d);
+}
+
 /* y: f32 rows x n (row stride y->cols), x: rows from x_row0 (row stride x->cols). */
 vkd_result vkd_op_softmax(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint32_t x_row0,
                           uint32_t rows, uint32_t n, float scale, bool log) {
@@ -105,18 +115,8 @@ vkd_result vkd_op_softmax(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint
         uint32_t len = u.len;
         vkd_pc_logits pc = {.n = n, .x_off = u.off[0], .x_stride = (uint)x->cols, .y_off = u.off[1],
                             .y_stride = (uint)y->cols, .mode = log ? 1u : 0u, .scale = scale};
-        vkd_dispatch d = {
-            .shader = VKD_SHADER_SOFTMAX,
-            .spec = {wg},
-            .nspec = 1,
-            .binds = {{xc, VKD_READ}, {yc, VKD_WRITE}},
-            .nbinds = 2,
-            .push = &pc,
-            .push_bytes = sizeof pc,
-            .groups = {len},
-        };
-        if (vkd_ops_chunks_overlap(xc, yc)) d.binds[1].access = VKD_RW;
-        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        vkd_bind binds[] = {{xc, VKD_READ}, {yc, vkd_ops_chunks_overlap(xc, yc) ? VKD_RW : VKD_WRITE}};
+        if ((res = row_dispatch(rec, VKD_SHADER_SOFTMAX, wg, binds, 2, &pc, sizeof pc, len))) return res;
     }
     return VKD_OK;
 }
@@ -134,17 +134,8 @@ vkd_result vkd_op_argmax(vkd_rec *rec, vkd_tensor *idx, const vkd_tensor *x, uin
         const vkd_chunk *xc = u.c[0];
         uint32_t xo = u.off[0], r = u.r, len = u.len;
         vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = r};
-        vkd_dispatch d = {
-            .shader = VKD_SHADER_ARGMAX,
-            .spec = {wg},
-            .nspec = 1,
-            .binds = {{xc, VKD_READ}, vkd_w(idx)},
-            .nbinds = 2,
-            .push = &pc,
-            .push_bytes = sizeof pc,
-            .groups = {len},
-        };
-        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        vkd_bind binds[] = {{xc, VKD_READ}, vkd_w(idx)};
+        if ((res = row_dispatch(rec, VKD_SHADER_ARGMAX, wg, binds, 2, &pc, sizeof pc, len))) return res;
     }
     return VKD_OK;
 }
@@ -167,17 +158,8 @@ vkd_result vkd_op_topk(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *val, const vkd
         const vkd_chunk *xc = u.c[0];
         uint32_t xo = u.off[0], r = u.r, len = u.len;
         vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = r * k, .k = k};
-        vkd_dispatch d = {
-            .shader = VKD_SHADER_TOPK,
-            .spec = {wg},
-            .nspec = 1,
-            .binds = {{xc, VKD_READ}, vkd_w(idx), vkd_w(val)},
-            .nbinds = 3,
-            .push = &pc,
-            .push_bytes = sizeof pc,
-            .groups = {len},
-        };
-        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        vkd_bind binds[] = {{xc, VKD_READ}, vkd_w(idx), vkd_w(val)};
+        if ((res = row_dispatch(rec, VKD_SHADER_TOPK, wg, binds, 3, &pc, sizeof pc, len))) return res;
     }
     return VKD_OK;
 }
@@ -197,17 +179,8 @@ vkd_result vkd_op_token_stats(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *x
         const vkd_chunk *xc = u.c[0];
         uint32_t xo = u.off[0], r = u.r, len = u.len;
         vkd_pc_logits pc = {.n = n, .x_off = xo, .x_stride = (uint)x->cols, .y_off = r, .aux_off = r};
-        vkd_dispatch d = {
-            .shader = VKD_SHADER_TOKEN_STATS,
-            .spec = {wg},
-            .nspec = 1,
-            .binds = {{xc, VKD_READ}, vkd_r(ids), vkd_w(out)},
-            .nbinds = 3,
-            .push = &pc,
-            .push_bytes = sizeof pc,
-            .groups = {len},
-        };
-        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        vkd_bind binds[] = {{xc, VKD_READ}, vkd_r(ids), vkd_w(out)};
+        if ((res = row_dispatch(rec, VKD_SHADER_TOKEN_STATS, wg, binds, 3, &pc, sizeof pc, len))) return res;
     }
     return VKD_OK;
 }
@@ -229,17 +202,8 @@ vkd_result vkd_op_kl_tvd(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *xp, ui
         vkd_pc_kl pc = {.n = n, .p_off = u.off[0], .p_stride = (uint)xp->cols, .q_off = u.off[1],
                         .q_stride = (uint)xq->cols, .out_off = u.r, .p_scale = p_scale,
                         .q_scale = q_scale};
-        vkd_dispatch d = {
-            .shader = VKD_SHADER_KL_TVD,
-            .spec = {wg},
-            .nspec = 1,
-            .binds = {{pcn, VKD_READ}, {qcn, VKD_READ}, vkd_w(out)},
-            .nbinds = 3,
-            .push = &pc,
-            .push_bytes = sizeof pc,
-            .groups = {len},
-        };
-        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        vkd_bind binds[] = {{pcn, VKD_READ}, {qcn, VKD_READ}, vkd_w(out)};
+        if ((res = row_dispatch(rec, VKD_SHADER_KL_TVD, wg, binds, 3, &pc, sizeof pc, len))) return res;
     }
     return VKD_OK;
 }
@@ -267,17 +231,8 @@ vkd_result vkd_op_sample(vkd_rec *rec, vkd_tensor *tok, const vkd_tensor *x, uin
                             .inv_t = 1.0f / p->temperature, .top_k = p->top_k, .top_p = top_p,
                             .seed_lo = (uint)p->seed, .seed_hi = (uint)(p->seed >> 32),
                             .ctr_lo = (uint)ctr, .ctr_hi = (uint)(ctr >> 32)};
-        vkd_dispatch d = {
-            .shader = VKD_SHADER_SAMPLE,
-            .spec = {wg},
-            .nspec = 1,
-            .binds = {{xc, VKD_READ}, vkd_w(tok)},
-            .nbinds = 2,
-            .push = &pc,
-            .push_bytes = sizeof pc,
-            .groups = {len},
-        };
-        if ((res = vkd_rec_dispatch(rec, &d))) return res;
+        vkd_bind binds[] = {{xc, VKD_READ}, vkd_w(tok)};
+        if ((res = row_dispatch(rec, VKD_SHADER_SAMPLE, wg, binds, 2, &pc, sizeof pc, len))) return res;
     }
     return VKD_OK;
 }
