@@ -53,24 +53,32 @@ static bool weight_dtype(vkd_dtype dt) {
     return dt == VKD_DTYPE_F32 || dt == VKD_DTYPE_F16 || dt == VKD_DTYPE_BF16;
 }
 
+/* The checks matmul and embed share on their weight matrix w (`what` names it in messages):
+ * present, F32/F16/BF16, a known layout, 1..max_rows rows of 1..UINT32_MAX columns. */
+static vkd_result weight_check(vkd_rec *rec, const char *op, const char *what, const vkd_tensor *w,
+                               uint64_t max_rows) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!w) return vkd_fail(err, VKD_ERR_INVALID, "%s: missing %s", op, what);
+    if (!weight_dtype(w->dtype))
+        return vkd_fail(err, VKD_ERR_INVALID, "%s: %s '%s' is %s, expected F32/F16/BF16", op, what, w->name,
+                        vkd_dtype_name(w->dtype));
+    if (w->layout != VKD_LAYOUT_ROWS && w->layout != VKD_LAYOUT_BLOCKS)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "%s: %s '%s' has an unknown layout", op, what, w->name);
+    if (!w->rows || !w->cols || w->rows > max_rows || w->cols > UINT32_MAX)
+        return vkd_fail(err, VKD_ERR_INVALID, "%s: %s '%s' has shape %llu x %llu", op, what, w->name,
+                        (unsigned long long)w->rows, (unsigned long long)w->cols);
+    return VKD_OK;
+}
+
 /* Common argument checks of vkd_op_matmul. */
 static vkd_result matmul_check(vkd_rec *rec, const vkd_tensor *y, uint32_t y_row0,
                                const vkd_tensor *x, uint32_t x_row0, const vkd_tensor *w,
                                uint32_t m) {
     vkd_error *err = vkd_rec_error(rec);
-    if (err->code) return err->code;
-    if (!w) return vkd_fail(err, VKD_ERR_INVALID, "matmul: missing weight tensor");
-    if (!weight_dtype(w->dtype))
-        return vkd_fail(err, VKD_ERR_INVALID, "matmul: weight '%s' is %s, expected F32/F16/BF16",
-                        w->name, vkd_dtype_name(w->dtype));
-    if (w->layout != VKD_LAYOUT_ROWS && w->layout != VKD_LAYOUT_BLOCKS)
-        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul: weight '%s' has an unknown layout",
-                        w->name);
+    vkd_result r = weight_check(rec, "matmul", "weight", w, UINT32_MAX);
+    if (r) return r;
     uint64_t N = w->rows, K = w->cols;
-    if (!N || !K || N > UINT32_MAX || K > UINT32_MAX)
-        return vkd_fail(err, VKD_ERR_INVALID, "matmul: weight '%s' has shape %llu x %llu", w->name,
-                        (unsigned long long)N, (unsigned long long)K);
-    vkd_result r;
     if ((r = vkd_ops_need(rec, "matmul", x, VKD_DTYPE_F32, ((uint64_t)x_row0 + m) * K)) ||
         (r = vkd_ops_need(rec, "matmul", y, VKD_DTYPE_F32, ((uint64_t)y_row0 + m) * N)))
         return r;
@@ -263,19 +271,9 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
 vkd_result vkd_op_embed(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *ids,
                         const vkd_tensor *table, uint32_t m) {
     vkd_error *err = vkd_rec_error(rec);
-    if (err->code) return err->code;
-    if (!table) return vkd_fail(err, VKD_ERR_INVALID, "embed: missing table");
-    if (!weight_dtype(table->dtype))
-        return vkd_fail(err, VKD_ERR_INVALID, "embed: table '%s' is %s, expected F32/F16/BF16",
-                        table->name, vkd_dtype_name(table->dtype));
-    if (table->layout != VKD_LAYOUT_ROWS && table->layout != VKD_LAYOUT_BLOCKS)
-        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "embed: table '%s' has an unknown layout",
-                        table->name);
+    vkd_result r = weight_check(rec, "embed", "table", table, INT32_MAX);
+    if (r) return r;
     uint64_t V = table->rows, H = table->cols;
-    if (!V || !H || V > INT32_MAX || H > UINT32_MAX)
-        return vkd_fail(err, VKD_ERR_INVALID, "embed: table '%s' has shape %llu x %llu",
-                        table->name, (unsigned long long)V, (unsigned long long)H);
-    vkd_result r;
     if ((r = vkd_ops_need(rec, "embed", ids, VKD_DTYPE_I32, m)) ||
         (r = vkd_ops_need(rec, "embed", y, VKD_DTYPE_F32, (uint64_t)m * H)))
         return r;
