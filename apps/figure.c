@@ -3,6 +3,7 @@
 #include "figure.h"
 
 #include "cli.h"
+#include "figure_axis.h"
 
 #include <cairo-pdf.h>
 #include <cairo-svg.h>
@@ -14,7 +15,6 @@
 
 #define DEFAULT_W 900
 #define DEFAULT_H 560
-#define MAX_TICKS 40
 #define LABEL_MAX 200  /* bytes of any one label kept before measuring */
 #define TICK 6
 #define MINOR_TICK 3
@@ -196,100 +196,11 @@ static double line_h(canvas *c, double size) {
     return fe.ascent + fe.descent;
 }
 
-/* ---- numbers and axes ---- */
-
-static bool usable(double v, bool log) {
-    return isfinite(v) && fabs(v) <= 1e300 && (!log || v >= 1e-300);
-}
-
-/* Annotation text: digits significant digits, or (0) integers as integers, else 3. */
-static void fmt_value(char *buf, size_t n, double v, int digits) {
-    if (v == 0) v = 0; /* no "-0" */
-    if (digits == 0 && v == floor(v) && fabs(v) < 1e9) snprintf(buf, n, "%.0f", v);
-    else snprintf(buf, n, "%.*g", digits ? digits : 3, v);
-}
-
-typedef struct axis {
-    double lo, hi;            /* shown range (log: powers of ten) */
-    bool log;
-    double step;              /* linear: tick spacing; log: decades between major ticks */
-    int n;
-    double tick[MAX_TICKS];
-    int p0, p1;               /* pixels of lo and hi */
-} axis;
-
-/* Widens an empty or vanishing range [lo, hi] around its value. */
-static void widen(double *lo, double *hi) {
-    double m = fmax(fabs(*lo), fabs(*hi));
-    if (*hi - *lo > 1e-9 * m && *hi > *lo) return;
-    double d = m > 0 ? m * 0.1 : 0.5;
-    *lo -= d;
-    *hi += d;
-}
-
-/* Linear axis over [lo, hi] with ticks at multiples of a 1/2/5 x 10^k step (about target
- * of them); expand moves lo and hi out to ticks. integer: the step is at least 1. */
-static void axis_linear(axis *a, double lo, double hi, bool expand, int target, bool integer) {
-    widen(&lo, &hi);
-    double raw = (hi - lo) / (target < 2 ? 2 : target);
-    double mag = pow(10, floor(log10(raw))), f = raw / mag;
-    double step = (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
-    if (integer && step < 1) step = 1;
-    if (expand) {
-        lo = floor(lo / step + 1e-9) * step;
-        hi = ceil(hi / step - 1e-9) * step;
-    }
-    a->lo = lo, a->hi = hi, a->log = false, a->step = step, a->n = 0;
-    double k1 = floor(hi / step + 1e-9);
-    for (double k = ceil(lo / step - 1e-9); k <= k1 && a->n < MAX_TICKS; k++) {
-        double t = k * step;
-        a->tick[a->n++] = fabs(t) < step * 1e-9 ? 0 : t;
-    }
-}
-
-/* Log axis over whole decades covering [lo, hi] (both usable on a log axis). */
-static void axis_log(axis *a, double lo, double hi) {
-    int e0 = (int)floor(log10(lo) + 1e-9), e1 = (int)ceil(log10(hi) - 1e-9);
-    if (e1 <= e0) e1 = e0 + 1;
-    int every = (e1 - e0 + 9) / 10;
-    a->lo = pow(10, e0), a->hi = pow(10, e1), a->log = true, a->step = every, a->n = 0;
-    for (int e = e0; e <= e1 && a->n < MAX_TICKS; e += every) a->tick[a->n++] = pow(10, e);
-}
-
-static double axis_frac(const axis *a, double v) {
-    if (a->log) return (log10(v) - log10(a->lo)) / (log10(a->hi) - log10(a->lo));
-    return (v - a->lo) / (a->hi - a->lo);
-}
-
-/* Pixel of a usable value (may lie outside [p0, p1] when v is outside the range). */
-static int axis_px(const axis *a, double v) {
-    double p = a->p0 + axis_frac(a, v) * (a->p1 - a->p0);
-    if (!(p > -1e5)) p = -1e5;
-    if (p > 1e5) p = 1e5;
-    return (int)lround(p);
-}
-
-static void tick_label(const axis *a, double v, char *buf, size_t n) {
-    if (a->log) {
-        int e = (int)lround(log10(v));
-        if (e >= -3 && e <= 4) snprintf(buf, n, "%g", pow(10, e));
-        else snprintf(buf, n, "1e%d", e);
-    } else if (v == 0) {
-        snprintf(buf, n, "0");
-    } else if (a->step >= 1 && fabs(v) < 1e9) {
-        snprintf(buf, n, "%.0f", v);
-    } else if (a->step >= 1e-6 && fabs(v) < 1e9) {
-        snprintf(buf, n, "%.*f", (int)ceil(-log10(a->step) - 1e-9), v);
-    } else {
-        snprintf(buf, n, "%.3g", v);
-    }
-}
-
-static int max_tick_label_w(canvas *c, const axis *a) {
+static int max_tick_label_w(canvas *c, const fig_axis *a) {
     double w = 0;
     char buf[48];
     for (int i = 0; i < a->n; i++) {
-        tick_label(a, a->tick[i], buf, sizeof buf);
+        fig_tick_label(a, a->tick[i], buf, sizeof buf);
         double tw = text_w(c, buf, c->fs, false);
         if (tw > w) w = tw;
     }
@@ -362,7 +273,7 @@ static bool legend_at(const fig_chart *ch, size_t i, legend_entry *e) {
     sanitize(lab, e->label, sizeof e->label - 32);
     if (ch->kind == FIG_HIST) {
         size_t k = 0;
-        for (size_t j = 0; j < ch->hist.series[i].n; j++) k += usable(ch->hist.series[i].y[j], false);
+        for (size_t j = 0; j < ch->hist.series[i].n; j++) k += fig_usable(ch->hist.series[i].y[j], false);
         size_t len = strlen(e->label);
         snprintf(e->label + len, sizeof e->label - len, " (n=%zu)", k);
     }
@@ -422,7 +333,7 @@ static int legend(canvas *c, const fig_chart *ch, int top, bool draw) {
 /* ---- xy charts (bar, line, histogram) ---- */
 
 typedef struct xy {
-    axis ax, ay;
+    fig_axis ax, ay;
     bool categorical;  /* bar chart: x is n_groups equal slots */
     size_t nbins;      /* histogram */
     double *counts;    /* histogram: n_series x nbins, counts or fractions */
@@ -432,7 +343,7 @@ typedef struct xy {
 static const double *line_x(const fig_line *l, size_t i) { return l->series[i].x ? l->series[i].x : l->x; }
 
 static void extend(double v, bool log, double *lo, double *hi) {
-    if (usable(v, log)) *lo = fmin(*lo, v), *hi = fmax(*hi, v);
+    if (fig_usable(v, log)) *lo = fmin(*lo, v), *hi = fmax(*hi, v);
 }
 
 /* Sets the axis ranges from the data (error bar ends included); *any = false when there is
@@ -445,18 +356,18 @@ static vkd_result xy_ranges(const fig_chart *ch, xy *q, bool *any, int tx, int t
         q->categorical = true;
         for (size_t i = 0; i < b->n_groups * b->n_series; i++) {
             double v = b->values[i];
-            if (!usable(v, b->log_y)) continue;
+            if (!fig_usable(v, b->log_y)) continue;
             ylo = fmin(ylo, v), yhi = fmax(yhi, v), *any = true;
             if (b->err_lo && b->err_hi) extend(b->err_lo[i], b->log_y, &ylo, &yhi), extend(b->err_hi[i], b->log_y, &ylo, &yhi);
         }
         if (!*any) return VKD_OK;
         if (b->log_y) {
             if (b->annotate) yhi *= pow(10, 0.08 * (log10(yhi) - log10(ylo) + 1));
-            axis_log(&q->ay, ylo, yhi);
+            fig_axis_log(&q->ay, ylo, yhi);
         } else {
             ylo = fmin(ylo, 0), yhi = fmax(yhi, 0);
             double head = b->annotate ? 0.08 * (yhi - ylo) : 0;
-            axis_linear(&q->ay, ylo < 0 ? ylo - head : ylo, yhi > 0 ? yhi + head : yhi, true, ty, false);
+            fig_axis_linear(&q->ay, ylo < 0 ? ylo - head : ylo, yhi > 0 ? yhi + head : yhi, true, ty, false);
         }
     } else if (ch->kind == FIG_LINE) {
         const fig_line *l = &ch->line;
@@ -466,7 +377,7 @@ static vkd_result xy_ranges(const fig_chart *ch, xy *q, bool *any, int tx, int t
             const fig_series *se = &l->series[i];
             for (size_t k = 0; k < se->n; k++) {
                 double x = xs ? xs[k] : (double)k, y = se->y[k];
-                if (!usable(x, l->log_x) || !usable(y, l->log_y)) continue;
+                if (!fig_usable(x, l->log_x) || !fig_usable(y, l->log_y)) continue;
                 xlo = fmin(xlo, x), xhi = fmax(xhi, x), ylo = fmin(ylo, y), yhi = fmax(yhi, y);
                 if (se->lo && se->hi) extend(se->lo[k], l->log_y, &ylo, &yhi), extend(se->hi[k], l->log_y, &ylo, &yhi);
                 integer = integer && x == floor(x);
@@ -474,20 +385,20 @@ static vkd_result xy_ranges(const fig_chart *ch, xy *q, bool *any, int tx, int t
             }
         }
         if (!*any) return VKD_OK;
-        if (l->log_x) axis_log(&q->ax, xlo, xhi);
-        else axis_linear(&q->ax, xlo, xhi, true, tx, integer);
-        if (l->log_y) axis_log(&q->ay, ylo, yhi);
-        else axis_linear(&q->ay, ylo, yhi, true, ty, false);
+        if (l->log_x) fig_axis_log(&q->ax, xlo, xhi);
+        else fig_axis_linear(&q->ax, xlo, xhi, true, tx, integer);
+        if (l->log_y) fig_axis_log(&q->ay, ylo, yhi);
+        else fig_axis_linear(&q->ay, ylo, yhi, true, ty, false);
     } else {
         const fig_hist *h = &ch->hist;
         for (size_t i = 0; i < h->n_series; i++)
             for (size_t k = 0; k < h->series[i].n; k++) {
                 double v = h->series[i].y[k];
-                if (usable(v, false)) xlo = fmin(xlo, v), xhi = fmax(xhi, v), *any = true;
+                if (fig_usable(v, false)) xlo = fmin(xlo, v), xhi = fmax(xhi, v), *any = true;
             }
         if (!*any) return VKD_OK;
-        if (usable(h->lo, false) && usable(h->hi, false) && h->lo < h->hi) xlo = h->lo, xhi = h->hi;
-        widen(&xlo, &xhi);
+        if (fig_usable(h->lo, false) && fig_usable(h->hi, false) && h->lo < h->hi) xlo = h->lo, xhi = h->hi;
+        fig_widen(&xlo, &xhi);
         size_t nb = h->nbins ? h->nbins : 20, total;
         if (!vkd_mul_size(nb, h->n_series, &total))
             return vkd_fail(err, VKD_ERR_INVALID, "histogram: %zu series x %zu bins overflow", h->n_series, nb);
@@ -499,7 +410,7 @@ static vkd_result xy_ranges(const fig_chart *ch, xy *q, bool *any, int tx, int t
             double *cnt = q->counts + i * nb, tot = 0;
             for (size_t k = 0; k < h->series[i].n; k++) {
                 double v = h->series[i].y[k];
-                if (!usable(v, false)) continue;
+                if (!fig_usable(v, false)) continue;
                 double b = floor((v - xlo) / (xhi - xlo) * (double)nb);
                 cnt[b < 0 ? 0 : b >= (double)nb ? nb - 1 : (size_t)b] += 1;
                 tot += 1;
@@ -509,8 +420,8 @@ static vkd_result xy_ranges(const fig_chart *ch, xy *q, bool *any, int tx, int t
                 top = fmax(top, cnt[b]);
             }
         }
-        axis_linear(&q->ax, xlo, xhi, false, tx, false);
-        axis_linear(&q->ay, 0, top, true, ty, false);
+        fig_axis_linear(&q->ax, xlo, xhi, false, tx, false);
+        fig_axis_linear(&q->ay, 0, top, true, ty, false);
     }
     return VKD_OK;
 }
@@ -518,20 +429,20 @@ static vkd_result xy_ranges(const fig_chart *ch, xy *q, bool *any, int tx, int t
 static void draw_bars(canvas *c, const fig_chart *ch, const xy *q) {
     const fig_bar *b = &ch->bar;
     int W = q->x1 - q->x0;
-    int base = b->log_y ? q->ay.p0 : axis_px(&q->ay, 0);
+    int base = b->log_y ? q->ay.p0 : fig_axis_px(&q->ay, 0);
     for (size_t g = 0; g < b->n_groups; g++) {
         double slot0 = q->x0 + (double)W * (double)g / (double)b->n_groups, slot = (double)W / (double)b->n_groups;
         for (size_t s = 0; s < b->n_series; s++) {
             size_t i = s * b->n_groups + g;
             double v = b->values[i];
-            if (!usable(v, b->log_y)) continue;
+            if (!fig_usable(v, b->log_y)) continue;
             int xa = (int)lround(slot0 + slot * (0.1 + 0.8 * (double)s / (double)b->n_series));
             int xb = (int)lround(slot0 + slot * (0.1 + 0.8 * (double)(s + 1) / (double)b->n_series));
             if (xb <= xa) xb = xa + 1;
-            int top = axis_px(&q->ay, v), mark = top;
+            int top = fig_axis_px(&q->ay, v), mark = top;
             fill_rect(c, xa, top < base ? top : base, xb, (top < base ? base : top) + 1, PALETTE[s % 8]);
-            if (b->err_lo && b->err_hi && usable(b->err_lo[i], b->log_y) && usable(b->err_hi[i], b->log_y)) {
-                int ya = axis_px(&q->ay, b->err_lo[i]), yb = axis_px(&q->ay, b->err_hi[i]);
+            if (b->err_lo && b->err_hi && fig_usable(b->err_lo[i], b->log_y) && fig_usable(b->err_hi[i], b->log_y)) {
+                int ya = fig_axis_px(&q->ay, b->err_lo[i]), yb = fig_axis_px(&q->ay, b->err_hi[i]);
                 int cap = (xb - xa) / 4 < 4 * c->s ? (xb - xa) / 4 : 4 * c->s;
                 error_bar(c, (xa + xb) / 2, ya, yb, cap);
                 mark = top <= base ? (ya < yb ? (ya < top ? ya : top) : (yb < top ? yb : top))
@@ -539,7 +450,7 @@ static void draw_bars(canvas *c, const fig_chart *ch, const xy *q) {
             }
             if (!b->annotate) continue;
             char buf[48];
-            fmt_value(buf, sizeof buf, v, b->value_digits);
+            fig_fmt_value(buf, sizeof buf, v, b->value_digits);
             double size = c->fs, room = slot * 0.8 / (double)b->n_series + 0.3 * c->fs;
             if (text_w(c, buf, size, false) > room) size = c->fs * 0.75;
             if (text_w(c, buf, size, false) > room) continue;
@@ -566,12 +477,12 @@ static void draw_lines(canvas *c, const fig_chart *ch, const xy *q) {
         cairo_set_line_join(c->cr, CAIRO_LINE_JOIN_ROUND);
         for (size_t k = 0; k < se->n; k++) {
             double x = xs ? xs[k] : (double)k, y = se->y[k];
-            if (!usable(x, l->log_x) || !usable(y, l->log_y)) {
+            if (!fig_usable(x, l->log_x) || !fig_usable(y, l->log_y)) {
                 if (have) cairo_stroke(c->cr);
                 have = false;
                 continue;
             }
-            double px = axis_px(&q->ax, x) + 0.5, py = axis_px(&q->ay, y) + 0.5;
+            double px = fig_axis_px(&q->ax, x) + 0.5, py = fig_axis_px(&q->ay, y) + 0.5;
             if (have) cairo_line_to(c->cr, px, py);
             else cairo_move_to(c->cr, px, py);
             have = true;
@@ -580,15 +491,15 @@ static void draw_lines(canvas *c, const fig_chart *ch, const xy *q) {
         cairo_restore(c->cr);
         for (size_t k = 0; se->lo && se->hi && k < se->n; k++) {
             double x = xs ? xs[k] : (double)k;
-            if (usable(x, l->log_x) && usable(se->y[k], l->log_y) && usable(se->lo[k], l->log_y) &&
-                usable(se->hi[k], l->log_y))
-                error_bar(c, axis_px(&q->ax, x), axis_px(&q->ay, se->lo[k]), axis_px(&q->ay, se->hi[k]), 3 * c->s);
+            if (fig_usable(x, l->log_x) && fig_usable(se->y[k], l->log_y) && fig_usable(se->lo[k], l->log_y) &&
+                fig_usable(se->hi[k], l->log_y))
+                error_bar(c, fig_axis_px(&q->ax, x), fig_axis_px(&q->ay, se->lo[k]), fig_axis_px(&q->ay, se->hi[k]), 3 * c->s);
         }
         if (l->no_markers) continue;
         for (size_t k = 0; k < se->n; k++) {
             double x = xs ? xs[k] : (double)k, y = se->y[k];
-            if (usable(x, l->log_x) && usable(y, l->log_y))
-                draw_marker(c, axis_px(&q->ax, x) + 0.5, axis_px(&q->ay, y) + 0.5, r, (int)(i % 4), col);
+            if (fig_usable(x, l->log_x) && fig_usable(y, l->log_y))
+                draw_marker(c, fig_axis_px(&q->ax, x) + 0.5, fig_axis_px(&q->ay, y) + 0.5, r, (int)(i % 4), col);
         }
     }
 }
@@ -597,10 +508,10 @@ static void draw_hist(canvas *c, const fig_chart *ch, const xy *q) {
     const fig_hist *h = &ch->hist;
     size_t nb = q->nbins, m = h->n_series;
     double lo = q->ax.lo, hi = q->ax.hi, alpha = !h->side_by_side && m > 1 ? 0.5 : 1;
-    int base = axis_px(&q->ay, 0);
+    int base = fig_axis_px(&q->ay, 0);
     for (size_t b = 0; b < nb; b++) {
-        int xa = axis_px(&q->ax, lo + (hi - lo) * (double)b / (double)nb);
-        int xb = axis_px(&q->ax, lo + (hi - lo) * (double)(b + 1) / (double)nb);
+        int xa = fig_axis_px(&q->ax, lo + (hi - lo) * (double)b / (double)nb);
+        int xb = fig_axis_px(&q->ax, lo + (hi - lo) * (double)(b + 1) / (double)nb);
         if (xb - xa >= 4) xb--; /* a white gap between wide bins */
         if (xb <= xa) xb = xa + 1;
         for (size_t s = 0; s < m; s++) {
@@ -612,7 +523,7 @@ static void draw_hist(canvas *c, const fig_chart *ch, const xy *q) {
                 ya = (int)lround(x0 + w * (double)s), yb = (int)lround(x0 + w * (double)(s + 1));
                 if (yb <= ya) yb = ya + 1;
             }
-            blend_rect(c, ya, axis_px(&q->ay, v), yb, base + 1, PALETTE[s % 8], alpha);
+            blend_rect(c, ya, fig_axis_px(&q->ay, v), yb, base + 1, PALETTE[s % 8], alpha);
         }
     }
 }
@@ -630,17 +541,17 @@ static void draw_axes(canvas *c, const fig_chart *ch, const xy *q) {
     fill_rect(c, q->x0 - 1, q->y0, q->x0, q->y1 + 1, AXIS);
     fill_rect(c, q->x0 - 1, q->y1, q->x1, q->y1 + 1, AXIS);
     for (int i = 0; i < q->ay.n; i++) {
-        int y = axis_px(&q->ay, q->ay.tick[i]);
+        int y = fig_axis_px(&q->ay, q->ay.tick[i]);
         fill_rect(c, q->x0 - 1 - TICK, y, q->x0 - 1, y + 1, AXIS);
-        tick_label(&q->ay, q->ay.tick[i], buf, sizeof buf);
+        fig_tick_label(&q->ay, q->ay.tick[i], buf, sizeof buf);
         text_at(c, buf, q->x0 - 1 - TICK - 4, y + 0.5, 2, 1, fs, q->x0, false, false, TEXT);
     }
-    const axis *a[2] = {&q->ay, q->categorical ? NULL : &q->ax};
+    const fig_axis *a[2] = {&q->ay, q->categorical ? NULL : &q->ax};
     for (int k = 0; k < 2; k++) /* minor ticks at 2..9 x 10^e on log axes with few decades */
         if (a[k] && a[k]->log && a[k]->step == 1 && a[k]->n <= 9)
             for (int i = 0; i + 1 < a[k]->n; i++)
                 for (int m = 2; m <= 9; m++) {
-                    int p = axis_px(a[k], a[k]->tick[i] * m);
+                    int p = fig_axis_px(a[k], a[k]->tick[i] * m);
                     if (k == 0) fill_rect(c, q->x0 - 1 - MINOR_TICK, p, q->x0 - 1, p + 1, AXIS);
                     else fill_rect(c, p, q->y1 + 1, p + 1, q->y1 + 1 + MINOR_TICK, AXIS);
                 }
@@ -675,14 +586,14 @@ static void draw_axes(canvas *c, const fig_chart *ch, const xy *q) {
         }
     } else {
         int widest = max_tick_label_w(c, &q->ax);
-        double spacing = q->ax.n > 1 ? fabs((double)axis_px(&q->ax, q->ax.tick[1]) - axis_px(&q->ax, q->ax.tick[0])) : 1e9;
+        double spacing = q->ax.n > 1 ? fabs((double)fig_axis_px(&q->ax, q->ax.tick[1]) - fig_axis_px(&q->ax, q->ax.tick[0])) : 1e9;
         int every = 1;
         while (every < q->ax.n && every * spacing < widest + fs) every++;
         for (int i = 0; i < q->ax.n; i++) {
-            int x = axis_px(&q->ax, q->ax.tick[i]);
+            int x = fig_axis_px(&q->ax, q->ax.tick[i]);
             fill_rect(c, x, q->y1 + 1, x + 1, q->y1 + 1 + TICK, AXIS);
             if (i % every) continue;
-            tick_label(&q->ax, q->ax.tick[i], buf, sizeof buf);
+            fig_tick_label(&q->ax, q->ax.tick[i], buf, sizeof buf);
             text_at(c, buf, x + 0.5, ly, 1, 0, fs, c->w, false, false, TEXT);
         }
     }
@@ -716,7 +627,7 @@ static vkd_result render_xy(canvas *c, const fig_chart *ch, vkd_error *err) {
     q.x1 = c->w - 20;
     if (!q.categorical) {
         char buf[48];
-        tick_label(&q.ax, q.ax.tick[q.ax.n ? q.ax.n - 1 : 0], buf, sizeof buf);
+        fig_tick_label(&q.ax, q.ax.tick[q.ax.n ? q.ax.n - 1 : 0], buf, sizeof buf);
         int half = (int)(text_w(c, buf, c->fs, false) / 2) + 4;
         if (half > 20) q.x1 = c->w - half;
     }
@@ -730,11 +641,11 @@ static vkd_result render_xy(canvas *c, const fig_chart *ch, vkd_error *err) {
     q.ax.p0 = q.x0 + inset, q.ax.p1 = q.x1 - 1 - inset;
     q.ay.p0 = q.y1 - 1 - inset, q.ay.p1 = q.y0 + inset;
     for (int i = 0; i < q.ay.n; i++) {
-        int y = axis_px(&q.ay, q.ay.tick[i]);
+        int y = fig_axis_px(&q.ay, q.ay.tick[i]);
         fill_rect(c, q.x0, y, q.x1, y + 1, GRID);
     }
     if (!q.ay.log && q.ay.lo < 0 && q.ay.hi > 0) {
-        int y = axis_px(&q.ay, 0);
+        int y = fig_axis_px(&q.ay, 0);
         fill_rect(c, q.x0, y, q.x1, y + 1, ZERO_LINE);
     }
     clip_to(c, q.x0, q.y0, q.x1, q.y1);
@@ -755,20 +666,12 @@ static const char *index_label(const char *const *labels, size_t i, char *buf, s
     return buf;
 }
 
-/* Smallest of 1, 2, 5, 10, 20, 50, ... that is >= k: label strides people can count in. */
-static size_t nice_count(size_t k) {
-    for (size_t m = 1; m < SIZE_MAX / 10; m *= 10)
-        for (size_t f = 1; f <= 5; f += f == 1 ? 1 : 3)
-            if (f * m >= k) return f * m;
-    return k;
-}
-
 void fig_heatmap_range(const fig_heatmap *hm, double *lo_out, double *hi_out) {
     double lo = INFINITY, hi = -INFINITY;
     if (hm->values)
         for (size_t i = 0; i < hm->rows * hm->cols; i++)
-            if (usable(hm->values[i], false)) lo = fmin(lo, hm->values[i]), hi = fmax(hi, hm->values[i]);
-    if (usable(hm->vmin, false) && usable(hm->vmax, false) && hm->vmin < hm->vmax) lo = hm->vmin, hi = hm->vmax;
+            if (fig_usable(hm->values[i], false)) lo = fmin(lo, hm->values[i]), hi = fmax(hi, hm->values[i]);
+    if (fig_usable(hm->vmin, false) && fig_usable(hm->vmax, false) && hm->vmin < hm->vmax) lo = hm->vmin, hi = hm->vmax;
     if (!(lo <= hi)) lo = hi = 0;
     if (!(hi - lo > 1e-12 * fmax(fabs(lo), fabs(hi)))) { /* one value v: 0..v, or 0..1 for 0 */
         double v = lo;
@@ -794,8 +697,8 @@ static void render_heatmap(canvas *c, const fig_chart *ch) {
     }
     double lo, hi;
     fig_heatmap_range(hm, &lo, &hi);
-    axis cb;
-    axis_linear(&cb, lo, hi, false, 6, false);
+    fig_axis cb;
+    fig_axis_linear(&cb, lo, hi, false, 6, false);
 
     /* layout: row labels | cells | colour bar + tick labels + colour bar title */
     bool has_xl = ch->xlabel && *ch->xlabel, has_yl = ch->ylabel && *ch->ylabel;
@@ -816,8 +719,8 @@ static void render_heatmap(canvas *c, const fig_chart *ch) {
     double cell_w = W > 0 ? (double)W / (double)C : 1;
     size_t k_h = hm->col_label_every, k_v = hm->col_label_every;
     if (!k_h) {
-        k_h = nice_count((size_t)ceil((col_w + cs) / cell_w));
-        k_v = nice_count((size_t)ceil((line_h(c, cs) + 2) / cell_w));
+        k_h = fig_nice_count((size_t)ceil((col_w + cs) / cell_w));
+        k_v = fig_nice_count((size_t)ceil((line_h(c, cs) + 2) / cell_w));
     }
     bool vertical = (k_v < k_h && col_w > 2.5 * cs) || (double)k_h * cell_w < col_w + cs;
     size_t kc = vertical ? k_v : k_h;
@@ -831,7 +734,7 @@ static void render_heatmap(canvas *c, const fig_chart *ch) {
     W = x1 - x0;
     int H = y1 - y0;
     double cell_h = (double)H / (double)R;
-    size_t kr = hm->row_label_every ? hm->row_label_every : nice_count((size_t)ceil(line_h(c, rs) / cell_h));
+    size_t kr = hm->row_label_every ? hm->row_label_every : fig_nice_count((size_t)ceil(line_h(c, rs) / cell_h));
     if (kr < 1) kr = 1;
 
     /* cells: exact rectangles, so pixel centres decide which cell a pixel shows */
@@ -839,7 +742,7 @@ static void render_heatmap(canvas *c, const fig_chart *ch) {
         double ya = y0 + (double)H * (double)r / (double)R, yb = y0 + (double)H * (double)(r + 1) / (double)R;
         for (size_t k = 0; k < C; k++) {
             double v = hm->values[r * C + k];
-            rgb col = usable(v, false) ? cmap_color(hm->cmap, (v - lo) / (hi - lo)) : NAN_GREY;
+            rgb col = fig_usable(v, false) ? cmap_color(hm->cmap, (v - lo) / (hi - lo)) : NAN_GREY;
             fill_rect(c, x0 + (double)W * (double)k / (double)C, ya, x0 + (double)W * (double)(k + 1) / (double)C, yb, col);
         }
     }
@@ -848,8 +751,8 @@ static void render_heatmap(canvas *c, const fig_chart *ch) {
         for (size_t r = 0; r < R; r++)
             for (size_t k = 0; k < C; k++) {
                 double v = hm->values[r * C + k];
-                if (!usable(v, false)) continue;
-                fmt_value(buf, sizeof buf, v, hm->value_digits);
+                if (!fig_usable(v, false)) continue;
+                fig_fmt_value(buf, sizeof buf, v, hm->value_digits);
                 double size = fs;
                 if (text_w(c, buf, size, false) > cell_w - 4 || line_h(c, size) > cell_h - 2) size = 0.75 * fs;
                 if (text_w(c, buf, size, false) > cell_w - 4 || line_h(c, size) > cell_h - 2) continue;
@@ -879,9 +782,9 @@ static void render_heatmap(canvas *c, const fig_chart *ch) {
     outline(c, bx0, y0, bx1, y1, AXIS);
     cb.p0 = y1 - 1, cb.p1 = y0;
     for (int i = 0; i < cb.n; i++) {
-        int y = axis_px(&cb, cb.tick[i]);
+        int y = fig_axis_px(&cb, cb.tick[i]);
         fill_rect(c, bx1 + 1, y, bx1 + 1 + TICK, y + 1, AXIS);
-        tick_label(&cb, cb.tick[i], buf, sizeof buf);
+        fig_tick_label(&cb, cb.tick[i], buf, sizeof buf);
         text_at(c, buf, bx1 + 1 + TICK + 4, y + 0.5, 0, 1, fs, c->w, false, false, TEXT);
     }
     if (has_cl) text_at(c, hm->colorbar_label, c->w - 6 - lh, (y0 + y1) / 2.0, 1, 0, fs, H, false, true, TEXT);
