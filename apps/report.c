@@ -3,6 +3,8 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 #include "vkd_bootstrap.h"
@@ -60,4 +62,31 @@ void rep_boot_json(cJSON *sum, const rep_boot *b) {
     cJSON_AddNumberToObject(o, "seed", (double)b->seed);
     cJSON_AddNumberToObject(o, "level", REP_LEVEL);
     cJSON_AddStringToObject(o, "resampled", "examples");
+}
+
+void rep_col_add(rep_col *c, double num, double den) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 64;
+        double *a = realloc(c->num, cap * sizeof *a);
+        if (a) c->num = a;
+        double *b = a ? realloc(c->den, cap * sizeof *b) : NULL;
+        if (!a || !b) cli_fatal("out of memory");
+        c->den = b;
+        c->cap = cap;
+    }
+    c->num[c->n] = num;
+    c->den[c->n++] = den;
+}
+
+rep_ci rep_col_ci(const rep_boot *b, const rep_col *c) { return rep_ci_of(b, c->num, c->den, c->n); }
+
+void rep_col_free(rep_col *c) {
+    free(c->num);
+    free(c->den);
+    memset(c, 0, sizeof *c);
+}
+
+void rep_ci_line(exp_buf *r, const char *label, rep_ci ci) {
+    char buf[112];
+    exp_buf_printf(r, "  %s: %s (n = %zu examples)\n", label, rep_ci_text(buf, sizeof buf, ci), ci.n);
 }

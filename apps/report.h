@@ -30,6 +30,20 @@ typedef struct rep_ci {
  * bootstrap CI (vkd_bootstrap_ci, stream VKD_BOOT_STREAM). Exits when out of memory. */
 rep_ci rep_ci_of(const rep_boot *b, const double *num, const double *den, size_t n);
 
+/* Per-example values of one statistic, collected while a command walks its journal:
+ * rep_col_add(&c, num, den) once per example (den 1 for a plain mean over examples), then
+ * rep_col_ci. Zero-initialised is empty; exits when out of memory. */
+typedef struct rep_col {
+    double *num, *den;
+    size_t n, cap;
+} rep_col;
+void rep_col_add(rep_col *c, double num, double den);
+rep_ci rep_col_ci(const rep_boot *b, const rep_col *c);
+void rep_col_free(rep_col *c);
+
+/* report.txt line "  label: value [lo, hi] (n = N examples)\n" appended to r. */
+void rep_ci_line(exp_buf *r, const char *label, rep_ci ci);
+
 /* A number for report.txt: 4 significant digits, fixed notation for 1e-3 <= |v| < 1e6
  * ("0.5000", "123.4", "2.500"), else exponent notation with up to 3 ("2.2e-06",
  * "1.23e+07"), "0" for zero, "nan" / "inf" / "-inf". Returns buf (at least 32 bytes). */
