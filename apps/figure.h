@@ -61,7 +61,8 @@ typedef struct fig_bar {
     bool log_y;                        /* log10 y axis */
     bool annotate;                     /* value printed above (below if negative) each bar */
     int value_digits;                  /* significant digits of annotations; 0: integers as
-                                        * integers, else 3 */
+                                        * integers, else 3; 1e4 <= |v| < 1e15 (not printed as
+                                        * an integer) with a k/M/G/T suffix: "64.5k" */
     const double *err_lo, *err_hi;     /* n_series x n_groups like values, or NULL: the ends
                                         * of each bar's error bar (e.g. a 95% bootstrap CI of
                                         * the mean; NaN: none for that bar). Both or neither */

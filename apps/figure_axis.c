@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 
 bool fig_usable(double v, bool log) {
@@ -13,8 +15,18 @@ bool fig_usable(double v, bool log) {
 /* Annotation text: digits significant digits, or (0) integers as integers, else 3. */
 void fig_fmt_value(char *buf, size_t n, double v, int digits) {
     if (v == 0) v = 0; /* no "-0" */
-    if (digits == 0 && v == floor(v) && fabs(v) < 1e9) snprintf(buf, n, "%.0f", v);
-    else snprintf(buf, n, "%.*g", digits ? digits : 3, v);
+    int sig = digits ? digits : 3;
+    if (digits == 0 && v == floor(v) && fabs(v) < 1e9) {
+        snprintf(buf, n, "%.0f", v);
+    } else if (fabs(v) >= 1e4 && fabs(v) < 1e15) { /* 64.5k, 1.2M: short enough to sit on a bar */
+        int e = (int)floor(log10(fabs(v)) / 3);
+        snprintf(buf, n, "%.*g", sig, v / pow(10, 3 * e));
+        if (fabs(strtod(buf, NULL)) >= 1000 && e < 4) e++, snprintf(buf, n, "%.*g", sig, v / pow(10, 3 * e));
+        size_t len = strlen(buf);
+        if (len + 1 < n) buf[len] = "kMGT"[e - 1], buf[len + 1] = 0;
+    } else {
+        snprintf(buf, n, "%.*g", sig, v);
+    }
 }
 
 

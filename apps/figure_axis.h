@@ -20,7 +20,9 @@ typedef struct fig_axis {
 
 /* Finite, |v| <= 1e300 and, on a log axis, >= 1e-300. */
 bool fig_usable(double v, bool log);
-/* Annotation text: digits significant digits, or (0) integers as integers, else 3. */
+/* Annotation text: digits significant digits, or (0) integers below 1e9 as integers, else
+ * 3; values from 1e4 to 1e15 (not printed as integers) with a k, M, G or T suffix
+ * ("64.5k"). */
 void fig_fmt_value(char *buf, size_t n, double v, int digits);
 /* Widens an empty or vanishing range [lo, hi] around its value. */
 void fig_widen(double *lo, double *hi);

@@ -9,6 +9,7 @@
  * check_figure.py decodes with its own PNG reader and checks pixel by pixel, and whose PDF
  * page sizes it parses; the data of each is repeated there. */
 #include "figure.h"
+#include "figure_axis.h"
 #include "vkd_test.h"
 
 #include <dirent.h>
@@ -305,6 +306,24 @@ static void test_heatmap_range(void) {
     }
 }
 
+/* ---- value labels ---- */
+
+static void test_value_labels(void) {
+    struct {
+        double v;
+        int digits;
+        const char *want;
+    } cases[] = {{64523.4, 0, "64.5k"}, {999999.5, 0, "1M"}, {1.5e7 + 0.5, 0, "15M"}, {1.5e7, 0, "15000000"}, {-2.25e9, 0, "-2.25G"},
+                 {42, 0, "42"}, {123456, 0, "123456"}, {6.666, 0, "6.67"}, {0.5, 2, "0.5"}, {12345.6, 2, "12k"},
+                 {-0.0, 0, "0"}, {2.2e-6, 0, "2.2e-06"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[48];
+        fig_fmt_value(buf, sizeof buf, cases[i].v, cases[i].digits);
+        CHECK(!strcmp(buf, cases[i].want), "value label of %.17g (%d digits): '%s', expected '%s'", cases[i].v,
+              cases[i].digits, buf, cases[i].want);
+    }
+}
+
 /* ---- allocation failures ---- */
 
 static void test_alloc_failures(void) {
@@ -405,6 +424,7 @@ int main(int argc, char **argv) {
     fixed_figures(dir);
     test_errors(dir);
     test_heatmap_range();
+    test_value_labels();
     test_alloc_failures();
     test_random();
     return vkd_test_result("test_figure");
