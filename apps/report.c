@@ -85,8 +85,3 @@ void rep_col_free(rep_col *c) {
     free(c->den);
     memset(c, 0, sizeof *c);
 }
-
-void rep_ci_line(exp_buf *r, const char *label, rep_ci ci) {
-    char buf[112];
-    exp_buf_printf(r, "  %s: %s (n = %zu examples)\n", label, rep_ci_text(buf, sizeof buf, ci), ci.n);
-}

@@ -41,8 +41,6 @@ void rep_col_add(rep_col *c, double num, double den);
 rep_ci rep_col_ci(const rep_boot *b, const rep_col *c);
 void rep_col_free(rep_col *c);
 
-/* report.txt line "  label: value [lo, hi] (n = N examples)\n" appended to r. */
-void rep_ci_line(exp_buf *r, const char *label, rep_ci ci);
 
 /* A number for report.txt: 4 significant digits, fixed notation for 1e-3 <= |v| < 1e6
  * ("0.5000", "123.4", "2.500"), else exponent notation with up to 3 ("2.2e-06",
@@ -50,6 +48,13 @@ void rep_ci_line(exp_buf *r, const char *label, rep_ci ci);
 const char *rep_num(char *buf, size_t cap, double v);
 /* "value [lo, hi]" with rep_num's numbers. Returns buf (at least 112 bytes). */
 const char *rep_ci_text(char *buf, size_t cap, rep_ci ci);
+
+/* report.txt line "  label: value [lo, hi] (n = N examples)\n" appended to r (inline: the
+ * formatting tests link report.c without exp.c). */
+static inline void rep_ci_line(exp_buf *r, const char *label, rep_ci ci) {
+    char buf[112];
+    exp_buf_printf(r, "  %s: %s (n = %zu examples)\n", label, rep_ci_text(buf, sizeof buf, ci), ci.n);
+}
 
 /* parent[key] = {"value", "ci95": [lo, hi], "n_examples"} (NaN ends as null). */
 void rep_ci_json(cJSON *parent, const char *key, rep_ci ci);
