@@ -9,6 +9,7 @@
 #include "cmds.h"
 #include "exp.h"
 #include "figure.h"
+#include "report.h"
 #include "vkd_generate.h"
 #include "vkd_diagnose.h"
 
@@ -77,32 +78,44 @@ static const char *const bucket_names[4] = {"p<0.01", "0.01-0.1", "0.1-0.5", ">=
 static int bucket_of(double p) { return p < 0.01 ? 0 : p < 0.1 ? 1 : p < 0.5 ? 2 : 3; }
 
 /* The document's three figures and the per-token draft-advantage heatmap (seed 001). */
-static void diag_figures(const exp_out *o, const bool modes[3], agg bucket[4][3], const agg *per_block,
+static void diag_figures(const exp_out *o, const bool modes[3], agg bucket[4][3], rep_ci bucket_ci[4][3][2],
+                         const agg *per_block,
                          uint32_t nblk, double R_rand, double R_mask, double R_gold, double R_tgt,
                          double chance, const double *hm, size_t hm_rows, size_t hm_cols,
                          const char *const *hm_labels) {
     /* bucket rank comparison: groups = buckets, series = target + each mode's draft */
     const char *series[4];
-    double vals[4 * 4];
+    double vals[4 * 4], lo[4 * 4], hi[4 * 4], cnt[4 * 4]; /* 95% CIs over examples, tokens per bar */
     size_t ns = 0;
     series[ns] = "target";
     for (int b = 0; b < 4; b++) {
         double n = 0, r = 0;
-        for (int md = 0; md < 3; md++) if (bucket[b][md].n > 0) { n = bucket[b][md].n; r = bucket[b][md].r_t; break; }
+        lo[b] = hi[b] = NAN;
+        for (int md = 0; md < 3; md++)
+            if (bucket[b][md].n > 0) {
+                n = bucket[b][md].n, r = bucket[b][md].r_t, lo[b] = bucket_ci[b][md][0].lo, hi[b] = bucket_ci[b][md][0].hi;
+                break;
+            }
         vals[ns * 4 + b] = mean_of(r, n);
+        cnt[ns * 4 + b] = n;
     }
     ns++;
     static const char *const draft_names[3] = {"draft (gold)", "draft (mask)", "draft (random)"};
     for (int md = 0; md < 3; md++) {
         if (!modes[md]) continue;
         series[ns] = draft_names[md];
-        for (int b = 0; b < 4; b++) vals[ns * 4 + b] = mean_of(bucket[b][md].r_d, bucket[b][md].n);
+        for (int b = 0; b < 4; b++) {
+            vals[ns * 4 + b] = mean_of(bucket[b][md].r_d, bucket[b][md].n);
+            lo[ns * 4 + b] = bucket_ci[b][md][1].lo, hi[ns * 4 + b] = bucket_ci[b][md][1].hi;
+            cnt[ns * 4 + b] = bucket[b][md].n;
+        }
         ns++;
     }
-    fig_chart ch = {.kind = FIG_BAR, .title = "Mean rank of the gold token by target confidence",
-                    .xlabel = "target confidence bucket (p_target)", .ylabel = "mean rank (log)"};
+    fig_chart ch = {.kind = FIG_BAR, .title = "Mean rank of the gold token by target confidence (95% CI over examples)",
+                    .xlabel = "target confidence bucket (p_target); n = tokens", .ylabel = "mean rank (log)"};
     ch.bar = (fig_bar){.n_groups = 4, .n_series = ns, .values = vals, .group_labels = bucket_names,
-                       .series_labels = series, .log_y = true, .annotate = true};
+                       .series_labels = series, .log_y = true, .annotate = true, .err_lo = lo, .err_hi = hi,
+                       .count = cnt};
     exp_write_figure(o, "fig_bucket_rank_comparison.png", &ch);
 
     /* signal decomposition */
@@ -260,6 +273,9 @@ int vkd_cmd_diagnose(int argc, char **argv) {
 
     /* ---- tables from the whole journal ---- */
     agg overall[3] = {0}, bucket[4][3] = {0}, low[4] = {0};
+    /* per example sums -> 95% bootstrap CIs over examples: overall [mode][p_t, p_d, r_t, r_d],
+     * buckets [bucket][mode][r_t, r_d] */
+    rep_col col_ov[3][4] = {{{0}}}, col_bk[4][3][2] = {{{{0}}}};
     agg *per_block = NULL; /* [block][mode] */
     uint32_t nblk = 0;
     double prompt_sum = 0, prompt_n = 0;
@@ -289,6 +305,7 @@ int vkd_cmd_diagnose(int argc, char **argv) {
         const char *id = cJSON_GetStringValue(item(rj, "id"));
         hm_labels[hr] = strdup(id);
         size_t col = 0;
+        agg ex_ov[3] = {0}, ex_bk[4][3] = {0};
         cJSON_ArrayForEach(row, ta) {
             double v[12];
             for (int q = 0; q < 12; q++) {
@@ -311,6 +328,8 @@ int vkd_cmd_diagnose(int argc, char **argv) {
                 if (isnan(pd)) continue;
                 agg_add(&overall[md], v[4], pd, v[5], rd);
                 agg_add(&bucket[b][md], v[4], pd, v[5], rd);
+                agg_add(&ex_ov[md], v[4], pd, v[5], rd);
+                agg_add(&ex_bk[b][md], v[4], pd, v[5], rd);
                 agg_add(&per_block[blk * 3 + md], v[4], pd, v[5], rd);
                 if (b == 0) agg_add(&low[md], v[4], pd, v[5], rd);
                 exp_buf_csv(&csv, id);
@@ -322,7 +341,23 @@ int vkd_cmd_diagnose(int argc, char **argv) {
             if (col < hm_cols && !isnan(v[9])) hm[hr * hm_cols + col] = log10(v[5] / v[9]);
             col++;
         }
+        for (int md = 0; md < 3; md++) {
+            const agg *a = &ex_ov[md];
+            double sums[4] = {a->p_t, a->p_d, a->r_t, a->r_d};
+            for (int q = 0; q < 4; q++) rep_col_add(&col_ov[md][q], sums[q], a->n);
+            for (int b = 0; b < 4; b++) {
+                rep_col_add(&col_bk[b][md][0], ex_bk[b][md].r_t, ex_bk[b][md].n);
+                rep_col_add(&col_bk[b][md][1], ex_bk[b][md].r_d, ex_bk[b][md].n);
+            }
+        }
         hr++;
+    }
+    rep_boot bt = rep_boot_of(&c);
+    rep_ci ci_ov[3][4], ci_bk[4][3][2];
+    for (int md = 0; md < 3; md++) {
+        for (int q = 0; q < 4; q++) ci_ov[md][q] = rep_col_ci(&bt, &col_ov[md][q]), rep_col_free(&col_ov[md][q]);
+        for (int b = 0; b < 4; b++)
+            for (int q = 0; q < 2; q++) ci_bk[b][md][q] = rep_col_ci(&bt, &col_bk[b][md][q]), rep_col_free(&col_bk[b][md][q]);
     }
     exp_write(&o, "tokens.csv", csv.s ? csv.s : "", csv.n);
 
@@ -332,8 +367,10 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     for (int md = 0; md < 3; md++) {
         const agg *a = &overall[md];
         if (!modes[md] || a->n == 0) continue;
-        exp_buf_printf(&rep, "| %s | %.0f | %.4f | %.4f | %.0f | %.0f | %.1f%% | %.1f%% |\n", mn[md], a->n,
-                       a->p_t / a->n, a->p_d / a->n, a->r_t / a->n, a->r_d / a->n, 100 * a->rank_win / a->n,
+        char pt[32], pd[32]; /* small probabilities keep their digits */
+        exp_buf_printf(&rep, "| %s | %.0f | %s | %s | %.0f | %.0f | %.1f%% | %.1f%% |\n", mn[md], a->n,
+                       rep_num(pt, sizeof pt, a->p_t / a->n), rep_num(pd, sizeof pd, a->p_d / a->n), a->r_t / a->n,
+                       a->r_d / a->n, 100 * a->rank_win / a->n,
                        100 * a->prob_win / a->n);
     }
     exp_buf_printf(&rep, "\nBy target confidence\n| Bucket | Mode | n | Mean rank_target | Mean rank_draft | %% rank draft wins | %% prob draft wins |\n|---|---|---|---|---|---|---|\n");
@@ -368,18 +405,49 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     exp_buf_printf(&rep, "| Combined | random -> gold | %.0f -> %.0f | %.1fx |\n", R_rand, R_gold, R_rand / R_gold);
     exp_buf_printf(&rep, "| Target (%u layers) | - | %.0f | %.1fx |\n", m.t->n_layers, R_tgt, R_rand / R_tgt);
     exp_buf_printf(&rep, "| Chance level | (V+1)/2 | %.0f | %.2fx |\n", chance, R_rand / chance);
+    exp_buf_printf(&rep, "\n%.0f%% bootstrap CIs over examples (%u resamples; token-pooled means as above)\n",
+                   100 * REP_LEVEL, bt.reps);
+    static const char *const stat_names[4] = {"mean p_target", "mean p_draft", "mean rank_target", "mean rank_draft"};
+    for (int md = 0; md < 3; md++) {
+        if (!modes[md] || overall[md].n == 0) continue;
+        for (int q = 0; q < 4; q++) {
+            char label[96];
+            snprintf(label, sizeof label, "%s: %s", mn[md], stat_names[q]);
+            rep_ci_line(&rep, label, ci_ov[md][q]);
+        }
+        for (int b = 0; b < 4; b++) {
+            if (bucket[b][md].n == 0) continue;
+            char label[96];
+            snprintf(label, sizeof label, "%s, p_target %s: mean rank_draft", mn[md], bucket_names[b]);
+            rep_ci_line(&rep, label, ci_bk[b][md][1]);
+        }
+    }
 
     cJSON *sum = cJSON_CreateObject();
     cJSON_AddNumberToObject(sum, "examples", (double)hm_rows);
     cJSON_AddNumberToObject(sum, "block_size", B);
     cJSON_AddNumberToObject(sum, "vocab", m.t->vocab);
     cJSON_AddNumberToObject(sum, "mean_prompt_tokens", mean_prompt);
+    rep_boot_json(sum, &bt);
+    static const char *const ci_keys[4] = {"mean_p_target_ci", "mean_p_draft_ci", "mean_rank_target_ci",
+                                           "mean_rank_draft_ci"};
     cJSON *jo = cJSON_AddObjectToObject(sum, "overall");
-    for (int md = 0; md < 3; md++) if (modes[md]) cJSON_AddItemToObject(jo, mn[md], agg_json(&overall[md]));
+    for (int md = 0; md < 3; md++) {
+        if (!modes[md]) continue;
+        cJSON *x = agg_json(&overall[md]);
+        for (int q = 0; q < 4; q++) rep_ci_json(x, ci_keys[q], ci_ov[md][q]);
+        cJSON_AddItemToObject(jo, mn[md], x);
+    }
     cJSON *jb = cJSON_AddObjectToObject(sum, "buckets");
     for (int b = 0; b < 4; b++) {
         cJSON *x = cJSON_AddObjectToObject(jb, bucket_names[b]);
-        for (int md = 0; md < 3; md++) if (modes[md]) cJSON_AddItemToObject(x, mn[md], agg_json(&bucket[b][md]));
+        for (int md = 0; md < 3; md++) {
+            if (!modes[md]) continue;
+            cJSON *y = agg_json(&bucket[b][md]);
+            rep_ci_json(y, "mean_rank_target_ci", ci_bk[b][md][0]);
+            rep_ci_json(y, "mean_rank_draft_ci", ci_bk[b][md][1]);
+            cJSON_AddItemToObject(x, mn[md], y);
+        }
     }
     cJSON *jk = cJSON_AddArrayToObject(sum, "blocks");
     for (uint32_t k = 0; k < nblk; k++) {
@@ -416,7 +484,7 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     exp_write(&o, "report.txt", rep.s, rep.n);
 
     /* figures */
-    diag_figures(&o, modes, bucket, per_block, nblk, R_rand, R_mask, R_gold, R_tgt, chance, hm, hm_rows,
+    diag_figures(&o, modes, bucket, ci_bk, per_block, nblk, R_rand, R_mask, R_gold, R_tgt, chance, hm, hm_rows,
                  hm_cols, (const char *const *)hm_labels);
 
     for (size_t q = 0; q < hm_rows; q++) free(hm_labels[q]);

@@ -10,6 +10,7 @@
 #include "exp.h"
 #include "prompt.h"
 #include "figure.h"
+#include "report.h"
 #include "vkd_answer.h"
 #include "vkd_guide.h"
 #include "vkd_ttt.h"
@@ -207,6 +208,7 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
 typedef struct agg {
     size_t n, n_scored, correct, timed;
     double tokens, kl_sum, changed, tfwd, decode_s, decode_tokens;
+    rep_col c_acc, c_kl;  /* per example: correct / 1, kl_sum / tokens (bootstrap CIs) */
 } agg;
 
 static agg aggregate(const exp_out *o, const cell *k) {
@@ -220,10 +222,12 @@ static agg aggregate(const exp_out *o, const cell *k) {
         a.kl_sum += num(r, "kl_sum");
         a.changed += num(r, "changed");
         a.tfwd += num(r, "target_forwards");
+        rep_col_add(&a.c_kl, num(r, "kl_sum"), n);
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "correct");
         if (cJSON_IsBool(c)) {
             a.n_scored++;
             a.correct += cJSON_IsTrue(c);
+            rep_col_add(&a.c_acc, cJSON_IsTrue(c), 1);
         }
         if (!str(r, "reused_from") && n > 1) {
             a.timed++;
@@ -437,6 +441,8 @@ int vkd_cmd_guide(int argc, char **argv) {
     printf("%-7s %-4s %5s %6s %5s %8s %9s %8s %8s %9s %9s\n", "cond", "ttt", "T", "alpha", "n", "accuracy", "KL/token",
            "changed", "tokens", "ms/token", "tfwd/tok");
     double *acc_grid = malloc(ncells * sizeof *acc_grid);
+    rep_boot bt = rep_boot_of(&c);
+    rep_boot_json(summary, &bt);
     for (size_t ci = 0; ci < ncells; ci++) {
         const cell *k = &cells[ci];
         agg a = aggregate(&o, k);
@@ -477,6 +483,10 @@ int vkd_cmd_guide(int argc, char **argv) {
         ADD("ms_per_token", ms);
         ADD("target_forwards_per_token", tf);
 #undef ADD
+        if (a.c_acc.n) rep_ci_json(j, "accuracy_ci", rep_col_ci(&bt, &a.c_acc));
+        if (a.c_kl.n) rep_ci_json(j, "kl_mean_ci", rep_col_ci(&bt, &a.c_kl));
+        rep_col_free(&a.c_acc);
+        rep_col_free(&a.c_kl);
         cJSON_AddItemToArray(sc, j);
     }
     /* alpha 0 must be plain decoding: compare token ids where both were run */

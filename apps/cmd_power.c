@@ -16,6 +16,7 @@
 #include "dataset.h"
 #include "exp.h"
 #include "prompt.h"
+#include "report.h"
 #include "figure.h"
 #include "vkd_answer.h"
 #include "vkd_generate.h"
@@ -130,6 +131,7 @@ static cJSON *u32_array(const uint32_t *v, uint32_t n) {
 typedef struct agg {
     size_t n, scored, correct;
     double tokens, forwards, proposed, wall, attempts, accepts, draft_calls;
+    rep_col c_acc, c_fpt, c_rate;  /* per example: correct / 1, forwards / tokens, accepts / attempts */
 } agg;
 
 static void sum_counts(const cJSON *arr, double **v, size_t *n) {
@@ -151,7 +153,7 @@ static double *rates(const double *att, size_t n, const double *acc, size_t nacc
     return r;
 }
 
-static void report(const exp_out *o, vkd_answer_kind kind, double alpha) {
+static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const rep_boot *bt) {
     agg A[NMETHOD] = {{0}};
     double *sa = NULL, *sc = NULL, *ba = NULL, *bc = NULL;
     size_t nsa = 0, nsc = 0, nba = 0, nbc = 0;
@@ -170,7 +172,10 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha) {
             if (cJSON_IsBool(corr)) {
                 a->scored++;
                 a->correct += cJSON_IsTrue(corr);
+                rep_col_add(&a->c_acc, cJSON_IsTrue(corr), 1);
             }
+            rep_col_add(&a->c_fpt, num(x, "target_forwards"), num(x, "tokens"));
+            if (mth == M_POWER) rep_col_add(&a->c_rate, num(x, "accepts"), num(x, "attempts"));
             a->tokens += num(x, "tokens");
             a->forwards += num(x, "target_forwards");
             a->wall += num(x, "wall_s");
@@ -281,7 +286,32 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha) {
         cJSON_AddItemToArray(bl, cJSON_CreateNumber(brate[i]));
         exp_buf_printf(&rep, " %.2f", brate[i]);
     }
-    exp_buf_printf(&rep, "\n");
+    exp_buf_printf(&rep, "\n\n%.0f%% bootstrap CIs over examples (%u resamples):\n", 100 * REP_LEVEL, bt->reps);
+    rep_boot_json(summ, bt);
+    for (int mth = 0; mth < NMETHOD; mth++) {
+        agg *a = &A[mth];
+        cJSON *m = cJSON_GetObjectItemCaseSensitive(summ, method_names[mth]);
+        char label[64];
+        if (m && a->c_acc.n) {
+            rep_ci ci = rep_col_ci(bt, &a->c_acc);
+            rep_ci_json(m, "accuracy_ci", ci);
+            snprintf(label, sizeof label, "%s accuracy", method_names[mth]);
+            rep_ci_line(&rep, label, ci);
+        }
+        if (m && a->c_fpt.n) {
+            rep_ci ci = rep_col_ci(bt, &a->c_fpt);
+            rep_ci_json(m, "forwards_per_token_ci", ci);
+            snprintf(label, sizeof label, "%s target forwards per token", method_names[mth]);
+            rep_ci_line(&rep, label, ci);
+        }
+        if (m && a->c_rate.n) {
+            rep_ci ci = rep_col_ci(bt, &a->c_rate);
+            rep_ci_json(m, "acceptance_ci", ci);
+            snprintf(label, sizeof label, "%s MH acceptance", method_names[mth]);
+            rep_ci_line(&rep, label, ci);
+        }
+        rep_col_free(&a->c_acc), rep_col_free(&a->c_fpt), rep_col_free(&a->c_rate);
+    }
     exp_write_json(o, "summary.json", summ);
     exp_write(o, "report.txt", rep.s, rep.n);
     fputs(rep.s, stdout);
@@ -449,7 +479,8 @@ int vkd_cmd_power(int argc, char **argv) {
         exp_progress_update(&pg, k + 1, work, "tok");
     }
     exp_progress_end(&pg, data.n, work, "tok");
-    report(&o, kind, alpha);
+    rep_boot bt = rep_boot_of(&c);
+    report(&o, kind, alpha, &bt);
     exp_close_out(&o);
     exp_free_data(&data);
     vkd_draft_free(pd);

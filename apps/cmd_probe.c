@@ -13,6 +13,7 @@
 #include "cmds.h"
 #include "exp.h"
 #include "figure.h"
+#include "report.h"
 #include "vkd_generate.h"
 #include "vkd_probe.h"
 
@@ -99,6 +100,7 @@ typedef struct tstats {
     dvec g_sim[NGROUP];                        /* per block, by position group */
     double g_kl[NGROUP], g_kln[NGROUP];        /* KL sum / count over positions, by group */
     dvec kl_by_block_sum, kl_by_block_n;       /* KL by block index (figure) */
+    rep_col c_kl, c_acc, c_sim;                /* per example: sums over its positions / blocks */
 } tstats;
 
 /* Figures (apps/figure.h), per temperature:
@@ -326,6 +328,8 @@ int vkd_cmd_probe(int argc, char **argv) {
         const cJSON *pa = item(rj, "positions"), *ba = item(rj, "blocks"), *row;
         if (!cJSON_IsArray(pa) || !cJSON_IsArray(ba)) { n_skip++; continue; }
         n_ex++;
+        size_t st_pos[VKD_PROBE_MAX_TEMPS], st_blk[VKD_PROBE_MAX_TEMPS]; /* this example's first values */
+        for (size_t ti = 0; ti < nt; ti++) st_pos[ti] = ts[ti].kl.n, st_blk[ti] = ts[ti].sim.n;
         const char *id = cJSON_GetStringValue(item(rj, "id"));
         sum_gen += num(rj, "gen_s");
         sum_prompt += num(rj, "prompt_s");
@@ -390,6 +394,15 @@ int vkd_cmd_probe(int argc, char **argv) {
             }
             n_blocks++;
         }
+        for (size_t ti = 0; ti < nt; ti++) {
+            tstats *s = &ts[ti];
+            double kl = 0, acc = 0, sim = 0;
+            for (size_t i = st_pos[ti]; i < s->kl.n; i++) kl += s->kl.v[i], acc += s->acc.v[i];
+            for (size_t i = st_blk[ti]; i < s->sim.n; i++) sim += s->sim.v[i];
+            rep_col_add(&s->c_kl, kl, (double)(s->kl.n - st_pos[ti]));
+            rep_col_add(&s->c_acc, acc, (double)(s->kl.n - st_pos[ti]));
+            rep_col_add(&s->c_sim, sim, (double)(s->sim.n - st_blk[ti]));
+        }
         free(klb);
         free(kln);
     }
@@ -405,8 +418,10 @@ int vkd_cmd_probe(int argc, char **argv) {
                          "|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|\n");
     for (size_t ti = 0; ti < nt; ti++) {
         const tstats *s = &ts[ti];
-        exp_buf_printf(&rep, "| T=%g | %.3f | %.3f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f | %.1f |\n", temps[ti],
-                       exp_mean(s->kl.v, s->kl.n), exp_mean(s->tvd.v, s->tvd.n), 100 * exp_mean(s->acc.v, s->acc.n),
+        char kl_s[32], tvd_s[32]; /* small divergences keep their digits */
+        exp_buf_printf(&rep, "| T=%g | %s | %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f | %.1f |\n", temps[ti],
+                       rep_num(kl_s, sizeof kl_s, exp_mean(s->kl.v, s->kl.n)),
+                       rep_num(tvd_s, sizeof tvd_s, exp_mean(s->tvd.v, s->tvd.n)), 100 * exp_mean(s->acc.v, s->acc.n),
                        100 * exp_mean(s->sim.v, s->sim.n), 100 * exp_percentile(s->sim.v, s->sim.n, 50),
                        100 * exp_mean(s->prod.v, s->prod.n), exp_mean(s->lwm.v, s->lwm.n), exp_mean(s->lws.v, s->lws.n));
     }
@@ -453,8 +468,24 @@ int vkd_cmd_probe(int argc, char **argv) {
         exp_buf_printf(&rep, "\n| P%.0f |", tpcts[q]);
         for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " %.1f%% |", 100 * exp_percentile(ts[ti].acc.v, ts[ti].acc.n, tpcts[q]));
     }
+    rep_boot bt = rep_boot_of(&c);
+    rep_ci ci_kl[VKD_PROBE_MAX_TEMPS], ci_acc[VKD_PROBE_MAX_TEMPS], ci_sim[VKD_PROBE_MAX_TEMPS];
+    exp_buf_printf(&rep, "\n\n%.0f%% bootstrap CIs over problems (%u resamples; pooled means as above):\n",
+                   100 * REP_LEVEL, bt.reps);
+    for (size_t ti = 0; ti < nt; ti++) {
+        char label[64];
+        ci_kl[ti] = rep_col_ci(&bt, &ts[ti].c_kl);
+        ci_acc[ti] = rep_col_ci(&bt, &ts[ti].c_acc);
+        ci_sim[ti] = rep_col_ci(&bt, &ts[ti].c_sim);
+        snprintf(label, sizeof label, "T=%g KL(p^alpha || q)", temps[ti]);
+        rep_ci_line(&rep, label, ci_kl[ti]);
+        snprintf(label, sizeof label, "T=%g token accept", temps[ti]);
+        rep_ci_line(&rep, label, ci_acc[ti]);
+        snprintf(label, sizeof label, "T=%g sim accept (mean)", temps[ti]);
+        rep_ci_line(&rep, label, ci_sim[ti]);
+    }
     double total_s = sum_gen + sum_prompt + sum_blocks + sum_mc;
-    exp_buf_printf(&rep, "\n\nTime: %.1fs for %.0f reference tokens (%.2f tok/s): reference generation %.1fs, "
+    exp_buf_printf(&rep, "\nTime: %.1fs for %.0f reference tokens (%.2f tok/s): reference generation %.1fs, "
                          "prompt pass %.1fs, blocks (draft + target + distances) %.1fs, Monte Carlo %.1fs\n",
                    total_s, sum_tok, total_s > 0 ? sum_tok / total_s : 0, sum_gen, sum_prompt, sum_blocks, sum_mc);
     fputs(rep.s, stdout);
@@ -470,6 +501,7 @@ int vkd_cmd_probe(int argc, char **argv) {
     cJSON_AddNumberToObject(sum, "block_size", B);
     cJSON_AddNumberToObject(sum, "samples", (double)K);
     cJSON_AddNumberToObject(sum, "baseline_token_accept", exp_mean(base.v, base.n));
+    rep_boot_json(sum, &bt);
     cJSON *jtemps = cJSON_AddArrayToObject(sum, "temperatures");
     for (size_t ti = 0; ti < nt; ti++) {
         const tstats *s = &ts[ti];
@@ -480,6 +512,9 @@ int vkd_cmd_probe(int argc, char **argv) {
         cJSON_AddNumberToObject(x, "token_accept", exp_mean(s->acc.v, s->acc.n));
         cJSON_AddNumberToObject(x, "sim_accept_mean", exp_mean(s->sim.v, s->sim.n));
         cJSON_AddNumberToObject(x, "sim_accept_median", exp_percentile(s->sim.v, s->sim.n, 50));
+        rep_ci_json(x, "kl_ci", ci_kl[ti]);
+        rep_ci_json(x, "token_accept_ci", ci_acc[ti]);
+        rep_ci_json(x, "sim_accept_mean_ci", ci_sim[ti]);
         cJSON_AddNumberToObject(x, "block_product", exp_mean(s->prod.v, s->prod.n));
         cJSON_AddNumberToObject(x, "logw_mean", exp_mean(s->lwm.v, s->lwm.n));
         cJSON_AddNumberToObject(x, "logw_std", exp_mean(s->lws.v, s->lws.n));
@@ -533,6 +568,7 @@ int vkd_cmd_probe(int argc, char **argv) {
                         &s->kl_by_block_n};
         for (int q = 0; q < 9; q++) free(all[q]->v);
         for (int g = 0; g < NGROUP; g++) free(s->g_sim[g].v);
+        rep_col_free(&s->c_kl), rep_col_free(&s->c_acc), rep_col_free(&s->c_sim);
     }
     free(ts);
     free(base.v);

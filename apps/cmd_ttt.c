@@ -17,10 +17,10 @@
 #include "exp.h"
 #include "figure.h"
 #include "prompt.h"
+#include "report.h"
 #include "vkd_generate.h"
 #include "vkd_ttt.h"
 
-#define BOOT_REPS 2000
 
 static void usage(void) {
     printf("usage: vkdraft ttt --target DIR --draft DIR (--dataset FILE [--limit N] | --chat TEXT | --ids LIST)\n"
@@ -467,7 +467,8 @@ int vkd_cmd_ttt(int argc, char **argv) {
     cJSON *sum = cJSON_CreateObject();
     cJSON_AddNumberToObject(sum, "examples", (double)n_done);
     cJSON_AddNumberToObject(sum, "skipped", (double)n_skip);
-    cJSON_AddNumberToObject(sum, "bootstrap_reps", BOOT_REPS);
+    rep_boot bt = rep_boot_of(&c);
+    cJSON_AddNumberToObject(sum, "bootstrap_reps", bt.reps);
     cJSON *jset = cJSON_AddArrayToObject(sum, "settings");
     exp_buf rep = {0};
     exp_buf_printf(&rep, "ttt: %zu example(s)%s, block size %u, optimizer %s, targets %s, alpha %g, gamma %g\n\n",
@@ -479,7 +480,7 @@ int vkd_cmd_ttt(int argc, char **argv) {
     for (size_t g = 0; g < ng; g++) {
         agg *a = &ag[g];
         double lo, hi;
-        vkd_ttt_bootstrap_ci(a->dtau, a->n, BOOT_REPS, 0.95, c.seed, &lo, &hi);
+        vkd_ttt_bootstrap_ci(a->dtau, a->n, bt.reps, REP_LEVEL, c.seed, &lo, &hi);
         double md = exp_mean(a->dtau, a->n);
         cJSON *x = cJSON_CreateObject();
         cJSON_AddNumberToObject(x, "steps", a->s.steps);
@@ -488,6 +489,8 @@ int vkd_cmd_ttt(int argc, char **argv) {
         cJSON_AddNumberToObject(x, "examples", (double)a->n);
         add_num(x, "tau_base", exp_mean(a->tau_b, a->n));
         add_num(x, "tau_ttt", exp_mean(a->tau_t, a->n));
+        rep_ci_json(x, "tau_base_ci", rep_ci_of(&bt, a->tau_b, NULL, a->n));
+        rep_ci_json(x, "tau_ttt_ci", rep_ci_of(&bt, a->tau_t, NULL, a->n));
         add_num(x, "delta_tau", md);
         cJSON *ci = cJSON_AddArrayToObject(x, "delta_tau_ci95");
         cJSON_AddItemToArray(ci, isfinite(lo) ? cJSON_CreateNumber(lo) : cJSON_CreateNull());
@@ -532,17 +535,23 @@ int vkd_cmd_ttt(int argc, char **argv) {
     fig_series *sr = calloc(nrun, sizeof *sr);
     char (*labels)[48] = calloc(nrun, sizeof *labels);
     double *xs = calloc(nsteps, sizeof *xs), *ys = calloc(ng, sizeof *ys);
+    double *ylo = calloc(ng, sizeof *ylo), *yhi = calloc(ng, sizeof *yhi); /* delta tau 95% CIs */
     double **curves = calloc(nrun, sizeof *curves);
     for (size_t s = 0; s < nsteps; s++) xs[s] = grid[s].steps;
     for (size_t r = 0; r < nrun; r++) {
         const agg *last = &ag[r * nsteps + nsteps - 1];
         snprintf(labels[r], sizeof labels[r], "lr=%g r=%u", grid[r * nsteps].lr, grid[r * nsteps].rank);
-        for (size_t s = 0; s < nsteps; s++) ys[r * nsteps + s] = exp_mean(ag[r * nsteps + s].dtau, ag[r * nsteps + s].n);
-        sr[r] = (fig_series){.label = labels[r], .n = nsteps, .x = xs, .y = ys + r * nsteps};
+        for (size_t s = 0; s < nsteps; s++) {
+            const agg *a = &ag[r * nsteps + s];
+            ys[r * nsteps + s] = exp_mean(a->dtau, a->n);
+            vkd_ttt_bootstrap_ci(a->dtau, a->n, bt.reps, REP_LEVEL, c.seed, &ylo[r * nsteps + s], &yhi[r * nsteps + s]);
+        }
+        sr[r] = (fig_series){.label = labels[r], .n = nsteps, .x = xs, .y = ys + r * nsteps, .lo = ylo + r * nsteps,
+                             .hi = yhi + r * nsteps};
         curves[r] = calloc(last->s.steps, sizeof **curves);
         for (uint32_t i = 0; i < last->s.steps; i++) curves[r][i] = last->loss_cnt[i] > 0 ? last->loss_sum[i] / last->loss_cnt[i] : NAN;
     }
-    fig_chart ch = {.kind = FIG_LINE, .title = "TTT: mean delta tau vs steps", .xlabel = "TTT steps",
+    fig_chart ch = {.kind = FIG_LINE, .title = "TTT: mean delta tau vs steps (95% bootstrap CI)", .xlabel = "TTT steps",
                     .ylabel = "mean tau(ttt) - tau(base)", .line = {.n_series = nrun, .series = sr}};
     exp_write_figure(&o, "fig_delta_tau.png", &ch);
     for (size_t r = 0; r < nrun; r++)
@@ -557,6 +566,8 @@ int vkd_cmd_ttt(int argc, char **argv) {
     free(labels);
     free(xs);
     free(ys);
+    free(ylo);
+    free(yhi);
     for (size_t g = 0; g < ng; g++) {
         double *cols[11] = {ag[g].dtau, ag[g].tau_b, ag[g].tau_t, ag[g].dp, ag[g].drank, ag[g].loss0,
                             ag[g].loss1, ag[g].step_ms, ag[g].tok_s, ag[g].loss_sum, ag[g].loss_cnt};

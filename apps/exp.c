@@ -38,7 +38,11 @@ const char exp_common_help[] =
     "  --block-size B        draft block size (default: the draft's config)\n"
     "  --kv-dtype f32|f16    KV cache precision (default f32)\n"
     "  --think               Qwen3 chat template with thinking on (default off)\n"
-    "  --quiet               no progress bar\n";
+    "  --quiet               no progress bar\n"
+    "  --bootstrap N         resamples of the examples behind each 95% bootstrap confidence\n"
+    "                        interval in summary.json, report.txt and the figures (default\n"
+    "                        1000; seeded by --seed)\n"
+    "  --svg                 write every figure as .svg too (always .png and .pdf)\n";
 
 bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
     const char *v, *cmd = c->cmd;
@@ -61,6 +65,9 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
     else if (cli_is("--overwrite", argv[*i])) c->overwrite = true;
     else if (cli_is("--think", argv[*i])) c->think = true;
     else if (cli_is("--quiet", argv[*i])) c->quiet = true;
+    else if ((v = cli_value(cmd, "--bootstrap", argc, argv, i)))
+        c->bootstrap = (uint32_t)cli_parse_long(cmd, "--bootstrap", v, 1, 1000000);
+    else if (cli_is("--svg", argv[*i])) c->svg = true;
     else return false;
     return true;
 }
@@ -383,6 +390,7 @@ static char *config_text(const char *dir, size_t *n) {
 void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const jr_limits *lim, exp_out *o) {
     memset(o, 0, sizeof *o);
     o->lock_fd = -1;
+    o->svg = c->svg;
     cJSON *cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(cfg, "command", c->cmd);
     cJSON_AddStringToObject(cfg, "vkdraft", VKD_VERSION);
@@ -514,12 +522,19 @@ void exp_write_json(const exp_out *o, const char *name, const cJSON *j) {
 }
 
 void exp_write_figure(const exp_out *o, const char *name, const fig_chart *ch) {
-    uint8_t *png;
-    size_t n;
-    vkd_error err = {0};
-    cli_check(fig_render_png(ch, &png, &n, &err), &err);
-    exp_write(o, name, png, n);
-    free(png);
+    size_t len = strlen(name), stem = len > 4 && !strcmp(name + len - 4, ".png") ? len - 4 : len;
+    char *file = malloc(stem + 5);
+    if (!file) cli_fatal("out of memory");
+    for (int f = FIG_FMT_PNG; f <= (o->svg ? FIG_FMT_SVG : FIG_FMT_PDF); f++) {
+        uint8_t *data;
+        size_t n;
+        vkd_error err = {0};
+        snprintf(file, stem + 5, "%.*s.%s", (int)stem, name, fig_format_ext((fig_format)f));
+        if (fig_render(ch, (fig_format)f, &data, &n, &err) != VKD_OK) cli_fatal("%s/%s: %s", o->dir, file, err.msg);
+        exp_write(o, file, data, n);
+        free(data);
+    }
+    free(file);
 }
 
 void exp_close_out(exp_out *o) {

@@ -41,11 +41,13 @@ typedef struct exp_common {
     unsigned long long seed;
     bool resume, overwrite, think, quiet;
     bool train;                      /* the command trains the draft: row-major weights */
+    uint32_t bootstrap;              /* --bootstrap N: resamples of each 95% CI (0: 1000) */
+    bool svg;                        /* --svg: figures also as .svg */
 } exp_common;
 
 /* Parses one of the common flags at argv[*i] (--target --draft --adapter --dataset --prompt-field
  * --answer-field --id-field --out --kv-dtype --limit --block-size --seed --resume --overwrite --think
- * --quiet); true when it was one. */
+ * --quiet --bootstrap --svg); true when it was one. */
 bool exp_flag(exp_common *c, int argc, char **argv, int *i);
 /* Help text for the common flags (printed by each command's usage). */
 extern const char exp_common_help[];
@@ -122,6 +124,7 @@ typedef struct exp_out {
     int lock_fd;
     jr_check_fn check;
     jr_limits lim;
+    bool svg;                        /* exp_write_figure also writes .svg */
 } exp_out;
 void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const jr_limits *lim, exp_out *o);
 /* True when example id is already in the journal (resume). */
@@ -136,7 +139,8 @@ void exp_journal(exp_out *o, cJSON *record);
 /* Writes DIR/name atomically; exits on error. */
 void exp_write(const exp_out *o, const char *name, const void *data, size_t n);
 void exp_write_json(const exp_out *o, const char *name, const cJSON *j);
-/* Renders a chart (apps/figure.h) to DIR/name as PNG, atomically; exits on error. */
+/* Renders a chart (apps/figure.h) to DIR/name (a .png name) as PNG and, beside it, as PDF
+ * (the same name ending .pdf) and, with --svg, SVG; each atomically; exits on error. */
 struct fig_chart;
 void exp_write_figure(const exp_out *o, const char *name, const struct fig_chart *ch);
 void exp_close_out(exp_out *o);

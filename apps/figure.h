@@ -1,4 +1,5 @@
-/* figure.h: PNG figures for the experiment commands (bar, line, histogram, heatmap).
+/* figure.h: figures for the experiment commands (bar, line, histogram, heatmap), drawn with
+ * cairo as PNG, PDF or SVG.
  *
  * One fig_chart describes one figure: the frame (title, axis titles, size) and, selected by
  * kind, the data of one chart type. Every zero field means its documented default, so
@@ -6,10 +7,15 @@
  * is a complete figure. The library never prints or exits: it returns a vkd_result and
  * fills err. The caller keeps ownership of every array and string it passes.
  *
- * Output: 8-bit RGB PNG (filter 0 on every row, one IDAT), 900 x 560 px by default, drawn
- * with a built-in 5x7 bitmap font scaled by an integer (2 at the default size). Characters
- * outside printable ASCII are drawn as '?' (one per UTF-8 code point); labels longer than
- * the room they have end in an ellipsis glyph.
+ * Output: the figure is laid out in pixels, 900 x 560 by default. PNG: 8-bit RGB at that size.
+ * PDF and SVG: vector pages of the same drawing at 0.75 pt per pixel (96 px per inch, so a
+ * 900 x 560 figure is a 675 x 420 pt page), text embedded as fonts (PDF) or glyph outlines
+ * (SVG). Text is DejaVu Sans (found through fontconfig; any sans-serif it substitutes when
+ * DejaVu is missing), antialiased, at a size of 6 * font_scale + 1 px (13 px at the default
+ * size), titles bold at 1.25 times that. Invalid UTF-8 bytes are drawn as U+FFFD; labels
+ * longer than the room they have end in an ellipsis. Rectangles that carry data (bars,
+ * histogram bins, heatmap cells, colour bar) and the axis lines and ticks are drawn without
+ * antialiasing on pixel edges, so a PNG pixel has exactly the colour its datum maps to.
  *
  * Bad data never fails a render: NaN, +-Inf and |v| > 1e300 are skipped (heatmap: light
  * grey cells, RGB 211,211,211), so are values <= 0 on a log axis. A chart with nothing to
@@ -20,10 +26,12 @@
  * outside the plot, minor ticks 3 px). A linear y axis maps its range onto rows y1 - 1
  * (low) .. y0 (high); log axes span whole decades with a major tick at each (every k-th
  * decade when there are more than 10), so decades are equally spaced. The legend sits in a
- * box under the title, one entry per series with a non-empty label. Series colours are the
- * Okabe-Ito palette in this order: blue 0,114,178; vermillion 213,94,0; bluish green
- * 0,158,115; orange 230,159,0; sky blue 86,180,233; reddish purple 204,121,167; yellow
- * 240,228,66; black 0,0,0 (then again from the start). */
+ * box between the title and the plot area (never over the data), one entry per series with
+ * a non-empty label. Series colours are the Okabe-Ito palette in this order: blue 0,114,178;
+ * vermillion 213,94,0; bluish green 0,158,115; orange 230,159,0; sky blue 86,180,233;
+ * reddish purple 204,121,167; yellow 240,228,66; black 0,0,0 (then again from the start).
+ * Error bars (confidence intervals) are black (RGB 0,0,0) vertical lines, 1 px wide at
+ * font_scale <= 2, with caps at both ends. */
 #ifndef VKD_FIGURE_H
 #define VKD_FIGURE_H
 
@@ -53,7 +61,14 @@ typedef struct fig_bar {
     bool log_y;                        /* log10 y axis */
     bool annotate;                     /* value printed above (below if negative) each bar */
     int value_digits;                  /* significant digits of annotations; 0: integers as
-                                        * integers, else 3 */
+                                        * integers, else 3; 1e4 <= |v| < 1e15 (not printed as
+                                        * an integer) with a k/M/G/T suffix: "64.5k" */
+    const double *err_lo, *err_hi;     /* n_series x n_groups like values, or NULL: the ends
+                                        * of each bar's error bar (e.g. a 95% bootstrap CI of
+                                        * the mean; NaN: none for that bar). Both or neither */
+    const double *count;               /* n_series x n_groups, or NULL: n behind each bar,
+                                        * printed "n=12" under the group label (once per
+                                        * group when its bars share n); NaN: not printed */
 } fig_bar;
 
 /* One data series of a line chart or a histogram. */
@@ -62,6 +77,8 @@ typedef struct fig_series {
     size_t n;           /* number of points (line) or samples (histogram); 0 is allowed */
     const double *x;    /* line: n x values; NULL: the chart's shared x, or 0..n-1 */
     const double *y;    /* line: n y values; histogram: n raw samples */
+    const double *lo, *hi; /* line: n error bar ends per point (NaN: none there), or NULL.
+                         * Both or neither; ignored by histograms */
 } fig_series;
 
 /* Lines through each series' points in order, with a marker on each point (circle,
@@ -83,7 +100,8 @@ typedef struct fig_line {
  * from the position of lo + b*(hi-lo)/nbins to that of the next edge). Overlaid (default):
  * every series fills its whole bin, drawn in series order, opaque when there is one series
  * and with alpha 0.5 when there are several. Side by side: the middle 90% of each bin is
- * split into n_series equal opaque bars. */
+ * split into n_series equal opaque bars. Each legend entry ends in "(n=K)", K the series'
+ * finite samples. */
 typedef struct fig_hist {
     size_t n_series;
     const fig_series *series;  /* n_series; samples in y, x unused */
@@ -104,7 +122,11 @@ typedef enum fig_cmap {
  * column (x - x0) * cols / (x1 - x0) (integer division), likewise rows, so matrices larger
  * than the frame are sampled. A value maps to t = (v - vmin) / (vmax - vmin) clamped to
  * [0, 1], and t to the colour map by linear interpolation between 9 equally spaced anchor
- * colours (matplotlib's viridis and ColorBrewer's 9-class RdBu), rounded to nearest. */
+ * colours (matplotlib's viridis and ColorBrewer's 9-class RdBu), rounded to nearest.
+ * Pixel (x, y) of a PNG shows the cell whose rectangle [x0 + c*W/cols, x0 + (c+1)*W/cols)
+ * x [y0 + r*H/rows, ...) holds the pixel's centre (x + 0.5, y + 0.5), W = x1 - x0,
+ * H = y1 - y0: matrices larger than the frame are sampled. The colour range is
+ * fig_heatmap_range's. */
 typedef struct fig_heatmap {
     size_t rows, cols;
     const double *values;             /* rows x cols, row-major: values[r * cols + c] */
@@ -115,8 +137,7 @@ typedef struct fig_heatmap {
                                        * turn vertical when that shows more of them) */
     fig_cmap cmap;
     double vmin, vmax;                /* colour range; vmin >= vmax (e.g. both 0): from the
-                                       * finite values. Diverging maps are always centred
-                                       * at 0: [-m, m], m = max(|vmin|, |vmax|) */
+                                       * finite values (fig_heatmap_range) */
     bool annotate;                    /* value printed in each cell where it fits */
     int value_digits;                 /* as fig_bar.value_digits */
     const char *colorbar_label;       /* NULL: none */
@@ -128,7 +149,7 @@ typedef struct fig_chart {
     const char *xlabel, *ylabel;      /* axis titles; NULL: none */
     int width, height;                /* pixels, 160 .. 8192 x 120 .. 8192; 0: 900 x 560 */
     int font_scale;                   /* 1 .. 8; 0: 2 when the figure is >= 600 x 360, else 1.
-                                       * The title uses font_scale + 1 when it fits */
+                                       * Text is 6 * font_scale + 1 px */
     union {
         fig_bar bar;
         fig_line line;
@@ -137,13 +158,39 @@ typedef struct fig_chart {
     };
 } fig_chart;
 
+typedef enum fig_format {
+    FIG_FMT_PNG = 0,
+    FIG_FMT_PDF,
+    FIG_FMT_SVG,
+} fig_format;
+
+/* The colour range [*lo, *hi] (*lo < *hi) a heatmap uses: vmin..vmax when both are finite
+ * and vmin < vmax; else the finite values' min..max, and when they are all equal to v (or
+ * there are none, v = 0) the range from min(0, v) to max(0, v), or 0..1 when v = 0, so an
+ * all-zero matrix is the bottom of a 0..1 scale. Diverging maps are centred at 0:
+ * [-m, m], m = max(|lo|, |hi|). */
+void fig_heatmap_range(const fig_heatmap *hm, double *lo, double *hi);
+
+/* File name extension of a format without the dot: "png", "pdf", "svg". */
+const char *fig_format_ext(fig_format fmt);
+
+/* Renders chart in format fmt into a new buffer (*data, *size bytes; free() it).
+ * VKD_ERR_INVALID for a bad chart (NULL arrays with nonzero counts, sizes out of range,
+ * unknown format), VKD_ERR_NOMEM when an allocation or cairo fails. On error *data is NULL. */
+vkd_result fig_render(const fig_chart *chart, fig_format fmt, uint8_t **data, size_t *size, vkd_error *err);
+
+/* Renders chart in format fmt and writes it to path atomically (temporary file in the same
+ * folder, then rename). Errors name the path; VKD_ERR_IO when the file cannot be written. */
+vkd_result fig_write(const fig_chart *chart, fig_format fmt, const char *path, vkd_error *err);
+
 /* Renders chart into a new PNG file image (*png, *size bytes; free() it).
  * VKD_ERR_INVALID for a bad chart (NULL arrays with nonzero counts, sizes out of range),
- * VKD_ERR_NOMEM when an allocation or zlib fails. On error *png is NULL. */
+ * VKD_ERR_NOMEM when an allocation or cairo fails. On error *png is NULL. fig_render with
+ * FIG_FMT_PNG. */
 vkd_result fig_render_png(const fig_chart *chart, uint8_t **png, size_t *size, vkd_error *err);
 
-/* Renders chart and writes it to path atomically (temporary file in the same folder, then
- * rename). Errors name the path; VKD_ERR_IO when the file cannot be written. */
+
+/* fig_write with FIG_FMT_PNG. */
 vkd_result fig_write_png(const fig_chart *chart, const char *path, vkd_error *err);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vkd_bootstrap.h"
 #include "vkd_generate.h"
 #include "vkd_spec.h"
 #include "vkd_teacher.h"
@@ -171,45 +172,15 @@ vkd_result vkd_ttt_grid(const uint32_t *steps, size_t nsteps, const double *lrs,
     return VKD_OK;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct_sorted(const double *v, size_t n, double q) {
-    double pos = q / 100.0 * (double)(n - 1);
-    size_t lo = (size_t)floor(pos), hi = lo + 1 < n ? lo + 1 : lo;
-    return v[lo] + (v[hi] - v[lo]) * (pos - (double)lo);
-}
-
 void vkd_ttt_bootstrap_ci(const double *x, size_t n, uint32_t reps, double level, uint64_t seed,
                           double *lo, double *hi) {
-    *lo = *hi = NAN;
-    if (n == 0) return;
-    if (n == 1 || reps == 0) {
-        *lo = *hi = x[0];
-        if (n == 1) return;
+    if (n > 1 && reps == 0) {
         double s = 0;
         for (size_t i = 0; i < n; i++) s += x[i];
         *lo = *hi = s / (double)n;
         return;
     }
-    double *m = malloc((size_t)reps * sizeof *m);
-    if (!m) return;
-    for (uint32_t r = 0; r < reps; r++) {
-        double s = 0;
-        for (size_t i = 0; i < n; i++) {
-            double u = vkd_uniform(seed, VKD_TTT_STREAM_BOOTSTRAP, (uint64_t)r * n + i);
-            size_t j = (size_t)(u * (double)n);
-            if (j >= n) j = n - 1;
-            s += x[j];
-        }
-        m[r] = s / (double)n;
-    }
-    qsort(m, reps, sizeof *m, cmp_double);
-    *lo = pct_sorted(m, reps, 100.0 * (1.0 - level) / 2.0);
-    *hi = pct_sorted(m, reps, 100.0 * (1.0 + level) / 2.0);
-    free(m);
+    vkd_bootstrap_ci(x, NULL, n, reps, level, seed, VKD_TTT_STREAM_BOOTSTRAP, lo, hi, NULL);
 }
 
 void vkd_ttt_metrics_free(vkd_ttt_metrics *m) {

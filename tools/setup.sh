@@ -11,7 +11,7 @@ mode=${1:-}
 
 APT_PKGS=(build-essential meson ninja-build pkg-config python3 libvulkan-dev mesa-vulkan-drivers
           glslc spirv-tools vulkan-validationlayers libcjson-dev libpcre2-dev libutf8proc-dev
-          clang libclang-rt-14-dev python3-numpy python3-torch zlib1g-dev)
+          clang libclang-rt-14-dev python3-numpy python3-torch libcairo2-dev fonts-dejavu-core)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

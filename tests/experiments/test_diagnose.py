@@ -126,6 +126,8 @@ def main():
                  "fig_draft_advantage_heatmap"):
         path = os.path.join(out, name + ".png")
         check(os.path.exists(path) and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n", f"{name}.png written")
+        pdf = os.path.join(out, name + ".pdf")
+        check(os.path.exists(pdf) and open(pdf, "rb").read(5) == b"%PDF-", f"{name}.pdf written")
 
     # reference
     T = ref.Target.load(tgt)
@@ -178,6 +180,31 @@ def main():
         if low:
             b = summ["buckets"]["p<0.01"][mode]
             check(b["tokens"] == len(low), f"bucket p<0.01 {mode} count")
+    # bootstrap CI of the mean draft rank: resample examples (Philox, stream "BS" 0x42530001,
+    # counter r * n + i, methods/vkd_bootstrap.h) and pool their tokens; numpy-style percentiles
+    exs = list(dict.fromkeys(r["example"] for r in rows))
+    for mode in ("gold", "mask", "random"):
+        ci = summ["overall"][mode]["mean_rank_draft_ci"]
+        check(ci["n_examples"] == len(exs), f"{mode} CI over {ci['n_examples']} examples, expected {len(exs)}")
+        sums = [sum(float(r["rank_draft"]) for r in rows if r["mode"] == mode and r["example"] == e) for e in exs]
+        cnts = [sum(1 for r in rows if r["mode"] == mode and r["example"] == e) for e in exs]
+        n, stats = len(exs), []
+        for rep in range(1000):
+            idx = []
+            for i in range(n):
+                w = philox(seed, 0x42530001, rep * n + i)
+                u = (w[0] >> 8) / 16777216.0 + (w[1] >> 8) / 281474976710656.0
+                idx.append(min(int(u * n), n - 1))
+            stats.append(sum(sums[j] for j in idx) / sum(cnts[j] for j in idx))
+        stats.sort()
+
+        def pct(q):
+            pos = q / 100 * (len(stats) - 1)
+            lo = int(math.floor(pos))
+            return stats[lo] + (stats[min(lo + 1, len(stats) - 1)] - stats[lo]) * (pos - lo)
+        want = (pct(2.5), pct(97.5))
+        check(all(abs(g - w) <= 1e-9 * max(1.0, abs(w)) for g, w in zip(ci["ci95"], want)),
+              f"{mode} mean_rank_draft CI {ci['ci95']} vs Python {want}")
     dec = summ["decomposition_low_confidence"]
     if "rank_mask" in dec and "rank_random" in dec:
         check(abs(dec["factor_layer_signal"] - dec["rank_random"] / dec["rank_mask"]) < 1e-9, "decomposition factor")

@@ -1,12 +1,15 @@
 /* test_figure.c: apps/figure.c's API. Bad arguments (VKD_ERR_INVALID), a bad path
  * (VKD_ERR_IO naming the path), atomic writes (no temporary file left), injected
- * allocation failures (malloc/calloc are wrapped at link time: every failure returns
- * VKD_ERR_NOMEM and no PNG), and 400 random charts with NaN/Inf/huge/empty data and odd
- * sizes (each renders a PNG whose header is checked here).
+ * allocation failures (malloc/calloc are wrapped at link time; they reach figure.c's own
+ * allocations, not cairo's: every failure returns VKD_ERR_NOMEM and no file), the heatmap
+ * colour range (fig_heatmap_range), and 400 random charts with NaN/Inf/huge/empty data and
+ * odd sizes (each renders a PNG whose header is checked here, and every 8th a PDF and an SVG).
  *
- * `test_figure DIR` also writes the fixed figures that check_figure.py decodes with its own
- * PNG reader and checks pixel by pixel; the data of each is repeated there. */
+ * `test_figure DIR` also writes the fixed figures (each as .png and .pdf, one .svg) that
+ * check_figure.py decodes with its own PNG reader and checks pixel by pixel, and whose PDF
+ * page sizes it parses; the data of each is repeated there. */
 #include "figure.h"
+#include "figure_axis.h"
 #include "vkd_test.h"
 
 #include <dirent.h>
@@ -53,13 +56,44 @@ static bool render_ok(const fig_chart *ch, int w, int h, const char *what) {
     return ok;
 }
 
-static void write_fig(const char *dir, const char *name, const fig_chart *ch) {
+/* Renders ch as PDF and SVG and checks each file's header and trailer. */
+static bool render_vector_ok(const fig_chart *ch, const char *what) {
+    bool ok = true;
+    for (int f = FIG_FMT_PDF; f <= FIG_FMT_SVG; f++) {
+        uint8_t *d = NULL;
+        size_t n = 0;
+        vkd_error err = {0};
+        vkd_result r = fig_render(ch, (fig_format)f, &d, &n, &err);
+        CHECK(r == VKD_OK, "%s as %s: %s (%s)", what, fig_format_ext((fig_format)f), vkd_result_name(r), err.msg);
+        if (r != VKD_OK) return false;
+        bool good = f == FIG_FMT_PDF ? n > 200 && !memcmp(d, "%PDF-", 5) && memmem(d + n - 8, 8, "%%EOF", 5)
+                                     : n > 200 && memmem(d, n, "<svg", 4) && memmem(d, n, "</svg>", 6);
+        CHECK(good, "%s: malformed %s (%zu bytes)", what, fig_format_ext((fig_format)f), n);
+        ok = ok && good;
+        free(d);
+    }
+    return ok;
+}
+
+/* Writes DIR/name.png and DIR/name.pdf (and name.svg when svg). */
+static void write_fig_as(const char *dir, const char *name, const fig_chart *ch, bool svg) {
     if (!dir) return;
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
     vkd_error err = {0};
+    snprintf(path, sizeof path, "%s/%s.png", dir, name);
     vkd_result r = fig_write_png(ch, path, &err);
-    CHECK(r == VKD_OK, "%s: %s", name, err.msg);
+    CHECK(r == VKD_OK, "%s: %s", path, err.msg);
+    for (int f = FIG_FMT_PDF; f <= (svg ? FIG_FMT_SVG : FIG_FMT_PDF); f++) {
+        snprintf(path, sizeof path, "%s/%s.%s", dir, name, fig_format_ext((fig_format)f));
+        r = fig_write(ch, (fig_format)f, path, &err);
+        CHECK(r == VKD_OK, "%s: %s", path, err.msg);
+    }
+}
+
+static void write_fig(const char *dir, const char *name, const fig_chart *ch) {
+    char base[256];
+    snprintf(base, sizeof base, "%.*s", (int)(strlen(name) - 4), name); /* drop ".png" */
+    write_fig_as(dir, base, ch, false);
 }
 
 /* ---- the fixed figures (check_figure.py repeats their data) ---- */
@@ -73,8 +107,19 @@ static void fixed_figures(const char *dir) {
     fig_chart bar = {.kind = FIG_BAR, .title = "Grouped bars", .xlabel = "mode", .ylabel = "mean rank",
                      .bar = {.n_groups = 3, .n_series = 2, .values = bars, .group_labels = groups,
                              .series_labels = series2}};
-    write_fig(dir, "bars.png", &bar);
+    write_fig_as(dir, "bars", &bar, true);
     render_ok(&bar, 900, 560, "bars");
+    render_vector_ok(&bar, "bars");
+
+    /* bars_ci.png: 2 groups x 2 series with error bars; counts 10 | 7, 8 and no count (NaN) */
+    const double civ[4] = {2, 4, 1, 3}, cilo[4] = {1.5, 3, 0.5, NaN}, cihi[4] = {2.5, 5, 1.5, NaN};
+    const double cin[4] = {10, NaN, 7, 8};
+    fig_chart barci = {.kind = FIG_BAR, .title = "Bars with CIs", .xlabel = "mode", .ylabel = "mean",
+                       .bar = {.n_groups = 2, .n_series = 2, .values = civ, .group_labels = groups,
+                               .series_labels = series2, .err_lo = cilo, .err_hi = cihi, .count = cin,
+                               .annotate = true}};
+    write_fig(dir, "bars_ci.png", &barci);
+    render_vector_ok(&barci, "bars_ci");
 
     /* bars_log.png: 10^0..10^3 on a log axis, annotated */
     const double dec[4] = {1, 10, 100, 1000};
@@ -89,6 +134,12 @@ static void fixed_figures(const char *dir) {
     fig_chart line = {.kind = FIG_LINE, .title = "Log lines", .xlabel = "block", .ylabel = "rank",
                       .line = {.n_series = 2, .series = ls, .x = xa, .log_y = true}};
     write_fig(dir, "line_log.png", &line);
+
+    /* line_ci.png: y = 1, 2, 3 at x = 0, 1, 2 with intervals [y - 0.5, y + 0.5], none at x = 1 */
+    const double ly[3] = {1, 2, 3}, llo[3] = {0.5, NaN, 2.5}, lhi[3] = {1.5, NaN, 3.5};
+    fig_series lcs = {.label = "mean", .n = 3, .y = ly, .lo = llo, .hi = lhi};
+    fig_chart linec = {.kind = FIG_LINE, .title = "Line with CIs", .line = {.n_series = 1, .series = &lcs}};
+    write_fig(dir, "line_ci.png", &linec);
 
     /* hist.png: 10 bins over [0, 1]: bin 0 = 3 + 1 clamped (-5), bin 5 = 1, bin 9 = 1 clamped (7) */
     const double hv[8] = {0.05, 0.05, 0.05, 0.55, -5, 7, NaN, Inf};
@@ -123,6 +174,13 @@ static void fixed_figures(const char *dir) {
                      .heatmap = {.rows = 2, .cols = 3, .values = hd, .row_labels = rows2, .col_labels = cols3,
                                  .cmap = FIG_CMAP_DIVERGING, .annotate = true}};
     write_fig(dir, "heat_div.png", &div);
+
+    /* heat_zero.png: an all-zero accuracy matrix is the bottom of a 0..1 scale */
+    const double zeros[6] = {0, 0, 0, 0, 0, 0};
+    fig_chart zero = {.kind = FIG_HEATMAP, .title = "All zero",
+                      .heatmap = {.rows = 2, .cols = 3, .values = zeros, .annotate = true, .value_digits = 3,
+                                  .colorbar_label = "accuracy"}};
+    write_fig(dir, "heat_zero.png", &zero);
 
     /* heat_tokens.png: 4 x 300 per-token map, values (r - 1.5) * sin(c / 7), labels every k-th */
     static double tok[4 * 300];
@@ -188,10 +246,18 @@ static void test_errors(const char *dir) {
     fig_chart ok = {.kind = FIG_BAR};
     CHECK(fig_render_png(&ok, NULL, &n, &err) == VKD_ERR_INVALID, "NULL png pointer");
     CHECK(fig_render_png(NULL, &png, &n, NULL) == VKD_ERR_INVALID, "NULL chart, NULL err");
+    CHECK(fig_render(&ok, (fig_format)7, &png, &n, &err) == VKD_ERR_INVALID && strstr(err.msg, "format"),
+          "format 7: %s", err.msg);
+    const double one = 1;
+    fig_chart half = {.kind = FIG_BAR, .bar = {.n_groups = 1, .n_series = 1, .values = &one, .err_lo = &one}};
+    CHECK(fig_render(&half, FIG_FMT_PDF, &png, &n, &err) == VKD_ERR_INVALID && strstr(err.msg, "err_hi"),
+          "err_lo without err_hi: %s", err.msg);
 
     const char *badpath = "/nonexistent-vkdraft-dir/sub/fig.png";
     vkd_result r = fig_write_png(&ok, badpath, &err);
     CHECK(r == VKD_ERR_IO && strstr(err.msg, badpath), "bad path: %s (%s)", vkd_result_name(r), err.msg);
+    r = fig_write(&ok, FIG_FMT_PDF, badpath, &err);
+    CHECK(r == VKD_ERR_IO && strstr(err.msg, badpath), "bad path (PDF): %s (%s)", vkd_result_name(r), err.msg);
     r = fig_write_png(&bad, "/tmp/never-written.png", &err);
     CHECK(r == VKD_ERR_INVALID && strstr(err.msg, "/tmp/never-written.png"), "invalid chart names the path: %s",
           err.msg);
@@ -200,13 +266,62 @@ static void test_errors(const char *dir) {
     /* atomic write: only the finished files are left, no *.tmp.* */
     DIR *d = opendir(dir);
     REQUIRE(d, "opendir %s", dir);
-    int pngs = 0, tmps = 0;
+    int pngs = 0, pdfs = 0, tmps = 0;
     for (struct dirent *e; (e = readdir(d));) {
         pngs += strstr(e->d_name, ".png") && !strstr(e->d_name, ".tmp");
+        pdfs += strstr(e->d_name, ".pdf") && !strstr(e->d_name, ".tmp");
         tmps += strstr(e->d_name, ".tmp") != NULL;
     }
     closedir(d);
-    CHECK(pngs >= 16 && tmps == 0, "%s: %d PNG files, %d temporary files", dir, pngs, tmps);
+    CHECK(pngs >= 19 && pdfs == pngs && tmps == 0, "%s: %d PNG files, %d PDF files, %d temporary files", dir, pngs,
+          pdfs, tmps);
+}
+
+/* ---- heatmap colour range ---- */
+
+static void test_heatmap_range(void) {
+    const double zeros[4] = {0, 0, 0, 0}, three[2] = {3, 3}, neg[2] = {-2, -2}, mixed[4] = {-1, 0.5, NAN, 2};
+    const double nans[2] = {NAN, INFINITY};
+    struct {
+        fig_heatmap hm;
+        double lo, hi;
+        const char *what;
+    } cases[] = {
+        {{.rows = 2, .cols = 2, .values = zeros}, 0, 1, "all zero, sequential"},
+        {{.rows = 2, .cols = 2, .values = zeros, .cmap = FIG_CMAP_DIVERGING}, -1, 1, "all zero, diverging"},
+        {{.rows = 1, .cols = 2, .values = three}, 0, 3, "all 3"},
+        {{.rows = 1, .cols = 2, .values = neg}, -2, 0, "all -2"},
+        {{.rows = 2, .cols = 2, .values = mixed}, -1, 2, "data range"},
+        {{.rows = 2, .cols = 2, .values = mixed, .cmap = FIG_CMAP_DIVERGING}, -2, 2, "diverging, centred"},
+        {{.rows = 2, .cols = 2, .values = mixed, .vmin = 0, .vmax = 10}, 0, 10, "vmin..vmax"},
+        {{.rows = 2, .cols = 2, .values = mixed, .vmin = 5, .vmax = 5}, -1, 2, "vmin = vmax: data"},
+        {{.rows = 1, .cols = 2, .values = nans}, 0, 1, "no finite value"},
+        {{.rows = 0, .cols = 0}, 0, 1, "empty"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double lo = NAN, hi = NAN;
+        fig_heatmap_range(&cases[i].hm, &lo, &hi);
+        CHECK(lo == cases[i].lo && hi == cases[i].hi, "heatmap range, %s: %g..%g, expected %g..%g", cases[i].what,
+              lo, hi, cases[i].lo, cases[i].hi);
+    }
+}
+
+/* ---- value labels ---- */
+
+static void test_value_labels(void) {
+    struct {
+        double v;
+        int digits;
+        const char *want;
+    } cases[] = {{64523.4, 0, "64.5k"}, {999999.5, 0, "1M"}, {1.5e7 + 0.5, 0, "15M"}, {1.5e7, 0, "15000000"}, {-2.25e9, 0, "-2.25G"},
+                 {42, 0, "42"}, {123456, 0, "123456"}, {6.666, 0, "6.67"}, {0.5, 2, "0.5"}, {12345.6, 2, "12k"},
+                 {-0.0, 0, "0"}, {2.2e-6, 0, "2.2e-06"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[48];
+        fig_fmt_value(buf, sizeof buf, cases[i].v, cases[i].digits);
+        CHECK(!strcmp(buf, cases[i].want), "value label of %.17g (%d digits): '%s', expected '%s'", cases[i].v,
+              cases[i].digits, buf, cases[i].want);
+    }
 }
 
 /* ---- allocation failures ---- */
@@ -236,7 +351,8 @@ static void test_alloc_failures(void) {
             }
             free(png);
         }
-        CHECK(failures >= (k == 0 ? 4 : 3), "chart %d: only %ld allocations to fail", k, failures);
+        /* figure.c's own allocations: the histogram's bins (chart 0) and the output buffer */
+        CHECK(failures >= (k == 0 ? 2 : 1), "chart %d: only %ld allocations to fail", k, failures);
         fprintf(stderr, "alloc failures: chart %d survived %ld injected failures\n", k, failures);
     }
 }
@@ -297,6 +413,7 @@ static void test_random(void) {
         char what[64];
         snprintf(what, sizeof what, "random chart %d (kind %d, %d x %d)", it, (int)ch.kind, ch.width, ch.height);
         failed += !render_ok(&ch, ch.width, ch.height, what);
+        if (it % 8 == 0) failed += !render_vector_ok(&ch, what);
     }
     free(vals);
     fprintf(stderr, "random charts: 400 rendered, %d failed\n", failed);
@@ -306,6 +423,8 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : NULL;
     fixed_figures(dir);
     test_errors(dir);
+    test_heatmap_range();
+    test_value_labels();
     test_alloc_failures();
     test_random();
     return vkd_test_result("test_figure");

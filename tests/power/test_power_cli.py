@@ -61,6 +61,19 @@ def main():
           and summ["power"]["forwards_per_token"] > summ["greedy"]["forwards_per_token"], f"summary: {summ}")
     png = os.path.join(out, "fig_acceptance.png")
     check(os.path.exists(png) and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n", "fig_acceptance.png written")
+    pdf = os.path.join(out, "fig_acceptance.pdf")
+    check(os.path.exists(pdf) and open(pdf, "rb").read(5) == b"%PDF-", "fig_acceptance.pdf written")
+    # bootstrap CI of the accuracy: over the 3 examples' 0/1 scores, so it lies in [min, max]
+    # of them and brackets the mean; the forwards per token CI brackets its pooled value
+    ci = summ["power"]["accuracy_ci"]
+    check(ci["n_examples"] == 3 and ci["value"] == summ["power"]["accuracy"]
+          and 0 <= ci["ci95"][0] <= ci["value"] <= ci["ci95"][1] <= 1, f"accuracy CI {ci}")
+    fc = summ["power"]["forwards_per_token_ci"]
+    check(abs(fc["value"] - summ["power"]["forwards_per_token"]) < 1e-12 and fc["ci95"][0] <= fc["value"] <= fc["ci95"][1],
+          f"forwards per token CI {fc}")
+    check(summ["bootstrap"]["reps"] == 1000 and summ["bootstrap"]["level"] == 0.95, f"bootstrap {summ['bootstrap']}")
+    rep = open(os.path.join(out, "report.txt")).read()
+    check("95% bootstrap CIs over examples" in rep and "power accuracy:" in rep, "report.txt CI section")
     csv = open(os.path.join(out, "acceptance.csv")).read().splitlines()
     check(csv[0] == "kind,index,attempts,accepts,rate" and sum(r.startswith("step,") for r in csv) == 2, "acceptance.csv")
 
