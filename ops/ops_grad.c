@@ -7,6 +7,22 @@
 
 static uint32_t div_up32(uint64_t a, uint64_t b) { return (uint32_t)((a + b - 1) / b); }
 
+vkd_result vkd_ops_split_dispatch(vkd_rec *rec, vkd_dispatch *d, uint32_t r0, uint32_t r1,
+                                  uint32_t per, bool accumulate, uint32_t out_mask, uint32_t *lo,
+                                  uint32_t *hi, uint32_t *acc) {
+    for (uint32_t a = r0; a < r1; a += per) {
+        *lo = a;
+        *hi = r1 - a > per ? a + per : r1;
+        *acc = accumulate || a > r0;
+        for (uint32_t b = 0; b < d->nbinds; b++)
+            if (out_mask >> b & 1u) d->binds[b].access = *acc ? VKD_RW : VKD_WRITE;
+        vkd_result r = vkd_rec_dispatch(rec, d);
+        if (r) return r;
+        if (*hi == r1) break; /* per == UINT32_MAX: a + per would wrap */
+    }
+    return VKD_OK;
+}
+
 /* groups x dim (x, dy, dx f32; w dim; dw dim f32; rstd groups f32) */
 vkd_result vkd_op_rmsnorm_backward(vkd_rec *rec, vkd_tensor *dx, vkd_tensor *dw, vkd_tensor *rstd,
                                    const vkd_tensor *dy, const vkd_tensor *x, const vkd_tensor *w,
@@ -19,15 +35,10 @@ vkd_result vkd_op_rmsnorm_backward(vkd_rec *rec, vkd_tensor *dx, vkd_tensor *dw,
         (r = vkd_ops_need(rec, "rmsnorm_backward", x, VKD_DTYPE_F32, n)))
         return r;
     if (!w) return vkd_fail(err, VKD_ERR_INVALID, "rmsnorm_backward: missing weight");
-    vkd_shader_id sh;
-    switch (w->dtype) {
-    case VKD_DTYPE_F32: sh = VKD_SHADER_RMSNORM_BWD_F32; break;
-    case VKD_DTYPE_F16: sh = VKD_SHADER_RMSNORM_BWD_F16; break;
-    case VKD_DTYPE_BF16: sh = VKD_SHADER_RMSNORM_BWD_BF16; break;
-    default:
+    vkd_shader_id sh = vkd_select_rmsnorm_backward(&(vkd_variant){.dtype = w->dtype, .trans = VKD_TRANS_DX});
+    if (sh == VKD_SHADER_COUNT)
         return vkd_fail(err, VKD_ERR_UNSUPPORTED, "rmsnorm_backward: weight '%s' is %s, expected "
                         "F32, F16 or BF16", w->name, vkd_dtype_name(w->dtype));
-    }
     if ((r = vkd_ops_need(rec, "rmsnorm_backward", w, w->dtype, dim))) return r;
     if (dw && ((r = vkd_ops_need(rec, "rmsnorm_backward", dw, VKD_DTYPE_F32, dim)) ||
                (r = vkd_ops_need(rec, "rmsnorm_backward", rstd, VKD_DTYPE_F32, groups))))
@@ -59,25 +70,19 @@ vkd_result vkd_op_rmsnorm_backward(vkd_rec *rec, vkd_tensor *dx, vkd_tensor *dw,
     if ((r = vkd_rec_dispatch(rec, &d)) || !dw) return r;
     uint32_t per = vkd_ops_loop_items(ctx, 2, 1);
     if (!per) return vkd_fail(err, VKD_ERR_UNSUPPORTED, "rmsnorm_backward: loop limit too small");
-    for (uint32_t a = 0; a < groups; a += per) {
-        vkd_pc_rmsnorm_bwd pw = pc;
-        pw.r0 = a;
-        pw.r1 = groups - a > per ? a + per : groups;
-        pw.accumulate = accumulate || a > 0;
-        vkd_dispatch e = {
-            .shader = VKD_SHADER_RMSNORM_BWD_W,
-            .spec = {wg},
-            .nspec = 1,
-            .binds = {vkd_r(x), vkd_r(rstd), vkd_r(dy), pw.accumulate ? vkd_rw(dw) : vkd_w(dw)},
-            .nbinds = 4,
-            .push = &pw,
-            .push_bytes = sizeof pw,
-            .groups = {div_up32(dim, wg)},
-        };
-        if ((r = vkd_rec_dispatch(rec, &e))) return r;
-        if (per == UINT32_MAX) break;
-    }
-    return VKD_OK;
+    vkd_pc_rmsnorm_bwd pw = pc;
+    vkd_dispatch e = {
+        .shader = vkd_select_rmsnorm_backward(&(vkd_variant){.trans = VKD_TRANS_DW}),
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {vkd_r(x), vkd_r(rstd), vkd_r(dy), vkd_w(dw)},
+        .nbinds = 4,
+        .push = &pw,
+        .push_bytes = sizeof pw,
+        .groups = {div_up32(dim, wg)},
+    };
+    return vkd_ops_split_dispatch(rec, &e, 0, groups, per, accumulate, 1u << 3, &pw.r0, &pw.r1,
+                                  &pw.accumulate);
 }
 
 vkd_result vkd_op_rope_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t x_row0, uint32_t rows,
@@ -163,43 +168,25 @@ vkd_result vkd_op_attention_backward(vkd_rec *rec, vkd_tensor *dq, vkd_tensor *d
     if (!per || !per_rows)
         return vkd_fail(err, VKD_ERR_UNSUPPORTED, "attention_backward: %u query heads per kv head "
                         "of %u exceed this driver's loop limit", group, hd);
-    for (uint32_t a = 0; a < kv_len; a += per) {
-        pc.r0 = a;
-        pc.r1 = kv_len - a > per ? a + per : kv_len;
-        pc.accumulate = accumulate || a > 0;
-        vkd_dispatch d = {
-            .shader = VKD_SHADER_ATTENTION_BWD_DQ,
-            .spec = {wg, hd4},
-            .nspec = 2,
-            .binds = {vkd_r(q), vkd_r(k), vkd_r(v), vkd_r(o), vkd_r(lse), vkd_r(do_),
-                      pc.accumulate ? vkd_rw(dq) : vkd_w(dq)},
-            .nbinds = 7,
-            .push = &pc,
-            .push_bytes = sizeof pc,
-            .groups = {div_up32((uint64_t)q_rows * n_q, wg)},
-        };
-        if ((r = vkd_rec_dispatch(rec, &d))) return r;
-        if (per == UINT32_MAX) break;
-    }
+    vkd_dispatch d = {
+        .shader = VKD_SHADER_ATTENTION_BWD_DQ,
+        .spec = {wg, hd4},
+        .nspec = 2,
+        .binds = {vkd_r(q), vkd_r(k), vkd_r(v), vkd_r(o), vkd_r(lse), vkd_r(do_), vkd_w(dq)},
+        .nbinds = 7,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {div_up32((uint64_t)q_rows * n_q, wg)},
+    };
+    if ((r = vkd_ops_split_dispatch(rec, &d, 0, kv_len, per, accumulate, 1u << 6, &pc.r0, &pc.r1,
+                                    &pc.accumulate)))
+        return r;
     /* DKV: per query row 2 + group * (1 + 2 * (hd4 + 1) + 1) after setup hd4 + 1 */
-    per = per_rows;
-    for (uint32_t a = 0; a < q_rows; a += per) {
-        pc.r0 = a;
-        pc.r1 = q_rows - a > per ? a + per : q_rows;
-        pc.accumulate = accumulate || a > 0;
-        vkd_dispatch d = {
-            .shader = VKD_SHADER_ATTENTION_BWD_DKV,
-            .spec = {wg, hd4},
-            .nspec = 2,
-            .binds = {vkd_r(q), vkd_r(k), vkd_r(v), vkd_r(o), vkd_r(lse), vkd_r(do_),
-                      pc.accumulate ? vkd_rw(dk) : vkd_w(dk), pc.accumulate ? vkd_rw(dv) : vkd_w(dv)},
-            .nbinds = 8,
-            .push = &pc,
-            .push_bytes = sizeof pc,
-            .groups = {div_up32((uint64_t)kv_len * n_kv, wg)},
-        };
-        if ((r = vkd_rec_dispatch(rec, &d))) return r;
-        if (per == UINT32_MAX) break;
-    }
-    return VKD_OK;
+    d.shader = VKD_SHADER_ATTENTION_BWD_DKV;
+    d.binds[6] = vkd_w(dk);
+    d.binds[7] = vkd_w(dv);
+    d.nbinds = 8;
+    d.groups[0] = div_up32((uint64_t)kv_len * n_kv, wg);
+    return vkd_ops_split_dispatch(rec, &d, 0, q_rows, per_rows, accumulate, 3u << 6, &pc.r0,
+                                  &pc.r1, &pc.accumulate);
 }

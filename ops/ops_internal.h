@@ -4,6 +4,7 @@
 
 #include "vkd_ops.h"
 #include "vkd_push.h"
+#include "vkd_variants.h" /* generated: vkd_select_<family>, the shader variant for a key */
 
 /* Workgroup count for a grid-stride element-wise kernel over n items. */
 static inline uint32_t vkd_ops_elementwise_groups(const vkd_ctx *ctx, uint64_t n) {
@@ -41,6 +42,15 @@ static inline uint32_t vkd_ops_loop_items(const vkd_ctx *ctx, uint64_t fixed, ui
     uint64_t n = (lim - fixed) / per_item;
     return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
+
+/* Records d once per piece of the reduction range [r0, r1), at most `per` items a piece
+ * (vkd_ops_loop_items; UINT32_MAX: one piece), first writing into the push constants d
+ * points at the piece's bounds (*lo, *hi) and whether it accumulates (*acc: accumulate, or
+ * any piece after the first); the bindings of out_mask (bit b: binding b) are written, or
+ * read-written when accumulating. The backward ops split their reductions with it. */
+vkd_result vkd_ops_split_dispatch(vkd_rec *rec, vkd_dispatch *d, uint32_t r0, uint32_t r1,
+                                  uint32_t per, bool accumulate, uint32_t out_mask, uint32_t *lo,
+                                  uint32_t *hi, uint32_t *acc);
 
 /* vkd_op_rope, or with `inverse` the rotation by -angle (its backward, ops_grad.c). */
 vkd_result vkd_ops_rope_dispatch(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows,

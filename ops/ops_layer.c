@@ -31,16 +31,11 @@ vkd_result vkd_op_rmsnorm(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, cons
         (r = vkd_ops_need(rec, "rmsnorm", x, VKD_DTYPE_F32, n)))
         return r;
     if (!w) return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "rmsnorm: missing weight");
-    vkd_shader_id sh;
-    switch (w->dtype) {
-    case VKD_DTYPE_F32: sh = VKD_SHADER_RMSNORM_F32; break;
-    case VKD_DTYPE_F16: sh = VKD_SHADER_RMSNORM_F16; break;
-    case VKD_DTYPE_BF16: sh = VKD_SHADER_RMSNORM_BF16; break;
-    default:
+    vkd_shader_id sh = vkd_select_rmsnorm(&(vkd_variant){.dtype = w->dtype});
+    if (sh == VKD_SHADER_COUNT)
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
                         "rmsnorm: weight '%s' is %s, expected F32, F16 or BF16", w->name,
                         vkd_dtype_name(w->dtype));
-    }
     if ((r = vkd_ops_need(rec, "rmsnorm", w, w->dtype, dim))) return r;
     if (!groups || !dim) return VKD_OK;
     if (n > UINT32_MAX / 4)

@@ -66,10 +66,6 @@ void vkd_lm_loss_ws_destroy(vkd_lm_loss_ws *ws) {
     free(ws);
 }
 
-static vkd_shader_id by_dtype(vkd_dtype dt, vkd_shader_id f32, vkd_shader_id f16, vkd_shader_id bf16) {
-    return dt == VKD_DTYPE_F32 ? f32 : dt == VKD_DTYPE_F16 ? f16 : bf16;
-}
-
 /* A head tensor: vocab x hidden, any chunks, a weight dtype. */
 static vkd_result need_head(vkd_rec *rec, const char *what, const vkd_tensor *w, uint64_t vocab,
                             uint64_t hidden, bool f32_only) {
@@ -181,8 +177,7 @@ static vkd_result logits(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *h, con
     pc.mode = (pc.mode & ~MODE_VEC4) | (hidden % 4 == 0 ? MODE_VEC4 : 0);
     pc.w_off = (uint32_t)((base->j0 - wc->row0) * hidden);
     vkd_dispatch d = {
-        .shader = by_dtype(w->dtype, VKD_SHADER_LOSS_LOGITS_F32, VKD_SHADER_LOSS_LOGITS_F16,
-                           VKD_SHADER_LOSS_LOGITS_BF16),
+        .shader = vkd_select_loss_logits(&(vkd_variant){.dtype = w->dtype}),
         .spec = {wg},
         .nspec = 1,
         .binds = {vkd_r(h), {wc, VKD_READ}, vkd_w(out)},
@@ -298,8 +293,7 @@ vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_l
         uint32_t cols = p.hidden;
         if (p.hidden % 4 == 0) ph.mode |= MODE_VEC4, cols = p.hidden / 4;
         vkd_dispatch dh = {
-            .shader = by_dtype(a->w->dtype, VKD_SHADER_LOSS_DH_F32, VKD_SHADER_LOSS_DH_F16,
-                               VKD_SHADER_LOSS_DH_BF16),
+            .shader = vkd_select_loss_dh(&(vkd_variant){.dtype = a->w->dtype}),
             .spec = {wg},
             .nspec = 1,
             .binds = {vkd_r(ws->s), {wc, VKD_READ}, vkd_rw(a->dh)},

@@ -19,36 +19,6 @@ static uint32_t log2_ceil(uint32_t v) {
 
 static uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
-static vkd_shader_id gemv_shader(vkd_dtype dt, bool vec, bool sg) {
-    static const vkd_shader_id t[3][2][2] = {
-        /* [dtype][vec][sg] */
-        {{VKD_SHADER_MATMUL_GEMV_F32_SCALAR_SHM, VKD_SHADER_MATMUL_GEMV_F32_SCALAR_SG},
-         {VKD_SHADER_MATMUL_GEMV_F32_VEC_SHM, VKD_SHADER_MATMUL_GEMV_F32_VEC_SG}},
-        {{VKD_SHADER_MATMUL_GEMV_F16_SCALAR_SHM, VKD_SHADER_MATMUL_GEMV_F16_SCALAR_SG},
-         {VKD_SHADER_MATMUL_GEMV_F16_VEC_SHM, VKD_SHADER_MATMUL_GEMV_F16_VEC_SG}},
-        {{VKD_SHADER_MATMUL_GEMV_BF16_SCALAR_SHM, VKD_SHADER_MATMUL_GEMV_BF16_SCALAR_SG},
-         {VKD_SHADER_MATMUL_GEMV_BF16_VEC_SHM, VKD_SHADER_MATMUL_GEMV_BF16_VEC_SG}},
-    };
-    int d = dt == VKD_DTYPE_F32 ? 0 : dt == VKD_DTYPE_F16 ? 1 : 2;
-    return t[d][vec][sg];
-}
-
-static vkd_shader_id gemm_shader(vkd_dtype dt) {
-    return dt == VKD_DTYPE_F32   ? VKD_SHADER_MATMUL_GEMM_F32
-           : dt == VKD_DTYPE_F16 ? VKD_SHADER_MATMUL_GEMM_F16
-                                 : VKD_SHADER_MATMUL_GEMM_BF16;
-}
-
-static vkd_shader_id embed_shader(vkd_dtype dt, vkd_layout layout) {
-    if (layout == VKD_LAYOUT_BLOCKS)
-        return dt == VKD_DTYPE_F32   ? VKD_SHADER_EMBED_BLOCKS_F32
-               : dt == VKD_DTYPE_F16 ? VKD_SHADER_EMBED_BLOCKS_F16
-                                     : VKD_SHADER_EMBED_BLOCKS_BF16;
-    return dt == VKD_DTYPE_F32   ? VKD_SHADER_EMBED_F32
-           : dt == VKD_DTYPE_F16 ? VKD_SHADER_EMBED_F16
-                                 : VKD_SHADER_EMBED_BF16;
-}
-
 static bool weight_dtype(vkd_dtype dt) {
     return dt == VKD_DTYPE_F32 || dt == VKD_DTYPE_F16 || dt == VKD_DTYPE_BF16;
 }
@@ -92,62 +62,83 @@ static vkd_result matmul_check(vkd_rec *rec, const vkd_tensor *y, uint32_t y_row
     return VKD_OK;
 }
 
-/* GEMV: m <= GEMV_MAX_M rows of x, each weight read once. */
-static vkd_result matmul_gemv(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
-                              uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate) {
+/* Records the matmul dispatch `disp` (shader, spec constants, push constants set) once per
+ * chunk of w, binding the chunk and setting its col0 and rows. Workgroups per chunk:
+ * per_group > 0: per_group rows of W each, in whole units of `unit` rows (texel blocks:
+ * VKD_BLOCK_ROWS; tiles: the tile); per_group == 0: the streaming split of the profile, rows
+ * costing `iters` loop iterations each. */
+static vkd_result matmul_chunks(vkd_rec *rec, vkd_dispatch *disp, vkd_pc_matmul *pc,
+                                const vkd_tensor *w, uint32_t per_group, uint32_t unit,
+                                uint64_t iters) {
     vkd_ctx *ctx = vkd_rec_ctx(rec);
-    const vkd_profile *p = vkd_ctx_profile(ctx);
-    const vkd_device_info *d = vkd_ctx_info(ctx);
-    uint32_t K = (uint32_t)w->cols, N = (uint32_t)w->rows;
-    uint32_t wg = p->wg_stream ? p->wg_stream : 64;
-    if (wg > GEMV_MAX_WG) wg = GEMV_MAX_WG;
-    /* the shared-memory reduction halves a power-of-two workgroup */
-    uint32_t wg2 = 1;
-    while (wg2 * 2 <= wg) wg2 *= 2;
-    bool sg = d->subgroup_in_compute && (d->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT) &&
-              d->subgroup_size && wg / d->subgroup_size <= GEMV_MAX_SUBGROUPS;
-    if (!sg) wg = wg2;
-    /* uvec4 reads need every row 16-byte aligned: K % 8 (16-bit) or K % 4 (f32) suffice;
-     * the shader also reads x as vec4 pairs, so K % 8 for all dtypes */
-    bool vec = K % 8 == 0;
-    uint32_t mb = 1;
-    while (mb < m) mb *= 2;
-    /* loop iterations per row of W as the driver counts them (every loop entered also
-     * costs its exit test): the K loop, its tail, the row loop, with a margin */
-    uint64_t iters = vec ? div_up(K / 8, (uint64_t)wg * GEMV_UNROLL) + GEMV_UNROLL + 6
-                         : div_up(K, wg) + 4;
-    if (!sg) iters += log2_ceil(wg) + 2;
-    else {
-        iters += mb; /* lavapipe counts each subgroupAdd as a loop iteration */
-        if (d->subgroup_size && wg > d->subgroup_size) iters += wg / d->subgroup_size + 2;
-    }
-    vkd_pc_matmul pc = {.m = m, .K = K, .N = N, .x_row0 = x_row0, .y_row0 = y_row0,
-                        .accumulate = accumulate};
-    vkd_dispatch disp = {
-        .shader = gemv_shader(w->dtype, vec, sg),
-        .spec = {wg, mb},
-        .nspec = 2,
-        .binds = {{NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], accumulate ? VKD_RW : VKD_WRITE}},
-        .nbinds = 3,
-        .push = &pc,
-        .push_bytes = sizeof pc,
-    };
     for (uint32_t c = 0; c < w->nchunks; c++) {
         const vkd_chunk *ch = &w->chunks[c];
-        pc.col0 = (uint32_t)ch->row0;
-        pc.rows = (uint32_t)ch->rows;
-        pc.rows_per_group = vkd_profile_stream_split(ctx, ch->rows, iters, 4, &disp.groups[0]);
-        disp.binds[0].chunk = ch;
-        vkd_result r = vkd_rec_dispatch(rec, &disp);
+        pc->col0 = (uint32_t)ch->row0;
+        pc->rows = (uint32_t)ch->rows;
+        if (per_group) {
+            uint64_t groups = div_up(ch->rows, unit) * (unit / per_group);
+            if (groups > vkd_ctx_info(ctx)->max_workgroup_count[0])
+                return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
+                                "matmul: chunk of %llu rows too large for one dispatch",
+                                (unsigned long long)ch->rows);
+            pc->rows_per_group = per_group;
+            disp->groups[0] = (uint32_t)groups;
+        } else {
+            pc->rows_per_group = vkd_profile_stream_split(ctx, ch->rows, iters, 4, &disp->groups[0]);
+        }
+        disp->binds[0].chunk = ch;
+        vkd_result r = vkd_rec_dispatch(rec, disp);
         if (r) return r;
     }
     return VKD_OK;
 }
 
-static vkd_shader_id blocks_shader(vkd_dtype dt) {
-    return dt == VKD_DTYPE_F32   ? VKD_SHADER_MATMUL_BLOCKS_F32
-           : dt == VKD_DTYPE_F16 ? VKD_SHADER_MATMUL_BLOCKS_F16
-                                 : VKD_SHADER_MATMUL_BLOCKS_BF16;
+/* The dispatch every matmul kernel records: W chunk (bound per chunk), x, y. */
+static vkd_dispatch matmul_dispatch(vkd_shader_id sh, vkd_tensor *y, const vkd_tensor *x,
+                                    bool accumulate, const vkd_pc_matmul *pc) {
+    return (vkd_dispatch){
+        .shader = sh,
+        .binds = {{NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], accumulate ? VKD_RW : VKD_WRITE}},
+        .nbinds = 3,
+        .push = pc,
+        .push_bytes = sizeof *pc,
+        .groups = {0, 1, 1},
+    };
+}
+
+/* GEMV: m <= GEMV_MAX_M rows of x, each weight read once. key: dtype, layout, shape set. */
+static vkd_result matmul_gemv(vkd_rec *rec, vkd_variant key, vkd_tensor *y, const vkd_tensor *x,
+                              const vkd_tensor *w, vkd_pc_matmul pc, bool accumulate) {
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    const vkd_device_info *d = vkd_ctx_info(ctx);
+    uint32_t K = pc.K, m = pc.m;
+    uint32_t wg = p->wg_stream ? p->wg_stream : 64;
+    if (wg > GEMV_MAX_WG) wg = GEMV_MAX_WG;
+    /* the shared-memory reduction halves a power-of-two workgroup */
+    uint32_t wg2 = 1;
+    while (wg2 * 2 <= wg) wg2 *= 2;
+    key.sg = p->reduce_subgroup && d->subgroup_size && wg / d->subgroup_size <= GEMV_MAX_SUBGROUPS;
+    if (!key.sg) wg = wg2;
+    /* uvec4 reads need every row 16-byte aligned: K % 8 (16-bit) or K % 4 (f32) suffice;
+     * the shader also reads x as vec4 pairs, so K % 8 for all dtypes */
+    key.vec = K % 8 == 0;
+    uint32_t mb = 1;
+    while (mb < m) mb *= 2;
+    /* loop iterations per row of W as the driver counts them (every loop entered also
+     * costs its exit test): the K loop, its tail, the row loop, with a margin */
+    uint64_t iters = key.vec ? div_up(K / 8, (uint64_t)wg * GEMV_UNROLL) + GEMV_UNROLL + 6
+                             : div_up(K, wg) + 4;
+    if (!key.sg) iters += log2_ceil(wg) + 2;
+    else {
+        iters += mb; /* lavapipe counts each subgroupAdd as a loop iteration */
+        if (d->subgroup_size && wg > d->subgroup_size) iters += wg / d->subgroup_size + 2;
+    }
+    vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
+    disp.spec[0] = wg;
+    disp.spec[1] = mb;
+    disp.nspec = 2;
+    return matmul_chunks(rec, &disp, &pc, w, 0, 0, iters);
 }
 
 /* Matmul on VKD_LAYOUT_BLOCKS weights: m <= BLOCKS_MAX_M rows of x per pass, each weight
@@ -155,97 +146,50 @@ static vkd_shader_id blocks_shader(vkd_dtype dt) {
  * lavapipe (3072 x 1024 bf16): m = 2 and 4 in one pass cost 1.2x and 1.4x m = 1, m = 8 in
  * one pass 18x (256 accumulators per lane spill), and fewer rows per lane (more workgroups
  * per block) 3-10x at any m; so passes of 4 rows, 32 rows per lane. */
-static vkd_result matmul_blocks(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
-                                uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate) {
-    vkd_ctx *ctx = vkd_rec_ctx(rec);
-    const vkd_profile *p = vkd_ctx_profile(ctx);
-    uint32_t K = (uint32_t)w->cols, N = (uint32_t)w->rows;
+static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, const vkd_tensor *x,
+                                const vkd_tensor *w, vkd_pc_matmul pc, bool accumulate) {
+    const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
     uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
     while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
     uint32_t mb = 1;
-    while (mb < m) mb *= 2;
+    while (mb < pc.m) mb *= 2;
     uint32_t rpl = VKD_BLOCK_ROWS / lanes;
     if (rpl > 32) rpl = 32;
-
     /* one loop pass per texel step of a row, plus the tail step and loop exits */
     if (w->row_texels + 8 > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
-                        "matmul: K = %u exceeds the driver's loop limit for the texel kernel", K);
-    uint32_t subs = VKD_BLOCK_ROWS / (lanes * rpl);
-    vkd_pc_matmul pc = {.m = m, .K = K, .N = N, .x_row0 = x_row0, .y_row0 = y_row0,
-                        .accumulate = accumulate, .rows_per_group = lanes * rpl};
-    vkd_dispatch disp = {
-        .shader = blocks_shader(w->dtype),
-        .spec = {lanes, rpl, mb},
-        .nspec = 3,
-        .binds = {{NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], accumulate ? VKD_RW : VKD_WRITE}},
-        .nbinds = 3,
-        .push = &pc,
-        .push_bytes = sizeof pc,
-    };
-    for (uint32_t c = 0; c < w->nchunks; c++) {
-        const vkd_chunk *ch = &w->chunks[c];
-        uint64_t groups = div_up(ch->rows, VKD_BLOCK_ROWS) * subs;
-        if (groups > vkd_ctx_info(ctx)->max_workgroup_count[0])
-            return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
-                            "matmul: chunk of %llu rows too large for one dispatch",
-                            (unsigned long long)ch->rows);
-        pc.col0 = (uint32_t)ch->row0;
-        pc.rows = (uint32_t)ch->rows;
-        disp.groups[0] = (uint32_t)groups;
-        disp.binds[0].chunk = ch;
-        vkd_result r = vkd_rec_dispatch(rec, &disp);
-        if (r) return r;
-    }
-    return VKD_OK;
+                        "matmul: K = %u exceeds the driver's loop limit for the texel kernel", pc.K);
+    vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
+    disp.spec[0] = lanes;
+    disp.spec[1] = rpl;
+    disp.spec[2] = mb;
+    disp.nspec = 3;
+    return matmul_chunks(rec, &disp, &pc, w, lanes * rpl, VKD_BLOCK_ROWS, 0);
 }
 
 /* Tiled GEMM: T x T output tiles, (T/4)^2 lanes each computing 4 x 4 outputs. */
-static vkd_result matmul_gemm(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
-                              uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate) {
+static vkd_result matmul_gemm(vkd_rec *rec, vkd_variant key, vkd_tensor *y, const vkd_tensor *x,
+                              const vkd_tensor *w, vkd_pc_matmul pc, bool accumulate) {
     vkd_ctx *ctx = vkd_rec_ctx(rec);
     const vkd_profile *p = vkd_ctx_profile(ctx);
     const vkd_device_info *d = vkd_ctx_info(ctx);
-    uint32_t K = (uint32_t)w->cols, N = (uint32_t)w->rows;
     uint32_t t = p->gemm_tile ? p->gemm_tile : 16;
     t = t < 4 ? 4 : t > 64 ? 64 : t / 4 * 4;
     while ((t / 4) * (t / 4) > d->max_workgroup_invocations && t > 4) t -= 4;
     uint32_t lanes = (t / 4) * (t / 4);
     /* per invocation: per K slice of 16, a load loop of t*16/lanes and a barrier pair */
-    if (div_up(K, 16) * (div_up((uint64_t)t * 16, lanes) + 4) > vkd_profile_loop_budget(p))
+    if (div_up(pc.K, 16) * (div_up((uint64_t)t * 16, lanes) + 4) > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
-                        "matmul: K = %u exceeds the driver's loop limit for the tiled GEMM", K);
-    uint64_t gy = div_up(m, t);
+                        "matmul: K = %u exceeds the driver's loop limit for the tiled GEMM", pc.K);
+    uint64_t gy = div_up(pc.m, t);
     if (gy > d->max_workgroup_count[1])
-        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul: m = %u too large", m);
-    vkd_pc_matmul pc = {.m = m, .K = K, .N = N, .x_row0 = x_row0, .y_row0 = y_row0,
-                        .accumulate = accumulate};
-    vkd_dispatch disp = {
-        .shader = gemm_shader(w->dtype),
-        .spec = {lanes, t},
-        .nspec = 2,
-        .binds = {{NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], accumulate ? VKD_RW : VKD_WRITE}},
-        .nbinds = 3,
-        .push = &pc,
-        .push_bytes = sizeof pc,
-        .groups = {0, (uint32_t)gy, 1},
-    };
-    for (uint32_t c = 0; c < w->nchunks; c++) {
-        const vkd_chunk *ch = &w->chunks[c];
-        uint64_t gx = div_up(ch->rows, t);
-        if (gx > d->max_workgroup_count[0])
-            return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
-                            "matmul: chunk of %llu rows too large for one dispatch",
-                            (unsigned long long)ch->rows);
-        pc.col0 = (uint32_t)ch->row0;
-        pc.rows = (uint32_t)ch->rows;
-        pc.rows_per_group = t;
-        disp.groups[0] = (uint32_t)gx;
-        disp.binds[0].chunk = ch;
-        vkd_result r = vkd_rec_dispatch(rec, &disp);
-        if (r) return r;
-    }
-    return VKD_OK;
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul: m = %u too large", pc.m);
+    vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
+    disp.spec[0] = lanes;
+    disp.spec[1] = t;
+    disp.nspec = 2;
+    disp.groups[1] = (uint32_t)gy;
+    return matmul_chunks(rec, &disp, &pc, w, t, t, 0);
 }
 
 vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
@@ -254,15 +198,25 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
     if (r || !m) return r;
     const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
     uint32_t gemm_min = p->gemm_min_m ? p->gemm_min_m : 32;
+    /* the variant: weight dtype and layout; row-major weights: the tiled GEMM from
+     * gemm_min_m rows of x, GEMV below (vec and reduce: matmul_gemv) */
+    vkd_variant key = {.dtype = w->dtype, .layout = w->layout, .trans = VKD_TRANS_N};
     bool blocks = w->layout == VKD_LAYOUT_BLOCKS;
-    if (!blocks && m >= gemm_min) return matmul_gemm(rec, y, y_row0, x, x_row0, w, m, accumulate);
+    key.shape = !blocks && m >= gemm_min ? VKD_SHAPE_GEMM : VKD_SHAPE_GEMV;
+    vkd_pc_matmul pc = {.K = (uint32_t)w->cols, .N = (uint32_t)w->rows, .accumulate = accumulate};
+    if (key.shape == VKD_SHAPE_GEMM) {
+        pc.m = m, pc.x_row0 = x_row0, pc.y_row0 = y_row0;
+        return matmul_gemm(rec, key, y, x, w, pc, accumulate);
+    }
     /* passes of up to 16 rows (GEMV: m between 17 and gemm_min_m - 1 reads W twice) or 4
      * (texel blocks, see matmul_blocks) */
     uint32_t pass = blocks ? BLOCKS_MAX_M : GEMV_MAX_M;
     for (uint32_t i = 0; i < m; i += pass) {
-        uint32_t mi = m - i < pass ? m - i : pass;
-        r = blocks ? matmul_blocks(rec, y, y_row0 + i, x, x_row0 + i, w, mi, accumulate)
-                   : matmul_gemv(rec, y, y_row0 + i, x, x_row0 + i, w, mi, accumulate);
+        pc.m = m - i < pass ? m - i : pass;
+        pc.x_row0 = x_row0 + i;
+        pc.y_row0 = y_row0 + i;
+        r = blocks ? matmul_blocks(rec, key, y, x, w, pc, accumulate)
+                   : matmul_gemv(rec, key, y, x, w, pc, accumulate);
         if (r) return r;
     }
     return VKD_OK;
@@ -295,7 +249,7 @@ vkd_result vkd_op_embed(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *ids,
     vkd_profile_stream_split(ctx, m, per_row, 1, &groups);
     vkd_pc_embed pc = {.m = m, .H = (uint32_t)H, .V = (uint32_t)V};
     vkd_dispatch disp = {
-        .shader = embed_shader(table->dtype, table->layout),
+        .shader = vkd_select_embed(&(vkd_variant){.dtype = table->dtype, .layout = table->layout}),
         .spec = {wg},
         .nspec = 1,
         .binds = {{NULL, VKD_READ}, vkd_r(ids), vkd_w(y)},

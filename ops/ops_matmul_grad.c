@@ -6,11 +6,6 @@
 #include "ops_internal.h"
 #include "vkd_ops_grad.h"
 
-static vkd_shader_id dx_shader(vkd_dtype dt) {
-    return dt == VKD_DTYPE_F32 ? VKD_SHADER_MATMUL_DX_F32
-         : dt == VKD_DTYPE_F16 ? VKD_SHADER_MATMUL_DX_F16 : VKD_SHADER_MATMUL_DX_BF16;
-}
-
 /* one reduction range [r0, r1) split under the loop budget; acc0: accumulate into out on the
  * first piece */
 static vkd_result grad_dispatch(vkd_rec *rec, vkd_shader_id sh, vkd_bind in0, const vkd_tensor *dy,
@@ -20,25 +15,17 @@ static vkd_result grad_dispatch(vkd_rec *rec, vkd_shader_id sh, vkd_bind in0, co
     uint32_t wg = vkd_ctx_profile(ctx)->wg_elementwise;
     uint32_t per = vkd_ops_loop_items(ctx, 4, 2);
     if (!per) return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul_backward: loop limit too small");
-    for (uint32_t a = r0; a < r1; a += per) {
-        pc.r0 = a;
-        pc.r1 = r1 - a > per ? a + per : r1;
-        pc.accumulate = acc0 || a > r0;
-        vkd_dispatch d = {
-            .shader = sh,
-            .spec = {wg},
-            .nspec = 1,
-            .binds = {in0, vkd_r(dy), pc.accumulate ? vkd_rw(out) : vkd_w(out)},
-            .nbinds = 3,
-            .push = &pc,
-            .push_bytes = sizeof pc,
-            .groups = {(pc.K + wg - 1) / wg, out_rows},
-        };
-        vkd_result r = vkd_rec_dispatch(rec, &d);
-        if (r) return r;
-        if (per == UINT32_MAX) break;
-    }
-    return VKD_OK;
+    vkd_dispatch d = {
+        .shader = sh,
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {in0, vkd_r(dy), vkd_w(out)},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {(pc.K + wg - 1) / wg, out_rows},
+    };
+    return vkd_ops_split_dispatch(rec, &d, r0, r1, per, acc0, 1u << 2, &pc.r0, &pc.r1, &pc.accumulate);
 }
 
 /* dy: m x N f32; x: m x K f32; w: N x K; dx: m x K f32; dw: N x K f32 */
@@ -67,12 +54,17 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
     if (dx) {
         if ((r = vkd_ops_need(rec, "matmul_backward", dx, VKD_DTYPE_F32, ((uint64_t)dx_row0 + m) * K)))
             return r;
+        vkd_variant key = {.dtype = w->dtype, .layout = w->layout, .trans = VKD_TRANS_DX};
+        vkd_shader_id dx_sh = vkd_select_matmul(&key);
+        if (dx_sh == VKD_SHADER_COUNT)
+            return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_backward: weight '%s' is not "
+                            "row-major; dx = dy W has no texel-block kernel", w->name);
         for (uint32_t c = 0; c < w->nchunks; c++) {
             const vkd_chunk *ch = &w->chunks[c];
             if (ch->rows * K > UINT32_MAX)
                 return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: chunk of '%s' too large", w->name);
             pc.col0 = (uint)ch->row0;
-            r = grad_dispatch(rec, dx_shader(w->dtype), (vkd_bind){ch, VKD_READ}, dy, dx, pc, 0,
+            r = grad_dispatch(rec, dx_sh, (vkd_bind){ch, VKD_READ}, dy, dx, pc, 0,
                               (uint32_t)ch->rows, accumulate || c > 0, m);
             if (r) return r;
         }
@@ -86,7 +78,8 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
                             "too large", (unsigned long long)N, (unsigned long long)K);
         pc.col0 = 0;
         pc.x_row0 = x_row0;
-        r = grad_dispatch(rec, VKD_SHADER_MATMUL_DW, vkd_r(x), dy, dw, pc, 0, m, accumulate, (uint32_t)N);
+        vkd_variant key = {.dtype = VKD_DTYPE_F32, .trans = VKD_TRANS_DW};
+        r = grad_dispatch(rec, vkd_select_matmul(&key), vkd_r(x), dy, dw, pc, 0, m, accumulate, (uint32_t)N);
         if (r) return r;
     }
     return VKD_OK;

@@ -57,6 +57,7 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->weight_layout = VKD_LAYOUT_ROWS; /* the storage path: coalesced, many workgroups */
     }
     p->max_texel_elements = d->max_texel_elements;
+    p->reduce_subgroup = d->subgroup_in_compute && (d->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
     if (p->wg_stream > d->max_workgroup_size[0]) p->wg_stream = d->max_workgroup_size[0];
     if (p->wg_elementwise > d->max_workgroup_size[0]) p->wg_elementwise = d->max_workgroup_size[0];
     if (p->wg_row > d->max_workgroup_size[0]) p->wg_row = d->max_workgroup_size[0];
@@ -66,6 +67,8 @@ void vkd_profile_choose(vkd_ctx *ctx) {
     const char *wl = getenv("VKDRAFT_WEIGHT_LAYOUT");
     if (wl && !strcmp(wl, "rows")) p->weight_layout = VKD_LAYOUT_ROWS;
     if (wl && !strcmp(wl, "blocks")) p->weight_layout = VKD_LAYOUT_BLOCKS;
+    const char *rd = getenv("VKDRAFT_REDUCE"); /* "shared": never the subgroup reductions */
+    if (rd && !strcmp(rd, "shared")) p->reduce_subgroup = false;
 }
 
 uint64_t vkd_profile_loop_budget(const vkd_profile *p) {

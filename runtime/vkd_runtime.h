@@ -98,6 +98,8 @@ typedef struct vkd_profile {
                                 * driver silently exits the loop (lavapipe: 65535); 0: none */
     vkd_layout weight_layout;  /* layout of weight matrices uploaded for matmul */
     uint64_t max_texel_elements; /* texels one VKD_LAYOUT_BLOCKS view may hold */
+    bool reduce_subgroup;      /* workgroup reductions by subgroupAdd (the device has subgroup
+                                * arithmetic in compute), else through shared memory */
 } vkd_profile;
 
 /* Loop iterations one invocation may run (the profile's bug_loop_limit less slack);

@@ -3,32 +3,16 @@
  * ids in [row0, row0 + rows); the dispatch of the chunk with row0 == 0 also writes zero rows
  * for ids outside [0, V). Workgroup g handles rows i = g, g + groups, ... of y; its lanes
  * walk the H columns. Bindings: 0 table chunk (read), 1 ids i32 (read), 2 y f32 (write). */
-//! variant EMBED_F32 DT_F32=1
-//! variant EMBED_F16 DT_F16=1
-//! variant EMBED_BF16 DT_BF16=1
+//! family embed
+//! axes layout=rows dtype=f32,f16,bf16
 #define PC_EMBED
 #include "vkd_push.h"
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
-#if DT_F32
-layout(std430, binding = 0) readonly buffer W { float w[]; };
-#else
-layout(std430, binding = 0) readonly buffer W { uint w[]; };
-#endif
+#include "weight_load.glsl"                /* binding 0: the table, load1 */
 layout(std430, binding = 1) readonly buffer I { int ids[]; };
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };
-
-float load1(uint e) {
-#if DT_F32
-    return w[e];
-#elif DT_BF16
-    uint q = w[e >> 1];
-    return (e & 1u) != 0u ? bf16_hi(q) : bf16_lo(q);
-#else
-    return f16x2(w[e >> 1])[e & 1u];
-#endif
-}
 
 void main() {
     uint lane = gl_LocalInvocationID.x, wg = gl_WorkGroupSize.x;

@@ -6,9 +6,8 @@
  * each). Bindings: 0 table chunk (uniform texel buffer, RGBA32UI), 1 ids i32 (read),
  * 2 y f32 (write). */
 //! texel 0
-//! variant EMBED_BLOCKS_F32 DT_F32=1
-//! variant EMBED_BLOCKS_F16 DT_F16=1
-//! variant EMBED_BLOCKS_BF16 DT_BF16=1
+//! family embed
+//! axes layout=blocks dtype=f32,f16,bf16
 #define PC_EMBED
 #include "vkd_push.h"
 #include "common.glsl"

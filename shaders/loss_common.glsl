@@ -26,10 +26,10 @@
 #define ST_ZY 7u
 
 /* With W_BINDING defined: the weight binding, wload(e) = its element e in the storage dtype
- * (W_F32, W_F16 or W_BF16) widened to f32, and wload4(q) = elements 4q..4q+3 in one load
+ * (DT_F32, DT_F16 or DT_BF16: the dtype axis) widened to f32, and wload4(q) = elements 4q..4q+3 in one load
  * (lavapipe checks bounds per load and lane, so fewer, wider loads are much faster). */
 #ifdef W_BINDING
-#ifdef W_F32
+#ifdef DT_F32
 layout(std430, binding = W_BINDING) readonly buffer Wb { float wbuf[]; };
 layout(std430, binding = W_BINDING) readonly buffer Wb4 { vec4 wbuf4[]; };
 float wload(uint e) { return wbuf[e]; }
@@ -39,7 +39,7 @@ layout(std430, binding = W_BINDING) readonly buffer Wb { uint wbuf[]; };
 layout(std430, binding = W_BINDING) readonly buffer Wb2 { uvec2 wbuf2[]; };
 vec4 wload4(uint q) {
     uvec2 u = wbuf2[q];
-#ifdef W_BF16
+#ifdef DT_BF16
     return vec4(bf16_lo(u.x), bf16_hi(u.x), bf16_lo(u.y), bf16_hi(u.y));
 #else
     return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
@@ -47,7 +47,7 @@ vec4 wload4(uint q) {
 }
 float wload(uint e) {
     uint q = wbuf[e >> 1];
-#ifdef W_BF16
+#ifdef DT_BF16
     return (e & 1u) != 0u ? bf16_hi(q) : bf16_lo(q);
 #else
     vec2 h = unpackHalf2x16(q);

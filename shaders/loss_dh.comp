@@ -4,9 +4,7 @@
  * gradient). Invocation (k, row tile) owns RT rows of one column (of four consecutive
  * columns with LOSS_VEC4); its loop runs ncols passes, in increasing c (deterministic). First chunk without LOSS_ACC assigns.
  * Bindings: 0 S f32 (read), 1 W chunk (read), 2 dH f32 (read-write). */
-//! variant LOSS_DH_F32 W_F32
-//! variant LOSS_DH_F16 W_F16
-//! variant LOSS_DH_BF16 W_BF16
+//! axes dtype=f32,f16,bf16
 #define PC_LOSS
 #define W_BINDING 1
 #include "vkd_push.h"

@@ -4,9 +4,7 @@
  * column: it reads its W row once; its loop runs `hidden` passes (hidden / 4 with LOSS_VEC4,
  * 4 elements per load).
  * Bindings: 0 H f32 (read), 1 W chunk (read), 2 S f32 (write). */
-//! variant LOSS_LOGITS_F32 W_F32
-//! variant LOSS_LOGITS_F16 W_F16
-//! variant LOSS_LOGITS_BF16 W_BF16
+//! axes dtype=f32,f16,bf16
 #define PC_LOSS
 #define W_BINDING 1
 #include "vkd_push.h"

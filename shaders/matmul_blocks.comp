@@ -12,9 +12,8 @@
  * Bindings: 0 W chunk (uniform texel buffer, RGBA32UI), 1 x f32 (read), 2 y f32 (write, or
  * read-write when accumulating). */
 //! texel 0
-//! variant MATMUL_BLOCKS_F32 DT_F32=1
-//! variant MATMUL_BLOCKS_F16 DT_F16=1
-//! variant MATMUL_BLOCKS_BF16 DT_BF16=1
+//! family matmul
+//! axes trans=n layout=blocks dtype=f32,f16,bf16
 #define PC_MATMUL
 #include "vkd_push.h"
 #include "common.glsl"

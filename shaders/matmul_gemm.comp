@@ -7,9 +7,8 @@
  * memory (transposed, zero-padded past m, rows and K), so any shape works.
  * Bindings: 0 W chunk (read), 1 x f32 (read), 2 y f32 (write, or read-write when
  * accumulating). */
-//! variant MATMUL_GEMM_F32 DT_F32=1
-//! variant MATMUL_GEMM_F16 DT_F16=1
-//! variant MATMUL_GEMM_BF16 DT_BF16=1
+//! family matmul
+//! axes trans=n layout=rows shape=gemm dtype=f32,f16,bf16
 #extension GL_EXT_control_flow_attributes : enable
 #define PC_MATMUL
 #include "vkd_push.h"
@@ -21,27 +20,12 @@ layout(constant_id = 1) const uint T = 16;
 #define TK 16u
 #define MAX_T 64u
 
-#if DT_F32
-layout(std430, binding = 0) readonly buffer W { float w[]; };
-#else
-layout(std430, binding = 0) readonly buffer W { uint w[]; };
-#endif
+#include "weight_load.glsl"                /* binding 0: W, load1 */
 layout(std430, binding = 1) readonly buffer X { float x[]; };
 layout(std430, binding = 2) buffer Y { float y[]; };
 
 shared float xs[TK * MAX_T];                     /* [k][row of x] */
 shared float ws[TK * MAX_T];                     /* [k][row of W] */
-
-float load1(uint e) {
-#if DT_F32
-    return w[e];
-#elif DT_BF16
-    uint q = w[e >> 1];
-    return (e & 1u) != 0u ? bf16_hi(q) : bf16_lo(q);
-#else
-    return f16x2(w[e >> 1])[e & 1u];
-#endif
-}
 
 void main() {
     uint lane = gl_LocalInvocationID.x;

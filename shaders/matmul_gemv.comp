@@ -9,19 +9,10 @@
  * Partial sums are reduced across the workgroup with subgroupAdd (SG) or shared memory.
  * Bindings: 0 W chunk (read), 1 x f32 (read), 2 y f32 (write, or read-write when
  * accumulating).
- * Variants: dtype x {vec, scalar} x {subgroup, shared-memory} reduction. */
-//! variant MATMUL_GEMV_F32_VEC_SG DT_F32=1 VEC=1 SG=1
-//! variant MATMUL_GEMV_F16_VEC_SG DT_F16=1 VEC=1 SG=1
-//! variant MATMUL_GEMV_BF16_VEC_SG DT_BF16=1 VEC=1 SG=1
-//! variant MATMUL_GEMV_F32_SCALAR_SG DT_F32=1 SG=1
-//! variant MATMUL_GEMV_F16_SCALAR_SG DT_F16=1 SG=1
-//! variant MATMUL_GEMV_BF16_SCALAR_SG DT_BF16=1 SG=1
-//! variant MATMUL_GEMV_F32_VEC_SHM DT_F32=1 VEC=1
-//! variant MATMUL_GEMV_F16_VEC_SHM DT_F16=1 VEC=1
-//! variant MATMUL_GEMV_BF16_VEC_SHM DT_BF16=1 VEC=1
-//! variant MATMUL_GEMV_F32_SCALAR_SHM DT_F32=1
-//! variant MATMUL_GEMV_F16_SCALAR_SHM DT_F16=1
-//! variant MATMUL_GEMV_BF16_SCALAR_SHM DT_BF16=1
+ * Variants (tools/gen_shaders.py): dtype x {vec, scalar} x {subgroup, shared-memory}
+ * reduction, selected by vkd_select_matmul. */
+//! family matmul
+//! axes trans=n layout=rows shape=gemv dtype=f32,f16,bf16 vec=vec,scalar reduce=sg,shm
 #ifndef VEC
 #define VEC 0
 #endif
@@ -42,11 +33,8 @@ layout(constant_id = 1) const uint MB = 1;     /* rows of x per pass: 1, 2, 4, 8
 #if VEC
 layout(std430, binding = 0) readonly buffer W { uvec4 w[]; };
 layout(std430, binding = 1) readonly buffer X { vec4 x[]; };
-#elif DT_F32
-layout(std430, binding = 0) readonly buffer W { float w[]; };
-layout(std430, binding = 1) readonly buffer X { float x[]; };
 #else
-layout(std430, binding = 0) readonly buffer W { uint w[]; };
+#include "weight_load.glsl"                      /* binding 0: W, load1 */
 layout(std430, binding = 1) readonly buffer X { float x[]; };
 #endif
 layout(std430, binding = 2) buffer Y { float y[]; };
@@ -86,16 +74,6 @@ void load8(uint g, out vec4 lo, out vec4 hi) {
 /* kk: index of a group of 8 weights within row n (FMA8 reads it by name) */
 #define STEP(k) { uint kk = (k); vec4 lo, hi; load8(base + kk, lo, hi); FOR_ROWS(FMA8) }
 #else
-float load1(uint e) {
-#if DT_F32
-    return w[e];
-#elif DT_BF16
-    uint q = w[e >> 1];
-    return (e & 1u) != 0u ? bf16_hi(q) : bf16_lo(q);
-#else
-    return f16x2(w[e >> 1])[e & 1u];
-#endif
-}
 #define FMA1(i) if (i < MB) acc[i] += wk * x[xb[i] + k];
 #endif
 

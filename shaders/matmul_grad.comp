@@ -1,43 +1,27 @@
 #version 450
 /* Gradients of the matmul y[i, n] = x[i, :] . W[n, :] (vkd_op_matmul), for training:
- *   DX variants: dx[dx_row0 + i, k] (=|+=) sum_{n in [r0, r1)} dy[dy_row0 + i, col0 + n] W[n, k]
+ *   DX variants (trans=dx): dx[dx_row0 + i, k] (=|+=) sum_{n in [r0, r1)} dy[dy_row0 + i, col0 + n] W[n, k]
  *                (W one chunk of a frozen weight, its dtype by variant; rows n of the chunk
  *                are output features col0 + n);
- *   DW variant:  dw[n, k] (=|+=) sum_{i in [r0, r1)} dy[dy_row0 + i, n] x[x_row0 + i, k]
+ *   DW variant (trans=dw):  dw[n, k] (=|+=) sum_{i in [r0, r1)} dy[dy_row0 + i, n] x[x_row0 + i, k]
  *                (f32: LoRA matrices, trainable heads).
  * One invocation per output element: gl_GlobalInvocationID.x = k, gl_WorkGroupID.y = the
  * output row (i for DX, n for DW); consecutive lanes read consecutive k. The loop runs over
  * [r0, r1): the C side splits the reduction into dispatches that each stay under the
  * driver's loop budget (runtime/quirks.c), the later ones accumulating.
  * Bindings: DX 0 W chunk, 1 dy, 2 dx;  DW 0 x, 1 dy, 2 dw. */
-//! variant MATMUL_DX_F32 DX=1 DT_F32=1
-//! variant MATMUL_DX_F16 DX=1 DT_F16=1
-//! variant MATMUL_DX_BF16 DX=1 DT_BF16=1
-//! variant MATMUL_DW DW=1 DT_F32=1
+//! family matmul
+//! axes trans=dx layout=rows dtype=f32,f16,bf16
+//! axes trans=dw dtype=f32
 #define PC_MATMUL_GRAD
 #include "vkd_push.h"
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
 
-#if DT_F32
-layout(std430, binding = 0) readonly buffer W { float w[]; };
-#else
-layout(std430, binding = 0) readonly buffer W { uint w[]; };
-#endif
+#include "weight_load.glsl"                /* binding 0: W (DW: x), load1 */
 layout(std430, binding = 1) readonly buffer DY { float dy[]; };
 layout(std430, binding = 2) buffer OUT { float outv[]; };
-
-float load1(uint e) {
-#if DT_F32
-    return w[e];
-#elif DT_BF16
-    uint q = w[e >> 1];
-    return (e & 1u) != 0u ? bf16_hi(q) : bf16_lo(q);
-#else
-    return f16x2(w[e >> 1])[e & 1u];
-#endif
-}
 
 void main() {
     uint k = gl_GlobalInvocationID.x;

@@ -5,9 +5,7 @@
  * words of a group (the fast streaming pattern on lavapipe), the sum of squares is reduced
  * with subgroupAdd and, across subgroups, in shared memory. y may alias x: every element is
  * read before the same lane writes it. Bindings: 0 x, 1 w (dim, dtype by variant), 2 y. */
-//! variant RMSNORM_F32 W_F32=1
-//! variant RMSNORM_F16 W_F16=1
-//! variant RMSNORM_BF16 W_BF16=1
+//! axes dtype=f32,f16,bf16
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #define PC_RMSNORM
@@ -18,7 +16,7 @@ layout(std430, binding = 0) buffer X { float x[]; };
 layout(std430, binding = 0) buffer X4 { vec4 x4[]; };
 layout(std430, binding = 2) buffer Y { float y[]; };
 layout(std430, binding = 2) buffer Y4 { vec4 y4[]; };
-#if defined(W_F32)
+#if DT_F32
 layout(std430, binding = 1) readonly buffer W { float w[]; };
 layout(std430, binding = 1) readonly buffer W4 { vec4 w4[]; };
 float w_one(uint j) { return w[j]; }
@@ -26,7 +24,7 @@ vec4 w_vec4(uint i) { return w4[i]; }
 #else
 layout(std430, binding = 1) readonly buffer W { uint w[]; };
 layout(std430, binding = 1) readonly buffer W4 { uvec2 w4[]; };
-#if defined(W_F16)
+#if DT_F16
 vec2 w_pair(uint word) { return f16x2(word); }
 #else
 vec2 w_pair(uint word) { return bf16x2(word); }

@@ -1,43 +1,27 @@
 #version 450
 /* RMSNorm backward. Forward (vkd_op_rmsnorm): y = x * r * w per group of dim values,
  * r = 1/sqrt(mean(x^2) + eps). With S = sum_j w_j dy_j x_j:
- *   DX variants: dx_j (=|+=) r * (w_j dy_j - x_j r^2 S / dim), one invocation per group
+ *   DX variants (trans=dx): dx_j (=|+=) r * (w_j dy_j - x_j r^2 S / dim), one invocation per group
  *                (groups [r0, r1) of this dispatch); r recomputed from x and, with
  *                write_rstd, stored for the weight gradient;
- *   DW variant:  dw_j (=|+=) sum_{g in [r0, r1)} dy_gj x_gj r_g, one invocation per j.
+ *   DW variant (trans=dw):  dw_j (=|+=) sum_{g in [r0, r1)} dy_gj x_gj r_g, one invocation per j.
  * Bindings: DX 0 x, 1 w (dtype by variant), 2 dy, 3 dx, 4 rstd (f32 groups);
  *           DW 0 x, 1 rstd, 2 dy, 3 dw (f32). */
-//! variant RMSNORM_BWD_F32 DX=1 DT_F32=1
-//! variant RMSNORM_BWD_F16 DX=1 DT_F16=1
-//! variant RMSNORM_BWD_BF16 DX=1 DT_BF16=1
-//! variant RMSNORM_BWD_W DW=1 DT_F32=1
+//! axes trans=dx dtype=f32,f16,bf16
+//! axes trans=dw dtype=f32
 #define PC_RMSNORM_BWD
 #include "vkd_push.h"
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) readonly buffer X { float x[]; };
-#if DT_F32
-layout(std430, binding = 1) readonly buffer W { float w[]; };
-#else
-layout(std430, binding = 1) readonly buffer W { uint w[]; };
-#endif
+#define WEIGHT_BINDING 1
+#include "weight_load.glsl"                /* binding 1: w (DW: rstd), load1 */
 layout(std430, binding = 2) readonly buffer DY { float dy[]; };
 layout(std430, binding = 3) buffer OUT { float outv[]; };
 #ifdef DX
 layout(std430, binding = 4) buffer RS { float rstd[]; };
 #endif
-
-float load1(uint e) {
-#if DT_F32
-    return w[e];
-#elif DT_BF16
-    uint q = w[e >> 1];
-    return (e & 1u) != 0u ? bf16_hi(q) : bf16_lo(q);
-#else
-    return f16x2(w[e >> 1])[e & 1u];
-#endif
-}
 
 void main() {
     uint id = gl_GlobalInvocationID.x;

@@ -32,11 +32,11 @@ ALLOWED = {
 # headers private to their folder
 INTERNAL = {"internal.h", "ops_internal.h", "tok_internal.h", "chat_template_internal.h",
             "chat_template_value.h", "answer_internal.h", "answer_str.h",
-            "vkd_push.h"}
+            "vkd_push.h", "vkd_variants.h"}
 # vkd_push.h is shared by ops/*.c and the GLSL of shaders/ (the push-constant layouts)
 INTERNAL_ALSO = {"vkd_push.h": ["ops"]}
 # generated at build time into the build tree of the folder named
-GENERATED = {"vkd_shaders.h": "shaders"}
+GENERATED = {"vkd_shaders.h": "shaders", "vkd_variants.h": "ops"}
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
