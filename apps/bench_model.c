@@ -25,7 +25,8 @@ static void parse(const char *cmd, int argc, char **argv, model_flags *f, bool w
             if (want_draft)
                 printf("usage: vkdraft bench spec --target DIR --draft DIR [--prompt-tokens N] [--reps N]\n\n"
                        "Times one DFlash draft call (context of one block + block), one target\n"
-                       "verification forward of B tokens and one plain decode step, then prints the\n"
+                       "verification forward of B tokens and one plain decode step, all greedy (token\n"
+                       "ids from the fused LM head + argmax, as spec at temperature 0), then prints the\n"
                        "speed-up a given tau would give: tau * t_decode / (t_draft + t_verify), and\n"
                        "the efficiency speed-up / tau. Measured tau comes from 'vkdraft spec'. A first\n"
                        "run warms up (pipelines compile at their first dispatch) and is printed apart.\n");
@@ -128,8 +129,10 @@ int vkd_bench_spec(int argc, char **argv) {
     cli_check(vkd_dflash_load(ctx, t, f.draft, NULL, &dr, &err), &err);
     uint32_t B = dr->block, H = t->hidden;
     int32_t *ids = random_ids((uint32_t)f.prompt + B, t->vocab);
-    vkd_tensor *feat;
+    vkd_tensor *feat, *am;
     cli_check(vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, t->max_rows, (uint64_t)dr->ntaps * H, "features", &feat, &err), &err);
+    /* greedy, as spec at temperature 0: token ids (fused LM head + argmax), no logits read */
+    cli_check(vkd_tensor_create_2d(ctx, VKD_DTYPE_I32, 1, B, "argmax", &am, &err), &err);
     double *tdraft = malloc(f.reps * sizeof(double)), *tver = malloc(f.reps * sizeof(double)),
            *tdec = malloc(f.reps * sizeof(double));
     int32_t block[256];
@@ -156,13 +159,13 @@ int vkd_bench_spec(int argc, char **argv) {
         double t0 = vkd_now();
         vkd_rec_begin(rec);
         cli_check(vkd_dflash_context_record(dr, rec, feat, 0, B, &err), &err);
-        cli_check(vkd_dflash_block_record(dr, rec, block, &err), &err);
+        cli_check(vkd_dflash_block_argmax_record(dr, rec, block, am, &err), &err);
         cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
         *td = vkd_now() - t0;
         /* one verification forward of B tokens with logits and taps */
         t0 = vkd_now();
         vkd_target_step s = {.ids = ids + f.prompt, .m = B, .logits_rows = B, .tap_layers = dr->tap_layers,
-                             .ntaps = dr->ntaps, .features = feat};
+                             .ntaps = dr->ntaps, .features = feat, .argmax = am};
         vkd_rec_begin(rec);
         cli_check(vkd_target_step_record(t, rec, &s, &err), &err);
         cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
@@ -170,7 +173,7 @@ int vkd_bench_spec(int argc, char **argv) {
         /* one plain decode step with the last-row logits */
         cli_check(vkd_target_crop(t, (uint32_t)f.prompt, &err), &err);
         t0 = vkd_now();
-        vkd_target_step one = {.ids = ids + f.prompt, .m = 1, .logits_rows = 1};
+        vkd_target_step one = {.ids = ids + f.prompt, .m = 1, .logits_rows = 1, .argmax = am};
         vkd_rec_begin(rec);
         cli_check(vkd_target_step_record(t, rec, &one, &err), &err);
         cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
@@ -196,6 +199,7 @@ int vkd_bench_spec(int argc, char **argv) {
     free(tdec);
     free(ids);
     vkd_tensor_destroy(feat);
+    vkd_tensor_destroy(am);
     vkd_dflash_free(dr);
     vkd_target_free(t);
     vkd_rec_destroy(rec);
