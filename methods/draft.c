@@ -76,13 +76,14 @@ static vkd_result df_propose(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t 
     vkd_result r = n > B - 1 ? vkd_fail(err, VKD_ERR_INVALID, "draft: %u proposals asked, block gives %u", n, B - 1)
                              : VKD_OK;
     vkd_draft_proposal_ids(g, last, NULL, 0, s->ids);
-    if (!r && d->len != pos)
-        r = vkd_fail(err, VKD_ERR_INVALID, "draft context holds %u positions, the block starts at %u", d->len, pos);
-    /* greedy: the fused LM head + argmax, no (B-1) x V logits written */
-    if (!r) r = vkd_dflash_block_argmax_record(d, rec, s->ids, draw ? NULL : s->argmax, err);
+    if (!r) r = df_block(g, rec, s->ids, pos, err);
     if (!r) {
-        if (draw) r = vkd_rec_read(rec, d->logits, 0, s->logits, (uint64_t)(B - 1) * V * 4);
-        else r = vkd_rec_read(rec, s->argmax, 0, s->ids, (uint64_t)(B - 1) * 4);
+        if (draw) {
+            r = vkd_rec_read(rec, d->logits, 0, s->logits, (uint64_t)(B - 1) * V * 4);
+        } else {
+            r = vkd_op_argmax(rec, s->argmax, d->logits, 0, B - 1, V);
+            if (!r) r = vkd_rec_read(rec, s->argmax, 0, s->ids, (uint64_t)(B - 1) * 4);
+        }
         if (r) *err = *vkd_rec_error(rec);
     }
     if ((r = vkd_draft_submit(rec, r, err))) return r;
@@ -215,15 +216,16 @@ static vkd_result ar_propose(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t 
     if (!r && m->len != pos) r = vkd_fail(err, VKD_ERR_INVALID, "draft model at %u, expected %u", m->len, pos);
     if (n == 0) return vkd_draft_submit(rec, r, err);
     int32_t cur = last;
+    vkd_sample_params greedy = {0};
     for (uint32_t i = 0; i < n; i++) {
         if (i > 0) vkd_rec_begin(rec);
         s->fed[m->len] = cur;
-        /* greedy: the step's fused LM head + argmax into s->tok */
-        vkd_target_step st = {.ids = &cur, .m = 1, .logits_rows = 1, .argmax = draw ? NULL : s->tok};
+        vkd_target_step st = {.ids = &cur, .m = 1, .logits_rows = 1};
         if (!r) r = vkd_target_step_record(m, rec, &st, err);
         if (!r) {
             vkd_result ro = draw ? vkd_rec_read(rec, m->logits, 0, s->logits, (uint64_t)m->vocab * 4)
-                                 : vkd_rec_read(rec, s->tok, 0, &tokens[i], 4);
+                                 : vkd_sample_record(rec, s->tok, m->logits, 0, 1, m->vocab, &greedy, 0);
+            if (!ro && !draw) ro = vkd_rec_read(rec, s->tok, 0, &tokens[i], 4);
             if (ro) r = ro, *err = *vkd_rec_error(rec);
         }
         if ((r = vkd_draft_submit(rec, r, err))) return r;
