@@ -49,12 +49,15 @@ vkd_result vkd_generate(vkd_target *t, vkd_rec *rec, const int32_t *prompt, uint
     uint32_t m = n - done;
     int32_t next = -1;
     for (;;) {
-        vkd_target_step s = {.ids = step_ids, .m = m, .logits_row0 = m - 1, .logits_rows = 1};
+        /* greedy: the fused LM head + argmax (no vocabulary row written on texel-block heads) */
+        bool greedy = opt->sample.temperature == 0.0f;
+        vkd_target_step s = {.ids = step_ids, .m = m, .logits_row0 = m - 1, .logits_rows = 1,
+                             .argmax = greedy ? tok : NULL};
         vkd_rec_begin(rec);
         r = vkd_target_step_record(t, rec, &s, err);
         if (!r) {
             /* Philox counter: the absolute position of the token being chosen */
-            vkd_sample_record(rec, tok, t->logits, 0, 1, t->vocab, &opt->sample, t->len);
+            if (!greedy) vkd_sample_record(rec, tok, t->logits, 0, 1, t->vocab, &opt->sample, t->len);
             vkd_rec_read(rec, tok, 0, &next, 4);
             r = vkd_rec_submit(rec);
             if (r) *err = *vkd_rec_error(rec);

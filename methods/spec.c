@@ -37,9 +37,11 @@ static vkd_result target_step(loop *L, const int32_t *ids, uint32_t m, uint32_t 
     vkd_target *t = L->t;
     vkd_draft *g = L->g;
     uint32_t pos = t->len;
+    /* greedy: the target's fused LM head + argmax (no logits written on texel-block heads) */
     vkd_target_step s = {.ids = ids, .m = m, .logits_row0 = lrow0, .logits_rows = lrows,
                          .tap_layers = g->tap_layers, .ntaps = g->ntaps,
-                         .features = g->ntaps ? L->features : NULL};
+                         .features = g->ntaps ? L->features : NULL,
+                         .argmax = lrows && greedy(L->opt) ? L->argmax : NULL};
     vkd_rec_begin(L->rec);
     vkd_result r = vkd_target_step_record(t, L->rec, &s, err);
     if (!r && draft_ctx) r = vkd_draft_context(g, L->rec, ids, pos, m, L->features, 0, err);
@@ -49,7 +51,6 @@ static vkd_result target_step(loop *L, const int32_t *ids, uint32_t m, uint32_t 
     }
     if (lrows) {
         if (greedy(L->opt)) {
-            vkd_op_argmax(L->rec, L->argmax, t->logits, 0, lrows, L->V);
             vkd_rec_read(L->rec, L->argmax, 0, L->post, (uint64_t)lrows * 4);
         } else {
             vkd_rec_read(L->rec, t->logits, 0, L->logit_rows, (uint64_t)lrows * L->V * 4);

@@ -162,6 +162,11 @@ vkd_result vkd_dflash_context_record(vkd_dflash *d, vkd_rec *rec, const vkd_tens
 
 vkd_result vkd_dflash_block_record(vkd_dflash *d, vkd_rec *rec, const int32_t *block,
                                    vkd_error *err) {
+    return vkd_dflash_block_argmax_record(d, rec, block, NULL, err);
+}
+
+vkd_result vkd_dflash_block_argmax_record(vkd_dflash *d, vkd_rec *rec, const int32_t *block,
+                                          vkd_tensor *argmax, vkd_error *err) {
     if (rec_status(rec, err)) return err->code;
     const uint32_t B = d->block, H = d->hidden, D = d->head_dim, start = d->len;
     for (uint32_t i = 0; i < B; i++)
@@ -182,7 +187,13 @@ vkd_result vkd_dflash_block_record(vkd_dflash *d, vkd_rec *rec, const int32_t *b
         vkd_layer_forward(rec, L, &dims, d->h, &A, &ls);
     }
     vkd_op_rmsnorm(rec, d->a, d->h, d->norm, B, H, eps);
-    vkd_op_matmul(rec, d->logits, 0, d->a, 1, d->target->lm_head, B - 1, false);
+    const vkd_target *t = d->target;
+    if (argmax && t->lm_part && B - 1 <= t->logit_rows)
+        vkd_op_matmul_argmax(rec, argmax, t->lm_part, d->a, 1, t->lm_head, B - 1);
+    else {
+        vkd_op_matmul(rec, d->logits, 0, d->a, 1, t->lm_head, B - 1, false);
+        if (argmax) vkd_op_argmax(rec, argmax, d->logits, 0, B - 1, d->vocab);
+    }
     return rec_status(rec, err);
 }
 

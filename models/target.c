@@ -151,6 +151,10 @@ vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_optio
         (r = scratch(t, VKD_DTYPE_F32, R, t->ffn, "up", &t->u, err)) ||
         (r = scratch(t, VKD_DTYPE_F32, t->logit_rows, t->vocab, "logits", &t->logits, err)))
         goto fail;
+    if (t->lm_head->layout == VKD_LAYOUT_BLOCKS &&
+        (r = scratch(t, VKD_DTYPE_I32, 1, 2 * t->logit_rows * vkd_op_matmul_argmax_parts(ctx, t->lm_head),
+                     "lm_part", &t->lm_part, err)))
+        goto fail;
     *out = t;
     return VKD_OK;
 fail:
@@ -167,7 +171,7 @@ void vkd_target_free(vkd_target *t) {
     }
     if (t->lm_head != t->embed) vkd_tensor_destroy(t->lm_head);
     vkd_tensor *rest[] = {t->embed, t->norm, t->inv_freq, t->ids, t->x, t->a, t->q, t->k,
-                          t->v, t->o, t->g, t->u, t->logits};
+                          t->v, t->o, t->g, t->u, t->logits, t->lm_part};
     for (size_t j = 0; j < sizeof rest / sizeof rest[0]; j++) vkd_tensor_destroy(rest[j]);
     free(t);
 }
@@ -219,7 +223,12 @@ vkd_result vkd_target_step_record(vkd_target *t, vkd_rec *rec, const vkd_target_
     }
     if (s->logits_rows) {
         vkd_op_rmsnorm(rec, t->a, t->x, t->norm, m, H, eps);
-        vkd_op_matmul(rec, t->logits, 0, t->a, s->logits_row0, t->lm_head, s->logits_rows, false);
+        if (s->argmax && t->lm_part)
+            vkd_op_matmul_argmax(rec, s->argmax, t->lm_part, t->a, s->logits_row0, t->lm_head, s->logits_rows);
+        else {
+            vkd_op_matmul(rec, t->logits, 0, t->a, s->logits_row0, t->lm_head, s->logits_rows, false);
+            if (s->argmax) vkd_op_argmax(rec, s->argmax, t->logits, 0, s->logits_rows, t->vocab);
+        }
     }
     vkd_result r = vkd_rec_error(rec)->code;
     if (r) {

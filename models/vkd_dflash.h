@@ -55,6 +55,11 @@ vkd_result vkd_dflash_context_record(vkd_dflash *d, vkd_rec *rec, const vkd_tens
  * (the predictions for positions start+1..start+B-1). */
 vkd_result vkd_dflash_block_record(vkd_dflash *d, vkd_rec *rec, const int32_t *block,
                                    vkd_error *err);
+/* The same call for greedy proposals: the argmax of each of those B-1 rows into argmax (i32,
+ * vkd_op_argmax's ties and -1 for a NaN/+Inf row); with the target's texel-block lm_head the
+ * logits are never written (the fused vkd_op_matmul_argmax, scratch t->lm_part). */
+vkd_result vkd_dflash_block_argmax_record(vkd_dflash *d, vkd_rec *rec, const int32_t *block,
+                                          vkd_tensor *argmax, vkd_error *err);
 /* Forgets context rows back to len (<= d->len). */
 vkd_result vkd_dflash_crop(vkd_dflash *d, uint32_t len, vkd_error *err);
 

@@ -34,6 +34,8 @@ typedef struct vkd_target {
     /* scratch, max_rows rows each */
     vkd_tensor *ids, *x, *a, *q, *k, *v, *o, *g, *u;
     vkd_tensor *logits;        /* logit_rows x vocab, f32 */
+    vkd_tensor *lm_part;       /* candidates of the greedy LM head (vkd_op_matmul_argmax) for
+                                * logit_rows rows; NULL unless lm_head is in texel blocks */
 } vkd_target;
 
 /* Loads config.json, generation_config.json and the weights of a Qwen3ForCausalLM or
@@ -54,6 +56,10 @@ typedef struct vkd_target_step {
     uint32_t ntaps;
     vkd_tensor *features;
     uint32_t feat_row0;
+    /* argmax: when set (i32, >= logits_rows), the argmax of each logits row goes to
+     * argmax[0..logits_rows) (vkd_op_argmax's ties and -1 for a NaN/+Inf row); with a
+     * texel-block lm_head the logits are then never written (t->logits left as it was) */
+    vkd_tensor *argmax;
     /* hidden: copy every layer's output? (forward --layers) use taps instead */
 } vkd_target_step;
 

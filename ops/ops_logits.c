@@ -263,3 +263,95 @@ void vkd_philox4x32(uint64_t seed, uint64_t counter_hi, uint64_t counter_lo, uin
     }
     memcpy(out, c, sizeof c);
 }
+
+/* Greedy LM head on texel-block weights: argmax_blocks (the matmul of matmul_blocks with a
+ * per-workgroup argmax in place of the store) then argmax_merge over the workgroups'
+ * candidates. Geometry as matmul_blocks (ops_matmul.c): the profile's wg_stream lanes, 32
+ * rows per lane, passes of up to ARGMAX_BLOCKS_MAX_M rows of x. */
+#define ARGMAX_BLOCKS_MAX_M 4u
+
+static void argmax_blocks_geometry(const vkd_ctx *ctx, uint32_t *lanes, uint32_t *rpl) {
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint32_t l = p->wg_stream ? p->wg_stream : 8;
+    while (l > 256 || (VKD_BLOCK_ROWS % l)) l /= 2;
+    *lanes = l;
+    *rpl = VKD_BLOCK_ROWS / l > 32 ? 32 : VKD_BLOCK_ROWS / l;
+}
+
+uint64_t vkd_op_matmul_argmax_parts(const vkd_ctx *ctx, const vkd_tensor *w) {
+    uint32_t lanes, rpl;
+    argmax_blocks_geometry(ctx, &lanes, &rpl);
+    return (w->rows + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * (VKD_BLOCK_ROWS / (lanes * rpl));
+}
+
+static vkd_shader_id argmax_blocks_shader(vkd_dtype dt) {
+    return dt == VKD_DTYPE_F32   ? VKD_SHADER_ARGMAX_BLOCKS_F32
+           : dt == VKD_DTYPE_F16 ? VKD_SHADER_ARGMAX_BLOCKS_F16
+                                 : VKD_SHADER_ARGMAX_BLOCKS_BF16;
+}
+
+vkd_result vkd_op_matmul_argmax(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *part, const vkd_tensor *x,
+                                uint32_t x_row0, const vkd_tensor *w, uint32_t m) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    if (!w || w->layout != VKD_LAYOUT_BLOCKS ||
+        (w->dtype != VKD_DTYPE_F32 && w->dtype != VKD_DTYPE_F16 && w->dtype != VKD_DTYPE_BF16))
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_argmax: the weight '%s' must be F32/F16/BF16 "
+                        "in the texel block layout", w ? w->name : "(missing)");
+    if (w->cols > UINT32_MAX || w->rows > INT32_MAX)
+        return vkd_fail(err, VKD_ERR_RANGE, "matmul_argmax: weight '%s' of %llu x %llu too large", w->name,
+                        (unsigned long long)w->rows, (unsigned long long)w->cols);
+    uint32_t K = (uint32_t)w->cols, lanes, rpl;
+    uint64_t parts = vkd_op_matmul_argmax_parts(ctx, w);
+    vkd_result res;
+    if ((res = vkd_ops_need(rec, "matmul_argmax", x, VKD_DTYPE_F32, ((uint64_t)x_row0 + m) * K)) ||
+        (res = vkd_ops_need(rec, "matmul_argmax", idx, VKD_DTYPE_I32, m)) ||
+        (res = vkd_ops_need(rec, "matmul_argmax", part, VKD_DTYPE_I32, (uint64_t)m * parts * 2)))
+        return res;
+    if (((uint64_t)x_row0 + m) * K > UINT32_MAX || (uint64_t)m * parts * 2 > UINT32_MAX ||
+        m > MAX_ROWS_PER_DISPATCH)
+        return vkd_fail(err, VKD_ERR_RANGE, "matmul_argmax: %u rows too many for 32-bit indexing", m);
+    if (!m) return VKD_OK;
+    argmax_blocks_geometry(ctx, &lanes, &rpl);
+    /* one loop pass per texel step of a row, the tail step, loop exits, the merge of lanes */
+    if (w->row_texels + 8 + lanes > vkd_profile_loop_budget(vkd_ctx_profile(ctx)))
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED,
+                        "matmul_argmax: K = %u exceeds the driver's loop limit for the texel kernel", K);
+    uint32_t subs = VKD_BLOCK_ROWS / (lanes * rpl);
+    vkd_dispatch disp = {
+        .shader = argmax_blocks_shader(w->dtype),
+        .nspec = 3,
+        .binds = {{NULL, VKD_READ}, vkd_r(x), vkd_w(part)},
+        .nbinds = 3,
+        .push_bytes = sizeof(vkd_pc_argmax_blocks),
+    };
+    for (uint32_t i = 0; i < m; i += ARGMAX_BLOCKS_MAX_M) {
+        uint32_t mi = m - i < ARGMAX_BLOCKS_MAX_M ? m - i : ARGMAX_BLOCKS_MAX_M, mb = 1;
+        while (mb < mi) mb *= 2;
+        vkd_pc_argmax_blocks pc = {.m = mi, .K = K, .x_row0 = x_row0 + i, .part_row0 = i,
+                                   .parts = (uint32_t)parts};
+        disp.spec[0] = lanes;
+        disp.spec[1] = rpl;
+        disp.spec[2] = mb;
+        disp.push = &pc;
+        for (uint32_t c = 0; c < w->nchunks; c++) {
+            const vkd_chunk *ch = &w->chunks[c];
+            uint64_t groups = (ch->rows + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * subs;
+            if (groups > vkd_ctx_info(ctx)->max_workgroup_count[0])
+                return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_argmax: chunk of %llu rows too large "
+                                "for one dispatch", (unsigned long long)ch->rows);
+            pc.col0 = (uint32_t)ch->row0;
+            pc.rows = (uint32_t)ch->rows;
+            pc.part0 = (uint32_t)(ch->row0 / VKD_BLOCK_ROWS * subs);
+            disp.groups[0] = (uint32_t)groups;
+            disp.binds[0].chunk = ch;
+            if ((res = vkd_rec_dispatch(rec, &disp))) return res;
+        }
+    }
+    uint32_t wg = row_wg(rec, "matmul_argmax");
+    if (!wg) return err->code;
+    vkd_pc_logits pc = {.n = (uint32_t)parts, .x_stride = (uint32_t)parts};
+    vkd_bind binds[] = {vkd_r(part), vkd_w(idx)};
+    return row_dispatch(rec, VKD_SHADER_ARGMAX_MERGE, wg, binds, 2, &pc, sizeof pc, m);
+}

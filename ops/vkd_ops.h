@@ -110,6 +110,15 @@ vkd_result vkd_op_softmax(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, uint
 vkd_result vkd_op_argmax(vkd_rec *rec, vkd_tensor *idx, const vkd_tensor *x, uint32_t x_row0,
                          uint32_t rows, uint32_t n);
 
+/* Greedy LM head: idx[i] = argmax over n < w->rows of x[x_row0 + i, :] . w[n, :] for i < m,
+ * i32, with vkd_op_argmax's ties and NaN/+Inf signal, without writing the m x w->rows logits.
+ * w: F32/F16/BF16 in the texel block layout (VKD_LAYOUT_BLOCKS) only; with row-major weights
+ * use vkd_op_matmul + vkd_op_argmax. part: i32 scratch (one chunk) of at least
+ * 2 * m * vkd_op_matmul_argmax_parts(ctx, w) elements, the per-workgroup candidates. */
+vkd_result vkd_op_matmul_argmax(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *part, const vkd_tensor *x,
+                                uint32_t x_row0, const vkd_tensor *w, uint32_t m);
+uint64_t vkd_op_matmul_argmax_parts(const vkd_ctx *ctx, const vkd_tensor *w);
+
 /* The k largest entries of each row, sorted descending (ties: lower index first):
  * idx i32 rows x k, val f32 rows x k. k <= 256. */
 vkd_result vkd_op_topk(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *val, const vkd_tensor *x,

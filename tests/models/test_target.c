@@ -27,10 +27,10 @@ typedef struct expected {
 } expected;
 
 
-static vkd_ctx *make_ctx(uint64_t max_binding) {
+static vkd_ctx *make_ctx(uint64_t max_binding, bool row_major) {
     vkd_error err = {0};
     vkd_ctx *ctx;
-    vkd_ctx_options o = {.max_binding_bytes = max_binding};
+    vkd_ctx_options o = {.max_binding_bytes = max_binding, .row_major_weights = row_major};
     REQUIRE(!vkd_ctx_create(&o, &ctx, &err), "%s", err.msg);
     return ctx;
 }
@@ -66,14 +66,14 @@ static void run_all(vkd_target *t, vkd_rec *rec, const int32_t *ids, uint32_t n,
     free(taps);
 }
 
-static void check_fixture(const char *name, uint64_t max_binding, vkd_dtype kv) {
+static void check_fixture_l(const char *name, uint64_t max_binding, vkd_dtype kv, bool row_major) {
     char dir[4200], path[4300];
     snprintf(dir, sizeof dir, "%s/%s/model", fixtures, name);
     snprintf(path, sizeof path, "%s/%s/expected.safetensors", fixtures, name);
     vkd_error err = {0};
     expected e;
     REQUIRE(!vkd_st_open(path, &e.f, &err), "%s", err.msg);
-    vkd_ctx *ctx = make_ctx(max_binding);
+    vkd_ctx *ctx = make_ctx(max_binding, row_major);
     vkd_target *t;
     vkd_target_options to = {.ctx_len = 64, .kv_dtype = kv};
     REQUIRE(!vkd_target_load(ctx, dir, &to, &t, &err), "%s: %s", name, err.msg);
@@ -83,8 +83,8 @@ static void check_fixture(const char *name, uint64_t max_binding, vkd_dtype kv) 
     uint32_t P = (uint32_t)ids_t->numel, V = t->vocab, H = t->hidden, L = t->n_layers;
     const int32_t *ids = ids_t->data;
     char what[160];
-    snprintf(what, sizeof what, "%s%s%s", name, max_binding ? " (split bindings)" : "",
-             kv == VKD_DTYPE_F16 ? " (f16 KV)" : "");
+    snprintf(what, sizeof what, "%s%s%s%s", name, max_binding ? " (split bindings)" : "",
+             kv == VKD_DTYPE_F16 ? " (f16 KV)" : "", row_major ? " (row-major)" : "");
     /* f16 KV rounds K and V to 11 bits: the bound loosens to 5e-3 there */
     double b = kv == VKD_DTYPE_F16 ? 5e-3 : bound;
 
@@ -175,6 +175,10 @@ static void check_fixture(const char *name, uint64_t max_binding, vkd_dtype kv) 
     vkd_st_close(e.f);
 }
 
+static void check_fixture(const char *name, uint64_t max_binding, vkd_dtype kv) {
+    check_fixture_l(name, max_binding, kv, false);
+}
+
 static void copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
     REQUIRE(a && b, "copy %s -> %s", from, to);
@@ -190,7 +194,7 @@ static void check_bad_folders(void) {
     char tmp[] = "/tmp/vkd-badmodel-XXXXXX";
     REQUIRE(mkdtemp(tmp), "mkdtemp");
     char src[4200], dst[4200];
-    vkd_ctx *ctx = make_ctx(0);
+    vkd_ctx *ctx = make_ctx(0, false);
     vkd_error err = {0};
     vkd_target *t = NULL;
     vkd_target_options to = {.ctx_len = 32};
@@ -259,7 +263,7 @@ static void check_nonfinite(const char *fx, const char *name, long at, uint32_t 
     }
     closedir(dir);
     REQUIRE(patched, "%s: tensor %s not found", fx, name);
-    vkd_ctx *ctx = make_ctx(max_binding);
+    vkd_ctx *ctx = make_ctx(max_binding, false);
     vkd_error err = {0};
     vkd_target *t = NULL;
     vkd_target_options to = {.ctx_len = 32};
@@ -290,6 +294,10 @@ int main(void) {
     check_fixture("qwen3-tied-f32", 32768, VKD_DTYPE_F32);
     check_fixture("qwen3-untied-bf16-2shards", 32768, VKD_DTYPE_F32);
     check_fixture("llama3-f16", 0, VKD_DTYPE_F16);
+    /* row-major weights whatever the profile prefers: greedy steps take matmul + argmax
+     * where texel-block LM heads take the fused vkd_op_matmul_argmax */
+    check_fixture_l("qwen3-untied-bf16-2shards", 0, VKD_DTYPE_F32, true);
+    check_fixture_l("qwen3-tied-f32", 32768, VKD_DTYPE_F32, true);
     check_bad_folders();
     /* non-finite weights (NaN 0x7fc00000, +Inf 0x7f800000, -Inf 0xff800000; f16 NaN 0x7e00,
      * Inf 0x7c00): f32, bf16 over two shards, f16; first and last values; chunked and not */
