@@ -3,7 +3,8 @@
 Bad input: every flag error is one clear stderr line naming the flag, a non-zero exit, and
 the --out folder is not created (inputs are checked before it is touched): lr <= 0, a bad
 LoRA target, a missing --init-adapter, duplicate or non-integer sweep values, conflicting
-input flags, --save-adapter with a sweep, an --init-adapter that does not fit the draft;
+input flags, --save-adapter with a sweep, an --init-adapter that does not fit the draft
+(a tensor's shape; a module TTT does not train);
 guide --ttt with a bad value."""
 import os
 import shutil
@@ -74,6 +75,14 @@ def main():
     check(p.returncode != 0 and len(lines) == 1 and "--init-adapter" in lines[0] and "fc" in lines[0],
           f"misfit --init-adapter: {p.stderr!r}")
     check(not os.path.exists(out), "misfit --init-adapter created --out")
+    # an adapter on a module TTT does not train (o_proj; shapes right): refused naming it
+    oad = os.path.join(tmp, "oproj_adapter")
+    lora_ref.write_adapter(oad, {"layers.0.self_attn.o_proj": (np.zeros((4, 64)), np.zeros((64, 4)))}, 4, 8.0,
+                           ["o_proj"])
+    p = run(pbase + ["--init-adapter", oad], ok=False)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    check(p.returncode != 0 and len(lines) == 1 and "o_proj" in lines[0], f"o_proj --init-adapter: {p.stderr!r}")
+    check(not os.path.exists(out), "o_proj --init-adapter created --out")
 
     # guide --ttt: a bad value is one line
     ds = os.path.join(tmp, "ds.jsonl")

@@ -3,12 +3,15 @@
 Pair: a tiny bigram-chain Qwen3 target (gen_model --chain-ids: its greedy output cycles
 through 13 known ids) with the real Qwen3 tokenizer, and an untrained 1-layer DFlash draft
 (block 4). Context: --ids of three cycles of the chain, a pattern the draft has never seen.
-  - the loss goes down over 30 steps (last < 0.8 x first), the losses list has one value per
-    step and the first is the loss before any update;
-  - tau with and without the adapter are measured and printed. NOT asserted: "tau with >= tau
-    without" does not hold on this pair yet (observed 1.095 -> 1.045 after 10 steps, equal after
-    30, lr 1e-2, 2 anchors per step); a pair on which adaptation provably helps is still to be
-    built;
+  - adaptation helps here by construction: the target's greedy continuation of the context
+    is the chain again, and the context holds every chain transition, so training the draft on
+    the context's own blocks teaches it exactly the proposals the continuation needs. With
+    --steps 10,30 --lr 3e-2, 8 anchors per step, LoRA on fc,q_proj,k_proj,v_proj (one training
+    run, checkpoints at 10 and 30): the loss goes down over 30 steps (last < 0.3 x first;
+    measured 12.61 -> 1.46), the losses list has one value per step and the first is the loss
+    before any update; tau after 30 steps exceeds tau without the adapter by >= 0.2 (measured
+    1.095 -> 1.438; the float32 PyTorch reference reaches a mean accepted run of 1.7 of 3
+    proposals on the context's own blocks after 30 such steps, 2.6 after 60);
   - results.csv (one row per setting), summary.json (delta tau, its CI brackets the mean),
     figures are PNG files, --resume reproduces the tables;
   - a NaN/inf loss (lr 3e38, SGD: the second step's loss overflows) stops with one clear line and --save-adapter keeps the
@@ -58,9 +61,11 @@ def main():
     tgt, drf = make_pair(tmp)
     ids = ",".join(map(str, CHAIN * 3))
     out = os.path.join(tmp, "o1")
-    base = ["ttt", "--target", tgt, "--draft", drf, "--ids", ids, "--max-new-tokens", "24", "--seed", "4",
-            "--anchors-per-step", "2", "--quiet"]
-    p = run(base + ["--steps", "10,30", "--lr", "1e-2", "--json", "--out", out], ok=False)
+    common = ["ttt", "--target", tgt, "--draft", drf, "--ids", ids, "--max-new-tokens", "24", "--seed", "4", "--quiet"]
+    adapt = common + ["--anchors-per-step", "8", "--lora-targets", "fc,q_proj,k_proj,v_proj", "--steps", "10,30",
+                      "--lr", "3e-2"]
+    base = common + ["--anchors-per-step", "2"]
+    p = run(adapt + ["--json", "--out", out], ok=False)
     if p.returncode != 0 and "does not have yet" in p.stderr:
         print("skipped: the build has no training engine", file=sys.stderr)
         return 77
@@ -71,13 +76,18 @@ def main():
     check(sorted(sets) == [10, 30], f"settings {sorted(sets)}")
     L = sets[30]["losses"]
     check(len(L) == 30 and sets[10]["losses"] == L[:10], f"losses: {len(L)} values, 10-step prefix shared")
-    check(all(x == x for x in L) and L[-1] < 0.8 * L[0], f"loss does not go down: {L[0]:.4f} -> {L[-1]:.4f}")
+    check(all(x == x for x in L) and L[-1] < 0.3 * L[0], f"loss does not go down: {L[0]:.4f} -> {L[-1]:.4f}")
     print(f"loss over 30 steps: {L[0]:.4f} -> {L[-1]:.4f}", file=sys.stderr)
     R = rows(os.path.join(out, "results.csv"))
     check(len(R) == 2, f"results.csv has {len(R)} rows, expected 2")
     for r in R:
         check(r["tau_ttt"] != "" and r["tau_base"] != "", f"steps {r['steps']}: tau missing")
         print(f"steps {r['steps']}: tau {r['tau_base']} -> {r['tau_ttt']}", file=sys.stderr)
+    r30 = [r for r in R if r["steps"] == "30"]
+    check(len(r30) == 1, "results.csv has no 30-step row")
+    if r30:
+        tb, tt = float(r30[0]["tau_base"]), float(r30[0]["tau_ttt"])
+        check(tt >= tb + 0.2, f"TTT-adapted tau {tt:.3f} is not above un-adapted tau {tb:.3f} by >= 0.2")
     S = json.load(open(os.path.join(out, "summary.json")))
     for s in S["settings"]:
         lo, hi = s["delta_tau_ci95"]
@@ -86,7 +96,7 @@ def main():
         with open(os.path.join(out, fig), "rb") as f:
             check(f.read(8) == b"\x89PNG\r\n\x1a\n", f"{fig} is not a PNG")
     before = open(os.path.join(out, "results.csv")).read()
-    run(base + ["--steps", "10,30", "--lr", "1e-2", "--out", out, "--resume"])
+    run(adapt + ["--out", out, "--resume"])
     check(open(os.path.join(out, "results.csv")).read() == before, "--resume changed results.csv")
 
     # NaN / inf loss: stops with one line, keeps the last good adapter
