@@ -1,0 +1,69 @@
+/* vkd_exit.h: an early-exit head (seed 003): the target truncated after decoder layer l
+ * (0-based) read out by its own final RMSNorm and LM head, both copied and trainable.
+ *
+ *   h      = target layers 0..l on the embedded ids          (m x hidden, the target's weights)
+ *   logits = (rmsnorm(h) * norm) head^T                       (m x vocab)
+ * norm: hidden f32, head: vocab x hidden f32 row-major, initialised from the target's
+ * model.norm.weight and lm_head.weight (embed_tokens.weight when tied).
+ *
+ * Saved as <dir>/exit.safetensors (tensors "norm.weight", "lm_head.weight"; the config in
+ * its __metadata__: exit_layer, temperature, trained, loss, steps, target_id) and a copy of
+ * the config as <dir>/exit_config.json for people. target_id hashes the target's
+ * config.json and every tensor (name, dtype, shape, bytes), so loading a head with another
+ * target fails. */
+#ifndef VKD_EXIT_H
+#define VKD_EXIT_H
+
+#include "vkd_target.h"
+
+typedef struct vkd_exit_info {
+    uint32_t layer;            /* exit after decoder layer `layer` (0-based) */
+    float temperature;         /* distillation temperature it was trained at (0: untrained) */
+    char trained[32];          /* "none" (copied from the target), "head", "head+block" */
+    char loss[16];             /* "kl", "ce+kl", or "" */
+    uint64_t steps;            /* optimizer steps taken */
+    char target_id[17];        /* 16 hex digits, vkd_exit_target_id */
+} vkd_exit_info;
+
+typedef struct vkd_exit {
+    vkd_ctx *ctx;
+    vkd_target *t;             /* borrowed: layers 0..layer, embeddings */
+    vkd_exit_info info;
+    uint32_t layer, hidden, vocab;
+    vkd_tensor *norm;          /* hidden f32 */
+    vkd_tensor *head;          /* vocab x hidden f32, row-major (trainable) */
+} vkd_exit;
+
+/* Identity of the target model folder dir: 64-bit hash of config.json and of every tensor
+ * (name, dtype, shape, data) as 16 hex digits. Reads all weights once. */
+vkd_result vkd_exit_target_id(const char *dir, char out[17], vkd_error *err);
+
+/* A head at `layer` copied from the target t loaded from target_dir (layer < n_layers:
+ * otherwise VKD_ERR_RANGE naming the range). info.trained = "none". */
+vkd_result vkd_exit_create(vkd_target *t, const char *target_dir, uint32_t layer, vkd_exit **out,
+                           vkd_error *err);
+/* Loads a head saved by vkd_exit_save from head_dir for target t (loaded from target_dir):
+ * fails when its target_id differs from target_dir's, its layer is out of range, or a
+ * tensor is missing / of the wrong shape or dtype. */
+vkd_result vkd_exit_load(vkd_target *t, const char *target_dir, const char *head_dir,
+                         vkd_exit **out, vkd_error *err);
+/* Writes dir/exit.safetensors and dir/exit_config.json (each atomically). */
+vkd_result vkd_exit_save(const vkd_exit *e, const char *dir, vkd_error *err);
+void vkd_exit_free(vkd_exit *e);
+
+/* Records target layers [l0, l1) on x (m x hidden f32, the residual stream, in place) at
+ * positions pos .. pos+m-1. K/V rows go to kc[i]/vc[i] for layer i (kc/vc arrays indexed
+ * by layer; NULL: the target's own caches). Uses the target's scratch (m <= t->max_rows). */
+vkd_result vkd_exit_layers_record(vkd_rec *rec, vkd_target *t, vkd_tensor *x, uint32_t m, uint32_t pos,
+                                  uint32_t l0, uint32_t l1, vkd_tensor *const *kc,
+                                  vkd_tensor *const *vc);
+/* Records x (m x hidden) = embed(ids) (ids: i32 device tensor, m entries) followed by
+ * layers 0..e->layer (vkd_exit_layers_record). */
+vkd_result vkd_exit_trunk_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *x, const vkd_tensor *ids,
+                                 uint32_t m, uint32_t pos, vkd_tensor *const *kc, vkd_tensor *const *vc);
+/* Records logits rows [row0, row0 + m) = (rmsnorm(x rows 0..m) * norm) head^T; xn: m x
+ * hidden f32 scratch. */
+vkd_result vkd_exit_head_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *logits, uint32_t row0,
+                                const vkd_tensor *x, vkd_tensor *xn, uint32_t m);
+
+#endif
