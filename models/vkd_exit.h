@@ -15,6 +15,7 @@
 #define VKD_EXIT_H
 
 #include "vkd_target.h"
+#include "vkd_train_ops.h"
 
 typedef struct vkd_exit_info {
     uint32_t layer;            /* exit after decoder layer `layer` (0-based) */
@@ -65,5 +66,48 @@ vkd_result vkd_exit_trunk_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *x,
  * hidden f32 scratch. */
 vkd_result vkd_exit_head_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *logits, uint32_t row0,
                                 const vkd_tensor *x, vkd_tensor *xn, uint32_t m);
+
+/* ---- training (models/exit_train.c) ----------------------------------------------------
+ * Distillation of the head (norm and LM head; the target is frozen). For one sequence of n
+ * tokens at positions 0..n-1, one forward of the target gives both the student state h_l
+ * (after layer l) and the teacher state h_L (after the last layer); then, with the fused
+ * chunked LM-head loss (ops/vkd_train_ops.h: no rows x vocab logits are stored),
+ *   z_r = (rmsnorm(h_l,r) * norm) head^T,  t_r = (rmsnorm(h_L,r) * norm_t) W_t^T
+ *   loss = sum_r w_r [ T^2 KL(softmax(t_r/T) || softmax(z_r/T)) + (ce: CE(z_r, ids[r+1])) ]
+ * with w_r = weight for the rows scored and 0 elsewhere: row 0 (the first token) is masked,
+ * and so is row n-1 when CE is on (it has no label). Gradients of norm and head accumulate
+ * over the sequences of a batch; the caller passes weight = 1 / (rows scored in the batch)
+ * for a token mean (vkd_exit_train_rows). The target's context must use row-major weights
+ * (vkd_ctx_options.row_major_weights): the loss reads W_t row-major. */
+typedef struct vkd_exit_train_options {
+    float temperature;         /* 0: 1 */
+    bool ce;                   /* loss = CE(labels) + KL; false: KL only */
+    uint32_t max_rows;         /* tokens per sequence; 0: the target's max_rows */
+} vkd_exit_train_options;
+
+typedef struct vkd_exit_trainer vkd_exit_trainer;
+
+vkd_result vkd_exit_trainer_create(vkd_exit *e, const vkd_exit_train_options *opt, vkd_exit_trainer **out,
+                                   vkd_error *err);
+void vkd_exit_trainer_free(vkd_exit_trainer *tr);
+/* Rows a sequence of n tokens contributes to the loss (n - 1, or n - 2 with CE; 0 if < 0). */
+uint32_t vkd_exit_train_rows(const vkd_exit_trainer *tr, uint32_t n);
+/* Records grad = 0 (start of a batch). */
+vkd_result vkd_exit_train_zero(vkd_rec *rec, vkd_exit_trainer *tr);
+/* Records the forward and backward of one sequence ids[0..n) (2 <= n <= max_rows),
+ * accumulating gradients; loss_rows (n floats, host) receives each row's weighted loss when
+ * the submission completes (their sum is the sequence's share of the batch loss). */
+vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t *ids, uint32_t n, float weight,
+                              float *loss_rows, vkd_error *err);
+/* Records one optimizer update of norm and head with p (p->max_grad_norm clips); *grad_norm
+ * (host) receives the global gradient norm before clipping when the submission completes. */
+vkd_result vkd_exit_train_update(vkd_rec *rec, vkd_exit_trainer *tr, const vkd_optim_params *p, float *grad_norm,
+                                 vkd_error *err);
+/* Optimizer state for checkpoints: the AdamW moments of (norm, head) in that order,
+ * hidden + vocab*hidden floats each for m and v. */
+vkd_result vkd_exit_train_state_get(vkd_exit_trainer *tr, float *m, float *v, vkd_error *err);
+vkd_result vkd_exit_train_state_set(vkd_exit_trainer *tr, const float *m, const float *v, vkd_error *err);
+/* Gradients accumulated so far (tests): norm (hidden) and head (vocab x hidden). */
+vkd_result vkd_exit_train_grads(vkd_exit_trainer *tr, float *g_norm, float *g_head, vkd_error *err);
 
 #endif
