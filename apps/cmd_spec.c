@@ -201,6 +201,7 @@ int vkd_cmd_spec(int argc, char **argv) {
     } else if (exit_head || exit_layer >= 0) {
         if (exit_head) cli_check(vkd_exit_load(t, target_dir, exit_head, &ex, &err), &err);
         else cli_check(vkd_exit_create(t, target_dir, (uint32_t)exit_layer, &ex, &err), &err);
+        cli_check(vkd_exit_freeze(ex, &err), &err);
         cli_check(vkd_draft_exit(ex, (uint32_t)gamma, !strcmp(exit_mode, "reuse"), &p, &err), &err);
     } else {
         cli_check(vkd_target_load(ctx, draft_model, &to, &dm, &err), &err);

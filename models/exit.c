@@ -125,6 +125,8 @@ static vkd_result exit_alloc(vkd_target *t, uint32_t layer, vkd_exit **out, vkd_
         vkd_exit_free(e);
         return r;
     }
+    e->run_norm = e->norm;
+    e->run_head = e->head;
     *out = e;
     return VKD_OK;
 }
@@ -225,6 +227,7 @@ done:
 }
 
 vkd_result vkd_exit_save(const vkd_exit *e, const char *dir, vkd_error *err) {
+    if (!e->head) return vkd_fail(err, VKD_ERR_INVALID, "a frozen exit head cannot be saved");
     uint64_t nw = (uint64_t)e->vocab * e->hidden;
     float *norm = malloc(e->hidden * 4), *head = malloc(nw * 4);
     vkd_result r = norm && head ? VKD_OK : vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
@@ -259,8 +262,37 @@ vkd_result vkd_exit_save(const vkd_exit *e, const char *dir, vkd_error *err) {
     return VKD_OK;
 }
 
+vkd_result vkd_exit_freeze(vkd_exit *e, vkd_error *err) {
+    if (!e->head) return VKD_OK;
+    vkd_target *t = e->t;
+    if (!strcmp(e->info.trained, "none")) {
+        e->run_norm = t->norm;
+        e->run_head = t->lm_head;
+    } else {
+        vkd_dtype dt = t->lm_head->dtype;
+        uint64_t n = (uint64_t)e->vocab * e->hidden;
+        float *w = malloc(n * 4);
+        uint16_t *h = dt == VKD_DTYPE_F32 ? NULL : malloc(n * 2);
+        int64_t shape[2] = {e->vocab, e->hidden};
+        vkd_result r = w && (h || dt == VKD_DTYPE_F32) ? VKD_OK : vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+        if (!r) r = vkd_tensor_download(e->head, 0, w, n * 4, err);
+        for (uint64_t i = 0; !r && h && i < n; i++) h[i] = dt == VKD_DTYPE_BF16 ? vkd_f32_to_bf16(w[i]) : vkd_f32_to_f16(w[i]);
+        if (!r) r = vkd_tensor_create_layout(t->ctx, dt, 2, shape, vkd_ctx_weight_layout(t->ctx, dt), "exit_head_run",
+                                             &e->frozen_head, err);
+        if (!r) r = vkd_tensor_upload(e->frozen_head, 0, h ? (const void *)h : w, n * (h ? 2 : 4), err);
+        free(w);
+        free(h);
+        if (r) return r;
+        e->run_head = e->frozen_head;
+    }
+    vkd_tensor_destroy(e->head);
+    e->head = NULL;
+    return VKD_OK;
+}
+
 void vkd_exit_free(vkd_exit *e) {
     if (!e) return;
+    vkd_tensor_destroy(e->frozen_head);
     vkd_tensor_destroy(e->norm);
     vkd_tensor_destroy(e->head);
     free(e);
@@ -291,6 +323,6 @@ vkd_result vkd_exit_trunk_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *x,
 
 vkd_result vkd_exit_head_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *logits, uint32_t row0,
                                 const vkd_tensor *x, vkd_tensor *xn, uint32_t m) {
-    vkd_op_rmsnorm(rec, xn, x, e->norm, m, e->hidden, (float)e->t->cfg.rms_norm_eps);
-    return vkd_op_matmul(rec, logits, row0, xn, 0, e->head, m, false);
+    vkd_op_rmsnorm(rec, xn, x, e->run_norm, m, e->hidden, (float)e->t->cfg.rms_norm_eps);
+    return vkd_op_matmul(rec, logits, row0, xn, 0, e->run_head, m, false);
 }

@@ -32,7 +32,11 @@ typedef struct vkd_exit {
     vkd_exit_info info;
     uint32_t layer, hidden, vocab;
     vkd_tensor *norm;          /* hidden f32 */
-    vkd_tensor *head;          /* vocab x hidden f32, row-major (trainable) */
+    vkd_tensor *head;          /* vocab x hidden f32, row-major (trainable); NULL once frozen */
+    /* what the forward reads: norm/head, or after vkd_exit_freeze the target's own tensors
+     * (untrained copy) or the head converted to the target head's dtype and layout */
+    const vkd_tensor *run_norm, *run_head;
+    vkd_tensor *frozen_head;   /* owned conversion, or NULL */
 } vkd_exit;
 
 /* Identity of the target model folder dir: 64-bit hash of config.json and of every tensor
@@ -51,6 +55,12 @@ vkd_result vkd_exit_load(vkd_target *t, const char *target_dir, const char *head
 /* Writes dir/exit.safetensors and dir/exit_config.json (each atomically). */
 vkd_result vkd_exit_save(const vkd_exit *e, const char *dir, vkd_error *err);
 void vkd_exit_free(vkd_exit *e);
+/* For drafting only: an untrained copy (info.trained "none") reads the target's own norm and
+ * LM head (bit for bit the target's readout at the last layer); a trained head is converted
+ * to the dtype and device weight layout of the target's head (on lavapipe a texel-block
+ * bf16 matrix streams several times faster than the f32 row-major one). The f32 head is
+ * released: a frozen head can no longer be trained or saved. */
+vkd_result vkd_exit_freeze(vkd_exit *e, vkd_error *err);
 
 /* Records target layers [l0, l1) on x (m x hidden f32, the residual stream, in place) at
  * positions pos .. pos+m-1. K/V rows go to kc[i]/vc[i] for layer i (kc/vc arrays indexed

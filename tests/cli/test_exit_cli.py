@@ -3,7 +3,7 @@
 with the real Qwen3 tokenizer (tests/vkd_cli.py).
 
 Data of all three kinds (chat messages JSONL, prompt/response JSONL, plain text); a head
-(layer 3, T = 2) trains on the full batch (the real vocabulary makes each step slow on
+(layer 1 of 4, T = 2) trains on the full batch (the real vocabulary makes each step slow on
 lavapipe, so 2 steps), its loss goes down, the files are there and load back as
 heads of this target (exit_config.json names the layer, T, steps and the target's id); a run
 stopped after 1 step and resumed gives the same head, optimizer state and log, byte for
@@ -50,14 +50,14 @@ with tempfile.TemporaryDirectory() as tmp:
     with open(txt, "w") as f:
         f.write("It was the best of times, it was the worst of times.\n\n"
                 "Call me Ishmael. Some years ago, never mind how long precisely.\n\n\n")
-    common = ["--model", tgt, "--data", chat, "--data", pr, "--data", txt, "--layers", "3", "--temperatures", "2",
+    common = ["--model", tgt, "--data", chat, "--data", pr, "--data", txt, "--layers", "1", "--temperatures", "2",
               "--steps", "2", "--warmup", "0", "--lr", "0.01", "--batch-tokens", "4096", "--seq-len", "32",
               "--checkpoint-every", "1", "--holdout", "0.3", "--seed", "4", "--quiet"]
     a, b = os.path.join(tmp, "a"), os.path.join(tmp, "b")
     run(["exit-train"] + common + ["--out", a])
     summary = json.load(open(os.path.join(a, "summary.json")))
     check(len(summary["heads"]) == 1 and summary["heads"][0]["heldout_tokens"] > 0, f"summary {summary}")
-    for layer in (3,):
+    for layer in (1,):
         d = os.path.join(a, f"layer{layer}-T2")
         log = [json.loads(line) for line in open(os.path.join(d, "train.jsonl"))]
         cfg = json.load(open(os.path.join(d, "exit_config.json")))
@@ -69,7 +69,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # interrupted after 3 steps, resumed: identical to the uninterrupted run
     run(["exit-train"] + common + ["--out", b, "--stop-after", "1"])
     run(["exit-train"] + common + ["--out", b, "--resume"])
-    for layer in (3,):
+    for layer in (1,):
         for f in ("exit.safetensors", "state.safetensors", "train.jsonl", "exit_config.json"):
             x = open(os.path.join(a, f"layer{layer}-T2", f), "rb").read()
             y = open(os.path.join(b, f"layer{layer}-T2", f), "rb").read()
@@ -87,7 +87,7 @@ with tempfile.TemporaryDirectory() as tmp:
               "empty.txt", "no usable text")
     one_error(run(base + ["--layers", "1", "--loss", "mse"], ok=False), "--loss")
     check(not os.path.exists(c), "a failed run created its --out folder")
-    p = run(["exit-train", "--model", other, "--data", chat, "--layers", "3", "--temperatures", "2", "--out", a, "--quiet",
+    p = run(["exit-train", "--model", other, "--data", chat, "--layers", "1", "--temperatures", "2", "--out", a, "--quiet",
              "--resume", "--steps", "3"], ok=False)
     one_error(p, "trained for target")
 sys.exit(1 if vkd_cli.failures else 0)

@@ -151,6 +151,28 @@ static void check_sampling(env *e, vkd_draft *p, const char *what) {
     free(p2);
 }
 
+/* Greedy self-speculative decoding with head x (reuse variant) equals ref; all_full: every
+ * step but a last one cut by max_new_tokens accepts all gamma proposals. */
+static void spec_check(env *e, vkd_exit *x, uint32_t gamma, const vkd_generate_result *ref, bool all_full,
+                       const char *what) {
+    vkd_error err = {0};
+    const int32_t prompt[9] = {5, 88, 301, 17, 42, 250, 3, 99, 411};
+    vkd_generate_options go = {.max_new_tokens = 40};
+    vkd_draft *g;
+    REQUIRE(!vkd_draft_exit(x, gamma, true, &g, &err), "%s", err.msg);
+    vkd_spec_result sr;
+    REQUIRE(!vkd_spec_generate(e->t, g, e->rec, prompt, 9, &go, &sr, &err), "%s", err.msg);
+    bool same = sr.n == ref->n && !memcmp(sr.ids, ref->ids, ref->n * sizeof *ref->ids);
+    uint32_t full = 0;
+    for (uint32_t s = 0; s < sr.stats.steps; s++) full += sr.stats.accept[s] == gamma + 1;
+    fprintf(stderr, "  layer %u gamma %u %s (reuse): %s greedy, tau %.2f, %u/%u steps accept all\n", x->layer, gamma,
+            what, same ? "==" : "!=", sr.stats.tau, full, sr.stats.steps);
+    CHECK(same, "layer %u %s: speculative output differs from greedy", x->layer, what);
+    if (all_full) CHECK(full + 1 >= sr.stats.steps, "layer %u %s: proposals rejected", x->layer, what);
+    vkd_spec_result_free(&sr);
+    vkd_draft_free(g);
+}
+
 int main(void) {
     const char *root = getenv("VKDRAFT_SOURCE_ROOT");
     REQUIRE(root, "VKDRAFT_SOURCE_ROOT is not set (run through meson test)");
@@ -218,6 +240,9 @@ int main(void) {
                   "loaded head differs from the saved one");
             free(a);
             free(b);
+            /* a trained head, frozen: converted to the target head's dtype and layout */
+            REQUIRE(!vkd_exit_freeze(y, &err), "%s", err.msg);
+            spec_check(&e, y, 3, &ref, false, "frozen trained");
             vkd_exit_free(y);
             vkd_target *t2;
             REQUIRE(!vkd_target_load(e.ctx, other, &(vkd_target_options){.ctx_len = 32}, &t2, &err), "%s", err.msg);
@@ -239,6 +264,10 @@ int main(void) {
                 vkd_draft_free(g);
             }
         }
+        /* frozen (drafting only): the untrained copy reads the target's own norm and head */
+        REQUIRE(!vkd_exit_freeze(x, &err), "%s", err.msg);
+        CHECK(vkd_exit_save(x, "/nonexistent", &err) == VKD_ERR_INVALID, "a frozen head was saved");
+        spec_check(&e, x, 3, &ref, layers[li] == L - 1, "frozen copy");
         vkd_exit_free(x);
     }
     free(ref.ids);
