@@ -99,6 +99,57 @@ int main(int argc, char **argv) {
     REQUIRE(!vkd_tensor_download(e->head, 0, gh, (size_t)V * H * 4, &err), "%s", err.msg);
     rel_report("norm after the updates", gn, fixture_get(f, "norm.weight")->data, H, 1e-4);
     rel_report("LM head after the updates", gh, fixture_get(f, "lm_head.weight")->data, (size_t)V * H, 1e-4);
+    /* resume: one step with a fresh trainer, its head and AdamW state moved into a new head
+     * and trainer, the remaining steps there: the same parameters, bit for bit */
+    if (steps >= 2) {
+        size_t np = H + (size_t)V * H;
+        float *m = malloc(np * 4), *v = malloc(np * 4), *rn = malloc(H * 4), *rh = malloc((size_t)V * H * 4);
+        vkd_exit *e1 = NULL;
+        vkd_exit_trainer *t1 = NULL;
+        for (uint32_t k = 0; k < steps; k++) {
+            if (k == 0 || k == 1) {
+                vkd_exit *e2;
+                vkd_exit_trainer *t2;
+                REQUIRE(!vkd_exit_create(t, tdir, layer, &e2, &err), "%s", err.msg);
+                REQUIRE(!vkd_exit_trainer_create(e2, &o, &t2, &err), "%s", err.msg);
+                if (k == 1) {
+                    REQUIRE(!vkd_exit_train_state_get(t1, m, v, &err) && !vkd_tensor_download(e1->norm, 0, rn, H * 4, &err) &&
+                                !vkd_tensor_download(e1->head, 0, rh, (size_t)V * H * 4, &err) &&
+                                !vkd_exit_train_state_set(t2, m, v, &err) && !vkd_tensor_upload(e2->norm, 0, rn, H * 4, &err) &&
+                                !vkd_tensor_upload(e2->head, 0, rh, (size_t)V * H * 4, &err),
+                            "%s", err.msg);
+                    vkd_exit_trainer_free(t1);
+                    vkd_exit_free(e1);
+                }
+                e1 = e2;
+                t1 = t2;
+            }
+            vkd_rec_begin(rec);
+            vkd_exit_train_zero(rec, t1);
+            for (uint32_t s = 0; s < nseq; s++) {
+                REQUIRE(!vkd_exit_train_seq(rec, t1, seqs[s], lens[s], 1.0f / scored, rows, &err), "%s", err.msg);
+                REQUIRE(!vkd_rec_submit(rec), "%s", vkd_rec_error(rec)->msg);
+                vkd_rec_begin(rec);
+            }
+            vkd_optim_params p = {.kind = VKD_OPTIM_ADAMW, .lr = lr, .step = k + 1, .max_grad_norm = clip};
+            float norm = 0;
+            REQUIRE(!vkd_exit_train_update(rec, t1, &p, &norm, &err), "%s", err.msg);
+            REQUIRE(!vkd_rec_submit(rec), "%s", vkd_rec_error(rec)->msg);
+        }
+        REQUIRE(!vkd_tensor_download(e1->norm, 0, rn, H * 4, &err), "%s", err.msg);
+        REQUIRE(!vkd_tensor_download(e1->head, 0, rh, (size_t)V * H * 4, &err), "%s", err.msg);
+        bool same = !memcmp(rn, gn, H * 4) && !memcmp(rh, gh, (size_t)V * H * 4);
+        double d = fixture_rel_err(rh, gh, (size_t)V * H);
+        fprintf(stderr, "  resumed after step 1: parameters %s the uninterrupted run's (head max err %.3g)\n",
+                same ? "equal" : "differ from", d);
+        CHECK(same, "resumed training differs from the uninterrupted run (head max err %g)", d);
+        vkd_exit_trainer_free(t1);
+        vkd_exit_free(e1);
+        free(m);
+        free(v);
+        free(rn);
+        free(rh);
+    }
     if (steps) CHECK(last < first, "loss did not decrease: %g -> %g", first, last);
     free(rows);
     free(gn);
