@@ -29,6 +29,7 @@ struct vkd_exit_trainer {
     uint32_t nslots;
     int32_t *host_ids;
     float *host_w;
+    bool batch_start;           /* the next sequence writes the gradients instead of adding */
 };
 
 static vkd_result tensor(vkd_exit_trainer *tr, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name,
@@ -136,11 +137,10 @@ uint32_t vkd_exit_train_rows(const vkd_exit_trainer *tr, uint32_t n) {
     return n > drop ? n - drop : 0;
 }
 
+/* The batch's first sequence writes the gradients (the backward ops without accumulate):
+ * no separate zeroing pass over the vocab x hidden gradient. */
 vkd_result vkd_exit_train_zero(vkd_rec *rec, vkd_exit_trainer *tr) {
-    for (uint32_t s = 0; s < tr->nslots; s++) {
-        vkd_tensor *g = (vkd_tensor *)tr->slots[s].grad;
-        vkd_op_axpby(rec, g, g, g, 0.0f, 0.0f, tr->slots[s].n);
-    }
+    tr->batch_start = true;
     return vkd_rec_error(rec)->code;
 }
 
@@ -169,13 +169,15 @@ vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t 
     vkd_exit_layers_record(rec, t, tr->x, n, 0, e->layer + 1, t->n_layers, NULL, NULL);
     vkd_op_rmsnorm(rec, tr->ht, tr->x, t->norm, n, H, eps);
     vkd_op_rmsnorm(rec, tr->hs, tr->hl, e->norm, n, H, eps);
-    vkd_op_axpby(rec, tr->dh, tr->dh, tr->dh, 0.0f, 0.0f, (uint64_t)n * H);
+    bool acc = !tr->batch_start;
+    if (acc) vkd_op_axpby(rec, tr->dh, tr->dh, tr->dh, 0.0f, 0.0f, (uint64_t)n * H);
     vkd_lm_loss_args a = {.rows = n, .h = tr->hs, .w = e->head, .labels = tr->opt.ce ? tr->labels : NULL,
                           .row_w = tr->row_w, .t_h = tr->ht, .t_w = t->lm_head, .temperature = tr->opt.temperature,
-                          .loss = tr->loss, .dh = tr->dh, .dw = tr->g_head, .accumulate = true};
+                          .loss = tr->loss, .dh = tr->dh, .dw = tr->g_head, .accumulate = acc};
     vkd_op_lm_loss_forward(rec, tr->ws, &a);
     vkd_op_lm_loss_backward(rec, tr->ws, &a);
-    vkd_op_rmsnorm_backward(rec, tr->dx, tr->g_norm, tr->rstd, tr->dh, tr->hl, e->norm, n, H, eps, true);
+    vkd_op_rmsnorm_backward(rec, tr->dx, tr->g_norm, tr->rstd, tr->dh, tr->hl, e->norm, n, H, eps, acc);
+    tr->batch_start = false;
     if (loss_rows) vkd_rec_read(rec, tr->loss, 0, loss_rows, (uint64_t)n * 4);
     vkd_result r = vkd_rec_error(rec)->code;
     if (r) *err = *vkd_rec_error(rec);

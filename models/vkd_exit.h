@@ -102,7 +102,7 @@ vkd_result vkd_exit_trainer_create(vkd_exit *e, const vkd_exit_train_options *op
 void vkd_exit_trainer_free(vkd_exit_trainer *tr);
 /* Rows a sequence of n tokens contributes to the loss (n - 1, or n - 2 with CE; 0 if < 0). */
 uint32_t vkd_exit_train_rows(const vkd_exit_trainer *tr, uint32_t n);
-/* Records grad = 0 (start of a batch). */
+/* Starts a batch: the next sequence overwrites the gradients (records nothing). */
 vkd_result vkd_exit_train_zero(vkd_rec *rec, vkd_exit_trainer *tr);
 /* Records the forward and backward of one sequence ids[0..n) (2 <= n <= max_rows),
  * accumulating gradients; loss_rows (n floats, host) receives each row's weighted loss when
