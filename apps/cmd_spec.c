@@ -15,7 +15,8 @@
 #include "vkd_ttt.h"
 
 static void usage(void) {
-    printf("usage: vkdraft spec --target DIR (--draft DIR [--adapter DIR] | --draft-model DIR [--gamma N])\n"
+    printf("usage: vkdraft spec --target DIR (--draft DIR [--adapter DIR] | --draft-model DIR [--gamma N]\n"
+           "           | (--exit-head DIR | --exit-layer L) [--exit-mode reuse|plain] [--gamma N])\n"
            "           [--prompt TEXT | --chat TEXT | --ids 1,2,3 | --dataset FILE]\n"
            "           [--prompt-field F] [--turn N] [--limit N] [--block-size B]\n"
            "           [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
@@ -37,7 +38,13 @@ static void usage(void) {
            "(per prompt: ids, acceptance_lengths, tau, tok_s, speedup; plus totals); --out\n"
            "writes one JSON line per prompt, atomically. Defaults: --max-new-tokens 128,\n"
            "--block-size from the draft's config. --adapter DIR attaches a PEFT LoRA adapter\n"
-           "(e.g. from vkdraft ttt --save-adapter) to the DFlash draft.\n");
+           "(e.g. from vkdraft ttt --save-adapter) to the DFlash draft.\n\n"
+           "Early exit (seed 003): --exit-head DIR (from vkdraft exit-train) drafts gamma tokens\n"
+           "with the target's first l+1 layers and the trained head; --exit-layer L does the\n"
+           "same with an untrained copy of the target's own norm and head at layer L.\n"
+           "--exit-mode reuse (default) is self-speculative: the drafted tokens' K/V of layers\n"
+           "0..l are written into the target's cache and the verification runs only layers\n"
+           "l+1.. for them; plain runs the truncated model as a separate draft with its own cache.\n");
 }
 
 typedef struct job {
@@ -61,7 +68,8 @@ static void progress(size_t done, size_t total, double elapsed) {
 
 int vkd_cmd_spec(int argc, char **argv) {
     const char *target_dir = NULL, *draft_dir = NULL, *draft_model = NULL, *adapter = NULL, *dataset = NULL,
-               *prompt_field = NULL, *out = NULL, *kv = "f32";
+               *prompt_field = NULL, *out = NULL, *kv = "f32", *exit_head = NULL, *exit_mode = "reuse";
+    long exit_layer = -1;
     prompt_flags pf = {0};
     long block = 0, gamma = 4, limit = 0, max_new = 128, top_k = 0, turn = 0;
     double temp = 0, top_p = 1;
@@ -75,6 +83,9 @@ int vkd_cmd_spec(int argc, char **argv) {
         else if ((v = cli_value(c, "--draft", argc, argv, &i))) draft_dir = v;
         else if ((v = cli_value(c, "--draft-model", argc, argv, &i))) draft_model = v;
         else if ((v = cli_value(c, "--adapter", argc, argv, &i))) adapter = v;
+        else if ((v = cli_value(c, "--exit-head", argc, argv, &i))) exit_head = v;
+        else if ((v = cli_value(c, "--exit-layer", argc, argv, &i))) exit_layer = cli_parse_long(c, "--exit-layer", v, 0, 1 << 20);
+        else if ((v = cli_value(c, "--exit-mode", argc, argv, &i))) exit_mode = v;
         else if ((v = cli_value(c, "--gamma", argc, argv, &i))) gamma = cli_parse_long(c, "--gamma", v, 1, 63);
         else if ((v = cli_value(c, "--dataset", argc, argv, &i))) dataset = v;
         else if ((v = cli_value(c, "--prompt-field", argc, argv, &i))) prompt_field = v;
@@ -94,7 +105,10 @@ int vkd_cmd_spec(int argc, char **argv) {
         else cli_usage_error(c, "unknown flag '%s'", argv[i]);
     }
     if (!target_dir) cli_usage_error("spec", "--target DIR is required");
-    if (!!draft_dir + !!draft_model != 1) cli_usage_error("spec", "give exactly one of --draft DIR (DFlash) or --draft-model DIR");
+    if (!!draft_dir + !!draft_model + !!exit_head + (exit_layer >= 0) != 1)
+        cli_usage_error("spec", "give exactly one of --draft DIR (DFlash), --draft-model DIR, --exit-head DIR or --exit-layer L");
+    if (strcmp(exit_mode, "reuse") && strcmp(exit_mode, "plain"))
+        cli_usage_error("spec", "--exit-mode: expected reuse or plain, got '%s'", exit_mode);
     if (adapter && !draft_dir) cli_usage_error("spec", "--adapter goes with --draft (a DFlash draft)");
     if ((pf.prompt || pf.chat || pf.ids) && dataset) cli_usage_error("spec", "--dataset excludes --prompt/--chat/--ids");
     if (pf.prompt || pf.chat || pf.ids) prompt_require("spec", &pf);
@@ -177,12 +191,18 @@ int vkd_cmd_spec(int argc, char **argv) {
     vkd_dflash *d = NULL;
     vkd_ttt_adapter *ad = NULL;
     vkd_target *dm = NULL;
+    vkd_exit *ex = NULL;
     vkd_draft *p;
     if (draft_dir) {
         vkd_dflash_options dop = {.block_size = (uint32_t)block, .kv_dtype = to.kv_dtype};
         cli_check(vkd_dflash_load(ctx, t, draft_dir, &dop, &d, &err), &err);
         if (adapter && vkd_ttt_adapter_load(d, adapter, &ad, &err)) cli_fatal("--adapter %s: %s", adapter, err.msg);
         cli_check(vkd_draft_dflash(d, &p, &err), &err);
+    } else if (exit_head || exit_layer >= 0) {
+        if (exit_head) cli_check(vkd_exit_load(t, target_dir, exit_head, &ex, &err), &err);
+        else cli_check(vkd_exit_create(t, target_dir, (uint32_t)exit_layer, &ex, &err), &err);
+        cli_check(vkd_exit_freeze(ex, &err), &err);
+        cli_check(vkd_draft_exit(ex, (uint32_t)gamma, !strcmp(exit_mode, "reuse"), &p, &err), &err);
     } else {
         cli_check(vkd_target_load(ctx, draft_model, &to, &dm, &err), &err);
         if (dm->vocab != t->vocab)
@@ -318,6 +338,7 @@ int vkd_cmd_spec(int argc, char **argv) {
     vkd_ttt_adapter_free(ad);
     vkd_dflash_free(d);
     vkd_target_free(dm);
+    vkd_exit_free(ex);
     vkd_rec_destroy(rec);
     vkd_target_free(t);
     cli_print_profile(ctx);

@@ -43,7 +43,8 @@ static vkd_result target_step(loop *L, const int32_t *ids, uint32_t m, uint32_t 
                          .features = g->ntaps ? L->features : NULL,
                          .argmax = lrows && greedy(L->opt) ? L->argmax : NULL};
     vkd_rec_begin(L->rec);
-    vkd_result r = vkd_target_step_record(t, L->rec, &s, err);
+    vkd_result r = g->ops->verify && !draft_ctx ? g->ops->verify(g, L->rec, ids, m, lrow0, lrows, err)
+                                                : vkd_target_step_record(t, L->rec, &s, err);
     if (!r && draft_ctx) r = vkd_draft_context(g, L->rec, ids, pos, m, L->features, 0, err);
     if (r) {
         vkd_rec_submit(L->rec);
@@ -91,6 +92,8 @@ vkd_result vkd_spec_generate(vkd_target *t, vkd_draft *g, vkd_rec *rec, const in
     if (n == 0) return vkd_fail(err, VKD_ERR_INVALID, "empty prompt");
     if (g->vocab != V)
         return vkd_fail(err, VKD_ERR_INVALID, "draft vocabulary %u differs from the target's %u", g->vocab, V);
+    if (g->ops->verify && g->target != t)
+        return vkd_fail(err, VKD_ERR_INVALID, "the self-speculative draft shares another target's cache");
     if (g->ntaps && g->target != t) return vkd_fail(err, VKD_ERR_INVALID, "the draft reads another target's hidden states");
     if (gamma + 1 > t->logit_rows || gamma + 1 > t->max_rows)
         return vkd_fail(err, VKD_ERR_INVALID, "block of %u tokens exceeds the target's step size", gamma + 1);

@@ -5,10 +5,12 @@
  *   vkd_draft_dflash  the DFlash block-diffusion draft (models/vkd_dflash.h): reads the
  *                     target's tapped hidden states, proposes block - 1 tokens per call;
  *   vkd_draft_ar      an ordinary autoregressive model of the same vocabulary
- *                     (models/vkd_target.h): reads token ids, proposes gamma tokens one by one.
+ *                     (models/vkd_target.h): reads token ids, proposes gamma tokens one by one;
+ *   vkd_draft_exit    an early-exit head (models/vkd_exit.h): the target's first l+1 layers and
+ *                     a trained head, causal, gamma tokens one by one (plain or reusing the
+ *                     target's KV cache).
  * A LoRA-adapted DFlash draft is vkd_draft_dflash over a vkd_dflash whose linears carry
- * adapters; an early-exit head (the target's first l+1 blocks + a head) implements the same
- * ops table. Callers only use the fields and ops below.
+ * adapters. Callers only use the fields and ops below.
  *
  * Positions. The draft's context is a prefix of the committed sequence: positions
  * 0 .. len-1, given by context() together with their ids and the target's hidden states at
@@ -25,6 +27,7 @@
 #define VKD_DRAFT_H
 
 #include "vkd_dflash.h"
+#include "vkd_exit.h"
 #include "vkd_sample.h"
 
 typedef struct vkd_draft vkd_draft;
@@ -62,6 +65,14 @@ typedef struct vkd_draft_ops {
                           vkd_draft_draw_fn draw, void *user, int32_t *tokens, uint32_t *count,
                           vkd_error *err);
     void (*free)(vkd_draft *g);
+    /* Optional (NULL for most drafts): records the target's verification forward over
+     * ids[0 .. m) at target->len exactly as vkd_target_step_record with logits rows
+     * [lrow0, lrow0 + lrows) into target->logits (no taps) and advances target->len by m,
+     * reusing the work of the last proposal. vkd_spec_generate calls it instead of the
+     * target step when present: the self-speculative exit draft, whose drafting already ran
+     * the target's first layers on the proposals. */
+    vkd_result (*verify)(vkd_draft *g, vkd_rec *rec, const int32_t *ids, uint32_t m, uint32_t lrow0,
+                         uint32_t lrows, vkd_error *err);
 } vkd_draft_ops;
 
 struct vkd_draft {
@@ -83,6 +94,11 @@ struct vkd_draft {
 vkd_result vkd_draft_dflash(vkd_dflash *d, vkd_draft **out, vkd_error *err);
 /* An autoregressive draft model (borrowed), gamma in 1..63 and < its logit rows. */
 vkd_result vkd_draft_ar(vkd_target *m, uint32_t gamma, vkd_draft **out, vkd_error *err);
+/* An early-exit draft (methods/exit_draft.c; e borrowed, its target is e->t), gamma in 1..63:
+ * reuse false: the truncated target with its own KV cache for layers 0..l (seed 003's draft);
+ * reuse true: self-speculative, sharing the target's KV cache and hidden states through the
+ * verify op; meant for vkd_spec_generate with e->t (its block() only at the target's end). */
+vkd_result vkd_draft_exit(vkd_exit *e, uint32_t gamma, bool reuse, vkd_draft **out, vkd_error *err);
 void vkd_draft_free(vkd_draft *g); /* NULL: no-op */
 
 /* Wrappers of the ops (the same arguments). */

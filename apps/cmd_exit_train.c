@@ -1,0 +1,450 @@
+/* cmd_exit_train.c: vkdraft exit-train (seed 003): distil early-exit heads of a target.
+ *
+ * Data: every --data FILE becomes token sequences: JSONL / JSON records (chat `messages`
+ * rendered by the model's chat template; prompt + response/answer: the prompt as a user turn,
+ * then the response text) or, for any other extension, plain text split at blank lines.
+ * Each text is cut into windows of --seq-len tokens (shorter than 3 tokens: dropped). A
+ * deterministic split (hash of seed and sequence index) holds out --holdout of them.
+ * Per (layer, temperature) a head is trained in OUT/layer<l>-T<T>/ (exit.safetensors,
+ * exit_config.json, state.safetensors = AdamW moments, train.jsonl = one line per step);
+ * OUT/summary.json lists the heads with their last training and held-out losses. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cmds.h"
+#include "dataset.h"
+#include "exp.h"
+#include "prompt.h"
+#include "safetensors.h"
+#include "st_write.h"
+#include "tokenizer.h"
+#include "vkd_exit.h"
+#include "vkd_generate.h"
+
+#define CMD "exit-train"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: vkdraft exit-train --model DIR --layers L1,L2,.. --data FILE [--data FILE..] --out DIR\n"
+            "           [--temperatures T1,..] [--loss kl|ce+kl] [--steps N] [--lr X] [--warmup N]\n"
+            "           [--weight-decay W] [--clip C] [--batch-tokens N] [--seq-len N] [--holdout F]\n"
+            "           [--checkpoint-every N] [--seed S] [--resume] [--quiet]\n\n"
+            "Trains early-exit heads (seed 003): at each exit layer l (0-based, after decoder layer l)\n"
+            "a copy of the target's final norm and LM head is distilled towards the target's own\n"
+            "logits from the same forward pass: token-mean KL(p_target || p_exit) at temperature T,\n"
+            "scaled by T^2 (first token of each sequence masked), plus CE on the next tokens with\n"
+            "--loss ce+kl. AdamW, linear warmup then cosine decay, gradient clipping.\n\n"
+            "  --model DIR            target model folder (config.json, safetensors, tokenizer)\n"
+            "  --layers LIST          exit layers, each in 0..num_hidden_layers-1\n"
+            "  --temperatures LIST    distillation temperatures (default 1)\n"
+            "  --loss kl|ce+kl        objective (default kl)\n"
+            "  --data FILE            JSONL/JSON (chat messages, prompt + response/answer) or plain text\n"
+            "  --out DIR              heads go to DIR/layer<l>-T<T>/ (exit.safetensors, exit_config.json)\n"
+            "  --steps N              optimizer steps per head (default 200)\n"
+            "  --lr X                 peak learning rate (default 1e-3)\n"
+            "  --warmup N             warmup steps (default steps/10)\n"
+            "  --weight-decay W       AdamW decoupled weight decay (default 0)\n"
+            "  --clip C               clip gradients to global norm C, 0: off (default 1)\n"
+            "  --batch-tokens N       tokens per optimizer step (default 2048)\n"
+            "  --seq-len N            tokens per sequence window (default 256)\n"
+            "  --holdout F            fraction of sequences held out (default 0.1)\n"
+            "  --checkpoint-every N   save head and optimizer state every N steps (default 50)\n"
+            "  --seed S               data split and order (default 0)\n"
+            "  --resume               continue heads from their last checkpoint in DIR\n"
+            "  --stop-after N         end each head after N steps of this run, as an interruption\n"
+            "                         would (after a checkpoint only if N is a multiple of it)\n"
+            "  --ft-last-block        (not available yet: needs the decoder layer's backward)\n");
+}
+
+typedef struct seqs {
+    int32_t **ids;
+    uint32_t *len;
+    size_t n, cap;
+} seqs;
+
+static void seqs_add(seqs *s, const int32_t *ids, size_t n, uint32_t win) {
+    for (size_t at = 0; at < n; at += win) {
+        size_t k = n - at < win ? n - at : win;
+        if (k < 3) break;
+        if (s->n == s->cap) {
+            s->cap = s->cap ? 2 * s->cap : 256;
+            s->ids = realloc(s->ids, s->cap * sizeof *s->ids);
+            s->len = realloc(s->len, s->cap * sizeof *s->len);
+            if (!s->ids || !s->len) cli_fatal("out of host memory");
+        }
+        s->ids[s->n] = malloc(k * sizeof(int32_t));
+        if (!s->ids[s->n]) cli_fatal("out of host memory");
+        memcpy(s->ids[s->n], ids + at, k * sizeof(int32_t));
+        s->len[s->n++] = (uint32_t)k;
+    }
+}
+
+static bool has_ext(const char *p, const char *ext) {
+    size_t n = strlen(p), e = strlen(ext);
+    return n > e && !strcmp(p + n - e, ext);
+}
+
+/* Appends the sequences of one file; exits naming the file when it gives none. */
+static void load_file(const char *path, vkd_tok *tok, uint32_t win, seqs *s) {
+    size_t before = s->n;
+    vkd_error err = {0};
+    if (has_ext(path, ".jsonl") || has_ext(path, ".json")) {
+        vkd_ds *ds;
+        cli_check(vkd_ds_load(path, &(vkd_ds_options){0}, &ds, &err), &err);
+        bool any_answer = false;
+        for (size_t i = 0; i < ds->count; i++) any_answer |= ds->records[i].answer != NULL;
+        if (!any_answer) { /* prompt / response files */
+            vkd_ds *d2;
+            if (!vkd_ds_load(path, &(vkd_ds_options){.answer_field = "response"}, &d2, &err)) {
+                vkd_ds_free(ds);
+                ds = d2;
+            }
+        }
+        for (size_t i = 0; i < ds->count; i++) {
+            const vkd_ds_record *r = &ds->records[i];
+            char *text = chat_render_record(CMD, tok, r, false);
+            if (r->answer) {
+                size_t a = strlen(text), b = strlen(r->answer);
+                text = realloc(text, a + b + 1);
+                if (!text) cli_fatal("out of host memory");
+                memcpy(text + a, r->answer, b + 1);
+            }
+            size_t n;
+            int32_t *ids = encode_rendered(tok, text, &n);
+            seqs_add(s, ids, n, win);
+            free(ids);
+            free(text);
+        }
+        vkd_ds_free(ds);
+    } else {
+        FILE *f = fopen(path, "rb");
+        if (!f) cli_fatal("%s: cannot read (%s)", path, strerror(errno));
+        size_t cap = 1 << 16, n = 0, k;
+        char *buf = malloc(cap + 1);
+        while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0)
+            if ((n += k) == cap) buf = realloc(buf, (cap *= 2) + 1);
+        fclose(f);
+        if (!buf) cli_fatal("out of host memory");
+        buf[n] = 0;
+        if (strlen(buf) != n) cli_fatal("%s: holds a NUL byte: expected plain UTF-8 text", path);
+        /* paragraphs: split at blank lines */
+        for (char *p = buf; *p;) {
+            char *q = strstr(p, "\n\n");
+            size_t len = q ? (size_t)(q - p) : strlen(p);
+            bool blank = true;
+            for (size_t i = 0; i < len && blank; i++) blank = p[i] == ' ' || p[i] == '\n' || p[i] == '\t' || p[i] == '\r';
+            if (!blank) {
+                int32_t *ids;
+                size_t m;
+                vkd_result r = vkd_tok_encode(tok, p, len, true, &ids, &m, &err);
+                if (r) cli_fatal("%s: %s", path, err.msg);
+                seqs_add(s, ids, m, win);
+                free(ids);
+            }
+            p += len;
+            while (*p == '\n') p++;
+        }
+        free(buf);
+    }
+    if (s->n == before)
+        cli_fatal("%s: no usable text (expected JSONL records with messages, prompt/response or "
+                  "question/answer fields, or plain text of at least 3 tokens)", path);
+}
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* Training order: epoch e is a seeded Fisher-Yates shuffle of the training sequences. */
+static void epoch_order(const size_t *train, size_t n, uint64_t seed, uint64_t epoch, size_t *out) {
+    memcpy(out, train, n * sizeof *out);
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(mix64(seed * 0x100000001B3ull ^ mix64(epoch * 1000003 + i)) % i);
+        size_t t = out[i - 1];
+        out[i - 1] = out[j];
+        out[j] = t;
+    }
+}
+
+typedef struct cursor {
+    uint64_t epoch;
+    size_t at;
+} cursor;
+
+/* The sequences of the next batch (at least one, about batch_tokens tokens). */
+static size_t next_batch(cursor *c, size_t *order, const size_t *train, size_t ntrain, const seqs *s,
+                         uint64_t seed, uint32_t batch_tokens, size_t *out, size_t cap) {
+    size_t k = 0;
+    uint64_t tokens = 0;
+    while (k < cap && k < ntrain && (k == 0 || tokens + s->len[order[c->at]] <= batch_tokens)) {
+        out[k++] = order[c->at];
+        tokens += s->len[order[c->at]];
+        if (++c->at == ntrain) {
+            c->at = 0;
+            epoch_order(train, ntrain, seed, ++c->epoch, order);
+        }
+    }
+    return k;
+}
+
+/* Keeps the lines of a step log with "step" <= done (steps after the last checkpoint rerun). */
+static void truncate_log(const char *path, uint64_t done) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    exp_buf keep = {0};
+    char line[1024];
+    unsigned long long st;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "{\"step\": %llu", &st) == 1 && st <= done) exp_buf_printf(&keep, "%s", line);
+    fclose(f);
+    vkd_error err = {0};
+    cli_check(cli_write_atomic(path, keep.s ? keep.s : "", keep.n, &err), &err);
+    exp_buf_free(&keep);
+}
+
+static void mkdir_p(const char *d) {
+    if (mkdir(d, 0777) && errno != EEXIST) cli_fatal("%s: cannot create folder (%s)", d, strerror(errno));
+}
+
+static bool file_exists(const char *p) { return access(p, F_OK) == 0; }
+
+int vkd_cmd_exit_train(int argc, char **argv) {
+    const char *model = NULL, *out = NULL, *layers_s = NULL, *temps_s = "1", *loss_s = "kl";
+    const char *data[16];
+    int ndata = 0;
+    long steps = 200, stop_after = 0, warmup = -1, batch_tokens = 2048, seq_len = 256, every = 50;
+    double lr = 1e-3, wd = 0, clip = 1, holdout = 0.1;
+    unsigned long long seed = 0;
+    bool resume = false, quiet = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) {
+            usage(stdout);
+            return 0;
+        } else if ((v = cli_value(CMD, "--model", argc, argv, &i))) model = v;
+        else if ((v = cli_value(CMD, "--out", argc, argv, &i))) out = v;
+        else if ((v = cli_value(CMD, "--layers", argc, argv, &i))) layers_s = v;
+        else if ((v = cli_value(CMD, "--temperatures", argc, argv, &i))) temps_s = v;
+        else if ((v = cli_value(CMD, "--loss", argc, argv, &i))) loss_s = v;
+        else if ((v = cli_value(CMD, "--data", argc, argv, &i))) {
+            if (ndata == 16) cli_usage_error(CMD, "--data: at most 16 files");
+            data[ndata++] = v;
+        } else if ((v = cli_value(CMD, "--steps", argc, argv, &i))) steps = cli_parse_long(CMD, "--steps", v, 1, 100000000);
+        else if ((v = cli_value(CMD, "--stop-after", argc, argv, &i)))
+            stop_after = cli_parse_long(CMD, "--stop-after", v, 1, 100000000);
+        else if ((v = cli_value(CMD, "--warmup", argc, argv, &i))) warmup = cli_parse_long(CMD, "--warmup", v, 0, 100000000);
+        else if ((v = cli_value(CMD, "--batch-tokens", argc, argv, &i)))
+            batch_tokens = cli_parse_long(CMD, "--batch-tokens", v, 3, 1 << 24);
+        else if ((v = cli_value(CMD, "--seq-len", argc, argv, &i))) seq_len = cli_parse_long(CMD, "--seq-len", v, 3, 16384);
+        else if ((v = cli_value(CMD, "--checkpoint-every", argc, argv, &i)))
+            every = cli_parse_long(CMD, "--checkpoint-every", v, 1, 100000000);
+        else if ((v = cli_value(CMD, "--lr", argc, argv, &i))) lr = cli_parse_double(CMD, "--lr", v, 0, 10);
+        else if ((v = cli_value(CMD, "--weight-decay", argc, argv, &i))) wd = cli_parse_double(CMD, "--weight-decay", v, 0, 10);
+        else if ((v = cli_value(CMD, "--clip", argc, argv, &i))) clip = cli_parse_double(CMD, "--clip", v, 0, 1e9);
+        else if ((v = cli_value(CMD, "--holdout", argc, argv, &i))) holdout = cli_parse_double(CMD, "--holdout", v, 0, 0.9);
+        else if ((v = cli_value(CMD, "--seed", argc, argv, &i)))
+            seed = (unsigned long long)cli_parse_long(CMD, "--seed", v, 0, 0x7fffffffffffffffL);
+        else if (cli_is("--resume", argv[i])) resume = true;
+        else if (cli_is("--quiet", argv[i])) quiet = true;
+        else if (cli_is("--ft-last-block", argv[i]))
+            cli_usage_error(CMD, "--ft-last-block is not available yet: it needs the decoder layer's backward "
+                                 "with full-weight gradients");
+        else cli_usage_error(CMD, "unknown flag '%s'", argv[i]);
+    }
+    if (!model || !out || !layers_s || !ndata) cli_usage_error(CMD, "--model, --layers, --data and --out are required");
+    bool ce = !strcmp(loss_s, "ce+kl");
+    if (!ce && strcmp(loss_s, "kl")) cli_usage_error(CMD, "--loss: expected kl or ce+kl, got '%s'", loss_s);
+    if (warmup < 0) warmup = steps / 10;
+    size_t nl, nt;
+    int32_t *layers = parse_index_list(CMD, "--layers", layers_s, "layer indices", &nl);
+    double *temps = exp_parse_list(CMD, "--temperatures", temps_s, 1e-3, 1e3, &nt);
+
+    /* models and data, all checked before OUT is touched */
+    vkd_error err = {0};
+    vkd_cfg cfg;
+    cli_check(vkd_cfg_load(model, &cfg, &err), &err);
+    for (size_t i = 0; i < nl; i++)
+        if (layers[i] >= cfg.num_hidden_layers)
+            cli_usage_error(CMD, "--layers: layer %d out of range: %s has layers 0..%lld", layers[i], model,
+                            (long long)cfg.num_hidden_layers - 1);
+    vkd_tok *tok;
+    cli_check(vkd_tok_load(model, &tok, &err), &err);
+    seqs S = {0};
+    for (int i = 0; i < ndata; i++) load_file(data[i], tok, (uint32_t)seq_len, &S);
+    size_t *train = malloc(S.n * sizeof *train), *held = malloc(S.n * sizeof *held), ntrain = 0, nheld = 0;
+    for (size_t i = 0; i < S.n; i++) {
+        bool h = (double)(mix64(seed ^ mix64(i)) % 1000000) < holdout * 1e6;
+        if (h) held[nheld++] = i;
+        else train[ntrain++] = i;
+    }
+    if (ntrain == 0) cli_fatal("%s: all %zu sequences are held out: lower --holdout or add data", data[0], S.n);
+    vkd_ctx *ctx;
+    cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &ctx, &err), &err);
+    vkd_target *t;
+    uint32_t rows = (uint32_t)seq_len;
+    cli_check(vkd_target_load(ctx, model, &(vkd_target_options){.ctx_len = rows, .max_rows = rows}, &t, &err), &err);
+    vkd_rec *rec;
+    cli_check(vkd_rec_create(ctx, &rec, &err), &err);
+    if (!quiet)
+        fprintf(stderr, "exit-train: %zu sequences (%zu train, %zu held out) from %d file(s)\n", S.n, ntrain, nheld,
+                ndata);
+    mkdir_p(out);
+
+    size_t *order = malloc(ntrain * sizeof *order), batch[4096];
+    float *loss_rows = malloc(rows * sizeof *loss_rows);
+    exp_buf summary = {0};
+    exp_buf_printf(&summary, "{\n  \"model\": \"%s\",\n  \"loss\": \"%s\",\n  \"steps\": %ld,\n  \"heads\": [", model, loss_s,
+                   steps);
+    for (size_t li = 0; li < nl; li++)
+        for (size_t ti = 0; ti < nt; ti++) {
+            char dir[4096], path[4200];
+            snprintf(dir, sizeof dir, "%s/layer%d-T%g", out, layers[li], temps[ti]);
+            snprintf(path, sizeof path, "%s/exit.safetensors", dir);
+            vkd_exit *e;
+            bool cont = resume && file_exists(path);
+            if (!resume && file_exists(path))
+                cli_fatal("%s exists: use --resume to continue it, or another --out", path);
+            mkdir_p(dir);
+            if (cont) cli_check(vkd_exit_load(t, model, dir, &e, &err), &err);
+            else cli_check(vkd_exit_create(t, model, (uint32_t)layers[li], &e, &err), &err);
+            if (cont && (e->layer != (uint32_t)layers[li] || fabsf(e->info.temperature - (float)temps[ti]) > 1e-6f ||
+                         strcmp(e->info.loss, loss_s)))
+                cli_fatal("%s: head at layer %u, T %g, loss '%s'; this run asks layer %d, T %g, loss '%s'", path, e->layer,
+                          e->info.temperature, e->info.loss, layers[li], temps[ti], loss_s);
+            vkd_exit_trainer *tr;
+            vkd_exit_train_options o = {.temperature = (float)temps[ti], .ce = ce, .max_rows = rows};
+            cli_check(vkd_exit_trainer_create(e, &o, &tr, &err), &err);
+            uint64_t done = cont ? e->info.steps : 0;
+            size_t np = e->hidden + (size_t)e->vocab * e->hidden;
+            if (cont && done) { /* optimizer moments */
+                snprintf(path, sizeof path, "%s/state.safetensors", dir);
+                vkd_st_file *f;
+                cli_check(vkd_st_open(path, &f, &err), &err);
+                const vkd_st_tensor *m = vkd_st_find(f, "adam_m"), *v = vkd_st_find(f, "adam_v");
+                const char *st = vkd_st_metadata_get(f, "steps");
+                if (!m || !v || m->numel != np || v->numel != np || m->dtype != VKD_DTYPE_F32 || !st ||
+                    strtoull(st, NULL, 10) != done)
+                    cli_fatal("%s: expected adam_m, adam_v (F32, %zu values) at step %llu", path, np,
+                              (unsigned long long)done);
+                cli_check(vkd_exit_train_state_set(tr, m->data, v->data, &err), &err);
+                vkd_st_close(f);
+            }
+            snprintf(e->info.trained, sizeof e->info.trained, "head");
+            snprintf(e->info.loss, sizeof e->info.loss, "%s", loss_s);
+            e->info.temperature = (float)temps[ti];
+            /* replay the data order up to `done` (host only) */
+            cursor c = {0};
+            epoch_order(train, ntrain, seed, 0, order);
+            for (uint64_t s = 0; s < done; s++)
+                next_batch(&c, order, train, ntrain, &S, seed, (uint32_t)batch_tokens, batch, 4096);
+            snprintf(path, sizeof path, "%s/train.jsonl", dir);
+            if (cont) truncate_log(path, done);
+            FILE *log = fopen(path, cont ? "a" : "w");
+            if (!log) cli_fatal("%s: cannot write (%s)", path, strerror(errno));
+            double t0 = vkd_now(), last_loss = NAN;
+            uint64_t tokens = 0;
+            for (uint64_t s = done; s < (uint64_t)steps && !(stop_after && s - done >= (uint64_t)stop_after); s++) {
+                size_t k = next_batch(&c, order, train, ntrain, &S, seed, (uint32_t)batch_tokens, batch, 4096);
+                uint32_t scored = 0;
+                for (size_t j = 0; j < k; j++) scored += vkd_exit_train_rows(tr, S.len[batch[j]]);
+                double loss = 0;
+                vkd_rec_begin(rec);
+                vkd_exit_train_zero(rec, tr);
+                for (size_t j = 0; j < k; j++) {
+                    uint32_t n = S.len[batch[j]];
+                    if (j) vkd_rec_begin(rec);
+                    cli_check(vkd_exit_train_seq(rec, tr, S.ids[batch[j]], n, scored ? 1.0f / scored : 0, loss_rows, &err),
+                              &err);
+                    if (vkd_rec_submit(rec)) cli_check(vkd_rec_error(rec)->code, vkd_rec_error(rec));
+                    for (uint32_t i = 0; i < n; i++) loss += loss_rows[i];
+                    tokens += n;
+                }
+                float gnorm = NAN;
+                vkd_optim_params p = {.kind = VKD_OPTIM_ADAMW, .lr = lr * vkd_lr_cosine(s, (uint64_t)warmup, (uint64_t)steps),
+                                      .weight_decay = wd, .step = s + 1, .max_grad_norm = clip};
+                vkd_rec_begin(rec);
+                cli_check(vkd_exit_train_update(rec, tr, &p, &gnorm, &err), &err);
+                if (vkd_rec_submit(rec)) cli_check(vkd_rec_error(rec)->code, vkd_rec_error(rec));
+                if (!isfinite(loss)) cli_fatal("%s: loss is not finite at step %llu (lower --lr)", dir, (unsigned long long)s);
+                last_loss = loss;
+                double el = vkd_now() - t0;
+                fprintf(log, "{\"step\": %llu, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %u}\n",
+                        (unsigned long long)s + 1, loss, p.lr, clip > 0 ? gnorm : NAN, scored);
+                fflush(log);
+                if (!quiet && (isatty(2) || (s + 1) % 10 == 0 || s + 1 == (uint64_t)steps))
+                    fprintf(stderr, "%sexit-train layer %d T %g: step %llu/%ld  loss %.4f  %.0f tok/s%s", isatty(2) ? "\r" : "",
+                            layers[li], temps[ti], (unsigned long long)s + 1, steps, loss, el > 0 ? tokens / el : 0,
+                            isatty(2) ? "  " : "\n");
+                e->info.steps = s + 1;
+                if ((s + 1) % (uint64_t)every == 0 || s + 1 == (uint64_t)steps) {
+                    float *m = malloc(np * 4), *v = malloc(np * 4);
+                    if (!m || !v) cli_fatal("out of host memory");
+                    cli_check(vkd_exit_train_state_get(tr, m, v, &err), &err);
+                    char st[24];
+                    snprintf(st, sizeof st, "%llu", (unsigned long long)s + 1);
+                    const char *meta[] = {"steps", st, NULL};
+                    vkd_st_out ts[2] = {{"adam_m", VKD_DTYPE_F32, 1, {(int64_t)np}, m},
+                                        {"adam_v", VKD_DTYPE_F32, 1, {(int64_t)np}, v}};
+                    /* state first, then the head: a head always has its state on disk */
+                    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+                    cli_check(vkd_st_write(path, ts, 2, meta, &err), &err);
+                    cli_check(vkd_exit_save(e, dir, &err), &err);
+                    free(m);
+                    free(v);
+                }
+            }
+            if (!quiet && isatty(2)) fputc('\n', stderr);
+            fclose(log);
+            /* held-out loss (the same objective; gradients discarded) */
+            double hl = NAN;
+            uint32_t hscored = 0;
+            for (size_t j = 0; j < nheld; j++) hscored += vkd_exit_train_rows(tr, S.len[held[j]]);
+            if (hscored) {
+                hl = 0;
+                for (size_t j = 0; j < nheld; j++) {
+                    vkd_rec_begin(rec);
+                    cli_check(vkd_exit_train_seq(rec, tr, S.ids[held[j]], S.len[held[j]], 1.0f / hscored, loss_rows, &err),
+                              &err);
+                    if (vkd_rec_submit(rec)) cli_check(vkd_rec_error(rec)->code, vkd_rec_error(rec));
+                    for (uint32_t i = 0; i < S.len[held[j]]; i++) hl += loss_rows[i];
+                }
+            }
+            if (!quiet) fprintf(stderr, "exit-train: %s: train loss %.4f, held-out loss %.4f\n", dir, last_loss, hl);
+            exp_buf_printf(&summary, "%s\n    {\"dir\": \"%s\", \"layer\": %d, \"temperature\": %g, \"train_loss\": %.6g, "
+                           "\"heldout_loss\": %.6g, \"heldout_tokens\": %u}", li + ti ? "," : "", dir, layers[li], temps[ti],
+                           last_loss, hl, hscored);
+            vkd_exit_trainer_free(tr);
+            vkd_exit_free(e);
+        }
+    exp_buf_printf(&summary, "\n  ],\n  \"sequences\": %zu,\n  \"train_sequences\": %zu,\n  \"heldout_sequences\": %zu\n}\n",
+                   S.n, ntrain, nheld);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/summary.json", out);
+    cli_check(cli_write_atomic(path, summary.s, summary.n, &err), &err);
+    exp_buf_free(&summary);
+    for (size_t i = 0; i < S.n; i++) free(S.ids[i]);
+    free(S.ids);
+    free(S.len);
+    free(train);
+    free(held);
+    free(order);
+    free(loss_rows);
+    free(layers);
+    free(temps);
+    cli_print_profile(ctx);
+    vkd_rec_destroy(rec);
+    vkd_target_free(t);
+    if (vkd_ctx_validation_count(ctx)) cli_fatal("Vulkan validation: %s", vkd_ctx_validation_first(ctx));
+    vkd_ctx_destroy(ctx);
+    vkd_tok_free(tok);
+    return 0;
+}
