@@ -109,9 +109,7 @@ vkd_result vkd_op_swiglu_backward(vkd_rec *rec, vkd_tensor *dg, vkd_tensor *du,
     if (n > UINT32_MAX / 2) return vkd_fail(vkd_rec_error(rec), VKD_ERR_RANGE, "swiglu_backward: n too large");
     vkd_ctx *ctx = vkd_rec_ctx(rec);
     uint32_t wg = vkd_ctx_profile(ctx)->wg_elementwise;
-    uint64_t nwg = vkd_ops_elementwise_groups(ctx, n);
-    uint64_t per = vkd_ops_loop_items(ctx, 0, 1); /* grid-stride passes per lane */
-    if (per != UINT32_MAX && nwg * wg * per < n) nwg = (n + wg * per - 1) / (wg * per);
+    uint64_t nwg = vkd_ops_elementwise_groups(ctx, n); /* lanes' passes within the loop budget */
     if (nwg > vkd_ctx_info(ctx)->max_workgroup_count[0])
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_RANGE, "swiglu_backward: n too large");
     vkd_pc_swiglu_bwd pc = {.n = (uint)n};

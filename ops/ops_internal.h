@@ -9,8 +9,18 @@
 /* Workgroup count for a grid-stride element-wise kernel over n items. */
 static inline uint32_t vkd_ops_elementwise_groups(const vkd_ctx *ctx, uint64_t n) {
     const vkd_profile *p = vkd_ctx_profile(ctx);
-    uint64_t g = (n + p->wg_elementwise - 1) / p->wg_elementwise;
+    uint64_t wg = p->wg_elementwise;
+    uint64_t g = (n + wg - 1) / wg;
     if (g > p->elementwise_max_groups) g = p->elementwise_max_groups;
+    /* a grid-stride lane runs ceil(n / (g * wg)) iterations: under a loop budget (lavapipe:
+     * past it the loop exits early and the tail of y is silently never written) add groups
+     * until every lane's share fits */
+    uint64_t lim = p->bug_loop_limit;
+    if (lim > 64 + 1) {
+        uint64_t per = lim - 64;
+        uint64_t need = (n + wg * per - 1) / (wg * per);
+        if (g < need) g = need;
+    }
     return g ? (uint32_t)g : 1;
 }
 
