@@ -40,7 +40,8 @@ static void usage(void) {
            "AdamW (lr 6e-4, weight decay 0), warmup 4 %% then cosine, gradient norm clipped to 1.\n"
            "Embeddings and lm_head are the target's (frozen, not saved). Every draft weight\n"
            "trains in f32. --data files: JSONL (or the MATH-500 JSON array) with prompt and\n"
-           "answer fields (names recognised as in `vkdraft spec --dataset`). The last\n"
+           "answer fields (names recognised as in `vkdraft spec --dataset`), or token ids:\n"
+           "JSONL lines {\"prompt_ids\": [..], \"response_ids\": [..]} (no tokenizer needed). The last\n"
            "--eval-prompts records are held out: tau of greedy speculative decoding on them\n"
            "(--eval-tokens new tokens each) is measured before training, every --eval-every\n"
            "steps and at the end. --steps defaults to one pass over the training sequences\n"
@@ -59,6 +60,52 @@ typedef struct seq {
     int32_t *ids;
     uint32_t n, resp;          /* tokens, first response position */
 } seq;
+
+/* A token-id data file: JSONL lines {"prompt_ids": [..], "response_ids": [..]} (response
+ * optional with --regenerate). Appends to *all; false when the first line is not of this
+ * kind (then the file is a text dataset). */
+static bool load_id_file(const char *path, bool regenerate, int64_t vocab, seq **all, size_t *nall) {
+    FILE *f = fopen(path, "rb");
+    if (!f) cli_fatal("%s: cannot open: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t len;
+    bool ids = false;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        if (len <= 1) continue;
+        cJSON *j = cJSON_Parse(line);
+        const cJSON *p = j ? cJSON_GetObjectItem(j, "prompt_ids") : NULL, *r = j ? cJSON_GetObjectItem(j, "response_ids") : NULL;
+        if (lineno == 1 && !p) {
+            cJSON_Delete(j);
+            break;
+        }
+        ids = true;
+        if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) < 1)
+            cli_fatal("%s:%zu: field 'prompt_ids': expected a non-empty list of token ids", path, lineno);
+        if (!regenerate && (!cJSON_IsArray(r) || cJSON_GetArraySize(r) < 2))
+            cli_fatal("%s:%zu: field 'response_ids': expected a list of >= 2 token ids (or use --regenerate)", path,
+                      lineno);
+        int np = cJSON_GetArraySize(p), nr = regenerate ? 0 : cJSON_GetArraySize(r);
+        *all = realloc(*all, (*nall + 1) * sizeof **all);
+        seq *q = &(*all)[(*nall)++];
+        q->ids = malloc((size_t)(np + nr + 1) * 4);
+        q->n = (uint32_t)(np + nr);
+        q->resp = (uint32_t)np;
+        for (int k = 0; k < np + nr; k++) {
+            const cJSON *e = cJSON_GetArrayItem(k < np ? p : r, k < np ? k : k - np);
+            if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= (double)vocab ||
+                e->valuedouble != (double)(int64_t)e->valuedouble)
+                cli_fatal("%s:%zu: field '%s': entry %d is not a token id in 0..%lld", path, lineno,
+                          k < np ? "prompt_ids" : "response_ids", k < np ? k : k - np, (long long)vocab - 1);
+            q->ids[k] = (int32_t)e->valuedouble;
+        }
+        cJSON_Delete(j);
+    }
+    free(line);
+    fclose(f);
+    return ids;
+}
 
 static char *path_join(const char *a, const char *b) {
     size_t n = strlen(a) + strlen(b) + 2;
@@ -110,7 +157,8 @@ static void write_json_or_die(const char *path, const cJSON *j) {
     free(s);
 }
 
-/* the log up to (not including) step `upto`, then opened for appending */
+/* the log of steps <= upto (the checkpoint's; 0: nothing, the run starts over with its
+ * first evaluation), then opened for appending */
 static FILE *open_log(const char *path, uint64_t upto) {
     FILE *f = fopen(path, "rb");
     char *keep = NULL;
@@ -120,7 +168,7 @@ static FILE *open_log(const char *path, uint64_t upto) {
         while (fgets(line, sizeof line, f)) {
             cJSON *j = cJSON_Parse(line);
             const cJSON *s = j ? cJSON_GetObjectItem(j, "step") : NULL;
-            bool ok = cJSON_IsNumber(s) && (uint64_t)s->valuedouble < upto && strchr(line, '\n');
+            bool ok = upto > 0 && cJSON_IsNumber(s) && (uint64_t)s->valuedouble <= upto && strchr(line, '\n');
             cJSON_Delete(j);
             if (!ok) continue;
             size_t l = strlen(line);
@@ -238,8 +286,14 @@ int vkd_cmd_train_draft(int argc, char **argv) {
     vkd_error err = {0};
     vkd_cfg tcfg;
     cli_check(vkd_cfg_load(target_dir, &tcfg, &err), &err);
-    vkd_tok *tok;
-    cli_check(vkd_tok_load(target_dir, &tok, &err), &err);
+    /* token-id files need no tokenizer; text datasets do */
+    seq *all = NULL;
+    size_t nall = 0;
+    bool text_data[16] = {0}, any_text = false;
+    for (int f = 0; f < ndata; f++)
+        any_text |= text_data[f] = !load_id_file(data[f], regenerate, tcfg.vocab_size, &all, &nall);
+    vkd_tok *tok = NULL;
+    if (any_text) cli_check(vkd_tok_load(target_dir, &tok, &err), &err);
     vkd_train_draft_shape shape = {.n_layers = (uint32_t)layers, .block = (uint32_t)block};
     const int64_t TL = tcfg.num_hidden_layers;
     if (!strcmp(target_layers, "auto")) {
@@ -260,16 +314,16 @@ int vkd_cmd_train_draft(int argc, char **argv) {
         }
         free(ids);
     }
-    size_t tv = vkd_tok_vocab_size(tok);
+    size_t tv = tok ? vkd_tok_vocab_size(tok) : (size_t)tcfg.vocab_size;
     shape.mask_id = mask_id >= 0 ? mask_id : (int64_t)tv < tcfg.vocab_size ? (int64_t)tv : tcfg.vocab_size - 1;
     if (shape.mask_id >= tcfg.vocab_size)
         cli_usage_error(c, "--mask-token-id %lld: the target's vocabulary has %lld ids", (long long)shape.mask_id,
                         (long long)tcfg.vocab_size);
 
-    /* data: every record of every file; the last --eval-prompts are held out */
-    seq *all = NULL;
-    size_t nall = 0;
+    /* data: every record of every file (text files in --data order after the id files);
+     * the last --eval-prompts are held out */
     for (int f = 0; f < ndata; f++) {
+        if (!text_data[f]) continue;
         vkd_ds *ds;
         vkd_ds_options o = {0};
         cli_check(vkd_ds_load(data[f], &o, &ds, &err), &err);
@@ -383,15 +437,16 @@ int vkd_cmd_train_draft(int argc, char **argv) {
     }
     cJSON_Delete(run);
 
-    /* models: the draft's weights f32 row-major (trainable) */
+    /* models: the target in the device's fast layout, the draft's weights f32 row-major (trainable) */
     vkd_ctx *ctx;
-    cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &ctx, &err), &err);
+    cli_check(vkd_ctx_create(NULL, &ctx, &err), &err);
     vkd_target_options to = {.ctx_len = longest + 2};
     vkd_target *t;
     cli_check(vkd_target_load(ctx, target_dir, &to, &t, &err), &err);
     vkd_dflash *d;
     vkd_dflash_options dop = {.ctx_len = longest + 2};
     cli_check(vkd_dflash_load(ctx, t, ck, &dop, &d, &err), &err);
+    cli_check(vkd_train_draft_rows_weights(d, ck, &err), &err);
     vkd_rec *rec;
     cli_check(vkd_rec_create(ctx, &rec, &err), &err);
     int32_t stops[16];
@@ -414,7 +469,8 @@ int vkd_cmd_train_draft(int argc, char **argv) {
                       "from %u)", k + 1, all[k].n, all[k].resp);
     }
     vkd_train_draft_options o = {.max_len = longest, .anchors = (uint32_t)anchors, .lr = lr,
-                                 .warmup = (uint64_t)(warmup * (double)total + 0.5), .total = total, .seed = seed};
+                                 .warmup = (uint64_t)(warmup * (double)total + 0.5), .total = total, .seed = seed,
+                                 .target_dir = target_dir};
     vkd_train_draft *tr;
     cli_check(vkd_train_draft_create(d, &o, &tr, &err), &err);
     if (resume && start > 0) {
@@ -496,7 +552,8 @@ int vkd_cmd_train_draft(int argc, char **argv) {
     vkd_dflash_free(d);
     vkd_rec_destroy(rec);
     vkd_target_free(t);
+    cli_print_profile(ctx);
     vkd_ctx_destroy(ctx);
-    vkd_tok_free(tok);
+    if (tok) vkd_tok_free(tok);
     return 0;
 }

@@ -224,12 +224,38 @@ vkd_result vkd_train_draft_save_weights(vkd_dflash *d, const char *dir, vkd_dtyp
     return r;
 }
 
+vkd_result vkd_train_draft_rows_weights(vkd_dflash *d, const char *dir, vkd_error *err) {
+    static const char *const names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                         "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    vkd_st_model *m = NULL;
+    vkd_result r = vkd_st_model_open(dir, &m, err);
+    for (uint32_t l = 0; !r && l <= d->n_layers * 7; l++) {
+        vkd_linear *lin = &d->fc;
+        char name[96] = "fc.weight";
+        if (l > 0) {
+            vkd_linear *all[7];
+            vkd_layer_linears(&d->layers[(l - 1) / 7], all);
+            lin = all[(l - 1) % 7];
+            snprintf(name, sizeof name, "layers.%u.%s.weight", (l - 1) / 7, names[(l - 1) % 7]);
+        }
+        if (lin->w->layout == VKD_LAYOUT_ROWS) continue;
+        int64_t shape[2] = {(int64_t)lin->w->rows, (int64_t)lin->w->cols};
+        vkd_tensor *rows;
+        if ((r = vkd_weight_load_as(d->ctx, m, name, 2, shape, VKD_LAYOUT_ROWS, &rows, err))) break;
+        vkd_tensor_destroy(lin->w);
+        lin->w = rows;
+    }
+    vkd_st_model_close(m);
+    return r;
+}
+
 /* ---- the trainer -------------------------------------------------------------------- */
 
 struct vkd_train_draft {
     vkd_dflash *d;
     vkd_train_draft_options o;
     vkd_dflash_train *T;
+    vkd_tensor *head;                  /* row-major copy of the target's lm_head, or NULL */
     vkd_lm_loss_ws *ws;
     vkd_tensor *feats;                 /* max_len x ntaps*H */
     vkd_tensor **lab, **row_w, **loss; /* per anchor: B labels, B weights, B losses */
@@ -248,6 +274,7 @@ struct vkd_train_draft {
 void vkd_train_draft_free(vkd_train_draft *tr) {
     if (!tr) return;
     vkd_dflash_train_free(tr->T);
+    vkd_tensor_destroy(tr->head);
     vkd_lm_loss_ws_destroy(tr->ws);
     vkd_tensor_destroy(tr->feats);
     for (uint32_t i = 0; i < tr->o.anchors; i++) {
@@ -285,6 +312,20 @@ vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *
     vkd_result r = vkd_dflash_train_create(d, o->max_len - 2, &tr->T, err);
     if (!r) r = vkd_dflash_train_weight_grads(tr->T, err);
     if (!r) r = vkd_lm_loss_ws_create(ctx, B, 0, false, &tr->ws, err);
+    if (!r && d->target->lm_head->layout != VKD_LAYOUT_ROWS) {
+        if (!o->target_dir) {
+            r = vkd_fail(err, VKD_ERR_INVALID, "train-draft: the target's lm_head is not row-major and no "
+                         "target folder was given for a row-major copy");
+            goto fail;
+        }
+        vkd_st_model *m = NULL;
+        const vkd_cfg *tc = &d->target->cfg;
+        int64_t shape[2] = {(int64_t)d->vocab, (int64_t)d->hidden};
+        r = vkd_st_model_open(o->target_dir, &m, err);
+        if (!r) r = vkd_weight_load_as(ctx, m, tc->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight",
+                                       2, shape, VKD_LAYOUT_ROWS, &tr->head, err);
+        vkd_st_model_close(m);
+    }
     if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, o->max_len, (uint64_t)d->ntaps * H, "train_features",
                                      &tr->feats, err);
     if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, H, "train_dout", &tr->dout, err);
@@ -338,6 +379,14 @@ fail:
     return r;
 }
 
+/* Submits; a failure recorded in rec (the ops' sticky error) is reported in err. */
+static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
+    vkd_result s = vkd_rec_submit(rec);
+    if (!r) r = s;
+    if (r && vkd_rec_error(rec)->code) *err = *vkd_rec_error(rec);
+    return r;
+}
+
 static vkd_result features(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T, vkd_tensor *feats,
                            vkd_error *err) {
     vkd_target *t = d->target;
@@ -347,9 +396,7 @@ static vkd_result features(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint
         vkd_target_step st = {.ids = seq + done, .m = m, .tap_layers = d->tap_layers, .ntaps = d->ntaps,
                               .features = feats, .feat_row0 = done};
         vkd_rec_begin(rec);
-        r = vkd_target_step_record(t, rec, &st, err);
-        vkd_result s = vkd_rec_submit(rec);
-        if (!r && s) r = s, *err = *vkd_rec_error(rec);
+        r = submit(rec, vkd_target_step_record(t, rec, &st, err), err);
         done += m;
     }
     vkd_result c = vkd_target_crop(t, 0, err);
@@ -389,7 +436,8 @@ vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t
     vkd_rec_begin(rec);
     r = vkd_dflash_train_zero_grads(tr->T, rec, err);
     for (uint32_t i = 0; !r && i < K; i++) {
-        vkd_lm_loss_args la = {.rows = B, .h = tr->T->out, .w = d->target->lm_head, .labels = tr->lab[i],
+        vkd_lm_loss_args la = {.rows = B, .h = tr->T->out, .w = tr->head ? tr->head : d->target->lm_head,
+                               .labels = tr->lab[i],
                                .row_w = tr->row_w[i], .loss = tr->loss[i], .dh = tr->dout};
         r = vkd_dflash_train_forward(tr->T, rec, tr->feats, 0, tr->anch[i], tr->blocks + (size_t)i * B, err);
         if (!r) r = vkd_op_lm_loss_forward(rec, tr->ws, &la);
@@ -405,9 +453,7 @@ vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t
     if (!r) r = vkd_op_global_norm(rec, tr->parts, tr->nparts, tr->parts, part);
     float gnorm = NAN;
     if (!r) r = vkd_rec_read(rec, tr->parts, (uint64_t)tr->nparts * 4, &gnorm, 4);
-    vkd_result s = vkd_rec_submit(rec);
-    if (!r && s) r = s, *err = *vkd_rec_error(rec);
-    if (r) return r;
+    if ((r = submit(rec, r, err))) return r;
     double loss = 0, tau = 0;
     for (uint32_t i = 0; i < K; i++) {
         double run = 1, acc = 1;
@@ -433,9 +479,7 @@ vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t
     vkd_optim_params op = {.kind = VKD_OPTIM_ADAMW, .lr = st->lr, .step = step + 1,
                            .max_grad_norm = tr->o.max_grad_norm};
     vkd_rec_begin(rec);
-    r = vkd_optim_step(rec, tr->slots, tr->nslots, &op, tr->parts, NULL);
-    s = vkd_rec_submit(rec);
-    if (!r && s) r = s, *err = *vkd_rec_error(rec);
+    r = submit(rec, vkd_optim_step(rec, tr->slots, tr->nslots, &op, tr->parts, NULL), err);
     st->seconds = vkd_now() - t0;
     return r;
 }

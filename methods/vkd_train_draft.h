@@ -44,6 +44,11 @@ vkd_result vkd_train_draft_write_init(const char *dir, uint64_t seed, vkd_error 
  * nearest even). */
 vkd_result vkd_train_draft_save_weights(vkd_dflash *d, const char *dir, vkd_dtype dtype, vkd_error *err);
 
+/* Replaces the draft's matrices (loaded from dir in the device profile's layout) by
+ * row-major copies from dir's checkpoint, so that they can be trained (the optimizer and
+ * the weight gradient read them row by row) while the target keeps its fast layout. */
+vkd_result vkd_train_draft_rows_weights(vkd_dflash *d, const char *dir, vkd_error *err);
+
 typedef struct vkd_train_draft vkd_train_draft;
 
 typedef struct vkd_train_draft_options {
@@ -54,10 +59,13 @@ typedef struct vkd_train_draft_options {
     double max_grad_norm;      /* 0: 1.0 */
     double gamma;              /* 0: VKD_TRAIN_DRAFT_GAMMA */
     uint64_t seed;
+    /* the target's folder: when its lm_head is not row-major on this device, the fused
+     * loss reads a row-major copy loaded from there (NULL: the lm_head must be row-major) */
+    const char *target_dir;
 } vkd_train_draft_options;
 
-/* Trainer for draft d (loaded with f32 weights in the row-major layout: vkd_ctx_options
- * row_major_weights): gradients, AdamW moments, scratch. */
+/* Trainer for draft d (f32 weights in the row-major layout: vkd_train_draft_rows_weights,
+ * or a context with vkd_ctx_options.row_major_weights): gradients, AdamW moments, scratch. */
 vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *o,
                                   vkd_train_draft **out, vkd_error *err);
 void vkd_train_draft_free(vkd_train_draft *tr);
