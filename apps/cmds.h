@@ -15,5 +15,6 @@ int vkd_cmd_power(int argc, char **argv);
 int vkd_cmd_guide(int argc, char **argv);
 int vkd_cmd_ttt(int argc, char **argv);
 int vkd_cmd_exit_train(int argc, char **argv);
+int vkd_cmd_train_draft(int argc, char **argv);
 
 #endif

@@ -26,6 +26,7 @@ static const struct {
     {"power", vkd_cmd_power, "power sampling from p^alpha by block-wise Metropolis-Hastings"},
     {"guide", vkd_cmd_guide, "draft-guided decoding with a null control, alpha/temperature sweeps"},
     {"ttt", vkd_cmd_ttt, "test-time training of the DFlash draft on its context (LoRA), tau with/without"},
+    {"train-draft", vkd_cmd_train_draft, "train a DFlash draft for a target from scratch (z-lab layout, resumable)"},
 };
 
 static void usage(FILE *f) {

@@ -196,12 +196,37 @@ vkd_result vkd_linear_lora_zero_grads(vkd_rec *rec, vkd_linear *lin) {
     return vkd_op_axpby(rec, lin->grad_b, lin->grad_b, lin->grad_b, 0.0f, 0.0f, nb);
 }
 
+vkd_result vkd_linear_weight_grad(vkd_ctx *ctx, vkd_linear *lin, vkd_error *err) {
+    if (!lin->w) return vkd_fail(err, VKD_ERR_INVALID, "weight gradient: linear layer without a weight");
+    if (lin->grad_w) return VKD_OK;
+    char name[64];
+    snprintf(name, sizeof name, "%.50s.grad", lin->w->name);
+    vkd_result r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, vkd_linear_out(lin), vkd_linear_in(lin),
+                                        name, &lin->grad_w, err);
+    if (!r && lin->grad_w->nchunks != 1) {
+        vkd_tensor_destroy(lin->grad_w);
+        lin->grad_w = NULL;
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "weight gradient of '%s' (%u x %u f32) exceeds one "
+                        "device binding", lin->w->name, vkd_linear_out(lin), vkd_linear_in(lin));
+    }
+    return r;
+}
+
+vkd_result vkd_linear_zero_grads(vkd_rec *rec, vkd_linear *lin) {
+    if (lin->grad_w)
+        vkd_op_axpby(rec, lin->grad_w, lin->grad_w, lin->grad_w, 0.0f, 0.0f,
+                     (uint64_t)vkd_linear_out(lin) * vkd_linear_in(lin));
+    return vkd_linear_lora_zero_grads(rec, lin);
+}
+
 /* dy: rows x out, x: rows x in, dx: rows x in (f32) */
 vkd_result vkd_linear_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0, const vkd_tensor *dy,
                                uint32_t dy_row0, const vkd_tensor *x, uint32_t x_row0,
                                const vkd_linear *lin, uint32_t m, bool accumulate) {
     vkd_result r = VKD_OK;
     if (dx) r = vkd_op_matmul_backward(rec, dx, dx_row0, NULL, dy, dy_row0, NULL, 0, lin->w, m, accumulate);
+    if (!r && lin->grad_w)
+        r = vkd_op_matmul_backward(rec, NULL, 0, lin->grad_w, dy, dy_row0, x, x_row0, lin->w, m, true);
     if (r || !lin->lora_a || (!lin->grad_a && !dx)) return r;
     if (m > lin->lora_t->rows)
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "LoRA on '%s': %u rows, the adapter "
@@ -270,8 +295,10 @@ void vkd_layer_free(vkd_layer *L) {
     for (int j = 0; j < 7; j++) {
         vkd_linear_lora_detach(lin[j]);
         vkd_tensor_destroy(lin[j]->w);
+        vkd_tensor_destroy(lin[j]->grad_w);
     }
-    vkd_tensor *all[] = {L->ln1, L->q_norm, L->k_norm, L->ln2, L->kc, L->vc};
+    vkd_tensor *all[] = {L->ln1, L->q_norm, L->k_norm, L->ln2, L->kc, L->vc, L->grad_ln1,
+                         L->grad_q_norm, L->grad_k_norm, L->grad_ln2};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
     memset(L, 0, sizeof *L);
 }
@@ -349,4 +376,155 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
     vkd_linear_forward(rec, A->u, 0, A->a2, 0, &L->wu, m, false);
     vkd_op_swiglu(rec, A->h, A->g, A->u, (uint64_t)m * d->ffn);
     return vkd_linear_forward(rec, x, 0, A->h, 0, &L->wd, m, true);
+}
+
+/* ---- backward ------------------------------------------------------------------------ */
+
+vkd_result vkd_layer_grad_ws_create(vkd_ctx *ctx, const vkd_layer_dims *d, uint32_t rows,
+                                    uint32_t kv_rows, vkd_layer_grad_ws *ws, vkd_error *err) {
+    memset(ws, 0, sizeof *ws);
+    if (rows == 0 || kv_rows < rows)
+        return vkd_fail(err, VKD_ERR_INVALID, "layer backward scratch: %u rows, %u K/V rows "
+                        "(expected 1 <= rows <= K/V rows)", rows, kv_rows);
+    const uint32_t H = d->hidden, Q = d->n_q * d->head_dim, KV = d->n_kv * d->head_dim, F = d->ffn;
+    uint64_t groups = (uint64_t)rows * d->n_q, kvg = (uint64_t)kv_rows * d->n_kv;
+    struct { vkd_tensor **t; uint64_t rows, cols; const char *name; } s[] = {
+        {&ws->da, rows, H, "grad_a"}, {&ws->dq, rows, Q, "grad_q"}, {&ws->dqr, rows, Q, "grad_q_raw"},
+        {&ws->dk, kv_rows, KV, "grad_k"}, {&ws->dv, kv_rows, KV, "grad_v"},
+        {&ws->dkb, kv_rows, KV, "grad_k_rows"}, {&ws->dkr, kv_rows, KV, "grad_k_raw"},
+        {&ws->dhm, rows, F, "grad_hm"}, {&ws->dg, rows, F, "grad_g"}, {&ws->du, rows, F, "grad_u"},
+        {&ws->rstd, 1, groups > kvg ? groups : kvg, "grad_rstd"},
+        {&ws->dwn, 1, H > d->head_dim ? H : d->head_dim, "grad_norm_w"},
+    };
+    for (size_t j = 0; j < sizeof s / sizeof s[0]; j++) {
+        vkd_result r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, s[j].rows, s[j].cols, s[j].name, s[j].t, err);
+        if (r) {
+            vkd_layer_grad_ws_free(ws);
+            return r;
+        }
+    }
+    ws->rows = rows;
+    ws->kv_rows = kv_rows;
+    return VKD_OK;
+}
+
+void vkd_layer_grad_ws_free(vkd_layer_grad_ws *ws) {
+    vkd_tensor *all[] = {ws->da, ws->dq, ws->dqr, ws->dk, ws->dv, ws->dkb, ws->dkr, ws->dhm,
+                         ws->dg, ws->du, ws->rstd, ws->dwn};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
+    memset(ws, 0, sizeof *ws);
+}
+
+static vkd_result norm_grad(vkd_ctx *ctx, const vkd_tensor *w, vkd_tensor **g, vkd_error *err) {
+    if (*g) return VKD_OK;
+    char name[64];
+    snprintf(name, sizeof name, "%.50s.grad", w->name);
+    return vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, w->rows * w->cols, name, g, err);
+}
+
+vkd_result vkd_layer_weight_grads(vkd_ctx *ctx, vkd_layer *L, const vkd_layer_dims *d,
+                                  vkd_error *err) {
+    vkd_linear *lin[7];
+    vkd_layer_linears(L, lin);
+    vkd_result r = VKD_OK;
+    for (int j = 0; j < 7 && !r; j++) r = vkd_linear_weight_grad(ctx, lin[j], err);
+    if (!r) r = norm_grad(ctx, L->ln1, &L->grad_ln1, err);
+    if (!r) r = norm_grad(ctx, L->ln2, &L->grad_ln2, err);
+    if (!r && d->qk_norm) r = norm_grad(ctx, L->q_norm, &L->grad_q_norm, err);
+    if (!r && d->qk_norm) r = norm_grad(ctx, L->k_norm, &L->grad_k_norm, err);
+    return r;
+}
+
+vkd_result vkd_layer_zero_grads(vkd_rec *rec, vkd_layer *L, const vkd_layer_dims *d) {
+    vkd_linear *lin[7];
+    vkd_layer_linears(L, lin);
+    for (int j = 0; j < 7; j++) vkd_linear_zero_grads(rec, lin[j]);
+    struct { vkd_tensor *g; uint32_t n; } n[] = {{L->grad_ln1, d->hidden}, {L->grad_ln2, d->hidden},
+                                                 {L->grad_q_norm, d->head_dim}, {L->grad_k_norm, d->head_dim}};
+    for (size_t j = 0; j < sizeof n / sizeof n[0]; j++)
+        if (n[j].g) vkd_op_axpby(rec, n[j].g, n[j].g, n[j].g, 0.0f, 0.0f, n[j].n);
+    return vkd_rec_error(rec)->code;
+}
+
+vkd_result vkd_norm_backward(vkd_rec *rec, vkd_tensor *dx, vkd_tensor *dw, vkd_tensor *dwn,
+                             vkd_tensor *rstd, const vkd_tensor *dy, const vkd_tensor *x,
+                             const vkd_tensor *w, uint32_t groups, uint32_t dim, float eps,
+                             bool accumulate) {
+    if (!dw || accumulate)
+        return vkd_op_rmsnorm_backward(rec, dx, dw, rstd, dy, x, w, groups, dim, eps, accumulate);
+    /* dx written: the weight gradient of this call goes to dwn, then adds up in dw */
+    vkd_result r = vkd_op_rmsnorm_backward(rec, dx, dwn, rstd, dy, x, w, groups, dim, eps, false);
+    return r ? r : vkd_op_axpby(rec, dw, dw, dwn, 1.0f, 1.0f, dim);
+}
+
+/* the key rows' backward shared by the block (vkd_layer_backward) and the context
+ * (vkd_layer_kv_append_backward): ws->dk rows [pos, pos + n) through rope and k_norm;
+ * returns the gradient of k_raw (ws->dkr, or ws->dkb without qk_norm) */
+static const vkd_tensor *key_rows_backward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_dims *d,
+                                           uint32_t n, uint32_t pos, const vkd_tensor *k_raw,
+                                           const vkd_layer_grad_ws *ws, const vkd_tensor *inv_freq,
+                                           float eps) {
+    const uint32_t D = d->head_dim, KV = d->n_kv * D;
+    vkd_op_copy2d(rec, ws->dkb, 0, 0, ws->dk, pos, 0, n, KV);
+    vkd_op_rope_backward(rec, ws->dkb, 0, n, d->n_kv, D, pos, NULL, inv_freq);
+    if (!d->qk_norm) return ws->dkb;
+    vkd_norm_backward(rec, ws->dkr, L->grad_k_norm, ws->dwn, ws->rstd, ws->dkb, k_raw, L->k_norm,
+                      n * d->n_kv, D, eps, false);
+    return ws->dkr;
+}
+
+/* dx: m x H f32 in place; A: the forward's kept activations */
+vkd_result vkd_layer_backward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_dims *d,
+                              vkd_tensor *dx, const vkd_layer_acts *A, const vkd_layer_step *s,
+                              const vkd_layer_grad_ws *ws) {
+    const uint32_t m = s->m, H = d->hidden, D = d->head_dim, pos = s->pos, nq = d->n_q;
+    const float eps = s->eps, scale = 1.0f / sqrtf((float)D);
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!A->x_in || !A->x_mid || !A->lse || A->a2 == A->a1 || A->h == A->g)
+        return vkd_fail(err, VKD_ERR_INVALID, "layer backward: the forward did not keep its "
+                        "activations (vkd_layer_acts_create)");
+    if (m > ws->rows || (uint64_t)pos + m > ws->kv_rows)
+        return vkd_fail(err, VKD_ERR_INVALID, "layer backward: %u rows at position %u, the scratch "
+                        "holds %u rows and %u K/V rows", m, pos, ws->rows, ws->kv_rows);
+    if (s->kc->dtype != VKD_DTYPE_F32 || s->vc->dtype != VKD_DTYPE_F32)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "layer backward: K/V rows must be f32");
+    /* MLP: x = x_mid + lin(h; down), h = silu(g) * u, g/u = lin(a2), a2 = rmsnorm(x_mid) ln2 */
+    vkd_linear_backward(rec, ws->dhm, 0, dx, 0, A->h, 0, &L->wd, m, false);
+    vkd_op_swiglu_backward(rec, ws->dg, ws->du, ws->dhm, A->g, A->u, (uint64_t)m * d->ffn);
+    vkd_linear_backward(rec, ws->da, 0, ws->dg, 0, A->a2, 0, &L->wg, m, false);
+    vkd_linear_backward(rec, ws->da, 0, ws->du, 0, A->a2, 0, &L->wu, m, true);
+    vkd_norm_backward(rec, dx, L->grad_ln2, ws->dwn, ws->rstd, ws->da, A->x_mid, L->ln2, m, H, eps, true);
+    /* attention: x_mid = x_in + lin(o; o_proj); dq holds do until the flash backward */
+    vkd_linear_backward(rec, ws->dq, 0, dx, 0, A->o, 0, &L->wo, m, false);
+    vkd_op_attention_backward(rec, ws->dqr, ws->dk, ws->dv, ws->dq, A->q, s->kc, s->vc, A->o, A->lse,
+                              m, pos + m, nq, d->n_kv, D, pos, s->causal, scale, false);
+    vkd_op_rope_backward(rec, ws->dqr, 0, m, nq, D, pos, NULL, s->inv_freq);
+    const vkd_tensor *dqn = ws->dqr;
+    if (d->qk_norm) {
+        vkd_norm_backward(rec, ws->dq, L->grad_q_norm, ws->dwn, ws->rstd, ws->dqr, A->q_raw,
+                          L->q_norm, m * nq, D, eps, false);
+        dqn = ws->dq;
+    }
+    const vkd_tensor *dkn = key_rows_backward(rec, L, d, m, pos, A->k_raw, ws, s->inv_freq, eps);
+    vkd_linear_backward(rec, ws->da, 0, dqn, 0, A->a1, 0, &L->wq, m, false);
+    vkd_linear_backward(rec, ws->da, 0, dkn, 0, A->a1, 0, &L->wk, m, true);
+    vkd_linear_backward(rec, ws->da, 0, ws->dv, pos, A->a1, 0, &L->wv, m, true);
+    return vkd_norm_backward(rec, dx, L->grad_ln1, ws->dwn, ws->rstd, ws->da, A->x_in, L->ln1, m, H,
+                             eps, true);
+}
+
+vkd_result vkd_layer_kv_append_backward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_dims *d,
+                                        vkd_tensor *dc, const vkd_tensor *c, uint32_t c_row0,
+                                        uint32_t n, uint32_t pos, const vkd_tensor *k_raw,
+                                        const vkd_layer_grad_ws *ws, const vkd_tensor *inv_freq,
+                                        float eps, bool accumulate) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (n > ws->kv_rows || (uint64_t)pos + n > ws->kv_rows)
+        return vkd_fail(err, VKD_ERR_INVALID, "K/V append backward: %u rows at %u, the scratch holds "
+                        "%u K/V rows", n, pos, ws->kv_rows);
+    const vkd_tensor *dkn = key_rows_backward(rec, L, d, n, pos, k_raw, ws, inv_freq, eps);
+    vkd_linear_backward(rec, dc, c_row0, dkn, 0, c, c_row0, &L->wk, n, accumulate);
+    return vkd_linear_backward(rec, dc, c_row0, ws->dv, pos, c, c_row0, &L->wv, n, true);
 }

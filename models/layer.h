@@ -47,6 +47,9 @@ typedef struct vkd_linear {
     /* training (vkd_linear_lora_grads): gradients of A and B (f32, their shapes) and a
      * rows x rank scratch for dy B */
     vkd_tensor *grad_a, *grad_b, *lora_dt;
+    /* full-weight training (vkd_linear_weight_grad): gradient of w, out x in f32 (one
+     * binding), accumulated by vkd_linear_backward; NULL: w frozen */
+    vkd_tensor *grad_w;
 } vkd_linear;
 
 /* y[y_row0 + i, :out] (=|+=) lin(x[x_row0 + i, :in]) for i < m. With an adapter, the base
@@ -63,13 +66,21 @@ void vkd_linear_lora_detach(vkd_linear *lin);
 vkd_result vkd_linear_lora_grads(vkd_ctx *ctx, vkd_linear *lin, vkd_error *err);
 /* Records grad_a = grad_b = 0 (before accumulating a step's gradients). */
 vkd_result vkd_linear_lora_zero_grads(vkd_rec *rec, vkd_linear *lin);
+/* Creates the zeroed full-weight gradient grad_w (out x in f32) of lin: from then on
+ * vkd_linear_backward accumulates dW = dy^T x into it. Any weight dtype (the gradient is
+ * f32; an optimizer updating w needs w in f32 itself). */
+vkd_result vkd_linear_weight_grad(vkd_ctx *ctx, vkd_linear *lin, vkd_error *err);
+/* Records grad_w = 0 and grad_a = grad_b = 0 for whichever of them exist. */
+vkd_result vkd_linear_zero_grads(vkd_rec *rec, vkd_linear *lin);
 
 /* Backward of vkd_linear_forward over the same m rows (dy: m x out from dy_row0; x: the
  * forward's input from x_row0):
  *   dx[dx_row0 + i] (=|+=) dy W + scale (dy B) A      (dx NULL: not computed)
  *   with an adapter and gradients (vkd_linear_lora_grads), always accumulated:
  *     grad_b += dy^T (scale x A^T),  grad_a += scale (dy B)^T x
- * The base weight is frozen. lora_t is recomputed (scale x A^T), lora_dt holds scale dy B. */
+ *   with a weight gradient (vkd_linear_weight_grad), always accumulated:
+ *     grad_w += dy^T x
+ * lora_t is recomputed (scale x A^T), lora_dt holds scale dy B. */
 vkd_result vkd_linear_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0, const vkd_tensor *dy,
                                uint32_t dy_row0, const vkd_tensor *x, uint32_t x_row0,
                                const vkd_linear *lin, uint32_t m, bool accumulate);
@@ -82,6 +93,9 @@ typedef struct vkd_layer {
     vkd_tensor *ln1, *q_norm, *k_norm, *ln2;
     vkd_linear wq, wk, wv, wo, wg, wu, wd;
     vkd_tensor *kc, *vc;       /* KV cache: capacity x (n_kv*head_dim), f32 or f16 */
+    /* full-weight training (vkd_layer_weight_grads): f32 gradients of the norm weights,
+     * accumulated by vkd_layer_backward; NULL: frozen (q/k_norm: NULL without qk_norm) */
+    vkd_tensor *grad_ln1, *grad_q_norm, *grad_k_norm, *grad_ln2;
 } vkd_layer;
 
 typedef struct vkd_layer_dims {
@@ -142,5 +156,68 @@ vkd_result vkd_layer_kv_append(vkd_rec *rec, const vkd_layer *L, const vkd_layer
                                const vkd_tensor *c, uint32_t c_row0, uint32_t n, uint32_t pos,
                                vkd_tensor *k_raw, vkd_tensor *k, vkd_tensor *v, vkd_tensor *kc,
                                vkd_tensor *vc, const vkd_tensor *inv_freq, float eps);
+
+/* ---- backward -------------------------------------------------------------------------
+ * vkd_layer_backward walks vkd_layer_forward in reverse, op by op (dx: gradient of the
+ * residual stream, m x H, in place as the forward's x):
+ *   x += lin(swiglu(lin(a2; gate), lin(a2; up)); down)  -> dx += rmsnorm'(x_mid; ln2)(da2)
+ *   x += lin(attention(q, kc, vc); o)                   -> dq, dK, dV (flash backward, lse)
+ *   q = rope(q_norm(lin(a1; q))), k = rope(k_norm(lin(a1; k))), v = lin(a1; v)
+ *                                                       -> dx += rmsnorm'(x_in; ln1)(da1)
+ * Every linear accumulates its grad_w / LoRA gradients where they exist, every norm weight
+ * its grad_* where it exists. The keys and values attended (kc/vc rows [0, pos + m), f32)
+ * receive their gradients in ws->dk / ws->dv rows [0, pos + m): rows [pos, pos + m) are the
+ * layer's own (consumed here), rows [0, pos) belong to whoever wrote them (a DFlash
+ * draft's context: vkd_layer_kv_append_backward; earlier cache rows of a target: dropped by
+ * a caller that trains on one window from pos 0). */
+
+/* Scratch of a layer backward: up to `rows` query rows, `kv_rows` attended K/V rows
+ * (>= rows; also the largest n of vkd_layer_kv_append_backward). All f32. */
+typedef struct vkd_layer_grad_ws {
+    uint32_t rows, kv_rows;
+    vkd_tensor *da;            /* rows x H: gradient of a1 / a2 */
+    vkd_tensor *dq, *dqr;      /* rows x Q: gradient of o, then of q (after / before the norm) */
+    vkd_tensor *dk, *dv;       /* kv_rows x KV: gradients of the attended keys and values */
+    vkd_tensor *dkb, *dkr;     /* kv_rows x KV: one call's key rows (after / before the norm) */
+    vkd_tensor *dhm, *dg, *du; /* rows x F: gradient of silu(g)*u, of g, of u */
+    vkd_tensor *rstd;          /* max(rows*n_q, kv_rows*n_kv): norm scratch */
+    vkd_tensor *dwn;           /* max(H, head_dim): one norm call's weight gradient */
+} vkd_layer_grad_ws;
+
+vkd_result vkd_layer_grad_ws_create(vkd_ctx *ctx, const vkd_layer_dims *d, uint32_t rows,
+                                    uint32_t kv_rows, vkd_layer_grad_ws *ws, vkd_error *err);
+void vkd_layer_grad_ws_free(vkd_layer_grad_ws *ws);
+
+/* Creates zeroed full-weight gradients for the layer: grad_w of its seven linears and the
+ * grad_* of its norms (q/k_norm only with d->qk_norm). */
+vkd_result vkd_layer_weight_grads(vkd_ctx *ctx, vkd_layer *L, const vkd_layer_dims *d,
+                                  vkd_error *err);
+/* Records zero for every gradient the layer holds (weights, norms, LoRA). */
+vkd_result vkd_layer_zero_grads(vkd_rec *rec, vkd_layer *L, const vkd_layer_dims *d);
+
+/* Records the backward of the vkd_layer_forward call with the same L, d, A (kept
+ * activations, lse included) and s (kc/vc still holding that call's K/V, f32):
+ * dx (m x H f32): in, the gradient of the layer's output; out, of its input. */
+vkd_result vkd_layer_backward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_dims *d,
+                              vkd_tensor *dx, const vkd_layer_acts *A, const vkd_layer_step *s,
+                              const vkd_layer_grad_ws *ws);
+
+/* Backward of vkd_layer_kv_append for the same c, c_row0, n, pos and its kept k_raw, with
+ * the K/V gradients at ws->dk / ws->dv rows [pos, pos + n) (left by vkd_layer_backward):
+ * dc[c_row0 + i] (=|+=) the gradient of c; k_proj / v_proj / k_norm gradients accumulate.
+ * n <= ws->kv_rows. */
+vkd_result vkd_layer_kv_append_backward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_dims *d,
+                                        vkd_tensor *dc, const vkd_tensor *c, uint32_t c_row0,
+                                        uint32_t n, uint32_t pos, const vkd_tensor *k_raw,
+                                        const vkd_layer_grad_ws *ws, const vkd_tensor *inv_freq,
+                                        float eps, bool accumulate);
+
+/* rmsnorm backward with the weight gradient (if dw) always accumulated, whatever
+ * `accumulate` says of dx (vkd_op_rmsnorm_backward ties both to one flag): dwn (>= dim
+ * f32) and rstd (>= groups f32) are scratch. dw NULL: plain vkd_op_rmsnorm_backward. */
+vkd_result vkd_norm_backward(vkd_rec *rec, vkd_tensor *dx, vkd_tensor *dw, vkd_tensor *dwn,
+                             vkd_tensor *rstd, const vkd_tensor *dy, const vkd_tensor *x,
+                             const vkd_tensor *w, uint32_t groups, uint32_t dim, float eps,
+                             bool accumulate);
 
 #endif

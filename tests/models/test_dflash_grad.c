@@ -8,6 +8,9 @@
  *   - every adapter's grad_a / grad_b against central differences of the double L, on a
  *     spread sample of entries of each matrix (worst error per matrix relative to its
  *     largest sampled gradient);
+ *   - the full-weight gradients (vkd_dflash_train_weight_grads, filled by the same backward):
+ *     every linear's grad_w (fc and each layer's seven), every norm weight's gradient
+ *     (input/post-attention layernorms, q_norm, k_norm, hidden_norm, norm), the same way;
  *   - a second backward accumulates (gradients double), zero_grads clears them. */
 #include <string.h>
 
@@ -192,6 +195,7 @@ int main(int argc, char **argv) {
     vkd_dflash_train *T;
     REQUIRE(!vkd_dflash_train_create(d, 12, &T, &err), "%s", err.msg);
     REQUIRE(!vkd_dflash_train_grads(T, &err), "%s", err.msg);
+    REQUIRE(!vkd_dflash_train_weight_grads(T, &err), "%s", err.msg);
 
     float *Ff = malloc((size_t)n * W * 4);
     for (size_t i = 0; i < (size_t)n * W; i++) Ff[i] = (float)vkd_test_rand_normal(&seed);
@@ -270,6 +274,45 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "draft backward vs finite differences: worst %.3g over %u adapters\n", all_worst, nl);
 
+    /* full-weight gradients: every linear's W, every norm weight */
+    double w_worst = 0;
+    for (uint32_t i = 0; i < nl; i++) {
+        hlin *hl = i == 0 ? &M.fc : &M.layers[(i - 1) / 7].l[(i - 1) % 7];
+        REQUIRE(lins[i]->grad_w, "linear %u: no weight gradient", i);
+        float *gw = dlf(lins[i]->grad_w);
+        double mw, ew = fd_compare(&M, R, hl->w, (size_t)hl->out * hl->in, gw, 16, &mw);
+        free(gw);
+        CHECK(ew < 2e-3, "linear %u: weight gradient vs finite differences %.3g", i, ew);
+        CHECK(mw > 1e-6, "linear %u: weight gradients vanish (%.3g)", i, mw);
+        w_worst = fmax(w_worst, ew);
+    }
+    struct hnorm { const char *name; double *p; const vkd_tensor *g; uint32_t n; } norms[2 + 4 * 8];
+    uint32_t nn = 0;
+    norms[nn++] = (struct hnorm){"hidden_norm", M.hn, T->grad_hidden_norm, H};
+    norms[nn++] = (struct hnorm){"norm", M.norm, T->grad_norm, H};
+    for (uint32_t l = 0; l < d->n_layers && l < 8; l++) {
+        vkd_layer *L = &d->layers[l];
+        hlayer *Y = &M.layers[l];
+        norms[nn++] = (struct hnorm){"input_layernorm", Y->ln1, L->grad_ln1, H};
+        norms[nn++] = (struct hnorm){"post_attention_layernorm", Y->ln2, L->grad_ln2, H};
+        norms[nn++] = (struct hnorm){"q_norm", Y->qn, L->grad_q_norm, d->head_dim};
+        norms[nn++] = (struct hnorm){"k_norm", Y->kn, L->grad_k_norm, d->head_dim};
+    }
+    for (uint32_t i = 0; i < nn; i++) {
+        REQUIRE(norms[i].g, "%s: no gradient", norms[i].name);
+        float *g = dlf(norms[i].g);
+        double mg, eg = fd_compare(&M, R, norms[i].p, norms[i].n, g, norms[i].n, &mg);
+        free(g);
+        fprintf(stderr, "  %-26s (%u) weight grad err %.2g (|grad| up to %.2g)\n", norms[i].name,
+                i < 2 ? 0 : (i - 2) / 4, eg, mg);
+        CHECK(eg < 2e-3, "%s: weight gradient vs finite differences %.3g", norms[i].name, eg);
+        CHECK(mg > 1e-6, "%s: weight gradients vanish (%.3g)", norms[i].name, mg);
+        w_worst = fmax(w_worst, eg);
+    }
+    fprintf(stderr, "full-weight gradients vs finite differences: worst %.3g over %u linears and %u "
+            "norms\n", w_worst, nl, nn);
+    float *gw1 = dlf(lins[nl - 2]->grad_w), *gn1 = dlf(d->layers[0].grad_k_norm);
+
     /* a second backward accumulates; zero_grads clears */
     vkd_rec_begin(rec);
     REQUIRE(!vkd_dflash_train_backward(T, rec, tr, &err), "%s", err.msg);
@@ -281,6 +324,11 @@ int main(int argc, char **argv) {
             acc = fmax(acc, fabs(a2[j] - 2.0 * ga[i][j]) / (1e-3 + fabs(ga[i][j])));
         free(a2);
     }
+    float *gw2 = dlf(lins[nl - 2]->grad_w), *gn2 = dlf(d->layers[0].grad_k_norm);
+    for (size_t j = 0; j < lins[nl - 2]->grad_w->rows * lins[nl - 2]->grad_w->cols; j++)
+        acc = fmax(acc, fabs(gw2[j] - 2.0 * gw1[j]) / (1e-3 + fabs(gw1[j])));
+    for (size_t j = 0; j < d->head_dim; j++) acc = fmax(acc, fabs(gn2[j] - 2.0 * gn1[j]) / (1e-3 + fabs(gn1[j])));
+    free(gw1), free(gw2), free(gn1), free(gn2);
     CHECK(acc < 1e-4, "second backward did not accumulate (%.3g)", acc);
     vkd_rec_begin(rec);
     REQUIRE(!vkd_dflash_train_zero_grads(T, rec, &err), "%s", err.msg);
@@ -288,6 +336,12 @@ int main(int argc, char **argv) {
     float *z = dlf(lins[nl - 1]->grad_b);
     double zm = 0;
     for (size_t j = 0; j < lins[nl - 1]->grad_b->rows * lins[nl - 1]->grad_b->cols; j++) zm = fmax(zm, fabs(z[j]));
+    free(z);
+    z = dlf(lins[nl - 1]->grad_w);
+    for (size_t j = 0; j < lins[nl - 1]->grad_w->rows * lins[nl - 1]->grad_w->cols; j++) zm = fmax(zm, fabs(z[j]));
+    free(z);
+    z = dlf(T->grad_norm);
+    for (size_t j = 0; j < H; j++) zm = fmax(zm, fabs(z[j]));
     CHECK(zm == 0, "zero_grads left %.3g", zm);
     free(z);
     /* bad input: context beyond the training buffers */

@@ -1,0 +1,528 @@
+/* train_draft.c: DFlash draft training from scratch (vkd_train_draft.h): the z-lab folder
+ * (config, fresh weights, export) and the training step. Per step: the target over the
+ * sequence with taps (one submission per max_rows chunk), then one submission with, per
+ * anchor, the draft's training forward (models/dflash_train.h), the fused LM head + loss
+ * over its B rows (row 0 unlabelled), their backward and the draft's backward (every
+ * gradient accumulates), then the global gradient norm; read back, and when the loss and
+ * the norm are finite a second submission clips and applies AdamW to every tensor. */
+#include "vkd_train_draft.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "dflash_train.h"
+#include "safetensors.h"
+#include "st_write.h"
+#include "vkd_generate.h"
+#include "vkd_train_ops.h"
+#include "vkd_ttt.h"
+
+static vkd_result write_text_atomic(const char *path, const char *text, vkd_error *err) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return vkd_fail(err, VKD_ERR_IO, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return vkd_fail(err, VKD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    bool ok = fwrite(text, 1, n, f) == n;
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return vkd_fail(err, VKD_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    }
+    return VKD_OK;
+}
+
+/* ---- the folder --------------------------------------------------------------------- */
+
+vkd_result vkd_train_draft_write_config(const vkd_cfg *t, const vkd_train_draft_shape *s,
+                                        const char *dtype, const char *dir, vkd_error *err) {
+    if (t->rope_scaling.llama3)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "train-draft: targets with llama3 rope_scaling are not "
+                        "supported (the draft config would need it)");
+    if (s->ntaps == 0 || s->ntaps > VKD_CFG_MAX_TAPS || s->n_layers == 0 || s->block < 2)
+        return vkd_fail(err, VKD_ERR_INVALID, "train-draft: %u taps, %u layers, block %u", s->ntaps,
+                        s->n_layers, s->block);
+    cJSON *o = cJSON_CreateObject();
+    /* keys sorted, as gen_dflash.py / transformers write them */
+    cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("DFlashDraftModel"));
+    cJSON_AddFalseToObject(o, "attention_bias");
+    cJSON_AddNumberToObject(o, "attention_dropout", 0.0);
+    cJSON_AddItemToObject(o, "auto_map", cJSON_CreateObject());
+    cJSON_AddStringToObject(cJSON_GetObjectItem(o, "auto_map"), "AutoModel", "dflash.DFlashDraftModel");
+    cJSON_AddNumberToObject(o, "block_size", s->block);
+    if (t->bos_token_id >= 0) cJSON_AddNumberToObject(o, "bos_token_id", (double)t->bos_token_id);
+    else cJSON_AddNullToObject(o, "bos_token_id");
+    cJSON *df = cJSON_AddObjectToObject(o, "dflash_config");
+    cJSON_AddNumberToObject(df, "mask_token_id", (double)s->mask_id);
+    cJSON *ids = cJSON_AddArrayToObject(df, "target_layer_ids");
+    for (uint32_t i = 0; i < s->ntaps; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber((double)s->tap_ids[i]));
+    cJSON_AddStringToObject(o, "dtype", dtype);
+    if (t->n_eos == 1) cJSON_AddNumberToObject(o, "eos_token_id", (double)t->eos_token_ids[0]);
+    else if (t->n_eos > 1) {
+        cJSON *e = cJSON_AddArrayToObject(o, "eos_token_id");
+        for (int i = 0; i < t->n_eos; i++) cJSON_AddItemToArray(e, cJSON_CreateNumber((double)t->eos_token_ids[i]));
+    } else cJSON_AddNullToObject(o, "eos_token_id");
+    cJSON_AddNumberToObject(o, "head_dim", (double)t->head_dim);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddNumberToObject(o, "hidden_size", (double)t->hidden_size);
+    cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(o, "intermediate_size", (double)t->intermediate_size);
+    cJSON *lt = cJSON_AddArrayToObject(o, "layer_types");
+    for (uint32_t i = 0; i < s->n_layers; i++) cJSON_AddItemToArray(lt, cJSON_CreateString("full_attention"));
+    cJSON_AddNumberToObject(o, "max_position_embeddings", (double)t->max_position_embeddings);
+    cJSON_AddNumberToObject(o, "max_window_layers", s->n_layers);
+    cJSON_AddStringToObject(o, "model_type", "qwen3");
+    cJSON_AddNumberToObject(o, "num_attention_heads", (double)t->num_attention_heads);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", s->n_layers);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", (double)t->num_key_value_heads);
+    cJSON_AddNumberToObject(o, "num_target_layers", (double)t->num_hidden_layers);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", t->rms_norm_eps);
+    cJSON_AddNullToObject(o, "rope_scaling");
+    cJSON_AddNumberToObject(o, "rope_theta", t->rope_theta);
+    cJSON_AddNullToObject(o, "sliding_window");
+    cJSON_AddFalseToObject(o, "tie_word_embeddings");
+    cJSON_AddStringToObject(o, "transformers_version", "4.57.3");
+    cJSON_AddTrueToObject(o, "use_cache");
+    cJSON_AddFalseToObject(o, "use_sliding_window");
+    cJSON_AddNumberToObject(o, "vocab_size", (double)t->vocab_size);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!text) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    vkd_result r = write_text_atomic(path, text, err);
+    cJSON_free(text);
+    return r;
+}
+
+static uint64_t fnv1a64(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    return h;
+}
+
+static bool is_norm(const vkd_cfg_tensor *t) { return t->rank == 1; }
+
+vkd_result vkd_train_draft_write_init(const char *dir, uint64_t seed, vkd_error *err) {
+    vkd_cfg cfg;
+    vkd_result r = vkd_cfg_load(dir, &cfg, err);
+    if (r) return r;
+    vkd_cfg_tensor *list = NULL;
+    size_t n = 0;
+    if ((r = vkd_cfg_expected_tensors(&cfg, &list, &n, err))) return r;
+    vkd_st_out *outs = calloc(n, sizeof *outs);
+    float **data = calloc(n, sizeof *data);
+    if (!outs || !data) r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    for (size_t i = 0; !r && i < n; i++) {
+        const vkd_cfg_tensor *t = &list[i];
+        uint64_t cnt = (uint64_t)t->shape[0] * (t->rank == 2 ? (uint64_t)t->shape[1] : 1);
+        if (!(data[i] = malloc(cnt * sizeof(float)))) {
+            r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+            break;
+        }
+        uint64_t key = fnv1a64(t->name);
+        for (uint64_t e = 0; e < cnt; e += 2) { /* Box-Muller on two uniforms per pair */
+            uint32_t w[4];
+            vkd_philox4x32(seed, key, e / 2, w);
+            double u1 = ((double)(w[0] >> 8) + 1.0) * (1.0 / 16777217.0), u2 = (double)(w[1] >> 8) * (1.0 / 16777216.0);
+            double rad = sqrt(-2.0 * log(u1)), z0 = rad * cos(2 * M_PI * u2), z1 = rad * sin(2 * M_PI * u2);
+            data[i][e] = is_norm(t) ? 1.0f : (float)(0.02 * z0);
+            if (e + 1 < cnt) data[i][e + 1] = is_norm(t) ? 1.0f : (float)(0.02 * z1);
+        }
+        outs[i] = (vkd_st_out){t->name, VKD_DTYPE_F32, t->rank, {t->shape[0], t->shape[1]}, data[i]};
+    }
+    static const char *const meta[] = {"format", "pt", NULL};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!r) r = vkd_st_write(path, outs, n, meta, err);
+    for (size_t i = 0; data && i < n; i++) free(data[i]);
+    free(data);
+    free(outs);
+    free(list);
+    return r;
+}
+
+/* The device weight (and, in a trainer, its gradient) of draft tensor `name`. */
+static vkd_tensor *weight_of(vkd_dflash *d, vkd_dflash_train *T, const char *name, vkd_tensor **grad) {
+    *grad = NULL;
+    if (!strcmp(name, "fc.weight")) return *grad = d->fc.grad_w, d->fc.w;
+    if (!strcmp(name, "hidden_norm.weight")) return *grad = T ? T->grad_hidden_norm : NULL, d->hidden_norm;
+    if (!strcmp(name, "norm.weight")) return *grad = T ? T->grad_norm : NULL, d->norm;
+    unsigned l;
+    int off = 0;
+    if (sscanf(name, "layers.%u.%n", &l, &off) != 1 || off == 0 || l >= d->n_layers) return NULL;
+    vkd_layer *L = &d->layers[l];
+    const char *s = name + off;
+    struct { const char *suffix; vkd_tensor *w, *g; } m[] = {
+        {"input_layernorm.weight", L->ln1, L->grad_ln1},
+        {"post_attention_layernorm.weight", L->ln2, L->grad_ln2},
+        {"self_attn.q_norm.weight", L->q_norm, L->grad_q_norm},
+        {"self_attn.k_norm.weight", L->k_norm, L->grad_k_norm},
+        {"self_attn.q_proj.weight", L->wq.w, L->wq.grad_w}, {"self_attn.k_proj.weight", L->wk.w, L->wk.grad_w},
+        {"self_attn.v_proj.weight", L->wv.w, L->wv.grad_w}, {"self_attn.o_proj.weight", L->wo.w, L->wo.grad_w},
+        {"mlp.gate_proj.weight", L->wg.w, L->wg.grad_w}, {"mlp.up_proj.weight", L->wu.w, L->wu.grad_w},
+        {"mlp.down_proj.weight", L->wd.w, L->wd.grad_w},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (!strcmp(s, m[i].suffix)) return *grad = m[i].g, m[i].w;
+    return NULL;
+}
+
+static uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0));
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+vkd_result vkd_train_draft_save_weights(vkd_dflash *d, const char *dir, vkd_dtype dtype, vkd_error *err) {
+    if (dtype != VKD_DTYPE_F32 && dtype != VKD_DTYPE_BF16)
+        return vkd_fail(err, VKD_ERR_INVALID, "train-draft: weights are saved as F32 or BF16");
+    vkd_cfg_tensor *list = NULL;
+    size_t n = 0;
+    vkd_result r = vkd_cfg_expected_tensors(&d->cfg, &list, &n, err);
+    if (r) return r;
+    vkd_st_out *outs = calloc(n, sizeof *outs);
+    void **data = calloc(n, sizeof *data);
+    if (!outs || !data) r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    for (size_t i = 0; !r && i < n; i++) {
+        vkd_tensor *g, *w = weight_of(d, NULL, list[i].name, &g);
+        uint64_t cnt = (uint64_t)list[i].shape[0] * (list[i].rank == 2 ? (uint64_t)list[i].shape[1] : 1);
+        if (!w || w->dtype != VKD_DTYPE_F32 || w->rows * w->cols != cnt) {
+            r = vkd_fail(err, VKD_ERR_INVALID, "train-draft: no f32 device weight for '%s'", list[i].name);
+            break;
+        }
+        float *f = malloc(cnt * 4);
+        if (!f) { r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory"); break; }
+        data[i] = f;
+        if ((r = vkd_tensor_download(w, 0, f, cnt * 4, err))) break;
+        if (dtype == VKD_DTYPE_BF16) {
+            uint16_t *h = (uint16_t *)f; /* in place: element k's 2 bytes go below element k's 4 */
+            for (uint64_t k = 0; k < cnt; k++) h[k] = f32_to_bf16(f[k]);
+        }
+        outs[i] = (vkd_st_out){list[i].name, dtype, list[i].rank, {list[i].shape[0], list[i].shape[1]}, data[i]};
+    }
+    static const char *const meta[] = {"format", "pt", NULL};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!r) r = vkd_st_write(path, outs, n, meta, err);
+    for (size_t i = 0; data && i < n; i++) free(data[i]);
+    free(data);
+    free(outs);
+    free(list);
+    return r;
+}
+
+vkd_result vkd_train_draft_rows_weights(vkd_dflash *d, const char *dir, vkd_error *err) {
+    static const char *const names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                         "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
+    vkd_st_model *m = NULL;
+    vkd_result r = vkd_st_model_open(dir, &m, err);
+    for (uint32_t l = 0; !r && l <= d->n_layers * 7; l++) {
+        vkd_linear *lin = &d->fc;
+        char name[96] = "fc.weight";
+        if (l > 0) {
+            vkd_linear *all[7];
+            vkd_layer_linears(&d->layers[(l - 1) / 7], all);
+            lin = all[(l - 1) % 7];
+            snprintf(name, sizeof name, "layers.%u.%s.weight", (l - 1) / 7, names[(l - 1) % 7]);
+        }
+        if (lin->w->layout == VKD_LAYOUT_ROWS) continue;
+        int64_t shape[2] = {(int64_t)lin->w->rows, (int64_t)lin->w->cols};
+        vkd_tensor *rows;
+        if ((r = vkd_weight_load_as(d->ctx, m, name, 2, shape, VKD_LAYOUT_ROWS, &rows, err))) break;
+        vkd_tensor_destroy(lin->w);
+        lin->w = rows;
+    }
+    vkd_st_model_close(m);
+    return r;
+}
+
+/* ---- the trainer -------------------------------------------------------------------- */
+
+struct vkd_train_draft {
+    vkd_dflash *d;
+    vkd_train_draft_options o;
+    vkd_dflash_train *T;
+    vkd_tensor *head;                  /* row-major copy of the target's lm_head, or NULL */
+    vkd_lm_loss_ws *ws;
+    vkd_tensor *feats;                 /* max_len x ntaps*H */
+    vkd_tensor **lab, **row_w, **loss; /* per anchor: B labels, B weights, B losses */
+    vkd_tensor *dout;                  /* B x H */
+    vkd_tensor *parts;
+    uint32_t nparts;
+    vkd_optim_slot *slots;
+    char (*names)[96];                 /* slot tensor names */
+    uint32_t nslots;
+    /* host scratch */
+    uint32_t *anch;
+    int32_t *blocks, *labels, *lab_b;
+    float *weights, *w_b, *lossv;
+};
+
+void vkd_train_draft_free(vkd_train_draft *tr) {
+    if (!tr) return;
+    vkd_dflash_train_free(tr->T);
+    vkd_tensor_destroy(tr->head);
+    vkd_lm_loss_ws_destroy(tr->ws);
+    vkd_tensor_destroy(tr->feats);
+    for (uint32_t i = 0; i < tr->o.anchors; i++) {
+        if (tr->lab) vkd_tensor_destroy(tr->lab[i]);
+        if (tr->row_w) vkd_tensor_destroy(tr->row_w[i]);
+        if (tr->loss) vkd_tensor_destroy(tr->loss[i]);
+    }
+    free(tr->lab), free(tr->row_w), free(tr->loss);
+    vkd_tensor_destroy(tr->dout);
+    vkd_tensor_destroy(tr->parts);
+    for (uint32_t i = 0; tr->slots && i < tr->nslots; i++) {
+        vkd_tensor_destroy(tr->slots[i].m);
+        vkd_tensor_destroy(tr->slots[i].v);
+    }
+    free(tr->slots), free(tr->names);
+    free(tr->anch), free(tr->blocks), free(tr->labels), free(tr->lab_b), free(tr->weights), free(tr->w_b),
+        free(tr->lossv);
+    free(tr);
+}
+
+vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *o,
+                                  vkd_train_draft **out, vkd_error *err) {
+    *out = NULL;
+    if (!o || o->max_len < 3 || o->anchors == 0 || !(o->lr > 0) || !isfinite(o->lr) || o->total == 0)
+        return vkd_fail(err, VKD_ERR_INVALID, "train-draft: sequences of >= 3 tokens, >= 1 anchor, lr > 0 "
+                        "and >= 1 step are required");
+    vkd_train_draft *tr = calloc(1, sizeof *tr);
+    if (!tr) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    tr->d = d;
+    tr->o = *o;
+    if (!(tr->o.max_grad_norm > 0)) tr->o.max_grad_norm = 1.0;
+    if (!(tr->o.gamma > 0)) tr->o.gamma = VKD_TRAIN_DRAFT_GAMMA;
+    vkd_ctx *ctx = d->ctx;
+    const uint32_t B = d->block, H = d->hidden, K = o->anchors;
+    vkd_result r = vkd_dflash_train_create(d, o->max_len - 2, &tr->T, err);
+    if (!r) r = vkd_dflash_train_weight_grads(tr->T, err);
+    if (!r) r = vkd_lm_loss_ws_create(ctx, B, 0, false, &tr->ws, err);
+    if (!r && d->target->lm_head->layout != VKD_LAYOUT_ROWS) {
+        if (!o->target_dir) {
+            r = vkd_fail(err, VKD_ERR_INVALID, "train-draft: the target's lm_head is not row-major and no "
+                         "target folder was given for a row-major copy");
+            goto fail;
+        }
+        vkd_st_model *m = NULL;
+        const vkd_cfg *tc = &d->target->cfg;
+        int64_t shape[2] = {(int64_t)d->vocab, (int64_t)d->hidden};
+        r = vkd_st_model_open(o->target_dir, &m, err);
+        if (!r) r = vkd_weight_load_as(ctx, m, tc->tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight",
+                                       2, shape, VKD_LAYOUT_ROWS, &tr->head, err);
+        vkd_st_model_close(m);
+    }
+    if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, o->max_len, (uint64_t)d->ntaps * H, "train_features",
+                                     &tr->feats, err);
+    if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, H, "train_dout", &tr->dout, err);
+    if (r) goto fail;
+    tr->lab = calloc(K, sizeof *tr->lab), tr->row_w = calloc(K, sizeof *tr->row_w);
+    tr->loss = calloc(K, sizeof *tr->loss);
+    tr->anch = malloc(K * sizeof *tr->anch);
+    tr->blocks = malloc((size_t)K * B * 4), tr->labels = malloc((size_t)K * (B - 1) * 4);
+    tr->weights = malloc((size_t)K * (B - 1) * 4), tr->lossv = malloc((size_t)K * B * 4);
+    tr->lab_b = malloc(B * 4), tr->w_b = malloc(B * 4);
+    if (!tr->lab || !tr->row_w || !tr->loss || !tr->anch || !tr->blocks || !tr->labels || !tr->weights ||
+        !tr->lossv || !tr->lab_b || !tr->w_b) {
+        r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+        goto fail;
+    }
+    for (uint32_t i = 0; !r && i < K; i++) {
+        r = vkd_tensor_create_2d(ctx, VKD_DTYPE_I32, 1, B, "train_labels", &tr->lab[i], err);
+        if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, B, "train_row_w", &tr->row_w[i], err);
+        if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, B, "train_loss", &tr->loss[i], err);
+    }
+    if (r) goto fail;
+    /* one optimizer slot per draft tensor, in checkpoint order */
+    vkd_cfg_tensor *list = NULL;
+    size_t n = 0;
+    if ((r = vkd_cfg_expected_tensors(&d->cfg, &list, &n, err))) goto fail;
+    tr->slots = calloc(n, sizeof *tr->slots);
+    tr->names = calloc(n, sizeof *tr->names);
+    if (!tr->slots || !tr->names) r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    for (size_t i = 0; !r && i < n; i++, tr->nslots++) {
+        vkd_tensor *g, *w = weight_of(d, tr->T, list[i].name, &g);
+        if (!w || !g || w->dtype != VKD_DTYPE_F32 || w->layout != VKD_LAYOUT_ROWS || w->nchunks != 1) {
+            r = vkd_fail(err, VKD_ERR_UNSUPPORTED, "train-draft: '%s' must be a trainable f32 row-major weight "
+                         "in one binding (load the draft from f32 weights with row-major layout)", list[i].name);
+            break;
+        }
+        snprintf(tr->names[i], sizeof tr->names[i], "%s", list[i].name);
+        vkd_optim_slot *s = &tr->slots[i];
+        *s = (vkd_optim_slot){.param = w, .grad = g, .n = w->rows * w->cols};
+        r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, s->n, "adam_m", &s->m, err);
+        if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, s->n, "adam_v", &s->v, err);
+    }
+    free(list);
+    if (r) goto fail;
+    tr->nparts = vkd_optim_parts_needed(ctx, tr->slots, tr->nslots);
+    if ((r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, tr->nparts + 1, "train_norm_parts", &tr->parts, err)))
+        goto fail;
+    *out = tr;
+    return VKD_OK;
+fail:
+    vkd_train_draft_free(tr);
+    return r;
+}
+
+/* Submits; a failure recorded in rec (the ops' sticky error) is reported in err. */
+static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
+    vkd_result s = vkd_rec_submit(rec);
+    if (!r) r = s;
+    if (r && vkd_rec_error(rec)->code) *err = *vkd_rec_error(rec);
+    return r;
+}
+
+static vkd_result features(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T, vkd_tensor *feats,
+                           vkd_error *err) {
+    vkd_target *t = d->target;
+    vkd_result r = vkd_target_crop(t, 0, err);
+    for (uint32_t done = 0; !r && done < T;) {
+        uint32_t m = T - done < t->max_rows ? T - done : t->max_rows;
+        vkd_target_step st = {.ids = seq + done, .m = m, .tap_layers = d->tap_layers, .ntaps = d->ntaps,
+                              .features = feats, .feat_row0 = done};
+        vkd_rec_begin(rec);
+        r = submit(rec, vkd_target_step_record(t, rec, &st, err), err);
+        done += m;
+    }
+    vkd_result c = vkd_target_crop(t, 0, err);
+    return r ? r : c;
+}
+
+vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t *seq, uint32_t T,
+                                uint32_t resp_start, uint32_t key, uint64_t step,
+                                vkd_train_draft_stats *st, vkd_error *err) {
+    memset(st, 0, sizeof *st);
+    double t0 = vkd_now();
+    vkd_dflash *d = tr->d;
+    const uint32_t B = d->block;
+    if (T > tr->o.max_len)
+        return vkd_fail(err, VKD_ERR_RANGE, "train-draft: a sequence of %u tokens (at most %u)", T, tr->o.max_len);
+    uint32_t s0 = resp_start > 1 ? resp_start : 1;
+    if (T < 3 || s0 > T - 2)
+        return vkd_fail(err, VKD_ERR_RANGE, "train-draft: the sequence (%u tokens, response from %u) has no "
+                        "anchor", T, resp_start);
+    uint32_t avail = T - 1 - s0, K = tr->o.anchors < avail ? tr->o.anchors : avail;
+    /* anchors 1..avail drawn as for a context of avail + 2 tokens, shifted to s0..T-2 */
+    vkd_result r = vkd_ttt_draw_anchors(tr->o.seed, key, (uint32_t)step, avail + 2, K, tr->anch, err);
+    if (r) return r;
+    for (uint32_t i = 0; i < K; i++) tr->anch[i] += s0 - 1;
+    uint32_t rows = vkd_ttt_step_rows(seq, T, tr->anch, K, B, d->mask_id, tr->o.gamma, tr->blocks, tr->labels,
+                                      tr->weights);
+    for (uint32_t i = 0; !r && i < K; i++) {
+        tr->lab_b[0] = -1;
+        tr->w_b[0] = 0;
+        memcpy(tr->lab_b + 1, tr->labels + (size_t)i * (B - 1), (B - 1) * 4);
+        memcpy(tr->w_b + 1, tr->weights + (size_t)i * (B - 1), (B - 1) * 4);
+        r = vkd_tensor_upload(tr->lab[i], 0, tr->lab_b, (uint64_t)B * 4, err);
+        if (!r) r = vkd_tensor_upload(tr->row_w[i], 0, tr->w_b, (uint64_t)B * 4, err);
+    }
+    if (!r) r = features(d, rec, seq, T, tr->feats, err);
+    if (r) return r;
+    vkd_rec_begin(rec);
+    r = vkd_dflash_train_zero_grads(tr->T, rec, err);
+    for (uint32_t i = 0; !r && i < K; i++) {
+        vkd_lm_loss_args la = {.rows = B, .h = tr->T->out, .w = tr->head ? tr->head : d->target->lm_head,
+                               .labels = tr->lab[i],
+                               .row_w = tr->row_w[i], .loss = tr->loss[i], .dh = tr->dout};
+        r = vkd_dflash_train_forward(tr->T, rec, tr->feats, 0, tr->anch[i], tr->blocks + (size_t)i * B, err);
+        if (!r) r = vkd_op_lm_loss_forward(rec, tr->ws, &la);
+        if (!r) r = vkd_op_lm_loss_backward(rec, tr->ws, &la);
+        if (!r) r = vkd_dflash_train_backward(tr->T, rec, tr->dout, err);
+        if (!r) r = vkd_rec_read(rec, tr->loss[i], 0, tr->lossv + (size_t)i * B, (uint64_t)B * 4);
+    }
+    uint32_t part = 0;
+    for (uint32_t k = 0; !r && k < tr->nslots; k++) {
+        r = vkd_op_sumsq(rec, tr->parts, part, tr->slots[k].grad, tr->slots[k].n);
+        part += vkd_optim_sumsq_parts(d->ctx, tr->slots[k].n);
+    }
+    if (!r) r = vkd_op_global_norm(rec, tr->parts, tr->nparts, tr->parts, part);
+    float gnorm = NAN;
+    if (!r) r = vkd_rec_read(rec, tr->parts, (uint64_t)tr->nparts * 4, &gnorm, 4);
+    if ((r = submit(rec, r, err))) return r;
+    double loss = 0, tau = 0;
+    for (uint32_t i = 0; i < K; i++) {
+        double run = 1, acc = 1;
+        for (uint32_t k = 1; k < B; k++) {
+            double w = tr->weights[(size_t)i * (B - 1) + k - 1], l = tr->lossv[(size_t)i * B + k];
+            loss += l;
+            if (w <= 0) break;
+            run *= exp(-l / w); /* the row's loss is w * CE */
+            acc += run;
+        }
+        tau += acc;
+    }
+    st->loss = loss;
+    st->grad_norm = gnorm;
+    st->tau_est = K ? tau / K : 0;
+    st->anchors = K;
+    st->rows = rows;
+    uint64_t warm = tr->o.warmup, total = tr->o.total;
+    st->lr = tr->o.lr * vkd_lr_cosine(step, warm, total);
+    if (!isfinite(loss) || !isfinite(gnorm))
+        return vkd_fail(err, VKD_ERR_RANGE, "train-draft step %llu: the loss (%g) or the gradient norm (%g) is "
+                        "not finite; stopped before that update", (unsigned long long)step + 1, loss, (double)gnorm);
+    vkd_optim_params op = {.kind = VKD_OPTIM_ADAMW, .lr = st->lr, .step = step + 1,
+                           .max_grad_norm = tr->o.max_grad_norm};
+    vkd_rec_begin(rec);
+    r = submit(rec, vkd_optim_step(rec, tr->slots, tr->nslots, &op, tr->parts, NULL), err);
+    st->seconds = vkd_now() - t0;
+    return r;
+}
+
+/* ---- optimizer state ----------------------------------------------------------------- */
+
+vkd_result vkd_train_draft_save_optim(vkd_train_draft *tr, const char *path, vkd_error *err) {
+    uint32_t n = tr->nslots * 2;
+    vkd_st_out *outs = calloc(n, sizeof *outs);
+    char (*names)[100] = calloc(n, sizeof *names);
+    float **data = calloc(n, sizeof *data);
+    vkd_result r = outs && names && data ? VKD_OK : vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    for (uint32_t i = 0; !r && i < n; i++) {
+        const vkd_optim_slot *s = &tr->slots[i / 2];
+        snprintf(names[i], sizeof names[i], "%c.%s", i % 2 ? 'v' : 'm', tr->names[i / 2]);
+        if (!(data[i] = malloc(s->n * 4))) { r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory"); break; }
+        r = vkd_tensor_download(i % 2 ? s->v : s->m, 0, data[i], s->n * 4, err);
+        outs[i] = (vkd_st_out){names[i], VKD_DTYPE_F32, 1, {(int64_t)s->n}, data[i]};
+    }
+    static const char *const meta[] = {"format", "pt", NULL};
+    if (!r) r = vkd_st_write(path, outs, n, meta, err);
+    for (uint32_t i = 0; data && i < n; i++) free(data[i]);
+    free(data), free(names), free(outs);
+    return r;
+}
+
+vkd_result vkd_train_draft_load_optim(vkd_train_draft *tr, const char *path, vkd_error *err) {
+    vkd_st_file *f;
+    vkd_result r = vkd_st_open(path, &f, err);
+    if (r) return r;
+    if (vkd_st_count(f) != (size_t)tr->nslots * 2)
+        r = vkd_fail(err, VKD_ERR_FORMAT, "%s: %zu tensors, expected %u (m and v of every draft tensor)", path,
+                     vkd_st_count(f), tr->nslots * 2);
+    for (uint32_t i = 0; !r && i < tr->nslots * 2; i++) {
+        const vkd_optim_slot *s = &tr->slots[i / 2];
+        char name[100];
+        snprintf(name, sizeof name, "%c.%s", i % 2 ? 'v' : 'm', tr->names[i / 2]);
+        const vkd_st_tensor *t = vkd_st_find(f, name);
+        if (!t || t->dtype != VKD_DTYPE_F32 || t->rank != 1 || (uint64_t)t->shape[0] != s->n)
+            r = vkd_fail(err, VKD_ERR_FORMAT, "%s: tensor '%s' missing or not F32 [%llu]", path, name,
+                         (unsigned long long)s->n);
+        else r = vkd_tensor_upload(i % 2 ? s->v : s->m, 0, t->data, s->n * 4, err);
+    }
+    vkd_st_close(f);
+    return r;
+}
