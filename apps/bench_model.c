@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "budget.h"
 #include "cli.h"
 #include "vkd_spec.h"
 
@@ -27,7 +28,12 @@ static void parse(const char *cmd, int argc, char **argv, model_flags *f, bool w
                        "Times one DFlash draft call (context of one block + block), one target\n"
                        "verification forward of B tokens and one plain decode step, then prints the\n"
                        "speed-up a given tau would give: tau * t_decode / (t_draft + t_verify), and\n"
-                       "the efficiency speed-up / tau. Measured tau comes from 'vkdraft spec'.\n");
+                       "the efficiency speed-up / tau. Measured tau comes from 'vkdraft spec'.\n"
+                       "Then the compute budget of the pair (seeds 001/004 item 0.4) for a prompt of\n"
+                       "--prompt-tokens (default 128) and one block: target prefill time (with taps),\n"
+                       "draft call time, verification time (medians of --reps, default 5) and the bytes\n"
+                       "held by the target's and the draft's KV caches and the hidden-state taps\n"
+                       "(per token and for the prompt + one block).\n");
             else
                 printf("usage: vkdraft bench generate --model DIR [--prompt-tokens N] [--gen-tokens N] [--reps N]\n\n"
                        "Prefill and decode tokens/s on the selected device (greedy, random prompt ids),\n"
@@ -123,12 +129,13 @@ int vkd_bench_spec(int argc, char **argv) {
     vkd_tensor *feat;
     cli_check(vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, t->max_rows, (uint64_t)dr->ntaps * H, "features", &feat, &err), &err);
     double *tdraft = malloc(f.reps * sizeof(double)), *tver = malloc(f.reps * sizeof(double)),
-           *tdec = malloc(f.reps * sizeof(double));
+           *tdec = malloc(f.reps * sizeof(double)), *tpre = malloc(f.reps * sizeof(double));
     int32_t block[256];
     for (long r = 0; r < f.reps; r++) {
         /* prompt into target and draft */
         t->len = 0;
         dr->len = 0;
+        double tp0 = vkd_now();
         for (uint32_t done = 0; done < (uint32_t)f.prompt;) {
             uint32_t m = (uint32_t)f.prompt - done < t->max_rows ? (uint32_t)f.prompt - done : t->max_rows;
             vkd_target_step s = {.ids = ids + done, .m = m, .tap_layers = dr->tap_layers, .ntaps = dr->ntaps, .features = feat};
@@ -138,6 +145,7 @@ int vkd_bench_spec(int argc, char **argv) {
             cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
             done += m;
         }
+        tpre[r] = vkd_now() - tp0;
         /* one draft call: a block's worth of new context + the block */
         block[0] = ids[f.prompt];
         for (uint32_t i = 1; i < B; i++) block[i] = dr->mask_id;
@@ -177,9 +185,16 @@ int vkd_bench_spec(int argc, char **argv) {
         double sp = tau * dd / (a + v);
         printf("%6u %9.2fx %10.2f\n", tau, sp, sp / tau);
     }
+    compute_budget cb = {.prompts = 1, .prompt_tokens = (uint64_t)f.prompt, .max_len = (uint64_t)f.prompt + B,
+                         /* the first prefill compiles the pipelines: left out when there are more */
+                         .prefill_s = f.reps > 1 ? median(tpre + 1, (int)f.reps - 1) : tpre[0], .draft_calls = 1, .draft_s = a, .verify_steps = 1,
+                         .verify_s = v};
+    compute_budget_sizes(t, dr, &cb);
+    compute_budget_print(stdout, &cb);
     free(tdraft);
     free(tver);
     free(tdec);
+    free(tpre);
     free(ids);
     vkd_tensor_destroy(feat);
     vkd_dflash_free(dr);
