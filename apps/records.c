@@ -226,6 +226,11 @@ static bool power_method(chk *c, const cJSON *x, const jr_limits *lim, bool powe
         return bad(c, "step_attempts", "more than 2^20 MCMC steps");
     if (get(x, "accepts")->valuedouble > get(x, "attempts")->valuedouble)
         return bad(c, "accepts", "more accepts than attempts");
+    /* the moves beside the acceptance (absent in journals written before they were recorded) */
+    if (!f_int(c, x, "changes", 0, get(x, "accepts")->valuedouble, true) ||
+        !f_int(c, x, "tokens_changed", 0, BIG, true) ||
+        !f_int(c, x, "distinct_proposals", 0, get(x, "attempts")->valuedouble, true))
+        return false;
     return true;
 }
 
