@@ -13,6 +13,7 @@
 #include "cmds.h"
 #include "exp.h"
 #include "figure.h"
+#include "grade.h"
 #include "vkd_generate.h"
 #include "vkd_probe.h"
 
@@ -20,7 +21,7 @@
 
 static void usage(void) {
     printf("usage: vkdraft probe --target DIR --draft DIR --out DIR [--dataset FILE] [--limit N]\n"
-           "           [--alpha A] [--draft-temps T1,T2,..] [--samples K] [--max-new-tokens N]\n"
+           "           [--alpha A] [--draft-temps T1,T2,..] [--samples K] [--mcmc-steps S] [--max-new-tokens N]\n"
            "           [--seed S] [--block-size B] [--resume]\n\n"
            "Can the DFlash draft serve as an MCMC proposal for p^alpha? (seed 002)\n"
            "Per record: the chat-rendered problem (thinking off unless --think), a greedy reference\n"
@@ -41,18 +42,28 @@ static void usage(void) {
            "= mean over blocks of the within-block std of log w (the spread that decides the MH\n"
            "acceptance; the std across blocks of the block means is in summary.json too).\n"
            "Aggregates: KL, TVD and token accept are means over positions; sim accept, block product\n"
-           "and log w over blocks. Block position groups: block index k in the example, 0-9/10-29/30+.\n\n"
+           "and log w over blocks. Block position groups: block index k in the example, 0-9/10-29/30+.\n"
+           "MCMC chains (sections 4.3 and 5): beside the acceptance, the accepted moves whose sample\n"
+           "differs from the state's tokens (a one-hot proposal accepts every move without moving) and\n"
+           "the distinct samples per block; the K samples cut into floor(K/(S+1)) independent chains\n"
+           "of S steps (a fresh start, S proposals) give P(moves >= 1), P(moves >= 3) and P(changed\n"
+           "the block >= 1), beside the seed's binomial arithmetic at the median acceptance; the cost\n"
+           "per effective accepted token: one proposal = one draft call + one target forward scoring\n"
+           "the block, bringing change rate x positions per block tokens (target forwards and block\n"
+           "wall time per effective token). With a GSM8K / MATH-500 file name each greedy reference is\n"
+           "graded and the chain table is split easy (correct) / hard (wrong).\n\n"
            "  --alpha A             power of the target distribution (default 4)\n"
            "  --draft-temps LIST    draft temperatures (default 1.0,0.5,0.25)\n"
            "  --samples K           Monte Carlo blocks per block and temperature (default 100)\n"
+           "  --mcmc-steps S        steps of the section 4.3 chains (default 10)\n"
            "  --max-new-tokens N    reference generation length (default 3072)\n\n"
            "Outputs in --out: positions.csv (example, block, block_pos, position = index in the\n"
            "reference, token, text, kl_T*, tvd_T*, accept_T*, baseline_accept), blocks.csv (example,\n"
            "block, start, positions, product_T*, sim_accept_T*, logw_mean_T*, logw_std_T*, kl_mean_T*),\n"
            "summary.json, report.txt (the tables printed: aggregate per temperature, percentiles of\n"
            "block acceptance, fraction of blocks above 1/5/10/20/50/70%%, by block position, token\n"
-           "acceptance percentiles), config.json, examples.jsonl (the journal; it keeps each reference\n"
-           "generation's ids), figures fig_block_accept_hist.png, fig_token_accept_hist.png (histograms\n"
+           "acceptance percentiles, MCMC chains), config.json, examples.jsonl (the journal; it keeps\n"
+           "each reference generation's ids, its grading and the chain counts per block), figures fig_block_accept_hist.png, fig_token_accept_hist.png (histograms\n"
            "per temperature) and fig_kl_by_block.png (mean KL by block index per temperature).\n"
            "Default dataset: %s.\n\n%s", DEFAULT_DATASET, exp_common_help);
 }
@@ -155,7 +166,8 @@ static void on_token(void *user, int32_t id) {
 typedef struct probe_opts {
     exp_common c;
     double alpha;
-    long K, max_new;
+    long K, max_new, steps;
+    vkd_answer_kind kind;            /* grading of the reference (easy / hard); NONE: not graded */
     double *temps;
     size_t nt;
 } probe_opts;
@@ -172,6 +184,8 @@ static bool parse_args(int argc, char **argv, probe_opts *P) {
         else if ((v = cli_value(c->cmd, "--samples", argc, argv, &i))) P->K = cli_parse_long(c->cmd, "--samples", v, 2, 1L << 20);
         else if ((v = cli_value(c->cmd, "--max-new-tokens", argc, argv, &i)))
             P->max_new = cli_parse_long(c->cmd, "--max-new-tokens", v, 2, 1L << 20);
+        else if ((v = cli_value(c->cmd, "--mcmc-steps", argc, argv, &i)))
+            P->steps = cli_parse_long(c->cmd, "--mcmc-steps", v, 1, 1L << 20);
         else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return false; }
         else cli_usage_error(c->cmd, "unknown flag '%s'", argv[i]);
     }
@@ -202,9 +216,14 @@ static cJSON *probe_params(const probe_opts *P, const exp_data *data, uint32_t B
     for (size_t i = 0; i < P->nt; i++) cJSON_AddItemToArray(jt, cJSON_CreateNumber(P->temps[i]));
     cJSON_AddNumberToObject(params, "samples", (double)P->K);
     cJSON_AddNumberToObject(params, "max_new_tokens", (double)P->max_new);
+    cJSON_AddNumberToObject(params, "mcmc_steps", (double)P->steps);
     cJSON_AddNumberToObject(params, "block_size", B);
     return params;
 }
+
+/* the chain statistics per block and temperature (vkd_probe_chain), in journal order */
+#define NCHAIN 7
+enum { CH_ACCEPTS, CH_CHANGES, CH_DISTINCT, CH_WINDOWS, CH_MOVED1, CH_MOVED3, CH_CHANGED1 };
 
 /* Journal rows: positions [block, block_pos, position, token, kl x T, tvd x T, base_tvd] and
  * blocks [block, start, positions, (product, sim_accept, logw_mean, logw_std) x T]. */
@@ -231,6 +250,18 @@ static void add_rows(cJSON *rj, const exp_example *e, size_t nt, const vkd_probe
         for (int q = 0; q < 4; q++)
             for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(cols[q][ti]));
         cJSON_AddItemToArray(ba, row);
+    }
+    cJSON *ca = cJSON_AddArrayToObject(rj, "chains");
+    for (uint32_t i = 0; i < nb; i++) {
+        cJSON *row = cJSON_CreateArray();
+        cJSON_AddItemToArray(row, cJSON_CreateNumber(bs[i].block));
+        for (size_t ti = 0; ti < nt; ti++) {
+            const vkd_probe_chain *ch = &bs[i].chain[ti];
+            uint32_t v[NCHAIN] = {ch->accepts, ch->changes, ch->distinct, ch->windows, ch->moved1, ch->moved3,
+                                  ch->changed1};
+            for (int q = 0; q < NCHAIN; q++) cJSON_AddItemToArray(row, cJSON_CreateNumber(v[q]));
+        }
+        cJSON_AddItemToArray(ca, row);
     }
 }
 
@@ -277,6 +308,8 @@ static cJSON *probe_one(probe_run *R, size_t k) {
     cJSON_AddNumberToObject(rj, "gen_s", gen_s);
     cJSON *ra = cJSON_AddArrayToObject(rj, "reference");
     for (uint32_t i = 0; i < gr.n; i++) cJSON_AddItemToArray(ra, cJSON_CreateNumber(gr.ids[i]));
+    if (P->kind != VKD_ANSWER_NONE && e->answer) /* easy / hard: the greedy reference graded */
+        grade_ids(m->tok, P->kind, e, gr.ids, gr.n, cJSON_AddObjectToObject(rj, "graded"));
     free(gr.ids);
     if (gr.n < 2) {
         fprintf(stderr, "probe: %s:%zu: skipped: the reference generation has %u token(s), nothing to compare\n",
@@ -309,13 +342,38 @@ static cJSON *probe_one(probe_run *R, size_t k) {
 }
 
 /* Everything the tables need, tallied from the whole journal. */
+#define NDIFF 3 /* all, easy (graded reference correct), hard (wrong) */
+static const char *const diff_keys[NDIFF] = {"all", "easy", "hard"};
+
 typedef struct ptally {
     size_t nt;
     tstats *ts;
     dvec base;
     size_t n_ex, n_skip, n_blocks, n_pos;
     double sum_gen, sum_prompt, sum_blocks, sum_mc, sum_tok;
+    /* by difficulty: examples, blocks, predicted positions, block time, chain sums per T */
+    double d_ex[NDIFF], d_blocks[NDIFF], d_pos[NDIFF], d_blocks_s[NDIFF];
+    double chain[NDIFF][VKD_PROBE_MAX_TEMPS][NCHAIN];
 } ptally;
+
+/* One record's chains (and its blocks' sizes) into the difficulty dg (and "all"). */
+static void tally_chains(ptally *T, const cJSON *rj, int dg) {
+    const cJSON *ca = item(rj, "chains"), *ba = item(rj, "blocks"), *row;
+    int ds[2] = {0, dg};
+    for (int q = 0; q < (dg ? 2 : 1); q++) {
+        int d = ds[q];
+        T->d_ex[d]++;
+        T->d_blocks_s[d] += num(rj, "blocks_s");
+        cJSON_ArrayForEach(row, ba) {
+            T->d_blocks[d]++;
+            T->d_pos[d] += arr_at(row, 2);
+        }
+        if (!cJSON_IsArray(ca)) continue;
+        cJSON_ArrayForEach(row, ca)
+            for (size_t ti = 0; ti < T->nt; ti++)
+                for (int c = 0; c < NCHAIN; c++) T->chain[d][ti][c] += arr_at(row, 1 + (int)ti * NCHAIN + c);
+    }
+}
 
 /* One record's positions into the tally and positions.csv; klb/kln: KL sum per (block, T) and
  * count per block of this example (for blocks.csv). */
@@ -413,6 +471,8 @@ static void tally_journal(exp_out *o, vkd_tok *tok, const double *temps, size_t 
         T->sum_blocks += num(rj, "blocks_s");
         T->sum_mc += num(rj, "mc_s");
         T->sum_tok += num(rj, "generated_tokens");
+        const cJSON *gc = item(item(rj, "graded"), "correct");
+        tally_chains(T, rj, cJSON_IsBool(gc) ? (cJSON_IsTrue(gc) ? 1 : 2) : 0);
         /* mean KL per block (for blocks.csv) */
         uint32_t maxk = 0;
         cJSON_ArrayForEach(row, ba) if (arr_at(row, 0) > maxk) maxk = (uint32_t)arr_at(row, 0);
@@ -511,6 +571,104 @@ static void report_tables(exp_buf *rep, const probe_opts *P, const ptally *T, ui
                    T->sum_blocks, T->sum_mc);
 }
 
+/* Seed 002 sections 4.3 and 5 for difficulty d and temperature ti: the chain's moves beside
+ * its acceptance and the cost per effective accepted token (a proposed block costs one
+ * draft call and one target forward that scores it; an accepted move that changed the block
+ * brings the block's positions). */
+typedef struct chain_fig {
+    double accept, change, distinct_frac, p1, p3, pc1, eff_per_proposal, fwd_per_eff, s_per_eff;
+} chain_fig;
+
+static chain_fig chain_figures(const ptally *T, const probe_opts *P, int d, size_t ti) {
+    const double *c = T->chain[d][ti];
+    double props = T->d_blocks[d] * (double)(P->K - 1), w = c[CH_WINDOWS];
+    chain_fig f = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+    if (props > 0) {
+        f.accept = c[CH_ACCEPTS] / props;
+        f.change = c[CH_CHANGES] / props;
+        f.distinct_frac = c[CH_DISTINCT] / (T->d_blocks[d] * (double)P->K);
+        f.eff_per_proposal = f.change * T->d_pos[d] / T->d_blocks[d];
+        if (f.eff_per_proposal > 0) {
+            f.fwd_per_eff = 1.0 / f.eff_per_proposal;
+            f.s_per_eff = T->d_blocks_s[d] / T->d_blocks[d] / f.eff_per_proposal;
+        }
+    }
+    if (w > 0) {
+        f.p1 = c[CH_MOVED1] / w;
+        f.p3 = c[CH_MOVED3] / w;
+        f.pc1 = c[CH_CHANGED1] / w;
+    }
+    return f;
+}
+
+/* P(X >= 1) and P(X >= 3) for X ~ Binomial(S, a): the seed's section 4.3 arithmetic. */
+static void binomial_moves(double a, long S, double *p1, double *p3) {
+    double q = 1 - a, p0 = pow(q, (double)S), pp1 = S * a * pow(q, (double)(S - 1)),
+           pp2 = S >= 2 ? 0.5 * S * (S - 1) * a * a * pow(q, (double)(S - 2)) : 0;
+    *p1 = 1 - p0;
+    *p3 = S >= 3 ? 1 - p0 - pp1 - pp2 : 0;
+}
+
+static void chains_report(exp_buf *rep, const probe_opts *P, const ptally *T) {
+    exp_buf_printf(rep, "\nMCMC chains (seed 002 sections 4.3 and 5; S = %ld steps per chain, %ld samples per block)\n"
+                        "| Group | Draft Temp | Blocks | Accept | Moves that changed the block | Distinct samples | "
+                        "P(moves >= 1) | P(moves >= 3) | P(changed >= 1) | Binomial P(>= 1) / P(>= 3) at the median "
+                        "accept | Target fwd / eff. token | s / eff. token |\n"
+                        "|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|\n", P->steps, P->K);
+    for (int d = 0; d < NDIFF; d++) {
+        if (!T->d_blocks[d]) continue;
+        for (size_t ti = 0; ti < P->nt; ti++) {
+            chain_fig f = chain_figures(T, P, d, ti);
+            char bin[48] = "-";
+            if (d == 0) {
+                double b1, b3;
+                binomial_moves(exp_percentile(T->ts[ti].sim.v, T->ts[ti].sim.n, 50), P->steps, &b1, &b3);
+                snprintf(bin, sizeof bin, "%.1f%% / %.1f%%", 100 * b1, 100 * b3);
+            }
+            exp_buf_printf(rep, "| %s | T=%g | %.0f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %s | %.3g | %.3g |\n",
+                           diff_keys[d], P->temps[ti], T->d_blocks[d], 100 * f.accept, 100 * f.change,
+                           100 * f.distinct_frac, 100 * f.p1, 100 * f.p3, 100 * f.pc1, bin, f.fwd_per_eff, f.s_per_eff);
+        }
+    }
+    if (T->d_blocks[1] + T->d_blocks[2] == 0)
+        exp_buf_printf(rep, "(no easy / hard split: the dataset's answers are not graded)\n");
+    else
+        exp_buf_printf(rep, "easy: %.0f problem(s) whose greedy reference is graded correct, hard: %.0f wrong\n",
+                       T->d_ex[1], T->d_ex[2]);
+}
+
+static cJSON *chains_json(const probe_opts *P, const ptally *T, int d) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t ti = 0; ti < P->nt; ti++) {
+        chain_fig f = chain_figures(T, P, d, ti);
+        const double *c = T->chain[d][ti];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "temperature", P->temps[ti]);
+        cJSON_AddNumberToObject(x, "problems", T->d_ex[d]);
+        cJSON_AddNumberToObject(x, "blocks", T->d_blocks[d]);
+        static const char *const keys[NCHAIN] = {"accepts", "changes", "distinct", "windows", "moved1", "moved3",
+                                                 "changed1"};
+        for (int q = 0; q < NCHAIN; q++) cJSON_AddNumberToObject(x, keys[q], c[q]);
+        cJSON_AddNumberToObject(x, "accept_rate", f.accept);
+        cJSON_AddNumberToObject(x, "change_rate", f.change);
+        cJSON_AddNumberToObject(x, "distinct_fraction", f.distinct_frac);
+        cJSON_AddNumberToObject(x, "p_moves_ge1", f.p1);
+        cJSON_AddNumberToObject(x, "p_moves_ge3", f.p3);
+        cJSON_AddNumberToObject(x, "p_changed_ge1", f.pc1);
+        if (d == 0) {
+            double b1, b3;
+            binomial_moves(exp_percentile(T->ts[ti].sim.v, T->ts[ti].sim.n, 50), P->steps, &b1, &b3);
+            cJSON_AddNumberToObject(x, "binomial_p_moves_ge1", b1);
+            cJSON_AddNumberToObject(x, "binomial_p_moves_ge3", b3);
+        }
+        cJSON_AddNumberToObject(x, "effective_tokens_per_proposal", f.eff_per_proposal);
+        cJSON_AddNumberToObject(x, "target_forwards_per_effective_token", f.fwd_per_eff);
+        cJSON_AddNumberToObject(x, "wall_s_per_effective_token", f.s_per_eff);
+        cJSON_AddItemToArray(a, x);
+    }
+    return a;
+}
+
 /* summary.json's entry for one temperature. */
 static cJSON *temp_json(const tstats *s, double temp) {
     cJSON *x = cJSON_CreateObject();
@@ -567,6 +725,10 @@ static cJSON *summary_json(const probe_opts *P, const ptally *T, uint32_t B) {
     cJSON_AddNumberToObject(sum, "baseline_token_accept", exp_mean(T->base.v, T->base.n));
     cJSON *jtemps = cJSON_AddArrayToObject(sum, "temperatures");
     for (size_t ti = 0; ti < P->nt; ti++) cJSON_AddItemToArray(jtemps, temp_json(&T->ts[ti], P->temps[ti]));
+    cJSON_AddNumberToObject(sum, "mcmc_steps", (double)P->steps);
+    cJSON *jc = cJSON_AddObjectToObject(sum, "chains");
+    for (int d = 0; d < NDIFF; d++)
+        if (T->d_blocks[d]) cJSON_AddItemToObject(jc, diff_keys[d], chains_json(P, T, d));
     double total_s = T->sum_gen + T->sum_prompt + T->sum_blocks + T->sum_mc;
     cJSON *jtime = cJSON_AddObjectToObject(sum, "timing");
     cJSON_AddNumberToObject(jtime, "reference_tokens", T->sum_tok);
@@ -585,6 +747,7 @@ static void probe_report(exp_out *o, const probe_opts *P, vkd_tok *tok, uint32_t
     tally_journal(o, tok, P->temps, P->nt, &T);
     exp_buf rep = {0};
     report_tables(&rep, P, &T, B);
+    chains_report(&rep, P, &T);
     fputs(rep.s, stdout);
     exp_write(o, "report.txt", rep.s, rep.n);
     cJSON *sum = summary_json(P, &T, B);
@@ -596,7 +759,7 @@ static void probe_report(exp_out *o, const probe_opts *P, vkd_tok *tok, uint32_t
 }
 
 int vkd_cmd_probe(int argc, char **argv) {
-    probe_opts P = {.c = {.cmd = "probe"}, .alpha = 4.0, .K = 100, .max_new = 3072};
+    probe_opts P = {.c = {.cmd = "probe"}, .alpha = 4.0, .K = 100, .max_new = 3072, .steps = 10};
     if (!parse_args(argc, argv, &P)) return 0;
     exp_common *c = &P.c;
 
@@ -604,6 +767,7 @@ int vkd_cmd_probe(int argc, char **argv) {
     exp_load_tokenizer(c, &m);
     exp_data data;
     exp_load_data(c, m.tok, DEFAULT_DATASET, false, &data);
+    P.kind = grade_kind(c, &data, false, NULL);
     vkd_error err = {0};
     uint64_t longest = 0;
     for (size_t k = 0; k < data.n; k++) if (data.ex[k].n_prompt > longest) longest = data.ex[k].n_prompt;
@@ -617,7 +781,7 @@ int vkd_cmd_probe(int argc, char **argv) {
     exp_open_out(c, probe_params(&P, &data, B), jr_check_probe, &lim, &o);
 
     vkd_probe_options po = {.alpha = P.alpha, .temps = P.temps, .ntemps = (uint32_t)P.nt, .samples = (uint32_t)P.K,
-                            .seed = c->seed};
+                            .mcmc_steps = (uint32_t)P.steps, .seed = c->seed};
     vkd_draft *draft;
     probe_run R = {.P = &P, .m = &m, .data = &data, .extra = extra};
     cli_check(vkd_draft_dflash(m.d, &draft, &err), &err);

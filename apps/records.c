@@ -201,6 +201,21 @@ bool jr_check_probe(const cJSON *r, const jr_limits *lim, char *msg, size_t cap)
     double lob[3] = {0, 0, 0}, hib[3] = {C, C, B};
     char kb[80] = "iiin";
     if (!f_rows(&c, r, "blocks", 3 + 4 * nt, kb, lob, hib)) return false;
+    /* chains (absent in journals written before): block, (accepts, changes, distinct, windows,
+     * moved1, moved3, changed1)[nt], one row per block */
+    if (get(r, "chains")) {
+        double loc[1 + 7 * 8] = {0}, hic[1 + 7 * 8];
+        char kc[2] = "i";
+        for (int q = 0; q < 1 + 7 * 8; q++) hic[q] = q ? BIG : C;
+        if (nt > 8) return bad(&c, "chains", "more than 8 temperatures");
+        if (!f_rows(&c, r, "chains", 1 + 7 * nt, kc, loc, hic)) return false;
+        if (cJSON_GetArraySize(get(r, "chains")) != cJSON_GetArraySize(get(r, "blocks")))
+            return bad(&c, "chains", "expected one row per block");
+    }
+    /* the reference generation graded against the record's answer (absent: not graded) */
+    const cJSON *g = get(r, "graded");
+    if (g && (!cJSON_IsObject(g) || !f_str(&c, g, "answer", true, true) || !f_bool(&c, g, "correct", false, false)))
+        return cJSON_IsObject(g) ? false : bad(&c, "graded", "expected an object");
     return true;
 }
 
