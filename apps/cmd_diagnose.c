@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "cli.h"
 #include "cmds.h"
 #include "exp.h"
 #include "figure.h"
+#include "grade.h"
 #include "vkd_generate.h"
 #include "vkd_diagnose.h"
 
@@ -16,7 +18,8 @@
 
 static void usage(void) {
     printf("usage: vkdraft diagnose --target DIR --draft DIR --out DIR [--dataset FILE] [--limit N]\n"
-           "           [--modes gold,mask,random] [--seed S] [--block-size B] [--resume]\n\n"
+           "           [--modes gold,mask,random] [--only-target-wrong [--judge-tokens N]] [--seed S]\n"
+           "           [--block-size B] [--resume]\n\n"
            "Is the DFlash draft a deeper readout of the target than its own lm_head? (seed 000)\n"
            "Each record's prompt goes through the target's chat template (thinking off) and\n"
            "its gold answer (GSM8K's 'answer' by default; --answer-field) is appended as the\n"
@@ -28,6 +31,17 @@ static void usage(void) {
            "rows, features replaced by Gaussian noise with each row's norm kept; noise from\n"
            "--seed). Compared tokens: block positions 1..B-1. Per token: p = softmax(logits)[gold]\n"
            "and rank = 1 + the number of vocabulary entries with a strictly larger logit.\n\n"
+           "  --only-target-wrong   seed 001's decisive condition: the target first answers each\n"
+           "                        record greedily (--judge-tokens, default 512, its eos ids), graded\n"
+           "                        as guide and power grade (GSM8K '####' / MATH-500 \\boxed{}, by the\n"
+           "                        dataset's file name); records it answers correctly are skipped\n"
+           "                        ('target greedy answer correct' in the journal, counted in the\n"
+           "                        report). A dataset that cannot be graded is refused.\n\n"
+           "Warnings (report.txt, summary.json 'warnings'): random mode equal to gold mode (the draft\n"
+           "ignores the target's features) and p_draft of the gold token within 1e-6 of 1 or below\n"
+           "1e-12 for >= 99%% of a mode's tokens (one-hot proposals); either makes the figures\n"
+           "meaningless. The compute budget of the run (prompt pass, draft blocks, teacher-forced\n"
+           "target blocks, KV caches and taps at the longest sequence) closes the report.\n\n"
            "Outputs in --out: tokens.csv (example, mode, position = index in the answer, block,\n"
            "block_pos, gold_id, gold_text, p_target, p_draft, rank_target, rank_draft),\n"
            "summary.json, report.txt (the tables printed: overall means and win rates, by target\n"
@@ -199,6 +213,10 @@ typedef struct run_stats {
     vkd_diagnose_times timing;
     uint64_t work;                   /* tokens compared */
     double t_run;
+    uint64_t blocks;                 /* draft blocks walked (per mode pass) */
+    /* --only-target-wrong: grade the target's greedy answer first (seed 001's condition) */
+    vkd_answer_kind kind;
+    long judge_tokens;               /* 0: off */
 } run_stats;
 
 /* The journal record of example k: skipped (answer too short, too long for the context) or its
@@ -221,6 +239,19 @@ static cJSON *diagnose_one(vkd_diagnose *dg, const exp_models *m, const exp_data
         cJSON_AddStringToObject(rj, "skipped", "longer than the context");
         return rj;
     }
+    if (st->judge_tokens) {
+        if ((uint64_t)e->n_prompt + (uint64_t)st->judge_tokens > m->t->ctx_len) {
+            fprintf(stderr, "diagnose: %s:%zu: skipped: prompt + --judge-tokens %ld exceed the context (%u)\n",
+                    data->path, e->line, st->judge_tokens, m->t->ctx_len);
+            cJSON_AddStringToObject(rj, "skipped", "longer than the context");
+            return rj;
+        }
+        int v = grade_target_greedy(m, st->kind, e, (uint32_t)st->judge_tokens, cJSON_AddObjectToObject(rj, "target_greedy"));
+        if (v == 1) {
+            cJSON_AddStringToObject(rj, "skipped", "target greedy answer correct");
+            return rj;
+        }
+    }
     vkd_diagnose_token *rows;
     uint32_t nr;
     vkd_error err = {0};
@@ -229,6 +260,7 @@ static cJSON *diagnose_one(vkd_diagnose *dg, const exp_models *m, const exp_data
                                &st->timing, &err), &err);
     st->t_run += vkd_now() - t0;
     st->work += len;
+    st->blocks += (len - e->n_prompt + B - 1) / B;
     cJSON *ta = cJSON_AddArrayToObject(rj, "tokens");
     for (uint32_t i = 0; i < nr; i++) {
         const vkd_diagnose_token *t = &rows[i];
@@ -245,6 +277,8 @@ static cJSON *diagnose_one(vkd_diagnose *dg, const exp_models *m, const exp_data
 /* Everything the tables, summary and figures need, tallied from the whole journal. */
 typedef struct tally {
     agg overall[3], bucket[4][3], low[4];
+    double saturated[3];             /* tokens whose p_draft is ~1 or ~0 (a one-hot proposal) */
+    size_t wrong_skipped;            /* --only-target-wrong: examples left out, target right */
     agg *per_block;                  /* [block][mode] */
     uint32_t nblk;
     double mean_prompt;
@@ -252,6 +286,10 @@ typedef struct tally {
     char **hm_labels;
     size_t hm_rows, hm_cols;
 } tally;
+
+/* a draft row counts as one-hot at the gold token when p_draft is within these of 1 or 0 */
+#define SAT_EPS 1e-6
+#define SAT_ZERO 1e-12
 
 /* One journal record's token rows into the aggregates, tokens.csv and heatmap row hr. */
 static void tally_record(tally *T, const cJSON *rj, size_t hr, vkd_tok *tok, exp_buf *csv) {
@@ -281,6 +319,7 @@ static void tally_record(tally *T, const cJSON *rj, size_t hr, vkd_tok *tok, exp
             double pd = v[6 + 2 * md], rd = v[7 + 2 * md];
             if (isnan(pd)) continue;
             agg_add(&T->overall[md], v[4], pd, v[5], rd);
+            T->saturated[md] += pd >= 1 - SAT_EPS || pd <= SAT_ZERO;
             agg_add(&T->bucket[b][md], v[4], pd, v[5], rd);
             agg_add(&T->per_block[blk * 3 + md], v[4], pd, v[5], rd);
             if (b == 0) agg_add(&T->low[md], v[4], pd, v[5], rd);
@@ -302,6 +341,8 @@ static void tally_journal(exp_out *o, vkd_tok *tok, tally *T) {
     for (size_t ri = 0; ri < o->done.n; ri++) {
         const cJSON *rj = o->done.rec[ri];
         const cJSON *ta = item(rj, "tokens");
+        const char *sk = cJSON_GetStringValue(item(rj, "skipped"));
+        if (sk && !strcmp(sk, "target greedy answer correct")) T->wrong_skipped++;
         if (!cJSON_IsArray(ta)) continue;
         T->hm_rows++;
         size_t nt = (size_t)cJSON_GetArraySize(ta);
@@ -429,8 +470,55 @@ static cJSON *summary_json(const tally *T, const decomp *D, const bool modes[3],
     return sum;
 }
 
+/* Warnings that make the figures meaningless (seed 000): a draft whose random mode equals its
+ * gold mode ignores the target's features; a draft whose p at the gold token is all but
+ * always ~1 or ~0 proposes one-hot distributions. Each a line into rep and warn[]. */
+static void diag_warnings(const tally *T, const bool modes[3], exp_buf *rep, cJSON *warn) {
+    char line[400];
+    const agg *g = &T->overall[0], *r = &T->overall[2];
+    if (modes[0] && modes[2] && g->n > 0 && r->n > 0) {
+        double pg = g->p_d / g->n, pr = r->p_d / r->n, rg = g->r_d / g->n, rr = r->r_d / r->n;
+        if (fabs(pg - pr) <= 1e-3 + 0.01 * pg && fabs(rg - rr) <= 0.01 * rg) {
+            snprintf(line, sizeof line, "the draft ignores the target's features: random mode equals gold mode (mean "
+                     "p_draft %.4g vs %.4g, mean rank_draft %.1f vs %.1f); the decomposition means nothing", pr, pg, rr, rg);
+            exp_buf_printf(rep, "WARNING: %s\n", line);
+            cJSON_AddItemToArray(warn, cJSON_CreateString(line));
+        }
+    }
+    for (int md = 0; md < 3; md++) {
+        const agg *a = &T->overall[md];
+        if (!modes[md] || a->n < 1) continue;
+        double f = T->saturated[md] / a->n;
+        if (f >= 0.99) {
+            snprintf(line, sizeof line, "the draft proposes one-hot distributions: in %s mode p_draft of the gold token "
+                     "is within 1e-6 of 1 or below 1e-12 for %.1f%% of %.0f tokens; ranks and probabilities of such a "
+                     "pair mean little", mode_label[md], 100 * f, a->n);
+            exp_buf_printf(rep, "WARNING: %s\n", line);
+            cJSON_AddItemToArray(warn, cJSON_CreateString(line));
+            break;
+        }
+    }
+}
+
+/* The compute budget of this invocation (seeds 001/004 item 0.4): the prompt pass (target
+ * prefill with taps), the draft's blocks, the teacher-forced target blocks (verification),
+ * memory at the longest prompt + answer. */
+static compute_budget diag_budget(const exp_models *m, const run_stats *st, uint64_t longest, uint64_t prompts,
+                                  uint64_t prompt_tokens) {
+    compute_budget b = {.prompts = prompts, .prompt_tokens = prompt_tokens, .max_len = longest,
+                        .prefill_s = st->timing.prompt, .draft_calls = st->blocks, .draft_s = st->timing.draft,
+                        .verify_steps = st->blocks, .verify_s = st->timing.target};
+    compute_budget_sizes(m->t, m->d, &b);
+    return b;
+}
+
 /* Tables, summary.json, report.txt (also on stdout) and the figures, from the whole journal. */
-static void diag_report(exp_out *o, const exp_models *m, const bool modes[3], uint32_t B, const run_stats *st) {
+typedef struct budget_in {
+    uint64_t longest, prompts, prompt_tokens;
+} budget_in;
+
+static void diag_report(exp_out *o, const exp_models *m, const bool modes[3], uint32_t B, const run_stats *st,
+                        const budget_in *bud) {
     tally T;
     tally_journal(o, m->tok, &T);
     decomp D = decompose(&T, m->t->vocab);
@@ -442,6 +530,25 @@ static void diag_report(exp_out *o, const exp_models *m, const bool modes[3], ui
                          "target blocks %.1fs, draft blocks (gold+mask) %.1fs, random-mode pass %.1fs\n",
                    st->t_run, (unsigned long long)st->work, st->t_run > 0 ? st->work / st->t_run : 0, tm->prompt,
                    tm->target, tm->draft, tm->random);
+    diag_warnings(&T, modes, &rep, cJSON_AddArrayToObject(sum, "warnings"));
+    cJSON *js = cJSON_AddObjectToObject(sum, "one_hot_fraction");
+    for (int md = 0; md < 3; md++)
+        if (modes[md] && T.overall[md].n > 0) cJSON_AddNumberToObject(js, mode_label[md], T.saturated[md] / T.overall[md].n);
+    if (st->judge_tokens) {
+        cJSON_AddNumberToObject(sum, "target_correct_skipped", (double)T.wrong_skipped);
+        exp_buf_printf(&rep, "--only-target-wrong: %zu example(s) left out (the target's greedy answer is correct)\n",
+                       T.wrong_skipped);
+    }
+    compute_budget cb = diag_budget(m, st, bud->longest, bud->prompts, bud->prompt_tokens);
+    cJSON_AddItemToObject(sum, "compute_budget", compute_budget_json(&cb));
+    char *cbt = NULL;
+    size_t cbn = 0;
+    FILE *mf = open_memstream(&cbt, &cbn);
+    if (!mf) cli_fatal("out of memory");
+    compute_budget_print(mf, &cb);
+    fclose(mf);
+    exp_buf_printf(&rep, "\n%s", cbt);
+    free(cbt);
     exp_write_json(o, "summary.json", sum);
     cJSON_Delete(sum);
     fputs(rep.s, stdout);
@@ -455,10 +562,15 @@ static void diag_report(exp_out *o, const exp_models *m, const bool modes[3], ui
 int vkd_cmd_diagnose(int argc, char **argv) {
     exp_common c = {.cmd = "diagnose"};
     const char *modes_s = "gold,mask,random";
+    bool only_wrong = false;
+    long judge = 512;
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (exp_flag(&c, argc, argv, &i)) continue;
         if ((v = cli_value(c.cmd, "--modes", argc, argv, &i))) modes_s = v;
+        else if (cli_is("--only-target-wrong", argv[i])) only_wrong = true;
+        else if ((v = cli_value(c.cmd, "--judge-tokens", argc, argv, &i)))
+            judge = cli_parse_long(c.cmd, "--judge-tokens", v, 1, 1L << 20);
         else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return 0; }
         else cli_usage_error(c.cmd, "unknown flag '%s'", argv[i]);
     }
@@ -472,7 +584,14 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     exp_load_data(&c, m.tok, DEFAULT_DATASET, true, &data);
     seqs s;
     seqs_build(m.tok, &data, &s);
-    exp_load_models(&c, exp_ctx_cap(&c, s.longest + 64), &m);
+    run_stats st = {.kind = grade_kind(&c, &data, only_wrong, "--only-target-wrong"), .judge_tokens = only_wrong ? judge : 0};
+    budget_in bud = {.longest = s.longest, .prompts = data.n};
+    uint64_t need = s.longest + 64;
+    for (size_t k = 0; k < data.n; k++) {
+        bud.prompt_tokens += data.ex[k].n_prompt;
+        if (only_wrong && (uint64_t)data.ex[k].n_prompt + judge > need) need = data.ex[k].n_prompt + judge;
+    }
+    exp_load_models(&c, exp_ctx_cap(&c, need), &m);
     vkd_error err = {0};
     vkd_draft *g;
     vkd_diagnose *dg;
@@ -485,20 +604,20 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     cJSON_AddStringToObject(params, "modes", modes_s);
     cJSON_AddStringToObject(params, "dataset", data.path);
     cJSON_AddNumberToObject(params, "block_size", B);
+    if (only_wrong) cJSON_AddNumberToObject(params, "only_target_wrong_judge_tokens", (double)judge);
     exp_out o;
     jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len, .block = B};
     exp_open_out(&c, params, jr_check_diagnose, &lim, &o);
 
     exp_progress pg;
     exp_progress_start(&pg, c.cmd, data.n);
-    run_stats st = {0};
     for (size_t k = 0; k < data.n; k++) {
         if (!exp_done(&o, data.ex[k].id)) exp_journal(&o, diagnose_one(dg, &m, &data, &s, k, B, modes, c.seed, &st));
         exp_progress_update(&pg, k + 1, st.work, "tok");
     }
     exp_progress_end(&pg, data.n, st.work, "tok");
 
-    diag_report(&o, &m, modes, B, &st);
+    diag_report(&o, &m, modes, B, &st, &bud);
 
     vkd_diagnose_free(dg);
     vkd_draft_free(g);

@@ -37,7 +37,7 @@ int grade_ids(vkd_tok *tok, vkd_answer_kind kind, const exp_example *e, const in
     return verdict;
 }
 
-int grade_target_greedy(exp_models *m, vkd_answer_kind kind, const exp_example *e, uint32_t max_new, cJSON *obj) {
+int grade_target_greedy(const exp_models *m, vkd_answer_kind kind, const exp_example *e, uint32_t max_new, cJSON *obj) {
     vkd_error err = {0};
     vkd_generate_options go = {.max_new_tokens = max_new, .stop_ids = m->stops, .nstop = m->nstop};
     vkd_generate_result gr;

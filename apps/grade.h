@@ -21,6 +21,6 @@ int grade_ids(vkd_tok *tok, vkd_answer_kind kind, const exp_example *e, const in
 /* Greedy generation by the target (at most max_new tokens, the target's stop ids) from the
  * example's prompt, graded into obj as grade_ids does, with "ids" and "gen_s" added.
  * Returns grade_ids' verdict; exits on a model error. */
-int grade_target_greedy(exp_models *m, vkd_answer_kind kind, const exp_example *e, uint32_t max_new, cJSON *obj);
+int grade_target_greedy(const exp_models *m, vkd_answer_kind kind, const exp_example *e, uint32_t max_new, cJSON *obj);
 
 #endif
