@@ -17,7 +17,7 @@
 static void usage(void) {
     printf("usage: vkdraft guide --target DIR --draft DIR --dataset FILE --out DIR\n"
            "           [--alphas LIST] [--temperatures LIST] [--conditions LIST]\n"
-           "           [--max-new-tokens N] [--top-k K] [--top-p P]\n"
+           "           [--max-new-tokens N] [--top-k K] [--top-p P] [--guide-top-k K]\n"
            "           [--ttt off|on|both [--ttt-steps N] [--ttt-lr X] [--ttt-rank R]] [common flags]\n\n"
            "Draft-guided decoding: token by token from\n"
            "    guided = target + alpha * (draft - target)   (= (1-beta) target + beta draft, beta = alpha)\n"
@@ -32,7 +32,11 @@ static void usage(void) {
            "          so the noise's RMS over the vocabulary equals the standard deviation of the\n"
            "          draft's correction at that token (same scale, no information)\n"
            "  plain   plain target decoding (vkd_generate; one cell per temperature, alpha '-'):\n"
-           "          the speed baseline\n"
+           "          the speed baseline\n"           "  adaptive  (seeds 001/004 phase 3.3) alpha scaled per token by the draft-target\n"
+           "          divergence: alpha_t = alpha * TVD(softmax(target), softmax(draft))\n"
+           "  topk    (the risk table's mitigation) the guided row on the target's --guide-top-k\n"
+           "          (default 20) best tokens, -inf elsewhere: only tokens the target ranks among\n"
+           "          its k best can be chosen\n"
            "Sweeps: --alphas (default 0,0.1,0.2,0.3,0.5), --temperatures (default 0.3,0.6,1.0; 0 is\n"
            "greedy). Sampling: temperature, then --top-k (default 0: off), --top-p (default 1: off),\n"
            "transformers' semantics; the token at position p draws Philox counter p. The matrix has\n"
@@ -48,12 +52,19 @@ static void usage(void) {
            "Outputs in --out DIR: config.json, examples.jsonl (journal: one record per cell and\n"
            "example; --resume continues an interrupted sweep), matrix.csv, summary.json,\n"
            "responses.jsonl (for an external rubric grader, CL-bench style: id, context, question,\n"
-           "response, condition, alpha, temperature, ttt, reference_answer), heatmap.png.\n\n");
+           "response, condition, alpha, temperature, ttt, reference_answer), heatmap.png,\n"
+           "tokens.jsonl (per generated token of every drafted cell: token, text, changed = guidance\n"
+           "changed the argmax, target_argmax, guided_argmax, alpha_applied, p_target / p_draft =\n"
+           "softmax of the target / draft row (temperature 1) at the chosen token, p_target_pref /\n"
+           "p_draft_pref at the target's argmax) and compare.md (per example, the responses of\n"
+           "every cell under one another).\n\n");
     fputs(exp_common_help, stdout);
 }
 
-typedef enum { C_GUIDED, C_NULL, C_PLAIN } cond;
-static const char *cond_name[] = {"guided", "null", "plain"};
+typedef enum { C_GUIDED, C_NULL, C_PLAIN, C_ADAPTIVE, C_TOPK, NCOND } cond;
+static const char *cond_name[] = {"guided", "null", "plain", "adaptive", "topk"};
+/* the conditions that use the draft, in matrix order */
+static const cond drafted_conds[4] = {C_GUIDED, C_NULL, C_ADAPTIVE, C_TOPK};
 
 typedef struct cell {
     cond c;
@@ -121,7 +132,7 @@ typedef struct run_ctx {
     exp_models *m;
     exp_data *d;
     vkd_draft *g;
-    uint32_t max_new, top_k;
+    uint32_t max_new, top_k, guide_top_k;
     double top_p;
 } run_ctx;
 
@@ -136,6 +147,7 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
     bool stopped;
     double decode_s, prefill_s, kl_sum = 0;
     uint32_t changed = 0, tfwd, dcalls = 0;
+    cJSON *per_token = NULL;
     if (k->c == C_PLAIN) {
         vkd_generate_result g;
         cli_check(vkd_generate(m->t, m->rec, ex->prompt, ex->n_prompt, &go, &g, &err), &err);
@@ -146,8 +158,9 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
         prefill_s = g.prefill_s;
         tfwd = (ex->n_prompt + m->t->max_rows - 1) / m->t->max_rows + (n ? n - 1 : 0);
     } else {
-        vkd_guide_options o = {.gen = go, .alpha = (float)k->alpha,
-                               .condition = k->c == C_NULL ? VKD_GUIDE_NULL : VKD_GUIDE_GUIDED};
+        vkd_guide_options o = {.gen = go, .alpha = (float)k->alpha, .top_k = R->guide_top_k,
+                               .condition = k->c == C_NULL ? VKD_GUIDE_NULL : k->c == C_ADAPTIVE ? VKD_GUIDE_ADAPTIVE
+                                          : k->c == C_TOPK ? VKD_GUIDE_TOPK : VKD_GUIDE_GUIDED};
         vkd_guide_result r;
         err.msg[0] = 0;
         if (vkd_guide_generate(m->t, R->g, m->rec, ex->prompt, ex->n_prompt, &o, &r, &err))
@@ -164,6 +177,15 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
         }
         tfwd = r.target_forwards;
         dcalls = r.draft_calls;
+        per_token = cJSON_CreateArray(); /* tokens.jsonl is rebuilt from these rows */
+        for (uint32_t i = 0; i < n; i++) {
+            const vkd_guide_token *t = &r.tokens[i];
+            double v[7] = {t->target_argmax, t->guided_argmax, t->alpha, t->p_target, t->p_draft, t->p_target_pref,
+                           t->p_draft_pref};
+            cJSON *row = cJSON_CreateArray();
+            for (int q = 0; q < 7; q++) cJSON_AddItemToArray(row, cJSON_CreateNumber(v[q]));
+            cJSON_AddItemToArray(per_token, row);
+        }
         vkd_guide_result_free(&r);
     }
     char *text = decode_generated(m->tok, ids, n);
@@ -197,6 +219,7 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
     cJSON_AddNumberToObject(o, "decode_s", decode_s);
     cJSON *ia = cJSON_AddArrayToObject(o, "ids");
     for (uint32_t i = 0; i < n; i++) cJSON_AddItemToArray(ia, cJSON_CreateNumber(ids[i]));
+    if (per_token) cJSON_AddItemToObject(o, "per_token", per_token);
     free(text);
     free(ids);
     return o;
@@ -250,23 +273,33 @@ typedef struct guide_opts {
     double top_p, ttt_lr;
     double *alphas, *temps;
     size_t na, nt;
-    bool want[3];              /* by cond */
+    bool want[NCOND];          /* by cond */
+    long guide_top_k;          /* topk condition: k */
     bool ttt_off, ttt_on;
     cell *cells;
     size_t ncells;
 } guide_opts;
 
-/* --conditions "guided,null,plain" -> want[cond]; usage error on an unknown or repeated name. */
-static void parse_conditions(const char *conds_s, bool want[3]) {
+/* --conditions "guided,null,plain,adaptive,topk" -> want[cond]; usage error on an unknown or
+ * repeated name. */
+static void parse_conditions(const char *conds_s, bool want[NCOND]) {
     char *s = strdup(conds_s), *save = NULL;
+    bool any = false;
     for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        int k = !strcmp(t, "guided") ? C_GUIDED : !strcmp(t, "null") ? C_NULL : !strcmp(t, "plain") ? C_PLAIN : -1;
-        if (k < 0) cli_usage_error("guide", "--conditions: unknown condition '%s' (expected guided, null, plain)", t);
+        int k = -1;
+        for (int q = 0; q < NCOND; q++) if (!strcmp(t, cond_name[q])) k = q;
+        if (k < 0)
+            cli_usage_error("guide", "--conditions: unknown condition '%s' (expected guided, null, plain, adaptive, topk)", t);
         if (want[k]) cli_usage_error("guide", "--conditions: '%s' appears twice", t);
-        want[k] = true;
+        want[k] = any = true;
     }
     free(s);
-    if (!want[0] && !want[1] && !want[2]) cli_usage_error("guide", "--conditions: expected a list of guided, null, plain");
+    if (!any) cli_usage_error("guide", "--conditions: expected a list of guided, null, plain, adaptive, topk");
+}
+
+static bool any_drafted(const guide_opts *G) {
+    for (int q = 0; q < 4; q++) if (G->want[drafted_conds[q]]) return true;
+    return false;
 }
 
 /* Parses and checks the flags into G; false after --help. */
@@ -284,6 +317,8 @@ static bool parse_args(int argc, char **argv, guide_opts *G) {
         else if ((v = cli_value("guide", "--top-k", argc, argv, &i))) G->top_k = cli_parse_long("guide", "--top-k", v, 0, 1 << 30);
         else if ((v = cli_value("guide", "--top-p", argc, argv, &i))) G->top_p = cli_parse_double("guide", "--top-p", v, 0, 1);
         else if ((v = cli_value("guide", "--ttt", argc, argv, &i))) G->ttt_s = v;
+        else if ((v = cli_value("guide", "--guide-top-k", argc, argv, &i)))
+            G->guide_top_k = cli_parse_long("guide", "--guide-top-k", v, 1, 1 << 30);
         else if ((v = cli_value("guide", "--ttt-steps", argc, argv, &i))) G->ttt_steps = cli_parse_long("guide", "--ttt-steps", v, 1, 1000000);
         else if ((v = cli_value("guide", "--ttt-rank", argc, argv, &i))) G->ttt_rank = cli_parse_long("guide", "--ttt-rank", v, 1, 4096);
         else if ((v = cli_value("guide", "--ttt-lr", argc, argv, &i))) G->ttt_lr = cli_parse_double("guide", "--ttt-lr", v, 1e-12, 1e6);
@@ -293,14 +328,13 @@ static bool parse_args(int argc, char **argv, guide_opts *G) {
     G->alphas = exp_parse_list("guide", "--alphas", alphas_s, 0, 10, &G->na);
     G->temps = exp_parse_list("guide", "--temperatures", temps_s, 0, 100, &G->nt);
     parse_conditions(conds_s, G->want);
-    bool *want = G->want;
-    exp_require(c, want[C_GUIDED] || want[C_NULL]);
+    exp_require(c, any_drafted(G));
     if (!c->block) c->block = 2;
     const char *ttt_s = G->ttt_s;
     G->ttt_off = !strcmp(ttt_s, "off") || !strcmp(ttt_s, "both");
     G->ttt_on = !strcmp(ttt_s, "on") || !strcmp(ttt_s, "both");
     if (!G->ttt_off && !G->ttt_on) cli_usage_error("guide", "--ttt: '%s' is not off, on or both", ttt_s);
-    if (G->ttt_on && !want[C_GUIDED] && !want[C_NULL]) cli_usage_error("guide", "--ttt on needs a guided or null condition");
+    if (G->ttt_on && !any_drafted(G)) cli_usage_error("guide", "--ttt on needs a condition that uses the draft");
     c->train = G->ttt_on;
     if (c->adapter) cli_usage_error("guide", "--adapter is not taken by guide (its ttt column adapts the draft: --ttt on)");
     if (G->ttt_on && !vkd_ttt_engine_available())
@@ -312,12 +346,12 @@ static bool parse_args(int argc, char **argv, guide_opts *G) {
 /* Cells: condition-major in the order plain, guided, null (a null cell at alpha 0 reuses the
  * guided one: both are the target's logits). */
 static void build_cells(guide_opts *G) {
-    G->cells = calloc(6 * G->na * G->nt + 1, sizeof *G->cells);
+    G->cells = calloc(2 * NCOND * G->na * G->nt + 1, sizeof *G->cells);
     G->ncells = 0;
-    static const cond order[3] = {C_PLAIN, C_GUIDED, C_NULL};
+    static const cond order[NCOND] = {C_PLAIN, C_GUIDED, C_NULL, C_ADAPTIVE, C_TOPK};
     for (int tt = 0; tt < 2; tt++) {
         if (!(tt ? G->ttt_on : G->ttt_off)) continue;
-        for (int oi = 0; oi < 3; oi++) {
+        for (int oi = 0; oi < NCOND; oi++) {
             cond cc = order[oi];
             if (!G->want[cc] || (tt && cc == C_PLAIN)) continue;
             for (size_t ti = 0; ti < G->nt; ti++)
@@ -341,8 +375,9 @@ static cJSON *guide_params(const guide_opts *G) {
     cJSON *pt = cJSON_AddArrayToObject(params, "temperatures");
     for (size_t i = 0; i < G->nt; i++) cJSON_AddItemToArray(pt, cJSON_CreateNumber(G->temps[i]));
     cJSON *pc = cJSON_AddArrayToObject(params, "conditions");
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < NCOND; k++)
         if (G->want[k]) cJSON_AddItemToArray(pc, cJSON_CreateString(cond_name[k]));
+    if (G->want[C_TOPK]) cJSON_AddNumberToObject(params, "guide_top_k", (double)G->guide_top_k);
     cJSON_AddStringToObject(params, "ttt", G->ttt_s);
     if (G->ttt_on) {
         cJSON_AddNumberToObject(params, "ttt_steps", (double)G->ttt_steps);
@@ -537,13 +572,14 @@ static double grid_at(const guide_opts *G, const double *grid, cond cc, double t
 
 /* The evaluation matrix on stdout: rows condition x temperature, columns plain and the alphas. */
 static void print_matrix(const guide_opts *G, const double *grid, bool scored) {
-    for (int tt = 0; tt < 2 && (G->want[C_GUIDED] || G->want[C_NULL]); tt++) {
+    for (int tt = 0; tt < 2 && any_drafted(G); tt++) {
         if (!(tt ? G->ttt_on : G->ttt_off)) continue;
         printf("\n%s (rows: condition, temperature; columns: plain decoding, alpha), ttt %s\n%-16s %7s",
                scored ? "accuracy" : "KL(guided || target) per token", tt ? "on" : "off", "", "plain");
         for (size_t ai = 0; ai < G->na; ai++) printf(" %7g", G->alphas[ai]);
         printf("\n");
-        for (int cc = C_GUIDED; cc <= C_NULL; cc++) {
+        for (int q = 0; q < 4; q++) {
+            cond cc = drafted_conds[q];
             if (!G->want[cc]) continue;
             for (size_t ti = 0; ti < G->nt; ti++) {
                 char label[32], v[16];
@@ -563,8 +599,8 @@ static void print_matrix(const guide_opts *G, const double *grid, bool scored) {
 /* The matrix as a heatmap (heatmap.png). */
 static void write_heatmap(const guide_opts *G, const exp_out *o, const double *grid, bool scored) {
     size_t nt = G->nt, na = G->na, hr = 0, hc = na + 1;
-    double *hv = malloc(4 * nt * hc * sizeof *hv);
-    char **rl = calloc(4 * nt, sizeof *rl), **cl = calloc(hc, sizeof *cl);
+    double *hv = malloc(8 * nt * hc * sizeof *hv);
+    char **rl = calloc(8 * nt, sizeof *rl), **cl = calloc(hc, sizeof *cl);
     cl[0] = strdup("plain");
     for (size_t ai = 0; ai < na; ai++) {
         char b[32];
@@ -572,7 +608,8 @@ static void write_heatmap(const guide_opts *G, const exp_out *o, const double *g
         cl[ai + 1] = strdup(b);
     }
     for (int tt = 0; tt < 2; tt++)
-        for (int cc = C_GUIDED; cc <= C_NULL; cc++) {
+        for (int q = 0; q < 4; q++) {
+            cond cc = drafted_conds[q];
             if (!G->want[cc] || !(tt ? G->ttt_on : G->ttt_off)) continue;
             for (size_t ti = 0; ti < nt; ti++, hr++) {
                 char label[40];
@@ -636,9 +673,77 @@ static void write_responses(const guide_opts *G, exp_out *o, const exp_data *d) 
     exp_buf_free(&jl);
 }
 
+/* tokens.jsonl (seeds 001/004 phase 2.5): one line per generated token of every drafted cell,
+ * from the journal's per_token rows. */
+static void write_tokens(const guide_opts *G, exp_out *o, const exp_data *d, vkd_tok *tok) {
+    exp_buf jl = {0};
+    vkd_error err = {0};
+    static const char *const keys[7] = {"target_argmax", "guided_argmax", "alpha_applied", "p_target", "p_draft",
+                                        "p_target_pref", "p_draft_pref"};
+    for (size_t ci = 0; ci < G->ncells; ci++)
+        for (size_t e = 0; e < d->n; e++) {
+            const cell *k = &G->cells[ci];
+            const cJSON *r = find_record(o, k, d->ex[e].id);
+            const cJSON *pt = r ? cJSON_GetObjectItemCaseSensitive(r, "per_token") : NULL;
+            const cJSON *ids = r ? cJSON_GetObjectItemCaseSensitive(r, "ids") : NULL;
+            if (!cJSON_IsArray(pt) || !cJSON_IsArray(ids)) continue;
+            int i = 0;
+            const cJSON *row;
+            cJSON_ArrayForEach(row, pt) {
+                int32_t id = (int32_t)cJSON_GetArrayItem(ids, i)->valuedouble;
+                char *text = NULL;
+                size_t tl;
+                if (vkd_tok_decode(tok, &id, 1, false, &text, &tl, &err)) text = strdup("");
+                cJSON *x = cJSON_CreateObject();
+                cJSON_AddStringToObject(x, "id", str(r, "id"));
+                cJSON_AddStringToObject(x, "example", d->ex[e].id);
+                cJSON_AddStringToObject(x, "condition", cond_name[k->c]);
+                cJSON_AddNumberToObject(x, "alpha", k->alpha);
+                cJSON_AddNumberToObject(x, "temperature", k->temp);
+                cJSON_AddStringToObject(x, "ttt", k->ttt ? "on" : "off");
+                cJSON_AddNumberToObject(x, "index", i);
+                cJSON_AddNumberToObject(x, "token", id);
+                cJSON_AddStringToObject(x, "text", text ? text : "");
+                double ta = cJSON_GetArrayItem(row, 0)->valuedouble, ga = cJSON_GetArrayItem(row, 1)->valuedouble;
+                cJSON_AddBoolToObject(x, "changed", ta != ga);
+                for (int q = 0; q < 7; q++) cJSON_AddNumberToObject(x, keys[q], cJSON_GetArrayItem(row, q)->valuedouble);
+                char *line = cJSON_PrintUnformatted(x);
+                exp_buf_printf(&jl, "%s\n", line);
+                free(line);
+                free(text);
+                cJSON_Delete(x);
+                i++;
+            }
+        }
+    exp_write(o, "tokens.jsonl", jl.s ? jl.s : "", jl.n);
+    exp_buf_free(&jl);
+}
+
+/* compare.md: per example, the question and every cell's response under one another. */
+static void write_compare(const guide_opts *G, exp_out *o, const exp_data *d) {
+    exp_buf md = {0};
+    exp_buf_printf(&md, "# Responses side by side\n\n%zu example(s), %zu cell(s) (condition / alpha / temperature / ttt)\n",
+                   d->n, G->ncells);
+    for (size_t e = 0; e < d->n; e++) {
+        exp_buf_printf(&md, "\n## Example %s\n\n**Question:**\n\n```\n%s\n```\n", d->ex[e].id, d->ex[e].question);
+        if (d->ex[e].answer) exp_buf_printf(&md, "\n**Reference answer:**\n\n```\n%s\n```\n", d->ex[e].answer);
+        for (size_t ci = 0; ci < G->ncells; ci++) {
+            const cell *k = &G->cells[ci];
+            const cJSON *r = find_record(o, k, d->ex[e].id);
+            if (!r) continue;
+            const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "correct");
+            exp_buf_printf(&md, "\n### %s%s (%.0f tokens, %.0f argmax changed)\n\n```\n%s\n```\n", k->key,
+                           cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? " - correct" : " - wrong") : "", num(r, "tokens"),
+                           num(r, "changed"), str(r, "response") ? str(r, "response") : "");
+        }
+    }
+    exp_write(o, "compare.md", md.s, md.n);
+    exp_buf_free(&md);
+}
+
 /* Everything written from the whole journal: the table, matrix.csv, summary.json, the matrix,
  * heatmap.png and responses.jsonl. */
-static void report(const guide_opts *G, exp_out *o, const exp_data *d) {
+static void report(const guide_opts *G, exp_out *o, const exp_data *d, vkd_tok *tok) {
     bool scored = false;
     for (size_t q = 0; q < o->done.n; q++)
         scored |= cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(o->done.rec[q], "correct"));
@@ -647,7 +752,7 @@ static void report(const guide_opts *G, exp_out *o, const exp_data *d) {
                          "ms_per_token,target_forwards_per_token\n");
     cJSON *summary = cJSON_CreateObject();
     cJSON *sc = cJSON_AddArrayToObject(summary, "cells");
-    bool drafted = G->want[C_GUIDED] || G->want[C_NULL];
+    bool drafted = any_drafted(G);
     printf("guide: %zu example(s) from %s, %zu cell(s), draft block %ld, seed %llu%s\n", d->n, d->path, G->ncells,
            G->c.block, G->c.seed, drafted ? "" : " (plain only)");
     printf("%-7s %-4s %5s %6s %5s %8s %9s %8s %8s %9s %9s\n", "cond", "ttt", "T", "alpha", "n", "accuracy", "KL/token",
@@ -661,14 +766,17 @@ static void report(const guide_opts *G, exp_out *o, const exp_data *d) {
     exp_write_json(o, "summary.json", summary);
     if (drafted) write_heatmap(G, o, grid, scored);
     write_responses(G, o, d);
-    printf("wrote %s/{matrix.csv,summary.json,responses.jsonl,heatmap.png,examples.jsonl,config.json}\n", o->dir);
+    write_tokens(G, o, d, tok);
+    write_compare(G, o, d);
+    printf("wrote %s/{matrix.csv,summary.json,responses.jsonl,tokens.jsonl,compare.md,heatmap.png,examples.jsonl,"
+           "config.json}\n", o->dir);
     free(grid);
     exp_buf_free(&csv);
     cJSON_Delete(summary);
 }
 
 int vkd_cmd_guide(int argc, char **argv) {
-    guide_opts G = {.c = {.cmd = "guide"}, .ttt_s = "off", .max_new = 512, .top_k = 0, .top_p = 1,
+    guide_opts G = {.c = {.cmd = "guide"}, .ttt_s = "off", .max_new = 512, .top_k = 0, .top_p = 1, .guide_top_k = 20,
                     .ttt_steps = VKD_TTT_DEFAULT_STEPS, .ttt_rank = VKD_TTT_DEFAULT_RANK, .ttt_lr = VKD_TTT_DEFAULT_LR};
     if (!parse_args(argc, argv, &G)) return 0;
     build_cells(&G);
@@ -691,13 +799,13 @@ int vkd_cmd_guide(int argc, char **argv) {
 
     sweep S = {.G = &G, .o = &o};
     S.R = (run_ctx){.c = c, .m = &m, .d = &d, .g = g, .max_new = (uint32_t)G.max_new,
-                    .top_k = (uint32_t)G.top_k, .top_p = G.top_p};
+                    .top_k = (uint32_t)G.top_k, .top_p = G.top_p, .guide_top_k = (uint32_t)G.guide_top_k};
     if (!c->quiet) exp_progress_start(&S.prog, "guide", G.ncells * d.n);
     run_untrained(&S);
     run_adapted(&S);
     if (!c->quiet) exp_progress_end(&S.prog, S.done, S.work, "tok");
 
-    report(&G, &o, &d);
+    report(&G, &o, &d, m.tok);
 
     vkd_draft_free(g);
     exp_close_out(&o);

@@ -126,9 +126,18 @@ bool jr_check_guide(const cJSON *r, const jr_limits *lim, char *msg, size_t cap)
         !f_num(&c, r, "decode_s", 0, HUGE_VAL, false))
         return false;
     const char *cond = get(r, "condition")->valuestring;
-    if (strcmp(cond, "guided") && strcmp(cond, "null") && strcmp(cond, "plain"))
-        return bad(&c, "condition", "expected guided, null or plain, got '%.60s'", cond);
+    if (strcmp(cond, "guided") && strcmp(cond, "null") && strcmp(cond, "plain") && strcmp(cond, "adaptive") &&
+        strcmp(cond, "topk"))
+        return bad(&c, "condition", "expected guided, null, plain, adaptive or topk, got '%.60s'", cond);
     if (!f_ints(&c, r, "ids", 0, V, (long)get(r, "tokens")->valuedouble)) return false;
+    /* per_token (guided conditions): target_argmax, guided_argmax, alpha applied, p_target,
+     * p_draft, p_target_pref, p_draft_pref; one row per token */
+    if (get(r, "per_token")) {
+        const double lo[7] = {0, 0, 0, 0, 0, 0, 0}, hi[7] = {V, V, 0, 0, 0, 0, 0};
+        if (!f_rows(&c, r, "per_token", 7, "iinpppp", lo, hi)) return false;
+        if (cJSON_GetArraySize(get(r, "per_token")) != (int)get(r, "tokens")->valuedouble)
+            return bad(&c, "per_token", "expected one row per token");
+    }
     if (get(r, "changed")->valuedouble > get(r, "tokens")->valuedouble)
         return bad(&c, "changed", "more changed tokens than tokens");
     /* the id names the cell and the example: "<cell>/<example>" */
