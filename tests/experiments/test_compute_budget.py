@@ -35,6 +35,17 @@ def main():
     for item in ("target prefill", "draft calls (1)", "verification (1)"):
         m = re.search(r"\| " + re.escape(item) + r" \| ([0-9.]+) s \| ([0-9.]+) ms/", out)
         check(m is not None and float(m.group(1)) > 0, f"'{item}' time:\n{out}")
+    # spec's summary: the same sizes, the run's counts
+    ids = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    doc = json.loads(run(["spec", "--target", tgt, "--draft", drf, "--ids", ",".join(map(str, ids)),
+                          "--max-new-tokens", "12", "--json"]).stdout)
+    cb, tot = doc["total"]["compute_budget"], doc["total"]
+    n = len(doc["prompts"][0]["ids"])
+    check(cb["target_kv_bytes_per_token"] == want["target KV cache"] and cb["draft_kv_bytes_per_token"] ==
+          want["draft KV cache"] and cb["taps_bytes_per_token"] == want["hidden-state taps"], f"spec sizes {cb}")
+    check(cb["prompts"] == 1 and cb["prompt_tokens"] == len(ids) and cb["max_len"] == len(ids) + n and
+          cb["draft_calls"] == cb["verify_steps"] == tot["steps"] and abs(cb["verify_s"] - tot["verify_s"]) < 1e-9 and
+          cb["target_kv_bytes"] == cb["target_kv_bytes_per_token"] * cb["max_len"], f"spec budget {cb} vs {tot}")
     print(f"test_compute_budget: {want}; {vkd_cli.failures} failure(s)", file=sys.stderr)
     return 1 if vkd_cli.failures else 0
 
