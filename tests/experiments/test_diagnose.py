@@ -151,7 +151,10 @@ def only_wrong(tgt, drf, tmp, data, seed, T, summ_full):
     check(summ["target_correct_skipped"] == nskip and summ["examples"] == len(journal) - nskip,
           f"summary counts: {summ['target_correct_skipped']} skipped, {summ['examples']} examples")
     check("--only-target-wrong" in p.stdout, "report names the skipped count")
-    print(f"diagnose --only-target-wrong: {nskip} of {len(journal)} skipped as correct (answers {answers})")
+    # the generated target writes no number in 24 tokens, so the skip-as-correct path is only
+    # exercised when a later model does: say so rather than pass silently
+    print(f"diagnose --only-target-wrong: {nskip} of {len(journal)} skipped as correct (answers {answers})"
+          + ("" if nskip else "; the correct-answer skip path was NOT exercised (no number in the target's text)"))
     # a dataset that cannot be graded is refused before --out is touched
     ng = os.path.join(tmp, "plain.jsonl")
     with open(ng, "w") as f:
