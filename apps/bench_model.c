@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "budget.h"
 #include "cli.h"
 #include "vkd_spec.h"
 
@@ -29,7 +30,12 @@ static void parse(const char *cmd, int argc, char **argv, model_flags *f, bool w
                        "ids from the fused LM head + argmax, as spec at temperature 0), then prints the\n"
                        "speed-up a given tau would give: tau * t_decode / (t_draft + t_verify), and\n"
                        "the efficiency speed-up / tau. Measured tau comes from 'vkdraft spec'. A first\n"
-                       "run warms up (pipelines compile at their first dispatch) and is printed apart.\n");
+                       "run warms up (pipelines compile at their first dispatch) and is printed apart.\n"
+                       "Then the compute budget of the pair (seeds 001/004 item 0.4) for a prompt of\n"
+                       "--prompt-tokens (default 128) and one block: target prefill time (with taps),\n"
+                       "draft call time, verification time (medians of --reps, default 5) and the bytes\n"
+                       "held by the target's and the draft's KV caches and the hidden-state taps\n"
+                       "(per token and for the prompt + one block).\n");
             else
                 printf("usage: vkdraft bench generate --model DIR [--prompt-tokens N] [--gen-tokens N] [--reps N]\n\n"
                        "Prefill and decode tokens/s on the selected device (greedy, random prompt ids),\n"
@@ -134,7 +140,7 @@ int vkd_bench_spec(int argc, char **argv) {
     /* greedy, as spec at temperature 0: token ids (fused LM head + argmax), no logits read */
     cli_check(vkd_tensor_create_2d(ctx, VKD_DTYPE_I32, 1, B, "argmax", &am, &err), &err);
     double *tdraft = malloc(f.reps * sizeof(double)), *tver = malloc(f.reps * sizeof(double)),
-           *tdec = malloc(f.reps * sizeof(double));
+           *tdec = malloc(f.reps * sizeof(double)), *tpre = malloc(f.reps * sizeof(double));
     int32_t block[256];
     double cold[3] = {0};
     /* rep -1 warms up (pipeline compilation at first dispatch), reported apart */
@@ -144,6 +150,7 @@ int vkd_bench_spec(int argc, char **argv) {
         /* prompt into target and draft */
         t->len = 0;
         dr->len = 0;
+        double tp0 = vkd_now();
         for (uint32_t done = 0; done < (uint32_t)f.prompt;) {
             uint32_t m = (uint32_t)f.prompt - done < t->max_rows ? (uint32_t)f.prompt - done : t->max_rows;
             vkd_target_step s = {.ids = ids + done, .m = m, .tap_layers = dr->tap_layers, .ntaps = dr->ntaps, .features = feat};
@@ -153,6 +160,7 @@ int vkd_bench_spec(int argc, char **argv) {
             cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
             done += m;
         }
+        tpre[r] = vkd_now() - tp0;
         /* one draft call: a block's worth of new context + the block */
         block[0] = ids[f.prompt];
         for (uint32_t i = 1; i < B; i++) block[i] = dr->mask_id;
@@ -194,9 +202,16 @@ int vkd_bench_spec(int argc, char **argv) {
         double sp = tau * dd / (a + v);
         printf("%6u %9.2fx %10.2f\n", tau, sp, sp / tau);
     }
+    compute_budget cb = {.prompts = 1, .prompt_tokens = (uint64_t)f.prompt, .max_len = (uint64_t)f.prompt + B,
+                         /* the first prefill compiles the pipelines: left out when there are more */
+                         .prefill_s = f.reps > 1 ? median(tpre + 1, (int)f.reps - 1) : tpre[0], .draft_calls = 1, .draft_s = a, .verify_steps = 1,
+                         .verify_s = v};
+    compute_budget_sizes(t, dr, &cb);
+    compute_budget_print(stdout, &cb);
     free(tdraft);
     free(tver);
     free(tdec);
+    free(tpre);
     free(ids);
     vkd_tensor_destroy(feat);
     vkd_tensor_destroy(am);

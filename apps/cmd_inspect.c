@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "budget.h"
 #include "cli.h"
 #include "cmds.h"
 #include "config.h"
@@ -19,7 +20,10 @@ static void usage(FILE *f) {
             "Reads a Hugging Face model folder (config.json, model.safetensors or\n"
             "model.safetensors.index.json + shards, generation_config.json, tokenizer.json) and\n"
             "prints the architecture, sizes, dtypes, shards, parameter count, every tensor (name,\n"
-            "dtype, shape, shard), the generation defaults and the tokenizer, then every problem\n"
+            "dtype, shape, shard), the parameter budget by component (embed_tokens, lm_head, the\n"
+            "DFlash fc with its compression ratio, each transformer layer's attention + MLP, all\n"
+            "RMSNorm weights, other; seed 000 section 4.1), the generation defaults and the\n"
+            "tokenizer, then every problem\n"
             "found: config errors, missing/unexpected/mis-shaped tensors, shard/index mismatches.\n"
             "Exits with status 1 when there is any problem.\n\n"
             "  --json     one JSON object on stdout instead of text\n"
@@ -120,8 +124,8 @@ static void print_config(const vkd_cfg *c) {
     }
 }
 
-/* Tensors of the model (all shards opened): list, dtype counts, parameter count. */
-static void tensors_section(vkd_st_model *m, bool json, cJSON *root, report *rep) {
+/* Tensors of the model (all shards opened): list, dtype counts, parameter count, budget. */
+static void tensors_section(vkd_st_model *m, bool tied, bool json, cJSON *root, report *rep) {
     vkd_error err = {0};
     if (vkd_st_model_load_all(m, &err) != VKD_OK) add_problem(rep, err.msg);
     size_t n = vkd_st_model_count(m), counts[VKD_DTYPE_COUNT] = {0};
@@ -169,6 +173,14 @@ static void tensors_section(vkd_st_model *m, bool json, cJSON *root, report *rep
         printf("\nparameters: %" PRIu64 " (%.2f %s), %.3f GiB of tensor data\n", params,
                p / scale, unit, (double)bytes / (1024.0 * 1024.0 * 1024.0));
     }
+    vkd_param_budget b;
+    if (vkd_param_budget_of(m, &b, &err) != VKD_OK) {
+        add_problem(rep, err.msg);
+        return;
+    }
+    if (json) cJSON_AddItemToObject(root, "parameter_budget", budget_json(&b, tied));
+    else budget_print(stdout, &b, tied);
+    vkd_param_budget_free(&b);
 }
 
 static void generation_section(const char *dir, bool json, cJSON *root, report *rep) {
@@ -287,7 +299,7 @@ int vkd_cmd_inspect(int argc, char **argv) {
             printf("shards: %zu%s\n", ns, vkd_st_model_has_index(m) ? " (model.safetensors.index.json)" : "");
             for (size_t s = 0; s < ns; s++) printf("  %s\n", vkd_st_model_shard_name(m, s));
         }
-        tensors_section(m, json, root, &rep);
+        tensors_section(m, have_cfg && cfg.tie_word_embeddings, json, root, &rep);
         if (have_cfg) {
             vkd_error cerr = {0};
             vkd_cfg_check_tensors(&cfg, m, add_problem, &rep, &cerr);

@@ -132,7 +132,43 @@ typedef struct agg {
     size_t n, scored, correct;
     double tokens, forwards, proposed, wall, attempts, accepts, draft_calls;
     rep_col c_acc, c_fpt, c_rate;  /* per example: correct / 1, forwards / tokens, accepts / attempts */
+    double changes, tokens_changed, distinct; /* NAN once a record lacks them (older journal) */
 } agg;
+
+/* Seed 002 section 5 for the power method: the moves that changed the answer and the cost
+ * per effective accepted token (a position an accepted MCMC step changed). */
+static void moves_json(cJSON *m, const agg *a) {
+    double eff = a->tokens_changed;
+    cJSON_AddNumberToObject(m, "changes", a->changes);
+    cJSON_AddNumberToObject(m, "change_rate", a->attempts > 0 ? a->changes / a->attempts : NAN);
+    cJSON_AddNumberToObject(m, "distinct_proposals", a->distinct);
+    cJSON_AddNumberToObject(m, "tokens_changed", eff);
+    cJSON_AddNumberToObject(m, "forwards_per_effective_token", eff > 0 ? a->forwards / eff : NAN);
+    cJSON_AddNumberToObject(m, "wall_s_per_effective_token", eff > 0 ? a->wall / eff : NAN);
+}
+
+/* easy / hard: the example's greedy target answer graded correct / wrong */
+#define NDIFF 3
+static const char *const diff_names[NDIFF] = {"all", "easy", "hard"};
+
+/* The totals of one method record into a (the difficulty split's tables). */
+static void add_agg(agg *a, const cJSON *x, bool power) {
+    const cJSON *corr = item(x, "correct");
+    a->n++;
+    if (cJSON_IsBool(corr)) {
+        a->scored++;
+        a->correct += cJSON_IsTrue(corr);
+    }
+    a->tokens += num(x, "tokens");
+    a->forwards += num(x, "target_forwards");
+    a->wall += num(x, "wall_s");
+    if (!power) return;
+    a->attempts += num(x, "attempts");
+    a->accepts += num(x, "accepts");
+    a->changes += num(x, "changes");
+    a->tokens_changed += num(x, "tokens_changed");
+    a->distinct += num(x, "distinct_proposals");
+}
 
 static void sum_counts(const cJSON *arr, double **v, size_t *n) {
     size_t m = (size_t)cJSON_GetArraySize(arr);
@@ -154,7 +190,7 @@ static double *rates(const double *att, size_t n, const double *acc, size_t nacc
 }
 
 static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const rep_boot *bt) {
-    agg A[NMETHOD] = {{0}};
+    agg D[NDIFF][NMETHOD] = {{{0}}}, *A = D[0];
     double *sa = NULL, *sc = NULL, *ba = NULL, *bc = NULL;
     size_t nsa = 0, nsc = 0, nba = 0, nbc = 0;
     exp_buf ans = {0};
@@ -163,9 +199,12 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
         const char *id = cJSON_GetStringValue(item(rec, "id"));
         const char *gold = cJSON_GetStringValue(item(rec, "gold_answer"));
         if (!gold) gold = cJSON_GetStringValue(item(rec, "gold"));
+        const cJSON *gc = item(item(rec, "greedy"), "correct");
+        int dg = cJSON_IsBool(gc) ? (cJSON_IsTrue(gc) ? 1 : 2) : 0;
         for (int mth = 0; mth < NMETHOD; mth++) {
             const cJSON *x = item(rec, method_names[mth]);
             if (!cJSON_IsObject(x)) continue;
+            if (dg) add_agg(&D[dg][mth], x, mth == M_POWER);
             agg *a = &A[mth];
             a->n++;
             const cJSON *corr = item(x, "correct");
@@ -185,6 +224,9 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
                 a->attempts += num(x, "attempts");
                 a->accepts += num(x, "accepts");
                 a->draft_calls += num(x, "draft_calls");
+                a->changes += num(x, "changes");
+                a->tokens_changed += num(x, "tokens_changed");
+                a->distinct += num(x, "distinct_proposals");
                 sum_counts(item(x, "step_attempts"), &sa, &nsa);
                 sum_counts(item(x, "step_accepts"), &sc, &nsc);
                 sum_counts(item(x, "block_attempts"), &ba, &nba);
@@ -259,6 +301,7 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
             cJSON_AddNumberToObject(m, "accepts", a->accepts);
             cJSON_AddNumberToObject(m, "acceptance", rate);
             cJSON_AddNumberToObject(m, "draft_calls", a->draft_calls);
+            moves_json(m, a);
         }
         char accs[32], rates[32];
         if (a->scored) snprintf(accs, sizeof accs, "%.1f%%", 100 * acc);
@@ -273,6 +316,53 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
         cJSON_AddNumberToObject(summ, "tokens_spent_vs_greedy", ratio);
         exp_buf_printf(&rep, "\ntokens spent per answer token, power / greedy: %.2fx (the paper: ~8.8x on MATH500)\n",
                        ratio);
+    }
+    if (A[M_POWER].attempts > 0) {
+        const agg *a = &A[M_POWER];
+        exp_buf_printf(&rep, "\npower MCMC moves: %.0f accepted of %.0f, %.0f changed the answer (%.1f%%), %.0f distinct "
+                             "proposals; %.0f effective accepted tokens: %.2f target forwards and %.4f s each\n",
+                       a->accepts, a->attempts, a->changes, 100 * a->changes / a->attempts, a->distinct,
+                       a->tokens_changed, a->tokens_changed > 0 ? a->forwards / a->tokens_changed : NAN,
+                       a->tokens_changed > 0 ? a->wall / a->tokens_changed : NAN);
+    }
+    if (D[1][M_POWER].n + D[2][M_POWER].n) {
+        cJSON *bd = cJSON_AddObjectToObject(summ, "by_difficulty");
+        exp_buf_printf(&rep, "\nby difficulty (easy: the greedy target answer is correct; hard: wrong)\n"
+                             "%-5s %-8s %5s %8s %9s %9s %11s %11s\n", "group", "method", "n", "accuracy", "accept",
+                       "changed", "fwd/eff", "s/eff");
+        for (int dg = 1; dg < NDIFF; dg++) {
+            if (!D[dg][M_POWER].n) continue;
+            cJSON *g = cJSON_AddObjectToObject(bd, diff_names[dg]);
+            for (int mth = 0; mth < NMETHOD; mth++) {
+                const agg *a = &D[dg][mth];
+                if (!a->n) continue;
+                cJSON *m = cJSON_AddObjectToObject(g, method_names[mth]);
+                double acc = a->scored ? (double)a->correct / (double)a->scored : NAN;
+                cJSON_AddNumberToObject(m, "examples", (double)a->n);
+                cJSON_AddNumberToObject(m, "accuracy", acc);
+                cJSON_AddNumberToObject(m, "target_forwards", a->forwards);
+                cJSON_AddNumberToObject(m, "wall_s", a->wall);
+                double ar = a->attempts > 0 ? a->accepts / a->attempts : NAN, cr = a->attempts > 0 ? a->changes / a->attempts : NAN;
+                if (mth == M_POWER) {
+                    cJSON_AddNumberToObject(m, "attempts", a->attempts);
+                    cJSON_AddNumberToObject(m, "accepts", a->accepts);
+                    cJSON_AddNumberToObject(m, "acceptance", ar);
+                    moves_json(m, a);
+                }
+                double eff = a->tokens_changed;
+                char f[4][24] = {"-", "-", "-", "-"};
+                if (mth == M_POWER && a->attempts > 0) {
+                    snprintf(f[0], sizeof f[0], "%.1f%%", 100 * ar);
+                    snprintf(f[1], sizeof f[1], "%.1f%%", 100 * cr);
+                }
+                if (mth == M_POWER && eff > 0) {
+                    snprintf(f[2], sizeof f[2], "%.3f", a->forwards / eff);
+                    snprintf(f[3], sizeof f[3], "%.4g", a->wall / eff);
+                }
+                exp_buf_printf(&rep, "%-5s %-8s %5zu %7.1f%% %9s %9s %11s %11s\n", diff_names[dg], method_names[mth],
+                               a->n, 100 * acc, f[0], f[1], f[2], f[3]);
+            }
+        }
     }
     cJSON *st = cJSON_AddArrayToObject(summ, "acceptance_by_step");
     exp_buf_printf(&rep, "\nacceptance by MCMC step index:");
@@ -442,6 +532,9 @@ int vkd_cmd_power(int argc, char **argv) {
         cJSON_AddNumberToObject(pj, "attempts", res.attempts);
         cJSON_AddNumberToObject(pj, "accepts", res.accepts);
         cJSON_AddNumberToObject(pj, "acceptance", res.attempts ? (double)res.accepts / res.attempts : NAN);
+        cJSON_AddNumberToObject(pj, "changes", res.changes);
+        cJSON_AddNumberToObject(pj, "tokens_changed", (double)res.tokens_changed);
+        cJSON_AddNumberToObject(pj, "distinct_proposals", res.distinct_proposals);
         cJSON_AddItemToObject(pj, "block_attempts", u32_array(res.block_attempts, res.blocks));
         cJSON_AddItemToObject(pj, "block_accepts", u32_array(res.block_accepts, res.blocks));
         cJSON_AddItemToObject(pj, "step_attempts", u32_array(res.step_attempts, S ? (uint32_t)S : 0));

@@ -13,6 +13,7 @@
 #include "cmds.h"
 #include "exp.h"
 #include "figure.h"
+#include "grade.h"
 #include "report.h"
 #include "vkd_generate.h"
 #include "vkd_probe.h"
@@ -21,7 +22,7 @@
 
 static void usage(void) {
     printf("usage: vkdraft probe --target DIR --draft DIR --out DIR [--dataset FILE] [--limit N]\n"
-           "           [--alpha A] [--draft-temps T1,T2,..] [--samples K] [--max-new-tokens N]\n"
+           "           [--alpha A] [--draft-temps T1,T2,..] [--samples K] [--mcmc-steps S] [--max-new-tokens N]\n"
            "           [--seed S] [--block-size B] [--resume]\n\n"
            "Can the DFlash draft serve as an MCMC proposal for p^alpha? (seed 002)\n"
            "Per record: the chat-rendered problem (thinking off unless --think), a greedy reference\n"
@@ -42,18 +43,28 @@ static void usage(void) {
            "= mean over blocks of the within-block std of log w (the spread that decides the MH\n"
            "acceptance; the std across blocks of the block means is in summary.json too).\n"
            "Aggregates: KL, TVD and token accept are means over positions; sim accept, block product\n"
-           "and log w over blocks. Block position groups: block index k in the example, 0-9/10-29/30+.\n\n"
+           "and log w over blocks. Block position groups: block index k in the example, 0-9/10-29/30+.\n"
+           "MCMC chains (sections 4.3 and 5): beside the acceptance, the accepted moves whose sample\n"
+           "differs from the state's tokens (a one-hot proposal accepts every move without moving) and\n"
+           "the distinct samples per block; the K samples cut into floor(K/(S+1)) independent chains\n"
+           "of S steps (a fresh start, S proposals) give P(moves >= 1), P(moves >= 3) and P(changed\n"
+           "the block >= 1), beside the seed's binomial arithmetic at the median acceptance; the cost\n"
+           "per effective accepted token: one proposal = one draft call + one target forward scoring\n"
+           "the block, bringing change rate x positions per block tokens (target forwards and block\n"
+           "wall time per effective token). With a GSM8K / MATH-500 file name each greedy reference is\n"
+           "graded and the chain table is split easy (correct) / hard (wrong).\n\n"
            "  --alpha A             power of the target distribution (default 4)\n"
            "  --draft-temps LIST    draft temperatures (default 1.0,0.5,0.25)\n"
            "  --samples K           Monte Carlo blocks per block and temperature (default 100)\n"
+           "  --mcmc-steps S        steps of the section 4.3 chains (default 10)\n"
            "  --max-new-tokens N    reference generation length (default 3072)\n\n"
            "Outputs in --out: positions.csv (example, block, block_pos, position = index in the\n"
            "reference, token, text, kl_T*, tvd_T*, accept_T*, baseline_accept), blocks.csv (example,\n"
            "block, start, positions, product_T*, sim_accept_T*, logw_mean_T*, logw_std_T*, kl_mean_T*),\n"
            "summary.json, report.txt (the tables printed: aggregate per temperature, percentiles of\n"
            "block acceptance, fraction of blocks above 1/5/10/20/50/70%%, by block position, token\n"
-           "acceptance percentiles), config.json, examples.jsonl (the journal; it keeps each reference\n"
-           "generation's ids), figures fig_block_accept_hist.png, fig_token_accept_hist.png (histograms\n"
+           "acceptance percentiles, MCMC chains), config.json, examples.jsonl (the journal; it keeps\n"
+           "each reference generation's ids, its grading and the chain counts per block), figures fig_block_accept_hist.png, fig_token_accept_hist.png (histograms\n"
            "per temperature) and fig_kl_by_block.png (mean KL by block index per temperature).\n"
            "Default dataset: %s.\n\n%s", DEFAULT_DATASET, exp_common_help);
 }
@@ -154,166 +165,294 @@ static void on_token(void *user, int32_t id) {
     if (!w->quiet) exp_progress_update(w->pg, w->done, *w->work, "tok");
 }
 
-int vkd_cmd_probe(int argc, char **argv) {
-    exp_common c = {.cmd = "probe"};
+typedef struct probe_opts {
+    exp_common c;
+    double alpha;
+    long K, max_new, steps;
+    vkd_answer_kind kind;            /* grading of the reference (easy / hard); NONE: not graded */
+    double *temps;
+    size_t nt;
+} probe_opts;
+
+/* Parses and checks the flags into P; false after --help. */
+static bool parse_args(int argc, char **argv, probe_opts *P) {
+    exp_common *c = &P->c;
     const char *temps_s = "1.0,0.5,0.25";
-    double alpha = 4.0;
-    long K = 100, max_new = 3072;
     for (int i = 1; i < argc; i++) {
         const char *v;
-        if (exp_flag(&c, argc, argv, &i)) continue;
-        if ((v = cli_value(c.cmd, "--alpha", argc, argv, &i))) alpha = cli_parse_double(c.cmd, "--alpha", v, 1e-3, 1e3);
-        else if ((v = cli_value(c.cmd, "--draft-temps", argc, argv, &i))) temps_s = v;
-        else if ((v = cli_value(c.cmd, "--samples", argc, argv, &i))) K = cli_parse_long(c.cmd, "--samples", v, 2, 1L << 20);
-        else if ((v = cli_value(c.cmd, "--max-new-tokens", argc, argv, &i)))
-            max_new = cli_parse_long(c.cmd, "--max-new-tokens", v, 2, 1L << 20);
-        else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return 0; }
-        else cli_usage_error(c.cmd, "unknown flag '%s'", argv[i]);
+        if (exp_flag(c, argc, argv, &i)) continue;
+        if ((v = cli_value(c->cmd, "--alpha", argc, argv, &i))) P->alpha = cli_parse_double(c->cmd, "--alpha", v, 1e-3, 1e3);
+        else if ((v = cli_value(c->cmd, "--draft-temps", argc, argv, &i))) temps_s = v;
+        else if ((v = cli_value(c->cmd, "--samples", argc, argv, &i))) P->K = cli_parse_long(c->cmd, "--samples", v, 2, 1L << 20);
+        else if ((v = cli_value(c->cmd, "--max-new-tokens", argc, argv, &i)))
+            P->max_new = cli_parse_long(c->cmd, "--max-new-tokens", v, 2, 1L << 20);
+        else if ((v = cli_value(c->cmd, "--mcmc-steps", argc, argv, &i)))
+            P->steps = cli_parse_long(c->cmd, "--mcmc-steps", v, 1, 1L << 20);
+        else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return false; }
+        else cli_usage_error(c->cmd, "unknown flag '%s'", argv[i]);
     }
-    exp_require(&c, true);
-    size_t nt;
-    double *temps = exp_parse_list(c.cmd, "--draft-temps", temps_s, 1e-3, 1e3, &nt);
-    if (nt > VKD_PROBE_MAX_TEMPS) cli_usage_error(c.cmd, "--draft-temps: at most %d temperatures", VKD_PROBE_MAX_TEMPS);
+    exp_require(c, true);
+    P->temps = exp_parse_list(c->cmd, "--draft-temps", temps_s, 1e-3, 1e3, &P->nt);
+    if (P->nt > VKD_PROBE_MAX_TEMPS) cli_usage_error(c->cmd, "--draft-temps: at most %d temperatures", VKD_PROBE_MAX_TEMPS);
+    return true;
+}
 
-    exp_models m = {0};
-    exp_load_tokenizer(&c, &m);
-    exp_data data;
-    exp_load_data(&c, m.tok, DEFAULT_DATASET, false, &data);
-    vkd_error err = {0};
-    uint64_t longest = 0;
-    for (size_t k = 0; k < data.n; k++) if (data.ex[k].n_prompt > longest) longest = data.ex[k].n_prompt;
-    uint64_t extra = (uint64_t)max_new + 64; /* 64 >= any block size */
-    exp_load_models(&c, exp_ctx_cap(&c, longest + extra), &m);
-    vkd_dflash *d = m.d;
-    uint32_t B = d->block;
-    {   /* as guide and power: a run in which no example can be probed is an error */
-        size_t fits = 0, at = 0;
-        for (size_t k = 0; k < data.n; k++) {
-            if ((uint64_t)data.ex[k].n_prompt + extra <= m.t->ctx_len) fits++;
-            if (data.ex[k].n_prompt < data.ex[at].n_prompt) at = k;
-        }
-        if (!fits)
-            cli_fatal("%s:%zu: no example fits the context: the shortest prompt (%u tokens) + --max-new-tokens %ld "
-                      "+ a block exceed the target's max_position_embeddings (%u)", data.path, data.ex[at].line,
-                      data.ex[at].n_prompt, max_new, m.t->ctx_len);
+/* As guide and power: a run in which no example can be probed is an error. */
+static void check_fits(const exp_data *data, uint64_t extra, long max_new, uint32_t ctx_len) {
+    size_t fits = 0, at = 0;
+    for (size_t k = 0; k < data->n; k++) {
+        if ((uint64_t)data->ex[k].n_prompt + extra <= ctx_len) fits++;
+        if (data->ex[k].n_prompt < data->ex[at].n_prompt) at = k;
     }
+    if (!fits)
+        cli_fatal("%s:%zu: no example fits the context: the shortest prompt (%u tokens) + --max-new-tokens %ld "
+                  "+ a block exceed the target's max_position_embeddings (%u)", data->path, data->ex[at].line,
+                  data->ex[at].n_prompt, max_new, ctx_len);
+}
 
+static cJSON *probe_params(const probe_opts *P, const exp_data *data, uint32_t B) {
     cJSON *params = cJSON_CreateObject();
-    cJSON_AddStringToObject(params, "dataset", data.path);
-    cJSON_AddNumberToObject(params, "alpha", alpha);
+    cJSON_AddStringToObject(params, "dataset", data->path);
+    cJSON_AddNumberToObject(params, "alpha", P->alpha);
     cJSON *jt = cJSON_AddArrayToObject(params, "draft_temps");
-    for (size_t i = 0; i < nt; i++) cJSON_AddItemToArray(jt, cJSON_CreateNumber(temps[i]));
-    cJSON_AddNumberToObject(params, "samples", (double)K);
-    cJSON_AddNumberToObject(params, "max_new_tokens", (double)max_new);
+    for (size_t i = 0; i < P->nt; i++) cJSON_AddItemToArray(jt, cJSON_CreateNumber(P->temps[i]));
+    cJSON_AddNumberToObject(params, "samples", (double)P->K);
+    cJSON_AddNumberToObject(params, "max_new_tokens", (double)P->max_new);
+    cJSON_AddNumberToObject(params, "mcmc_steps", (double)P->steps);
     cJSON_AddNumberToObject(params, "block_size", B);
-    exp_out o;
-    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len, .ntemps = (uint32_t)nt, .block = B};
-    exp_open_out(&c, params, jr_check_probe, &lim, &o);
+    return params;
+}
 
-    vkd_probe_options po = {.alpha = alpha, .temps = temps, .ntemps = (uint32_t)nt, .samples = (uint32_t)K,
-                            .seed = c.seed};
-    vkd_probe *pr;
-    vkd_draft *draft;
-    cli_check(vkd_draft_dflash(d, &draft, &err), &err);
-    cli_check(vkd_probe_create(m.t, draft, &po, &pr, &err), &err);
+/* the chain statistics per block and temperature (vkd_probe_chain), in journal order */
+#define NCHAIN 7
+enum { CH_ACCEPTS, CH_CHANGES, CH_DISTINCT, CH_WINDOWS, CH_MOVED1, CH_MOVED3, CH_CHANGED1 };
 
-    exp_progress pg;
-    exp_progress_start(&pg, c.cmd, data.n);
-    uint64_t work = 0;
-    for (size_t k = 0; k < data.n; k++) {
-        const exp_example *e = &data.ex[k];
-        if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
-        cJSON *rj = exp_record_new(e);
-        if ((uint64_t)e->n_prompt + extra > m.t->ctx_len) {
-            fprintf(stderr, "probe: %s:%zu: skipped: prompt (%u tokens) + --max-new-tokens %ld + a block exceed "
-                    "the context (%u, the target's max_position_embeddings)\n", data.path, e->line, e->n_prompt,
-                    max_new, m.t->ctx_len);
-            cJSON_AddStringToObject(rj, "skipped", "longer than the context");
-            exp_journal(&o, rj);
-            exp_progress_update(&pg, k + 1, work, "tok");
-            continue;
-        }
-        /* greedy reference generation */
-        gen_watch gw = {.pg = &pg, .done = k, .work = &work, .quiet = c.quiet};
-        vkd_generate_options go = {.max_new_tokens = (uint32_t)max_new, .stop_ids = m.stops, .nstop = m.nstop,
-                              .on_token = on_token, .user = &gw};
-        vkd_generate_result gr;
-        double t0 = vkd_now();
-        cli_check(vkd_generate(m.t, m.rec, e->prompt, e->n_prompt, &go, &gr, &err), &err);
-        double gen_s = vkd_now() - t0;
-        uint32_t n = e->n_prompt + gr.n;
-        int32_t *seq = malloc((size_t)n * sizeof *seq);
-        memcpy(seq, e->prompt, e->n_prompt * sizeof *seq);
-        memcpy(seq + e->n_prompt, gr.ids, gr.n * sizeof *seq);
-        cJSON_AddNumberToObject(rj, "generated_tokens", gr.n);
-        cJSON_AddBoolToObject(rj, "stopped", gr.stopped);
-        cJSON_AddNumberToObject(rj, "gen_s", gen_s);
-        cJSON *ra = cJSON_AddArrayToObject(rj, "reference");
-        for (uint32_t i = 0; i < gr.n; i++) cJSON_AddItemToArray(ra, cJSON_CreateNumber(gr.ids[i]));
-        free(gr.ids);
-        if (gr.n < 2) {
-            fprintf(stderr, "probe: %s:%zu: skipped: the reference generation has %u token(s), nothing to compare\n",
-                    data.path, e->line, gr.n);
-            cJSON_AddStringToObject(rj, "skipped", "reference shorter than 2 tokens");
-            exp_journal(&o, rj);
-            exp_progress_update(&pg, k + 1, work, "tok");
-            free(seq);
-            continue;
-        }
-        vkd_probe_pos *ps;
-        vkd_probe_block *bs;
-        uint32_t np, nb;
-        vkd_probe_times tm;
-        cli_check(vkd_probe_run(pr, m.rec, seq, n, e->n_prompt, (uint32_t)k, NULL, NULL, &ps, &np, &bs, &nb, &tm,
-                                &err), &err);
-        cJSON_AddNumberToObject(rj, "prompt_s", tm.prompt_s);
-        cJSON_AddNumberToObject(rj, "blocks_s", tm.blocks_s);
-        cJSON_AddNumberToObject(rj, "mc_s", tm.mc_s);
-        cJSON *pa = cJSON_AddArrayToObject(rj, "positions");
-        for (uint32_t i = 0; i < np; i++) {
-            const vkd_probe_pos *q = &ps[i];
-            cJSON *row = cJSON_CreateArray();
-            double head[4] = {q->block, q->block_pos, q->pos - e->n_prompt, q->token};
-            for (int h = 0; h < 4; h++) cJSON_AddItemToArray(row, cJSON_CreateNumber(head[h]));
-            for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(q->kl[ti]));
-            for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(q->tvd[ti]));
-            cJSON_AddItemToArray(row, cJSON_CreateNumber(q->base_tvd));
-            cJSON_AddItemToArray(pa, row);
-        }
-        cJSON *ba = cJSON_AddArrayToObject(rj, "blocks");
-        for (uint32_t i = 0; i < nb; i++) {
-            const vkd_probe_block *b = &bs[i];
-            cJSON *row = cJSON_CreateArray();
-            double head[3] = {b->block, b->start - e->n_prompt, b->npos};
-            for (int h = 0; h < 3; h++) cJSON_AddItemToArray(row, cJSON_CreateNumber(head[h]));
-            const double *cols[4] = {b->product, b->sim_accept, b->logw_mean, b->logw_std};
-            for (int q = 0; q < 4; q++)
-                for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(cols[q][ti]));
-            cJSON_AddItemToArray(ba, row);
-        }
-        free(ps);
-        free(bs);
-        free(seq);
-        /* journal the record as it reads back (cJSON prints 15 digits when they come within an
-         * ulp), so that tables from a resumed journal equal those of an uninterrupted run */
-        char *txt = cJSON_PrintUnformatted(rj);
-        cJSON *back = txt ? cJSON_Parse(txt) : NULL;
-        if (!back) cli_fatal("out of memory");
-        free(txt);
-        cJSON_Delete(rj);
-        exp_journal(&o, back);
-        exp_progress_update(&pg, k + 1, work, "tok");
+/* Journal rows: positions [block, block_pos, position, token, kl x T, tvd x T, base_tvd] and
+ * blocks [block, start, positions, (product, sim_accept, logw_mean, logw_std) x T]. */
+static void add_rows(cJSON *rj, const exp_example *e, size_t nt, const vkd_probe_pos *ps, uint32_t np,
+                     const vkd_probe_block *bs, uint32_t nb) {
+    cJSON *pa = cJSON_AddArrayToObject(rj, "positions");
+    for (uint32_t i = 0; i < np; i++) {
+        const vkd_probe_pos *q = &ps[i];
+        cJSON *row = cJSON_CreateArray();
+        double head[4] = {q->block, q->block_pos, q->pos - e->n_prompt, q->token};
+        for (int h = 0; h < 4; h++) cJSON_AddItemToArray(row, cJSON_CreateNumber(head[h]));
+        for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(q->kl[ti]));
+        for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(q->tvd[ti]));
+        cJSON_AddItemToArray(row, cJSON_CreateNumber(q->base_tvd));
+        cJSON_AddItemToArray(pa, row);
     }
-    exp_progress_end(&pg, data.n, work, "tok");
-    vkd_probe_free(pr);
-    vkd_draft_free(draft);
+    cJSON *ba = cJSON_AddArrayToObject(rj, "blocks");
+    for (uint32_t i = 0; i < nb; i++) {
+        const vkd_probe_block *b = &bs[i];
+        cJSON *row = cJSON_CreateArray();
+        double head[3] = {b->block, b->start - e->n_prompt, b->npos};
+        for (int h = 0; h < 3; h++) cJSON_AddItemToArray(row, cJSON_CreateNumber(head[h]));
+        const double *cols[4] = {b->product, b->sim_accept, b->logw_mean, b->logw_std};
+        for (int q = 0; q < 4; q++)
+            for (size_t ti = 0; ti < nt; ti++) cJSON_AddItemToArray(row, cJSON_CreateNumber(cols[q][ti]));
+        cJSON_AddItemToArray(ba, row);
+    }
+    cJSON *ca = cJSON_AddArrayToObject(rj, "chains");
+    for (uint32_t i = 0; i < nb; i++) {
+        cJSON *row = cJSON_CreateArray();
+        cJSON_AddItemToArray(row, cJSON_CreateNumber(bs[i].block));
+        for (size_t ti = 0; ti < nt; ti++) {
+            const vkd_probe_chain *ch = &bs[i].chain[ti];
+            uint32_t v[NCHAIN] = {ch->accepts, ch->changes, ch->distinct, ch->windows, ch->moved1, ch->moved3,
+                                  ch->changed1};
+            for (int q = 0; q < NCHAIN; q++) cJSON_AddItemToArray(row, cJSON_CreateNumber(v[q]));
+        }
+        cJSON_AddItemToArray(ca, row);
+    }
+}
 
-    /* ---- tables from the whole journal ---- */
-    tstats *ts = calloc(nt, sizeof *ts);
-    dvec base = {0};
-    size_t n_ex = 0, n_skip = 0, n_blocks = 0, n_pos = 0;
-    double sum_gen = 0, sum_prompt = 0, sum_blocks = 0, sum_mc = 0, sum_tok = 0;
-    exp_buf pcsv = {0}, bcsv = {0}, rep = {0};
+typedef struct probe_run {
+    const probe_opts *P;
+    exp_models *m;
+    const exp_data *data;
+    vkd_probe *pr;
+    uint64_t extra;                  /* context beyond the prompt: max_new + a block */
+    exp_progress pg;
+    uint64_t work;
+} probe_run;
+
+/* The journal record of example k: skipped (too long for the context, reference too short)
+ * or the greedy reference and the probe's rows. */
+static cJSON *probe_one(probe_run *R, size_t k) {
+    const probe_opts *P = R->P;
+    exp_models *m = R->m;
+    const exp_example *e = &R->data->ex[k];
+    const char *path = R->data->path;
+    vkd_error err = {0};
+    cJSON *rj = exp_record_new(e);
+    if ((uint64_t)e->n_prompt + R->extra > m->t->ctx_len) {
+        fprintf(stderr, "probe: %s:%zu: skipped: prompt (%u tokens) + --max-new-tokens %ld + a block exceed "
+                "the context (%u, the target's max_position_embeddings)\n", path, e->line, e->n_prompt,
+                P->max_new, m->t->ctx_len);
+        cJSON_AddStringToObject(rj, "skipped", "longer than the context");
+        return rj;
+    }
+    /* greedy reference generation */
+    gen_watch gw = {.pg = &R->pg, .done = k, .work = &R->work, .quiet = P->c.quiet};
+    vkd_generate_options go = {.max_new_tokens = (uint32_t)P->max_new, .stop_ids = m->stops, .nstop = m->nstop,
+                               .on_token = on_token, .user = &gw};
+    vkd_generate_result gr;
+    double t0 = vkd_now();
+    cli_check(vkd_generate(m->t, m->rec, e->prompt, e->n_prompt, &go, &gr, &err), &err);
+    double gen_s = vkd_now() - t0;
+    uint32_t n = e->n_prompt + gr.n;
+    int32_t *seq = malloc((size_t)n * sizeof *seq);
+    memcpy(seq, e->prompt, e->n_prompt * sizeof *seq);
+    memcpy(seq + e->n_prompt, gr.ids, gr.n * sizeof *seq);
+    cJSON_AddNumberToObject(rj, "generated_tokens", gr.n);
+    cJSON_AddBoolToObject(rj, "stopped", gr.stopped);
+    cJSON_AddNumberToObject(rj, "gen_s", gen_s);
+    cJSON *ra = cJSON_AddArrayToObject(rj, "reference");
+    for (uint32_t i = 0; i < gr.n; i++) cJSON_AddItemToArray(ra, cJSON_CreateNumber(gr.ids[i]));
+    if (P->kind != VKD_ANSWER_NONE && e->answer) /* easy / hard: the greedy reference graded */
+        grade_ids(m->tok, P->kind, e, gr.ids, gr.n, cJSON_AddObjectToObject(rj, "graded"));
+    free(gr.ids);
+    if (gr.n < 2) {
+        fprintf(stderr, "probe: %s:%zu: skipped: the reference generation has %u token(s), nothing to compare\n",
+                path, e->line, gr.n);
+        cJSON_AddStringToObject(rj, "skipped", "reference shorter than 2 tokens");
+        free(seq);
+        return rj;
+    }
+    vkd_probe_pos *ps;
+    vkd_probe_block *bs;
+    uint32_t np, nb;
+    vkd_probe_times tm;
+    cli_check(vkd_probe_run(R->pr, m->rec, seq, n, e->n_prompt, (uint32_t)k, NULL, NULL, &ps, &np, &bs, &nb, &tm,
+                            &err), &err);
+    cJSON_AddNumberToObject(rj, "prompt_s", tm.prompt_s);
+    cJSON_AddNumberToObject(rj, "blocks_s", tm.blocks_s);
+    cJSON_AddNumberToObject(rj, "mc_s", tm.mc_s);
+    add_rows(rj, e, P->nt, ps, np, bs, nb);
+    free(ps);
+    free(bs);
+    free(seq);
+    /* journal the record as it reads back (cJSON prints 15 digits when they come within an
+     * ulp), so that tables from a resumed journal equal those of an uninterrupted run */
+    char *txt = cJSON_PrintUnformatted(rj);
+    cJSON *back = txt ? cJSON_Parse(txt) : NULL;
+    if (!back) cli_fatal("out of memory");
+    free(txt);
+    cJSON_Delete(rj);
+    return back;
+}
+
+/* Everything the tables need, tallied from the whole journal. */
+#define NDIFF 3 /* all, easy (graded reference correct), hard (wrong) */
+static const char *const diff_keys[NDIFF] = {"all", "easy", "hard"};
+
+typedef struct ptally {
+    size_t nt;
+    tstats *ts;
+    dvec base;
+    size_t n_ex, n_skip, n_blocks, n_pos;
+    double sum_gen, sum_prompt, sum_blocks, sum_mc, sum_tok;
+    /* by difficulty: examples, blocks, predicted positions, block time, chain sums per T */
+    double d_ex[NDIFF], d_blocks[NDIFF], d_pos[NDIFF], d_blocks_s[NDIFF];
+    double chain[NDIFF][VKD_PROBE_MAX_TEMPS][NCHAIN];
+} ptally;
+
+/* One record's chains (and its blocks' sizes) into the difficulty dg (and "all"). */
+static void tally_chains(ptally *T, const cJSON *rj, int dg) {
+    const cJSON *ca = item(rj, "chains"), *ba = item(rj, "blocks"), *row;
+    int ds[2] = {0, dg};
+    for (int q = 0; q < (dg ? 2 : 1); q++) {
+        int d = ds[q];
+        T->d_ex[d]++;
+        T->d_blocks_s[d] += num(rj, "blocks_s");
+        cJSON_ArrayForEach(row, ba) {
+            T->d_blocks[d]++;
+            T->d_pos[d] += arr_at(row, 2);
+        }
+        if (!cJSON_IsArray(ca)) continue;
+        cJSON_ArrayForEach(row, ca)
+            for (size_t ti = 0; ti < T->nt; ti++)
+                for (int c = 0; c < NCHAIN; c++) T->chain[d][ti][c] += arr_at(row, 1 + (int)ti * NCHAIN + c);
+    }
+}
+
+/* One record's positions into the tally and positions.csv; klb/kln: KL sum per (block, T) and
+ * count per block of this example (for blocks.csv). */
+static void tally_positions(ptally *T, const cJSON *pa, const char *id, vkd_tok *tok, uint32_t maxk, double *klb,
+                            double *kln, exp_buf *pcsv) {
+    size_t nt = T->nt;
+    const cJSON *row;
+    vkd_error err = {0};
+    cJSON_ArrayForEach(row, pa) {
+        uint32_t blk = (uint32_t)arr_at(row, 0);
+        int32_t tk = (int32_t)arr_at(row, 3);
+        char *text = NULL;
+        size_t tl;
+        if (vkd_tok_decode(tok, &tk, 1, false, &text, &tl, &err)) text = strdup("");
+        exp_buf_csv(pcsv, id);
+        exp_buf_printf(pcsv, ",%u,%.0f,%.0f,%d,", blk, arr_at(row, 1), arr_at(row, 2), tk);
+        exp_buf_csv(pcsv, text);
+        free(text);
+        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(pcsv, ",%.9g", arr_at(row, 4 + (int)ti));
+        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(pcsv, ",%.9g", arr_at(row, 4 + (int)(nt + ti)));
+        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(pcsv, ",%.9g", 1.0 - arr_at(row, 4 + (int)(nt + ti)));
+        double bt = arr_at(row, 4 + 2 * (int)nt);
+        exp_buf_printf(pcsv, ",%.9g\n", 1.0 - bt);
+        dv_push(&T->base, 1.0 - bt);
+        int g = group_of(blk);
+        if (blk <= maxk) kln[blk] += 1;
+        for (size_t ti = 0; ti < nt; ti++) {
+            tstats *s = &T->ts[ti];
+            double kl = arr_at(row, 4 + (int)ti), tvd = arr_at(row, 4 + (int)(nt + ti));
+            dv_push(&s->kl, kl);
+            dv_push(&s->tvd, tvd);
+            dv_push(&s->acc, 1.0 - tvd);
+            s->g_kl[g] += kl;
+            s->g_kln[g] += 1;
+            if (blk <= maxk) klb[(size_t)blk * nt + ti] += kl;
+            while (s->kl_by_block_sum.n <= blk) { dv_push(&s->kl_by_block_sum, 0); dv_push(&s->kl_by_block_n, 0); }
+            s->kl_by_block_sum.v[blk] += kl;
+            s->kl_by_block_n.v[blk] += 1;
+        }
+        T->n_pos++;
+    }
+}
+
+/* One record's blocks into the tally and blocks.csv. */
+static void tally_blocks(ptally *T, const cJSON *ba, const char *id, const double *klb, const double *kln,
+                         exp_buf *bcsv) {
+    size_t nt = T->nt;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, ba) {
+        uint32_t blk = (uint32_t)arr_at(row, 0);
+        exp_buf_csv(bcsv, id);
+        exp_buf_printf(bcsv, ",%u,%.0f,%.0f", blk, arr_at(row, 1), arr_at(row, 2));
+        for (int q = 0; q < 4; q++)
+            for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(bcsv, ",%.9g", arr_at(row, 3 + q * (int)nt + (int)ti));
+        for (size_t ti = 0; ti < nt; ti++)
+            exp_buf_printf(bcsv, ",%.9g", kln[blk] > 0 ? klb[(size_t)blk * nt + ti] / kln[blk] : NAN);
+        exp_buf_printf(bcsv, "\n");
+        int g = group_of(blk);
+        for (size_t ti = 0; ti < nt; ti++) {
+            tstats *s = &T->ts[ti];
+            double sim = arr_at(row, 3 + (int)(nt + ti));
+            dv_push(&s->prod, arr_at(row, 3 + (int)ti));
+            dv_push(&s->sim, sim);
+            dv_push(&s->lwm, arr_at(row, 3 + (int)(2 * nt + ti)));
+            dv_push(&s->lws, arr_at(row, 3 + (int)(3 * nt + ti)));
+            dv_push(&s->g_sim[g], sim);
+        }
+        T->n_blocks++;
+    }
+}
+
+/* Tallies the whole journal; writes positions.csv and blocks.csv. */
+static void tally_journal(exp_out *o, vkd_tok *tok, const double *temps, size_t nt, ptally *T) {
+    memset(T, 0, sizeof *T);
+    T->nt = nt;
+    T->ts = calloc(nt, sizeof *T->ts);
+    exp_buf pcsv = {0}, bcsv = {0};
     exp_buf_printf(&pcsv, "example,block,block_pos,position,token,text");
     exp_buf_printf(&bcsv, "example,block,start,positions");
     const char *pn[3] = {"kl", "tvd", "accept"}, *bn[5] = {"product", "sim_accept", "logw_mean", "logw_std", "kl_mean"};
@@ -323,79 +462,29 @@ int vkd_cmd_probe(int argc, char **argv) {
     exp_buf_printf(&pcsv, ",baseline_accept\n");
     for (int q = 0; q < 5; q++) for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&bcsv, ",%s_T%s", bn[q], tkey[ti]);
     exp_buf_printf(&bcsv, "\n");
-    for (size_t ri = 0; ri < o.done.n; ri++) {
-        const cJSON *rj = o.done.rec[ri];
+    for (size_t ri = 0; ri < o->done.n; ri++) {
+        const cJSON *rj = o->done.rec[ri];
         const cJSON *pa = item(rj, "positions"), *ba = item(rj, "blocks"), *row;
-        if (!cJSON_IsArray(pa) || !cJSON_IsArray(ba)) { n_skip++; continue; }
-        n_ex++;
-        size_t st_pos[VKD_PROBE_MAX_TEMPS], st_blk[VKD_PROBE_MAX_TEMPS]; /* this example's first values */
-        for (size_t ti = 0; ti < nt; ti++) st_pos[ti] = ts[ti].kl.n, st_blk[ti] = ts[ti].sim.n;
+        if (!cJSON_IsArray(pa) || !cJSON_IsArray(ba)) { T->n_skip++; continue; }
+        T->n_ex++;
         const char *id = cJSON_GetStringValue(item(rj, "id"));
-        sum_gen += num(rj, "gen_s");
-        sum_prompt += num(rj, "prompt_s");
-        sum_blocks += num(rj, "blocks_s");
-        sum_mc += num(rj, "mc_s");
-        sum_tok += num(rj, "generated_tokens");
+        T->sum_gen += num(rj, "gen_s");
+        T->sum_prompt += num(rj, "prompt_s");
+        T->sum_blocks += num(rj, "blocks_s");
+        T->sum_mc += num(rj, "mc_s");
+        T->sum_tok += num(rj, "generated_tokens");
+        const cJSON *gc = item(item(rj, "graded"), "correct");
+        tally_chains(T, rj, cJSON_IsBool(gc) ? (cJSON_IsTrue(gc) ? 1 : 2) : 0);
         /* mean KL per block (for blocks.csv) */
         uint32_t maxk = 0;
         cJSON_ArrayForEach(row, ba) if (arr_at(row, 0) > maxk) maxk = (uint32_t)arr_at(row, 0);
         double *klb = calloc((size_t)(maxk + 1) * nt, sizeof *klb), *kln = calloc(maxk + 1, sizeof *kln);
-        cJSON_ArrayForEach(row, pa) {
-            uint32_t blk = (uint32_t)arr_at(row, 0);
-            int32_t tok = (int32_t)arr_at(row, 3);
-            char *text = NULL;
-            size_t tl;
-            if (vkd_tok_decode(m.tok, &tok, 1, false, &text, &tl, &err)) text = strdup("");
-            exp_buf_csv(&pcsv, id);
-            exp_buf_printf(&pcsv, ",%u,%.0f,%.0f,%d,", blk, arr_at(row, 1), arr_at(row, 2), tok);
-            exp_buf_csv(&pcsv, text);
-            free(text);
-            for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%.9g", arr_at(row, 4 + (int)ti));
-            for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%.9g", arr_at(row, 4 + (int)(nt + ti)));
-            for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&pcsv, ",%.9g", 1.0 - arr_at(row, 4 + (int)(nt + ti)));
-            double bt = arr_at(row, 4 + 2 * (int)nt);
-            exp_buf_printf(&pcsv, ",%.9g\n", 1.0 - bt);
-            dv_push(&base, 1.0 - bt);
-            int g = group_of(blk);
-            if (blk <= maxk) kln[blk] += 1;
-            for (size_t ti = 0; ti < nt; ti++) {
-                tstats *s = &ts[ti];
-                double kl = arr_at(row, 4 + (int)ti), tvd = arr_at(row, 4 + (int)(nt + ti));
-                dv_push(&s->kl, kl);
-                dv_push(&s->tvd, tvd);
-                dv_push(&s->acc, 1.0 - tvd);
-                s->g_kl[g] += kl;
-                s->g_kln[g] += 1;
-                if (blk <= maxk) klb[(size_t)blk * nt + ti] += kl;
-                while (s->kl_by_block_sum.n <= blk) { dv_push(&s->kl_by_block_sum, 0); dv_push(&s->kl_by_block_n, 0); }
-                s->kl_by_block_sum.v[blk] += kl;
-                s->kl_by_block_n.v[blk] += 1;
-            }
-            n_pos++;
-        }
-        cJSON_ArrayForEach(row, ba) {
-            uint32_t blk = (uint32_t)arr_at(row, 0);
-            exp_buf_csv(&bcsv, id);
-            exp_buf_printf(&bcsv, ",%u,%.0f,%.0f", blk, arr_at(row, 1), arr_at(row, 2));
-            for (int q = 0; q < 4; q++)
-                for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&bcsv, ",%.9g", arr_at(row, 3 + q * (int)nt + (int)ti));
-            for (size_t ti = 0; ti < nt; ti++)
-                exp_buf_printf(&bcsv, ",%.9g", kln[blk] > 0 ? klb[(size_t)blk * nt + ti] / kln[blk] : NAN);
-            exp_buf_printf(&bcsv, "\n");
-            int g = group_of(blk);
-            for (size_t ti = 0; ti < nt; ti++) {
-                tstats *s = &ts[ti];
-                double sim = arr_at(row, 3 + (int)(nt + ti));
-                dv_push(&s->prod, arr_at(row, 3 + (int)ti));
-                dv_push(&s->sim, sim);
-                dv_push(&s->lwm, arr_at(row, 3 + (int)(2 * nt + ti)));
-                dv_push(&s->lws, arr_at(row, 3 + (int)(3 * nt + ti)));
-                dv_push(&s->g_sim[g], sim);
-            }
-            n_blocks++;
-        }
-        for (size_t ti = 0; ti < nt; ti++) {
-            tstats *s = &ts[ti];
+        size_t st_pos[VKD_PROBE_MAX_TEMPS], st_blk[VKD_PROBE_MAX_TEMPS]; /* this example's first values */
+        for (size_t ti = 0; ti < nt; ti++) st_pos[ti] = T->ts[ti].kl.n, st_blk[ti] = T->ts[ti].sim.n;
+        tally_positions(T, pa, id, tok, maxk, klb, kln, &pcsv);
+        tally_blocks(T, ba, id, klb, kln, &bcsv);
+        for (size_t ti = 0; ti < nt; ti++) { /* per example sums -> bootstrap CIs over problems */
+            tstats *s = &T->ts[ti];
             double kl = 0, acc = 0, sim = 0;
             for (size_t i = st_pos[ti]; i < s->kl.n; i++) kl += s->kl.v[i], acc += s->acc.v[i];
             for (size_t i = st_blk[ti]; i < s->sim.n; i++) sim += s->sim.v[i];
@@ -406,176 +495,362 @@ int vkd_cmd_probe(int argc, char **argv) {
         free(klb);
         free(kln);
     }
-    exp_write(&o, "positions.csv", pcsv.s, pcsv.n);
-    exp_write(&o, "blocks.csv", bcsv.s, bcsv.n);
+    exp_write(o, "positions.csv", pcsv.s, pcsv.n);
+    exp_write(o, "blocks.csv", bcsv.s, bcsv.n);
+    exp_buf_free(&pcsv);
+    exp_buf_free(&bcsv);
+}
 
-    /* report */
-    exp_buf_printf(&rep, "probe: %zu problem(s), %zu block(s), %zu position(s), alpha=%g, block size %u, K=%ld\n\n",
-                   n_ex, n_blocks, n_pos, alpha, B, K);
-    if (n_skip) exp_buf_printf(&rep, "(%zu example(s) skipped: see examples.jsonl)\n\n", n_skip);
-    exp_buf_printf(&rep, "Aggregate metrics\n| Draft Temp | KL(p^alpha || q) | TVD | Token Accept | Sim Accept (mean) | "
-                         "Sim Accept (median) | Block Product | log w mean | log w std |\n"
-                         "|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|\n");
-    for (size_t ti = 0; ti < nt; ti++) {
-        const tstats *s = &ts[ti];
-        char kl_s[32], tvd_s[32]; /* small divergences keep their digits */
-        exp_buf_printf(&rep, "| T=%g | %s | %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f | %.1f |\n", temps[ti],
-                       rep_num(kl_s, sizeof kl_s, exp_mean(s->kl.v, s->kl.n)),
-                       rep_num(tvd_s, sizeof tvd_s, exp_mean(s->tvd.v, s->tvd.n)), 100 * exp_mean(s->acc.v, s->acc.n),
-                       100 * exp_mean(s->sim.v, s->sim.n), 100 * exp_percentile(s->sim.v, s->sim.n, 50),
-                       100 * exp_mean(s->prod.v, s->prod.n), exp_mean(s->lwm.v, s->lwm.n), exp_mean(s->lws.v, s->lws.n));
-    }
-    exp_buf_printf(&rep, "\nSpec-decode baseline (T=1, p vs q): %.1f%% token acceptance.\n", 100 * exp_mean(base.v, base.n));
-
-    static const double pcts[7] = {5, 10, 25, 50, 75, 90, 95}, tpcts[5] = {5, 25, 50, 75, 95};
-    static const double ths[6] = {0.01, 0.05, 0.10, 0.20, 0.50, 0.70};
-    exp_buf_printf(&rep, "\nDistribution of block-level acceptance (simulated accept rate)\n| Percentile |");
-    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " T=%g |", temps[ti]);
-    exp_buf_printf(&rep, "\n|:---:|");
-    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, ":---:|");
-    for (int q = 0; q < 7; q++) {
-        exp_buf_printf(&rep, "\n| P%.0f |", pcts[q]);
-        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " %.1f%% |", 100 * exp_percentile(ts[ti].sim.v, ts[ti].sim.n, pcts[q]));
-    }
-    exp_buf_printf(&rep, "\n\nFraction of blocks exceeding acceptance threshold\n| Threshold |");
-    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " T=%g |", temps[ti]);
-    exp_buf_printf(&rep, "\n|:---:|");
-    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, ":---:|");
-    for (int q = 0; q < 6; q++) {
-        exp_buf_printf(&rep, "\n| > %.0f%% |", 100 * ths[q]);
-        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " %.1f%% |", 100 * frac_above(&ts[ti].sim, ths[q]));
-    }
-    exp_buf_printf(&rep, "\n");
-    for (size_t ti = 0; ti < nt; ti++) {
-        const tstats *s = &ts[ti];
-        exp_buf_printf(&rep, "\nAcceptance by block position (T=%g)\n| Block position | N blocks | Sim Accept (mean) | "
-                             "Sim Accept (median) | Mean KL |\n|:---:|:---:|:---:|:---:|:---:|\n", temps[ti]);
-        for (int g = 0; g < NGROUP; g++) {
-            if (!s->g_sim[g].n) {
-                exp_buf_printf(&rep, "| %s | 0 | - | - | - |\n", group_names[g]);
-                continue;
-            }
-            exp_buf_printf(&rep, "| %s | %zu | %.1f%% | %.1f%% | %.2f |\n", group_names[g], s->g_sim[g].n,
-                           100 * exp_mean(s->g_sim[g].v, s->g_sim[g].n), 100 * exp_percentile(s->g_sim[g].v, s->g_sim[g].n, 50),
-                           s->g_kln[g] > 0 ? s->g_kl[g] / s->g_kln[g] : NAN);
-        }
-    }
-    exp_buf_printf(&rep, "\nToken-level acceptance distribution\n| Percentile |");
-    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " T=%g |", temps[ti]);
-    exp_buf_printf(&rep, "\n|:---:|");
-    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, ":---:|");
-    for (int q = 0; q < 5; q++) {
-        exp_buf_printf(&rep, "\n| P%.0f |", tpcts[q]);
-        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(&rep, " %.1f%% |", 100 * exp_percentile(ts[ti].acc.v, ts[ti].acc.n, tpcts[q]));
-    }
-    rep_boot bt = rep_boot_of(&c);
-    rep_ci ci_kl[VKD_PROBE_MAX_TEMPS], ci_acc[VKD_PROBE_MAX_TEMPS], ci_sim[VKD_PROBE_MAX_TEMPS];
-    exp_buf_printf(&rep, "\n\n%.0f%% bootstrap CIs over problems (%u resamples; pooled means as above):\n",
-                   100 * REP_LEVEL, bt.reps);
-    for (size_t ti = 0; ti < nt; ti++) {
-        char label[64];
-        ci_kl[ti] = rep_col_ci(&bt, &ts[ti].c_kl);
-        ci_acc[ti] = rep_col_ci(&bt, &ts[ti].c_acc);
-        ci_sim[ti] = rep_col_ci(&bt, &ts[ti].c_sim);
-        snprintf(label, sizeof label, "T=%g KL(p^alpha || q)", temps[ti]);
-        rep_ci_line(&rep, label, ci_kl[ti]);
-        snprintf(label, sizeof label, "T=%g token accept", temps[ti]);
-        rep_ci_line(&rep, label, ci_acc[ti]);
-        snprintf(label, sizeof label, "T=%g sim accept (mean)", temps[ti]);
-        rep_ci_line(&rep, label, ci_sim[ti]);
-    }
-    double total_s = sum_gen + sum_prompt + sum_blocks + sum_mc;
-    exp_buf_printf(&rep, "\nTime: %.1fs for %.0f reference tokens (%.2f tok/s): reference generation %.1fs, "
-                         "prompt pass %.1fs, blocks (draft + target + distances) %.1fs, Monte Carlo %.1fs\n",
-                   total_s, sum_tok, total_s > 0 ? sum_tok / total_s : 0, sum_gen, sum_prompt, sum_blocks, sum_mc);
-    fputs(rep.s, stdout);
-    exp_write(&o, "report.txt", rep.s, rep.n);
-
-    /* summary.json */
-    cJSON *sum = cJSON_CreateObject();
-    cJSON_AddNumberToObject(sum, "problems", (double)n_ex);
-    cJSON_AddNumberToObject(sum, "skipped", (double)n_skip);
-    cJSON_AddNumberToObject(sum, "blocks", (double)n_blocks);
-    cJSON_AddNumberToObject(sum, "positions", (double)n_pos);
-    cJSON_AddNumberToObject(sum, "alpha", alpha);
-    cJSON_AddNumberToObject(sum, "block_size", B);
-    cJSON_AddNumberToObject(sum, "samples", (double)K);
-    cJSON_AddNumberToObject(sum, "baseline_token_accept", exp_mean(base.v, base.n));
-    rep_boot_json(sum, &bt);
-    cJSON *jtemps = cJSON_AddArrayToObject(sum, "temperatures");
-    for (size_t ti = 0; ti < nt; ti++) {
-        const tstats *s = &ts[ti];
-        cJSON *x = cJSON_CreateObject();
-        cJSON_AddNumberToObject(x, "temperature", temps[ti]);
-        cJSON_AddNumberToObject(x, "kl", exp_mean(s->kl.v, s->kl.n));
-        cJSON_AddNumberToObject(x, "tvd", exp_mean(s->tvd.v, s->tvd.n));
-        cJSON_AddNumberToObject(x, "token_accept", exp_mean(s->acc.v, s->acc.n));
-        cJSON_AddNumberToObject(x, "sim_accept_mean", exp_mean(s->sim.v, s->sim.n));
-        cJSON_AddNumberToObject(x, "sim_accept_median", exp_percentile(s->sim.v, s->sim.n, 50));
-        rep_ci_json(x, "kl_ci", ci_kl[ti]);
-        rep_ci_json(x, "token_accept_ci", ci_acc[ti]);
-        rep_ci_json(x, "sim_accept_mean_ci", ci_sim[ti]);
-        cJSON_AddNumberToObject(x, "block_product", exp_mean(s->prod.v, s->prod.n));
-        cJSON_AddNumberToObject(x, "logw_mean", exp_mean(s->lwm.v, s->lwm.n));
-        cJSON_AddNumberToObject(x, "logw_std", exp_mean(s->lws.v, s->lws.n));
-        cJSON_AddNumberToObject(x, "logw_std_across_blocks", exp_std(s->lwm.v, s->lwm.n));
-        cJSON *jp = cJSON_AddObjectToObject(x, "sim_accept_percentiles");
-        for (int q = 0; q < 7; q++) {
-            char k[8];
-            snprintf(k, sizeof k, "P%.0f", pcts[q]);
-            cJSON_AddNumberToObject(jp, k, exp_percentile(s->sim.v, s->sim.n, pcts[q]));
-        }
-        cJSON *jf = cJSON_AddObjectToObject(x, "fraction_blocks_above");
-        for (int q = 0; q < 6; q++) {
-            char k[8];
-            snprintf(k, sizeof k, "%.2f", ths[q]);
-            cJSON_AddNumberToObject(jf, k, frac_above(&s->sim, ths[q]));
-        }
-        cJSON *jg = cJSON_AddObjectToObject(x, "by_block_position");
-        for (int g = 0; g < NGROUP; g++) {
-            cJSON *y = cJSON_AddObjectToObject(jg, group_keys[g]);
-            cJSON_AddNumberToObject(y, "blocks", (double)s->g_sim[g].n);
-            if (s->g_sim[g].n) {
-                cJSON_AddNumberToObject(y, "sim_accept_mean", exp_mean(s->g_sim[g].v, s->g_sim[g].n));
-                cJSON_AddNumberToObject(y, "sim_accept_median", exp_percentile(s->g_sim[g].v, s->g_sim[g].n, 50));
-                cJSON_AddNumberToObject(y, "kl_mean", s->g_kl[g] / s->g_kln[g]);
-            }
-        }
-        cJSON *jk = cJSON_AddObjectToObject(x, "token_accept_percentiles");
-        for (int q = 0; q < 5; q++) {
-            char k[8];
-            snprintf(k, sizeof k, "P%.0f", tpcts[q]);
-            cJSON_AddNumberToObject(jk, k, exp_percentile(s->acc.v, s->acc.n, tpcts[q]));
-        }
-        cJSON_AddItemToArray(jtemps, x);
-    }
-    cJSON *jtime = cJSON_AddObjectToObject(sum, "timing");
-    cJSON_AddNumberToObject(jtime, "reference_tokens", sum_tok);
-    cJSON_AddNumberToObject(jtime, "generation_s", sum_gen);
-    cJSON_AddNumberToObject(jtime, "prompt_s", sum_prompt);
-    cJSON_AddNumberToObject(jtime, "blocks_s", sum_blocks);
-    cJSON_AddNumberToObject(jtime, "monte_carlo_s", sum_mc);
-    cJSON_AddNumberToObject(jtime, "total_s", total_s);
-    cJSON_AddNumberToObject(jtime, "tok_s", total_s > 0 ? sum_tok / total_s : 0);
-    exp_write_json(&o, "summary.json", sum);
-    cJSON_Delete(sum);
-
-    probe_figures(&o, temps, nt, ts);
-
-    for (size_t ti = 0; ti < nt; ti++) {
-        tstats *s = &ts[ti];
+static void tally_free(ptally *T) {
+    for (size_t ti = 0; ti < T->nt; ti++) {
+        tstats *s = &T->ts[ti];
         dvec *all[9] = {&s->kl, &s->tvd, &s->acc, &s->sim, &s->prod, &s->lwm, &s->lws, &s->kl_by_block_sum,
                         &s->kl_by_block_n};
         for (int q = 0; q < 9; q++) free(all[q]->v);
         for (int g = 0; g < NGROUP; g++) free(s->g_sim[g].v);
         rep_col_free(&s->c_kl), rep_col_free(&s->c_acc), rep_col_free(&s->c_sim);
     }
-    free(ts);
-    free(base.v);
-    free(temps);
-    exp_buf_free(&pcsv);
-    exp_buf_free(&bcsv);
+    free(T->ts);
+    free(T->base.v);
+}
+
+static const double pcts[7] = {5, 10, 25, 50, 75, 90, 95}, tpcts[5] = {5, 25, 50, 75, 95};
+static const double ths[6] = {0.01, 0.05, 0.10, 0.20, 0.50, 0.70};
+
+/* The column headers of a table with a column per temperature (" T=x |" each, then the
+ * alignment row). */
+static void temps_header(exp_buf *rep, const double *temps, size_t nt) {
+    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(rep, " T=%g |", temps[ti]);
+    exp_buf_printf(rep, "\n|:---:|");
+    for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(rep, ":---:|");
+}
+
+/* report.txt: aggregate metrics, acceptance distributions, per-group table, time. */
+static void report_tables(exp_buf *rep, const probe_opts *P, const ptally *T, uint32_t B) {
+    const double *temps = P->temps;
+    size_t nt = P->nt;
+    const tstats *ts = T->ts;
+    exp_buf_printf(rep, "probe: %zu problem(s), %zu block(s), %zu position(s), alpha=%g, block size %u, K=%ld\n\n",
+                   T->n_ex, T->n_blocks, T->n_pos, P->alpha, B, P->K);
+    if (T->n_skip) exp_buf_printf(rep, "(%zu example(s) skipped: see examples.jsonl)\n\n", T->n_skip);
+    exp_buf_printf(rep, "Aggregate metrics\n| Draft Temp | KL(p^alpha || q) | TVD | Token Accept | Sim Accept (mean) | "
+                        "Sim Accept (median) | Block Product | log w mean | log w std |\n"
+                        "|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|\n");
+    for (size_t ti = 0; ti < nt; ti++) {
+        const tstats *s = &ts[ti];
+        char kl_s[32], tvd_s[32]; /* small divergences keep their digits */
+        exp_buf_printf(rep, "| T=%g | %s | %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f | %.1f |\n", temps[ti],
+                       rep_num(kl_s, sizeof kl_s, exp_mean(s->kl.v, s->kl.n)),
+                       rep_num(tvd_s, sizeof tvd_s, exp_mean(s->tvd.v, s->tvd.n)), 100 * exp_mean(s->acc.v, s->acc.n),
+                       100 * exp_mean(s->sim.v, s->sim.n), 100 * exp_percentile(s->sim.v, s->sim.n, 50),
+                       100 * exp_mean(s->prod.v, s->prod.n), exp_mean(s->lwm.v, s->lwm.n), exp_mean(s->lws.v, s->lws.n));
+    }
+    exp_buf_printf(rep, "\nSpec-decode baseline (T=1, p vs q): %.1f%% token acceptance.\n",
+                   100 * exp_mean(T->base.v, T->base.n));
+    exp_buf_printf(rep, "\nDistribution of block-level acceptance (simulated accept rate)\n| Percentile |");
+    temps_header(rep, temps, nt);
+    for (int q = 0; q < 7; q++) {
+        exp_buf_printf(rep, "\n| P%.0f |", pcts[q]);
+        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(rep, " %.1f%% |", 100 * exp_percentile(ts[ti].sim.v, ts[ti].sim.n, pcts[q]));
+    }
+    exp_buf_printf(rep, "\n\nFraction of blocks exceeding acceptance threshold\n| Threshold |");
+    temps_header(rep, temps, nt);
+    for (int q = 0; q < 6; q++) {
+        exp_buf_printf(rep, "\n| > %.0f%% |", 100 * ths[q]);
+        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(rep, " %.1f%% |", 100 * frac_above(&ts[ti].sim, ths[q]));
+    }
+    exp_buf_printf(rep, "\n");
+    for (size_t ti = 0; ti < nt; ti++) {
+        const tstats *s = &ts[ti];
+        exp_buf_printf(rep, "\nAcceptance by block position (T=%g)\n| Block position | N blocks | Sim Accept (mean) | "
+                            "Sim Accept (median) | Mean KL |\n|:---:|:---:|:---:|:---:|:---:|\n", temps[ti]);
+        for (int g = 0; g < NGROUP; g++) {
+            if (!s->g_sim[g].n) {
+                exp_buf_printf(rep, "| %s | 0 | - | - | - |\n", group_names[g]);
+                continue;
+            }
+            exp_buf_printf(rep, "| %s | %zu | %.1f%% | %.1f%% | %.2f |\n", group_names[g], s->g_sim[g].n,
+                           100 * exp_mean(s->g_sim[g].v, s->g_sim[g].n), 100 * exp_percentile(s->g_sim[g].v, s->g_sim[g].n, 50),
+                           s->g_kln[g] > 0 ? s->g_kl[g] / s->g_kln[g] : NAN);
+        }
+    }
+    exp_buf_printf(rep, "\nToken-level acceptance distribution\n| Percentile |");
+    temps_header(rep, temps, nt);
+    for (int q = 0; q < 5; q++) {
+        exp_buf_printf(rep, "\n| P%.0f |", tpcts[q]);
+        for (size_t ti = 0; ti < nt; ti++) exp_buf_printf(rep, " %.1f%% |", 100 * exp_percentile(ts[ti].acc.v, ts[ti].acc.n, tpcts[q]));
+    }
+    double total_s = T->sum_gen + T->sum_prompt + T->sum_blocks + T->sum_mc;
+    exp_buf_printf(rep, "\n\nTime: %.1fs for %.0f reference tokens (%.2f tok/s): reference generation %.1fs, "
+                        "prompt pass %.1fs, blocks (draft + target + distances) %.1fs, Monte Carlo %.1fs\n",
+                   total_s, T->sum_tok, total_s > 0 ? T->sum_tok / total_s : 0, T->sum_gen, T->sum_prompt,
+                   T->sum_blocks, T->sum_mc);
+}
+
+/* Seed 002 sections 4.3 and 5 for difficulty d and temperature ti: the chain's moves beside
+ * its acceptance and the cost per effective accepted token (a proposed block costs one
+ * draft call and one target forward that scores it; an accepted move that changed the block
+ * brings the block's positions). */
+typedef struct chain_fig {
+    double accept, change, distinct_frac, p1, p3, pc1, eff_per_proposal, fwd_per_eff, s_per_eff;
+} chain_fig;
+
+static chain_fig chain_figures(const ptally *T, const probe_opts *P, int d, size_t ti) {
+    const double *c = T->chain[d][ti];
+    double props = T->d_blocks[d] * (double)(P->K - 1), w = c[CH_WINDOWS];
+    chain_fig f = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+    if (props > 0) {
+        f.accept = c[CH_ACCEPTS] / props;
+        f.change = c[CH_CHANGES] / props;
+        f.distinct_frac = c[CH_DISTINCT] / (T->d_blocks[d] * (double)P->K);
+        f.eff_per_proposal = f.change * T->d_pos[d] / T->d_blocks[d];
+        if (f.eff_per_proposal > 0) {
+            f.fwd_per_eff = 1.0 / f.eff_per_proposal;
+            f.s_per_eff = T->d_blocks_s[d] / T->d_blocks[d] / f.eff_per_proposal;
+        }
+    }
+    if (w > 0) {
+        f.p1 = c[CH_MOVED1] / w;
+        f.p3 = c[CH_MOVED3] / w;
+        f.pc1 = c[CH_CHANGED1] / w;
+    }
+    return f;
+}
+
+/* P(X >= 1) and P(X >= 3) for X ~ Binomial(S, a): the seed's section 4.3 arithmetic. */
+static void binomial_moves(double a, long S, double *p1, double *p3) {
+    double q = 1 - a, p0 = pow(q, (double)S), pp1 = S * a * pow(q, (double)(S - 1)),
+           pp2 = S >= 2 ? 0.5 * S * (S - 1) * a * a * pow(q, (double)(S - 2)) : 0;
+    *p1 = 1 - p0;
+    *p3 = S >= 3 ? 1 - p0 - pp1 - pp2 : 0;
+}
+
+static void chains_report(exp_buf *rep, const probe_opts *P, const ptally *T) {
+    exp_buf_printf(rep, "\nMCMC chains (seed 002 sections 4.3 and 5; S = %ld steps per chain, %ld samples per block)\n"
+                        "| Group | Draft Temp | Blocks | Accept | Moves that changed the block | Distinct samples | "
+                        "P(moves >= 1) | P(moves >= 3) | P(changed >= 1) | Binomial P(>= 1) / P(>= 3) at the median "
+                        "accept | Target fwd / eff. token | s / eff. token |\n"
+                        "|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|:---:|\n", P->steps, P->K);
+    for (int d = 0; d < NDIFF; d++) {
+        if (!T->d_blocks[d]) continue;
+        for (size_t ti = 0; ti < P->nt; ti++) {
+            chain_fig f = chain_figures(T, P, d, ti);
+            char bin[48] = "-";
+            if (d == 0) {
+                double b1, b3;
+                binomial_moves(exp_percentile(T->ts[ti].sim.v, T->ts[ti].sim.n, 50), P->steps, &b1, &b3);
+                snprintf(bin, sizeof bin, "%.1f%% / %.1f%%", 100 * b1, 100 * b3);
+            }
+            exp_buf_printf(rep, "| %s | T=%g | %.0f | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %s | %.3g | %.3g |\n",
+                           diff_keys[d], P->temps[ti], T->d_blocks[d], 100 * f.accept, 100 * f.change,
+                           100 * f.distinct_frac, 100 * f.p1, 100 * f.p3, 100 * f.pc1, bin, f.fwd_per_eff, f.s_per_eff);
+        }
+    }
+    if (T->d_blocks[1] + T->d_blocks[2] == 0)
+        exp_buf_printf(rep, "(no easy / hard split: the dataset's answers are not graded)\n");
+    else
+        exp_buf_printf(rep, "easy: %.0f problem(s) whose greedy reference is graded correct, hard: %.0f wrong\n",
+                       T->d_ex[1], T->d_ex[2]);
+}
+
+static cJSON *chains_json(const probe_opts *P, const ptally *T, int d) {
+    cJSON *a = cJSON_CreateArray();
+    for (size_t ti = 0; ti < P->nt; ti++) {
+        chain_fig f = chain_figures(T, P, d, ti);
+        const double *c = T->chain[d][ti];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "temperature", P->temps[ti]);
+        cJSON_AddNumberToObject(x, "problems", T->d_ex[d]);
+        cJSON_AddNumberToObject(x, "blocks", T->d_blocks[d]);
+        static const char *const keys[NCHAIN] = {"accepts", "changes", "distinct", "windows", "moved1", "moved3",
+                                                 "changed1"};
+        for (int q = 0; q < NCHAIN; q++) cJSON_AddNumberToObject(x, keys[q], c[q]);
+        cJSON_AddNumberToObject(x, "accept_rate", f.accept);
+        cJSON_AddNumberToObject(x, "change_rate", f.change);
+        cJSON_AddNumberToObject(x, "distinct_fraction", f.distinct_frac);
+        cJSON_AddNumberToObject(x, "p_moves_ge1", f.p1);
+        cJSON_AddNumberToObject(x, "p_moves_ge3", f.p3);
+        cJSON_AddNumberToObject(x, "p_changed_ge1", f.pc1);
+        if (d == 0) {
+            double b1, b3;
+            binomial_moves(exp_percentile(T->ts[ti].sim.v, T->ts[ti].sim.n, 50), P->steps, &b1, &b3);
+            cJSON_AddNumberToObject(x, "binomial_p_moves_ge1", b1);
+            cJSON_AddNumberToObject(x, "binomial_p_moves_ge3", b3);
+        }
+        cJSON_AddNumberToObject(x, "effective_tokens_per_proposal", f.eff_per_proposal);
+        cJSON_AddNumberToObject(x, "target_forwards_per_effective_token", f.fwd_per_eff);
+        cJSON_AddNumberToObject(x, "wall_s_per_effective_token", f.s_per_eff);
+        cJSON_AddItemToArray(a, x);
+    }
+    return a;
+}
+
+/* summary.json's entry for one temperature. */
+/* 95% bootstrap CIs over problems, per temperature: KL, token accept, sim accept (mean). */
+typedef struct probe_cis {
+    rep_boot bt;
+    rep_ci kl[VKD_PROBE_MAX_TEMPS], acc[VKD_PROBE_MAX_TEMPS], sim[VKD_PROBE_MAX_TEMPS];
+} probe_cis;
+
+static void probe_cis_of(const probe_opts *P, const ptally *T, probe_cis *C) {
+    C->bt = rep_boot_of(&P->c);
+    for (size_t ti = 0; ti < P->nt; ti++) {
+        C->kl[ti] = rep_col_ci(&C->bt, &T->ts[ti].c_kl);
+        C->acc[ti] = rep_col_ci(&C->bt, &T->ts[ti].c_acc);
+        C->sim[ti] = rep_col_ci(&C->bt, &T->ts[ti].c_sim);
+    }
+}
+
+static void report_cis(exp_buf *rep, const probe_opts *P, const probe_cis *C) {
+    exp_buf_printf(rep, "\n%.0f%% bootstrap CIs over problems (%u resamples; pooled means as above):\n",
+                   100 * REP_LEVEL, C->bt.reps);
+    for (size_t ti = 0; ti < P->nt; ti++) {
+        char label[64];
+        snprintf(label, sizeof label, "T=%g KL(p^alpha || q)", P->temps[ti]);
+        rep_ci_line(rep, label, C->kl[ti]);
+        snprintf(label, sizeof label, "T=%g token accept", P->temps[ti]);
+        rep_ci_line(rep, label, C->acc[ti]);
+        snprintf(label, sizeof label, "T=%g sim accept (mean)", P->temps[ti]);
+        rep_ci_line(rep, label, C->sim[ti]);
+    }
+}
+
+static cJSON *temp_json(const tstats *s, double temp, const probe_cis *C, size_t ti) {
+    cJSON *x = cJSON_CreateObject();
+    cJSON_AddNumberToObject(x, "temperature", temp);
+    cJSON_AddNumberToObject(x, "kl", exp_mean(s->kl.v, s->kl.n));
+    cJSON_AddNumberToObject(x, "tvd", exp_mean(s->tvd.v, s->tvd.n));
+    cJSON_AddNumberToObject(x, "token_accept", exp_mean(s->acc.v, s->acc.n));
+    cJSON_AddNumberToObject(x, "sim_accept_mean", exp_mean(s->sim.v, s->sim.n));
+    cJSON_AddNumberToObject(x, "sim_accept_median", exp_percentile(s->sim.v, s->sim.n, 50));
+    rep_ci_json(x, "kl_ci", C->kl[ti]);
+    rep_ci_json(x, "token_accept_ci", C->acc[ti]);
+    rep_ci_json(x, "sim_accept_mean_ci", C->sim[ti]);
+    cJSON_AddNumberToObject(x, "block_product", exp_mean(s->prod.v, s->prod.n));
+    cJSON_AddNumberToObject(x, "logw_mean", exp_mean(s->lwm.v, s->lwm.n));
+    cJSON_AddNumberToObject(x, "logw_std", exp_mean(s->lws.v, s->lws.n));
+    cJSON_AddNumberToObject(x, "logw_std_across_blocks", exp_std(s->lwm.v, s->lwm.n));
+    cJSON *jp = cJSON_AddObjectToObject(x, "sim_accept_percentiles");
+    for (int q = 0; q < 7; q++) {
+        char k[8];
+        snprintf(k, sizeof k, "P%.0f", pcts[q]);
+        cJSON_AddNumberToObject(jp, k, exp_percentile(s->sim.v, s->sim.n, pcts[q]));
+    }
+    cJSON *jf = cJSON_AddObjectToObject(x, "fraction_blocks_above");
+    for (int q = 0; q < 6; q++) {
+        char k[8];
+        snprintf(k, sizeof k, "%.2f", ths[q]);
+        cJSON_AddNumberToObject(jf, k, frac_above(&s->sim, ths[q]));
+    }
+    cJSON *jg = cJSON_AddObjectToObject(x, "by_block_position");
+    for (int g = 0; g < NGROUP; g++) {
+        cJSON *y = cJSON_AddObjectToObject(jg, group_keys[g]);
+        cJSON_AddNumberToObject(y, "blocks", (double)s->g_sim[g].n);
+        if (s->g_sim[g].n) {
+            cJSON_AddNumberToObject(y, "sim_accept_mean", exp_mean(s->g_sim[g].v, s->g_sim[g].n));
+            cJSON_AddNumberToObject(y, "sim_accept_median", exp_percentile(s->g_sim[g].v, s->g_sim[g].n, 50));
+            cJSON_AddNumberToObject(y, "kl_mean", s->g_kl[g] / s->g_kln[g]);
+        }
+    }
+    cJSON *jk = cJSON_AddObjectToObject(x, "token_accept_percentiles");
+    for (int q = 0; q < 5; q++) {
+        char k[8];
+        snprintf(k, sizeof k, "P%.0f", tpcts[q]);
+        cJSON_AddNumberToObject(jk, k, exp_percentile(s->acc.v, s->acc.n, tpcts[q]));
+    }
+    return x;
+}
+
+static cJSON *summary_json(const probe_opts *P, const ptally *T, const probe_cis *C, uint32_t B) {
+    cJSON *sum = cJSON_CreateObject();
+    cJSON_AddNumberToObject(sum, "problems", (double)T->n_ex);
+    cJSON_AddNumberToObject(sum, "skipped", (double)T->n_skip);
+    cJSON_AddNumberToObject(sum, "blocks", (double)T->n_blocks);
+    cJSON_AddNumberToObject(sum, "positions", (double)T->n_pos);
+    cJSON_AddNumberToObject(sum, "alpha", P->alpha);
+    cJSON_AddNumberToObject(sum, "block_size", B);
+    cJSON_AddNumberToObject(sum, "samples", (double)P->K);
+    cJSON_AddNumberToObject(sum, "baseline_token_accept", exp_mean(T->base.v, T->base.n));
+    rep_boot_json(sum, &C->bt);
+    cJSON *jtemps = cJSON_AddArrayToObject(sum, "temperatures");
+    for (size_t ti = 0; ti < P->nt; ti++) cJSON_AddItemToArray(jtemps, temp_json(&T->ts[ti], P->temps[ti], C, ti));
+    cJSON_AddNumberToObject(sum, "mcmc_steps", (double)P->steps);
+    cJSON *jc = cJSON_AddObjectToObject(sum, "chains");
+    for (int d = 0; d < NDIFF; d++)
+        if (T->d_blocks[d]) cJSON_AddItemToObject(jc, diff_keys[d], chains_json(P, T, d));
+    double total_s = T->sum_gen + T->sum_prompt + T->sum_blocks + T->sum_mc;
+    cJSON *jtime = cJSON_AddObjectToObject(sum, "timing");
+    cJSON_AddNumberToObject(jtime, "reference_tokens", T->sum_tok);
+    cJSON_AddNumberToObject(jtime, "generation_s", T->sum_gen);
+    cJSON_AddNumberToObject(jtime, "prompt_s", T->sum_prompt);
+    cJSON_AddNumberToObject(jtime, "blocks_s", T->sum_blocks);
+    cJSON_AddNumberToObject(jtime, "monte_carlo_s", T->sum_mc);
+    cJSON_AddNumberToObject(jtime, "total_s", total_s);
+    cJSON_AddNumberToObject(jtime, "tok_s", total_s > 0 ? T->sum_tok / total_s : 0);
+    return sum;
+}
+
+/* CSV files, report.txt (also on stdout), summary.json and figures, from the whole journal. */
+static void probe_report(exp_out *o, const probe_opts *P, vkd_tok *tok, uint32_t B) {
+    ptally T;
+    tally_journal(o, tok, P->temps, P->nt, &T);
+    probe_cis C;
+    probe_cis_of(P, &T, &C);
+    exp_buf rep = {0};
+    report_tables(&rep, P, &T, B);
+    chains_report(&rep, P, &T);
+    report_cis(&rep, P, &C);
+    fputs(rep.s, stdout);
+    exp_write(o, "report.txt", rep.s, rep.n);
+    cJSON *sum = summary_json(P, &T, &C, B);
+    exp_write_json(o, "summary.json", sum);
+    cJSON_Delete(sum);
+    probe_figures(o, P->temps, P->nt, T.ts);
+    tally_free(&T);
     exp_buf_free(&rep);
+}
+
+int vkd_cmd_probe(int argc, char **argv) {
+    probe_opts P = {.c = {.cmd = "probe"}, .alpha = 4.0, .K = 100, .max_new = 3072, .steps = 10};
+    if (!parse_args(argc, argv, &P)) return 0;
+    exp_common *c = &P.c;
+
+    exp_models m = {0};
+    exp_load_tokenizer(c, &m);
+    exp_data data;
+    exp_load_data(c, m.tok, DEFAULT_DATASET, false, &data);
+    P.kind = grade_kind(c, &data, false, NULL);
+    vkd_error err = {0};
+    uint64_t longest = 0;
+    for (size_t k = 0; k < data.n; k++) if (data.ex[k].n_prompt > longest) longest = data.ex[k].n_prompt;
+    uint64_t extra = (uint64_t)P.max_new + 64; /* 64 >= any block size */
+    exp_load_models(c, exp_ctx_cap(c, longest + extra), &m);
+    uint32_t B = m.d->block;
+    check_fits(&data, extra, P.max_new, m.t->ctx_len);
+
+    exp_out o;
+    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len, .ntemps = (uint32_t)P.nt, .block = B};
+    exp_open_out(c, probe_params(&P, &data, B), jr_check_probe, &lim, &o);
+
+    vkd_probe_options po = {.alpha = P.alpha, .temps = P.temps, .ntemps = (uint32_t)P.nt, .samples = (uint32_t)P.K,
+                            .mcmc_steps = (uint32_t)P.steps, .seed = c->seed};
+    vkd_draft *draft;
+    probe_run R = {.P = &P, .m = &m, .data = &data, .extra = extra};
+    cli_check(vkd_draft_dflash(m.d, &draft, &err), &err);
+    cli_check(vkd_probe_create(m.t, draft, &po, &R.pr, &err), &err);
+
+    exp_progress_start(&R.pg, c->cmd, data.n);
+    for (size_t k = 0; k < data.n; k++) {
+        if (!exp_done(&o, data.ex[k].id)) exp_journal(&o, probe_one(&R, k));
+        exp_progress_update(&R.pg, k + 1, R.work, "tok");
+    }
+    exp_progress_end(&R.pg, data.n, R.work, "tok");
+    vkd_probe_free(R.pr);
+    vkd_draft_free(draft);
+
+    probe_report(&o, &P, m.tok, B);
+
+    free(P.temps);
     exp_close_out(&o);
     exp_free_data(&data);
     exp_free_models(&m);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "builtin_prompts.h"
+#include "budget.h"
 #include "cli.h"
 #include "cmds.h"
 #include "dataset.h"
@@ -44,7 +45,11 @@ static void usage(void) {
            "same with an untrained copy of the target's own norm and head at layer L.\n"
            "--exit-mode reuse (default) is self-speculative: the drafted tokens' K/V of layers\n"
            "0..l are written into the target's cache and the verification runs only layers\n"
-           "l+1.. for them; plain runs the truncated model as a separate draft with its own cache.\n");
+           "l+1.. for them; plain runs the truncated model as a separate draft with its own cache.\n\n"
+           "The summary ends with the compute budget of these prompts (total.compute_budget in\n"
+           "--json): target prefill time, draft and verification time per step, and the bytes\n"
+           "the target's and the draft's KV caches and the hidden-state taps hold per token and\n"
+           "at the longest prompt + output.\n");
 }
 
 typedef struct job {
@@ -224,6 +229,7 @@ int vkd_cmd_spec(int argc, char **argv) {
     uint64_t tot_tokens = 0, tot_steps = 0, tot_commit = 0;
     double tot_spec_s = 0, tot_base_s = 0, tot_draft_s = 0, tot_verify_s = 0;
     uint64_t tot_spec_dec = 0, tot_base_dec = 0;
+    compute_budget cb = {.prompts = njobs}; /* seeds 001/004 item 0.4, for these prompts */
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "prompts");
     char *lines = NULL;
     size_t lines_len = 0;
@@ -252,6 +258,9 @@ int vkd_cmd_spec(int argc, char **argv) {
         tot_draft_s += res.stats.draft_s;
         tot_verify_s += res.stats.verify_s;
         tot_spec_dec += res.n > 1 ? res.n - 1 : 0;
+        cb.prompt_tokens += jobs[k].n;
+        cb.prefill_s += res.stats.prefill_s;
+        if (jobs[k].n + res.n > cb.max_len) cb.max_len = jobs[k].n + res.n;
         for (uint32_t s = 0; s < res.stats.steps; s++) {
             hist[res.stats.accept[s] <= B ? res.stats.accept[s] : B]++;
             tot_commit += res.stats.accept[s];
@@ -308,6 +317,16 @@ int vkd_cmd_spec(int argc, char **argv) {
         cJSON_AddNumberToObject(tj, "baseline_tok_s", base_tps);
         cJSON_AddNumberToObject(tj, "speedup", base_tps > 0 ? spec_tps / base_tps : 0);
     }
+    cb.draft_calls = cb.verify_steps = tot_steps; /* one draft proposal and one verification per step */
+    cb.draft_s = tot_draft_s;
+    cb.verify_s = tot_verify_s;
+    compute_budget_sizes(t, d, &cb);
+    if (!d) { /* an autoregressive draft: its own KV cache, no taps */
+        compute_budget ar = {0};
+        compute_budget_sizes(dm, NULL, &ar);
+        cb.draft_kv_per_token = ar.target_kv_per_token;
+    }
+    cJSON_AddItemToObject(tj, "compute_budget", compute_budget_json(&cb));
     if (out) cli_check(cli_write_atomic(out, lines ? lines : "", lines_len, &err), &err);
     if (json) {
         char *s = cJSON_Print(doc);
@@ -326,6 +345,7 @@ int vkd_cmd_spec(int argc, char **argv) {
         printf("decode: %.2f tok/s (draft %.2fs, verify %.2fs)\n", spec_tps, tot_draft_s, tot_verify_s);
         if (baseline)
             printf("baseline: %.2f tok/s  ->  speed-up %.2fx\n", base_tps, base_tps > 0 ? spec_tps / base_tps : 0);
+        compute_budget_print(stdout, &cb);
     }
     if (vkd_ctx_validation_count(ctx))
         cli_fatal("Vulkan validation reported: %s", vkd_ctx_validation_first(ctx));

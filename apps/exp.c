@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "cli.h"
 #include "config.h"
 #include "figure.h"
@@ -255,6 +256,8 @@ cJSON *exp_model_identity(const char *dir) {
         cJSON_AddNumberToObject(j, "bytes", (double)bytes);
         vkd_st_model_close(m);
     }
+    cJSON *pb = budget_json_of_dir(dir); /* seed 000 section 4.1: parameters by component */
+    if (pb) cJSON_AddItemToObject(j, "parameters", pb);
     return j;
 }
 

@@ -126,9 +126,18 @@ bool jr_check_guide(const cJSON *r, const jr_limits *lim, char *msg, size_t cap)
         !f_num(&c, r, "decode_s", 0, HUGE_VAL, false))
         return false;
     const char *cond = get(r, "condition")->valuestring;
-    if (strcmp(cond, "guided") && strcmp(cond, "null") && strcmp(cond, "plain"))
-        return bad(&c, "condition", "expected guided, null or plain, got '%.60s'", cond);
+    if (strcmp(cond, "guided") && strcmp(cond, "null") && strcmp(cond, "plain") && strcmp(cond, "adaptive") &&
+        strcmp(cond, "topk"))
+        return bad(&c, "condition", "expected guided, null, plain, adaptive or topk, got '%.60s'", cond);
     if (!f_ints(&c, r, "ids", 0, V, (long)get(r, "tokens")->valuedouble)) return false;
+    /* per_token (guided conditions): target_argmax, guided_argmax, alpha applied, p_target,
+     * p_draft, p_target_pref, p_draft_pref; one row per token */
+    if (get(r, "per_token")) {
+        const double lo[7] = {0, 0, 0, 0, 0, 0, 0}, hi[7] = {V, V, 0, 0, 0, 0, 0};
+        if (!f_rows(&c, r, "per_token", 7, "iinpppp", lo, hi)) return false;
+        if (cJSON_GetArraySize(get(r, "per_token")) != (int)get(r, "tokens")->valuedouble)
+            return bad(&c, "per_token", "expected one row per token");
+    }
     if (get(r, "changed")->valuedouble > get(r, "tokens")->valuedouble)
         return bad(&c, "changed", "more changed tokens than tokens");
     /* the id names the cell and the example: "<cell>/<example>" */
@@ -201,6 +210,21 @@ bool jr_check_probe(const cJSON *r, const jr_limits *lim, char *msg, size_t cap)
     double lob[3] = {0, 0, 0}, hib[3] = {C, C, B};
     char kb[80] = "iiin";
     if (!f_rows(&c, r, "blocks", 3 + 4 * nt, kb, lob, hib)) return false;
+    /* chains (absent in journals written before): block, (accepts, changes, distinct, windows,
+     * moved1, moved3, changed1)[nt], one row per block */
+    if (get(r, "chains")) {
+        double loc[1 + 7 * 8] = {0}, hic[1 + 7 * 8];
+        char kc[2] = "i";
+        for (int q = 0; q < 1 + 7 * 8; q++) hic[q] = q ? BIG : C;
+        if (nt > 8) return bad(&c, "chains", "more than 8 temperatures");
+        if (!f_rows(&c, r, "chains", 1 + 7 * nt, kc, loc, hic)) return false;
+        if (cJSON_GetArraySize(get(r, "chains")) != cJSON_GetArraySize(get(r, "blocks")))
+            return bad(&c, "chains", "expected one row per block");
+    }
+    /* the reference generation graded against the record's answer (absent: not graded) */
+    const cJSON *g = get(r, "graded");
+    if (g && (!cJSON_IsObject(g) || !f_str(&c, g, "answer", true, true) || !f_bool(&c, g, "correct", false, false)))
+        return cJSON_IsObject(g) ? false : bad(&c, "graded", "expected an object");
     return true;
 }
 
@@ -226,6 +250,11 @@ static bool power_method(chk *c, const cJSON *x, const jr_limits *lim, bool powe
         return bad(c, "step_attempts", "more than 2^20 MCMC steps");
     if (get(x, "accepts")->valuedouble > get(x, "attempts")->valuedouble)
         return bad(c, "accepts", "more accepts than attempts");
+    /* the moves beside the acceptance (absent in journals written before they were recorded) */
+    if (!f_int(c, x, "changes", 0, get(x, "accepts")->valuedouble, true) ||
+        !f_int(c, x, "tokens_changed", 0, BIG, true) ||
+        !f_int(c, x, "distinct_proposals", 0, get(x, "attempts")->valuedouble, true))
+        return false;
     return true;
 }
 

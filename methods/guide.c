@@ -38,6 +38,61 @@ double vkd_guide_null_row(const float *target, const float *draft, const float *
     return scale;
 }
 
+/* ---- adaptive and top-k constrained rows ---------------------------------------------------- */
+
+double vkd_guide_adaptive_row(const float *target, const float *draft, float alpha, uint32_t n, float *out) {
+    double mt = -INFINITY, md = -INFINITY, zt = 0, zd = 0, tvd = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        if (target[j] > mt) mt = target[j];
+        if (draft[j] > md) md = draft[j];
+    }
+    for (uint32_t j = 0; j < n; j++) {
+        zt += exp((double)target[j] - mt);
+        zd += exp((double)draft[j] - md);
+    }
+    for (uint32_t j = 0; j < n; j++) tvd += fabs(exp((double)target[j] - mt) / zt - exp((double)draft[j] - md) / zd);
+    double a = (double)alpha * 0.5 * tvd;
+    float fa = (float)a;
+    for (uint32_t j = 0; j < n; j++) out[j] = (1.0f - fa) * target[j] + fa * draft[j];
+    return a;
+}
+
+/* the k-th largest of a[0..n) (1 <= k <= n; reorders a): Hoare quickselect */
+static float kth_largest(float *a, uint32_t n, uint32_t k) {
+    int64_t lo = 0, hi = (int64_t)n - 1, want = (int64_t)k - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                float x = a[i];
+                a[i++] = a[j];
+                a[j--] = x;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else break;
+    }
+    return a[want];
+}
+
+void vkd_guide_topk_row(const float *target, const float *draft, float alpha, uint32_t k, uint32_t n,
+                        float *scratch, float *out) {
+    memcpy(scratch, target, (size_t)n * sizeof *scratch);
+    float v = kth_largest(scratch, n, k);
+    uint32_t above = 0;
+    for (uint32_t j = 0; j < n; j++) above += target[j] > v;
+    uint32_t ties = k - above; /* entries equal to v taken, lowest index first */
+    for (uint32_t j = 0; j < n; j++) {
+        bool in = target[j] > v || (target[j] == v && ties > 0);
+        if (target[j] == v && in) ties--;
+        out[j] = in ? (1.0f - alpha) * target[j] + alpha * draft[j] : -INFINITY;
+    }
+}
+
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 typedef struct loop {
@@ -49,13 +104,17 @@ typedef struct loop {
     int32_t *seq;                     /* committed ids by position: the prompt, then res->ids */
     int32_t *block;                   /* the draft's block ids */
     vkd_tensor *features, *guided, *tok, *am_t, *am_g, *kl;
+    vkd_tensor *st[4];                /* token stats: target/draft row x chosen/target-argmax */
     float *t_row, *d_row, *g_row, *z; /* host rows (null control, on_rows) */
     vkd_guide_result *res;
+    uint32_t top_k;
 } loop;
 
 typedef struct step_out {
     int32_t tok, am_t, am_g;
     float kl[2];
+    float st[4][3];                   /* vkd_op_token_stats rows: logit, lse, rank */
+    float alpha;
 } step_out;
 
 static vkd_result submit(loop *L, vkd_result r, vkd_error *err) {
@@ -79,6 +138,10 @@ static void record_finish(loop *L, uint32_t pos, step_out *o) {
     vkd_rec_read(rec, L->am_t, 0, &o->am_t, 4);
     vkd_rec_read(rec, L->am_g, 0, &o->am_g, 4);
     vkd_rec_read(rec, L->kl, 0, o->kl, 8);
+    for (int q = 0; q < 4; q++) {
+        vkd_op_token_stats(rec, L->st[q], q < 2 ? L->t->logits : L->g->logits, 0, q % 2 ? L->am_t : L->tok, 1, L->V);
+        vkd_rec_read(rec, L->st[q], 0, o->st[q], 12);
+    }
 }
 
 /* One submission (two for the null control): the target forward of ids (m rows at t->len,
@@ -91,7 +154,7 @@ static vkd_result step(loop *L, const int32_t *ids, uint32_t m, uint32_t frow, u
     vkd_draft *g = L->g;
     const vkd_guide_options *opt = L->opt;
     uint32_t V = L->V, last_pos = t->len + m - 1, pos = t->len + m;
-    bool null = opt->condition == VKD_GUIDE_NULL;
+    bool null = opt->condition != VKD_GUIDE_GUIDED; /* the row is built on the host */
     const vkd_tensor *dl = NULL;
     vkd_target_step s = {.ids = ids, .m = m, .logits_row0 = m - 1, .logits_rows = 1,
                          .tap_layers = g->tap_layers, .ntaps = g->ntaps,
@@ -116,9 +179,19 @@ static vkd_result step(loop *L, const int32_t *ids, uint32_t m, uint32_t frow, u
     if ((r = submit(L, r, err))) return r;
     L->res->target_forwards++;
     L->res->draft_calls++;
+    o->alpha = opt->alpha;
     if (null) {
-        vkd_guide_noise(opt->gen.sample.seed, pos, L->z, V);
-        vkd_guide_null_row(L->t_row, L->d_row, L->z, opt->alpha, V, L->g_row);
+        if ((r = vkd_check_logits(L->t_row, V, pos - 1, "target", err)) ||
+            (r = vkd_check_logits(L->d_row, V, pos - 1, "draft", err)))
+            return r;
+        if (opt->condition == VKD_GUIDE_NULL) {
+            vkd_guide_noise(opt->gen.sample.seed, pos, L->z, V);
+            vkd_guide_null_row(L->t_row, L->d_row, L->z, opt->alpha, V, L->g_row);
+        } else if (opt->condition == VKD_GUIDE_ADAPTIVE) {
+            o->alpha = (float)vkd_guide_adaptive_row(L->t_row, L->d_row, opt->alpha, V, L->g_row);
+        } else {
+            vkd_guide_topk_row(L->t_row, L->d_row, opt->alpha, L->top_k, V, L->z, L->g_row);
+        }
         if ((r = vkd_tensor_upload(L->guided, 0, L->g_row, (uint64_t)V * 4, err))) return r;
         vkd_rec_begin(L->rec);
         record_finish(L, pos, o);
@@ -145,8 +218,11 @@ vkd_result vkd_guide_generate(vkd_target *t, vkd_draft *g, vkd_rec *rec,
     if (n == 0) return vkd_fail(err, VKD_ERR_INVALID, "empty prompt");
     if (!(opt->alpha >= 0 && opt->alpha <= 1e6f))
         return vkd_fail(err, VKD_ERR_INVALID, "alpha %g: expected a finite value >= 0", opt->alpha);
-    if (opt->condition != VKD_GUIDE_GUIDED && opt->condition != VKD_GUIDE_NULL)
+    if (opt->condition < VKD_GUIDE_GUIDED || opt->condition > VKD_GUIDE_TOPK)
         return vkd_fail(err, VKD_ERR_INVALID, "unknown guide condition %d", (int)opt->condition);
+    uint32_t top_k = opt->top_k ? opt->top_k : 20;
+    if (opt->condition == VKD_GUIDE_TOPK && top_k > V)
+        return vkd_fail(err, VKD_ERR_INVALID, "top-k guidance: k %u exceeds the vocabulary (%u)", top_k, V);
     if (g->vocab != V)
         return vkd_fail(err, VKD_ERR_INVALID, "draft vocabulary %u differs from the target's %u", g->vocab, V);
     if (g->ntaps && g->target != t)
@@ -155,19 +231,20 @@ vkd_result vkd_guide_generate(vkd_target *t, vkd_draft *g, vkd_rec *rec,
         return vkd_fail(err, VKD_ERR_RANGE,
                         "prompt (%u tokens) + max_new_tokens (%u) exceeds the context length %u",
                         n, max_new, t->ctx_len);
-    loop L = {.t = t, .g = g, .rec = rec, .opt = opt, .V = V, .res = res};
+    loop L = {.t = t, .g = g, .rec = rec, .opt = opt, .V = V, .res = res, .top_k = top_k};
     uint32_t frows = t->max_rows < 2 ? 2 : t->max_rows;
     vkd_result r = VKD_OK;
     res->ids = malloc(max_new * sizeof *res->ids);
     res->kl = malloc(max_new * sizeof *res->kl);
     res->changed = malloc(max_new);
+    res->tokens = malloc(max_new * sizeof *res->tokens);
     L.t_row = malloc((size_t)V * 4);
     L.d_row = malloc((size_t)V * 4);
     L.g_row = malloc((size_t)V * 4);
     L.z = malloc((size_t)V * 4);
     L.seq = malloc(((size_t)n + max_new) * sizeof *L.seq);
     L.block = malloc(g->block * sizeof *L.block);
-    if (!res->ids || !res->kl || !res->changed || !L.t_row || !L.d_row || !L.g_row || !L.z || !L.seq || !L.block) {
+    if (!res->ids || !res->kl || !res->changed || !res->tokens || !L.t_row || !L.d_row || !L.g_row || !L.z || !L.seq || !L.block) {
         r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
         goto out;
     }
@@ -180,6 +257,8 @@ vkd_result vkd_guide_generate(vkd_target *t, vkd_draft *g, vkd_rec *rec,
         (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_I32, 1, 4, "guide_argmax_g", &L.am_g, err)) ||
         (r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, 1, 4, "guide_kl", &L.kl, err)))
         goto out;
+    for (int q = 0; q < 4; q++)
+        if ((r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, 1, 4, "guide_token_stats", &L.st[q], err))) goto out;
     t->len = 0;
     if ((r = vkd_draft_reset(g, err))) goto out;
 
@@ -213,6 +292,11 @@ vkd_result vkd_guide_generate(vkd_target *t, vkd_draft *g, vkd_rec *rec,
         L.seq[n + res->n] = o.tok;
         res->kl[res->n] = o.kl[0];
         res->changed[res->n] = o.am_t != o.am_g;
+        vkd_guide_token *gt = &res->tokens[res->n];
+        *gt = (vkd_guide_token){.id = o.tok, .target_argmax = o.am_t, .guided_argmax = o.am_g, .kl = o.kl[0],
+                                .alpha = o.alpha};
+        float *pp[4] = {&gt->p_target, &gt->p_target_pref, &gt->p_draft, &gt->p_draft_pref};
+        for (int q = 0; q < 4; q++) *pp[q] = (float)exp((double)o.st[q][0] - (double)o.st[q][1]);
         kl_sum += o.kl[0];
         changed += res->changed[res->n];
         res->n++;
@@ -236,6 +320,7 @@ out:
     vkd_tensor_destroy(L.am_t);
     vkd_tensor_destroy(L.am_g);
     vkd_tensor_destroy(L.kl);
+    for (int q = 0; q < 4; q++) vkd_tensor_destroy(L.st[q]);
     free(L.t_row);
     free(L.d_row);
     free(L.g_row);
@@ -250,5 +335,6 @@ void vkd_guide_result_free(vkd_guide_result *r) {
     free(r->ids);
     free(r->kl);
     free(r->changed);
+    free(r->tokens);
     memset(r, 0, sizeof *r);
 }

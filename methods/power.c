@@ -40,6 +40,8 @@ typedef struct ps {
     double *logq;
     uint32_t p0;                 /* first position of the draft proposal being drawn */
     bool stopped;                /* the draft proposal drew a stop id */
+    uint64_t *hashes;            /* the current block's MCMC proposals (distinct count) */
+    uint32_t nhash;
 } ps;
 
 /* ---- host-side distributions --------------------------------------------------------------- */
@@ -296,6 +298,20 @@ static vkd_result move(ps *S, uint32_t block, int32_t step, uint32_t idx, uint32
             S->res->accepts++;
             S->res->block_accepts[block]++;
             S->res->step_accepts[step]++;
+            uint32_t changed = 0, hi = s > t ? s : t;
+            for (uint32_t q = idx; q < hi; q++)
+                changed += q >= s || q >= t || S->prop[q] != S->cur[q];
+            S->res->changes += changed > 0;
+            S->res->tokens_changed += changed;
+        }
+        uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a of the proposed answer prop[c .. s) */
+        const unsigned char *pb = (const unsigned char *)(S->prop + c);
+        for (size_t q = 0; q < (size_t)(s - c) * sizeof *S->prop; q++) h = (h ^ pb[q]) * 0x100000001b3ull;
+        bool seen = false;
+        for (uint32_t q = 0; q < S->nhash && !seen; q++) seen = S->hashes[q] == h;
+        if (!seen) {
+            S->hashes[S->nhash++] = h;
+            S->res->distinct_proposals++;
         }
     }
     if (o->on_step) o->on_step(o->user, &info);
@@ -371,7 +387,8 @@ vkd_result vkd_power_sample(vkd_target *t, vkd_draft *d, vkd_rec *rec, const int
     res->block_accepts = calloc(nblocks, sizeof(uint32_t));
     res->step_attempts = calloc(steps + 1, sizeof(uint32_t));
     res->step_accepts = calloc(steps + 1, sizeof(uint32_t));
-    if (!S.cur || !S.prop || !dbl || !S.rows || !S.drows || !S.probs || !S.logq || !res->block_attempts ||
+    S.hashes = malloc((steps + 1) * sizeof *S.hashes);
+    if (!S.hashes || !S.cur || !S.prop || !dbl || !S.rows || !S.drows || !S.probs || !S.logq || !res->block_attempts ||
         !res->block_accepts || !res->step_attempts || !res->step_accepts) {
         r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
         goto out;
@@ -399,6 +416,7 @@ vkd_result vkd_power_sample(vkd_target *t, vkd_draft *d, vkd_rec *rec, const int
     for (uint32_t b = 0; b < nblocks; b++) {
         uint32_t e = S.L + J < S.cap ? S.L + J : S.cap;
         res->blocks = b + 1;
+        S.nhash = 0;
         if ((r = move(&S, b, -1, S.L, e, err))) goto out;
         for (uint32_t k = 0; k < steps; k++) {
             uint32_t tl = S.L;
@@ -436,6 +454,7 @@ out:
     free(S.drows);
     free(S.probs);
     free(S.logq);
+    free(S.hashes);
     if (r) vkd_power_result_free(res);
     return r;
 }

@@ -21,8 +21,10 @@ struct vkd_probe {
     vkd_tensor *dist[VKD_PROBE_MAX_TEMPS + 1]; /* per temperature, then the baseline: rows x 2 */
     float dist_host[VKD_PROBE_MAX_TEMPS + 1][VKD_PROBE_MAX_BLOCK][2];
     float *lt, *ld;            /* (B-1) x V host copies */
+    uint32_t steps;
     double *scratch, *logw, *u_mh, *u_sample;
     int32_t *tokens;
+    vkd_probe_key *keys;
 };
 
 void vkd_probe_free(vkd_probe *p) {
@@ -36,6 +38,7 @@ void vkd_probe_free(vkd_probe *p) {
     free(p->u_mh);
     free(p->u_sample);
     free(p->tokens);
+    free(p->keys);
     free(p);
 }
 
@@ -58,6 +61,7 @@ vkd_result vkd_probe_create(vkd_target *t, vkd_draft *g, const vkd_probe_options
     p->g = g;
     p->alpha = opt->alpha > 0 ? opt->alpha : 4.0;
     p->K = opt->samples ? opt->samples : 100;
+    p->steps = opt->mcmc_steps ? opt->mcmc_steps : 10;
     p->seed = opt->seed;
     const double *tv = opt->temps ? opt->temps : default_temps;
     p->ntemps = opt->temps ? opt->ntemps : 3;
@@ -79,7 +83,8 @@ vkd_result vkd_probe_create(vkd_target *t, vkd_draft *g, const vkd_probe_options
         p->u_mh = malloc(p->K * sizeof *p->u_mh);
         p->u_sample = malloc(p->K * rows * sizeof *p->u_sample);
         p->tokens = malloc(p->K * rows * sizeof *p->tokens);
-        if (!p->lt || !p->ld || !p->scratch || !p->logw || !p->u_mh || !p->u_sample || !p->tokens)
+        p->keys = malloc(p->K * sizeof *p->keys);
+        if (!p->lt || !p->ld || !p->scratch || !p->logw || !p->u_mh || !p->u_sample || !p->tokens || !p->keys)
             r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory (probe buffers)");
     }
     if (!r) r = vkd_tf_features_create(t, g, &p->feats, err);
@@ -103,6 +108,70 @@ uint32_t vkd_probe_mh(const double *logw, const double *u, uint32_t K) {
         }
     }
     return accepts;
+}
+
+static bool same_row(const int32_t *tokens, uint32_t rows, uint32_t a, uint32_t b) {
+    return !memcmp(tokens + (size_t)a * rows, tokens + (size_t)b * rows, rows * sizeof *tokens);
+}
+
+static int key_cmp(const void *a, const void *b) {
+    const vkd_probe_key *x = a, *y = b;
+    if (x->hash != y->hash) return x->hash < y->hash ? -1 : 1;
+    return x->sample < y->sample ? -1 : x->sample > y->sample;
+}
+
+void vkd_probe_chain_stats(const double *logw, const double *u, const int32_t *tokens, uint32_t rows, uint32_t K,
+                           uint32_t steps, vkd_probe_key *keys, vkd_probe_chain *out) {
+    memset(out, 0, sizeof *out);
+    uint32_t state = 0;
+    for (uint32_t j = 1; j < K; j++) {
+        double dl = logw[j] - logw[state];
+        if (dl >= 0 || u[j] < exp(dl)) {
+            out->accepts++;
+            out->changes += !same_row(tokens, rows, j, state);
+            state = j;
+        }
+    }
+    out->windows = steps ? K / (steps + 1) : 0;
+    for (uint32_t w = 0; w < out->windows; w++) {
+        uint32_t b = w * (steps + 1), moves = 0, changes = 0;
+        state = b;
+        for (uint32_t j = b + 1; j <= b + steps; j++) {
+            double dl = logw[j] - logw[state];
+            if (dl >= 0 || u[j] < exp(dl)) {
+                moves++;
+                changes += !same_row(tokens, rows, j, state);
+                state = j;
+            }
+        }
+        out->moved1 += moves >= 1;
+        out->moved3 += moves >= 3;
+        out->changed1 += changes >= 1;
+    }
+    /* distinct rows: sort by an FNV-1a hash, then compare rows exactly within equal-hash runs
+     * (representatives are swapped to the front of their run) */
+    for (uint32_t j = 0; j < K; j++) {
+        uint64_t h = 0xcbf29ce484222325ull;
+        const unsigned char *c = (const unsigned char *)(tokens + (size_t)j * rows);
+        for (size_t q = 0; q < rows * sizeof *tokens; q++) h = (h ^ c[q]) * 0x100000001b3ull;
+        keys[j] = (vkd_probe_key){.hash = h, .sample = j};
+    }
+    qsort(keys, K, sizeof *keys, key_cmp);
+    for (uint32_t a = 0; a < K;) {
+        uint32_t e = a + 1, reps = a + 1;
+        while (e < K && keys[e].hash == keys[a].hash) e++;
+        for (uint32_t i = a + 1; i < e; i++) {
+            bool seen = false;
+            for (uint32_t r = a; r < reps && !seen; r++) seen = same_row(tokens, rows, keys[i].sample, keys[r].sample);
+            if (!seen) {
+                vkd_probe_key t = keys[reps];
+                keys[reps++] = keys[i];
+                keys[i] = t;
+            }
+        }
+        out->distinct += reps - a;
+        a = e;
+    }
 }
 
 uint32_t vkd_probe_block_mc(const float *lt, const float *ld, uint32_t rows, uint32_t V, double alpha,
@@ -230,8 +299,9 @@ vkd_result vkd_probe_run(vkd_probe *p, vkd_rec *rec, const int32_t *seq, uint32_
         for (uint32_t ti = 0; ti < nt; ti++) {
             uint64_t counter0 = ((uint64_t)k * nt + ti) * K;
             uint32_t acc = vkd_probe_block_mc(p->lt, p->ld, c, V, p->alpha, p->temps[ti], K, p->seed, key,
-                                              counter0, p->scratch, p->logw, hook ? p->tokens : NULL,
+                                              counter0, p->scratch, p->logw, p->tokens,
                                               hook ? p->u_sample : NULL, p->u_mh);
+            vkd_probe_chain_stats(p->logw, p->u_mh, p->tokens, c, K, p->steps, p->keys, &b->chain[ti]);
             double m = 0, v = 0;
             for (uint32_t j = 0; j < K; j++) m += p->logw[j];
             m /= K;
@@ -244,7 +314,7 @@ vkd_result vkd_probe_run(vkd_probe *p, vkd_rec *rec, const int32_t *seq, uint32_
                                       .samples = K, .temperature = p->temps[ti], .alpha = p->alpha,
                                       .target_logits = p->lt, .draft_logits = p->ld, .tokens = p->tokens,
                                       .u_sample = p->u_sample, .logw = p->logw, .u_mh = p->u_mh,
-                                      .accepts = acc};
+                                      .accepts = acc, .mcmc_steps = p->steps, .chain = b->chain[ti]};
                 hook(user, &tr);
             }
         }

@@ -21,6 +21,16 @@
  * the part of the draft's correction that moves probabilities. The null row is built on the
  * host and uploaded; the sampler, argmax and KL then run on it exactly as on a guided row.
  *
+ * Adaptive (VKD_GUIDE_ADAPTIVE, seeds 001/004 phase 3.3): per token the alpha applied is
+ *     alpha_t = alpha * TVD(softmax(target), softmax(draft))     (double, on the host)
+ * so guidance is as strong as the two models disagree (0 where they agree, alpha where their
+ * distributions do not overlap); the row is (1 - alpha_t) target + alpha_t draft.
+ * Top-k constrained (VKD_GUIDE_TOPK, the risk table's mitigation): the guided row on the
+ * target's top_k entries (ties: lower index first, as vkd_op_topk), -inf elsewhere, so only
+ * tokens the target ranks among its k best can be chosen (alpha 0: top-k sampling from the
+ * target; greedy: plain target decoding). Like the null control, both rows are built on the
+ * host from the read-back target and draft rows and uploaded.
+ *
  * Sampling: the device sampler (vkd_op_sample: temperature, top-k, top-p, transformers'
  * order) with Philox counter = the absolute position of the token being chosen, exactly as
  * vkd_generate. So at alpha = 0 the output equals vkd_generate's token for token, greedy
@@ -29,7 +39,9 @@
  *
  * Per token metrics: KL(guided || target) with both distributions softmax(logits / T) at
  * the decoding temperature T (T = 0, greedy: softmax(logits)), without top-k/top-p; and
- * whether argmax(guided) != argmax(target).
+ * whether argmax(guided) != argmax(target); for the per-token analysis (vkd_guide_token)
+ * the target's and the draft's probabilities softmax(row) (temperature 1) of the chosen token
+ * and of the target's argmax (vkd_op_token_stats on the device).
  *
  * The draft is any vkd_draft (vkd_draft.h): row 0 of a block call [token p, MASK...] at start
  * p (a causal draft: [token p]) predicts p + 1. Load a DFlash draft with block_size 2 for the
@@ -47,7 +59,19 @@
 typedef enum vkd_guide_condition {
     VKD_GUIDE_GUIDED = 0,          /* target + alpha * (draft - target) */
     VKD_GUIDE_NULL = 1,            /* target + alpha * noise (see above) */
+    VKD_GUIDE_ADAPTIVE = 2,        /* alpha scaled per token by TVD(target, draft) */
+    VKD_GUIDE_TOPK = 3,            /* guidance restricted to the target's top_k */
 } vkd_guide_condition;
+
+/* One generated token (the per-token analysis of seeds 001/004 phase 2.5). */
+typedef struct vkd_guide_token {
+    int32_t id;                    /* the chosen token */
+    int32_t target_argmax, guided_argmax;
+    float kl;                      /* KL(guided || target), as kl[] */
+    float alpha;                   /* the alpha applied: alpha_t for adaptive, else alpha */
+    float p_target, p_draft;       /* softmax(target / draft row)[id] */
+    float p_target_pref, p_draft_pref; /* softmax(target / draft row)[target_argmax] */
+} vkd_guide_token;
 
 /* Test and analysis hook: called for each generated token before it is drawn, with the
  * position p of the token being chosen and the f32 rows (vocab floats each) of the target,
@@ -60,6 +84,7 @@ typedef struct vkd_guide_options {
     vkd_generate_options gen;           /* max_new_tokens (0: 128), sample, stop ids, on_token */
     float alpha;                   /* 0 = plain target decoding, 1 = the draft alone */
     vkd_guide_condition condition;
+    uint32_t top_k;                /* VKD_GUIDE_TOPK: k (1 .. vocab); 0: 20 */
     vkd_guide_rows_fn on_rows;     /* NULL: no row read-back */
     void *rows_user;
 } vkd_guide_options;
@@ -70,6 +95,7 @@ typedef struct vkd_guide_result {
     bool stopped;
     float *kl;                     /* n values: KL(guided || target) per token (malloc'd) */
     uint8_t *changed;              /* n flags: argmax(guided) != argmax(target) (malloc'd) */
+    vkd_guide_token *tokens;       /* n entries (malloc'd) */
     double kl_mean;                /* mean of kl */
     double changed_frac;           /* mean of changed */
     uint32_t target_forwards;      /* target forward submissions, prompt chunks included */
@@ -89,5 +115,14 @@ void vkd_guide_noise(uint64_t seed, uint32_t pos, float *z, uint32_t n);
  * returns the scale std(draft - target) / rms(z). null may alias target. */
 double vkd_guide_null_row(const float *target, const float *draft, const float *z, float alpha,
                           uint32_t n, float *null);
+
+/* Adaptive: out = (1 - a_t) target + a_t draft with a_t = alpha * TVD(softmax(target),
+ * softmax(draft)) (double accumulation); returns a_t. out may alias target. */
+double vkd_guide_adaptive_row(const float *target, const float *draft, float alpha, uint32_t n, float *out);
+/* Top-k constrained: out[j] = (1 - alpha) target[j] + alpha draft[j] for the k largest
+ * target entries (ties: lower index first), -inf elsewhere; 1 <= k <= n. scratch: n floats.
+ * out may alias neither input. */
+void vkd_guide_topk_row(const float *target, const float *draft, float alpha, uint32_t k, uint32_t n,
+                        float *scratch, float *out);
 
 #endif

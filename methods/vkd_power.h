@@ -119,6 +119,14 @@ typedef struct vkd_power_result {
     double sum_logp;               /* sum of log p (alpha = 1) over ids */
     uint32_t blocks;               /* blocks run */
     uint32_t attempts, accepts;    /* MCMC steps, accepted ones */
+    /* Beside the acceptance (a proposal that regenerates the same tokens is accepted without
+     * moving): accepted steps that changed the sequence, the positions they changed (a token
+     * replaced, added or removed: the "effective accepted tokens" of seed 002 section 5),
+     * and per block the distinct proposed answers among its MCMC steps (by a 64-bit FNV-1a
+     * hash of the answer the step proposes), summed over blocks. */
+    uint32_t changes;
+    uint64_t tokens_changed;
+    uint32_t distinct_proposals;
     uint32_t *block_attempts, *block_accepts; /* per block (blocks entries, malloc'd) */
     uint32_t *step_attempts, *step_accepts;   /* per step index in a block (mcmc_steps entries) */
     uint64_t target_forwards;      /* target forward submissions (prompt chunks included) */

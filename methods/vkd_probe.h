@@ -29,6 +29,14 @@
  *       (k * ntemps + ti) * K + j)
  *   sim accept = accepts / (K - 1). Reported: mean and population std of log w over the K
  *   samples of the block.
+ *   Beside the acceptance (vkd_probe_chain): the accepted moves whose sample's tokens differ
+ *   from the state's (a one-hot proposal "accepts" every move while never changing the
+ *   sequence), the number of distinct token sequences among the K samples, and the seed's
+ *   section 4.3 chains of S = mcmc_steps moves: the samples are cut into floor(K / (S + 1))
+ *   windows w of S + 1 (start at sample w(S+1), proposals w(S+1)+1 .. w(S+1)+S, the same
+ *   weights and uniforms as above), each an independent S-step independence MH chain; the
+ *   windows whose chain accepted >= 1 and >= 3 moves (and changed the sequence >= 1 time)
+ *   are counted, so P(moves >= 1 in S steps) = moved1 / windows over blocks.
  * Results depend only on (seed, key = the example's index, block, temperature index). */
 #ifndef VKD_PROBE_H
 #define VKD_PROBE_H
@@ -43,6 +51,7 @@ typedef struct vkd_probe_options {
     const double *temps;       /* draft temperatures; NULL: {1, 0.5, 0.25} */
     uint32_t ntemps;           /* <= VKD_PROBE_MAX_TEMPS */
     uint32_t samples;          /* K >= 2; 0: 100 */
+    uint32_t mcmc_steps;       /* S, the steps of a section 4.3 chain; 0: 10 */
     uint64_t seed;
 } vkd_probe_options;
 
@@ -55,12 +64,23 @@ typedef struct vkd_probe_pos {
     double base_tvd;           /* TVD(p, q_1) */
 } vkd_probe_pos;
 
+/* The independence MH chain of one block and temperature beyond its acceptance. */
+typedef struct vkd_probe_chain {
+    uint32_t accepts;          /* accepted moves of the chain over all K samples */
+    uint32_t changes;          /* of those, moves to a sample whose tokens differ from the state's */
+    uint32_t distinct;         /* distinct token sequences among the K samples */
+    uint32_t windows;          /* S-step chains: floor(K / (S + 1)) */
+    uint32_t moved1, moved3;   /* windows whose chain accepted >= 1 / >= 3 moves */
+    uint32_t changed1;         /* windows whose chain changed the sequence >= 1 time */
+} vkd_probe_chain;
+
 /* One block with at least one predicted position. */
 typedef struct vkd_probe_block {
     uint32_t block, start, npos;
     double product[VKD_PROBE_MAX_TEMPS];     /* prod (1 - tvd) */
     double sim_accept[VKD_PROBE_MAX_TEMPS];  /* MH acceptance rate */
     double logw_mean[VKD_PROBE_MAX_TEMPS], logw_std[VKD_PROBE_MAX_TEMPS];
+    vkd_probe_chain chain[VKD_PROBE_MAX_TEMPS];
 } vkd_probe_block;
 
 /* What the per-block hook sees (tests dump it; all pointers valid during the call). */
@@ -73,6 +93,8 @@ typedef struct vkd_probe_trace {
     const double *logw;        /* samples */
     const double *u_mh;        /* samples (entry 0 unused) */
     uint32_t accepts;
+    uint32_t mcmc_steps;       /* S */
+    vkd_probe_chain chain;
 } vkd_probe_trace;
 typedef void (*vkd_probe_hook)(void *user, const vkd_probe_trace *tr);
 
@@ -101,6 +123,17 @@ vkd_result vkd_probe_run(vkd_probe *p, vkd_rec *rec, const int32_t *seq, uint32_
 /* Host pieces (exposed for the tests). */
 /* Independence MH over K log weights with uniforms u[1..K-1]: the number of accepted moves. */
 uint32_t vkd_probe_mh(const double *logw, const double *u, uint32_t K);
+
+/* Scratch entry of vkd_probe_chain_stats. */
+typedef struct vkd_probe_key {
+    uint64_t hash;
+    uint32_t sample;
+} vkd_probe_key;
+
+/* The chain statistics of vkd_probe_chain over K log weights, uniforms u[1..K-1] and the
+ * samples' tokens (K x rows), S-step windows (steps >= 1). keys: K entries of scratch. */
+void vkd_probe_chain_stats(const double *logw, const double *u, const int32_t *tokens, uint32_t rows, uint32_t K,
+                           uint32_t steps, vkd_probe_key *keys, vkd_probe_chain *out);
 
 /* Monte Carlo of one block at one temperature over host logits lt, ld (rows x V, f32):
  * draws K samples (uniforms as documented above, counter base = (k * ntemps + ti) * K,

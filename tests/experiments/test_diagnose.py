@@ -20,7 +20,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
 import vkd_cli  # noqa: E402
-from vkd_cli import check, hf_encode, make_pair, require_tokenizer, run  # noqa: E402
+from vkd_cli import check, hf, hf_encode, make_pair, require_tokenizer, run  # noqa: E402
 import ref  # noqa: E402
 import torch  # noqa: E402
 
@@ -99,6 +99,70 @@ def reference(T, D, seq, P, B, seed, key):
                                                      "target": stats(logits[s + i], gold)})
                 row[mode] = stats(dl[i], gold)
     return res
+
+
+def only_wrong(tgt, drf, tmp, data, seed, T, summ_full):
+    """--only-target-wrong: the target's greedy answers (ids against ref.py's float64 greedy,
+    graded by tools/reference/answer_ref.py); a record whose gold answer is made the target's
+    own answer is skipped as correct, the others walked as in the full run. Also the warnings
+    and compute budget fields of the full run's summary."""
+    import answer_ref
+    check(summ_full["warnings"] == [] and set(summ_full["one_hot_fraction"]) == {"gold", "mask", "random"},
+          f"no warning for a draft that reads its features: {summ_full['warnings']}")
+    cb = summ_full["compute_budget"]
+    check(cb["prompts"] == 3 and cb["target_kv_bytes_per_token"] > 0 and cb["draft_calls"] == cb["verify_steps"] > 0
+          and cb["target_kv_bytes"] == cb["target_kv_bytes_per_token"] * cb["max_len"], f"compute budget {cb}")
+    judge = 24
+    ds = os.path.join(tmp, "judge_gsm8k.jsonl")
+    rows = [dict(r) for r in data[:2]]
+    base = ["diagnose", "--target", tgt, "--draft", drf, "--dataset", ds, "--seed", str(seed), "--quiet",
+            "--only-target-wrong", "--judge-tokens", str(judge)]
+    prompts = ["<|im_start|>user\n" + r["question"] + "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+               for r in rows]
+    enc = hf_encode(prompts)
+    stops = set()
+    for name in ("generation_config.json", "config.json"):
+        path = os.path.join(tgt, name)
+        if os.path.exists(path) and not stops:
+            eos = json.load(open(path)).get("eos_token_id")
+            stops = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    greedy = [T.greedy(e, judge, stop=stops) for e in enc]
+    texts = [hf("decode", {"ids": g}) for g in greedy]
+    answers = [answer_ref.extract("gsm8k", t) for t in texts]
+    # make example 0 correct when the target's text holds a number (else every record is wrong)
+    if answers[0] is not None:
+        rows[0]["answer"] = "#### " + answers[0]
+    with open(ds, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    out = os.path.join(tmp, "out_wrong")
+    p = run(base + ["--out", out])
+    journal = [json.loads(x) for x in open(os.path.join(out, "examples.jsonl"))]
+    for k, rec in enumerate(journal):
+        tg = rec["target_greedy"]
+        same = tg["ids"] == greedy[k][:len(tg["ids"])]
+        check(same, f"record {k}: target greedy ids {tg['ids'][:8]} vs reference {greedy[k][:8]}")
+        want = answer_ref.equal("gsm8k", answer_ref.extract("gsm8k", tg["text"]), answer_ref.gold("gsm8k", rows[k]["answer"]))
+        check(tg["correct"] == want, f"record {k}: graded {tg['correct']}, answer_ref says {want}")
+        check(("tokens" in rec) == (not want) and (rec.get("skipped") == "target greedy answer correct") == want,
+              f"record {k}: walked iff wrong: {sorted(rec)}")
+    summ = json.load(open(os.path.join(out, "summary.json")))
+    nskip = sum(1 for r in journal if r.get("skipped") == "target greedy answer correct")
+    check(summ["target_correct_skipped"] == nskip and summ["examples"] == len(journal) - nskip,
+          f"summary counts: {summ['target_correct_skipped']} skipped, {summ['examples']} examples")
+    check("--only-target-wrong" in p.stdout, "report names the skipped count")
+    # the generated target writes no number in 24 tokens, so the skip-as-correct path is only
+    # exercised when a later model does: say so rather than pass silently
+    print(f"diagnose --only-target-wrong: {nskip} of {len(journal)} skipped as correct (answers {answers})"
+          + ("" if nskip else "; the correct-answer skip path was NOT exercised (no number in the target's text)"))
+    # a dataset that cannot be graded is refused before --out is touched
+    ng = os.path.join(tmp, "plain.jsonl")
+    with open(ng, "w") as f:
+        f.write(json.dumps(rows[0]) + "\n")
+    p = run(["diagnose", "--target", tgt, "--draft", drf, "--dataset", ng, "--prompt-field", "question",
+             "--answer-field", "answer", "--out", os.path.join(tmp, "o_ng"), "--only-target-wrong"], ok=False)
+    check(p.returncode != 0 and "--only-target-wrong" in p.stderr and not os.path.exists(os.path.join(tmp, "o_ng")),
+          f"ungradable dataset: {p.returncode} {p.stderr!r}")
 
 
 def main():
@@ -235,6 +299,8 @@ def main():
     check(len(lines) == 2, f"a run with --overwrite starts a new journal: {len(lines)} lines")
     old = open(os.path.join(out2 + ".old-1", "examples.jsonl")).read().splitlines()
     check(len(old) == 3, f"--overwrite moved the earlier journal to {out2}.old-1: {len(old)} lines")
+
+    only_wrong(tgt, drf, tmp, data, seed, T, summ)
 
     # bad input: one clear line, non-zero exit
     bad = os.path.join(tmp, "bad.jsonl")

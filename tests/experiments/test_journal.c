@@ -154,6 +154,19 @@ int main(void) {
     bad_edit("probe: tvd above 1", jr_check_probe, &lim, probe, "0.1,0.2,0.3]]", "0.1,2.5,0.3]]", "positions");
     bad_edit("probe: reference length", jr_check_probe, &lim, probe, "[5,6]", "[5]", "reference");
     bad_edit("probe: block start", jr_check_probe, &lim, probe, "[[0,0,1,", "[[0,-7,1,", "blocks");
+    /* chain counts per block and the graded reference (optional fields) */
+    const char *probe2 = "{\"id\":\"p2\",\"line\":2,\"prompt_tokens\":20,\"generated_tokens\":2,\"stopped\":true,"
+                         "\"gen_s\":0.5,\"reference\":[5,6],\"prompt_s\":0.1,\"blocks_s\":0.2,\"mc_s\":0.3,"
+                         "\"positions\":[[0,1,1,6,0.5,0.25,0.1,0.2,0.3]],\"blocks\":[[0,0,1,0.5,0.5,0.5,0.5,-1,-1,0.1,0.1]],"
+                         "\"chains\":[[0,5,3,4,1,1,0,1,6,2,3,1,1,1,1]],"
+                         "\"graded\":{\"text\":\"x\",\"answer\":null,\"correct\":false,\"tokens\":2}}";
+    CHECK(parse(probe2, jr_check_probe, &lim, &j, &keep, &err) == VKD_OK, "a valid probe record with chains: %s", err.msg);
+    jr_free(&j);
+    bad_edit("probe: chains width", jr_check_probe, &lim, probe2, ",1,1,1,1]]", ",1,1,1]]", "chains");
+    bad_edit("probe: negative chain count", jr_check_probe, &lim, probe2, "[[0,5,3,", "[[0,-5,3,", "chains");
+    bad_edit("probe: chains rows", jr_check_probe, &lim, probe2, "1,1,1,1]]", "1,1,1,1],[0,1,1,1,1,1,1,1,1,1,1,1,1,1,1]]",
+             "chains");
+    bad_edit("probe: graded verdict", jr_check_probe, &lim, probe2, "\"correct\":false", "\"correct\":3", "correct");
 
     const char *power = "{\"id\":\"q\",\"line\":2,\"prompt_tokens\":9,\"gold\":\"#### 3\",\"gold_answer\":\"3\","
                         "\"power\":{\"text\":\"x\",\"ids\":[4],\"tokens\":1,\"answer\":null,\"correct\":false,"

@@ -32,6 +32,36 @@ static void check_mh(void) {
      * (state 3); j=4: 0.1/4 = 0.025 > 0.02 accept: 3 of 4 */
     double w5[5] = {log(1), log(2), log(0.5), log(4), log(0.1)}, u5[5] = {0, 0.9, 0.3, 0.99, 0.02};
     CHECK(vkd_probe_mh(w5, u5, 5) == 3, "hand chain: %u accepts, expected 3", vkd_probe_mh(w5, u5, 5));
+    /* the same chain with tokens (2 rows): samples 0 and 1 equal, 3 and 4 equal, 2 apart.
+     * Accepted moves 0->1 (no change), 1->3 (change), 3->4 (no change): 1 change; 3 distinct.
+     * Windows of S = 1 (2 windows): {0 -> 1} accepted, {2 -> 3}: 4/0.5 accepted, a change.
+     * S = 2 (1 window): 0 -> 1 accepted, 1 -> 2 rejected: 1 move, no change.
+     * S = 4 (1 window): the whole chain, 3 moves. */
+    {
+        int32_t tk[10] = {1, 2, 1, 2, 3, 3, 5, 6, 5, 6};
+        vkd_probe_key keys[5];
+        vkd_probe_chain ch;
+        struct { uint32_t S, windows, moved1, moved3, changed1; } want[3] = {{1, 2, 2, 0, 1}, {2, 1, 1, 0, 0},
+                                                                            {4, 1, 1, 1, 1}};
+        for (int q = 0; q < 3; q++) {
+            vkd_probe_chain_stats(w5, u5, tk, 2, 5, want[q].S, keys, &ch);
+            CHECK(ch.accepts == 3 && ch.changes == 1 && ch.distinct == 3, "hand chain S=%u: accepts %u changes %u "
+                  "distinct %u, expected 3 1 3", want[q].S, ch.accepts, ch.changes, ch.distinct);
+            CHECK(ch.windows == want[q].windows && ch.moved1 == want[q].moved1 && ch.moved3 == want[q].moved3 &&
+                  ch.changed1 == want[q].changed1, "hand chain S=%u: windows %u moved>=1 %u moved>=3 %u changed>=1 %u",
+                  want[q].S, ch.windows, ch.moved1, ch.moved3, ch.changed1);
+        }
+        /* a one-hot proposal: every sample the same tokens, every move accepted, nothing changes */
+        int32_t one[10] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
+        double flat[5] = {0, 0, 0, 0, 0};
+        vkd_probe_chain_stats(flat, u5, one, 2, 5, 2, keys, &ch);
+        CHECK(ch.accepts == 4 && ch.changes == 0 && ch.distinct == 1 && ch.changed1 == 0 && ch.moved1 == 1,
+              "one-hot chain: accepts %u changes %u distinct %u", ch.accepts, ch.changes, ch.distinct);
+        /* equal FNV hashes with different rows would still count apart: all rows distinct */
+        int32_t dist[10] = {0, 1, 1, 0, 2, 0, 0, 2, 3, 3};
+        vkd_probe_chain_stats(flat, u5, dist, 2, 5, 2, keys, &ch);
+        CHECK(ch.distinct == 5 && ch.changes == 4, "all-distinct chain: distinct %u changes %u", ch.distinct, ch.changes);
+    }
 
     /* q == p^alpha: equal weights, every move accepted */
     unsigned long long rs = 7;
@@ -129,7 +159,9 @@ static void hook(void *user, const vkd_probe_trace *tr) {
     for (uint32_t q = 0; q < tr->samples; q++) fprintf(f, "%s%.17g", q ? "," : "", tr->logw[q]);
     fprintf(f, "], \"u_mh\": [");
     for (uint32_t q = 0; q < tr->samples; q++) fprintf(f, "%s%.17g", q ? "," : "", tr->u_mh[q]);
-    fprintf(f, "]}");
+    const vkd_probe_chain *ch = &tr->chain;
+    fprintf(f, "], \"steps\": %u, \"chain\": [%u, %u, %u, %u, %u, %u, %u]}", tr->mcmc_steps, ch->accepts, ch->changes,
+            ch->distinct, ch->windows, ch->moved1, ch->moved3, ch->changed1);
 }
 
 /* The DFlash draft wrapped to keep each proposal's draft logits (spec greedy otherwise unchanged) */
@@ -212,7 +244,7 @@ int main(int argc, char **argv) {
     free(gr.ids);
 
     double temps[3] = {1.0, 0.5, 0.25};
-    vkd_probe_options po = {.alpha = 4, .temps = temps, .ntemps = 3, .samples = 40, .seed = 17};
+    vkd_probe_options po = {.alpha = 4, .temps = temps, .ntemps = 3, .samples = 40, .mcmc_steps = 4, .seed = 17};
     vkd_probe *pr;
     vkd_draft *draft;
     REQUIRE(!vkd_draft_dflash(d, &draft, &err), "%s", err.msg);

@@ -12,6 +12,7 @@ interrupted write equals a full run; bad input fails with one clear line.
 """
 import csv
 import json
+import math
 import os
 import sys
 import tempfile
@@ -80,6 +81,52 @@ def check_summary(out, temps):
     return summ
 
 
+def check_chains(out, summ, temps, K, S):
+    """summary.json's chains (seed 002 sections 4.3, 5) recomputed from the journal's chain rows
+    and blocks.csv: sums, rates, windows, the binomial figures at the median acceptance, cost
+    per effective token, and the easy / hard split by the graded reference."""
+    journal = [json.loads(x) for x in open(os.path.join(out, "examples.jsonl"))]
+    done = [r for r in journal if "blocks" in r]
+    blk = rows_of(os.path.join(out, "blocks.csv"))
+    keys = ("accepts", "changes", "distinct", "windows", "moved1", "moved3", "changed1")
+    groups = {"all": done, "easy": [r for r in done if r.get("graded", {}).get("correct") is True],
+              "hard": [r for r in done if r.get("graded", {}).get("correct") is False]}
+    check(all("graded" in r for r in done), "every probed record graded (MATH-500 file name)")
+    for g, recs in groups.items():
+        if not recs:
+            check(g not in summ["chains"], f"empty group {g} in summary")
+            continue
+        nb = sum(len(r["blocks"]) for r in recs)
+        npos = sum(b[2] for r in recs for b in r["blocks"])
+        bs = sum(r["blocks_s"] for r in recs)
+        for ti, T in enumerate(temps):
+            got = summ["chains"][g][ti]
+            sums = {k: sum(row[1 + ti * 7 + q] for r in recs for row in r["chains"]) for q, k in enumerate(keys)}
+            check(all(got[k] == v for k, v in sums.items()) and got["blocks"] == nb, f"{g} T{T}: {got} vs {sums}")
+            check(sums["windows"] == nb * (K // (S + 1)) and sums["changes"] <= sums["accepts"]
+                  and sums["moved3"] <= sums["moved1"] <= sums["windows"] and sums["changed1"] <= sums["moved1"]
+                  and nb <= sums["distinct"] <= nb * K, f"{g} T{T}: counts inconsistent {sums}")
+            props = nb * (K - 1)
+            want = {"accept_rate": sums["accepts"] / props, "change_rate": sums["changes"] / props,
+                    "distinct_fraction": sums["distinct"] / (nb * K), "p_moves_ge1": sums["moved1"] / sums["windows"],
+                    "p_moves_ge3": sums["moved3"] / sums["windows"], "p_changed_ge1": sums["changed1"] / sums["windows"]}
+            eff = want["change_rate"] * npos / nb
+            if eff > 0:
+                want["target_forwards_per_effective_token"] = 1 / eff
+                want["wall_s_per_effective_token"] = bs / nb / eff
+            for k, v in want.items():
+                check(close(got[k], v, 1e-9), f"{g} T{T} {k}: {got[k]} vs {v}")
+            if g == "all":
+                sim = np.array([float(r["sim_accept_T%g" % T]) for r in blk])
+                check(close(got["accept_rate"], sim.mean(), 1e-9), f"T{T}: accept rate vs blocks.csv mean")
+                a = float(np.percentile(sim, 50))
+                pk = [math.comb(S, i) * a ** i * (1 - a) ** (S - i) for i in range(3)]
+                check(close(got["binomial_p_moves_ge1"], 1 - pk[0], 1e-9) and
+                      close(got["binomial_p_moves_ge3"], 1 - sum(pk), 1e-9), f"T{T}: binomial {got}")
+    print(f"probe chains: groups { {g: len(r) for g, r in groups.items()} }, T={temps[-1]}: "
+          f"{ {k: summ['chains']['all'][-1][k] for k in ('accept_rate', 'change_rate', 'p_moves_ge1', 'p_moves_ge3')} }")
+
+
 def main():
     require_tokenizer()
     tmp = tempfile.mkdtemp(prefix="vkd-probe-cli-")
@@ -96,7 +143,7 @@ def main():
     out = os.path.join(tmp, "out")
     temps = [1.0, 0.5, 0.25]
     base = ["probe", "--target", tgt, "--draft", drf, "--dataset", ds, "--seed", "3", "--samples", "30",
-            "--max-new-tokens", "40", "--quiet"]
+            "--max-new-tokens", "40", "--mcmc-steps", "4", "--quiet"]
     p = run(base + ["--out", out])
     for t in ("Aggregate metrics", "Spec-decode baseline", "Distribution of block-level acceptance",
               "Fraction of blocks exceeding", "Acceptance by block position (T=0.25)", "Token-level acceptance"):
@@ -109,6 +156,8 @@ def main():
     check(cfg["params"]["alpha"] == 4 and cfg["params"]["draft_temps"] == temps and cfg["params"]["samples"] == 30
           and cfg["models"]["draft"]["tensors"] > 0 and cfg["common"]["seed"] == 3 and "vkdraft" in cfg, "config.json")
     summ = check_summary(out, temps)
+    check_chains(out, summ, temps, 30, 4)
+    check("MCMC chains" in p.stdout, "chains table printed")
     check(summ["problems"] == 2 and summ["skipped"] == 1, f"2 problems, 1 skip: {summ['problems']}, {summ['skipped']}")
 
     # the reference generation and every distance against the float64 reference

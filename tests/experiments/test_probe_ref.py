@@ -10,7 +10,9 @@ drew them, log w of every sample and the MH uniforms. The reference recomputes e
 from its own float64 logits: distances, products, the inverse-CDF draws (a draw must fall
 inside the interval its uniform selects), log w for the drawn tokens, and the MH chain over
 its own weights with the dumped uniforms (chains with a decision within 1e-3 of its
-threshold are counted as ambiguous, not compared)."""
+threshold are counted as ambiguous, not compared); the chain statistics beside the
+acceptance (moves that changed the tokens, distinct samples, the S-step windows of seed 002
+section 4.3) from the reference's weights and the dumped tokens (probe_ref.chain_stats)."""
 import json
 import os
 import subprocess
@@ -35,6 +37,10 @@ def main():
     print("probe vs float64 reference:", json.dumps(worst))
     if worst["mh_checked"] < 0.8 * (worst["mh_checked"] + worst["mh_ambiguous"]):
         fails.append(f"too many ambiguous MH chains: {worst}")
+    if worst["chains_checked"] < 0.5 * worst["mh_checked"]:
+        fails.append(f"too few chain statistics compared: {worst}")
+    if not worst["chains_changed_lt_accepts"] and not any(t["chain"][1] < t["chain"][0] for t in dump["traces"]):
+        print("note: no chain accepted a move to an identical sample")
     sims = [s for b in dump["blocks"] for s in b["sim_accept"]]
     if not any(0 < s < 1 for s in sims):
         fails.append("every block's MH acceptance is 0 or 1: the comparison would be weak")

@@ -41,6 +41,50 @@ def stable(rec):
     return {k: rec.get(k) for k in STABLE}
 
 
+def new_conditions(target, draft, ds, tmp):
+    """adaptive and topk cells, tokens.jsonl and compare.md. Expected values independent of the
+    command: tokens.jsonl against the journal's ids and changed counts; softmax facts (the
+    target's argmax has the largest target probability; a token that is the argmax has
+    p_target == p_target_pref); adaptive alpha in [0, alpha]; alpha 0 adaptive == plain (its
+    rows are the target's); topk with k = 1 at alpha 0.9 picks the target's argmax every time
+    (greedy)."""
+    out = os.path.join(tmp, "out_new")
+    run(["guide", "--target", target, "--draft", draft, "--dataset", ds, "--limit", "2", "--max-new-tokens", "6",
+         "--alphas", "0,0.9", "--temperatures", "0", "--conditions", "guided,adaptive,topk,plain", "--guide-top-k", "1",
+         "--seed", "4", "--quiet", "--out", out])
+    J = {r["id"]: r for r in journal(out)}
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    check(cfg["params"]["conditions"] == ["guided", "plain", "adaptive", "topk"] and cfg["params"]["guide_top_k"] == 1,
+          f"config conditions {cfg['params']}")
+    toks = [json.loads(x) for x in open(os.path.join(out, "tokens.jsonl"))]
+    drafted = [r for r in J.values() if r["condition"] != "plain"]
+    check(len(toks) == sum(r["tokens"] for r in drafted), f"tokens.jsonl: {len(toks)} lines")
+    for r in drafted:
+        mine = [t for t in toks if t["id"] == r["id"]]
+        check([t["token"] for t in mine] == r["ids"], f"{r['id']}: tokens.jsonl ids differ from the journal")
+        check(sum(t["changed"] for t in mine) == r["changed"], f"{r['id']}: changed count")
+        for t in mine:
+            ok = 0 <= t["p_target"] <= t["p_target_pref"] + 1e-6 <= 1 + 1e-6 and 0 <= t["p_draft"] <= 1
+            ok = ok and (t["token"] != t["target_argmax"] or abs(t["p_target"] - t["p_target_pref"]) < 1e-6)
+            ok = ok and t["changed"] == (t["target_argmax"] != t["guided_argmax"])
+            if r["condition"] == "adaptive":
+                ok = ok and 0 <= t["alpha_applied"] <= r["alpha"] + 1e-6
+            else:
+                ok = ok and abs(t["alpha_applied"] - r["alpha"]) < 1e-6
+            if r["condition"] == "topk":
+                ok = ok and t["token"] == t["target_argmax"]
+            check(ok, f"{r['id']} token {t['index']}: {t}")
+    for e in ("0", "1"):
+        plain = J[f"plain/T0/ttt-off/{e}"]["ids"]
+        check(J[f"adaptive/a0/T0/ttt-off/{e}"]["ids"] == plain, f"adaptive alpha 0 != plain (example {e})")
+        check(J[f"topk/a0.9/T0/ttt-off/{e}"]["ids"] == plain, f"topk k=1 != plain greedy (example {e})")
+    md = open(os.path.join(out, "compare.md")).read()
+    check(md.count("\n## Example ") == 2 and md.count("\n### ") == len(J), f"compare.md sections: {md[:300]!r}")
+    for r in J.values():
+        check(f"### {r['cell']}" in md and r["response"] in md, f"compare.md lacks {r['id']}")
+    print(f"new conditions: {len(toks)} token lines, {len(J)} records", file=sys.stderr)
+
+
 def main():
     if not os.path.exists(os.path.join(QWEN_TOK, "tokenizer.json")):
         print(f"{QWEN_TOK}/tokenizer.json missing (run tools/npm-deps.sh): skipped", file=sys.stderr)
@@ -182,6 +226,8 @@ def main():
         lines = [l for l in p.stderr.splitlines() if l.strip()]
         check(p.returncode != 0, f"{args}: exit 0")
         check(len(lines) == 1 and needle in lines[0], f"{args}: stderr {p.stderr!r} should be one line naming {needle!r}")
+
+    new_conditions(target, draft, ds, tmp)
 
     h = run(["guide", "--help"]).stdout
     check("--ttt off|on|both" in h and "std(draft - target)" in h, "--help lacks the ttt flag or the null definition")

@@ -261,9 +261,11 @@ static int runner(env *e, int argc, char **argv) {
         if (ff) {
             fprintf(ff, "{\"chain\":%u,\"seed\":%llu,", k, (unsigned long long)o.seed);
             put_ids(ff, "ids", res.ids, 0, res.n);
-            fprintf(ff, ",\"stopped\":%s,\"attempts\":%u,\"accepts\":%u,\"target_forwards\":%llu,\"sum_logp\":%.17g}\n",
+            fprintf(ff, ",\"stopped\":%s,\"attempts\":%u,\"accepts\":%u,\"target_forwards\":%llu,\"sum_logp\":%.17g,"
+                    "\"changes\":%u,\"tokens_changed\":%llu,\"distinct_proposals\":%u}\n",
                     res.stopped ? "true" : "false", res.attempts, res.accepts,
-                    (unsigned long long)res.target_forwards, res.sum_logp);
+                    (unsigned long long)res.target_forwards, res.sum_logp, res.changes,
+                    (unsigned long long)res.tokens_changed, res.distinct_proposals);
         }
         fw += res.target_forwards;
         steps += res.attempts;

@@ -81,7 +81,7 @@ def run_c(tgt, drf, tmp, **kw):
 
 def replay(m, tgt, drf, tmp, name, chains, **kw):
     moves, finals = run_c(tgt, drf, tmp, chains=chains, **kw)
-    worst, n, acc = 0.0, 0, 0
+    worst, n, acc, totals = 0.0, 0, 0, [0, 0]
     for k in range(chains):
         cm = [x for x in moves if x["chain"] == k]
         ans, stopped, pm = power_ref.power_samp(
@@ -108,8 +108,34 @@ def replay(m, tgt, drf, tmp, name, chains, **kw):
                 acc += a["accepted"]
         check(finals[k]["ids"] == ans and finals[k]["stopped"] == stopped,
               f"{name} chain {k}: answer {finals[k]['ids']} vs reference {ans}")
-    print(f"replay {name}: {chains} chains, {n} MCMC steps ({acc} accepted), worst log r error {worst:.2e}")
+        want = move_stats(pm)
+        got = {x: finals[k][x] for x in want}
+        check(got == want, f"{name} chain {k}: move statistics {got} vs reference {want}")
+        totals = [t + g for t, g in zip(totals, (want["changes"], want["accepts"]))]
+    print(f"replay {name}: {chains} chains, {n} MCMC steps ({acc} accepted, {totals[0]} of them changed the answer), "
+          f"worst log r error {worst:.2e}")
     return moves
+
+
+def move_stats(log):
+    """From the reference's move log alone: accepted steps that changed the answer, the
+    positions they changed (replaced, added or removed tokens) and, per block, the distinct
+    answers its MCMC steps proposed (summed)."""
+    cur, out, seen = [], {"accepts": 0, "changes": 0, "tokens_changed": 0, "distinct_proposals": 0}, {}
+    for mv in log:
+        prop = list(mv["prop"])
+        if mv["step"] >= 0:
+            seen.setdefault(mv["block"], set()).add(tuple(prop))
+            if mv["accepted"]:
+                d = sum(1 for q in range(max(len(prop), len(cur)))
+                        if q >= len(prop) or q >= len(cur) or prop[q] != cur[q])
+                out["accepts"] += 1
+                out["changes"] += d > 0
+                out["tokens_changed"] += d
+        if mv["accepted"]:
+            cur = prop
+    out["distinct_proposals"] = sum(len(v) for v in seen.values())
+    return out
 
 
 def wilson_hilferty(df, z=3.090):  # chi-square critical value, upper tail p = 1e-3

@@ -59,6 +59,39 @@ def main():
     check(summ["answer_kind"] == "gsm8k" and summ["power"]["scored"] == 3 and 0 <= summ["power"]["accuracy"] <= 1
           and summ["power"]["attempts"] > 0 and len(summ["acceptance_by_step"]) == 2
           and summ["power"]["forwards_per_token"] > summ["greedy"]["forwards_per_token"], f"summary: {summ}")
+    # moves beside the acceptance and the easy / hard split, recomputed from the journal
+    for rec in journal:
+        pw = rec["power"]
+        check(0 <= pw["changes"] <= pw["accepts"] and pw["tokens_changed"] >= pw["changes"]
+              and (pw["changes"] == 0) == (pw["tokens_changed"] == 0) and 1 <= pw["distinct_proposals"] <= pw["attempts"],
+              f"power record {rec['id']}: moves {pw['changes']} / {pw['accepts']}, {pw['tokens_changed']} tokens, "
+              f"{pw['distinct_proposals']} distinct")
+    P = [r["power"] for r in journal]
+    eff = sum(x["tokens_changed"] for x in P)
+    want = {"changes": sum(x["changes"] for x in P), "distinct_proposals": sum(x["distinct_proposals"] for x in P),
+            "tokens_changed": eff}
+    got = {k: summ["power"][k] for k in want}
+    check(got == want, f"summary moves {got} vs journal {want}")
+    if eff:
+        fw, wall = sum(x["target_forwards"] for x in P), sum(x["wall_s"] for x in P)
+        check(abs(summ["power"]["forwards_per_effective_token"] - fw / eff) < 1e-9 * fw and
+              abs(summ["power"]["wall_s_per_effective_token"] - wall / eff) < 1e-9 * (1 + wall),
+              f"per effective token: {summ['power']}")
+    groups = {"easy": [r for r in journal if r["greedy"]["correct"]], "hard": [r for r in journal if not r["greedy"]["correct"]]}
+    for g, recs in groups.items():
+        if not recs:
+            check(g not in summ["by_difficulty"], f"empty group {g} reported")
+            continue
+        for mth in ("power", "greedy", "sample", "lowtemp"):
+            s_ = summ["by_difficulty"][g][mth]
+            xs = [r[mth] for r in recs]
+            check(s_["examples"] == len(xs) and abs(s_["accuracy"] - sum(x["correct"] for x in xs) / len(xs)) < 1e-12
+                  and s_["target_forwards"] == sum(x["target_forwards"] for x in xs), f"{g} {mth}: {s_}")
+        s_ = summ["by_difficulty"][g]["power"]
+        check(s_["accepts"] == sum(r["power"]["accepts"] for r in recs) and
+              s_["changes"] == sum(r["power"]["changes"] for r in recs), f"{g} power moves: {s_}")
+    check("by difficulty" in p.stdout and "changed the answer" in p.stdout, "report: moves and difficulty tables")
+    print(f"power moves: {want}, groups easy {len(groups['easy'])} hard {len(groups['hard'])}", file=sys.stderr)
     png = os.path.join(out, "fig_acceptance.png")
     check(os.path.exists(png) and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n", "fig_acceptance.png written")
     pdf = os.path.join(out, "fig_acceptance.pdf")

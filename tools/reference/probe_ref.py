@@ -86,6 +86,36 @@ def mh(logw, u):
     return acc, margin
 
 
+CHAIN_FIELDS = ("accepts", "changes", "distinct", "windows", "moved1", "moved3", "changed1")
+
+
+def chain_stats(logw, u, rows, steps):
+    """The statistics of vkd_probe_chain, written from the seed's definitions: rows[j] is
+    sample j's token tuple. Returns (dict, smallest decision margin as in mh())."""
+    def run(start, stop):
+        state, moves, changes, margin = start, 0, 0, math.inf
+        for j in range(start + 1, stop):
+            a = min(1.0, math.exp(min(0.0, logw[j] - logw[state])))
+            if a < 1.0:
+                margin = min(margin, abs(u[j] - a))
+            if u[j] < a:
+                moves += 1
+                changes += rows[j] != rows[state]
+                state = j
+        return moves, changes, margin
+    K = len(logw)
+    acc, chg, margin = run(0, K)
+    out = {"accepts": acc, "changes": chg, "distinct": len(set(rows)), "windows": K // (steps + 1),
+           "moved1": 0, "moved3": 0, "changed1": 0}
+    for w in range(out["windows"]):
+        m, c, mg = run(w * (steps + 1), w * (steps + 1) + steps + 1)
+        margin = min(margin, mg)
+        out["moved1"] += m >= 1
+        out["moved3"] += m >= 3
+        out["changed1"] += c >= 1
+    return out, margin
+
+
 def draw_interval(ld_row, T, x):
     """[cdf before x, cdf through x] of q_T in index order."""
     q = torch.softmax(ld_row / T, -1)
@@ -105,7 +135,8 @@ def compare(dump, target_dir, draft_dir):
         return [f"layout: {len(pos)} positions / {len(dump['blocks'])} blocks, reference {want_pos} / {len(blocks)}"], worst
     traces = {(t["block"], t["ti"]): t for t in dump["traces"]}
     at = 0
-    stats = {"mh_checked": 0, "mh_ambiguous": 0, "draws": 0, "draws_near_boundary": 0}
+    stats = {"mh_checked": 0, "mh_ambiguous": 0, "draws": 0, "draws_near_boundary": 0, "chains_checked": 0,
+             "chains_changed_lt_accepts": 0}
     for (k, s, c, lt, ld), bj in zip(blocks, dump["blocks"]):
         if bj["block"] != k or bj["start"] != s or bj["npos"] != c:
             fails.append(f"block {k}: layout {bj}")
@@ -163,6 +194,15 @@ def compare(dump, target_dir, draft_dir):
                     fails.append(f"block {k} T={Tt}: MH accepts {tr['accepts']} vs reference {acc}")
                 if abs(bj["sim_accept"][ti] - acc / (K - 1)) > 1e-12:
                     fails.append(f"block {k} T={Tt}: sim accept {bj['sim_accept'][ti]} vs {acc / (K - 1)}")
+            if "chain" in tr:
+                rows = [tuple(r) for r in toks.tolist()]
+                want, margin = chain_stats(lw.tolist(), tr["u_mh"], rows, tr["steps"])
+                if margin >= TOL_MH:
+                    stats["chains_checked"] += 1
+                    got = dict(zip(CHAIN_FIELDS, tr["chain"]))
+                    if got != want:
+                        fails.append(f"block {k} T={Tt}: chain {got} vs reference {want}")
+                    stats["chains_changed_lt_accepts"] += want["changes"] < want["accepts"]
         at += c
     worst.update(stats)
     return fails, worst
