@@ -493,10 +493,11 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     exp_progress_start(&pg, c.cmd, data.n);
     run_stats st = {0};
     for (size_t k = 0; k < data.n; k++) {
-        if (!exp_done(&o, data.ex[k].id)) exp_journal(&o, diagnose_one(dg, &m, &data, &s, k, B, modes, c.seed, &st));
+        if (exp_claim(&o, k, data.ex[k].id)) exp_journal(&o, diagnose_one(dg, &m, &data, &s, k, B, modes, c.seed, &st));
         exp_progress_update(&pg, k + 1, st.work, "tok");
     }
     exp_progress_end(&pg, data.n, st.work, "tok");
+    exp_finish_work(&o);
 
     diag_report(&o, &m, modes, B, &st);
 

@@ -396,7 +396,7 @@ static void run_untrained(sweep *S) {
         for (size_t e = 0; e < d->n; e++, S->done++) {
             const exp_example *ex = &d->ex[e];
             char *id = record_id(k, ex->id);
-            if (exp_done(S->o, id)) {
+            if (!exp_claim(S->o, e, id)) {
                 free(id);
                 continue;
             }
@@ -427,7 +427,7 @@ static void run_adapted(sweep *S) {
             S->done++;
             char id[512];
             snprintf(id, sizeof id, "%s/%s", k->key, ex->id);
-            if (exp_done(S->o, id)) continue;
+            if (!exp_claim(S->o, e, id)) continue;
             if (!adapted && ex->n_prompt >= 3) {
                 uint32_t K = VKD_TTT_DEFAULT_ANCHORS < ex->n_prompt - 2 ? VKD_TTT_DEFAULT_ANCHORS : ex->n_prompt - 2;
                 vkd_ttt_options to = {.steps = (uint32_t)G->ttt_steps, .lr = G->ttt_lr, .anchors_per_step = K,
@@ -696,6 +696,7 @@ int vkd_cmd_guide(int argc, char **argv) {
     run_untrained(&S);
     run_adapted(&S);
     if (!c->quiet) exp_progress_end(&S.prog, S.done, S.work, "tok");
+    exp_finish_work(&o);
 
     report(&G, &o, &d);
 

@@ -391,7 +391,7 @@ int vkd_cmd_power(int argc, char **argv) {
     uint64_t work = 0;
     for (size_t k = 0; k < data.n; k++) {
         const exp_example *e = &data.ex[k];
-        if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
+        if (!exp_claim(&o, k, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
         run_ctx rc = {.pg = &pg, .done = k, .work = &work, .quiet = c.quiet};
         cJSON *rj = exp_record_new(e);
         if (e->answer) cJSON_AddStringToObject(rj, "gold", e->answer);
@@ -449,6 +449,7 @@ int vkd_cmd_power(int argc, char **argv) {
         exp_progress_update(&pg, k + 1, work, "tok");
     }
     exp_progress_end(&pg, data.n, work, "tok");
+    exp_finish_work(&o);
     report(&o, kind, alpha);
     exp_close_out(&o);
     exp_free_data(&data);

@@ -333,7 +333,7 @@ int vkd_cmd_ttt(int argc, char **argv) {
     uint64_t work = 0;
     for (size_t k = 0; k < data.n; k++) {
         const exp_example *e = &data.ex[k];
-        if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "step"); continue; }
+        if (!exp_claim(&o, k, e->id)) { exp_progress_update(&pg, k + 1, work, "step"); continue; }
         cJSON *rj = exp_record_new(e);
         uint32_t T = lens[k];
         cJSON_AddNumberToObject(rj, "context_tokens", T);
@@ -393,6 +393,7 @@ int vkd_cmd_ttt(int argc, char **argv) {
         exp_progress_update(&pg, k + 1, work, "step");
     }
     exp_progress_end(&pg, data.n, work, "step");
+    exp_finish_work(&o);
 
     /* ---- tables from the whole journal ---- */
     agg *ag = calloc(ng, sizeof *ag);

@@ -14,5 +14,6 @@ int vkd_cmd_probe(int argc, char **argv);
 int vkd_cmd_power(int argc, char **argv);
 int vkd_cmd_guide(int argc, char **argv);
 int vkd_cmd_ttt(int argc, char **argv);
+int vkd_cmd_merge(int argc, char **argv);
 
 #endif

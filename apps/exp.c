@@ -38,10 +38,31 @@ const char exp_common_help[] =
     "  --block-size B        draft block size (default: the draft's config)\n"
     "  --kv-dtype f32|f16    KV cache precision (default f32)\n"
     "  --think               Qwen3 chat template with thinking on (default off)\n"
-    "  --quiet               no progress bar\n";
+    "  --quiet               no progress bar\n"
+    "  --shard I/N           run only shard I (0 <= I < N) of the work: the examples whose index\n"
+    "                        mod N is I, every cell of them; `vkdraft merge OUT DIR...` combines\n"
+    "                        the N shards' folders into the outputs of one unsharded run\n";
+
+/* --shard I/N */
+static void parse_shard(exp_common *c, const char *v) {
+    char *end;
+    errno = 0;
+    unsigned long a = strtoul(v, &end, 10), b = 0;
+    bool ok = end != v && *end == '/' && v[0] != '-' && errno == 0;
+    if (ok) {
+        const char *q = end + 1;
+        b = strtoul(q, &end, 10);
+        ok = end != q && *end == 0 && q[0] != '-' && errno == 0 && b >= 1 && b <= (1u << 20) && a < b;
+    }
+    if (!ok) cli_usage_error(c->cmd, "--shard: expected I/N with 0 <= I < N <= 1048576 (e.g. 0/4), got '%s'", v);
+    c->shard_i = (uint32_t)a;
+    c->shard_n = (uint32_t)b;
+}
 
 bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
     const char *v, *cmd = c->cmd;
+    c->argc = argc;
+    c->argv = argv;
     if ((v = cli_value(cmd, "--target", argc, argv, i))) c->target_dir = v;
     else if ((v = cli_value(cmd, "--draft", argc, argv, i))) c->draft_dir = v;
     else if ((v = cli_value(cmd, "--adapter", argc, argv, i))) c->adapter = v;
@@ -61,6 +82,8 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
     else if (cli_is("--overwrite", argv[*i])) c->overwrite = true;
     else if (cli_is("--think", argv[*i])) c->think = true;
     else if (cli_is("--quiet", argv[*i])) c->quiet = true;
+    else if ((v = cli_value(cmd, "--shard", argc, argv, i))) parse_shard(c, v);
+    else if ((v = cli_value(cmd, "--merge-shard", argc, argv, i))) c->nmerge++;
     else return false;
     return true;
 }
@@ -72,6 +95,8 @@ void exp_require(const exp_common *c, bool need_draft) {
     if (!c->out_dir) cli_usage_error(c->cmd, "--out DIR is required");
     if (!c->out_dir[0]) cli_usage_error(c->cmd, "--out needs a folder name, got ''");
     if (c->resume && c->overwrite) cli_usage_error(c->cmd, "--resume and --overwrite exclude each other");
+    if (c->nmerge && (c->shard_n || c->resume))
+        cli_usage_error(c->cmd, "--merge-shard (vkdraft merge) excludes --shard and --resume");
 }
 
 /* ---- data ---- */
@@ -268,8 +293,9 @@ static void mkdirs(const char *cmd, const char *dir) {
 }
 
 /* Path ("params.alpha") of the first value that differs between two configs, or NULL. Not
- * compared: the vkdraft version (a resumed run may use a rebuilt binary) and common.limit
- * (the journal is per example: a larger --limit resumes into more examples). */
+ * compared: the vkdraft version (a resumed run may use a rebuilt binary), common.limit
+ * (the journal is per example: a larger --limit resumes into more examples) and a shard's
+ * argv (the same run may be given its flags in another order). */
 static bool config_diff(const cJSON *a, const cJSON *b, const char *prefix, char *path, size_t cap) {
     const cJSON *x;
     for (int pass = 0; pass < 2; pass++) {
@@ -277,7 +303,7 @@ static bool config_diff(const cJSON *a, const cJSON *b, const char *prefix, char
         cJSON_ArrayForEach(x, from) {
             char p[256];
             snprintf(p, sizeof p, "%s%s%s", prefix, prefix[0] ? "." : "", x->string);
-            if (!strcmp(p, "vkdraft") || !strcmp(p, "common.limit")) continue;
+            if (!strcmp(p, "vkdraft") || !strcmp(p, "common.limit") || !strcmp(p, "argv")) continue;
             const cJSON *y = cJSON_GetObjectItemCaseSensitive(pass ? a : b, x->string);
             if (pass == 1) {
                 if (!y) { snprintf(path, cap, "%s", p); return true; }
@@ -402,8 +428,16 @@ void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const j
     cJSON_AddRawToObject(common, "seed", seed);
     cJSON_AddStringToObject(common, "kv_dtype", c->kv ? c->kv : "f32");
     cJSON_AddBoolToObject(common, "think", c->think);
+    if (c->shard_n) { /* a shard: its part and the command line vkdraft merge replays */
+        char sh[32];
+        snprintf(sh, sizeof sh, "%u/%u", c->shard_i, c->shard_n);
+        cJSON_AddStringToObject(common, "shard", sh);
+        cJSON *av = cJSON_AddArrayToObject(cfg, "argv");
+        for (int a = 0; a < c->argc; a++) cJSON_AddItemToArray(av, cJSON_CreateString(c->argv[a]));
+    }
     cJSON_AddItemToObject(cfg, "params", params);
     o->config = cfg;
+    if (c->nmerge) exp_merge_open(c, check, lim, o); /* checked before --out is touched */
 
     mkdirs(c->cmd, c->out_dir);
     o->dir = strdup(c->out_dir);
@@ -454,6 +488,8 @@ void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const j
     }
     o->check = check;
     if (lim) o->lim = *lim;
+    o->shard_i = c->shard_i;
+    o->shard_n = c->shard_n;
     /* an empty folder gets its config first; a resumed run rewrites it equal up to the version */
     exp_write_json(o, "config.json", cfg);
     o->journal = fopen(o->journal_path, "a");
@@ -461,6 +497,12 @@ void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const j
 }
 
 bool exp_done(exp_out *o, const char *id) { return jr_find(&o->done, id) >= 0; }
+
+bool exp_claim(exp_out *o, size_t ex, const char *id) {
+    if (o->merge) return exp_merge_take(o, ex, id);
+    if (o->shard_n && ex % o->shard_n != o->shard_i) return false;
+    return !exp_done(o, id);
+}
 
 const cJSON *exp_find(exp_out *o, const char *id) {
     long k = jr_find(&o->done, id);
@@ -526,6 +568,7 @@ void exp_close_out(exp_out *o) {
     if (o->journal && fclose(o->journal) != 0) cli_fatal("%s: close failed: %s", o->journal_path, strerror(errno));
     if (o->lock_fd >= 0) close(o->lock_fd);
     jr_free(&o->done);
+    exp_merge_free(o);
     cJSON_Delete(o->config);
     free(o->journal_path);
     free(o->dir);
@@ -664,3 +707,19 @@ double *exp_parse_list(const char *cmd, const char *flag, const char *s, double 
     }
     return v;
 }
+
+/* ---- for apps/shard.c ---- */
+
+cJSON *exp_read_config(const char *dir) {
+    size_t len;
+    char *t = config_text(dir, &len);
+    cJSON *j = t ? parse_exact(t, len) : NULL;
+    free(t);
+    return j;
+}
+
+bool exp_config_diff(const cJSON *a, const cJSON *b, char *path, size_t cap) { return config_diff(a, b, "", path, cap); }
+
+const cJSON *exp_config_at(const cJSON *c, const char *path) { return config_at(c, path); }
+
+char *exp_slurp(const char *path, size_t *n) { return slurp(path, n); }

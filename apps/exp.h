@@ -41,11 +41,15 @@ typedef struct exp_common {
     unsigned long long seed;
     bool resume, overwrite, think, quiet;
     bool train;                      /* the command trains the draft: row-major weights */
+    uint32_t shard_i, shard_n;       /* --shard I/N (0-based I); shard_n 0: not sharded */
+    uint32_t nmerge;                 /* --merge-shard DIR flags (vkdraft merge): the shards' folders */
+    int argc;                        /* the command line (a shard keeps it for vkdraft merge) */
+    char **argv;
 } exp_common;
 
 /* Parses one of the common flags at argv[*i] (--target --draft --adapter --dataset --prompt-field
  * --answer-field --id-field --out --kv-dtype --limit --block-size --seed --resume --overwrite --think
- * --quiet); true when it was one. */
+ * --quiet --shard); true when it was one. */
 bool exp_flag(exp_common *c, int argc, char **argv, int *i);
 /* Help text for the common flags (printed by each command's usage). */
 extern const char exp_common_help[];
@@ -122,10 +126,40 @@ typedef struct exp_out {
     int lock_fd;
     jr_check_fn check;
     jr_limits lim;
+    uint32_t shard_i, shard_n;       /* from --shard */
+    struct exp_merge *merge;         /* --merge-shard: the shards' journals (apps/shard.c) */
 } exp_out;
 void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const jr_limits *lim, exp_out *o);
 /* True when example id is already in the journal (resume). */
 bool exp_done(exp_out *o, const char *id);
+/* Whether this run does the work item with journal id `id` of example number ex (its index in
+ * the loaded data): false when the item is in the journal already (resume) or belongs to
+ * another shard. --shard I/N gives example ex to shard ex mod N, so all cells of one example
+ * run in the same shard (a null cell at alpha 0 finds its guided twin, ttt adapts once). */
+bool exp_claim(exp_out *o, size_t ex, const char *id);
+/* Call after the last exp_claim, before the outputs are written. With --merge-shard (vkdraft
+ * merge) exp_claim journals each item's record from its shard instead of running it, and this
+ * checks that every shard record was taken (a record that is no work item of this run is an
+ * error naming it). A no-op otherwise. */
+void exp_finish_work(exp_out *o);
+
+/* apps/shard.c: the --merge-shard side of exp_open_out / exp_claim / exp_close_out. */
+void exp_merge_open(const exp_common *c, jr_check_fn check, const jr_limits *lim, exp_out *o);
+bool exp_merge_take(exp_out *o, size_t ex, const char *id);
+void exp_merge_free(exp_out *o);
+/* Helpers shared with apps/shard.c and cmd_merge.c: DIR/config.json parsed (64-bit integers
+ * exact), NULL when missing or invalid; the path of the first differing field of two configs
+ * (version, common.limit and argv are not compared); the value at such a path; a whole file. */
+cJSON *exp_read_config(const char *dir);
+/* "I/N" of a shard's config.json (common.shard); false when absent or malformed. */
+bool exp_shard_of(const cJSON *cfg, uint32_t *i, uint32_t *n);
+/* A copy of a shard's config as the unsharded run writes it (no common.shard, no argv). */
+cJSON *exp_unsharded_config(const cJSON *cfg);
+/* Like exp_config_diff, common.limit included (shards of one run share it). */
+bool exp_config_differs(const cJSON *a, const cJSON *b, char *path, size_t cap);
+bool exp_config_diff(const cJSON *a, const cJSON *b, char *path, size_t cap);
+const cJSON *exp_config_at(const cJSON *c, const char *path);
+char *exp_slurp(const char *path, size_t *n);
 /* The journal record with this id, or NULL. */
 const cJSON *exp_find(exp_out *o, const char *id);
 /* A new journal record for example e: {"id", "line", "prompt_tokens"}. */

@@ -25,6 +25,7 @@ static const struct {
     {"power", vkd_cmd_power, "power sampling from p^alpha by block-wise Metropolis-Hastings"},
     {"guide", vkd_cmd_guide, "draft-guided decoding with a null control, alpha/temperature sweeps"},
     {"ttt", vkd_cmd_ttt, "test-time training of the DFlash draft on its context (LoRA), tau with/without"},
+    {"merge", vkd_cmd_merge, "combine the folders of a sharded sweep (--shard I/N) into one run's outputs"},
 };
 
 static void usage(FILE *f) {
