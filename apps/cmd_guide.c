@@ -98,22 +98,6 @@ static const char *str(const cJSON *r, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* ---- answers ---------------------------------------------------------------------------- */
-
-/* Scores a response against the gold answer: 1 correct, 0 wrong, -1 not scored (a dataset
- * whose preset has no answer kind: GSM8K and MATH-500 are scored); *pred the extracted
- * answer (malloc'd, may be NULL). Rules: text/vkd_answer.h. */
-static int score(const char *dataset, const char *response, const char *gold, char **pred) {
-    *pred = NULL;
-    vkd_answer_kind kind = vkd_answer_kind_from_name(vkd_ds_preset_for_file(dataset));
-    if (kind == VKD_ANSWER_NONE || !gold) return -1;
-    *pred = vkd_answer_extract(kind, response, 0);
-    char *g = vkd_answer_gold(kind, gold);
-    int ok = vkd_answer_equal(kind, *pred, g) ? 1 : 0;
-    free(g);
-    return ok;
-}
-
 /* ---- one cell and example ------------------------------------------------------------------ */
 
 typedef struct run_ctx {
@@ -180,14 +164,13 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
     cJSON_AddNumberToObject(o, "tokens", n);
     cJSON_AddBoolToObject(o, "stopped", stopped);
     cJSON_AddStringToObject(o, "response", text);
-    if (ex->answer) {
-        char *pred;
-        int ok = score(R->d->path, text, ex->answer, &pred);
-        if (pred) cJSON_AddStringToObject(o, "predicted", pred);
-        else cJSON_AddNullToObject(o, "predicted");
-        if (ok < 0) cJSON_AddNullToObject(o, "correct");
-        else cJSON_AddBoolToObject(o, "correct", ok == 1);
-        free(pred);
+    if (ex->answer) { /* scored when the dataset's preset has an answer kind (GSM8K, MATH-500) */
+        vkd_answer_kind kind = vkd_answer_kind_from_name(vkd_ds_preset_for_file(R->d->path));
+        if (kind != VKD_ANSWER_NONE) exp_add_grade(o, kind, text, ex->answer, "predicted");
+        else {
+            cJSON_AddNullToObject(o, "predicted");
+            cJSON_AddNullToObject(o, "correct");
+        }
     }
     cJSON_AddNumberToObject(o, "kl_sum", kl_sum);
     cJSON_AddNumberToObject(o, "changed", changed);
@@ -609,7 +592,7 @@ static void write_responses(const guide_opts *G, exp_out *o, const exp_data *d) 
             const cell *k = &G->cells[ci];
             const cJSON *r = find_record(o, k, d->ex[e].id);
             if (!r) continue;
-            const vkd_ds_record *dr = &d->ds->records[e];
+            const vkd_ds_record *dr = d->ex[e].record;
             exp_buf ctx = {0};
             for (size_t mi = 0; dr->messages && mi + 1 < dr->n_messages; mi++)
                 exp_buf_printf(&ctx, "%s%s: %s", mi ? "\n\n" : "", dr->messages[mi].role, dr->messages[mi].content);

@@ -17,6 +17,7 @@
 #include "figure.h"
 #include "prompt.h"
 #include "safetensors.h"
+#include "vkd_answer.h"
 #include "vkd_generate.h"
 #include "vkd_ttt.h"
 
@@ -29,6 +30,8 @@ const char exp_common_help[] =
     "                        MT-Bench field names are recognised from the file name\n"
     "  --prompt-field F, --answer-field F, --id-field F   override the field names\n"
     "  --limit N             the first N records in file order (default: all)\n"
+    "  --subset-frac F       a fraction 0 < F <= 1 of the records (round(F * records), at least\n"
+    "                        1), drawn with seed 0 as spec --limit draws them, run in file order\n"
     "  --out DIR             results folder: config.json, examples.jsonl (journal), tables\n"
     "  --resume              continue the run in DIR: skip examples already in its journal\n"
     "                        (same parameters and models, else refused)\n"
@@ -41,7 +44,9 @@ const char exp_common_help[] =
     "  --quiet               no progress bar\n"
     "  --shard I/N           run only shard I (0 <= I < N) of the work: the examples whose index\n"
     "                        mod N is I, every cell of them; `vkdraft merge OUT DIR...` combines\n"
-    "                        the N shards' folders into the outputs of one unsharded run\n";
+    "                        the N shards' folders into the outputs of one unsharded run\n"
+    "  --merge-shard DIR     (what vkdraft merge passes, once per shard in order) take every\n"
+    "                        record from the shard folders instead of computing it\n";
 
 /* --shard I/N */
 static void parse_shard(exp_common *c, const char *v) {
@@ -75,6 +80,10 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
         if (strcmp(v, "f32") && strcmp(v, "f16")) cli_usage_error(cmd, "--kv-dtype must be f32 or f16");
         c->kv = v;
     } else if ((v = cli_value(cmd, "--limit", argc, argv, i))) c->limit = cli_parse_long(cmd, "--limit", v, 1, 1L << 30);
+    else if ((v = cli_value(cmd, "--subset-frac", argc, argv, i))) {
+        c->subset_frac = cli_parse_double(cmd, "--subset-frac", v, 0, 1);
+        if (!(c->subset_frac > 0)) cli_usage_error(cmd, "--subset-frac expects a fraction in (0, 1], got '%s'", v);
+    }
     else if ((v = cli_value(cmd, "--block-size", argc, argv, i))) c->block = cli_parse_long(cmd, "--block-size", v, 2, 64);
     else if ((v = cli_value(cmd, "--seed", argc, argv, i)))
         c->seed = (unsigned long long)cli_parse_long(cmd, "--seed", v, 0, __LONG_MAX__);
@@ -95,11 +104,17 @@ void exp_require(const exp_common *c, bool need_draft) {
     if (!c->out_dir) cli_usage_error(c->cmd, "--out DIR is required");
     if (!c->out_dir[0]) cli_usage_error(c->cmd, "--out needs a folder name, got ''");
     if (c->resume && c->overwrite) cli_usage_error(c->cmd, "--resume and --overwrite exclude each other");
+    if (c->limit && c->subset_frac) cli_usage_error(c->cmd, "--limit and --subset-frac exclude each other");
     if (c->nmerge && (c->shard_n || c->resume))
         cli_usage_error(c->cmd, "--merge-shard (vkdraft merge) excludes --shard and --resume");
 }
 
 /* ---- data ---- */
+
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
 
 /* by id, then by line (so a repeat is reported at its later line) */
 static int cmp_record_id(const void *a, const void *b) {
@@ -120,12 +135,19 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
     vkd_ds *ds = out->ds;
     if (ds->count == 0) cli_fatal("%s: the dataset has no records", out->path);
     size_t n = c->limit && (size_t)c->limit < ds->count ? (size_t)c->limit : ds->count;
+    size_t *pick = NULL; /* record index of each example */
+    if (c->subset_frac) {
+        n = (size_t)floor(c->subset_frac * (double)ds->count + 0.5);
+        if (n < 1) n = 1;
+        pick = draw_records(ds->count);
+        qsort(pick, n, sizeof *pick, cmp_size);
+    }
     out->ex = calloc(n, sizeof *out->ex);
     if (!out->ex) cli_fatal("out of memory");
     {   /* ids must be unique: sort the record order by id, compare neighbours */
         const vkd_ds_record **byid = malloc((n ? n : 1) * sizeof *byid);
         if (!byid) cli_fatal("out of memory");
-        for (size_t k = 0; k < n; k++) byid[k] = &ds->records[k];
+        for (size_t k = 0; k < n; k++) byid[k] = &ds->records[pick ? pick[k] : k];
         qsort(byid, n, sizeof *byid, cmp_record_id);
         for (size_t k = 1; k < n; k++)
             if (!strcmp(byid[k - 1]->id, byid[k]->id))
@@ -134,8 +156,9 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
         free(byid);
     }
     for (size_t k = 0; k < n; k++) {
-        const vkd_ds_record *r = &ds->records[k];
+        const vkd_ds_record *r = &ds->records[pick ? pick[k] : k];
         exp_example *e = &out->ex[k];
+        e->record = r;
         if (need_answer && (!r->answer || !r->answer[0]))
             cli_fatal("%s:%zu: record '%s' has no answer (field '%s'; --answer-field names it)",
                       out->path, r->line, r->id, c->answer_field ? c->answer_field : "answer");
@@ -150,6 +173,7 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
         e->answer = r->answer;
         e->line = r->line;
     }
+    free(pick);
     out->n = n;
 }
 
@@ -166,27 +190,14 @@ void exp_free_data(exp_data *d) {
 /* ---- models ---- */
 
 uint32_t exp_ctx_len(const exp_common *c, const exp_data *d, uint64_t extra) {
-    vkd_cfg tc;
-    vkd_error err = {0};
-    cli_check(vkd_cfg_load(c->target_dir, &tc, &err), &err);
     size_t longest = 0, at = 0;
     for (size_t k = 0; k < d->n; k++)
         if (d->ex[k].n_prompt > longest) { longest = d->ex[k].n_prompt; at = k; }
     uint64_t need = longest + extra;
-    if ((int64_t)need > tc.max_position_embeddings)
-        cli_fatal("%s:%zu: prompt of %zu tokens + %llu more exceeds the target's "
-                  "max_position_embeddings (%lld)", d->path, d->n ? d->ex[at].line : 0, longest,
-                  (unsigned long long)extra, (long long)tc.max_position_embeddings);
-    return (uint32_t)need;
+    return ctx_len_fit(c->target_dir, need, need, "%s:%zu: prompt of %zu tokens + %llu more", d->path,
+                       d->n ? d->ex[at].line : 0, longest, (unsigned long long)extra);
 }
-
-uint32_t exp_ctx_cap(const exp_common *c, uint64_t need) {
-    vkd_cfg tc;
-    vkd_error err = {0};
-    cli_check(vkd_cfg_load(c->target_dir, &tc, &err), &err);
-    if ((int64_t)need > tc.max_position_embeddings) need = (uint64_t)tc.max_position_embeddings;
-    return (uint32_t)need;
-}
+uint32_t exp_ctx_cap(const exp_common *c, uint64_t need) { return ctx_len_fit(c->target_dir, need, 0, "%s", c->cmd); }
 
 void exp_load_tokenizer(const exp_common *c, exp_models *m) {
     vkd_error err = {0};
@@ -195,7 +206,7 @@ void exp_load_tokenizer(const exp_common *c, exp_models *m) {
 
 void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
     vkd_error err = {0};
-    if (!m->tok) exp_load_tokenizer(c, m);
+    if (!m->tok && !c->tok_optional) exp_load_tokenizer(c, m);
     /* training (ttt, guide --ttt) reads weights row-major: see vkd_ctx_options */
     cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = c->train}, &m->ctx, &err), &err);
     vkd_dtype kv = c->kv && !strcmp(c->kv, "f16") ? VKD_DTYPE_F16 : VKD_DTYPE_F32;
@@ -207,8 +218,14 @@ void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
         if (c->adapter && vkd_ttt_adapter_load(m->d, c->adapter, &m->adapter, &err))
             cli_fatal("--adapter %s: %s", c->adapter, err.msg);
     }
+    if (c->draft_model) {
+        cli_check(vkd_target_load(m->ctx, c->draft_model, &to, &m->dm, &err), &err);
+        if (m->dm->vocab != m->t->vocab)
+            cli_fatal("%s: the draft model's vocabulary (%u) differs from the target's (%u)", c->cmd, m->dm->vocab,
+                      m->t->vocab);
+    }
     cli_check(vkd_rec_create(m->ctx, &m->rec, &err), &err);
-    m->nstop = target_stop_ids(m->t, m->stops, 16);
+    m->nstop = target_stop_ids(m->t, m->stops, sizeof m->stops / sizeof m->stops[0]);
 }
 
 void exp_free_models(exp_models *m) {
@@ -217,6 +234,7 @@ void exp_free_models(exp_models *m) {
     vkd_rec_destroy(m->rec);
     vkd_ttt_adapter_free(m->adapter);
     vkd_dflash_free(m->d);
+    vkd_target_free(m->dm);
     vkd_target_free(m->t);
     if (m->ctx) cli_print_profile(m->ctx);
     vkd_ctx_destroy(m->ctx);
@@ -422,6 +440,7 @@ void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const j
     if (c->answer_field) cJSON_AddStringToObject(common, "answer_field", c->answer_field);
     if (c->id_field) cJSON_AddStringToObject(common, "id_field", c->id_field);
     cJSON_AddNumberToObject(common, "limit", (double)c->limit);
+    if (c->subset_frac) cJSON_AddNumberToObject(common, "subset_frac", c->subset_frac);
     cJSON_AddNumberToObject(common, "block_size", (double)c->block);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", c->seed); /* exact: a double would round above 2^53 */
@@ -706,6 +725,18 @@ double *exp_parse_list(const char *cmd, const char *flag, const char *s, double 
         p = e + 1;
     }
     return v;
+}
+
+int exp_add_grade(cJSON *obj, int kind, const char *response, const char *gold_field, const char *pred_key) {
+    char *pred = vkd_answer_extract((vkd_answer_kind)kind, response, 0);
+    char *gold = vkd_answer_gold((vkd_answer_kind)kind, gold_field);
+    bool ok = vkd_answer_equal((vkd_answer_kind)kind, pred, gold);
+    if (pred) cJSON_AddStringToObject(obj, pred_key, pred);
+    else cJSON_AddNullToObject(obj, pred_key);
+    cJSON_AddBoolToObject(obj, "correct", ok);
+    free(pred);
+    free(gold);
+    return ok;
 }
 
 /* ---- for apps/shard.c ---- */

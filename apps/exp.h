@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config.h"
 #include "dataset.h"
 #include "journal.h"
 #include "tokenizer.h"
@@ -37,10 +38,13 @@ typedef struct exp_common {
     const char *out_dir;
     const char *kv;                  /* "f32" (default) or "f16" */
     long limit;                      /* 0: all examples; else the first N in file order */
+    double subset_frac;              /* 0: off; else round(F * records) drawn with seed 0, in file order */
     long block;                      /* 0: the draft's block size */
     unsigned long long seed;
     bool resume, overwrite, think, quiet;
     bool train;                      /* the command trains the draft: row-major weights */
+    bool tok_optional;               /* exp_load_models may run without a tokenizer (spec --ids) */
+    const char *draft_model;         /* an ordinary draft model (spec --draft-model): exp_models.dm */
     uint32_t shard_i, shard_n;       /* --shard I/N (0-based I); shard_n 0: not sharded */
     uint32_t nmerge;                 /* --merge-shard DIR flags (vkdraft merge): the shards' folders */
     int argc;                        /* the command line (a shard keeps it for vkdraft merge) */
@@ -64,6 +68,7 @@ typedef struct exp_example {
     const char *question;            /* borrowed from the dataset */
     const char *answer;              /* NULL when the dataset has none */
     size_t line;                     /* 1-based line in the dataset file */
+    const struct vkd_ds_record *record; /* the dataset record (borrowed) */
     int32_t *prompt;                 /* chat-rendered prompt ids */
     uint32_t n_prompt;
 } exp_example;
@@ -75,8 +80,8 @@ typedef struct exp_data {
     const char *path;                /* dataset path actually used */
 } exp_data;
 
-/* Loads the dataset (default_path when --dataset is absent), keeps the first --limit records,
- * renders and encodes prompts. need_answer: a record without an answer is an error naming
+/* Loads the dataset (default_path when --dataset is absent), keeps the first --limit records
+ * (or the --subset-frac draw, in file order), renders and encodes prompts. need_answer: a record without an answer is an error naming
  * its line. Exits on error. */
 void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, bool need_answer,
                    exp_data *out);
@@ -88,15 +93,17 @@ typedef struct exp_models {
     vkd_tok *tok;
     vkd_target *t;
     vkd_dflash *d;                   /* NULL when no --draft */
+    vkd_target *dm;                  /* c->draft_model, or NULL */
     struct vkd_ttt_adapter *adapter; /* --adapter attached to d, or NULL */
     vkd_rec *rec;
-    int32_t stops[16];               /* generation_config eos ids (else config's) */
+    int32_t stops[2 * VKD_CFG_MAX_EOS]; /* target_stop_ids: generation_config eos ids (else config's) */
     uint32_t nstop;
 } exp_models;
 
-/* Loads the tokenizer (exits if missing), target with a KV cache of ctx_len tokens, and the
- * draft when c->draft_dir (block size c->block, or the draft's own) with c->adapter attached
- * (checked against the draft). Exits on error. */
+/* Loads the tokenizer (exits if missing, unless c->tok_optional), target with a KV cache of
+ * ctx_len tokens, and the draft when c->draft_dir (block size c->block, or the draft's own)
+ * with c->adapter attached (checked against the draft), or the ordinary draft model
+ * c->draft_model (same KV cache; its vocabulary must equal the target's). Exits on error. */
 void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m);
 void exp_load_tokenizer(const exp_common *c, exp_models *m); /* only the tokenizer */
 /* Context capacity for the longest prompt + extra tokens, capped by
@@ -196,6 +203,11 @@ void exp_buf_printf(exp_buf *b, const char *fmt, ...) __attribute__((format(prin
 /* Appends s as one CSV field (quoted when it holds a comma, quote, CR or LF). */
 void exp_buf_csv(exp_buf *b, const char *s);
 void exp_buf_free(exp_buf *b);
+
+/* Grades a response against a dataset's answer field (text/vkd_answer.h: the gold answer, the
+ * extracted one, equality): adds pred_key (the extracted answer, or null) and "correct" (a
+ * bool) to obj. Returns 1 correct, 0 wrong. */
+int exp_add_grade(cJSON *obj, int kind, const char *response, const char *gold_field, const char *pred_key);
 
 /* Statistics over n doubles (n may be 0: NAN). Percentile q in [0, 100] with linear
  * interpolation between order statistics (numpy's default). v is not modified. */
