@@ -496,8 +496,8 @@ int vkd_cmd_diagnose(int argc, char **argv) {
         if (exp_claim(&o, k, data.ex[k].id)) exp_journal(&o, diagnose_one(dg, &m, &data, &s, k, B, modes, c.seed, &st));
         exp_progress_update(&pg, k + 1, st.work, "tok");
     }
-    exp_progress_end(&pg, data.n, st.work, "tok");
     exp_finish_work(&o);
+    exp_progress_end(&pg, data.n, st.work, "tok");
 
     diag_report(&o, &m, modes, B, &st);
 

@@ -678,8 +678,8 @@ int vkd_cmd_guide(int argc, char **argv) {
     if (!c->quiet) exp_progress_start(&S.prog, "guide", G.ncells * d.n);
     run_untrained(&S);
     run_adapted(&S);
-    if (!c->quiet) exp_progress_end(&S.prog, S.done, S.work, "tok");
     exp_finish_work(&o);
+    if (!c->quiet) exp_progress_end(&S.prog, S.done, S.work, "tok");
 
     report(&G, &o, &d);
 

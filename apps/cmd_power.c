@@ -445,8 +445,8 @@ int vkd_cmd_power(int argc, char **argv) {
         exp_journal(&o, rj);
         exp_progress_update(&pg, k + 1, work, "tok");
     }
-    exp_progress_end(&pg, data.n, work, "tok");
     exp_finish_work(&o);
+    exp_progress_end(&pg, data.n, work, "tok");
     report(&o, kind, alpha);
     exp_close_out(&o);
     exp_free_data(&data);

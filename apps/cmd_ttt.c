@@ -653,8 +653,8 @@ int vkd_cmd_ttt(int argc, char **argv) {
         if (exp_claim(&o, k, data.ex[k].id)) exp_journal(&o, ttt_one(&T, &m, &data, seqs, lens, k, &work));
         exp_progress_update(&pg, k + 1, work, "step");
     }
-    exp_progress_end(&pg, data.n, work, "step");
     exp_finish_work(&o);
+    exp_progress_end(&pg, data.n, work, "step");
 
     /* ---- tables from the whole journal ---- */
     tally Y;

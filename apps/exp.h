@@ -144,7 +144,7 @@ bool exp_done(exp_out *o, const char *id);
  * another shard. --shard I/N gives example ex to shard ex mod N, so all cells of one example
  * run in the same shard (a null cell at alpha 0 finds its guided twin, ttt adapts once). */
 bool exp_claim(exp_out *o, size_t ex, const char *id);
-/* Call after the last exp_claim, before the outputs are written. With --merge-shard (vkdraft
+/* Call after the last exp_claim, before the progress summary and the outputs are written. With --merge-shard (vkdraft
  * merge) exp_claim journals each item's record from its shard instead of running it, and this
  * checks that every shard record was taken (a record that is no work item of this run is an
  * error naming it). A no-op otherwise. */
