@@ -699,9 +699,10 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     exp_progress pg;
     exp_progress_start(&pg, c.cmd, data.n);
     for (size_t k = 0; k < data.n; k++) {
-        if (!exp_done(&o, data.ex[k].id)) exp_journal(&o, diagnose_one(dg, &m, &data, &s, k, B, modes, c.seed, &st));
+        if (exp_claim(&o, k, data.ex[k].id)) exp_journal(&o, diagnose_one(dg, &m, &data, &s, k, B, modes, c.seed, &st));
         exp_progress_update(&pg, k + 1, st.work, "tok");
     }
+    exp_finish_work(&o);
     exp_progress_end(&pg, data.n, st.work, "tok");
 
     diag_report(&o, &c, &m, modes, B, &st, &bud);

@@ -55,15 +55,8 @@ int vkd_cmd_forward(int argc, char **argv) {
     cli_check(vkd_ctx_create(NULL, &ctx, &err), &err);
     vkd_target_options to = {.ctx_len = 0, .kv_dtype = strcmp(kv, "f16") ? VKD_DTYPE_F32 : VKD_DTYPE_F16};
     vkd_target *t;
-    {
-        /* context: exactly the input (bounded by the model) */
-        vkd_cfg c;
-        cli_check(vkd_cfg_load(model, &c, &err), &err);
-        if ((int64_t)T > c.max_position_embeddings)
-            cli_fatal("forward: the input has %zu tokens, more than the model's "
-                      "max_position_embeddings (%lld)", T, (long long)c.max_position_embeddings);
-        to.ctx_len = (uint32_t)T;
-    }
+    /* context: exactly the input (bounded by the model) */
+    to.ctx_len = ctx_len_fit(model, T, T, "forward: the input (%zu tokens)", T);
     cli_check(vkd_target_load(ctx, model, &to, &t, &err), &err);
     for (size_t i = 0; i < ntaps; i++)
         if ((uint32_t)taps[i] >= t->n_layers)

@@ -87,15 +87,8 @@ int vkd_cmd_generate(int argc, char **argv) {
     cli_check(vkd_ctx_create(NULL, &ctx, &err), &err);
     vkd_target_options to = {.kv_dtype = strcmp(kv, "f16") ? VKD_DTYPE_F32 : VKD_DTYPE_F16};
     if (ctx_len) to.ctx_len = (uint32_t)ctx_len;
-    else {
-        vkd_cfg c;
-        cli_check(vkd_cfg_load(model, &c, &err), &err);
-        uint64_t need = n + (uint64_t)max_new;
-        if ((int64_t)need > c.max_position_embeddings)
-            cli_fatal("generate: prompt (%zu tokens) + --max-new-tokens (%ld) exceeds the model's "
-                      "max_position_embeddings (%lld)", n, max_new, (long long)c.max_position_embeddings);
-        to.ctx_len = (uint32_t)need;
-    }
+    else to.ctx_len = ctx_len_fit(model, n + (uint64_t)max_new, n + (uint64_t)max_new,
+                                  "generate: prompt (%zu tokens) + --max-new-tokens (%ld)", n, max_new);
     vkd_target *t;
     cli_check(vkd_target_load(ctx, model, &to, &t, &err), &err);
 

@@ -110,22 +110,6 @@ static const char *str(const cJSON *r, const char *k) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* ---- answers ---------------------------------------------------------------------------- */
-
-/* Scores a response against the gold answer: 1 correct, 0 wrong, -1 not scored (a dataset
- * whose preset has no answer kind: GSM8K and MATH-500 are scored); *pred the extracted
- * answer (malloc'd, may be NULL). Rules: text/vkd_answer.h. */
-static int score(const char *dataset, const char *response, const char *gold, char **pred) {
-    *pred = NULL;
-    vkd_answer_kind kind = vkd_answer_kind_from_name(vkd_ds_preset_for_file(dataset));
-    if (kind == VKD_ANSWER_NONE || !gold) return -1;
-    *pred = vkd_answer_extract(kind, response, 0);
-    char *g = vkd_answer_gold(kind, gold);
-    int ok = vkd_answer_equal(kind, *pred, g) ? 1 : 0;
-    free(g);
-    return ok;
-}
-
 /* ---- one cell and example ------------------------------------------------------------------ */
 
 typedef struct run_ctx {
@@ -203,14 +187,13 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
     cJSON_AddNumberToObject(o, "tokens", n);
     cJSON_AddBoolToObject(o, "stopped", stopped);
     cJSON_AddStringToObject(o, "response", text);
-    if (ex->answer) {
-        char *pred;
-        int ok = score(R->d->path, text, ex->answer, &pred);
-        if (pred) cJSON_AddStringToObject(o, "predicted", pred);
-        else cJSON_AddNullToObject(o, "predicted");
-        if (ok < 0) cJSON_AddNullToObject(o, "correct");
-        else cJSON_AddBoolToObject(o, "correct", ok == 1);
-        free(pred);
+    if (ex->answer) { /* scored when the dataset's preset has an answer kind (GSM8K, MATH-500) */
+        vkd_answer_kind kind = vkd_answer_kind_from_name(vkd_ds_preset_for_file(R->d->path));
+        if (kind != VKD_ANSWER_NONE) exp_add_grade(o, kind, text, ex->answer, "predicted");
+        else {
+            cJSON_AddNullToObject(o, "predicted");
+            cJSON_AddNullToObject(o, "correct");
+        }
     }
     cJSON_AddNumberToObject(o, "kl_sum", kl_sum);
     cJSON_AddNumberToObject(o, "changed", changed);
@@ -435,7 +418,7 @@ static void run_untrained(sweep *S) {
         for (size_t e = 0; e < d->n; e++, S->done++) {
             const exp_example *ex = &d->ex[e];
             char *id = record_id(k, ex->id);
-            if (exp_done(S->o, id)) {
+            if (!exp_claim(S->o, e, id)) {
                 free(id);
                 continue;
             }
@@ -466,7 +449,7 @@ static void run_adapted(sweep *S) {
             S->done++;
             char id[512];
             snprintf(id, sizeof id, "%s/%s", k->key, ex->id);
-            if (exp_done(S->o, id)) continue;
+            if (!exp_claim(S->o, e, id)) continue;
             if (!adapted && ex->n_prompt >= 3) {
                 uint32_t K = VKD_TTT_DEFAULT_ANCHORS < ex->n_prompt - 2 ? VKD_TTT_DEFAULT_ANCHORS : ex->n_prompt - 2;
                 vkd_ttt_options to = {.steps = (uint32_t)G->ttt_steps, .lr = G->ttt_lr, .anchors_per_step = K,
@@ -654,7 +637,7 @@ static void write_responses(const guide_opts *G, exp_out *o, const exp_data *d) 
             const cell *k = &G->cells[ci];
             const cJSON *r = find_record(o, k, d->ex[e].id);
             if (!r) continue;
-            const vkd_ds_record *dr = &d->ds->records[e];
+            const vkd_ds_record *dr = d->ex[e].record;
             exp_buf ctx = {0};
             for (size_t mi = 0; dr->messages && mi + 1 < dr->n_messages; mi++)
                 exp_buf_printf(&ctx, "%s%s: %s", mi ? "\n\n" : "", dr->messages[mi].role, dr->messages[mi].content);
@@ -813,6 +796,7 @@ int vkd_cmd_guide(int argc, char **argv) {
     if (!c->quiet) exp_progress_start(&S.prog, "guide", G.ncells * d.n);
     run_untrained(&S);
     run_adapted(&S);
+    exp_finish_work(&o);
     if (!c->quiet) exp_progress_end(&S.prog, S.done, S.work, "tok");
 
     report(&G, &o, &d, m.tok);

@@ -109,14 +109,7 @@ static void add_answer(cJSON *obj, vkd_tok *tok, const int32_t *ids, uint32_t n,
     cJSON *ia = cJSON_AddArrayToObject(obj, "ids");
     for (uint32_t i = 0; i < n; i++) cJSON_AddItemToArray(ia, cJSON_CreateNumber(ids[i]));
     cJSON_AddNumberToObject(obj, "tokens", n);
-    if (kind != VKD_ANSWER_NONE && gold_field) {
-        char *pred = vkd_answer_extract(kind, text, 0), *gold = vkd_answer_gold(kind, gold_field);
-        if (pred) cJSON_AddStringToObject(obj, "answer", pred);
-        else cJSON_AddNullToObject(obj, "answer");
-        cJSON_AddBoolToObject(obj, "correct", vkd_answer_equal(kind, pred, gold));
-        free(pred);
-        free(gold);
-    }
+    if (kind != VKD_ANSWER_NONE && gold_field) exp_add_grade(obj, kind, text, gold_field, "answer");
     free(text);
 }
 
@@ -415,6 +408,24 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
     free(bc);
 }
 
+/* --baselines "greedy,sample,lowtemp" or "none" -> base[method]; usage error otherwise. */
+static void parse_baselines(const char *cmd, const char *baselines, bool base[NMETHOD]) {
+    if (!strcmp(baselines, "none")) return;
+    for (const char *p = baselines; *p;) {
+        size_t l = strcspn(p, ",");
+        int found = -1;
+        for (int mth = M_GREEDY; mth < NMETHOD; mth++)
+            if (strlen(method_names[mth]) == l && !strncmp(p, method_names[mth], l)) found = mth;
+        if (found < 0 && l == 4 && !strncmp(p, "none", 4))
+            cli_usage_error(cmd, "--baselines: 'none' stands alone (no baselines), got '%s'", baselines);
+        if (found < 0) cli_usage_error(cmd, "--baselines: '%.*s' is not greedy, sample, lowtemp or none", (int)l, p);
+        if (base[found]) cli_usage_error(cmd, "--baselines: '%.*s' appears twice", (int)l, p);
+        base[found] = true;
+        p += l;
+        if (*p == ',') p++;
+    }
+}
+
 int vkd_cmd_power(int argc, char **argv) {
     exp_common c = {.cmd = "power"};
     double alpha = 4, draft_temp = 0, top_p = 0;
@@ -444,21 +455,7 @@ int vkd_cmd_power(int argc, char **argv) {
     if (J > N) cli_usage_error(c.cmd, "--block-tokens %ld exceeds --max-new-tokens %ld", J, N);
     if (draft_temp > 0 && !dfl) cli_usage_error(c.cmd, "--draft-temp applies to --proposal dflash only");
     bool base[NMETHOD] = {false};
-    if (strcmp(baselines, "none")) {
-        for (const char *p = baselines; *p;) {
-            size_t l = strcspn(p, ",");
-            int found = -1;
-            for (int mth = M_GREEDY; mth < NMETHOD; mth++)
-                if (strlen(method_names[mth]) == l && !strncmp(p, method_names[mth], l)) found = mth;
-            if (found < 0 && l == 4 && !strncmp(p, "none", 4))
-                cli_usage_error(c.cmd, "--baselines: 'none' stands alone (no baselines), got '%s'", baselines);
-            if (found < 0) cli_usage_error(c.cmd, "--baselines: '%.*s' is not greedy, sample, lowtemp or none", (int)l, p);
-            if (base[found]) cli_usage_error(c.cmd, "--baselines: '%.*s' appears twice", (int)l, p);
-            base[found] = true;
-            p += l;
-            if (*p == ',') p++;
-        }
-    }
+    parse_baselines(c.cmd, baselines, base);
     exp_require(&c, dfl);
     if (c.draft_dir && !dfl) cli_usage_error(c.cmd, "--draft is used by --proposal dflash only");
 
@@ -511,7 +508,7 @@ int vkd_cmd_power(int argc, char **argv) {
     uint64_t work = 0;
     for (size_t k = 0; k < data.n; k++) {
         const exp_example *e = &data.ex[k];
-        if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
+        if (!exp_claim(&o, k, e->id)) { exp_progress_update(&pg, k + 1, work, "tok"); continue; }
         run_ctx rc = {.pg = &pg, .done = k, .work = &work, .quiet = c.quiet};
         cJSON *rj = exp_record_new(e);
         if (e->answer) cJSON_AddStringToObject(rj, "gold", e->answer);
@@ -571,6 +568,7 @@ int vkd_cmd_power(int argc, char **argv) {
         exp_journal(&o, rj);
         exp_progress_update(&pg, k + 1, work, "tok");
     }
+    exp_finish_work(&o);
     exp_progress_end(&pg, data.n, work, "tok");
     rep_boot bt = rep_boot_of(&c);
     report(&o, kind, alpha, &bt);

@@ -841,9 +841,10 @@ int vkd_cmd_probe(int argc, char **argv) {
 
     exp_progress_start(&R.pg, c->cmd, data.n);
     for (size_t k = 0; k < data.n; k++) {
-        if (!exp_done(&o, data.ex[k].id)) exp_journal(&o, probe_one(&R, k));
+        if (exp_claim(&o, k, data.ex[k].id)) exp_journal(&o, probe_one(&R, k));
         exp_progress_update(&R.pg, k + 1, R.work, "tok");
     }
+    exp_finish_work(&o);
     exp_progress_end(&R.pg, data.n, R.work, "tok");
     vkd_probe_free(R.pr);
     vkd_draft_free(draft);

@@ -11,13 +11,15 @@
 #include "cli.h"
 #include "cmds.h"
 #include "dataset.h"
+#include "exp.h"
 #include "prompt.h"
+#include "vkd_exit.h"
 #include "vkd_spec.h"
 #include "vkd_ttt.h"
 
 static void usage(void) {
-    printf("usage: vkdraft spec --target DIR (--draft DIR [--adapter DIR] | --draft-model DIR [--gamma N]\n"
-           "           | (--exit-head DIR | --exit-layer L) [--exit-mode reuse|plain] [--gamma N])\n"
+    printf("usage: vkdraft spec --target DIR (--draft DIR [--adapter DIR] | --draft-model DIR [--gamma N] |\n"
+           "           --exit-head DIR | --exit-layer L [--exit-mode reuse|plain] [--gamma N])\n"
            "           [--prompt TEXT | --chat TEXT | --ids 1,2,3 | --dataset FILE]\n"
            "           [--prompt-field F] [--turn N] [--limit N] [--block-size B]\n"
            "           [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
@@ -71,298 +73,299 @@ static void progress(size_t done, size_t total, double elapsed) {
     if (done == total) fputc('\n', stderr);
 }
 
-int vkd_cmd_spec(int argc, char **argv) {
-    const char *target_dir = NULL, *draft_dir = NULL, *draft_model = NULL, *adapter = NULL, *dataset = NULL,
-               *prompt_field = NULL, *out = NULL, *kv = "f32", *exit_head = NULL, *exit_mode = "reuse";
-    long exit_layer = -1;
-    prompt_flags pf = {0};
-    long block = 0, gamma = 4, limit = 0, max_new = 128, top_k = 0, turn = 0;
-    double temp = 0, top_p = 1;
-    unsigned long long seed = 0;
-    bool baseline = false, json = false;
+typedef struct spec_opts {
+    exp_common c;                    /* target, draft, adapter, dataset, prompt field, limit, block, kv, seed */
+    const char *draft_model, *out;
+    const char *exit_head, *exit_mode;  /* --exit-head DIR, --exit-mode reuse|plain */
+    long exit_layer;                    /* --exit-layer L, -1: none */
+    prompt_flags pf;
+    long gamma, max_new, top_k, turn;
+    double temp, top_p;
+    bool baseline, json;
+} spec_opts;
+
+/* Parses and checks the flags into S; false after --help. */
+static bool parse_args(int argc, char **argv, spec_opts *S) {
+    exp_common *x = &S->c;
+    prompt_flags *pf = &S->pf;
+    const char *c = "spec";
     for (int i = 1; i < argc; i++) {
         const char *v;
-        const char *c = "spec";
-        if (prompt_flag(c, &pf, argc, argv, &i)) continue;
-        if ((v = cli_value(c, "--target", argc, argv, &i))) target_dir = v;
-        else if ((v = cli_value(c, "--draft", argc, argv, &i))) draft_dir = v;
-        else if ((v = cli_value(c, "--draft-model", argc, argv, &i))) draft_model = v;
-        else if ((v = cli_value(c, "--adapter", argc, argv, &i))) adapter = v;
-        else if ((v = cli_value(c, "--exit-head", argc, argv, &i))) exit_head = v;
-        else if ((v = cli_value(c, "--exit-layer", argc, argv, &i))) exit_layer = cli_parse_long(c, "--exit-layer", v, 0, 1 << 20);
-        else if ((v = cli_value(c, "--exit-mode", argc, argv, &i))) exit_mode = v;
-        else if ((v = cli_value(c, "--gamma", argc, argv, &i))) gamma = cli_parse_long(c, "--gamma", v, 1, 63);
-        else if ((v = cli_value(c, "--dataset", argc, argv, &i))) dataset = v;
-        else if ((v = cli_value(c, "--prompt-field", argc, argv, &i))) prompt_field = v;
-        else if ((v = cli_value(c, "--turn", argc, argv, &i))) turn = cli_parse_long(c, "--turn", v, 0, 100);
-        else if ((v = cli_value(c, "--limit", argc, argv, &i))) limit = cli_parse_long(c, "--limit", v, 1, 1 << 30);
-        else if ((v = cli_value(c, "--block-size", argc, argv, &i))) block = cli_parse_long(c, "--block-size", v, 2, 64);
-        else if ((v = cli_value(c, "--max-new-tokens", argc, argv, &i))) max_new = cli_parse_long(c, "--max-new-tokens", v, 1, 1 << 20);
-        else if ((v = cli_value(c, "--temperature", argc, argv, &i))) temp = cli_parse_double(c, "--temperature", v, 0, 100);
-        else if ((v = cli_value(c, "--top-k", argc, argv, &i))) top_k = cli_parse_long(c, "--top-k", v, 0, 1 << 30);
-        else if ((v = cli_value(c, "--top-p", argc, argv, &i))) top_p = cli_parse_double(c, "--top-p", v, 0, 1);
-        else if ((v = cli_value(c, "--seed", argc, argv, &i))) seed = (unsigned long long)cli_parse_long(c, "--seed", v, 0, __LONG_MAX__);
-        else if ((v = cli_value(c, "--out", argc, argv, &i))) out = v;
-        else if ((v = cli_value(c, "--kv-dtype", argc, argv, &i))) kv = v;
-        else if (cli_is("--baseline", argv[i])) baseline = true;
-        else if (cli_is("--json", argv[i])) json = true;
-        else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return 0; }
+        if (prompt_flag(c, pf, argc, argv, &i)) continue;
+        if ((v = cli_value(c, "--target", argc, argv, &i))) x->target_dir = v;
+        else if ((v = cli_value(c, "--draft", argc, argv, &i))) x->draft_dir = v;
+        else if ((v = cli_value(c, "--draft-model", argc, argv, &i))) S->draft_model = v;
+        else if ((v = cli_value(c, "--adapter", argc, argv, &i))) x->adapter = v;
+        else if ((v = cli_value(c, "--exit-head", argc, argv, &i))) S->exit_head = v;
+        else if ((v = cli_value(c, "--exit-layer", argc, argv, &i))) S->exit_layer = cli_parse_long(c, "--exit-layer", v, 0, 1 << 20);
+        else if ((v = cli_value(c, "--exit-mode", argc, argv, &i))) S->exit_mode = v;
+        else if ((v = cli_value(c, "--gamma", argc, argv, &i))) S->gamma = cli_parse_long(c, "--gamma", v, 1, 63);
+        else if ((v = cli_value(c, "--dataset", argc, argv, &i))) x->dataset = v;
+        else if ((v = cli_value(c, "--prompt-field", argc, argv, &i))) x->prompt_field = v;
+        else if ((v = cli_value(c, "--turn", argc, argv, &i))) S->turn = cli_parse_long(c, "--turn", v, 0, 100);
+        else if ((v = cli_value(c, "--limit", argc, argv, &i))) x->limit = cli_parse_long(c, "--limit", v, 1, 1 << 30);
+        else if ((v = cli_value(c, "--block-size", argc, argv, &i))) x->block = cli_parse_long(c, "--block-size", v, 2, 64);
+        else if ((v = cli_value(c, "--max-new-tokens", argc, argv, &i))) S->max_new = cli_parse_long(c, "--max-new-tokens", v, 1, 1 << 20);
+        else if ((v = cli_value(c, "--temperature", argc, argv, &i))) S->temp = cli_parse_double(c, "--temperature", v, 0, 100);
+        else if ((v = cli_value(c, "--top-k", argc, argv, &i))) S->top_k = cli_parse_long(c, "--top-k", v, 0, 1 << 30);
+        else if ((v = cli_value(c, "--top-p", argc, argv, &i))) S->top_p = cli_parse_double(c, "--top-p", v, 0, 1);
+        else if ((v = cli_value(c, "--seed", argc, argv, &i))) x->seed = (unsigned long long)cli_parse_long(c, "--seed", v, 0, __LONG_MAX__);
+        else if ((v = cli_value(c, "--out", argc, argv, &i))) S->out = v;
+        else if ((v = cli_value(c, "--kv-dtype", argc, argv, &i))) x->kv = v;
+        else if (cli_is("--baseline", argv[i])) S->baseline = true;
+        else if (cli_is("--json", argv[i])) S->json = true;
+        else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return false; }
         else cli_usage_error(c, "unknown flag '%s'", argv[i]);
     }
-    if (!target_dir) cli_usage_error("spec", "--target DIR is required");
-    if (!!draft_dir + !!draft_model + !!exit_head + (exit_layer >= 0) != 1)
+    bool given = pf->prompt || pf->chat || pf->ids;
+    if (!x->target_dir) cli_usage_error("spec", "--target DIR is required");
+    if (!!x->draft_dir + !!S->draft_model + !!S->exit_head + (S->exit_layer >= 0) != 1)
         cli_usage_error("spec", "give exactly one of --draft DIR (DFlash), --draft-model DIR, --exit-head DIR or --exit-layer L");
-    if (strcmp(exit_mode, "reuse") && strcmp(exit_mode, "plain"))
-        cli_usage_error("spec", "--exit-mode: expected reuse or plain, got '%s'", exit_mode);
-    if (adapter && !draft_dir) cli_usage_error("spec", "--adapter goes with --draft (a DFlash draft)");
-    if ((pf.prompt || pf.chat || pf.ids) && dataset) cli_usage_error("spec", "--dataset excludes --prompt/--chat/--ids");
-    if (pf.prompt || pf.chat || pf.ids) prompt_require("spec", &pf);
-    if (strcmp(kv, "f32") && strcmp(kv, "f16")) cli_usage_error("spec", "--kv-dtype must be f32 or f16");
+    if (strcmp(S->exit_mode, "reuse") && strcmp(S->exit_mode, "plain"))
+        cli_usage_error("spec", "--exit-mode: expected reuse or plain, got '%s'", S->exit_mode);
+    if (x->adapter && !x->draft_dir) cli_usage_error("spec", "--adapter goes with --draft (a DFlash draft)");
+    if (given && x->dataset) cli_usage_error("spec", "--dataset excludes --prompt/--chat/--ids");
+    if (given) prompt_require("spec", pf);
+    if (strcmp(x->kv, "f32") && strcmp(x->kv, "f16")) cli_usage_error("spec", "--kv-dtype must be f32 or f16");
     /* flags that would be ignored are errors */
-    if (!dataset && (limit || turn || prompt_field))
+    if (!x->dataset && (x->limit || S->turn || x->prompt_field))
         cli_usage_error("spec", "--limit, --turn and --prompt-field apply to --dataset only");
-    if (!pf.chat && pf.system) cli_usage_error("spec", "--system applies to --chat only");
-    if (out) cli_check_out_file("spec", "--out", out);
+    if (!pf->chat && pf->system) cli_usage_error("spec", "--system applies to --chat only");
+    if (S->out) cli_check_out_file("spec", "--out", S->out);
+    return true;
+}
 
+/* --dataset: each record through the chat template; --limit N takes N drawn with seed 0. */
+static job *dataset_jobs(const spec_opts *S, vkd_tok *tok, size_t *njobs) {
+    const exp_common *x = &S->c;
+    vkd_ds_options o = {.prompt_field = x->prompt_field, .answer_field = "", .turn = (int)S->turn};
+    vkd_ds *ds;
     vkd_error err = {0};
-    vkd_tok *tok = NULL;
-    vkd_result tr = vkd_tok_load(target_dir, &tok, &err);
-    if (tr && !pf.ids) cli_check(tr, &err);
+    cli_check(vkd_ds_load(x->dataset, &o, &ds, &err), &err);
+    if (ds->count == 0) cli_fatal("%s: the dataset has no records", x->dataset);
+    size_t n = x->limit && (size_t)x->limit < ds->count ? (size_t)x->limit : ds->count;
+    size_t *order = x->limit ? draw_records(ds->count) : NULL; /* shuffled with seed 0, the first N */
+    job *jobs = calloc(n, sizeof *jobs);
+    for (size_t k = 0; k < n; k++) {
+        const vkd_ds_record *rec = &ds->records[order ? order[k] : k];
+        char *text = chat_render_record("spec", tok, rec, S->pf.think);
+        jobs[k].id = strdup(rec->id);
+        jobs[k].ids = encode_rendered(tok, text, &jobs[k].n);
+        free(text);
+        if (jobs[k].n == 0) cli_fatal("%s:%zu: the prompt encodes to no tokens", x->dataset, rec->line);
+    }
+    free(order);
+    vkd_ds_free(ds);
+    *njobs = n;
+    return jobs;
+}
 
-    /* prompts */
-    job *jobs = NULL;
-    size_t njobs = 0;
-    if (pf.prompt || pf.chat || pf.ids) {
-        jobs = calloc(1, sizeof *jobs);
+/* The prompts: one from --prompt/--chat/--ids, a dataset, or the built-in set. */
+static job *load_jobs(const spec_opts *S, vkd_tok *tok, size_t *njobs) {
+    const prompt_flags *pf = &S->pf;
+    if (pf->prompt || pf->chat || pf->ids) {
+        job *jobs = calloc(1, sizeof *jobs);
         jobs[0].id = strdup("prompt");
-        jobs[0].ids = prompt_encode("spec", &pf, tok, &jobs[0].n);
-        njobs = 1;
-    } else if (dataset) {
-        vkd_ds_options o = {.prompt_field = prompt_field, .answer_field = "", .turn = (int)turn};
-        vkd_ds *ds;
-        cli_check(vkd_ds_load(dataset, &o, &ds, &err), &err);
-        if (ds->count == 0) cli_fatal("%s: the dataset has no records", dataset);
-        size_t *order = malloc(ds->count * sizeof *order);
-        for (size_t i = 0; i < ds->count; i++) order[i] = i;
-        if (limit) { /* shuffle with seed 0, then take the first N */
-            unsigned long long s = 0x9E3779B97F4A7C15ull;
-            for (size_t i = ds->count - 1; i > 0; i--) {
-                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-                size_t j = (size_t)(s % (i + 1));
-                size_t tmp = order[i]; order[i] = order[j]; order[j] = tmp;
-            }
-        }
-        njobs = limit && (size_t)limit < ds->count ? (size_t)limit : ds->count;
-        jobs = calloc(njobs, sizeof *jobs);
-        for (size_t k = 0; k < njobs; k++) {
-            const vkd_ds_record *rec = &ds->records[order[k]];
-            char *text = chat_render_record("spec", tok, rec, pf.think);
-            jobs[k].id = strdup(rec->id);
-            jobs[k].ids = encode_rendered(tok, text, &jobs[k].n);
-            free(text);
-            if (jobs[k].n == 0) cli_fatal("%s:%zu: the prompt encodes to no tokens", dataset, rec->line);
-        }
-        free(order);
-        vkd_ds_free(ds);
-    } else {
-        if (!tok) cli_check(tr, &err);
-        njobs = builtin_prompt_count;
-        jobs = calloc(njobs, sizeof *jobs);
-        for (size_t k = 0; k < njobs; k++) {
-            char *text = chat_render("spec", tok, NULL, builtin_prompts[k].text, pf.think);
-            char id[32];
-            snprintf(id, sizeof id, "%s-%zu", builtin_prompts[k].kind, k);
-            jobs[k].id = strdup(id);
-            jobs[k].ids = encode_rendered(tok, text, &jobs[k].n);
-            free(text);
-        }
+        jobs[0].ids = prompt_encode("spec", pf, tok, &jobs[0].n);
+        *njobs = 1;
+        return jobs;
     }
+    if (S->c.dataset) return dataset_jobs(S, tok, njobs);
+    *njobs = builtin_prompt_count;
+    job *jobs = calloc(*njobs, sizeof *jobs);
+    for (size_t k = 0; k < *njobs; k++) {
+        char *text = chat_render("spec", tok, NULL, builtin_prompts[k].text, pf->think);
+        char id[32];
+        snprintf(id, sizeof id, "%s-%zu", builtin_prompts[k].kind, k);
+        jobs[k].id = strdup(id);
+        jobs[k].ids = encode_rendered(tok, text, &jobs[k].n);
+        free(text);
+    }
+    return jobs;
+}
 
-    /* models */
-    size_t longest = 0;
-    for (size_t k = 0; k < njobs; k++) if (jobs[k].n > longest) longest = jobs[k].n;
-    vkd_cfg tc;
-    cli_check(vkd_cfg_load(target_dir, &tc, &err), &err);
-    uint64_t need = longest + (uint64_t)max_new + 2 * 64 + 2;
-    if ((int64_t)need > tc.max_position_embeddings) need = (uint64_t)tc.max_position_embeddings;
-    if (longest + (uint64_t)max_new + 66 > need)
-        cli_fatal("spec: the longest prompt (%zu tokens) + --max-new-tokens (%ld) exceeds the "
-                  "target's max_position_embeddings (%lld)", longest, max_new, (long long)tc.max_position_embeddings);
-    vkd_ctx *ctx;
-    cli_check(vkd_ctx_create(NULL, &ctx, &err), &err);
-    vkd_target_options to = {.ctx_len = (uint32_t)need, .kv_dtype = strcmp(kv, "f16") ? VKD_DTYPE_F32 : VKD_DTYPE_F16};
-    vkd_target *t;
-    cli_check(vkd_target_load(ctx, target_dir, &to, &t, &err), &err);
-    vkd_dflash *d = NULL;
-    vkd_ttt_adapter *ad = NULL;
-    vkd_target *dm = NULL;
-    vkd_exit *ex = NULL;
-    vkd_draft *p;
-    if (draft_dir) {
-        vkd_dflash_options dop = {.block_size = (uint32_t)block, .kv_dtype = to.kv_dtype};
-        cli_check(vkd_dflash_load(ctx, t, draft_dir, &dop, &d, &err), &err);
-        if (adapter && vkd_ttt_adapter_load(d, adapter, &ad, &err)) cli_fatal("--adapter %s: %s", adapter, err.msg);
-        cli_check(vkd_draft_dflash(d, &p, &err), &err);
-    } else if (exit_head || exit_layer >= 0) {
-        if (exit_head) cli_check(vkd_exit_load(t, target_dir, exit_head, &ex, &err), &err);
-        else cli_check(vkd_exit_create(t, target_dir, (uint32_t)exit_layer, &ex, &err), &err);
-        cli_check(vkd_exit_freeze(ex, &err), &err);
-        cli_check(vkd_draft_exit(ex, (uint32_t)gamma, !strcmp(exit_mode, "reuse"), &p, &err), &err);
-    } else {
-        cli_check(vkd_target_load(ctx, draft_model, &to, &dm, &err), &err);
-        if (dm->vocab != t->vocab)
-            cli_fatal("spec: the draft model's vocabulary (%u) differs from the target's (%u)", dm->vocab, t->vocab);
-        cli_check(vkd_draft_ar(dm, (uint32_t)gamma, &p, &err), &err);
-    }
+/* Totals over the prompts. */
+typedef struct totals {
+    uint64_t *hist;                  /* [B + 1] acceptance lengths */
+    uint64_t tokens, steps, commit, spec_dec, base_dec;
+    double spec_s, base_s, draft_s, verify_s;
+    compute_budget cb;               /* seeds 001/004 item 0.4, for these prompts */
+} totals;
+
+/* One prompt: speculative decoding (and the plain baseline); its JSON object. */
+static cJSON *spec_one(const spec_opts *S, exp_models *m, vkd_draft *p, const vkd_generate_options *go,
+                       const job *jb, bool print_text, totals *T) {
+    vkd_error err = {0};
     uint32_t B = p->gamma + 1;
-
-    vkd_generate_options go = {.max_new_tokens = (uint32_t)max_new};
-    go.sample = (vkd_sample_params){.temperature = (float)temp, .top_k = (uint32_t)top_k,
-                                    .top_p = (float)top_p, .seed = seed};
-    int32_t stops[2 * VKD_CFG_MAX_EOS];
-    go.stop_ids = stops;
-    go.nstop = target_stop_ids(t, stops, 2 * VKD_CFG_MAX_EOS);
-
-    vkd_rec *rec;
-    cli_check(vkd_rec_create(ctx, &rec, &err), &err);
-    uint64_t *hist = calloc(B + 1, sizeof *hist);
-    uint64_t tot_tokens = 0, tot_steps = 0, tot_commit = 0;
-    double tot_spec_s = 0, tot_base_s = 0, tot_draft_s = 0, tot_verify_s = 0;
-    uint64_t tot_spec_dec = 0, tot_base_dec = 0;
-    compute_budget cb = {.prompts = njobs}; /* seeds 001/004 item 0.4, for these prompts */
-    cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "prompts");
-    char *lines = NULL;
-    size_t lines_len = 0;
-    double t_start = vkd_now();
-    for (size_t k = 0; k < njobs; k++) {
-        vkd_spec_result res;
-        cli_check(vkd_spec_generate(t, p, rec, jobs[k].ids, (uint32_t)jobs[k].n, &go, &res, &err), &err);
-        double spec_per_tok = res.n > 1 ? res.stats.total_s / (res.n - 1) : 0;
-        double base_per_tok = 0;
-        bool base_same = true;
-        if (baseline) {
-            vkd_generate_result g;
-            cli_check(vkd_generate(t, rec, jobs[k].ids, (uint32_t)jobs[k].n, &go, &g, &err), &err);
-            base_per_tok = g.n > 1 ? g.decode_s / (g.n - 1) : 0;
-            if (temp == 0) base_same = g.n == res.n && !memcmp(g.ids, res.ids, g.n * 4);
-            tot_base_s += g.decode_s;
-            tot_base_dec += g.n > 1 ? g.n - 1 : 0;
-            free(g.ids);
-        }
-        if (!base_same)
-            cli_fatal("spec: prompt %s: greedy speculative output differs from plain greedy decoding "
-                      "(a bug: please report)", jobs[k].id);
-        tot_tokens += res.n;
-        tot_steps += res.stats.steps;
-        tot_spec_s += res.stats.total_s;
-        tot_draft_s += res.stats.draft_s;
-        tot_verify_s += res.stats.verify_s;
-        tot_spec_dec += res.n > 1 ? res.n - 1 : 0;
-        cb.prompt_tokens += jobs[k].n;
-        cb.prefill_s += res.stats.prefill_s;
-        if (jobs[k].n + res.n > cb.max_len) cb.max_len = jobs[k].n + res.n;
-        for (uint32_t s = 0; s < res.stats.steps; s++) {
-            hist[res.stats.accept[s] <= B ? res.stats.accept[s] : B]++;
-            tot_commit += res.stats.accept[s];
-        }
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "id", jobs[k].id);
-        cJSON_AddNumberToObject(o, "prompt_tokens", (double)jobs[k].n);
-        cJSON *ia = cJSON_AddArrayToObject(o, "ids");
-        for (uint32_t i = 0; i < res.n; i++) cJSON_AddItemToArray(ia, cJSON_CreateNumber(res.ids[i]));
-        if (tok) {
-            char *text = decode_generated(tok, res.ids, res.n);
-            cJSON_AddStringToObject(o, "text", text);
-            if (!json && njobs == 1) printf("%s\n", text);
-            free(text);
-        }
-        cJSON *aa = cJSON_AddArrayToObject(o, "acceptance_lengths");
-        for (uint32_t s = 0; s < res.stats.steps; s++) cJSON_AddItemToArray(aa, cJSON_CreateNumber(res.stats.accept[s]));
-        cJSON_AddNumberToObject(o, "tau", res.stats.tau);
-        cJSON_AddNumberToObject(o, "tok_s", spec_per_tok > 0 ? 1.0 / spec_per_tok : 0);
-        cJSON_AddBoolToObject(o, "stopped", res.stopped);
-        if (baseline) {
-            cJSON_AddNumberToObject(o, "baseline_tok_s", base_per_tok > 0 ? 1.0 / base_per_tok : 0);
-            cJSON_AddNumberToObject(o, "speedup", spec_per_tok > 0 ? base_per_tok / spec_per_tok : 0);
-        }
-        if (out) {
-            char *line = cJSON_PrintUnformatted(o);
-            size_t ll = strlen(line);
-            lines = realloc(lines, lines_len + ll + 2);
-            memcpy(lines + lines_len, line, ll);
-            lines[lines_len + ll] = '\n';
-            lines_len += ll + 1;
-            free(line);
-        }
-        cJSON_AddItemToArray(arr, o);
-        vkd_spec_result_free(&res);
-        progress(k + 1, njobs, vkd_now() - t_start);
+    vkd_spec_result res;
+    cli_check(vkd_spec_generate(m->t, p, m->rec, jb->ids, (uint32_t)jb->n, go, &res, &err), &err);
+    double spec_per_tok = res.n > 1 ? res.stats.total_s / (res.n - 1) : 0;
+    double base_per_tok = 0;
+    bool base_same = true;
+    if (S->baseline) {
+        vkd_generate_result g;
+        cli_check(vkd_generate(m->t, m->rec, jb->ids, (uint32_t)jb->n, go, &g, &err), &err);
+        base_per_tok = g.n > 1 ? g.decode_s / (g.n - 1) : 0;
+        if (S->temp == 0) base_same = g.n == res.n && !memcmp(g.ids, res.ids, g.n * 4);
+        T->base_s += g.decode_s;
+        T->base_dec += g.n > 1 ? g.n - 1 : 0;
+        free(g.ids);
     }
-    double tau = tot_steps ? (double)tot_commit / tot_steps : 0;
-    double spec_tps = tot_spec_s > 0 ? tot_spec_dec / tot_spec_s : 0;
-    double base_tps = tot_base_s > 0 ? tot_base_dec / tot_base_s : 0;
+    if (!base_same)
+        cli_fatal("spec: prompt %s: greedy speculative output differs from plain greedy decoding "
+                  "(a bug: please report)", jb->id);
+    T->tokens += res.n;
+    T->steps += res.stats.steps;
+    T->spec_s += res.stats.total_s;
+    T->draft_s += res.stats.draft_s;
+    T->verify_s += res.stats.verify_s;
+    T->spec_dec += res.n > 1 ? res.n - 1 : 0;
+    T->cb.prompt_tokens += jb->n;
+    T->cb.prefill_s += res.stats.prefill_s;
+    if (jb->n + res.n > T->cb.max_len) T->cb.max_len = jb->n + res.n;
+    for (uint32_t s = 0; s < res.stats.steps; s++) {
+        T->hist[res.stats.accept[s] <= B ? res.stats.accept[s] : B]++;
+        T->commit += res.stats.accept[s];
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", jb->id);
+    cJSON_AddNumberToObject(o, "prompt_tokens", (double)jb->n);
+    cJSON *ia = cJSON_AddArrayToObject(o, "ids");
+    for (uint32_t i = 0; i < res.n; i++) cJSON_AddItemToArray(ia, cJSON_CreateNumber(res.ids[i]));
+    if (m->tok) {
+        char *text = decode_generated(m->tok, res.ids, res.n);
+        cJSON_AddStringToObject(o, "text", text);
+        if (print_text) printf("%s\n", text);
+        free(text);
+    }
+    cJSON *aa = cJSON_AddArrayToObject(o, "acceptance_lengths");
+    for (uint32_t s = 0; s < res.stats.steps; s++) cJSON_AddItemToArray(aa, cJSON_CreateNumber(res.stats.accept[s]));
+    cJSON_AddNumberToObject(o, "tau", res.stats.tau);
+    cJSON_AddNumberToObject(o, "tok_s", spec_per_tok > 0 ? 1.0 / spec_per_tok : 0);
+    cJSON_AddBoolToObject(o, "stopped", res.stopped);
+    if (S->baseline) {
+        cJSON_AddNumberToObject(o, "baseline_tok_s", base_per_tok > 0 ? 1.0 / base_per_tok : 0);
+        cJSON_AddNumberToObject(o, "speedup", spec_per_tok > 0 ? base_per_tok / spec_per_tok : 0);
+    }
+    vkd_spec_result_free(&res);
+    return o;
+}
+
+/* The "total" object of the JSON document, and the text report unless --json. */
+static void report(const spec_opts *S, totals *T, const exp_models *m, const vkd_draft *p, size_t njobs, cJSON *doc) {
+    uint32_t B = p->gamma + 1;
+    const uint64_t *hist = T->hist;
+    double tau = T->steps ? (double)T->commit / T->steps : 0;
+    double spec_tps = T->spec_s > 0 ? T->spec_dec / T->spec_s : 0;
+    double base_tps = T->base_s > 0 ? T->base_dec / T->base_s : 0;
     cJSON *tj = cJSON_AddObjectToObject(doc, "total");
     cJSON_AddNumberToObject(tj, "prompts", (double)njobs);
-    cJSON_AddNumberToObject(tj, "tokens", (double)tot_tokens);
-    cJSON_AddNumberToObject(tj, "steps", (double)tot_steps);
+    cJSON_AddNumberToObject(tj, "tokens", (double)T->tokens);
+    cJSON_AddNumberToObject(tj, "steps", (double)T->steps);
     cJSON_AddNumberToObject(tj, "tau", tau);
     cJSON_AddNumberToObject(tj, "tok_s", spec_tps);
-    cJSON_AddNumberToObject(tj, "draft_s", tot_draft_s);
-    cJSON_AddNumberToObject(tj, "verify_s", tot_verify_s);
+    cJSON_AddNumberToObject(tj, "draft_s", T->draft_s);
+    cJSON_AddNumberToObject(tj, "verify_s", T->verify_s);
     cJSON_AddNumberToObject(tj, "block_size", B);
     cJSON_AddStringToObject(tj, "proposer", p->name);
     cJSON *hj = cJSON_AddArrayToObject(tj, "acceptance_histogram");
     for (uint32_t a = 1; a <= B; a++) cJSON_AddItemToArray(hj, cJSON_CreateNumber((double)hist[a]));
-    if (baseline) {
+    if (S->baseline) {
         cJSON_AddNumberToObject(tj, "baseline_tok_s", base_tps);
         cJSON_AddNumberToObject(tj, "speedup", base_tps > 0 ? spec_tps / base_tps : 0);
     }
-    cb.draft_calls = cb.verify_steps = tot_steps; /* one draft proposal and one verification per step */
-    cb.draft_s = tot_draft_s;
-    cb.verify_s = tot_verify_s;
-    compute_budget_sizes(t, d, &cb);
-    if (!d) { /* an autoregressive draft: its own KV cache, no taps */
+    compute_budget *cb = &T->cb;
+    cb->prompts = njobs;
+    cb->draft_calls = cb->verify_steps = T->steps; /* one draft proposal and one verification per step */
+    cb->draft_s = T->draft_s;
+    cb->verify_s = T->verify_s;
+    compute_budget_sizes(m->t, m->d, cb);
+    if (m->dm) { /* an autoregressive draft: its own KV cache, no taps */
         compute_budget ar = {0};
-        compute_budget_sizes(dm, NULL, &ar);
-        cb.draft_kv_per_token = ar.target_kv_per_token;
+        compute_budget_sizes(m->dm, NULL, &ar);
+        cb->draft_kv_per_token = ar.target_kv_per_token;
     }
-    cJSON_AddItemToObject(tj, "compute_budget", compute_budget_json(&cb));
-    if (out) cli_check(cli_write_atomic(out, lines ? lines : "", lines_len, &err), &err);
-    if (json) {
+    cJSON_AddItemToObject(tj, "compute_budget", compute_budget_json(cb));
+    if (S->json) {
         char *s = cJSON_Print(doc);
         puts(s);
         free(s);
-    } else {
-        printf("spec: %zu prompt(s), %llu tokens, %s proposer, block %u, %s\n", njobs,
-               (unsigned long long)tot_tokens, p->name, B, temp > 0 ? "sampling" : "greedy");
-        printf("tau (mean tokens per target forward): %.3f over %llu steps\n", tau, (unsigned long long)tot_steps);
-        printf("acceptance length histogram:\n");
-        uint64_t hmax = 1;
-        for (uint32_t a = 1; a <= B; a++) if (hist[a] > hmax) hmax = hist[a];
-        for (uint32_t a = 1; a <= B; a++)
-            printf("  %3u %7llu %.*s\n", a, (unsigned long long)hist[a], (int)(40 * hist[a] / hmax),
-                   "########################################");
-        printf("decode: %.2f tok/s (draft %.2fs, verify %.2fs)\n", spec_tps, tot_draft_s, tot_verify_s);
-        if (baseline)
-            printf("baseline: %.2f tok/s  ->  speed-up %.2fx\n", base_tps, base_tps > 0 ? spec_tps / base_tps : 0);
-        compute_budget_print(stdout, &cb);
+        return;
     }
-    if (vkd_ctx_validation_count(ctx))
-        cli_fatal("Vulkan validation reported: %s", vkd_ctx_validation_first(ctx));
+    printf("spec: %zu prompt(s), %llu tokens, %s proposer, block %u, %s\n", njobs, (unsigned long long)T->tokens,
+           p->name, B, S->temp > 0 ? "sampling" : "greedy");
+    printf("tau (mean tokens per target forward): %.3f over %llu steps\n", tau, (unsigned long long)T->steps);
+    printf("acceptance length histogram:\n");
+    uint64_t hmax = 1;
+    for (uint32_t a = 1; a <= B; a++) if (hist[a] > hmax) hmax = hist[a];
+    for (uint32_t a = 1; a <= B; a++)
+        printf("  %3u %7llu %.*s\n", a, (unsigned long long)hist[a], (int)(40 * hist[a] / hmax),
+               "########################################");
+    printf("decode: %.2f tok/s (draft %.2fs, verify %.2fs)\n", spec_tps, T->draft_s, T->verify_s);
+    if (S->baseline)
+        printf("baseline: %.2f tok/s  ->  speed-up %.2fx\n", base_tps, base_tps > 0 ? spec_tps / base_tps : 0);
+    compute_budget_print(stdout, cb);
+}
+
+int vkd_cmd_spec(int argc, char **argv) {
+    spec_opts S = {.c = {.cmd = "spec", .kv = "f32", .tok_optional = true}, .gamma = 4, .max_new = 128, .top_p = 1,
+                   .exit_mode = "reuse", .exit_layer = -1};
+    if (!parse_args(argc, argv, &S)) return 0;
+    exp_common *x = &S.c;
+    exp_models m = {0};
+    vkd_error err = {0};
+    vkd_result tr = vkd_tok_load(x->target_dir, &m.tok, &err);
+    if (tr && !S.pf.ids) cli_check(tr, &err);
+    if (!tr) x->tok_optional = false;
+
+    size_t njobs;
+    job *jobs = load_jobs(&S, m.tok, &njobs);
+    size_t longest = 0;
+    for (size_t k = 0; k < njobs; k++) if (jobs[k].n > longest) longest = jobs[k].n;
+    /* room for two blocks past the last token; at least one block must fit */
+    uint64_t need = ctx_len_fit(x->target_dir, longest + (uint64_t)S.max_new + 2 * 64 + 2,
+                                longest + (uint64_t)S.max_new + 66,
+                                "spec: the longest prompt (%zu tokens) + --max-new-tokens (%ld) + a block", longest,
+                                S.max_new);
+    x->draft_model = S.draft_model;
+    exp_load_models(x, (uint32_t)need, &m);
+    vkd_draft *p;
+    vkd_exit *ex = NULL;
+    if (m.d) cli_check(vkd_draft_dflash(m.d, &p, &err), &err);
+    else if (m.dm) cli_check(vkd_draft_ar(m.dm, (uint32_t)S.gamma, &p, &err), &err);
+    else {
+        if (S.exit_head) cli_check(vkd_exit_load(m.t, x->target_dir, S.exit_head, &ex, &err), &err);
+        else cli_check(vkd_exit_create(m.t, x->target_dir, (uint32_t)S.exit_layer, &ex, &err), &err);
+        cli_check(vkd_exit_freeze(ex, &err), &err);
+        cli_check(vkd_draft_exit(ex, (uint32_t)S.gamma, !strcmp(S.exit_mode, "reuse"), &p, &err), &err);
+    }
+
+    vkd_generate_options go = {.max_new_tokens = (uint32_t)S.max_new, .stop_ids = m.stops, .nstop = m.nstop};
+    go.sample = (vkd_sample_params){.temperature = (float)S.temp, .top_k = (uint32_t)S.top_k,
+                                    .top_p = (float)S.top_p, .seed = x->seed};
+    totals T = {.hist = calloc(p->gamma + 2, sizeof *T.hist)};
+    cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "prompts");
+    exp_buf lines = {0};
+    double t_start = vkd_now();
+    for (size_t k = 0; k < njobs; k++) {
+        cJSON *o = spec_one(&S, &m, p, &go, &jobs[k], !S.json && njobs == 1, &T);
+        if (S.out) {
+            char *line = cJSON_PrintUnformatted(o);
+            exp_buf_printf(&lines, "%s\n", line);
+            free(line);
+        }
+        cJSON_AddItemToArray(arr, o);
+        progress(k + 1, njobs, vkd_now() - t_start);
+    }
+    if (S.out) cli_check(cli_write_atomic(S.out, lines.s ? lines.s : "", lines.n, &err), &err);
+    report(&S, &T, &m, p, njobs, doc);
     cJSON_Delete(doc);
-    free(lines);
-    free(hist);
+    exp_buf_free(&lines);
+    free(T.hist);
     for (size_t k = 0; k < njobs; k++) { free(jobs[k].id); free(jobs[k].ids); }
     free(jobs);
     vkd_draft_free(p);
-    vkd_ttt_adapter_free(ad);
-    vkd_dflash_free(d);
-    vkd_target_free(dm);
     vkd_exit_free(ex);
-    vkd_rec_destroy(rec);
-    vkd_target_free(t);
-    cli_print_profile(ctx);
-    vkd_ctx_destroy(ctx);
-    vkd_tok_free(tok);
+    exp_free_models(&m);
     return 0;
 }

@@ -160,327 +160,381 @@ typedef struct agg {
     double *loss_cnt;
 } agg;
 
-int vkd_cmd_ttt(int argc, char **argv) {
-    exp_common c = {.cmd = "ttt", .train = true};
-    const char *steps_s = NULL, *lr_s = NULL, *rank_s = NULL, *targets_s = NULL, *anchors_s = NULL;
-    const char *chat = NULL, *ids_s = NULL, *init_adapter = NULL, *save_adapter = NULL, *opt_s = "adamw";
-    double alpha = VKD_TTT_DEFAULT_ALPHA, gamma = VKD_TTT_DEFAULT_GAMMA;
-    long K = 0, max_new = 128;
-    bool json = false;
+/* The command's flags and what is derived from them. */
+typedef struct ttt_opts {
+    exp_common c;
+    const char *steps_s, *lr_s, *rank_s, *targets_s, *anchors_s, *chat, *ids_s, *init_adapter, *save_adapter, *opt_s;
+    double alpha, gamma;
+    long K, max_new;
+    bool json;
+    vkd_ttt_optimizer optimizer;
+    uint32_t def_steps, def_rank;
+    double def_lr;
+    uint32_t *steps, *ranks, *anchors;   /* steps, ranks: &def_* when not given */
+    double *lrs;
+    size_t nsteps, nlr, nrank, nanch;
+    vkd_ttt_setting *grid;           /* the sweep, steps fastest */
+    size_t ng;
+    uint32_t targets;
+    char targets_str[64];
+    uint32_t Kdef, B;
+} ttt_opts;
+
+/* The flag loop; false after --help. */
+static bool parse_flags(int argc, char **argv, ttt_opts *T) {
+    exp_common *c = &T->c;
     for (int i = 1; i < argc; i++) {
         const char *v;
-        if (exp_flag(&c, argc, argv, &i)) continue;
-        if ((v = cli_value(c.cmd, "--steps", argc, argv, &i))) steps_s = v;
-        else if ((v = cli_value(c.cmd, "--lr", argc, argv, &i))) lr_s = v;
-        else if ((v = cli_value(c.cmd, "--rank", argc, argv, &i))) rank_s = v;
-        else if ((v = cli_value(c.cmd, "--optimizer", argc, argv, &i))) opt_s = v;
-        else if ((v = cli_value(c.cmd, "--lora-alpha", argc, argv, &i))) alpha = cli_parse_double(c.cmd, "--lora-alpha", v, 1e-6, 1e6);
-        else if ((v = cli_value(c.cmd, "--lora-targets", argc, argv, &i))) targets_s = v;
-        else if ((v = cli_value(c.cmd, "--anchors-per-step", argc, argv, &i)))
-            K = cli_parse_long(c.cmd, "--anchors-per-step", v, 1, 1L << 20);
-        else if ((v = cli_value(c.cmd, "--anchors", argc, argv, &i))) anchors_s = v;
-        else if ((v = cli_value(c.cmd, "--gamma", argc, argv, &i))) gamma = cli_parse_double(c.cmd, "--gamma", v, 1e-6, 1e6);
-        else if ((v = cli_value(c.cmd, "--max-new-tokens", argc, argv, &i)))
-            max_new = cli_parse_long(c.cmd, "--max-new-tokens", v, 1, 1L << 20);
-        else if ((v = cli_value(c.cmd, "--chat", argc, argv, &i))) chat = v;
-        else if ((v = cli_value(c.cmd, "--ids", argc, argv, &i))) ids_s = v;
-        else if ((v = cli_value(c.cmd, "--init-adapter", argc, argv, &i))) init_adapter = v;
-        else if ((v = cli_value(c.cmd, "--save-adapter", argc, argv, &i))) save_adapter = v;
-        else if (cli_is("--json", argv[i])) json = true;
-        else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return 0; }
-        else cli_usage_error(c.cmd, "unknown flag '%s'", argv[i]);
+        if (exp_flag(c, argc, argv, &i)) continue;
+        if ((v = cli_value(c->cmd, "--steps", argc, argv, &i))) T->steps_s = v;
+        else if ((v = cli_value(c->cmd, "--lr", argc, argv, &i))) T->lr_s = v;
+        else if ((v = cli_value(c->cmd, "--rank", argc, argv, &i))) T->rank_s = v;
+        else if ((v = cli_value(c->cmd, "--optimizer", argc, argv, &i))) T->opt_s = v;
+        else if ((v = cli_value(c->cmd, "--lora-alpha", argc, argv, &i))) T->alpha = cli_parse_double(c->cmd, "--lora-alpha", v, 1e-6, 1e6);
+        else if ((v = cli_value(c->cmd, "--lora-targets", argc, argv, &i))) T->targets_s = v;
+        else if ((v = cli_value(c->cmd, "--anchors-per-step", argc, argv, &i)))
+            T->K = cli_parse_long(c->cmd, "--anchors-per-step", v, 1, 1L << 20);
+        else if ((v = cli_value(c->cmd, "--anchors", argc, argv, &i))) T->anchors_s = v;
+        else if ((v = cli_value(c->cmd, "--gamma", argc, argv, &i))) T->gamma = cli_parse_double(c->cmd, "--gamma", v, 1e-6, 1e6);
+        else if ((v = cli_value(c->cmd, "--max-new-tokens", argc, argv, &i)))
+            T->max_new = cli_parse_long(c->cmd, "--max-new-tokens", v, 1, 1L << 20);
+        else if ((v = cli_value(c->cmd, "--chat", argc, argv, &i))) T->chat = v;
+        else if ((v = cli_value(c->cmd, "--ids", argc, argv, &i))) T->ids_s = v;
+        else if ((v = cli_value(c->cmd, "--init-adapter", argc, argv, &i))) T->init_adapter = v;
+        else if ((v = cli_value(c->cmd, "--save-adapter", argc, argv, &i))) T->save_adapter = v;
+        else if (cli_is("--json", argv[i])) T->json = true;
+        else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return false; }
+        else cli_usage_error(c->cmd, "unknown flag '%s'", argv[i]);
     }
-    /* ---- every input is checked before --out is touched ---- */
-    exp_require(&c, true);
-    if ((c.dataset != NULL) + (chat != NULL) + (ids_s != NULL) != 1)
-        cli_usage_error(c.cmd, "exactly one of --dataset, --chat, --ids is required");
-    if (c.limit && !c.dataset) cli_usage_error(c.cmd, "--limit goes with --dataset");
-    if (c.adapter) cli_usage_error(c.cmd, "--adapter: ttt trains its own adapter (start from one with --init-adapter)");
-    if (K && anchors_s) cli_usage_error(c.cmd, "--anchors-per-step and --anchors exclude each other");
-    vkd_ttt_optimizer optimizer;
-    if (!strcmp(opt_s, "adamw")) optimizer = VKD_TTT_ADAMW;
-    else if (!strcmp(opt_s, "sgd")) optimizer = VKD_TTT_SGD;
-    else cli_usage_error(c.cmd, "--optimizer: '%s' is not adamw or sgd", opt_s);
-    size_t nsteps = 1, nlr = 1, nrank = 1, nanch = 0;
-    uint32_t def_steps = VKD_TTT_DEFAULT_STEPS, def_rank = VKD_TTT_DEFAULT_RANK;
-    double def_lr = VKD_TTT_DEFAULT_LR;
-    uint32_t *steps = steps_s ? parse_u32_list("--steps", steps_s, 1, 1000000, &nsteps) : &def_steps;
-    uint32_t *ranks = rank_s ? parse_u32_list("--rank", rank_s, 1, 4096, &nrank) : &def_rank;
-    if (nsteps > 64) cli_usage_error(c.cmd, "--steps: at most 64 step counts");
-    double *lrs = lr_s ? exp_parse_list(c.cmd, "--lr", lr_s, -INFINITY, INFINITY, &nlr) : &def_lr;
-    for (size_t i = 0; i < nlr; i++)
-        if (!(lrs[i] > 0) || !isfinite(lrs[i])) cli_usage_error(c.cmd, "--lr: %g is not a finite number > 0", lrs[i]);
-    uint32_t *anchors = anchors_s ? parse_u32_list("--anchors", anchors_s, 1, 1L << 30, &nanch) : NULL;
+    return true;
+}
+
+/* Parses and checks every flag (before --out is touched); false after --help. */
+static bool parse_args(int argc, char **argv, ttt_opts *T) {
+    if (!parse_flags(argc, argv, T)) return false;
+    exp_common *c = &T->c;
+    exp_require(c, true);
+    if ((c->dataset != NULL) + (T->chat != NULL) + (T->ids_s != NULL) != 1)
+        cli_usage_error(c->cmd, "exactly one of --dataset, --chat, --ids is required");
+    if (c->limit && !c->dataset) cli_usage_error(c->cmd, "--limit goes with --dataset");
+    if (c->adapter) cli_usage_error(c->cmd, "--adapter: ttt trains its own adapter (start from one with --init-adapter)");
+    if (T->K && T->anchors_s) cli_usage_error(c->cmd, "--anchors-per-step and --anchors exclude each other");
+    if (!strcmp(T->opt_s, "adamw")) T->optimizer = VKD_TTT_ADAMW;
+    else if (!strcmp(T->opt_s, "sgd")) T->optimizer = VKD_TTT_SGD;
+    else cli_usage_error(c->cmd, "--optimizer: '%s' is not adamw or sgd", T->opt_s);
+    T->nsteps = T->nlr = T->nrank = 1;
+    T->steps = T->steps_s ? parse_u32_list("--steps", T->steps_s, 1, 1000000, &T->nsteps) : &T->def_steps;
+    T->ranks = T->rank_s ? parse_u32_list("--rank", T->rank_s, 1, 4096, &T->nrank) : &T->def_rank;
+    if (T->nsteps > 64) cli_usage_error(c->cmd, "--steps: at most 64 step counts");
+    T->lrs = T->lr_s ? exp_parse_list(c->cmd, "--lr", T->lr_s, -INFINITY, INFINITY, &T->nlr) : &T->def_lr;
+    for (size_t i = 0; i < T->nlr; i++)
+        if (!(T->lrs[i] > 0) || !isfinite(T->lrs[i])) cli_usage_error(c->cmd, "--lr: %g is not a finite number > 0", T->lrs[i]);
+    T->anchors = T->anchors_s ? parse_u32_list("--anchors", T->anchors_s, 1, 1L << 30, &T->nanch) : NULL;
     vkd_error err = {0};
-    vkd_ttt_setting *grid;
-    size_t ng;
-    if (vkd_ttt_grid(steps, nsteps, lrs, nlr, ranks, nrank, &grid, &ng, &err)) cli_usage_error(c.cmd, "%s", err.msg);
-    uint32_t targets = VKD_TTT_DEFAULT_TARGETS;
-    if (targets_s && vkd_ttt_parse_targets(targets_s, &targets, &err)) cli_usage_error(c.cmd, "--lora-targets: %s", err.msg);
-    char targets_str[64];
-    vkd_ttt_targets_str(targets, targets_str, sizeof targets_str);
-    if (init_adapter) {
+    if (vkd_ttt_grid(T->steps, T->nsteps, T->lrs, T->nlr, T->ranks, T->nrank, &T->grid, &T->ng, &err))
+        cli_usage_error(c->cmd, "%s", err.msg);
+    T->targets = VKD_TTT_DEFAULT_TARGETS;
+    if (T->targets_s && vkd_ttt_parse_targets(T->targets_s, &T->targets, &err))
+        cli_usage_error(c->cmd, "--lora-targets: %s", err.msg);
+    vkd_ttt_targets_str(T->targets, T->targets_str, sizeof T->targets_str);
+    if (T->init_adapter) {
         char p[4200];
-        snprintf(p, sizeof p, "%s/adapter_config.json", init_adapter);
+        snprintf(p, sizeof p, "%s/adapter_config.json", T->init_adapter);
         struct stat sb;
         if (stat(p, &sb)) cli_fatal("--init-adapter: %s: no such file (expected a PEFT adapter folder)", p);
-        if (nrank > 1) cli_usage_error(c.cmd, "--init-adapter fixes the rank: --rank takes no list with it");
+        if (T->nrank > 1) cli_usage_error(c->cmd, "--init-adapter fixes the rank: --rank takes no list with it");
     }
-    if (save_adapter && ng > 1) cli_usage_error(c.cmd, "--save-adapter needs a single setting (%zu in the sweep)", ng);
-    if (save_adapter && c.dataset) cli_usage_error(c.cmd, "--save-adapter needs a single example (--chat or --ids)");
-    if (c.resume && json) cli_usage_error(c.cmd, "--json reports this run's losses; it does not go with --resume");
+    if (T->save_adapter && T->ng > 1) cli_usage_error(c->cmd, "--save-adapter needs a single setting (%zu in the sweep)", T->ng);
+    if (T->save_adapter && c->dataset) cli_usage_error(c->cmd, "--save-adapter needs a single example (--chat or --ids)");
+    if (c->resume && T->json) cli_usage_error(c->cmd, "--json reports this run's losses; it does not go with --resume");
+    return true;
+}
 
-    exp_models m = {0};
-    exp_load_tokenizer(&c, &m);
-    exp_data data = {0};
-    if (c.dataset) {
-        exp_load_data(&c, m.tok, NULL, false, &data);
-    } else {
-        data.ex = calloc(1, sizeof *data.ex);
-        if (!data.ex) cli_fatal("out of memory");
-        size_t np;
-        if (chat) {
-            char *text = chat_render(c.cmd, m.tok, NULL, chat, c.think);
-            data.ex[0].prompt = encode_rendered(m.tok, text, &np);
-            free(text);
-        } else {
-            data.ex[0].prompt = parse_id_list(c.cmd, "--ids", ids_s, &np);
-        }
-        if (np < 3) cli_usage_error(c.cmd, "the context has %zu token(s); TTT needs at least 3", np);
-        data.ex[0].n_prompt = (uint32_t)np;
-        data.ex[0].id = strdup(chat ? "chat" : "ids");
-        data.ex[0].question = chat ? chat : "";
-        data.path = chat ? "--chat" : "--ids";
-        data.n = 1;
+/* The examples: the dataset, or the one --chat / --ids context. */
+static void load_examples(const ttt_opts *T, vkd_tok *tok, exp_data *data) {
+    const exp_common *c = &T->c;
+    memset(data, 0, sizeof *data);
+    if (c->dataset) {
+        exp_load_data(c, tok, NULL, false, data);
+        return;
     }
-    /* contexts: prompt (+ answer) */
-    int32_t **seqs = calloc(data.n, sizeof *seqs);
-    uint32_t *lens = calloc(data.n, sizeof *lens);
+    data->ex = calloc(1, sizeof *data->ex);
+    if (!data->ex) cli_fatal("out of memory");
+    size_t np;
+    if (T->chat) {
+        char *text = chat_render(c->cmd, tok, NULL, T->chat, c->think);
+        data->ex[0].prompt = encode_rendered(tok, text, &np);
+        free(text);
+    } else {
+        data->ex[0].prompt = parse_id_list(c->cmd, "--ids", T->ids_s, &np);
+    }
+    if (np < 3) cli_usage_error(c->cmd, "the context has %zu token(s); TTT needs at least 3", np);
+    data->ex[0].n_prompt = (uint32_t)np;
+    data->ex[0].id = strdup(T->chat ? "chat" : "ids");
+    data->ex[0].question = T->chat ? T->chat : "";
+    data->path = T->chat ? "--chat" : "--ids";
+    data->n = 1;
+}
+
+/* Contexts: prompt (+ answer) per example; returns the context capacity they need. */
+static uint64_t build_contexts(const ttt_opts *T, vkd_tok *tok, const exp_data *data, int32_t ***seqs_out,
+                               uint32_t **lens_out) {
+    int32_t **seqs = calloc(data->n, sizeof *seqs);
+    uint32_t *lens = calloc(data->n, sizeof *lens);
     uint64_t longest = 0;
-    for (size_t k = 0; k < data.n; k++) {
-        const exp_example *e = &data.ex[k];
+    vkd_error err = {0};
+    for (size_t k = 0; k < data->n; k++) {
+        const exp_example *e = &data->ex[k];
         int32_t *a = NULL;
         size_t na = 0;
-        if (e->answer && e->answer[0]) cli_check(vkd_tok_encode(m.tok, e->answer, strlen(e->answer), false, &a, &na, &err), &err);
+        if (e->answer && e->answer[0]) cli_check(vkd_tok_encode(tok, e->answer, strlen(e->answer), false, &a, &na, &err), &err);
         lens[k] = e->n_prompt + (uint32_t)na;
         seqs[k] = malloc((size_t)lens[k] * sizeof **seqs);
         memcpy(seqs[k], e->prompt, e->n_prompt * sizeof **seqs);
         if (na) memcpy(seqs[k] + e->n_prompt, a, na * sizeof *a);
         free(a);
-        uint64_t need = (lens[k] > e->n_prompt + (uint64_t)max_new ? lens[k] : e->n_prompt + (uint64_t)max_new);
+        uint64_t need = (lens[k] > e->n_prompt + (uint64_t)T->max_new ? lens[k] : e->n_prompt + (uint64_t)T->max_new);
         if (need > longest) longest = need;
     }
-    vkd_cfg tc;
-    cli_check(vkd_cfg_load(c.target_dir, &tc, &err), &err);
-    uint64_t cap = longest + 64;
-    if ((int64_t)cap > tc.max_position_embeddings) cap = (uint64_t)tc.max_position_embeddings;
-    exp_load_models(&c, (uint32_t)cap, &m);
-    uint32_t B = m.d->block;
-    if (init_adapter) { /* its rank and targets must agree with the flags given */
-        vkd_ttt_adapter *ad;
-        if (vkd_ttt_adapter_load(m.d, init_adapter, &ad, &err)) cli_fatal("--init-adapter: %s", err.msg);
-        uint32_t r0 = vkd_ttt_adapter_rank(ad), t0 = vkd_ttt_adapter_targets(ad);
-        vkd_ttt_adapter_free(ad);
-        if (rank_s && ranks[0] != r0)
-            cli_usage_error(c.cmd, "--rank %u does not match the rank %u of --init-adapter %s", ranks[0], r0, init_adapter);
-        char ts[64];
-        vkd_ttt_targets_str(t0, ts, sizeof ts);
-        if (targets_s && targets != t0)
-            cli_usage_error(c.cmd, "--lora-targets %s does not match the targets %s of --init-adapter %s", targets_str,
-                            ts, init_adapter);
-        ranks[0] = r0;
-        for (size_t g = 0; g < ng; g++) grid[g].rank = r0;
-        targets = t0;
-        memcpy(targets_str, ts, sizeof ts);
-    }
-    if (!vkd_ttt_engine_available())
-        cli_fatal("ttt: test-time training needs the DFlash draft's training forward and backward, which this "
-                  "build does not have yet; nothing was written");
-    if (anchors && c.dataset == NULL) {
-        if (vkd_ttt_check_anchors(anchors, (uint32_t)nanch, lens[0], &err)) cli_usage_error(c.cmd, "--anchors: %s", err.msg);
-    }
-    uint32_t Kdef = K ? (uint32_t)K : VKD_TTT_DEFAULT_ANCHORS;
+    *seqs_out = seqs;
+    *lens_out = lens;
+    return longest + 64;
+}
 
+/* --init-adapter: its rank and targets must agree with the flags given; they become the run's. */
+static void check_init_adapter(ttt_opts *T, vkd_dflash *d) {
+    vkd_error err = {0};
+    vkd_ttt_adapter *ad;
+    if (vkd_ttt_adapter_load(d, T->init_adapter, &ad, &err)) cli_fatal("--init-adapter: %s", err.msg);
+    uint32_t r0 = vkd_ttt_adapter_rank(ad), t0 = vkd_ttt_adapter_targets(ad);
+    vkd_ttt_adapter_free(ad);
+    if (T->rank_s && T->ranks[0] != r0)
+        cli_usage_error(T->c.cmd, "--rank %u does not match the rank %u of --init-adapter %s", T->ranks[0], r0,
+                        T->init_adapter);
+    char ts[64];
+    vkd_ttt_targets_str(t0, ts, sizeof ts);
+    if (T->targets_s && T->targets != t0)
+        cli_usage_error(T->c.cmd, "--lora-targets %s does not match the targets %s of --init-adapter %s",
+                        T->targets_str, ts, T->init_adapter);
+    T->ranks[0] = r0;
+    for (size_t g = 0; g < T->ng; g++) T->grid[g].rank = r0;
+    T->targets = t0;
+    memcpy(T->targets_str, ts, sizeof ts);
+}
+
+/* The command's own parameters for config.json. */
+static cJSON *ttt_params(const ttt_opts *T, const exp_data *data) {
     cJSON *params = cJSON_CreateObject();
-    cJSON_AddStringToObject(params, "input", c.dataset ? data.path : chat ? "chat" : "ids");
-    if (chat) cJSON_AddStringToObject(params, "chat", chat);
-    if (ids_s) cJSON_AddStringToObject(params, "ids", ids_s);
+    cJSON_AddStringToObject(params, "input", T->c.dataset ? data->path : T->chat ? "chat" : "ids");
+    if (T->chat) cJSON_AddStringToObject(params, "chat", T->chat);
+    if (T->ids_s) cJSON_AddStringToObject(params, "ids", T->ids_s);
     cJSON *ja = cJSON_AddArrayToObject(params, "steps");
-    for (size_t i = 0; i < nsteps; i++) cJSON_AddItemToArray(ja, cJSON_CreateNumber(steps[i]));
+    for (size_t i = 0; i < T->nsteps; i++) cJSON_AddItemToArray(ja, cJSON_CreateNumber(T->steps[i]));
     ja = cJSON_AddArrayToObject(params, "lr");
-    for (size_t i = 0; i < nlr; i++) cJSON_AddItemToArray(ja, cJSON_CreateNumber(lrs[i]));
+    for (size_t i = 0; i < T->nlr; i++) cJSON_AddItemToArray(ja, cJSON_CreateNumber(T->lrs[i]));
     ja = cJSON_AddArrayToObject(params, "rank");
-    for (size_t i = 0; i < nrank; i++) cJSON_AddItemToArray(ja, cJSON_CreateNumber(ranks[i]));
-    cJSON_AddStringToObject(params, "optimizer", opt_s);
-    cJSON_AddNumberToObject(params, "lora_alpha", alpha);
-    cJSON_AddStringToObject(params, "lora_targets", targets_str);
-    if (anchors) {
+    for (size_t i = 0; i < T->nrank; i++) cJSON_AddItemToArray(ja, cJSON_CreateNumber(T->ranks[i]));
+    cJSON_AddStringToObject(params, "optimizer", T->opt_s);
+    cJSON_AddNumberToObject(params, "lora_alpha", T->alpha);
+    cJSON_AddStringToObject(params, "lora_targets", T->targets_str);
+    if (T->anchors) {
         ja = cJSON_AddArrayToObject(params, "anchors");
-        for (size_t i = 0; i < nanch; i++) cJSON_AddItemToArray(ja, cJSON_CreateNumber(anchors[i]));
+        for (size_t i = 0; i < T->nanch; i++) cJSON_AddItemToArray(ja, cJSON_CreateNumber(T->anchors[i]));
     } else {
-        cJSON_AddNumberToObject(params, "anchors_per_step", Kdef);
+        cJSON_AddNumberToObject(params, "anchors_per_step", T->Kdef);
     }
-    cJSON_AddNumberToObject(params, "gamma", gamma);
-    cJSON_AddNumberToObject(params, "max_new_tokens", (double)max_new);
-    cJSON_AddNumberToObject(params, "block_size", B);
-    if (init_adapter) cJSON_AddStringToObject(params, "init_adapter", init_adapter);
-    exp_out o;
-    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len, .block = B};
-    exp_open_out(&c, params, jr_check_ttt, &lim, &o);
+    cJSON_AddNumberToObject(params, "gamma", T->gamma);
+    cJSON_AddNumberToObject(params, "max_new_tokens", (double)T->max_new);
+    cJSON_AddNumberToObject(params, "block_size", T->B);
+    if (T->init_adapter) cJSON_AddStringToObject(params, "init_adapter", T->init_adapter);
+    return params;
+}
 
-    exp_progress pg;
-    exp_progress_start(&pg, c.cmd, data.n);
-    uint64_t work = 0;
-    for (size_t k = 0; k < data.n; k++) {
-        const exp_example *e = &data.ex[k];
-        if (exp_done(&o, e->id)) { exp_progress_update(&pg, k + 1, work, "step"); continue; }
-        cJSON *rj = exp_record_new(e);
-        uint32_t T = lens[k];
-        cJSON_AddNumberToObject(rj, "context_tokens", T);
-        const char *skip = NULL;
-        if (T < 3) skip = "context shorter than 3 tokens";
-        else if (anchors && vkd_ttt_check_anchors(anchors, (uint32_t)nanch, T, &err)) skip = "--anchors do not fit the context";
-        else if ((uint64_t)e->n_prompt + max_new + B > m.t->ctx_len || T + B > m.t->ctx_len) skip = "longer than the context";
-        if (skip) {
-            fprintf(stderr, "ttt: %s:%zu: skipped: %s\n", data.path, e->line, skip);
-            cJSON_AddStringToObject(rj, "skipped", skip);
-            exp_journal(&o, rj);
-            exp_progress_update(&pg, k + 1, work, "step");
-            continue;
-        }
-        const int32_t *ans_seq = T > e->n_prompt ? seqs[k] : NULL;
-        cJSON *bj;
-        cli_check(measure_json(&m, e->prompt, e->n_prompt, ans_seq, T, (uint32_t)max_new, &bj, &err), &err);
-        cJSON_AddItemToObject(rj, "baseline", bj);
-        cJSON *settings = cJSON_AddArrayToObject(rj, "settings");
-        for (size_t g0 = 0; g0 < ng; g0 += nsteps) { /* one run per (rank, lr) */
-            const vkd_ttt_setting *gs = &grid[g0];
-            uint32_t cps[64], ncp = 0;
-            for (size_t s = 0; s < nsteps && ncp < 64; s++) cps[ncp++] = grid[g0 + s].steps;
-            vkd_ttt_trace tr = {0};
-            run_ctx rc = {.m = &m, .prompt = e->prompt, .seq = ans_seq, .P = e->n_prompt, .n = T,
-                          .max_new = (uint32_t)max_new, .trace = &tr, .lr = gs->lr, .rank = gs->rank,
-                          .settings = settings};
-            uint32_t Kx = Kdef < T - 2 ? Kdef : T - 2;
-            vkd_ttt_options to = {.steps = cps[ncp - 1], .lr = gs->lr, .optimizer = optimizer,
-                                  .anchors_per_step = Kx, .anchors = anchors, .nanchors = (uint32_t)nanch,
-                                  .gamma = gamma, .seed = c.seed, .key = (uint32_t)k, .checkpoints = cps,
-                                  .ncheckpoints = ncp, .on_checkpoint = on_checkpoint, .user = &rc};
-            vkd_ttt_adapter *ad;
-            if (init_adapter) cli_check(vkd_ttt_adapter_load(m.d, init_adapter, &ad, &err), &err);
-            else cli_check(vkd_ttt_adapter_new(m.d, gs->rank, alpha, targets, c.seed, &ad, &err), &err);
-            vkd_result r = vkd_ttt_adapt(m.d, ad, m.rec, seqs[k], T, &to, &tr, &err);
-            if (r) {
-                char kept[4400] = "";
-                vkd_error e2 = {0};
-                if (r == VKD_ERR_RANGE && save_adapter && !vkd_ttt_adapter_save(ad, save_adapter, &e2))
-                    snprintf(kept, sizeof kept, "; the last good adapter (after %u update(s)) is in %s", tr.updates,
-                             save_adapter);
-                cli_fatal("ttt: %s:%zu: rank %u, lr %g: %s%s", data.path, e->line, gs->rank, gs->lr, err.msg, kept);
-            }
-            work += tr.n;
-            if (save_adapter) cli_check(vkd_ttt_adapter_save(ad, save_adapter, &err), &err);
-            vkd_ttt_adapter_free(ad);
-            vkd_ttt_trace_free(&tr);
-        }
-        /* journal the record as it reads back, so that a resumed run's tables are identical */
-        char *txt = cJSON_PrintUnformatted(rj);
-        cJSON *back = txt ? cJSON_Parse(txt) : NULL;
-        if (!back) cli_fatal("out of memory");
-        free(txt);
-        cJSON_Delete(rj);
-        exp_journal(&o, back);
-        exp_progress_update(&pg, k + 1, work, "step");
+/* One (rank, lr) run on example k, its checkpoints (the step counts of the sweep) appended to
+ * settings; returns the optimizer steps taken. */
+static uint32_t adapt_run(const ttt_opts *T, exp_models *m, const exp_data *data, size_t k, const int32_t *seq,
+                          uint32_t n, const vkd_ttt_setting *gs, cJSON *settings) {
+    const exp_example *e = &data->ex[k];
+    vkd_error err = {0};
+    uint32_t cps[64], ncp = 0;
+    for (size_t s = 0; s < T->nsteps && ncp < 64; s++) cps[ncp++] = gs[s].steps;
+    vkd_ttt_trace tr = {0};
+    const int32_t *ans_seq = n > e->n_prompt ? seq : NULL;
+    run_ctx rc = {.m = m, .prompt = e->prompt, .seq = ans_seq, .P = e->n_prompt, .n = n,
+                  .max_new = (uint32_t)T->max_new, .trace = &tr, .lr = gs->lr, .rank = gs->rank, .settings = settings};
+    uint32_t Kx = T->Kdef < n - 2 ? T->Kdef : n - 2;
+    vkd_ttt_options to = {.steps = cps[ncp - 1], .lr = gs->lr, .optimizer = T->optimizer,
+                          .anchors_per_step = Kx, .anchors = T->anchors, .nanchors = (uint32_t)T->nanch,
+                          .gamma = T->gamma, .seed = T->c.seed, .key = (uint32_t)k, .checkpoints = cps,
+                          .ncheckpoints = ncp, .on_checkpoint = on_checkpoint, .user = &rc};
+    vkd_ttt_adapter *ad;
+    if (T->init_adapter) cli_check(vkd_ttt_adapter_load(m->d, T->init_adapter, &ad, &err), &err);
+    else cli_check(vkd_ttt_adapter_new(m->d, gs->rank, T->alpha, T->targets, T->c.seed, &ad, &err), &err);
+    vkd_result r = vkd_ttt_adapt(m->d, ad, m->rec, seq, n, &to, &tr, &err);
+    if (r) {
+        char kept[4400] = "";
+        vkd_error e2 = {0};
+        if (r == VKD_ERR_RANGE && T->save_adapter && !vkd_ttt_adapter_save(ad, T->save_adapter, &e2))
+            snprintf(kept, sizeof kept, "; the last good adapter (after %u update(s)) is in %s", tr.updates,
+                     T->save_adapter);
+        cli_fatal("ttt: %s:%zu: rank %u, lr %g: %s%s", data->path, e->line, gs->rank, gs->lr, err.msg, kept);
     }
-    exp_progress_end(&pg, data.n, work, "step");
+    uint32_t steps = tr.n;
+    if (T->save_adapter) cli_check(vkd_ttt_adapter_save(ad, T->save_adapter, &err), &err);
+    vkd_ttt_adapter_free(ad);
+    vkd_ttt_trace_free(&tr);
+    return steps;
+}
 
-    /* ---- tables from the whole journal ---- */
-    agg *ag = calloc(ng, sizeof *ag);
-    size_t nex = data.n ? data.n : 1;
-    for (size_t g = 0; g < ng; g++) {
-        ag[g].s = grid[g];
-        double **cols[9] = {&ag[g].dtau, &ag[g].tau_b, &ag[g].tau_t, &ag[g].dp, &ag[g].drank,
-                            &ag[g].loss0, &ag[g].loss1, &ag[g].step_ms, &ag[g].tok_s};
+/* The journal record of example k: skipped, or the baseline and every setting's rows. */
+static cJSON *ttt_one(const ttt_opts *T, exp_models *m, const exp_data *data, int32_t *const *seqs,
+                      const uint32_t *lens, size_t k, uint64_t *work) {
+    const exp_example *e = &data->ex[k];
+    vkd_error err = {0};
+    cJSON *rj = exp_record_new(e);
+    uint32_t n = lens[k], B = T->B;
+    cJSON_AddNumberToObject(rj, "context_tokens", n);
+    const char *skip = NULL;
+    if (n < 3) skip = "context shorter than 3 tokens";
+    else if (T->anchors && vkd_ttt_check_anchors(T->anchors, (uint32_t)T->nanch, n, &err)) skip = "--anchors do not fit the context";
+    else if ((uint64_t)e->n_prompt + T->max_new + B > m->t->ctx_len || n + B > m->t->ctx_len) skip = "longer than the context";
+    if (skip) {
+        fprintf(stderr, "ttt: %s:%zu: skipped: %s\n", data->path, e->line, skip);
+        cJSON_AddStringToObject(rj, "skipped", skip);
+        return rj;
+    }
+    const int32_t *ans_seq = n > e->n_prompt ? seqs[k] : NULL;
+    cJSON *bj;
+    cli_check(measure_json(m, e->prompt, e->n_prompt, ans_seq, n, (uint32_t)T->max_new, &bj, &err), &err);
+    cJSON_AddItemToObject(rj, "baseline", bj);
+    cJSON *settings = cJSON_AddArrayToObject(rj, "settings");
+    for (size_t g0 = 0; g0 < T->ng; g0 += T->nsteps) /* one run per (rank, lr) */
+        *work += adapt_run(T, m, data, k, seqs[k], n, &T->grid[g0], settings);
+    /* journal the record as it reads back, so that a resumed run's tables are identical */
+    char *txt = cJSON_PrintUnformatted(rj);
+    cJSON *back = txt ? cJSON_Parse(txt) : NULL;
+    if (!back) cli_fatal("out of memory");
+    free(txt);
+    cJSON_Delete(rj);
+    return back;
+}
+
+/* Per setting, over the journal's examples; results.csv and the --json document on the way. */
+typedef struct tally {
+    agg *ag;                         /* [ng] */
+    size_t n_done, n_skip;
+    cJSON *jout;
+} tally;
+
+/* One setting row of one record into results.csv, the --json document and its aggregate. */
+static void tally_row(const ttt_opts *T, tally *Y, const cJSON *rj, const cJSON *base, const cJSON *row,
+                      const char *id, cJSON *jsets, exp_buf *csv) {
+    uint32_t st = (uint32_t)num(row, "steps"), rk = (uint32_t)num(row, "rank");
+    double lr = num(row, "lr");
+    size_t g = T->ng;
+    for (size_t q = 0; q < T->ng; q++)
+        if (T->grid[q].steps == st && T->grid[q].rank == rk && T->grid[q].lr == lr) g = q;
+    const cJSON *ls = item(row, "losses");
+    int nl = cJSON_GetArraySize(ls);
+    double l0 = nl ? cJSON_GetArrayItem(ls, 0)->valuedouble : NAN;
+    double l1 = nl ? cJSON_GetArrayItem(ls, nl - 1)->valuedouble : NAN;
+    double train_s = num(row, "train_s"), rows = num(row, "train_rows");
+    double step_ms = st ? 1e3 * train_s / st : NAN, tok_s = train_s > 0 ? rows / train_s : NAN;
+    double tb = num(base, "tau"), tt = num(row, "tau"), pb = num(base, "p_mean"), pt = num(row, "p_mean");
+    double rb = num(base, "rank_mean"), rt = num(row, "rank_mean");
+    exp_buf_csv(csv, id ? id : "");
+    exp_buf_printf(csv, ",%u,%g,%u,%s,%.0f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.9g,%.9g,%.6g,%.6g,%.0f,%.0f\n",
+                   st, lr, rk, T->opt_s, num(rj, "context_tokens"), tb, tt, tt - tb, pb, pt, pt - pb, rb, rt,
+                   l0, l1, step_ms, tok_s, num(base, "generated"), num(row, "generated"));
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddNumberToObject(js, "steps", st);
+    cJSON_AddNumberToObject(js, "lr", lr);
+    cJSON_AddNumberToObject(js, "rank", rk);
+    cJSON_AddItemToObject(js, "losses", cJSON_Duplicate(ls, true));
+    cJSON_AddItemToArray(jsets, js);
+    if (g == T->ng) return; /* a setting of another invocation (refused by --resume's config check) */
+    agg *a = &Y->ag[g];
+    a->dtau[a->n] = tt - tb;
+    a->tau_b[a->n] = tb;
+    a->tau_t[a->n] = tt;
+    a->dp[a->n] = pt - pb;
+    a->drank[a->n] = rt - rb;
+    a->loss0[a->n] = l0;
+    a->loss1[a->n] = l1;
+    a->step_ms[a->n] = step_ms;
+    a->tok_s[a->n] = tok_s;
+    a->n++;
+    for (int i = 0; i < nl && (uint32_t)i < a->s.steps; i++) {
+        double v = cJSON_GetArrayItem(ls, i)->valuedouble;
+        if (isfinite(v)) { a->loss_sum[i] += v; a->loss_cnt[i] += 1; }
+    }
+}
+
+/* Tallies the whole journal; writes results.csv. */
+static void tally_journal(const ttt_opts *T, exp_out *o, size_t nexamples, tally *Y) {
+    Y->ag = calloc(T->ng, sizeof *Y->ag);
+    Y->n_done = Y->n_skip = 0;
+    size_t nex = nexamples ? nexamples : 1;
+    for (size_t g = 0; g < T->ng; g++) {
+        agg *a = &Y->ag[g];
+        a->s = T->grid[g];
+        double **cols[9] = {&a->dtau, &a->tau_b, &a->tau_t, &a->dp, &a->drank, &a->loss0, &a->loss1, &a->step_ms, &a->tok_s};
         for (int q = 0; q < 9; q++) *cols[q] = calloc(nex, sizeof(double));
-        ag[g].loss_sum = calloc(grid[g].steps, sizeof(double));
-        ag[g].loss_cnt = calloc(grid[g].steps, sizeof(double));
+        a->loss_sum = calloc(T->grid[g].steps, sizeof(double));
+        a->loss_cnt = calloc(T->grid[g].steps, sizeof(double));
     }
     exp_buf csv = {0};
     exp_buf_printf(&csv, "example,steps,lr,rank,optimizer,context_tokens,tau_base,tau_ttt,delta_tau,p_base,p_ttt,"
                          "delta_p,rank_base,rank_ttt,loss_first,loss_last,step_ms,train_tok_s,generated_base,"
                          "generated_ttt\n");
-    cJSON *jout = cJSON_CreateObject(), *jex = cJSON_AddArrayToObject(jout, "examples");
-    size_t n_done = 0, n_skip = 0;
-    for (size_t ri = 0; ri < o.done.n; ri++) {
-        const cJSON *rj = o.done.rec[ri];
+    Y->jout = cJSON_CreateObject();
+    cJSON *jex = cJSON_AddArrayToObject(Y->jout, "examples");
+    for (size_t ri = 0; ri < o->done.n; ri++) {
+        const cJSON *rj = o->done.rec[ri];
         const cJSON *base = item(rj, "baseline"), *sets = item(rj, "settings"), *row;
-        if (!cJSON_IsObject(base) || !cJSON_IsArray(sets)) { n_skip++; continue; }
-        n_done++;
+        if (!cJSON_IsObject(base) || !cJSON_IsArray(sets)) { Y->n_skip++; continue; }
+        Y->n_done++;
         const char *id = cJSON_GetStringValue(item(rj, "id"));
         cJSON *je = cJSON_CreateObject(), *jsets = cJSON_AddArrayToObject(je, "settings");
         cJSON_AddStringToObject(je, "id", id ? id : "");
         cJSON_AddItemToArray(jex, je);
-        cJSON_ArrayForEach(row, sets) {
-            uint32_t st = (uint32_t)num(row, "steps"), rk = (uint32_t)num(row, "rank");
-            double lr = num(row, "lr");
-            size_t g = ng;
-            for (size_t q = 0; q < ng; q++)
-                if (grid[q].steps == st && grid[q].rank == rk && grid[q].lr == lr) g = q;
-            const cJSON *ls = item(row, "losses");
-            int nl = cJSON_GetArraySize(ls);
-            double l0 = nl ? cJSON_GetArrayItem(ls, 0)->valuedouble : NAN;
-            double l1 = nl ? cJSON_GetArrayItem(ls, nl - 1)->valuedouble : NAN;
-            double train_s = num(row, "train_s"), rows = num(row, "train_rows");
-            double step_ms = st ? 1e3 * train_s / st : NAN, tok_s = train_s > 0 ? rows / train_s : NAN;
-            double tb = num(base, "tau"), tt = num(row, "tau"), pb = num(base, "p_mean"), pt = num(row, "p_mean");
-            double rb = num(base, "rank_mean"), rt = num(row, "rank_mean");
-            exp_buf_csv(&csv, id ? id : "");
-            exp_buf_printf(&csv, ",%u,%g,%u,%s,%.0f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.9g,%.9g,%.6g,%.6g,%.0f,%.0f\n",
-                           st, lr, rk, opt_s, num(rj, "context_tokens"), tb, tt, tt - tb, pb, pt, pt - pb, rb, rt,
-                           l0, l1, step_ms, tok_s, num(base, "generated"), num(row, "generated"));
-            cJSON *js = cJSON_CreateObject();
-            cJSON_AddNumberToObject(js, "steps", st);
-            cJSON_AddNumberToObject(js, "lr", lr);
-            cJSON_AddNumberToObject(js, "rank", rk);
-            cJSON_AddItemToObject(js, "losses", cJSON_Duplicate(ls, true));
-            cJSON_AddItemToArray(jsets, js);
-            if (g == ng) continue; /* a setting of another invocation (refused by --resume's config check) */
-            agg *a = &ag[g];
-            a->dtau[a->n] = tt - tb;
-            a->tau_b[a->n] = tb;
-            a->tau_t[a->n] = tt;
-            a->dp[a->n] = pt - pb;
-            a->drank[a->n] = rt - rb;
-            a->loss0[a->n] = l0;
-            a->loss1[a->n] = l1;
-            a->step_ms[a->n] = step_ms;
-            a->tok_s[a->n] = tok_s;
-            a->n++;
-            for (int i = 0; i < nl && (uint32_t)i < a->s.steps; i++) {
-                double v = cJSON_GetArrayItem(ls, i)->valuedouble;
-                if (isfinite(v)) { a->loss_sum[i] += v; a->loss_cnt[i] += 1; }
-            }
-        }
+        cJSON_ArrayForEach(row, sets) tally_row(T, Y, rj, base, row, id, jsets, &csv);
     }
-    exp_write(&o, "results.csv", csv.s, csv.n);
+    exp_write(o, "results.csv", csv.s, csv.n);
+    exp_buf_free(&csv);
+}
 
+static void tally_free(const ttt_opts *T, tally *Y) {
+    for (size_t g = 0; g < T->ng; g++) {
+        agg *a = &Y->ag[g];
+        double *cols[11] = {a->dtau, a->tau_b, a->tau_t, a->dp, a->drank, a->loss0,
+                            a->loss1, a->step_ms, a->tok_s, a->loss_sum, a->loss_cnt};
+        for (int q = 0; q < 11; q++) free(cols[q]);
+    }
+    free(Y->ag);
+    cJSON_Delete(Y->jout);
+}
+
+/* summary.json and report.txt (the report, or the --json document, on stdout). */
+static void ttt_report(const ttt_opts *T, exp_out *o, const tally *Y) {
     cJSON *sum = cJSON_CreateObject();
-    cJSON_AddNumberToObject(sum, "examples", (double)n_done);
-    cJSON_AddNumberToObject(sum, "skipped", (double)n_skip);
-    rep_boot bt = rep_boot_of(&c);
+    cJSON_AddNumberToObject(sum, "examples", (double)Y->n_done);
+    cJSON_AddNumberToObject(sum, "skipped", (double)Y->n_skip);
+    rep_boot bt = rep_boot_of(&T->c);
     cJSON_AddNumberToObject(sum, "bootstrap_reps", bt.reps);
     cJSON *jset = cJSON_AddArrayToObject(sum, "settings");
     exp_buf rep = {0};
     exp_buf_printf(&rep, "ttt: %zu example(s)%s, block size %u, optimizer %s, targets %s, alpha %g, gamma %g\n\n",
-                   n_done, n_skip ? " (some skipped: see examples.jsonl)" : "", B, opt_s, targets_str, alpha, gamma);
+                   Y->n_done, Y->n_skip ? " (some skipped: see examples.jsonl)" : "", T->B, T->opt_s, T->targets_str,
+                   T->alpha, T->gamma);
     exp_buf_printf(&rep, "| rank | lr | steps | n | tau base | tau ttt | delta tau | 95%% CI | delta p | loss first | "
                          "loss last | ms/step | train tok/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     int best = -1;
     double best_d = -INFINITY;
-    for (size_t g = 0; g < ng; g++) {
-        agg *a = &ag[g];
+    for (size_t g = 0; g < T->ng; g++) {
+        const agg *a = &Y->ag[g];
         double lo, hi;
-        vkd_ttt_bootstrap_ci(a->dtau, a->n, bt.reps, REP_LEVEL, c.seed, &lo, &hi);
+        vkd_ttt_bootstrap_ci(a->dtau, a->n, bt.reps, REP_LEVEL, T->c.seed, &lo, &hi);
         double md = exp_mean(a->dtau, a->n);
         cJSON *x = cJSON_CreateObject();
         cJSON_AddNumberToObject(x, "steps", a->s.steps);
@@ -514,28 +568,35 @@ int vkd_cmd_ttt(int argc, char **argv) {
     }
     if (best >= 0) {
         cJSON *b = cJSON_AddObjectToObject(sum, "best");
-        cJSON_AddNumberToObject(b, "steps", ag[best].s.steps);
-        cJSON_AddNumberToObject(b, "lr", ag[best].s.lr);
-        cJSON_AddNumberToObject(b, "rank", ag[best].s.rank);
+        cJSON_AddNumberToObject(b, "steps", Y->ag[best].s.steps);
+        cJSON_AddNumberToObject(b, "lr", Y->ag[best].s.lr);
+        cJSON_AddNumberToObject(b, "rank", Y->ag[best].s.rank);
         cJSON_AddNumberToObject(b, "delta_tau", best_d);
     }
-    exp_write_json(&o, "summary.json", sum);
-    exp_write(&o, "report.txt", rep.s, rep.n);
-    if (json) {
-        char *t = cJSON_Print(jout);
+    exp_write_json(o, "summary.json", sum);
+    exp_write(o, "report.txt", rep.s, rep.n);
+    if (T->json) {
+        char *t = cJSON_Print(Y->jout);
         if (!t) cli_fatal("out of memory");
         puts(t);
         free(t);
     } else {
         fputs(rep.s, stdout);
     }
+    cJSON_Delete(sum);
+    exp_buf_free(&rep);
+}
 
-    /* figures: one series per (rank, lr) */
-    size_t nrun = ng / nsteps;
+/* Figures: one series per (rank, lr). */
+static void ttt_figures(const ttt_opts *T, const exp_out *o, const tally *Y) {
+    size_t nsteps = T->nsteps, ng = T->ng, nrun = ng / nsteps;
+    const vkd_ttt_setting *grid = T->grid;
+    const agg *ag = Y->ag;
     fig_series *sr = calloc(nrun, sizeof *sr);
     char (*labels)[48] = calloc(nrun, sizeof *labels);
     double *xs = calloc(nsteps, sizeof *xs), *ys = calloc(ng, sizeof *ys);
     double *ylo = calloc(ng, sizeof *ylo), *yhi = calloc(ng, sizeof *yhi); /* delta tau 95% CIs */
+    rep_boot bt = rep_boot_of(&T->c);
     double **curves = calloc(nrun, sizeof *curves);
     for (size_t s = 0; s < nsteps; s++) xs[s] = grid[s].steps;
     for (size_t r = 0; r < nrun; r++) {
@@ -544,7 +605,7 @@ int vkd_cmd_ttt(int argc, char **argv) {
         for (size_t s = 0; s < nsteps; s++) {
             const agg *a = &ag[r * nsteps + s];
             ys[r * nsteps + s] = exp_mean(a->dtau, a->n);
-            vkd_ttt_bootstrap_ci(a->dtau, a->n, bt.reps, REP_LEVEL, c.seed, &ylo[r * nsteps + s], &yhi[r * nsteps + s]);
+            vkd_ttt_bootstrap_ci(a->dtau, a->n, bt.reps, REP_LEVEL, T->c.seed, &ylo[r * nsteps + s], &yhi[r * nsteps + s]);
         }
         sr[r] = (fig_series){.label = labels[r], .n = nsteps, .x = xs, .y = ys + r * nsteps, .lo = ylo + r * nsteps,
                              .hi = yhi + r * nsteps};
@@ -553,13 +614,12 @@ int vkd_cmd_ttt(int argc, char **argv) {
     }
     fig_chart ch = {.kind = FIG_LINE, .title = "TTT: mean delta tau vs steps (95% bootstrap CI)", .xlabel = "TTT steps",
                     .ylabel = "mean tau(ttt) - tau(base)", .line = {.n_series = nrun, .series = sr}};
-    exp_write_figure(&o, "fig_delta_tau.png", &ch);
+    exp_write_figure(o, "fig_delta_tau.png", &ch);
     for (size_t r = 0; r < nrun; r++)
         sr[r] = (fig_series){.label = labels[r], .n = ag[r * nsteps + nsteps - 1].s.steps, .y = curves[r]};
     fig_chart lc = {.kind = FIG_LINE, .title = "TTT: mean loss per step", .xlabel = "step (0: before any update)",
                     .ylabel = "weighted CE (nats)", .line = {.n_series = nrun, .series = sr, .no_markers = true}};
-    exp_write_figure(&o, "fig_loss_curves.png", &lc);
-
+    exp_write_figure(o, "fig_loss_curves.png", &lc);
     for (size_t r = 0; r < nrun; r++) free(curves[r]);
     free(curves);
     free(sr);
@@ -568,25 +628,62 @@ int vkd_cmd_ttt(int argc, char **argv) {
     free(ys);
     free(ylo);
     free(yhi);
-    for (size_t g = 0; g < ng; g++) {
-        double *cols[11] = {ag[g].dtau, ag[g].tau_b, ag[g].tau_t, ag[g].dp, ag[g].drank, ag[g].loss0,
-                            ag[g].loss1, ag[g].step_ms, ag[g].tok_s, ag[g].loss_sum, ag[g].loss_cnt};
-        for (int q = 0; q < 11; q++) free(cols[q]);
+}
+
+int vkd_cmd_ttt(int argc, char **argv) {
+    ttt_opts T = {.c = {.cmd = "ttt", .train = true}, .opt_s = "adamw", .alpha = VKD_TTT_DEFAULT_ALPHA,
+                  .gamma = VKD_TTT_DEFAULT_GAMMA, .max_new = 128, .def_steps = VKD_TTT_DEFAULT_STEPS,
+                  .def_rank = VKD_TTT_DEFAULT_RANK, .def_lr = VKD_TTT_DEFAULT_LR};
+    /* ---- every input is checked before --out is touched ---- */
+    if (!parse_args(argc, argv, &T)) return 0;
+    exp_common *c = &T.c;
+    exp_models m = {0};
+    exp_load_tokenizer(c, &m);
+    exp_data data;
+    load_examples(&T, m.tok, &data);
+    int32_t **seqs;
+    uint32_t *lens;
+    exp_load_models(c, exp_ctx_cap(c, build_contexts(&T, m.tok, &data, &seqs, &lens)), &m);
+    T.B = m.d->block;
+    if (T.init_adapter) check_init_adapter(&T, m.d);
+    if (!vkd_ttt_engine_available())
+        cli_fatal("ttt: test-time training needs the DFlash draft's training forward and backward, which this "
+                  "build does not have yet; nothing was written");
+    vkd_error err = {0};
+    if (T.anchors && c->dataset == NULL) {
+        if (vkd_ttt_check_anchors(T.anchors, (uint32_t)T.nanch, lens[0], &err)) cli_usage_error(c->cmd, "--anchors: %s", err.msg);
     }
-    free(ag);
-    cJSON_Delete(sum);
-    cJSON_Delete(jout);
-    exp_buf_free(&csv);
-    exp_buf_free(&rep);
+    T.Kdef = T.K ? (uint32_t)T.K : VKD_TTT_DEFAULT_ANCHORS;
+    exp_out o;
+    jr_limits lim = {.vocab = m.t->vocab, .ctx_len = m.t->ctx_len, .block = T.B};
+    exp_open_out(c, ttt_params(&T, &data), jr_check_ttt, &lim, &o);
+
+    exp_progress pg;
+    exp_progress_start(&pg, c->cmd, data.n);
+    uint64_t work = 0;
+    for (size_t k = 0; k < data.n; k++) {
+        if (exp_claim(&o, k, data.ex[k].id)) exp_journal(&o, ttt_one(&T, &m, &data, seqs, lens, k, &work));
+        exp_progress_update(&pg, k + 1, work, "step");
+    }
+    exp_finish_work(&o);
+    exp_progress_end(&pg, data.n, work, "step");
+
+    /* ---- tables from the whole journal ---- */
+    tally Y;
+    tally_journal(&T, &o, data.n, &Y);
+    ttt_report(&T, &o, &Y);
+    ttt_figures(&T, &o, &Y);
+
+    tally_free(&T, &Y);
     exp_close_out(&o);
     for (size_t k = 0; k < data.n; k++) free(seqs[k]);
     free(seqs);
     free(lens);
-    free(grid);
-    free(anchors);
-    if (steps != &def_steps) free(steps);
-    if (ranks != &def_rank) free(ranks);
-    if (lrs != &def_lr) free(lrs);
+    free(T.grid);
+    free(T.anchors);
+    if (T.steps != &T.def_steps) free(T.steps);
+    if (T.ranks != &T.def_rank) free(T.ranks);
+    if (T.lrs != &T.def_lr) free(T.lrs);
     exp_free_data(&data);
     exp_free_models(&m);
     return 0;

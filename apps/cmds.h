@@ -16,5 +16,6 @@ int vkd_cmd_guide(int argc, char **argv);
 int vkd_cmd_ttt(int argc, char **argv);
 int vkd_cmd_exit_train(int argc, char **argv);
 int vkd_cmd_train_draft(int argc, char **argv);
+int vkd_cmd_merge(int argc, char **argv);
 
 #endif

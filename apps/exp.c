@@ -18,6 +18,7 @@
 #include "figure.h"
 #include "prompt.h"
 #include "safetensors.h"
+#include "vkd_answer.h"
 #include "vkd_generate.h"
 #include "vkd_ttt.h"
 
@@ -30,6 +31,8 @@ const char exp_common_help[] =
     "                        MT-Bench field names are recognised from the file name\n"
     "  --prompt-field F, --answer-field F, --id-field F   override the field names\n"
     "  --limit N             the first N records in file order (default: all)\n"
+    "  --subset-frac F       a fraction 0 < F <= 1 of the records (round(F * records), at least\n"
+    "                        1), drawn with seed 0 as spec --limit draws them, run in file order\n"
     "  --out DIR             results folder: config.json, examples.jsonl (journal), tables\n"
     "  --resume              continue the run in DIR: skip examples already in its journal\n"
     "                        (same parameters and models, else refused)\n"
@@ -43,10 +46,33 @@ const char exp_common_help[] =
     "  --bootstrap N         resamples of the examples behind each 95% bootstrap confidence\n"
     "                        interval in summary.json, report.txt and the figures (default\n"
     "                        1000; seeded by --seed)\n"
-    "  --svg                 write every figure as .svg too (always .png and .pdf)\n";
+    "  --svg                 write every figure as .svg too (always .png and .pdf)\n"
+    "  --shard I/N           run only shard I (0 <= I < N) of the work: the examples whose index\n"
+    "                        mod N is I, every cell of them; `vkdraft merge OUT DIR...` combines\n"
+    "                        the N shards' folders into the outputs of one unsharded run\n"
+    "  --merge-shard DIR     (what vkdraft merge passes, once per shard in order) take every\n"
+    "                        record from the shard folders instead of computing it\n";
+
+/* --shard I/N */
+static void parse_shard(exp_common *c, const char *v) {
+    char *end;
+    errno = 0;
+    unsigned long a = strtoul(v, &end, 10), b = 0;
+    bool ok = end != v && *end == '/' && v[0] != '-' && errno == 0;
+    if (ok) {
+        const char *q = end + 1;
+        b = strtoul(q, &end, 10);
+        ok = end != q && *end == 0 && q[0] != '-' && errno == 0 && b >= 1 && b <= (1u << 20) && a < b;
+    }
+    if (!ok) cli_usage_error(c->cmd, "--shard: expected I/N with 0 <= I < N <= 1048576 (e.g. 0/4), got '%s'", v);
+    c->shard_i = (uint32_t)a;
+    c->shard_n = (uint32_t)b;
+}
 
 bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
     const char *v, *cmd = c->cmd;
+    c->argc = argc;
+    c->argv = argv;
     if ((v = cli_value(cmd, "--target", argc, argv, i))) c->target_dir = v;
     else if ((v = cli_value(cmd, "--draft", argc, argv, i))) c->draft_dir = v;
     else if ((v = cli_value(cmd, "--adapter", argc, argv, i))) c->adapter = v;
@@ -59,6 +85,10 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
         if (strcmp(v, "f32") && strcmp(v, "f16")) cli_usage_error(cmd, "--kv-dtype must be f32 or f16");
         c->kv = v;
     } else if ((v = cli_value(cmd, "--limit", argc, argv, i))) c->limit = cli_parse_long(cmd, "--limit", v, 1, 1L << 30);
+    else if ((v = cli_value(cmd, "--subset-frac", argc, argv, i))) {
+        c->subset_frac = cli_parse_double(cmd, "--subset-frac", v, 0, 1);
+        if (!(c->subset_frac > 0)) cli_usage_error(cmd, "--subset-frac expects a fraction in (0, 1], got '%s'", v);
+    }
     else if ((v = cli_value(cmd, "--block-size", argc, argv, i))) c->block = cli_parse_long(cmd, "--block-size", v, 2, 64);
     else if ((v = cli_value(cmd, "--seed", argc, argv, i)))
         c->seed = (unsigned long long)cli_parse_long(cmd, "--seed", v, 0, __LONG_MAX__);
@@ -69,6 +99,8 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
     else if ((v = cli_value(cmd, "--bootstrap", argc, argv, i)))
         c->bootstrap = (uint32_t)cli_parse_long(cmd, "--bootstrap", v, 1, 1000000);
     else if (cli_is("--svg", argv[*i])) c->svg = true;
+    else if ((v = cli_value(cmd, "--shard", argc, argv, i))) parse_shard(c, v);
+    else if ((v = cli_value(cmd, "--merge-shard", argc, argv, i))) c->nmerge++;
     else return false;
     return true;
 }
@@ -80,9 +112,17 @@ void exp_require(const exp_common *c, bool need_draft) {
     if (!c->out_dir) cli_usage_error(c->cmd, "--out DIR is required");
     if (!c->out_dir[0]) cli_usage_error(c->cmd, "--out needs a folder name, got ''");
     if (c->resume && c->overwrite) cli_usage_error(c->cmd, "--resume and --overwrite exclude each other");
+    if (c->limit && c->subset_frac) cli_usage_error(c->cmd, "--limit and --subset-frac exclude each other");
+    if (c->nmerge && (c->shard_n || c->resume))
+        cli_usage_error(c->cmd, "--merge-shard (vkdraft merge) excludes --shard and --resume");
 }
 
 /* ---- data ---- */
+
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
 
 /* by id, then by line (so a repeat is reported at its later line) */
 static int cmp_record_id(const void *a, const void *b) {
@@ -103,12 +143,19 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
     vkd_ds *ds = out->ds;
     if (ds->count == 0) cli_fatal("%s: the dataset has no records", out->path);
     size_t n = c->limit && (size_t)c->limit < ds->count ? (size_t)c->limit : ds->count;
+    size_t *pick = NULL; /* record index of each example */
+    if (c->subset_frac) {
+        n = (size_t)floor(c->subset_frac * (double)ds->count + 0.5);
+        if (n < 1) n = 1;
+        pick = draw_records(ds->count);
+        qsort(pick, n, sizeof *pick, cmp_size);
+    }
     out->ex = calloc(n, sizeof *out->ex);
     if (!out->ex) cli_fatal("out of memory");
     {   /* ids must be unique: sort the record order by id, compare neighbours */
         const vkd_ds_record **byid = malloc((n ? n : 1) * sizeof *byid);
         if (!byid) cli_fatal("out of memory");
-        for (size_t k = 0; k < n; k++) byid[k] = &ds->records[k];
+        for (size_t k = 0; k < n; k++) byid[k] = &ds->records[pick ? pick[k] : k];
         qsort(byid, n, sizeof *byid, cmp_record_id);
         for (size_t k = 1; k < n; k++)
             if (!strcmp(byid[k - 1]->id, byid[k]->id))
@@ -117,8 +164,9 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
         free(byid);
     }
     for (size_t k = 0; k < n; k++) {
-        const vkd_ds_record *r = &ds->records[k];
+        const vkd_ds_record *r = &ds->records[pick ? pick[k] : k];
         exp_example *e = &out->ex[k];
+        e->record = r;
         if (need_answer && (!r->answer || !r->answer[0]))
             cli_fatal("%s:%zu: record '%s' has no answer (field '%s'; --answer-field names it)",
                       out->path, r->line, r->id, c->answer_field ? c->answer_field : "answer");
@@ -133,6 +181,7 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
         e->answer = r->answer;
         e->line = r->line;
     }
+    free(pick);
     out->n = n;
 }
 
@@ -149,27 +198,14 @@ void exp_free_data(exp_data *d) {
 /* ---- models ---- */
 
 uint32_t exp_ctx_len(const exp_common *c, const exp_data *d, uint64_t extra) {
-    vkd_cfg tc;
-    vkd_error err = {0};
-    cli_check(vkd_cfg_load(c->target_dir, &tc, &err), &err);
     size_t longest = 0, at = 0;
     for (size_t k = 0; k < d->n; k++)
         if (d->ex[k].n_prompt > longest) { longest = d->ex[k].n_prompt; at = k; }
     uint64_t need = longest + extra;
-    if ((int64_t)need > tc.max_position_embeddings)
-        cli_fatal("%s:%zu: prompt of %zu tokens + %llu more exceeds the target's "
-                  "max_position_embeddings (%lld)", d->path, d->n ? d->ex[at].line : 0, longest,
-                  (unsigned long long)extra, (long long)tc.max_position_embeddings);
-    return (uint32_t)need;
+    return ctx_len_fit(c->target_dir, need, need, "%s:%zu: prompt of %zu tokens + %llu more", d->path,
+                       d->n ? d->ex[at].line : 0, longest, (unsigned long long)extra);
 }
-
-uint32_t exp_ctx_cap(const exp_common *c, uint64_t need) {
-    vkd_cfg tc;
-    vkd_error err = {0};
-    cli_check(vkd_cfg_load(c->target_dir, &tc, &err), &err);
-    if ((int64_t)need > tc.max_position_embeddings) need = (uint64_t)tc.max_position_embeddings;
-    return (uint32_t)need;
-}
+uint32_t exp_ctx_cap(const exp_common *c, uint64_t need) { return ctx_len_fit(c->target_dir, need, 0, "%s", c->cmd); }
 
 void exp_load_tokenizer(const exp_common *c, exp_models *m) {
     vkd_error err = {0};
@@ -178,7 +214,7 @@ void exp_load_tokenizer(const exp_common *c, exp_models *m) {
 
 void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
     vkd_error err = {0};
-    if (!m->tok) exp_load_tokenizer(c, m);
+    if (!m->tok && !c->tok_optional) exp_load_tokenizer(c, m);
     /* training (ttt, guide --ttt) reads weights row-major: see vkd_ctx_options */
     cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = c->train}, &m->ctx, &err), &err);
     vkd_dtype kv = c->kv && !strcmp(c->kv, "f16") ? VKD_DTYPE_F16 : VKD_DTYPE_F32;
@@ -190,8 +226,14 @@ void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
         if (c->adapter && vkd_ttt_adapter_load(m->d, c->adapter, &m->adapter, &err))
             cli_fatal("--adapter %s: %s", c->adapter, err.msg);
     }
+    if (c->draft_model) {
+        cli_check(vkd_target_load(m->ctx, c->draft_model, &to, &m->dm, &err), &err);
+        if (m->dm->vocab != m->t->vocab)
+            cli_fatal("%s: the draft model's vocabulary (%u) differs from the target's (%u)", c->cmd, m->dm->vocab,
+                      m->t->vocab);
+    }
     cli_check(vkd_rec_create(m->ctx, &m->rec, &err), &err);
-    m->nstop = target_stop_ids(m->t, m->stops, 16);
+    m->nstop = target_stop_ids(m->t, m->stops, sizeof m->stops / sizeof m->stops[0]);
 }
 
 void exp_free_models(exp_models *m) {
@@ -200,6 +242,7 @@ void exp_free_models(exp_models *m) {
     vkd_rec_destroy(m->rec);
     vkd_ttt_adapter_free(m->adapter);
     vkd_dflash_free(m->d);
+    vkd_target_free(m->dm);
     vkd_target_free(m->t);
     if (m->ctx) cli_print_profile(m->ctx);
     vkd_ctx_destroy(m->ctx);
@@ -278,8 +321,9 @@ static void mkdirs(const char *cmd, const char *dir) {
 }
 
 /* Path ("params.alpha") of the first value that differs between two configs, or NULL. Not
- * compared: the vkdraft version (a resumed run may use a rebuilt binary) and common.limit
- * (the journal is per example: a larger --limit resumes into more examples). */
+ * compared: the vkdraft version (a resumed run may use a rebuilt binary), common.limit
+ * (the journal is per example: a larger --limit resumes into more examples) and a shard's
+ * argv (the same run may be given its flags in another order). */
 static bool config_diff(const cJSON *a, const cJSON *b, const char *prefix, char *path, size_t cap) {
     const cJSON *x;
     for (int pass = 0; pass < 2; pass++) {
@@ -287,7 +331,7 @@ static bool config_diff(const cJSON *a, const cJSON *b, const char *prefix, char
         cJSON_ArrayForEach(x, from) {
             char p[256];
             snprintf(p, sizeof p, "%s%s%s", prefix, prefix[0] ? "." : "", x->string);
-            if (!strcmp(p, "vkdraft") || !strcmp(p, "common.limit")) continue;
+            if (!strcmp(p, "vkdraft") || !strcmp(p, "common.limit") || !strcmp(p, "argv")) continue;
             const cJSON *y = cJSON_GetObjectItemCaseSensitive(pass ? a : b, x->string);
             if (pass == 1) {
                 if (!y) { snprintf(path, cap, "%s", p); return true; }
@@ -407,14 +451,23 @@ void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const j
     if (c->answer_field) cJSON_AddStringToObject(common, "answer_field", c->answer_field);
     if (c->id_field) cJSON_AddStringToObject(common, "id_field", c->id_field);
     cJSON_AddNumberToObject(common, "limit", (double)c->limit);
+    if (c->subset_frac) cJSON_AddNumberToObject(common, "subset_frac", c->subset_frac);
     cJSON_AddNumberToObject(common, "block_size", (double)c->block);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", c->seed); /* exact: a double would round above 2^53 */
     cJSON_AddRawToObject(common, "seed", seed);
     cJSON_AddStringToObject(common, "kv_dtype", c->kv ? c->kv : "f32");
     cJSON_AddBoolToObject(common, "think", c->think);
+    if (c->shard_n) { /* a shard: its part and the command line vkdraft merge replays */
+        char sh[32];
+        snprintf(sh, sizeof sh, "%u/%u", c->shard_i, c->shard_n);
+        cJSON_AddStringToObject(common, "shard", sh);
+        cJSON *av = cJSON_AddArrayToObject(cfg, "argv");
+        for (int a = 0; a < c->argc; a++) cJSON_AddItemToArray(av, cJSON_CreateString(c->argv[a]));
+    }
     cJSON_AddItemToObject(cfg, "params", params);
     o->config = cfg;
+    if (c->nmerge) exp_merge_open(c, check, lim, o); /* checked before --out is touched */
 
     mkdirs(c->cmd, c->out_dir);
     o->dir = strdup(c->out_dir);
@@ -465,6 +518,8 @@ void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const j
     }
     o->check = check;
     if (lim) o->lim = *lim;
+    o->shard_i = c->shard_i;
+    o->shard_n = c->shard_n;
     /* an empty folder gets its config first; a resumed run rewrites it equal up to the version */
     exp_write_json(o, "config.json", cfg);
     o->journal = fopen(o->journal_path, "a");
@@ -472,6 +527,12 @@ void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const j
 }
 
 bool exp_done(exp_out *o, const char *id) { return jr_find(&o->done, id) >= 0; }
+
+bool exp_claim(exp_out *o, size_t ex, const char *id) {
+    if (o->merge) return exp_merge_take(o, ex, id);
+    if (o->shard_n && ex % o->shard_n != o->shard_i) return false;
+    return !exp_done(o, id);
+}
 
 const cJSON *exp_find(exp_out *o, const char *id) {
     long k = jr_find(&o->done, id);
@@ -544,6 +605,7 @@ void exp_close_out(exp_out *o) {
     if (o->journal && fclose(o->journal) != 0) cli_fatal("%s: close failed: %s", o->journal_path, strerror(errno));
     if (o->lock_fd >= 0) close(o->lock_fd);
     jr_free(&o->done);
+    exp_merge_free(o);
     cJSON_Delete(o->config);
     free(o->journal_path);
     free(o->dir);
@@ -682,3 +744,31 @@ double *exp_parse_list(const char *cmd, const char *flag, const char *s, double 
     }
     return v;
 }
+
+int exp_add_grade(cJSON *obj, int kind, const char *response, const char *gold_field, const char *pred_key) {
+    char *pred = vkd_answer_extract((vkd_answer_kind)kind, response, 0);
+    char *gold = vkd_answer_gold((vkd_answer_kind)kind, gold_field);
+    bool ok = vkd_answer_equal((vkd_answer_kind)kind, pred, gold);
+    if (pred) cJSON_AddStringToObject(obj, pred_key, pred);
+    else cJSON_AddNullToObject(obj, pred_key);
+    cJSON_AddBoolToObject(obj, "correct", ok);
+    free(pred);
+    free(gold);
+    return ok;
+}
+
+/* ---- for apps/shard.c ---- */
+
+cJSON *exp_read_config(const char *dir) {
+    size_t len;
+    char *t = config_text(dir, &len);
+    cJSON *j = t ? parse_exact(t, len) : NULL;
+    free(t);
+    return j;
+}
+
+bool exp_config_diff(const cJSON *a, const cJSON *b, char *path, size_t cap) { return config_diff(a, b, "", path, cap); }
+
+const cJSON *exp_config_at(const cJSON *c, const char *path) { return config_at(c, path); }
+
+char *exp_slurp(const char *path, size_t *n) { return slurp(path, n); }

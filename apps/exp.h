@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "config.h"
 #include "dataset.h"
 #include "journal.h"
 #include "tokenizer.h"
@@ -37,17 +38,24 @@ typedef struct exp_common {
     const char *out_dir;
     const char *kv;                  /* "f32" (default) or "f16" */
     long limit;                      /* 0: all examples; else the first N in file order */
+    double subset_frac;              /* 0: off; else round(F * records) drawn with seed 0, in file order */
     long block;                      /* 0: the draft's block size */
     unsigned long long seed;
     bool resume, overwrite, think, quiet;
     bool train;                      /* the command trains the draft: row-major weights */
     uint32_t bootstrap;              /* --bootstrap N: resamples of each 95% CI (0: 1000) */
     bool svg;                        /* --svg: figures also as .svg */
+    bool tok_optional;               /* exp_load_models may run without a tokenizer (spec --ids) */
+    const char *draft_model;         /* an ordinary draft model (spec --draft-model): exp_models.dm */
+    uint32_t shard_i, shard_n;       /* --shard I/N (0-based I); shard_n 0: not sharded */
+    uint32_t nmerge;                 /* --merge-shard DIR flags (vkdraft merge): the shards' folders */
+    int argc;                        /* the command line (a shard keeps it for vkdraft merge) */
+    char **argv;
 } exp_common;
 
 /* Parses one of the common flags at argv[*i] (--target --draft --adapter --dataset --prompt-field
  * --answer-field --id-field --out --kv-dtype --limit --block-size --seed --resume --overwrite --think
- * --quiet --bootstrap --svg); true when it was one. */
+ * --quiet --bootstrap --svg --shard); true when it was one. */
 bool exp_flag(exp_common *c, int argc, char **argv, int *i);
 /* Help text for the common flags (printed by each command's usage). */
 extern const char exp_common_help[];
@@ -62,6 +70,7 @@ typedef struct exp_example {
     const char *question;            /* borrowed from the dataset */
     const char *answer;              /* NULL when the dataset has none */
     size_t line;                     /* 1-based line in the dataset file */
+    const struct vkd_ds_record *record; /* the dataset record (borrowed) */
     int32_t *prompt;                 /* chat-rendered prompt ids */
     uint32_t n_prompt;
 } exp_example;
@@ -73,8 +82,8 @@ typedef struct exp_data {
     const char *path;                /* dataset path actually used */
 } exp_data;
 
-/* Loads the dataset (default_path when --dataset is absent), keeps the first --limit records,
- * renders and encodes prompts. need_answer: a record without an answer is an error naming
+/* Loads the dataset (default_path when --dataset is absent), keeps the first --limit records
+ * (or the --subset-frac draw, in file order), renders and encodes prompts. need_answer: a record without an answer is an error naming
  * its line. Exits on error. */
 void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, bool need_answer,
                    exp_data *out);
@@ -86,15 +95,17 @@ typedef struct exp_models {
     vkd_tok *tok;
     vkd_target *t;
     vkd_dflash *d;                   /* NULL when no --draft */
+    vkd_target *dm;                  /* c->draft_model, or NULL */
     struct vkd_ttt_adapter *adapter; /* --adapter attached to d, or NULL */
     vkd_rec *rec;
-    int32_t stops[16];               /* generation_config eos ids (else config's) */
+    int32_t stops[2 * VKD_CFG_MAX_EOS]; /* target_stop_ids: generation_config eos ids (else config's) */
     uint32_t nstop;
 } exp_models;
 
-/* Loads the tokenizer (exits if missing), target with a KV cache of ctx_len tokens, and the
- * draft when c->draft_dir (block size c->block, or the draft's own) with c->adapter attached
- * (checked against the draft). Exits on error. */
+/* Loads the tokenizer (exits if missing, unless c->tok_optional), target with a KV cache of
+ * ctx_len tokens, and the draft when c->draft_dir (block size c->block, or the draft's own)
+ * with c->adapter attached (checked against the draft), or the ordinary draft model
+ * c->draft_model (same KV cache; its vocabulary must equal the target's). Exits on error. */
 void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m);
 void exp_load_tokenizer(const exp_common *c, exp_models *m); /* only the tokenizer */
 /* Context capacity for the longest prompt + extra tokens, capped by
@@ -125,10 +136,40 @@ typedef struct exp_out {
     jr_check_fn check;
     jr_limits lim;
     bool svg;                        /* exp_write_figure also writes .svg */
+    uint32_t shard_i, shard_n;       /* from --shard */
+    struct exp_merge *merge;         /* --merge-shard: the shards' journals (apps/shard.c) */
 } exp_out;
 void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const jr_limits *lim, exp_out *o);
 /* True when example id is already in the journal (resume). */
 bool exp_done(exp_out *o, const char *id);
+/* Whether this run does the work item with journal id `id` of example number ex (its index in
+ * the loaded data): false when the item is in the journal already (resume) or belongs to
+ * another shard. --shard I/N gives example ex to shard ex mod N, so all cells of one example
+ * run in the same shard (a null cell at alpha 0 finds its guided twin, ttt adapts once). */
+bool exp_claim(exp_out *o, size_t ex, const char *id);
+/* Call after the last exp_claim, before the progress summary and the outputs are written. With --merge-shard (vkdraft
+ * merge) exp_claim journals each item's record from its shard instead of running it, and this
+ * checks that every shard record was taken (a record that is no work item of this run is an
+ * error naming it). A no-op otherwise. */
+void exp_finish_work(exp_out *o);
+
+/* apps/shard.c: the --merge-shard side of exp_open_out / exp_claim / exp_close_out. */
+void exp_merge_open(const exp_common *c, jr_check_fn check, const jr_limits *lim, exp_out *o);
+bool exp_merge_take(exp_out *o, size_t ex, const char *id);
+void exp_merge_free(exp_out *o);
+/* Helpers shared with apps/shard.c and cmd_merge.c: DIR/config.json parsed (64-bit integers
+ * exact), NULL when missing or invalid; the path of the first differing field of two configs
+ * (version, common.limit and argv are not compared); the value at such a path; a whole file. */
+cJSON *exp_read_config(const char *dir);
+/* "I/N" of a shard's config.json (common.shard); false when absent or malformed. */
+bool exp_shard_of(const cJSON *cfg, uint32_t *i, uint32_t *n);
+/* A copy of a shard's config as the unsharded run writes it (no common.shard, no argv). */
+cJSON *exp_unsharded_config(const cJSON *cfg);
+/* Like exp_config_diff, common.limit included (shards of one run share it). */
+bool exp_config_differs(const cJSON *a, const cJSON *b, char *path, size_t cap);
+bool exp_config_diff(const cJSON *a, const cJSON *b, char *path, size_t cap);
+const cJSON *exp_config_at(const cJSON *c, const char *path);
+char *exp_slurp(const char *path, size_t *n);
 /* The journal record with this id, or NULL. */
 const cJSON *exp_find(exp_out *o, const char *id);
 /* A new journal record for example e: {"id", "line", "prompt_tokens"}. */
@@ -166,6 +207,11 @@ void exp_buf_printf(exp_buf *b, const char *fmt, ...) __attribute__((format(prin
 /* Appends s as one CSV field (quoted when it holds a comma, quote, CR or LF). */
 void exp_buf_csv(exp_buf *b, const char *s);
 void exp_buf_free(exp_buf *b);
+
+/* Grades a response against a dataset's answer field (text/vkd_answer.h: the gold answer, the
+ * extracted one, equality): adds pred_key (the extracted answer, or null) and "correct" (a
+ * bool) to obj. Returns 1 correct, 0 wrong. */
+int exp_add_grade(cJSON *obj, int kind, const char *response, const char *gold_field, const char *pred_key);
 
 /* Statistics over n doubles (n may be 0: NAN). Percentile q in [0, 100] with linear
  * interpolation between order statistics (numpy's default). v is not modified. */

@@ -4,10 +4,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "chat_template.h"
+#include "config.h"
 #include "dataset.h"
 #include "cli.h"
 #include "vkd_target.h"
@@ -159,4 +161,37 @@ uint32_t target_stop_ids(const vkd_target *t, int32_t *stops, uint32_t cap) {
     if (!t->gen.present)
         for (int i = 0; i < t->cfg.n_eos && n < cap; i++) stops[n++] = (int32_t)t->cfg.eos_token_ids[i];
     return n;
+}
+
+size_t *draw_records(size_t count) {
+    size_t *order = malloc((count ? count : 1) * sizeof *order);
+    if (!order) cli_fatal("out of memory");
+    for (size_t i = 0; i < count; i++) order[i] = i;
+    unsigned long long s = 0x9E3779B97F4A7C15ull;
+    for (size_t i = count ? count - 1 : 0; i > 0; i--) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        size_t j = (size_t)(s % (i + 1));
+        size_t tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+    return order;
+}
+
+uint32_t ctx_len_fit(const char *model_dir, uint64_t want, uint64_t need, const char *fmt, ...) {
+    vkd_cfg c;
+    vkd_error err = {0};
+    cli_check(vkd_cfg_load(model_dir, &c, &err), &err);
+    uint64_t max = c.max_position_embeddings > 0 ? (uint64_t)c.max_position_embeddings : 0;
+    if (need > max) {
+        char what[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        cli_fatal("%s exceeds the model's max_position_embeddings (%llu)", what, (unsigned long long)max);
+    }
+    return (uint32_t)(want < max ? want : max);
 }

@@ -39,6 +39,20 @@ char *chat_render_record(const char *cmd, vkd_tok *tok, const struct vkd_ds_reco
 /* Token ids of a chat-template rendering (no extra special tokens: the template has them). */
 int32_t *encode_rendered(vkd_tok *tok, const char *text, size_t *n);
 
+/* Context capacity (KV cache tokens) for a model folder: want, capped at the model's
+ * max_position_embeddings. When fewer than need tokens (need <= want; 0: no minimum) fit,
+ * exits with the line "<what> exceeds the model's max_position_embeddings (N)", what
+ * formatted from fmt (e.g. "generate: prompt (12 tokens) + --max-new-tokens (8)"). The one
+ * place a command sizes its context from config.json. */
+uint32_t ctx_len_fit(const char *model_dir, uint64_t want, uint64_t need, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Record order for drawing N records of a dataset of count records with seed 0 (the DFlash
+ * benchmark protocol): the permutation of 0..count-1 made by a Fisher-Yates shuffle from the
+ * end driven by xorshift64 from 0x9E3779B97F4A7C15 (malloc'd); N records are its first N.
+ * Exits when out of memory. */
+size_t *draw_records(size_t count);
+
 /* The target's stop ids: generation_config.json's eos ids, else config.json's (at most cap;
  * 2 * VKD_CFG_MAX_EOS holds them all). */
 struct vkd_target;
