@@ -43,8 +43,10 @@ static vkd_result target_step(loop *L, const int32_t *ids, uint32_t m, uint32_t 
                          .features = g->ntaps ? L->features : NULL,
                          .argmax = lrows && greedy(L->opt) ? L->argmax : NULL};
     vkd_rec_begin(L->rec);
-    vkd_result r = g->ops->verify && !draft_ctx ? g->ops->verify(g, L->rec, ids, m, lrow0, lrows, err)
-                                                : vkd_target_step_record(t, L->rec, &s, err);
+    bool own = g->ops->verify && !draft_ctx; /* the draft verifies (self-speculative): it writes logits */
+    vkd_result r = own ? g->ops->verify(g, L->rec, ids, m, lrow0, lrows, err)
+                       : vkd_target_step_record(t, L->rec, &s, err);
+    if (!r && own && s.argmax) r = vkd_op_argmax(L->rec, L->argmax, t->logits, 0, lrows, t->vocab);
     if (!r && draft_ctx) r = vkd_draft_context(g, L->rec, ids, pos, m, L->features, 0, err);
     if (r) {
         vkd_rec_submit(L->rec);
