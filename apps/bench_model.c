@@ -142,11 +142,11 @@ int vkd_bench_spec(int argc, char **argv) {
     double *tdraft = malloc(f.reps * sizeof(double)), *tver = malloc(f.reps * sizeof(double)),
            *tdec = malloc(f.reps * sizeof(double)), *tpre = malloc(f.reps * sizeof(double));
     int32_t block[256];
-    double cold[3] = {0};
+    double cold[4] = {0};
     /* rep -1 warms up (pipeline compilation at first dispatch), reported apart */
     for (long r = -1; r < f.reps; r++) {
         double *td = r < 0 ? &cold[0] : &tdraft[r], *tv = r < 0 ? &cold[1] : &tver[r],
-               *tt = r < 0 ? &cold[2] : &tdec[r];
+               *tt = r < 0 ? &cold[2] : &tdec[r], *tpr = r < 0 ? &cold[3] : &tpre[r];
         /* prompt into target and draft */
         t->len = 0;
         dr->len = 0;
@@ -160,7 +160,7 @@ int vkd_bench_spec(int argc, char **argv) {
             cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
             done += m;
         }
-        tpre[r] = vkd_now() - tp0;
+        *tpr = vkd_now() - tp0;
         /* one draft call: a block's worth of new context + the block */
         block[0] = ids[f.prompt];
         for (uint32_t i = 1; i < B; i++) block[i] = dr->mask_id;
@@ -203,8 +203,8 @@ int vkd_bench_spec(int argc, char **argv) {
         printf("%6u %9.2fx %10.2f\n", tau, sp, sp / tau);
     }
     compute_budget cb = {.prompts = 1, .prompt_tokens = (uint64_t)f.prompt, .max_len = (uint64_t)f.prompt + B,
-                         /* the first prefill compiles the pipelines: left out when there are more */
-                         .prefill_s = f.reps > 1 ? median(tpre + 1, (int)f.reps - 1) : tpre[0], .draft_calls = 1, .draft_s = a, .verify_steps = 1,
+                         /* the warm-up run's prefill (pipeline compilation) is left out */
+                         .prefill_s = median(tpre, (int)f.reps), .draft_calls = 1, .draft_s = a, .verify_steps = 1,
                          .verify_s = v};
     compute_budget_sizes(t, dr, &cb);
     compute_budget_print(stdout, &cb);
