@@ -892,6 +892,9 @@ vkd_result fig_render(const fig_chart *ch, fig_format fmt, uint8_t **data, size_
         r = vkd_fail(err, VKD_ERR_NOMEM, "figure: out of memory (cairo: %s)", cairo_status_to_string(cairo_status(cr)));
         goto done;
     }
+    /* a fixed creation date: a figure's bytes depend on its data only (a resumed or merged run
+     * rewrites identical PDFs); cairo would stamp the current time */
+    if (fmt == FIG_FMT_PDF) cairo_pdf_surface_set_metadata(sf, CAIRO_PDF_METADATA_CREATE_DATE, "2000-01-01T00:00:00Z");
     if (fmt != FIG_FMT_PNG) cairo_scale(cr, PT_PER_PX, PT_PER_PX);
     cairo_font_options_t *fo = cairo_font_options_create();
     cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF); /* the same layout in every format */

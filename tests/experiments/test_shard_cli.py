@@ -24,7 +24,10 @@ sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
 import vkd_cli  # noqa: E402
 from vkd_cli import check, make_pair, require_tokenizer, run  # noqa: E402
 
-TIME_KEYS = ("decode_s", "prefill_s", "gen_s", "prompt_s", "blocks_s", "mc_s", "ms_per_token", "timing")
+TIME_KEYS = ("decode_s", "prefill_s", "gen_s", "prompt_s", "blocks_s", "mc_s", "ms_per_token", "timing",
+             "compute_budget")
+# report.txt lines that carry this invocation's measured times (the merge's own, near zero)
+TIME_LINES = ("Time", "| target prefill", "| draft calls", "| verification")
 
 
 def untimed(o):
@@ -65,8 +68,8 @@ def compare(cmd, full, merged):
         elif n == "summary.json":
             check(untimed(json.loads(a)) == untimed(json.loads(b)), f"{cmd}: summary.json differs beyond timings")
         elif n == "report.txt":
-            la = [l for l in a.decode().splitlines() if not l.startswith("Time")]
-            lb = [l for l in b.decode().splitlines() if not l.startswith("Time")]
+            la = [l for l in a.decode().splitlines() if not l.startswith(TIME_LINES)]
+            lb = [l for l in b.decode().splitlines() if not l.startswith(TIME_LINES)]
             check(la == lb, f"{cmd}: report.txt differs beyond its time line")
         elif n == "matrix.csv":
             check(drop_csv_column(a, "ms_per_token") == drop_csv_column(b, "ms_per_token"),
