@@ -333,14 +333,7 @@ static cJSON *probe_one(probe_run *R, size_t k) {
     free(ps);
     free(bs);
     free(seq);
-    /* journal the record as it reads back (cJSON prints 15 digits when they come within an
-     * ulp), so that tables from a resumed journal equal those of an uninterrupted run */
-    char *txt = cJSON_PrintUnformatted(rj);
-    cJSON *back = txt ? cJSON_Parse(txt) : NULL;
-    if (!back) cli_fatal("out of memory");
-    free(txt);
-    cJSON_Delete(rj);
-    return back;
+    return exp_reparsed(rj);
 }
 
 /* Everything the tables need, tallied from the whole journal. */

@@ -410,13 +410,7 @@ static cJSON *ttt_one(const ttt_opts *T, exp_models *m, const exp_data *data, in
     cJSON *settings = cJSON_AddArrayToObject(rj, "settings");
     for (size_t g0 = 0; g0 < T->ng; g0 += T->nsteps) /* one run per (rank, lr) */
         *work += adapt_run(T, m, data, k, seqs[k], n, &T->grid[g0], settings);
-    /* journal the record as it reads back, so that a resumed run's tables are identical */
-    char *txt = cJSON_PrintUnformatted(rj);
-    cJSON *back = txt ? cJSON_Parse(txt) : NULL;
-    if (!back) cli_fatal("out of memory");
-    free(txt);
-    cJSON_Delete(rj);
-    return back;
+    return exp_reparsed(rj);
 }
 
 /* Per setting, over the journal's examples; results.csv and the --json document on the way. */

@@ -772,3 +772,12 @@ bool exp_config_diff(const cJSON *a, const cJSON *b, char *path, size_t cap) { r
 const cJSON *exp_config_at(const cJSON *c, const char *path) { return config_at(c, path); }
 
 char *exp_slurp(const char *path, size_t *n) { return slurp(path, n); }
+
+cJSON *exp_reparsed(cJSON *rj) {
+    char *txt = cJSON_PrintUnformatted(rj);
+    cJSON *back = txt ? cJSON_Parse(txt) : NULL;
+    if (!back) cli_fatal("out of memory");
+    free(txt);
+    cJSON_Delete(rj);
+    return back;
+}

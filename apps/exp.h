@@ -142,6 +142,10 @@ typedef struct exp_out {
 void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const jr_limits *lim, exp_out *o);
 /* True when example id is already in the journal (resume). */
 bool exp_done(exp_out *o, const char *id);
+/* The record as it reads back from the journal (cJSON prints 15 digits when they come within
+ * an ulp): what a command keeps, so that tables from a resumed journal equal those of an
+ * uninterrupted run. Takes rj. */
+cJSON *exp_reparsed(cJSON *rj);
 /* Whether this run does the work item with journal id `id` of example number ex (its index in
  * the loaded data): false when the item is in the journal already (resume) or belongs to
  * another shard. --shard I/N gives example ex to shard ex mod N, so all cells of one example

@@ -1,9 +1,12 @@
 /* base.c: error messages, dtype table, half-precision conversions. */
 #include "vkd_base.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 vkd_result vkd_fail(vkd_error *err, vkd_result code, const char *fmt, ...) {
     if (err) {
@@ -126,4 +129,22 @@ uint16_t vkd_f32_to_f16(float f) {
     uint32_t rem = a & 0x1fffu;
     if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
     return (uint16_t)(sign | h);
+}
+
+vkd_result vkd_write_text_atomic(const char *path, const char *text, vkd_error *err) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return vkd_fail(err, VKD_ERR_IO, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return vkd_fail(err, VKD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    bool ok = fwrite(text, 1, n, f) == n;
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return vkd_fail(err, VKD_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    }
+    return VKD_OK;
 }

@@ -63,6 +63,10 @@ static inline bool vkd_add_size(size_t a, size_t b, size_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
+/* Writes text to path atomically: a temporary file beside it, fsynced, then renamed over
+ * path (a reader sees the old file or the new one, never a torn one). */
+vkd_result vkd_write_text_atomic(const char *path, const char *text, vkd_error *err);
+
 /* bf16 / f16 conversions (round to nearest even), used by uploads and CPU references. */
 float vkd_bf16_to_f32(uint16_t h);
 uint16_t vkd_f32_to_bf16(float f);

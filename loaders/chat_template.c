@@ -601,57 +601,36 @@ static vkd_result mk_bin(parser *P, int op, size_t pos, node *a, node *b, node *
     return VKD_OK;
 }
 
-static vkd_result parse_pow(parser *P, node **out) {
-    vkd_result r = parse_unary(P, out);
-    while (!r && is_op(P, "**")) {
-        size_t pos = cur(P)->pos;
-        P->i++;
-        node *b;
-        if ((r = parse_unary(P, &b))) return r;
-        r = mk_bin(P, OP_POW, pos, *out, b, out);
-    }
-    return r;
-}
+/* The left-associative arithmetic levels, tightest first (as Jinja2's parser): each level
+ * is operands of the level below joined by its operators. Level 0's operands are unaries. */
+static const struct {
+    const char *op[4];
+    int code[4];
+} bin_levels[] = {
+    {{"**"}, {OP_POW}},
+    {{"*", "/", "//", "%"}, {OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD}},
+    {{"~"}, {OP_CONCAT}},
+    {{"+", "-"}, {OP_ADD, OP_SUB}},
+};
+enum { BIN_ADD = 3 };
 
-static vkd_result parse_mul(parser *P, node **out) {
-    vkd_result r = parse_pow(P, out);
+static vkd_result parse_level(parser *P, int lv, node **out) {
+    vkd_result r = lv ? parse_level(P, lv - 1, out) : parse_unary(P, out);
     for (;;) {
         if (r) return r;
-        int op = is_op(P, "*") ? OP_MUL : is_op(P, "/") ? OP_DIV : is_op(P, "//") ? OP_FLOORDIV : is_op(P, "%") ? OP_MOD : -1;
+        int op = -1;
+        for (int k = 0; k < 4 && bin_levels[lv].op[k] && op < 0; k++)
+            if (is_op(P, bin_levels[lv].op[k])) op = bin_levels[lv].code[k];
         if (op < 0) return VKD_OK;
         size_t pos = cur(P)->pos;
         P->i++;
         node *b;
-        if ((r = parse_pow(P, &b))) return r;
+        if ((r = lv ? parse_level(P, lv - 1, &b) : parse_unary(P, &b))) return r;
         r = mk_bin(P, op, pos, *out, b, out);
     }
 }
 
-static vkd_result parse_concat(parser *P, node **out) {
-    vkd_result r = parse_mul(P, out);
-    while (!r && is_op(P, "~")) {
-        size_t pos = cur(P)->pos;
-        P->i++;
-        node *b;
-        if ((r = parse_mul(P, &b))) return r;
-        r = mk_bin(P, OP_CONCAT, pos, *out, b, out);
-    }
-    return r;
-}
-
-static vkd_result parse_add(parser *P, node **out) {
-    vkd_result r = parse_concat(P, out);
-    for (;;) {
-        if (r) return r;
-        int op = is_op(P, "+") ? OP_ADD : is_op(P, "-") ? OP_SUB : -1;
-        if (op < 0) return VKD_OK;
-        size_t pos = cur(P)->pos;
-        P->i++;
-        node *b;
-        if ((r = parse_concat(P, &b))) return r;
-        r = mk_bin(P, op, pos, *out, b, out);
-    }
-}
+static vkd_result parse_add(parser *P, node **out) { return parse_level(P, BIN_ADD, out); }
 
 static vkd_result parse_compare(parser *P, node **out) {
     vkd_result r = parse_add(P, out);

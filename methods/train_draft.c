@@ -23,24 +23,6 @@
 #include "vkd_train_ops.h"
 #include "vkd_ttt.h"
 
-static vkd_result write_text_atomic(const char *path, const char *text, vkd_error *err) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return vkd_fail(err, VKD_ERR_IO, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return vkd_fail(err, VKD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n;
-    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return vkd_fail(err, VKD_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return VKD_OK;
-}
-
 /* ---- the folder --------------------------------------------------------------------- */
 
 vkd_result vkd_train_draft_write_config(const vkd_cfg *t, const vkd_train_draft_shape *s,
@@ -100,7 +82,7 @@ vkd_result vkd_train_draft_write_config(const vkd_cfg *t, const vkd_train_draft_
     if (!text) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    vkd_result r = write_text_atomic(path, text, err);
+    vkd_result r = vkd_write_text_atomic(path, text, err);
     cJSON_free(text);
     return r;
 }
@@ -112,6 +94,14 @@ static uint64_t fnv1a64(const char *s) {
 }
 
 static bool is_norm(const vkd_cfg_tensor *t) { return t->rank == 1; }
+
+/* DIR/model.safetensors from outs (PyTorch's "format": "pt" metadata, as z-lab's files). */
+static vkd_result write_model(const char *dir, vkd_st_out *outs, size_t n, vkd_error *err) {
+    static const char *const meta[] = {"format", "pt", NULL};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    return vkd_st_write(path, outs, n, meta, err);
+}
 
 vkd_result vkd_train_draft_write_init(const char *dir, uint64_t seed, vkd_error *err) {
     vkd_cfg cfg;
@@ -141,10 +131,7 @@ vkd_result vkd_train_draft_write_init(const char *dir, uint64_t seed, vkd_error 
         }
         outs[i] = (vkd_st_out){t->name, VKD_DTYPE_F32, t->rank, {t->shape[0], t->shape[1]}, data[i]};
     }
-    static const char *const meta[] = {"format", "pt", NULL};
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (!r) r = vkd_st_write(path, outs, n, meta, err);
+    if (!r) r = write_model(dir, outs, n, err);
     for (size_t i = 0; data && i < n; i++) free(data[i]);
     free(data);
     free(outs);
@@ -178,14 +165,6 @@ static vkd_tensor *weight_of(vkd_dflash *d, vkd_dflash_train *T, const char *nam
     return NULL;
 }
 
-static uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u) return (uint16_t)((u >> 16) | ((u & 0xffff) ? 0x40 : 0));
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 vkd_result vkd_train_draft_save_weights(vkd_dflash *d, const char *dir, vkd_dtype dtype, vkd_error *err) {
     if (dtype != VKD_DTYPE_F32 && dtype != VKD_DTYPE_BF16)
         return vkd_fail(err, VKD_ERR_INVALID, "train-draft: weights are saved as F32 or BF16");
@@ -209,14 +188,11 @@ vkd_result vkd_train_draft_save_weights(vkd_dflash *d, const char *dir, vkd_dtyp
         if ((r = vkd_tensor_download(w, 0, f, cnt * 4, err))) break;
         if (dtype == VKD_DTYPE_BF16) {
             uint16_t *h = (uint16_t *)f; /* in place: element k's 2 bytes go below element k's 4 */
-            for (uint64_t k = 0; k < cnt; k++) h[k] = f32_to_bf16(f[k]);
+            for (uint64_t k = 0; k < cnt; k++) h[k] = vkd_f32_to_bf16(f[k]);
         }
         outs[i] = (vkd_st_out){list[i].name, dtype, list[i].rank, {list[i].shape[0], list[i].shape[1]}, data[i]};
     }
-    static const char *const meta[] = {"format", "pt", NULL};
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (!r) r = vkd_st_write(path, outs, n, meta, err);
+    if (!r) r = write_model(dir, outs, n, err);
     for (size_t i = 0; data && i < n; i++) free(data[i]);
     free(data);
     free(outs);
@@ -387,22 +363,6 @@ static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
     return r;
 }
 
-static vkd_result features(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T, vkd_tensor *feats,
-                           vkd_error *err) {
-    vkd_target *t = d->target;
-    vkd_result r = vkd_target_crop(t, 0, err);
-    for (uint32_t done = 0; !r && done < T;) {
-        uint32_t m = T - done < t->max_rows ? T - done : t->max_rows;
-        vkd_target_step st = {.ids = seq + done, .m = m, .tap_layers = d->tap_layers, .ntaps = d->ntaps,
-                              .features = feats, .feat_row0 = done};
-        vkd_rec_begin(rec);
-        r = submit(rec, vkd_target_step_record(t, rec, &st, err), err);
-        done += m;
-    }
-    vkd_result c = vkd_target_crop(t, 0, err);
-    return r ? r : c;
-}
-
 vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t *seq, uint32_t T,
                                 uint32_t resp_start, uint32_t key, uint64_t step,
                                 vkd_train_draft_stats *st, vkd_error *err) {
@@ -431,7 +391,7 @@ vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t
         r = vkd_tensor_upload(tr->lab[i], 0, tr->lab_b, (uint64_t)B * 4, err);
         if (!r) r = vkd_tensor_upload(tr->row_w[i], 0, tr->w_b, (uint64_t)B * 4, err);
     }
-    if (!r) r = features(d, rec, seq, T, tr->feats, err);
+    if (!r) r = vkd_dflash_target_features(d, rec, seq, T, tr->feats, err);
     if (r) return r;
     vkd_rec_begin(rec);
     r = vkd_dflash_train_zero_grads(tr->T, rec, err);

@@ -204,23 +204,6 @@ static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
     return r;
 }
 
-/* The target over seq[0..T) with taps into S->feats (rows 0..T-1). */
-static vkd_result features(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T, train *S,
-                           vkd_error *err) {
-    vkd_target *t = d->target;
-    vkd_result r = vkd_target_crop(t, 0, err);
-    for (uint32_t done = 0; !r && done < T;) {
-        uint32_t m = T - done < t->max_rows ? T - done : t->max_rows;
-        vkd_target_step st = {.ids = seq + done, .m = m, .tap_layers = d->tap_layers, .ntaps = d->ntaps,
-                              .features = S->feats, .feat_row0 = done};
-        vkd_rec_begin(rec);
-        r = submit(rec, vkd_target_step_record(t, rec, &st, err), err);
-        done += m;
-    }
-    vkd_result c = vkd_target_crop(t, 0, err);
-    return r ? r : c;
-}
-
 static vkd_result train_create(vkd_dflash *d, vkd_ttt_adapter *a, uint32_t T, uint32_t nanch,
                                vkd_ttt_optimizer opt, train *S, vkd_error *err) {
     vkd_ctx *ctx = d->ctx;
@@ -287,7 +270,7 @@ vkd_result vkd_ttt_adapt(vkd_dflash *d, vkd_ttt_adapter *a, vkd_rec *rec, const 
             ? VKD_OK : vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
     if (!r) r = train_create(d, a, T, K, o->optimizer, &S, err);
     double t0 = vkd_now();
-    if (!r) r = features(d, rec, seq, T, &S, err);
+    if (!r) r = vkd_dflash_target_features(d, rec, seq, T, S.feats, err);
     trace->features_s = vkd_now() - t0;
     uint32_t next_cp = 0;
     for (uint32_t s = 0; !r && s < o->steps; s++) {

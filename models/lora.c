@@ -175,24 +175,6 @@ vkd_result vkd_lora_create(const vkd_lora_dims *dims, const char *const *targets
 
 /* ---- saving ----------------------------------------------------------------------------- */
 
-static vkd_result write_atomic(const char *path, const char *text, vkd_error *err) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return vkd_fail(err, VKD_ERR_IO, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return vkd_fail(err, VKD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n;
-    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return vkd_fail(err, VKD_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return VKD_OK;
-}
-
 static char *config_json(const vkd_lora *l) {
     /* keys in sorted order, as PEFT's save_pretrained (json.dumps(sort_keys=True)) writes */
     cJSON *o = cJSON_CreateObject();
@@ -247,7 +229,7 @@ vkd_result vkd_lora_save(const vkd_lora *l, const char *dir, vkd_error *err) {
     char *json = config_json(l);
     if (!json) return vkd_fail(err, VKD_ERR_NOMEM, "lora: out of memory");
     snprintf(path, sizeof path, "%s/" CONFIG_NAME, dir);
-    r = write_atomic(path, json, err);
+    r = vkd_write_text_atomic(path, json, err);
     cJSON_free(json);
     return r;
 }

@@ -63,4 +63,9 @@ vkd_result vkd_dflash_block_argmax_record(vkd_dflash *d, vkd_rec *rec, const int
 /* Forgets context rows back to len (<= d->len). */
 vkd_result vkd_dflash_crop(vkd_dflash *d, uint32_t len, vkd_error *err);
 
+/* Training input: runs d's target over seq[0..T) (in chunks of its max_rows, each submitted)
+ * with d's taps into feats rows 0..T-1; the target's cache is cropped to 0 before and after. */
+vkd_result vkd_dflash_target_features(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T,
+                                      vkd_tensor *feats, vkd_error *err);
+
 #endif
