@@ -182,6 +182,116 @@ static double *rates(const double *att, size_t n, const double *acc, size_t nacc
     return r;
 }
 
+/* One line of answers.jsonl: a method's response to an example, its answer and grade. */
+static void answer_line(exp_buf *ans, const char *id, const char *method, const cJSON *x, const char *gold,
+                        const cJSON *corr) {
+    cJSON *line = cJSON_CreateObject();
+    cJSON_AddStringToObject(line, "id", id ? id : "");
+    cJSON_AddStringToObject(line, "method", method);
+    cJSON_AddItemToObject(line, "text", cJSON_Duplicate(item(x, "text"), 1));
+    if (item(x, "answer")) cJSON_AddItemToObject(line, "answer", cJSON_Duplicate(item(x, "answer"), 1));
+    if (gold) cJSON_AddStringToObject(line, "gold", gold);
+    if (cJSON_IsBool(corr)) cJSON_AddBoolToObject(line, "correct", cJSON_IsTrue(corr));
+    cJSON_AddNumberToObject(line, "tokens", num(x, "tokens"));
+    char *s = cJSON_PrintUnformatted(line);
+    exp_buf_printf(ans, "%s\n", s);
+    free(s);
+    cJSON_Delete(line);
+}
+
+/* acceptance.csv and fig_acceptance: MH acceptance by step index within a block and by block. */
+static void acceptance_outputs(const exp_out *o, const double *sa, size_t nsa, const double *sc, size_t nsc,
+                               double *srate, const double *ba, size_t nba, const double *bc, size_t nbc,
+                               double *brate) {
+    exp_buf csv = {0};
+    exp_buf_printf(&csv, "kind,index,attempts,accepts,rate\n");
+    for (size_t i = 0; i < nsa; i++)
+        exp_buf_printf(&csv, "step,%zu,%.0f,%.0f,%.6f\n", i, sa[i], i < nsc ? sc[i] : 0, srate[i]);
+    for (size_t i = 0; i < nba; i++)
+        exp_buf_printf(&csv, "block,%zu,%.0f,%.0f,%.6f\n", i, ba[i], i < nbc ? bc[i] : 0, brate[i]);
+    exp_write(o, "acceptance.csv", csv.s ? csv.s : "", csv.n);
+    exp_buf_free(&csv);
+    fig_series fs[2] = {{.label = "by MCMC step index", .n = nsa, .y = srate},
+                        {.label = "by block index", .n = nba, .y = brate}};
+    fig_chart ch = {.kind = FIG_LINE, .title = "Power sampling: MH acceptance rate",
+                    .xlabel = "index (step within a block, or block)", .ylabel = "acceptance rate"};
+    ch.line = (fig_line){.n_series = 2, .series = fs};
+    exp_write_figure(o, "fig_acceptance.png", &ch);
+}
+
+/* The easy/hard split (by the greedy target answer's grade): summary and report table. */
+static void report_difficulty(exp_buf *rep, cJSON *summ, agg D[NDIFF][NMETHOD]) {
+    if (D[1][M_POWER].n + D[2][M_POWER].n) {
+        cJSON *bd = cJSON_AddObjectToObject(summ, "by_difficulty");
+        exp_buf_printf(rep, "\nby difficulty (easy: the greedy target answer is correct; hard: wrong)\n"
+                             "%-5s %-8s %5s %8s %9s %9s %11s %11s\n", "group", "method", "n", "accuracy", "accept",
+                       "changed", "fwd/eff", "s/eff");
+        for (int dg = 1; dg < NDIFF; dg++) {
+            if (!D[dg][M_POWER].n) continue;
+            cJSON *g = cJSON_AddObjectToObject(bd, diff_names[dg]);
+            for (int mth = 0; mth < NMETHOD; mth++) {
+                const agg *a = &D[dg][mth];
+                if (!a->n) continue;
+                cJSON *m = cJSON_AddObjectToObject(g, method_names[mth]);
+                double acc = a->scored ? (double)a->correct / (double)a->scored : NAN;
+                cJSON_AddNumberToObject(m, "examples", (double)a->n);
+                cJSON_AddNumberToObject(m, "accuracy", acc);
+                cJSON_AddNumberToObject(m, "target_forwards", a->forwards);
+                cJSON_AddNumberToObject(m, "wall_s", a->wall);
+                double ar = a->attempts > 0 ? a->accepts / a->attempts : NAN, cr = a->attempts > 0 ? a->changes / a->attempts : NAN;
+                if (mth == M_POWER) {
+                    cJSON_AddNumberToObject(m, "attempts", a->attempts);
+                    cJSON_AddNumberToObject(m, "accepts", a->accepts);
+                    cJSON_AddNumberToObject(m, "acceptance", ar);
+                    moves_json(m, a);
+                }
+                double eff = a->tokens_changed;
+                char f[4][24] = {"-", "-", "-", "-"};
+                if (mth == M_POWER && a->attempts > 0) {
+                    snprintf(f[0], sizeof f[0], "%.1f%%", 100 * ar);
+                    snprintf(f[1], sizeof f[1], "%.1f%%", 100 * cr);
+                }
+                if (mth == M_POWER && eff > 0) {
+                    snprintf(f[2], sizeof f[2], "%.3f", a->forwards / eff);
+                    snprintf(f[3], sizeof f[3], "%.4g", a->wall / eff);
+                }
+                exp_buf_printf(rep, "%-5s %-8s %5zu %7.1f%% %9s %9s %11s %11s\n", diff_names[dg], method_names[mth],
+                               a->n, 100 * acc, f[0], f[1], f[2], f[3]);
+            }
+        }
+    }
+}
+
+/* 95% bootstrap CIs over examples per method: summary and report lines. */
+static void report_cis(exp_buf *rep, cJSON *summ, agg *A, const rep_boot *bt) {
+    exp_buf_printf(rep, "\n\n%.0f%% bootstrap CIs over examples (%u resamples):\n", 100 * REP_LEVEL, bt->reps);
+    rep_boot_json(summ, bt);
+    for (int mth = 0; mth < NMETHOD; mth++) {
+        agg *a = &A[mth];
+        cJSON *m = cJSON_GetObjectItemCaseSensitive(summ, method_names[mth]);
+        char label[64];
+        if (m && a->c_acc.n) {
+            rep_ci ci = rep_col_ci(bt, &a->c_acc);
+            rep_ci_json(m, "accuracy_ci", ci);
+            snprintf(label, sizeof label, "%s accuracy", method_names[mth]);
+            rep_ci_line(rep, label, ci);
+        }
+        if (m && a->c_fpt.n) {
+            rep_ci ci = rep_col_ci(bt, &a->c_fpt);
+            rep_ci_json(m, "forwards_per_token_ci", ci);
+            snprintf(label, sizeof label, "%s target forwards per token", method_names[mth]);
+            rep_ci_line(rep, label, ci);
+        }
+        if (m && a->c_rate.n) {
+            rep_ci ci = rep_col_ci(bt, &a->c_rate);
+            rep_ci_json(m, "acceptance_ci", ci);
+            snprintf(label, sizeof label, "%s MH acceptance", method_names[mth]);
+            rep_ci_line(rep, label, ci);
+        }
+        rep_col_free(&a->c_acc), rep_col_free(&a->c_fpt), rep_col_free(&a->c_rate);
+    }
+}
+
 static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const rep_boot *bt) {
     agg D[NDIFF][NMETHOD] = {{{0}}}, *A = D[0];
     double *sa = NULL, *sc = NULL, *ba = NULL, *bc = NULL;
@@ -225,40 +335,14 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
                 sum_counts(item(x, "block_attempts"), &ba, &nba);
                 sum_counts(item(x, "block_accepts"), &bc, &nbc);
             }
-            cJSON *line = cJSON_CreateObject();
-            cJSON_AddStringToObject(line, "id", id ? id : "");
-            cJSON_AddStringToObject(line, "method", method_names[mth]);
-            cJSON_AddItemToObject(line, "text", cJSON_Duplicate(item(x, "text"), 1));
-            if (item(x, "answer")) cJSON_AddItemToObject(line, "answer", cJSON_Duplicate(item(x, "answer"), 1));
-            if (gold) cJSON_AddStringToObject(line, "gold", gold);
-            if (cJSON_IsBool(corr)) cJSON_AddBoolToObject(line, "correct", cJSON_IsTrue(corr));
-            cJSON_AddNumberToObject(line, "tokens", num(x, "tokens"));
-            char *s = cJSON_PrintUnformatted(line);
-            exp_buf_printf(&ans, "%s\n", s);
-            free(s);
-            cJSON_Delete(line);
+            answer_line(&ans, id, method_names[mth], x, gold, corr);
         }
     }
     exp_write(o, "answers.jsonl", ans.s ? ans.s : "", ans.n);
     exp_buf_free(&ans);
 
     double *srate = rates(sa, nsa, sc, nsc), *brate = rates(ba, nba, bc, nbc);
-    exp_buf csv = {0};
-    exp_buf_printf(&csv, "kind,index,attempts,accepts,rate\n");
-    for (size_t i = 0; i < nsa; i++)
-        exp_buf_printf(&csv, "step,%zu,%.0f,%.0f,%.6f\n", i, sa[i], i < nsc ? sc[i] : 0, srate[i]);
-    for (size_t i = 0; i < nba; i++)
-        exp_buf_printf(&csv, "block,%zu,%.0f,%.0f,%.6f\n", i, ba[i], i < nbc ? bc[i] : 0, brate[i]);
-    exp_write(o, "acceptance.csv", csv.s ? csv.s : "", csv.n);
-    exp_buf_free(&csv);
-    { /* the same rates as a figure: by MCMC step index and by block index */
-        fig_series fs[2] = {{.label = "by MCMC step index", .n = nsa, .y = srate},
-                            {.label = "by block index", .n = nba, .y = brate}};
-        fig_chart ch = {.kind = FIG_LINE, .title = "Power sampling: MH acceptance rate",
-                        .xlabel = "index (step within a block, or block)", .ylabel = "acceptance rate"};
-        ch.line = (fig_line){.n_series = 2, .series = fs};
-        exp_write_figure(o, "fig_acceptance.png", &ch);
-    }
+    acceptance_outputs(o, sa, nsa, sc, nsc, srate, ba, nba, bc, nbc, brate);
 
     cJSON *summ = cJSON_CreateObject();
     cJSON_AddStringToObject(summ, "answer_kind", vkd_answer_kind_name(kind));
@@ -318,45 +402,7 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
                        a->tokens_changed, a->tokens_changed > 0 ? a->forwards / a->tokens_changed : NAN,
                        a->tokens_changed > 0 ? a->wall / a->tokens_changed : NAN);
     }
-    if (D[1][M_POWER].n + D[2][M_POWER].n) {
-        cJSON *bd = cJSON_AddObjectToObject(summ, "by_difficulty");
-        exp_buf_printf(&rep, "\nby difficulty (easy: the greedy target answer is correct; hard: wrong)\n"
-                             "%-5s %-8s %5s %8s %9s %9s %11s %11s\n", "group", "method", "n", "accuracy", "accept",
-                       "changed", "fwd/eff", "s/eff");
-        for (int dg = 1; dg < NDIFF; dg++) {
-            if (!D[dg][M_POWER].n) continue;
-            cJSON *g = cJSON_AddObjectToObject(bd, diff_names[dg]);
-            for (int mth = 0; mth < NMETHOD; mth++) {
-                const agg *a = &D[dg][mth];
-                if (!a->n) continue;
-                cJSON *m = cJSON_AddObjectToObject(g, method_names[mth]);
-                double acc = a->scored ? (double)a->correct / (double)a->scored : NAN;
-                cJSON_AddNumberToObject(m, "examples", (double)a->n);
-                cJSON_AddNumberToObject(m, "accuracy", acc);
-                cJSON_AddNumberToObject(m, "target_forwards", a->forwards);
-                cJSON_AddNumberToObject(m, "wall_s", a->wall);
-                double ar = a->attempts > 0 ? a->accepts / a->attempts : NAN, cr = a->attempts > 0 ? a->changes / a->attempts : NAN;
-                if (mth == M_POWER) {
-                    cJSON_AddNumberToObject(m, "attempts", a->attempts);
-                    cJSON_AddNumberToObject(m, "accepts", a->accepts);
-                    cJSON_AddNumberToObject(m, "acceptance", ar);
-                    moves_json(m, a);
-                }
-                double eff = a->tokens_changed;
-                char f[4][24] = {"-", "-", "-", "-"};
-                if (mth == M_POWER && a->attempts > 0) {
-                    snprintf(f[0], sizeof f[0], "%.1f%%", 100 * ar);
-                    snprintf(f[1], sizeof f[1], "%.1f%%", 100 * cr);
-                }
-                if (mth == M_POWER && eff > 0) {
-                    snprintf(f[2], sizeof f[2], "%.3f", a->forwards / eff);
-                    snprintf(f[3], sizeof f[3], "%.4g", a->wall / eff);
-                }
-                exp_buf_printf(&rep, "%-5s %-8s %5zu %7.1f%% %9s %9s %11s %11s\n", diff_names[dg], method_names[mth],
-                               a->n, 100 * acc, f[0], f[1], f[2], f[3]);
-            }
-        }
-    }
+    report_difficulty(&rep, summ, D);
     cJSON *st = cJSON_AddArrayToObject(summ, "acceptance_by_step");
     exp_buf_printf(&rep, "\nacceptance by MCMC step index:");
     for (size_t i = 0; i < nsa; i++) {
@@ -369,32 +415,7 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
         cJSON_AddItemToArray(bl, cJSON_CreateNumber(brate[i]));
         exp_buf_printf(&rep, " %.2f", brate[i]);
     }
-    exp_buf_printf(&rep, "\n\n%.0f%% bootstrap CIs over examples (%u resamples):\n", 100 * REP_LEVEL, bt->reps);
-    rep_boot_json(summ, bt);
-    for (int mth = 0; mth < NMETHOD; mth++) {
-        agg *a = &A[mth];
-        cJSON *m = cJSON_GetObjectItemCaseSensitive(summ, method_names[mth]);
-        char label[64];
-        if (m && a->c_acc.n) {
-            rep_ci ci = rep_col_ci(bt, &a->c_acc);
-            rep_ci_json(m, "accuracy_ci", ci);
-            snprintf(label, sizeof label, "%s accuracy", method_names[mth]);
-            rep_ci_line(&rep, label, ci);
-        }
-        if (m && a->c_fpt.n) {
-            rep_ci ci = rep_col_ci(bt, &a->c_fpt);
-            rep_ci_json(m, "forwards_per_token_ci", ci);
-            snprintf(label, sizeof label, "%s target forwards per token", method_names[mth]);
-            rep_ci_line(&rep, label, ci);
-        }
-        if (m && a->c_rate.n) {
-            rep_ci ci = rep_col_ci(bt, &a->c_rate);
-            rep_ci_json(m, "acceptance_ci", ci);
-            snprintf(label, sizeof label, "%s MH acceptance", method_names[mth]);
-            rep_ci_line(&rep, label, ci);
-        }
-        rep_col_free(&a->c_acc), rep_col_free(&a->c_fpt), rep_col_free(&a->c_rate);
-    }
+    report_cis(&rep, summ, A, bt);
     exp_write_json(o, "summary.json", summ);
     exp_write(o, "report.txt", rep.s, rep.n);
     fputs(rep.s, stdout);
