@@ -217,234 +217,314 @@ static void mkdir_p(const char *d) {
 
 static bool file_exists(const char *p) { return access(p, F_OK) == 0; }
 
-int vkd_cmd_exit_train(int argc, char **argv) {
-    const char *model = NULL, *out = NULL, *layers_s = NULL, *temps_s = "1", *loss_s = "kl";
+typedef struct opts {
+    const char *model, *out, *layers_s, *temps_s, *loss_s;
     const char *data[16];
-    int ndata = 0;
-    long steps = 200, stop_after = 0, warmup = -1, batch_tokens = 2048, seq_len = 256, every = 50;
-    double lr = 1e-3, wd = 0, clip = 1, holdout = 0.1;
-    unsigned long long seed = 0;
-    bool resume = false, quiet = false;
+    int ndata;
+    long steps, stop_after, warmup, batch_tokens, seq_len, every;
+    double lr, wd, clip, holdout;
+    unsigned long long seed;
+    bool resume, quiet, ce;
+    int32_t *layers; /* [nl] */
+    double *temps;   /* [nt] */
+    size_t nl, nt;
+} opts;
+
+/* The flags into *o; false when --help was printed (exit 0). */
+static bool parse_args(int argc, char **argv, opts *o) {
+    *o = (opts){.temps_s = "1", .loss_s = "kl", .steps = 200, .warmup = -1, .batch_tokens = 2048, .seq_len = 256,
+                .every = 50, .lr = 1e-3, .clip = 1, .holdout = 0.1};
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) {
             usage(stdout);
-            return 0;
-        } else if ((v = cli_value(CMD, "--model", argc, argv, &i))) model = v;
-        else if ((v = cli_value(CMD, "--out", argc, argv, &i))) out = v;
-        else if ((v = cli_value(CMD, "--layers", argc, argv, &i))) layers_s = v;
-        else if ((v = cli_value(CMD, "--temperatures", argc, argv, &i))) temps_s = v;
-        else if ((v = cli_value(CMD, "--loss", argc, argv, &i))) loss_s = v;
+            return false;
+        } else if ((v = cli_value(CMD, "--model", argc, argv, &i))) o->model = v;
+        else if ((v = cli_value(CMD, "--out", argc, argv, &i))) o->out = v;
+        else if ((v = cli_value(CMD, "--layers", argc, argv, &i))) o->layers_s = v;
+        else if ((v = cli_value(CMD, "--temperatures", argc, argv, &i))) o->temps_s = v;
+        else if ((v = cli_value(CMD, "--loss", argc, argv, &i))) o->loss_s = v;
         else if ((v = cli_value(CMD, "--data", argc, argv, &i))) {
-            if (ndata == 16) cli_usage_error(CMD, "--data: at most 16 files");
-            data[ndata++] = v;
-        } else if ((v = cli_value(CMD, "--steps", argc, argv, &i))) steps = cli_parse_long(CMD, "--steps", v, 1, 100000000);
+            if (o->ndata == 16) cli_usage_error(CMD, "--data: at most 16 files");
+            o->data[o->ndata++] = v;
+        } else if ((v = cli_value(CMD, "--steps", argc, argv, &i))) o->steps = cli_parse_long(CMD, "--steps", v, 1, 100000000);
         else if ((v = cli_value(CMD, "--stop-after", argc, argv, &i)))
-            stop_after = cli_parse_long(CMD, "--stop-after", v, 1, 100000000);
-        else if ((v = cli_value(CMD, "--warmup", argc, argv, &i))) warmup = cli_parse_long(CMD, "--warmup", v, 0, 100000000);
+            o->stop_after = cli_parse_long(CMD, "--stop-after", v, 1, 100000000);
+        else if ((v = cli_value(CMD, "--warmup", argc, argv, &i))) o->warmup = cli_parse_long(CMD, "--warmup", v, 0, 100000000);
         else if ((v = cli_value(CMD, "--batch-tokens", argc, argv, &i)))
-            batch_tokens = cli_parse_long(CMD, "--batch-tokens", v, 3, 1 << 24);
-        else if ((v = cli_value(CMD, "--seq-len", argc, argv, &i))) seq_len = cli_parse_long(CMD, "--seq-len", v, 3, 16384);
+            o->batch_tokens = cli_parse_long(CMD, "--batch-tokens", v, 3, 1 << 24);
+        else if ((v = cli_value(CMD, "--seq-len", argc, argv, &i))) o->seq_len = cli_parse_long(CMD, "--seq-len", v, 3, 16384);
         else if ((v = cli_value(CMD, "--checkpoint-every", argc, argv, &i)))
-            every = cli_parse_long(CMD, "--checkpoint-every", v, 1, 100000000);
-        else if ((v = cli_value(CMD, "--lr", argc, argv, &i))) lr = cli_parse_double(CMD, "--lr", v, 0, 10);
-        else if ((v = cli_value(CMD, "--weight-decay", argc, argv, &i))) wd = cli_parse_double(CMD, "--weight-decay", v, 0, 10);
-        else if ((v = cli_value(CMD, "--clip", argc, argv, &i))) clip = cli_parse_double(CMD, "--clip", v, 0, 1e9);
-        else if ((v = cli_value(CMD, "--holdout", argc, argv, &i))) holdout = cli_parse_double(CMD, "--holdout", v, 0, 0.9);
+            o->every = cli_parse_long(CMD, "--checkpoint-every", v, 1, 100000000);
+        else if ((v = cli_value(CMD, "--lr", argc, argv, &i))) o->lr = cli_parse_double(CMD, "--lr", v, 0, 10);
+        else if ((v = cli_value(CMD, "--weight-decay", argc, argv, &i))) o->wd = cli_parse_double(CMD, "--weight-decay", v, 0, 10);
+        else if ((v = cli_value(CMD, "--clip", argc, argv, &i))) o->clip = cli_parse_double(CMD, "--clip", v, 0, 1e9);
+        else if ((v = cli_value(CMD, "--holdout", argc, argv, &i))) o->holdout = cli_parse_double(CMD, "--holdout", v, 0, 0.9);
         else if ((v = cli_value(CMD, "--seed", argc, argv, &i)))
-            seed = (unsigned long long)cli_parse_long(CMD, "--seed", v, 0, 0x7fffffffffffffffL);
-        else if (cli_is("--resume", argv[i])) resume = true;
-        else if (cli_is("--quiet", argv[i])) quiet = true;
+            o->seed = (unsigned long long)cli_parse_long(CMD, "--seed", v, 0, 0x7fffffffffffffffL);
+        else if (cli_is("--resume", argv[i])) o->resume = true;
+        else if (cli_is("--quiet", argv[i])) o->quiet = true;
         else if (cli_is("--ft-last-block", argv[i]))
             cli_usage_error(CMD, "--ft-last-block is not available yet: it needs the decoder layer's backward "
                                  "with full-weight gradients");
         else cli_usage_error(CMD, "unknown flag '%s'", argv[i]);
     }
-    if (!model || !out || !layers_s || !ndata) cli_usage_error(CMD, "--model, --layers, --data and --out are required");
-    bool ce = !strcmp(loss_s, "ce+kl");
-    if (!ce && strcmp(loss_s, "kl")) cli_usage_error(CMD, "--loss: expected kl or ce+kl, got '%s'", loss_s);
-    if (warmup < 0) warmup = steps / 10;
-    size_t nl, nt;
-    int32_t *layers = parse_index_list(CMD, "--layers", layers_s, "layer indices", &nl);
-    double *temps = exp_parse_list(CMD, "--temperatures", temps_s, 1e-3, 1e3, &nt);
+    if (!o->model || !o->out || !o->layers_s || !o->ndata)
+        cli_usage_error(CMD, "--model, --layers, --data and --out are required");
+    o->ce = !strcmp(o->loss_s, "ce+kl");
+    if (!o->ce && strcmp(o->loss_s, "kl")) cli_usage_error(CMD, "--loss: expected kl or ce+kl, got '%s'", o->loss_s);
+    if (o->warmup < 0) o->warmup = o->steps / 10;
+    o->layers = parse_index_list(CMD, "--layers", o->layers_s, "layer indices", &o->nl);
+    o->temps = exp_parse_list(CMD, "--temperatures", o->temps_s, 1e-3, 1e3, &o->nt);
+    return true;
+}
 
-    /* models and data, all checked before OUT is touched */
+/* What every head's training shares: the data, its split, the target and scratch. */
+typedef struct run {
+    vkd_tok *tok;
+    seqs S;
+    size_t *train, *held, ntrain, nheld; /* indices into S */
+    vkd_ctx *ctx;
+    vkd_target *t;
+    vkd_rec *rec;
+    uint32_t rows;   /* --seq-len */
+    size_t *order;   /* [ntrain] this epoch's order */
+    size_t batch[4096];
+    float *loss_rows; /* [rows] */
+} run;
+
+/* Models and data, all checked before OUT is touched; then OUT is created. */
+static void load_run(const opts *o, run *r) {
     vkd_error err = {0};
     vkd_cfg cfg;
-    cli_check(vkd_cfg_load(model, &cfg, &err), &err);
-    for (size_t i = 0; i < nl; i++)
-        if (layers[i] >= cfg.num_hidden_layers)
-            cli_usage_error(CMD, "--layers: layer %d out of range: %s has layers 0..%lld", layers[i], model,
+    cli_check(vkd_cfg_load(o->model, &cfg, &err), &err);
+    for (size_t i = 0; i < o->nl; i++)
+        if (o->layers[i] >= cfg.num_hidden_layers)
+            cli_usage_error(CMD, "--layers: layer %d out of range: %s has layers 0..%lld", o->layers[i], o->model,
                             (long long)cfg.num_hidden_layers - 1);
-    vkd_tok *tok;
-    cli_check(vkd_tok_load(model, &tok, &err), &err);
-    seqs S = {0};
-    for (int i = 0; i < ndata; i++) load_file(data[i], tok, (uint32_t)seq_len, &S);
-    size_t *train = malloc(S.n * sizeof *train), *held = malloc(S.n * sizeof *held), ntrain = 0, nheld = 0;
-    for (size_t i = 0; i < S.n; i++) {
-        bool h = (double)(mix64(seed ^ mix64(i)) % 1000000) < holdout * 1e6;
-        if (h) held[nheld++] = i;
-        else train[ntrain++] = i;
+    cli_check(vkd_tok_load(o->model, &r->tok, &err), &err);
+    for (int i = 0; i < o->ndata; i++) load_file(o->data[i], r->tok, (uint32_t)o->seq_len, &r->S);
+    r->train = malloc(r->S.n * sizeof *r->train), r->held = malloc(r->S.n * sizeof *r->held);
+    for (size_t i = 0; i < r->S.n; i++) {
+        bool h = (double)(mix64(o->seed ^ mix64(i)) % 1000000) < o->holdout * 1e6;
+        if (h) r->held[r->nheld++] = i;
+        else r->train[r->ntrain++] = i;
     }
-    if (ntrain == 0) cli_fatal("%s: all %zu sequences are held out: lower --holdout or add data", data[0], S.n);
-    vkd_ctx *ctx;
-    cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &ctx, &err), &err);
-    vkd_target *t;
-    uint32_t rows = (uint32_t)seq_len;
-    cli_check(vkd_target_load(ctx, model, &(vkd_target_options){.ctx_len = rows, .max_rows = rows}, &t, &err), &err);
-    vkd_rec *rec;
-    cli_check(vkd_rec_create(ctx, &rec, &err), &err);
-    if (!quiet)
-        fprintf(stderr, "exit-train: %zu sequences (%zu train, %zu held out) from %d file(s)\n", S.n, ntrain, nheld,
-                ndata);
-    mkdir_p(out);
+    if (r->ntrain == 0)
+        cli_fatal("%s: all %zu sequences are held out: lower --holdout or add data", o->data[0], r->S.n);
+    cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &r->ctx, &err), &err);
+    r->rows = (uint32_t)o->seq_len;
+    cli_check(vkd_target_load(r->ctx, o->model, &(vkd_target_options){.ctx_len = r->rows, .max_rows = r->rows}, &r->t,
+                              &err),
+              &err);
+    cli_check(vkd_rec_create(r->ctx, &r->rec, &err), &err);
+    if (!o->quiet)
+        fprintf(stderr, "exit-train: %zu sequences (%zu train, %zu held out) from %d file(s)\n", r->S.n, r->ntrain,
+                r->nheld, o->ndata);
+    mkdir_p(o->out);
+    r->order = malloc(r->ntrain * sizeof *r->order);
+    r->loss_rows = malloc(r->rows * sizeof *r->loss_rows);
+}
 
-    size_t *order = malloc(ntrain * sizeof *order), batch[4096];
-    float *loss_rows = malloc(rows * sizeof *loss_rows);
-    exp_buf summary = {0};
-    exp_buf_printf(&summary, "{\n  \"model\": \"%s\",\n  \"loss\": \"%s\",\n  \"steps\": %ld,\n  \"heads\": [", model, loss_s,
-                   steps);
-    for (size_t li = 0; li < nl; li++)
-        for (size_t ti = 0; ti < nt; ti++) {
-            char dir[4096], path[4200];
-            snprintf(dir, sizeof dir, "%s/layer%d-T%g", out, layers[li], temps[ti]);
-            snprintf(path, sizeof path, "%s/exit.safetensors", dir);
-            vkd_exit *e;
-            bool cont = resume && file_exists(path);
-            if (!resume && file_exists(path))
-                cli_fatal("%s exists: use --resume to continue it, or another --out", path);
-            mkdir_p(dir);
-            if (cont) cli_check(vkd_exit_load(t, model, dir, &e, &err), &err);
-            else cli_check(vkd_exit_create(t, model, (uint32_t)layers[li], &e, &err), &err);
-            if (cont && (e->layer != (uint32_t)layers[li] || fabsf(e->info.temperature - (float)temps[ti]) > 1e-6f ||
-                         strcmp(e->info.loss, loss_s)))
-                cli_fatal("%s: head at layer %u, T %g, loss '%s'; this run asks layer %d, T %g, loss '%s'", path, e->layer,
-                          e->info.temperature, e->info.loss, layers[li], temps[ti], loss_s);
-            vkd_exit_trainer *tr;
-            vkd_exit_train_options o = {.temperature = (float)temps[ti], .ce = ce, .max_rows = rows};
-            cli_check(vkd_exit_trainer_create(e, &o, &tr, &err), &err);
-            uint64_t done = cont ? e->info.steps : 0;
-            size_t np = e->hidden + (size_t)e->vocab * e->hidden;
-            if (cont && done) { /* optimizer moments */
-                snprintf(path, sizeof path, "%s/state.safetensors", dir);
-                vkd_st_file *f;
-                cli_check(vkd_st_open(path, &f, &err), &err);
-                const vkd_st_tensor *m = vkd_st_find(f, "adam_m"), *v = vkd_st_find(f, "adam_v");
-                const char *st = vkd_st_metadata_get(f, "steps");
-                if (!m || !v || m->numel != np || v->numel != np || m->dtype != VKD_DTYPE_F32 || !st ||
-                    strtoull(st, NULL, 10) != done)
-                    cli_fatal("%s: expected adam_m, adam_v (F32, %zu values) at step %llu", path, np,
-                              (unsigned long long)done);
-                cli_check(vkd_exit_train_state_set(tr, m->data, v->data, &err), &err);
-                vkd_st_close(f);
-            }
-            snprintf(e->info.trained, sizeof e->info.trained, "head");
-            snprintf(e->info.loss, sizeof e->info.loss, "%s", loss_s);
-            e->info.temperature = (float)temps[ti];
-            /* replay the data order up to `done` (host only) */
-            cursor c = {0};
-            epoch_order(train, ntrain, seed, 0, order);
-            for (uint64_t s = 0; s < done; s++)
-                next_batch(&c, order, train, ntrain, &S, seed, (uint32_t)batch_tokens, batch, 4096);
-            snprintf(path, sizeof path, "%s/train.jsonl", dir);
-            if (cont) truncate_log(path, done);
-            FILE *log = fopen(path, cont ? "a" : "w");
-            if (!log) cli_fatal("%s: cannot write (%s)", path, strerror(errno));
-            double t0 = vkd_now(), last_loss = NAN;
-            uint64_t tokens = 0;
-            for (uint64_t s = done; s < (uint64_t)steps && !(stop_after && s - done >= (uint64_t)stop_after); s++) {
-                size_t k = next_batch(&c, order, train, ntrain, &S, seed, (uint32_t)batch_tokens, batch, 4096);
-                uint32_t scored = 0;
-                for (size_t j = 0; j < k; j++) scored += vkd_exit_train_rows(tr, S.len[batch[j]]);
-                double loss = 0;
-                vkd_rec_begin(rec);
-                vkd_exit_train_zero(rec, tr);
-                for (size_t j = 0; j < k; j++) {
-                    uint32_t n = S.len[batch[j]];
-                    if (j) vkd_rec_begin(rec);
-                    cli_check(vkd_exit_train_seq(rec, tr, S.ids[batch[j]], n, scored ? 1.0f / scored : 0, loss_rows, &err),
-                              &err);
-                    if (vkd_rec_submit(rec)) cli_check(vkd_rec_error(rec)->code, vkd_rec_error(rec));
-                    for (uint32_t i = 0; i < n; i++) loss += loss_rows[i];
-                    tokens += n;
-                }
-                float gnorm = NAN;
-                vkd_optim_params p = {.kind = VKD_OPTIM_ADAMW, .lr = lr * vkd_lr_cosine(s, (uint64_t)warmup, (uint64_t)steps),
-                                      .weight_decay = wd, .step = s + 1, .max_grad_norm = clip};
-                vkd_rec_begin(rec);
-                cli_check(vkd_exit_train_update(rec, tr, &p, &gnorm, &err), &err);
-                if (vkd_rec_submit(rec)) cli_check(vkd_rec_error(rec)->code, vkd_rec_error(rec));
-                if (!isfinite(loss)) cli_fatal("%s: loss is not finite at step %llu (lower --lr)", dir, (unsigned long long)s);
-                last_loss = loss;
-                double el = vkd_now() - t0;
-                fprintf(log, "{\"step\": %llu, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %u}\n",
-                        (unsigned long long)s + 1, loss, p.lr, clip > 0 ? gnorm : NAN, scored);
-                fflush(log);
-                if (!quiet && (isatty(2) || (s + 1) % 10 == 0 || s + 1 == (uint64_t)steps))
-                    fprintf(stderr, "%sexit-train layer %d T %g: step %llu/%ld  loss %.4f  %.0f tok/s%s", isatty(2) ? "\r" : "",
-                            layers[li], temps[ti], (unsigned long long)s + 1, steps, loss, el > 0 ? tokens / el : 0,
-                            isatty(2) ? "  " : "\n");
-                e->info.steps = s + 1;
-                if ((s + 1) % (uint64_t)every == 0 || s + 1 == (uint64_t)steps) {
-                    float *m = malloc(np * 4), *v = malloc(np * 4);
-                    if (!m || !v) cli_fatal("out of host memory");
-                    cli_check(vkd_exit_train_state_get(tr, m, v, &err), &err);
-                    char st[24];
-                    snprintf(st, sizeof st, "%llu", (unsigned long long)s + 1);
-                    const char *meta[] = {"steps", st, NULL};
-                    vkd_st_out ts[2] = {{"adam_m", VKD_DTYPE_F32, 1, {(int64_t)np}, m},
-                                        {"adam_v", VKD_DTYPE_F32, 1, {(int64_t)np}, v}};
-                    /* state first, then the head: a head always has its state on disk */
-                    snprintf(path, sizeof path, "%s/state.safetensors", dir);
-                    cli_check(vkd_st_write(path, ts, 2, meta, &err), &err);
-                    cli_check(vkd_exit_save(e, dir, &err), &err);
-                    free(m);
-                    free(v);
-                }
-            }
-            if (!quiet && isatty(2)) fputc('\n', stderr);
-            fclose(log);
-            /* held-out loss (the same objective; gradients discarded) */
-            double hl = NAN;
-            uint32_t hscored = 0;
-            for (size_t j = 0; j < nheld; j++) hscored += vkd_exit_train_rows(tr, S.len[held[j]]);
-            if (hscored) {
-                hl = 0;
-                for (size_t j = 0; j < nheld; j++) {
-                    vkd_rec_begin(rec);
-                    cli_check(vkd_exit_train_seq(rec, tr, S.ids[held[j]], S.len[held[j]], 1.0f / hscored, loss_rows, &err),
-                              &err);
-                    if (vkd_rec_submit(rec)) cli_check(vkd_rec_error(rec)->code, vkd_rec_error(rec));
-                    for (uint32_t i = 0; i < S.len[held[j]]; i++) hl += loss_rows[i];
-                }
-            }
-            if (!quiet) fprintf(stderr, "exit-train: %s: train loss %.4f, held-out loss %.4f\n", dir, last_loss, hl);
-            exp_buf_printf(&summary, "%s\n    {\"dir\": \"%s\", \"layer\": %d, \"temperature\": %g, \"train_loss\": %.6g, "
-                           "\"heldout_loss\": %.6g, \"heldout_tokens\": %u}", li + ti ? "," : "", dir, layers[li], temps[ti],
-                           last_loss, hl, hscored);
-            vkd_exit_trainer_free(tr);
-            vkd_exit_free(e);
-        }
-    exp_buf_printf(&summary, "\n  ],\n  \"sequences\": %zu,\n  \"train_sequences\": %zu,\n  \"heldout_sequences\": %zu\n}\n",
-                   S.n, ntrain, nheld);
+/* The head of (layer li, temperature ti) in dir: loaded (*cont, --resume) or new. */
+static vkd_exit *open_head(const opts *o, const run *r, size_t li, size_t ti, const char *dir, bool *cont) {
+    vkd_error err = {0};
     char path[4200];
-    snprintf(path, sizeof path, "%s/summary.json", out);
+    snprintf(path, sizeof path, "%s/exit.safetensors", dir);
+    vkd_exit *e;
+    *cont = o->resume && file_exists(path);
+    if (!o->resume && file_exists(path)) cli_fatal("%s exists: use --resume to continue it, or another --out", path);
+    mkdir_p(dir);
+    if (*cont) cli_check(vkd_exit_load(r->t, o->model, dir, &e, &err), &err);
+    else cli_check(vkd_exit_create(r->t, o->model, (uint32_t)o->layers[li], &e, &err), &err);
+    if (*cont && (e->layer != (uint32_t)o->layers[li] || fabsf(e->info.temperature - (float)o->temps[ti]) > 1e-6f ||
+                  strcmp(e->info.loss, o->loss_s)))
+        cli_fatal("%s: head at layer %u, T %g, loss '%s'; this run asks layer %d, T %g, loss '%s'", path, e->layer,
+                  e->info.temperature, e->info.loss, o->layers[li], o->temps[ti], o->loss_s);
+    return e;
+}
+
+/* The optimizer moments of a resumed head (np values each, at step done). */
+static void load_state(vkd_exit_trainer *tr, const char *dir, size_t np, uint64_t done) {
+    vkd_error err = {0};
+    char path[4200];
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    vkd_st_file *f;
+    cli_check(vkd_st_open(path, &f, &err), &err);
+    const vkd_st_tensor *m = vkd_st_find(f, "adam_m"), *v = vkd_st_find(f, "adam_v");
+    const char *st = vkd_st_metadata_get(f, "steps");
+    if (!m || !v || m->numel != np || v->numel != np || m->dtype != VKD_DTYPE_F32 || !st ||
+        strtoull(st, NULL, 10) != done)
+        cli_fatal("%s: expected adam_m, adam_v (F32, %zu values) at step %llu", path, np, (unsigned long long)done);
+    cli_check(vkd_exit_train_state_set(tr, m->data, v->data, &err), &err);
+    vkd_st_close(f);
+}
+
+/* A checkpoint after step `step`: state first, then the head (a head always has its state on disk). */
+static void save_state(vkd_exit *e, vkd_exit_trainer *tr, const char *dir, size_t np, uint64_t step) {
+    vkd_error err = {0};
+    float *m = malloc(np * 4), *v = malloc(np * 4);
+    if (!m || !v) cli_fatal("out of host memory");
+    cli_check(vkd_exit_train_state_get(tr, m, v, &err), &err);
+    char st[24], path[4200];
+    snprintf(st, sizeof st, "%llu", (unsigned long long)step);
+    const char *meta[] = {"steps", st, NULL};
+    vkd_st_out ts[2] = {{"adam_m", VKD_DTYPE_F32, 1, {(int64_t)np}, m}, {"adam_v", VKD_DTYPE_F32, 1, {(int64_t)np}, v}};
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    cli_check(vkd_st_write(path, ts, 2, meta, &err), &err);
+    cli_check(vkd_exit_save(e, dir, &err), &err);
+    free(m);
+    free(v);
+}
+
+/* One optimizer step on batch[0..k): returns the summed loss; *gnorm, *lr, *scored filled. */
+static double train_step(const opts *o, run *r, vkd_exit_trainer *tr, size_t k, uint64_t s, uint64_t *tokens,
+                         float *gnorm, double *lr, uint32_t *scored) {
+    vkd_error err = {0};
+    *scored = 0;
+    for (size_t j = 0; j < k; j++) *scored += vkd_exit_train_rows(tr, r->S.len[r->batch[j]]);
+    double loss = 0;
+    vkd_rec_begin(r->rec);
+    vkd_exit_train_zero(r->rec, tr);
+    for (size_t j = 0; j < k; j++) {
+        uint32_t n = r->S.len[r->batch[j]];
+        if (j) vkd_rec_begin(r->rec);
+        cli_check(vkd_exit_train_seq(r->rec, tr, r->S.ids[r->batch[j]], n, *scored ? 1.0f / *scored : 0, r->loss_rows,
+                                     &err),
+                  &err);
+        if (vkd_rec_submit(r->rec)) cli_check(vkd_rec_error(r->rec)->code, vkd_rec_error(r->rec));
+        for (uint32_t i = 0; i < n; i++) loss += r->loss_rows[i];
+        *tokens += n;
+    }
+    *gnorm = NAN;
+    vkd_optim_params p = {.kind = VKD_OPTIM_ADAMW, .lr = o->lr * vkd_lr_cosine(s, (uint64_t)o->warmup, (uint64_t)o->steps),
+                          .weight_decay = o->wd, .step = s + 1, .max_grad_norm = o->clip};
+    vkd_rec_begin(r->rec);
+    cli_check(vkd_exit_train_update(r->rec, tr, &p, gnorm, &err), &err);
+    if (vkd_rec_submit(r->rec)) cli_check(vkd_rec_error(r->rec)->code, vkd_rec_error(r->rec));
+    *lr = p.lr;
+    return loss;
+}
+
+/* Steps done..--steps (or --stop-after of them) of one head, logged to dir/train.jsonl and
+ * checkpointed; returns the last step's loss (NAN when none ran). */
+static double train_head(const opts *o, run *r, vkd_exit *e, vkd_exit_trainer *tr, const char *dir, size_t li,
+                         size_t ti, bool cont, uint64_t done, size_t np) {
+    /* replay the data order up to `done` (host only) */
+    cursor c = {0};
+    epoch_order(r->train, r->ntrain, o->seed, 0, r->order);
+    for (uint64_t s = 0; s < done; s++)
+        next_batch(&c, r->order, r->train, r->ntrain, &r->S, o->seed, (uint32_t)o->batch_tokens, r->batch, 4096);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/train.jsonl", dir);
+    if (cont) truncate_log(path, done);
+    FILE *log = fopen(path, cont ? "a" : "w");
+    if (!log) cli_fatal("%s: cannot write (%s)", path, strerror(errno));
+    double t0 = vkd_now(), last_loss = NAN;
+    uint64_t tokens = 0;
+    for (uint64_t s = done; s < (uint64_t)o->steps && !(o->stop_after && s - done >= (uint64_t)o->stop_after); s++) {
+        size_t k = next_batch(&c, r->order, r->train, r->ntrain, &r->S, o->seed, (uint32_t)o->batch_tokens, r->batch,
+                              4096);
+        float gnorm;
+        double lr;
+        uint32_t scored;
+        double loss = train_step(o, r, tr, k, s, &tokens, &gnorm, &lr, &scored);
+        if (!isfinite(loss)) cli_fatal("%s: loss is not finite at step %llu (lower --lr)", dir, (unsigned long long)s);
+        last_loss = loss;
+        double el = vkd_now() - t0;
+        fprintf(log, "{\"step\": %llu, \"loss\": %.6g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %u}\n",
+                (unsigned long long)s + 1, loss, lr, o->clip > 0 ? gnorm : NAN, scored);
+        fflush(log);
+        if (!o->quiet && (isatty(2) || (s + 1) % 10 == 0 || s + 1 == (uint64_t)o->steps))
+            fprintf(stderr, "%sexit-train layer %d T %g: step %llu/%ld  loss %.4f  %.0f tok/s%s", isatty(2) ? "\r" : "",
+                    o->layers[li], o->temps[ti], (unsigned long long)s + 1, o->steps, loss, el > 0 ? tokens / el : 0,
+                    isatty(2) ? "  " : "\n");
+        e->info.steps = s + 1;
+        if ((s + 1) % (uint64_t)o->every == 0 || s + 1 == (uint64_t)o->steps) save_state(e, tr, dir, np, s + 1);
+    }
+    if (!o->quiet && isatty(2)) fputc('\n', stderr);
+    fclose(log);
+    return last_loss;
+}
+
+/* Held-out loss (the same objective; gradients discarded); NAN when no row is scored. */
+static double heldout_loss(run *r, vkd_exit_trainer *tr, uint32_t *hscored) {
+    vkd_error err = {0};
+    double hl = NAN;
+    *hscored = 0;
+    for (size_t j = 0; j < r->nheld; j++) *hscored += vkd_exit_train_rows(tr, r->S.len[r->held[j]]);
+    if (*hscored) {
+        hl = 0;
+        for (size_t j = 0; j < r->nheld; j++) {
+            vkd_rec_begin(r->rec);
+            cli_check(vkd_exit_train_seq(r->rec, tr, r->S.ids[r->held[j]], r->S.len[r->held[j]], 1.0f / *hscored,
+                                         r->loss_rows, &err),
+                      &err);
+            if (vkd_rec_submit(r->rec)) cli_check(vkd_rec_error(r->rec)->code, vkd_rec_error(r->rec));
+            for (uint32_t i = 0; i < r->S.len[r->held[j]]; i++) hl += r->loss_rows[i];
+        }
+    }
+    return hl;
+}
+
+/* One head, (layer li, temperature ti): trained, evaluated, its summary entry appended. */
+static void run_head(const opts *o, run *r, size_t li, size_t ti, exp_buf *summary) {
+    vkd_error err = {0};
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/layer%d-T%g", o->out, o->layers[li], o->temps[ti]);
+    bool cont;
+    vkd_exit *e = open_head(o, r, li, ti, dir, &cont);
+    vkd_exit_trainer *tr;
+    vkd_exit_train_options to = {.temperature = (float)o->temps[ti], .ce = o->ce, .max_rows = r->rows};
+    cli_check(vkd_exit_trainer_create(e, &to, &tr, &err), &err);
+    uint64_t done = cont ? e->info.steps : 0;
+    size_t np = e->hidden + (size_t)e->vocab * e->hidden;
+    if (cont && done) load_state(tr, dir, np, done);
+    snprintf(e->info.trained, sizeof e->info.trained, "head");
+    snprintf(e->info.loss, sizeof e->info.loss, "%s", o->loss_s);
+    e->info.temperature = (float)o->temps[ti];
+    double last_loss = train_head(o, r, e, tr, dir, li, ti, cont, done, np);
+    uint32_t hscored;
+    double hl = heldout_loss(r, tr, &hscored);
+    if (!o->quiet) fprintf(stderr, "exit-train: %s: train loss %.4f, held-out loss %.4f\n", dir, last_loss, hl);
+    exp_buf_printf(summary, "%s\n    {\"dir\": \"%s\", \"layer\": %d, \"temperature\": %g, \"train_loss\": %.6g, "
+                   "\"heldout_loss\": %.6g, \"heldout_tokens\": %u}", li + ti ? "," : "", dir, o->layers[li], o->temps[ti],
+                   last_loss, hl, hscored);
+    vkd_exit_trainer_free(tr);
+    vkd_exit_free(e);
+}
+
+int vkd_cmd_exit_train(int argc, char **argv) {
+    opts o;
+    if (!parse_args(argc, argv, &o)) return 0;
+    run r = {0};
+    load_run(&o, &r);
+    vkd_error err = {0};
+    exp_buf summary = {0};
+    exp_buf_printf(&summary, "{\n  \"model\": \"%s\",\n  \"loss\": \"%s\",\n  \"steps\": %ld,\n  \"heads\": [", o.model,
+                   o.loss_s, o.steps);
+    for (size_t li = 0; li < o.nl; li++)
+        for (size_t ti = 0; ti < o.nt; ti++) run_head(&o, &r, li, ti, &summary);
+    exp_buf_printf(&summary, "\n  ],\n  \"sequences\": %zu,\n  \"train_sequences\": %zu,\n  \"heldout_sequences\": %zu\n}\n",
+                   r.S.n, r.ntrain, r.nheld);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/summary.json", o.out);
     cli_check(cli_write_atomic(path, summary.s, summary.n, &err), &err);
     exp_buf_free(&summary);
-    for (size_t i = 0; i < S.n; i++) free(S.ids[i]);
-    free(S.ids);
-    free(S.len);
-    free(train);
-    free(held);
-    free(order);
-    free(loss_rows);
-    free(layers);
-    free(temps);
-    cli_print_profile(ctx);
-    vkd_rec_destroy(rec);
-    vkd_target_free(t);
-    if (vkd_ctx_validation_count(ctx)) cli_fatal("Vulkan validation: %s", vkd_ctx_validation_first(ctx));
-    vkd_ctx_destroy(ctx);
-    vkd_tok_free(tok);
+    for (size_t i = 0; i < r.S.n; i++) free(r.S.ids[i]);
+    free(r.S.ids);
+    free(r.S.len);
+    free(r.train);
+    free(r.held);
+    free(r.order);
+    free(r.loss_rows);
+    free(o.layers);
+    free(o.temps);
+    cli_print_profile(r.ctx);
+    vkd_rec_destroy(r.rec);
+    vkd_target_free(r.t);
+    if (vkd_ctx_validation_count(r.ctx)) cli_fatal("Vulkan validation: %s", vkd_ctx_validation_first(r.ctx));
+    vkd_ctx_destroy(r.ctx);
+    vkd_tok_free(r.tok);
     return 0;
 }

@@ -239,321 +239,413 @@ static void save(vkd_dflash *d, vkd_train_draft *tr, const char *out, const char
     free(op), free(sp), free(tmp), free(ck), free(old);
 }
 
-int vkd_cmd_train_draft(int argc, char **argv) {
-    const char *c = "train-draft", *target_dir = NULL, *out = NULL, *target_layers = "auto", *loss = "ce";
+#define CMD "train-draft"
+
+typedef struct opts {
+    const char *target_dir, *out, *target_layers, *loss;
     const char *data[16];
-    int ndata = 0;
-    long block = 16, layers = 5, anchors = 512, steps = 0, epochs = 0, max_new = 128, eval_prompts = 4,
-         eval_every = 0, eval_tokens = 32, save_every = 0, mask_id = -1, max_len = 0;
-    double lr = 6e-4, warmup = 0.04;
-    unsigned long long seed = 0;
-    bool resume = false, regenerate = false, quiet = false;
+    int ndata;
+    long block, layers, anchors, steps, epochs, max_new, eval_prompts, eval_every, eval_tokens, save_every, mask_id,
+        max_len;
+    double lr, warmup;
+    unsigned long long seed;
+    bool resume, regenerate, quiet;
+} opts;
+
+/* The flags into *o; false when --help was printed (exit 0). */
+static bool parse_args(int argc, char **argv, opts *o) {
+    const char *c = CMD;
+    *o = (opts){.target_layers = "auto", .loss = "ce", .block = 16, .layers = 5, .anchors = 512, .max_new = 128,
+                .eval_prompts = 4, .eval_tokens = 32, .mask_id = -1, .lr = 6e-4, .warmup = 0.04};
     for (int i = 1; i < argc; i++) {
         const char *v;
-        if ((v = cli_value(c, "--target", argc, argv, &i))) target_dir = v;
+        if ((v = cli_value(c, "--target", argc, argv, &i))) o->target_dir = v;
         else if ((v = cli_value(c, "--data", argc, argv, &i))) {
-            if (ndata == 16) cli_usage_error(c, "at most 16 --data files");
-            data[ndata++] = v;
-        } else if ((v = cli_value(c, "--out", argc, argv, &i))) out = v;
-        else if ((v = cli_value(c, "--block-size", argc, argv, &i))) block = cli_parse_long(c, "--block-size", v, 2, 64);
-        else if ((v = cli_value(c, "--layers", argc, argv, &i))) layers = cli_parse_long(c, "--layers", v, 1, 64);
-        else if ((v = cli_value(c, "--target-layers", argc, argv, &i))) target_layers = v;
-        else if ((v = cli_value(c, "--anchors-per-seq", argc, argv, &i))) anchors = cli_parse_long(c, "--anchors-per-seq", v, 1, 1 << 16);
-        else if ((v = cli_value(c, "--steps", argc, argv, &i))) steps = cli_parse_long(c, "--steps", v, 1, 1L << 40);
-        else if ((v = cli_value(c, "--epochs", argc, argv, &i))) epochs = cli_parse_long(c, "--epochs", v, 1, 1 << 20);
-        else if ((v = cli_value(c, "--lr", argc, argv, &i))) lr = cli_parse_double(c, "--lr", v, 1e-12, 10);
-        else if ((v = cli_value(c, "--warmup", argc, argv, &i))) warmup = cli_parse_double(c, "--warmup", v, 0, 1);
-        else if ((v = cli_value(c, "--loss", argc, argv, &i))) loss = v;
-        else if ((v = cli_value(c, "--seed", argc, argv, &i))) seed = (unsigned long long)cli_parse_long(c, "--seed", v, 0, __LONG_MAX__);
-        else if ((v = cli_value(c, "--max-new-tokens", argc, argv, &i))) max_new = cli_parse_long(c, "--max-new-tokens", v, 1, 1 << 16);
-        else if ((v = cli_value(c, "--eval-prompts", argc, argv, &i))) eval_prompts = cli_parse_long(c, "--eval-prompts", v, 0, 1 << 16);
-        else if ((v = cli_value(c, "--eval-every", argc, argv, &i))) eval_every = cli_parse_long(c, "--eval-every", v, 1, 1L << 40);
-        else if ((v = cli_value(c, "--eval-tokens", argc, argv, &i))) eval_tokens = cli_parse_long(c, "--eval-tokens", v, 1, 1 << 16);
-        else if ((v = cli_value(c, "--save-every", argc, argv, &i))) save_every = cli_parse_long(c, "--save-every", v, 1, 1L << 40);
-        else if ((v = cli_value(c, "--mask-token-id", argc, argv, &i))) mask_id = cli_parse_long(c, "--mask-token-id", v, 0, 1L << 40);
-        else if ((v = cli_value(c, "--max-len", argc, argv, &i))) max_len = cli_parse_long(c, "--max-len", v, 4, 1 << 20);
-        else if (cli_is("--resume", argv[i])) resume = true;
-        else if (cli_is("--regenerate", argv[i])) regenerate = true;
-        else if (cli_is("--quiet", argv[i])) quiet = true;
-        else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return 0; }
+            if (o->ndata == 16) cli_usage_error(c, "at most 16 --data files");
+            o->data[o->ndata++] = v;
+        } else if ((v = cli_value(c, "--out", argc, argv, &i))) o->out = v;
+        else if ((v = cli_value(c, "--block-size", argc, argv, &i))) o->block = cli_parse_long(c, "--block-size", v, 2, 64);
+        else if ((v = cli_value(c, "--layers", argc, argv, &i))) o->layers = cli_parse_long(c, "--layers", v, 1, 64);
+        else if ((v = cli_value(c, "--target-layers", argc, argv, &i))) o->target_layers = v;
+        else if ((v = cli_value(c, "--anchors-per-seq", argc, argv, &i))) o->anchors = cli_parse_long(c, "--anchors-per-seq", v, 1, 1 << 16);
+        else if ((v = cli_value(c, "--steps", argc, argv, &i))) o->steps = cli_parse_long(c, "--steps", v, 1, 1L << 40);
+        else if ((v = cli_value(c, "--epochs", argc, argv, &i))) o->epochs = cli_parse_long(c, "--epochs", v, 1, 1 << 20);
+        else if ((v = cli_value(c, "--lr", argc, argv, &i))) o->lr = cli_parse_double(c, "--lr", v, 1e-12, 10);
+        else if ((v = cli_value(c, "--warmup", argc, argv, &i))) o->warmup = cli_parse_double(c, "--warmup", v, 0, 1);
+        else if ((v = cli_value(c, "--loss", argc, argv, &i))) o->loss = v;
+        else if ((v = cli_value(c, "--seed", argc, argv, &i))) o->seed = (unsigned long long)cli_parse_long(c, "--seed", v, 0, __LONG_MAX__);
+        else if ((v = cli_value(c, "--max-new-tokens", argc, argv, &i))) o->max_new = cli_parse_long(c, "--max-new-tokens", v, 1, 1 << 16);
+        else if ((v = cli_value(c, "--eval-prompts", argc, argv, &i))) o->eval_prompts = cli_parse_long(c, "--eval-prompts", v, 0, 1 << 16);
+        else if ((v = cli_value(c, "--eval-every", argc, argv, &i))) o->eval_every = cli_parse_long(c, "--eval-every", v, 1, 1L << 40);
+        else if ((v = cli_value(c, "--eval-tokens", argc, argv, &i))) o->eval_tokens = cli_parse_long(c, "--eval-tokens", v, 1, 1 << 16);
+        else if ((v = cli_value(c, "--save-every", argc, argv, &i))) o->save_every = cli_parse_long(c, "--save-every", v, 1, 1L << 40);
+        else if ((v = cli_value(c, "--mask-token-id", argc, argv, &i))) o->mask_id = cli_parse_long(c, "--mask-token-id", v, 0, 1L << 40);
+        else if ((v = cli_value(c, "--max-len", argc, argv, &i))) o->max_len = cli_parse_long(c, "--max-len", v, 4, 1 << 20);
+        else if (cli_is("--resume", argv[i])) o->resume = true;
+        else if (cli_is("--regenerate", argv[i])) o->regenerate = true;
+        else if (cli_is("--quiet", argv[i])) o->quiet = true;
+        else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return false; }
         else cli_usage_error(c, "unknown flag '%s'", argv[i]);
     }
-    if (!target_dir || !out || !ndata) cli_usage_error(c, "--target DIR, --data FILE and --out DIR are required");
-    if (steps && epochs) cli_usage_error(c, "give --steps or --epochs, not both");
-    if (!strcmp(loss, "ce+tv")) cli_fatal("train-draft: --loss ce+tv is not implemented yet (only ce)");
-    if (strcmp(loss, "ce")) cli_usage_error(c, "--loss must be ce");
+    if (!o->target_dir || !o->out || !o->ndata) cli_usage_error(c, "--target DIR, --data FILE and --out DIR are required");
+    if (o->steps && o->epochs) cli_usage_error(c, "give --steps or --epochs, not both");
+    if (!strcmp(o->loss, "ce+tv")) cli_fatal("train-draft: --loss ce+tv is not implemented yet (only ce)");
+    if (strcmp(o->loss, "ce")) cli_usage_error(c, "--loss must be ce");
+    if (!o->save_every) o->save_every = o->eval_every ? o->eval_every : 50;
+    return true;
+}
 
-    vkd_error err = {0};
+/* One training run: its parameters, data, paths, models and trainer. */
+typedef struct job {
+    const opts *o;
     vkd_cfg tcfg;
-    cli_check(vkd_cfg_load(target_dir, &tcfg, &err), &err);
-    /* token-id files need no tokenizer; text datasets do */
-    seq *all = NULL;
-    size_t nall = 0;
-    bool text_data[16] = {0}, any_text = false;
-    for (int f = 0; f < ndata; f++)
-        any_text |= text_data[f] = !load_id_file(data[f], regenerate, tcfg.vocab_size, &all, &nall);
-    vkd_tok *tok = NULL;
-    if (any_text) cli_check(vkd_tok_load(target_dir, &tok, &err), &err);
-    vkd_train_draft_shape shape = {.n_layers = (uint32_t)layers, .block = (uint32_t)block};
-    const int64_t TL = tcfg.num_hidden_layers;
-    if (!strcmp(target_layers, "auto")) {
+    vkd_train_draft_shape shape;
+    vkd_tok *tok;             /* NULL when every --data file holds token ids */
+    seq *all;                 /* [nall]: [0, ntrain) train, then the held-out ones (ev) */
+    size_t nall, ntrain;
+    seq *ev;
+    uint32_t longest;         /* tokens of the longest sequence (the models' context) */
+    uint64_t total, start;    /* steps of the run, the step it starts (resumes) from */
+    char *train_dir, *run_path, *ck, *log_path;
+    vkd_ctx *ctx;
+    vkd_target *t;
+    vkd_dflash *d;
+    vkd_rec *rec;
+    vkd_train_draft *tr;
+    int32_t stops[16];
+    uint32_t nstop;
+} job;
+
+/* The target layers the draft reads (--target-layers) and its mask token id. */
+static void choose_taps(job *j) {
+    const opts *o = j->o;
+    const char *c = CMD;
+    vkd_train_draft_shape *shape = &j->shape;
+    *shape = (vkd_train_draft_shape){.n_layers = (uint32_t)o->layers, .block = (uint32_t)o->block};
+    const int64_t TL = j->tcfg.num_hidden_layers;
+    if (!strcmp(o->target_layers, "auto")) {
         if (TL >= 8) {
-            shape.ntaps = layers < VKD_CFG_MAX_TAPS ? (uint32_t)layers : VKD_CFG_MAX_TAPS;
-            vkd_cfg_dflash_default_ids(TL, (int)shape.ntaps, shape.tap_ids);
+            shape->ntaps = o->layers < VKD_CFG_MAX_TAPS ? (uint32_t)o->layers : VKD_CFG_MAX_TAPS;
+            vkd_cfg_dflash_default_ids(TL, (int)shape->ntaps, shape->tap_ids);
         } else {
-            for (int64_t l = 1; l < TL && shape.ntaps < 5; l++) shape.tap_ids[shape.ntaps++] = l;
-            if (!shape.ntaps) shape.tap_ids[shape.ntaps++] = 0;
+            for (int64_t l = 1; l < TL && shape->ntaps < 5; l++) shape->tap_ids[shape->ntaps++] = l;
+            if (!shape->ntaps) shape->tap_ids[shape->ntaps++] = 0;
         }
     } else {
         size_t n;
-        int32_t *ids = parse_index_list(c, "--target-layers", target_layers, "layer", &n);
+        int32_t *ids = parse_index_list(c, "--target-layers", o->target_layers, "layer", &n);
         if (n == 0 || n > VKD_CFG_MAX_TAPS) cli_usage_error(c, "--target-layers: 1..%d ids", VKD_CFG_MAX_TAPS);
         for (size_t k = 0; k < n; k++) {
             if (ids[k] >= TL) cli_usage_error(c, "--target-layers: layer %d, the target has %lld", ids[k], (long long)TL);
-            shape.tap_ids[shape.ntaps++] = ids[k];
+            shape->tap_ids[shape->ntaps++] = ids[k];
         }
         free(ids);
     }
-    size_t tv = tok ? vkd_tok_vocab_size(tok) : (size_t)tcfg.vocab_size;
-    shape.mask_id = mask_id >= 0 ? mask_id : (int64_t)tv < tcfg.vocab_size ? (int64_t)tv : tcfg.vocab_size - 1;
-    if (shape.mask_id >= tcfg.vocab_size)
-        cli_usage_error(c, "--mask-token-id %lld: the target's vocabulary has %lld ids", (long long)shape.mask_id,
-                        (long long)tcfg.vocab_size);
+    size_t tv = j->tok ? vkd_tok_vocab_size(j->tok) : (size_t)j->tcfg.vocab_size;
+    shape->mask_id = o->mask_id >= 0 ? o->mask_id : (int64_t)tv < j->tcfg.vocab_size ? (int64_t)tv : j->tcfg.vocab_size - 1;
+    if (shape->mask_id >= j->tcfg.vocab_size)
+        cli_usage_error(c, "--mask-token-id %lld: the target's vocabulary has %lld ids", (long long)shape->mask_id,
+                        (long long)j->tcfg.vocab_size);
+}
 
-    /* data: every record of every file (text files in --data order after the id files);
-     * the last --eval-prompts are held out */
-    for (int f = 0; f < ndata; f++) {
+/* The text --data files (text_data[f]), chat-rendered and encoded, appended to j->all. */
+static void load_text_files(job *j, const bool *text_data) {
+    const opts *o = j->o;
+    vkd_error err = {0};
+    for (int f = 0; f < o->ndata; f++) {
         if (!text_data[f]) continue;
         vkd_ds *ds;
-        vkd_ds_options o = {0};
-        cli_check(vkd_ds_load(data[f], &o, &ds, &err), &err);
-        all = realloc(all, (nall + ds->count) * sizeof *all);
+        vkd_ds_options dso = {0};
+        cli_check(vkd_ds_load(o->data[f], &dso, &ds, &err), &err);
+        j->all = realloc(j->all, (j->nall + ds->count) * sizeof *j->all);
         for (size_t k = 0; k < ds->count; k++) {
             const vkd_ds_record *r = &ds->records[k];
-            char *text = chat_render_record(c, tok, r, false);
+            char *text = chat_render_record(CMD, j->tok, r, false);
             size_t np, na = 0;
-            int32_t *p = encode_rendered(tok, text, &np), *a = NULL;
+            int32_t *p = encode_rendered(j->tok, text, &np), *a = NULL;
             free(text);
-            if (!np) cli_fatal("%s:%zu: the prompt encodes to no tokens", data[f], r->line);
-            if (!regenerate) {
+            if (!np) cli_fatal("%s:%zu: the prompt encodes to no tokens", o->data[f], r->line);
+            if (!o->regenerate) {
                 if (!r->answer || !*r->answer)
-                    cli_fatal("%s:%zu: field 'answer': a response is needed (or use --regenerate)", data[f], r->line);
-                a = encode_rendered(tok, r->answer, &na);
+                    cli_fatal("%s:%zu: field 'answer': a response is needed (or use --regenerate)", o->data[f], r->line);
+                a = encode_rendered(j->tok, r->answer, &na);
             }
-            all[nall].ids = realloc(p, (np + na + 1) * 4);
-            if (na) memcpy(all[nall].ids + np, a, na * 4);
+            seq *q = &j->all[j->nall];
+            q->ids = realloc(p, (np + na + 1) * 4);
+            if (na) memcpy(q->ids + np, a, na * 4);
             free(a);
-            all[nall].n = (uint32_t)(np + na);
-            all[nall].resp = (uint32_t)np;
-            nall++;
+            q->n = (uint32_t)(np + na);
+            q->resp = (uint32_t)np;
+            j->nall++;
         }
         vkd_ds_free(ds);
     }
-    if (nall <= (size_t)eval_prompts)
-        cli_fatal("train-draft: %zu records in --data, more than --eval-prompts (%ld) are needed", nall, eval_prompts);
-    size_t ntrain = nall - (size_t)eval_prompts;
-    seq *ev = all + ntrain;
+}
+
+/* The target's config, the data (the last --eval-prompts records held out), the taps, the
+ * sequence length and the step count. */
+static void load_data(job *j) {
+    const opts *o = j->o;
+    vkd_error err = {0};
+    cli_check(vkd_cfg_load(o->target_dir, &j->tcfg, &err), &err);
+    /* token-id files need no tokenizer; text datasets do */
+    bool text_data[16] = {0}, any_text = false;
+    for (int f = 0; f < o->ndata; f++)
+        any_text |= text_data[f] = !load_id_file(o->data[f], o->regenerate, j->tcfg.vocab_size, &j->all, &j->nall);
+    if (any_text) cli_check(vkd_tok_load(o->target_dir, &j->tok, &err), &err);
+    choose_taps(j);
+    /* data: every record of every file (text files in --data order after the id files);
+     * the last --eval-prompts are held out */
+    load_text_files(j, text_data);
+    if (j->nall <= (size_t)o->eval_prompts)
+        cli_fatal("train-draft: %zu records in --data, more than --eval-prompts (%ld) are needed", j->nall,
+                  o->eval_prompts);
+    j->ntrain = j->nall - (size_t)o->eval_prompts;
+    j->ev = j->all + j->ntrain;
     uint32_t longest = 0;
-    for (size_t k = 0; k < nall; k++) {
-        uint32_t n = k < ntrain ? all[k].n + (regenerate ? (uint32_t)max_new : 0) : all[k].n + (uint32_t)eval_tokens + 2 * (uint32_t)block + 2;
+    for (size_t k = 0; k < j->nall; k++) {
+        uint32_t n = k < j->ntrain ? j->all[k].n + (o->regenerate ? (uint32_t)o->max_new : 0)
+                                   : j->all[k].n + (uint32_t)o->eval_tokens + 2 * (uint32_t)o->block + 2;
         if (n > longest) longest = n;
     }
-    if (max_len && longest > (uint64_t)max_len) longest = (uint32_t)max_len;
-    if ((int64_t)longest > tcfg.max_position_embeddings)
+    if (o->max_len && longest > (uint64_t)o->max_len) longest = (uint32_t)o->max_len;
+    if ((int64_t)longest > j->tcfg.max_position_embeddings)
         cli_fatal("train-draft: sequences of %u tokens exceed the target's max_position_embeddings (%lld); "
-                  "use --max-len", longest, (long long)tcfg.max_position_embeddings);
-    uint64_t total = steps ? (uint64_t)steps : (uint64_t)(epochs ? epochs : 1) * ntrain;
-    if (!save_every) save_every = eval_every ? eval_every : 50;
+                  "use --max-len", longest, (long long)j->tcfg.max_position_embeddings);
+    j->longest = longest;
+    j->total = o->steps ? (uint64_t)o->steps : (uint64_t)(o->epochs ? o->epochs : 1) * j->ntrain;
+}
 
-    /* the output folder: fresh, or a run to resume with the same parameters */
+/* run.json's content: the parameters a --resume must repeat */
+static cJSON *run_params(const job *j) {
+    const opts *o = j->o;
     cJSON *run = cJSON_CreateObject();
-    cJSON_AddStringToObject(run, "target", target_dir);
+    cJSON_AddStringToObject(run, "target", o->target_dir);
     cJSON *dj = cJSON_AddArrayToObject(run, "data");
-    for (int f = 0; f < ndata; f++) cJSON_AddItemToArray(dj, cJSON_CreateString(data[f]));
-    cJSON_AddNumberToObject(run, "block_size", (double)block);
-    cJSON_AddNumberToObject(run, "layers", (double)layers);
+    for (int f = 0; f < o->ndata; f++) cJSON_AddItemToArray(dj, cJSON_CreateString(o->data[f]));
+    cJSON_AddNumberToObject(run, "block_size", (double)o->block);
+    cJSON_AddNumberToObject(run, "layers", (double)o->layers);
     cJSON *tj = cJSON_AddArrayToObject(run, "target_layer_ids");
-    for (uint32_t k = 0; k < shape.ntaps; k++) cJSON_AddItemToArray(tj, cJSON_CreateNumber((double)shape.tap_ids[k]));
-    cJSON_AddNumberToObject(run, "mask_token_id", (double)shape.mask_id);
-    cJSON_AddNumberToObject(run, "anchors_per_seq", (double)anchors);
-    cJSON_AddNumberToObject(run, "steps", (double)total);
-    cJSON_AddNumberToObject(run, "lr", lr);
-    cJSON_AddNumberToObject(run, "warmup", warmup);
-    cJSON_AddStringToObject(run, "loss", loss);
-    cJSON_AddNumberToObject(run, "seed", (double)seed);
-    cJSON_AddBoolToObject(run, "regenerate", regenerate);
-    cJSON_AddNumberToObject(run, "max_new_tokens", (double)max_new);
-    cJSON_AddNumberToObject(run, "eval_prompts", (double)eval_prompts);
-    cJSON_AddNumberToObject(run, "max_len", (double)max_len);
-    char *train_dir = path_join(out, "train"), *run_path = path_join(train_dir, "run.json"),
-         *ck = path_join(train_dir, "ckpt"), *log_path = path_join(train_dir, "log.jsonl");
-    uint64_t start = 0;
-    if (resume) {
-        cJSON *prev = read_json(run_path);
-        if (!prev) cli_fatal("%s: no run to resume (missing or unreadable)", run_path);
-        if (!cJSON_Compare(prev, run, true)) {
-            const cJSON *it;
-            cJSON_ArrayForEach(it, run) {
-                const cJSON *o = cJSON_GetObjectItem(prev, it->string);
-                if (!o || !cJSON_Compare(o, it, true))
-                    cli_fatal("%s: field '%s' differs from this run's; --resume needs the same parameters", run_path, it->string);
-            }
-        }
-        cJSON_Delete(prev);
-        char *old = path_join(train_dir, "ckpt.old");
-        if (!exists(ck) && exists(old) && rename(old, ck) != 0) cli_fatal("%s: cannot rename: %s", old, strerror(errno));
-        free(old);
-        char *sp = path_join(ck, "state.json");
-        cJSON *st = read_json(sp);
-        const cJSON *s = st ? cJSON_GetObjectItem(st, "step") : NULL;
-        if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble > (double)total)
-            cli_fatal("%s: field 'step' missing or out of range", sp);
-        start = (uint64_t)s->valuedouble;
-        cJSON_Delete(st);
-        free(sp);
-    } else {
-        if (exists(out)) {
-            char *cfgp = path_join(out, "config.json");
-            bool used = exists(cfgp) || exists(train_dir);
-            free(cfgp);
-            if (used) cli_fatal("%s: holds a draft or a training run; use --resume or another --out", out);
-        }
-        mkdir_or_die(out);
-        mkdir_or_die(train_dir);
-        write_json_or_die(run_path, run);
-        char *tmp = path_join(train_dir, "ckpt.tmp");
-        rm_tree_files(tmp);
-        mkdir_or_die(tmp);
-        cli_check(vkd_train_draft_write_config(&tcfg, &shape, "float32", tmp, &err), &err);
-        cli_check(vkd_train_draft_write_init(tmp, seed, &err), &err);
-        cJSON *st = cJSON_CreateObject();
-        cJSON_AddNumberToObject(st, "step", 0);
-        char *sp = path_join(tmp, "state.json");
-        write_json_or_die(sp, st);
-        cJSON_Delete(st);
-        free(sp);
-        if (rename(tmp, ck) != 0) cli_fatal("%s: cannot rename: %s", tmp, strerror(errno));
-        free(tmp);
-    }
-    cJSON_Delete(run);
+    for (uint32_t k = 0; k < j->shape.ntaps; k++) cJSON_AddItemToArray(tj, cJSON_CreateNumber((double)j->shape.tap_ids[k]));
+    cJSON_AddNumberToObject(run, "mask_token_id", (double)j->shape.mask_id);
+    cJSON_AddNumberToObject(run, "anchors_per_seq", (double)o->anchors);
+    cJSON_AddNumberToObject(run, "steps", (double)j->total);
+    cJSON_AddNumberToObject(run, "lr", o->lr);
+    cJSON_AddNumberToObject(run, "warmup", o->warmup);
+    cJSON_AddStringToObject(run, "loss", o->loss);
+    cJSON_AddNumberToObject(run, "seed", (double)o->seed);
+    cJSON_AddBoolToObject(run, "regenerate", o->regenerate);
+    cJSON_AddNumberToObject(run, "max_new_tokens", (double)o->max_new);
+    cJSON_AddNumberToObject(run, "eval_prompts", (double)o->eval_prompts);
+    cJSON_AddNumberToObject(run, "max_len", (double)o->max_len);
+    return run;
+}
 
-    /* models: the target in the device's fast layout, the draft's weights f32 row-major (trainable) */
-    vkd_ctx *ctx;
-    cli_check(vkd_ctx_create(NULL, &ctx, &err), &err);
-    vkd_target_options to = {.ctx_len = longest + 2};
-    vkd_target *t;
-    cli_check(vkd_target_load(ctx, target_dir, &to, &t, &err), &err);
-    vkd_dflash *d;
-    vkd_dflash_options dop = {.ctx_len = longest + 2};
-    cli_check(vkd_dflash_load(ctx, t, ck, &dop, &d, &err), &err);
-    cli_check(vkd_train_draft_rows_weights(d, ck, &err), &err);
-    vkd_rec *rec;
-    cli_check(vkd_rec_create(ctx, &rec, &err), &err);
-    int32_t stops[16];
-    uint32_t nstop = target_stop_ids(t, stops, 16);
-    if (regenerate) {
-        vkd_generate_options go = {.max_new_tokens = (uint32_t)max_new, .stop_ids = stops, .nstop = nstop};
-        for (size_t k = 0; k < ntrain; k++) {
+/* --resume: run.json must equal `run`; returns the checkpoint's step */
+static uint64_t resume_step(const job *j, const cJSON *run) {
+    cJSON *prev = read_json(j->run_path);
+    if (!prev) cli_fatal("%s: no run to resume (missing or unreadable)", j->run_path);
+    if (!cJSON_Compare(prev, run, true)) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, run) {
+            const cJSON *o = cJSON_GetObjectItem(prev, it->string);
+            if (!o || !cJSON_Compare(o, it, true))
+                cli_fatal("%s: field '%s' differs from this run's; --resume needs the same parameters", j->run_path,
+                          it->string);
+        }
+    }
+    cJSON_Delete(prev);
+    char *old = path_join(j->train_dir, "ckpt.old");
+    if (!exists(j->ck) && exists(old) && rename(old, j->ck) != 0) cli_fatal("%s: cannot rename: %s", old, strerror(errno));
+    free(old);
+    char *sp = path_join(j->ck, "state.json");
+    cJSON *st = read_json(sp);
+    const cJSON *s = st ? cJSON_GetObjectItem(st, "step") : NULL;
+    if (!cJSON_IsNumber(s) || s->valuedouble < 0 || s->valuedouble > (double)j->total)
+        cli_fatal("%s: field 'step' missing or out of range", sp);
+    uint64_t start = (uint64_t)s->valuedouble;
+    cJSON_Delete(st);
+    free(sp);
+    return start;
+}
+
+/* a fresh run: OUT, OUT/train/run.json and the initial checkpoint (step 0) */
+static void fresh_out(const job *j, const cJSON *run) {
+    vkd_error err = {0};
+    const char *out = j->o->out;
+    if (exists(out)) {
+        char *cfgp = path_join(out, "config.json");
+        bool used = exists(cfgp) || exists(j->train_dir);
+        free(cfgp);
+        if (used) cli_fatal("%s: holds a draft or a training run; use --resume or another --out", out);
+    }
+    mkdir_or_die(out);
+    mkdir_or_die(j->train_dir);
+    write_json_or_die(j->run_path, run);
+    char *tmp = path_join(j->train_dir, "ckpt.tmp");
+    rm_tree_files(tmp);
+    mkdir_or_die(tmp);
+    cli_check(vkd_train_draft_write_config(&j->tcfg, &j->shape, "float32", tmp, &err), &err);
+    cli_check(vkd_train_draft_write_init(tmp, j->o->seed, &err), &err);
+    cJSON *st = cJSON_CreateObject();
+    cJSON_AddNumberToObject(st, "step", 0);
+    char *sp = path_join(tmp, "state.json");
+    write_json_or_die(sp, st);
+    cJSON_Delete(st);
+    free(sp);
+    if (rename(tmp, j->ck) != 0) cli_fatal("%s: cannot rename: %s", tmp, strerror(errno));
+    free(tmp);
+}
+
+/* The models: the target in the device's fast layout, the draft's weights f32 row-major
+ * (trainable); with --regenerate the training responses are the target's; then the trainer. */
+static void load_models(job *j) {
+    const opts *o = j->o;
+    vkd_error err = {0};
+    cli_check(vkd_ctx_create(NULL, &j->ctx, &err), &err);
+    vkd_target_options to = {.ctx_len = j->longest + 2};
+    cli_check(vkd_target_load(j->ctx, o->target_dir, &to, &j->t, &err), &err);
+    vkd_dflash_options dop = {.ctx_len = j->longest + 2};
+    cli_check(vkd_dflash_load(j->ctx, j->t, j->ck, &dop, &j->d, &err), &err);
+    cli_check(vkd_train_draft_rows_weights(j->d, j->ck, &err), &err);
+    cli_check(vkd_rec_create(j->ctx, &j->rec, &err), &err);
+    j->nstop = target_stop_ids(j->t, j->stops, 16);
+    seq *all = j->all;
+    if (o->regenerate) {
+        vkd_generate_options go = {.max_new_tokens = (uint32_t)o->max_new, .stop_ids = j->stops, .nstop = j->nstop};
+        for (size_t k = 0; k < j->ntrain; k++) {
             vkd_generate_result g;
-            cli_check(vkd_generate(t, rec, all[k].ids, all[k].resp, &go, &g, &err), &err);
+            cli_check(vkd_generate(j->t, j->rec, all[k].ids, all[k].resp, &go, &g, &err), &err);
             all[k].ids = realloc(all[k].ids, (all[k].resp + g.n) * 4);
             memcpy(all[k].ids + all[k].resp, g.ids, g.n * 4);
             all[k].n = all[k].resp + g.n;
             free(g.ids);
         }
     }
-    for (size_t k = 0; k < ntrain; k++) {
-        if (all[k].n > longest) all[k].n = longest;
+    for (size_t k = 0; k < j->ntrain; k++) {
+        if (all[k].n > j->longest) all[k].n = j->longest;
         if (all[k].n < 3 || all[k].resp > all[k].n - 2)
             cli_fatal("train-draft: training record %zu has no response token to anchor on (%u tokens, response "
                       "from %u)", k + 1, all[k].n, all[k].resp);
     }
-    vkd_train_draft_options o = {.max_len = longest, .anchors = (uint32_t)anchors, .lr = lr,
-                                 .warmup = (uint64_t)(warmup * (double)total + 0.5), .total = total, .seed = seed,
-                                 .target_dir = target_dir};
-    vkd_train_draft *tr;
-    cli_check(vkd_train_draft_create(d, &o, &tr, &err), &err);
-    if (resume && start > 0) {
-        char *op = path_join(ck, "optim.safetensors");
-        cli_check(vkd_train_draft_load_optim(tr, op, &err), &err);
+    vkd_train_draft_options tro = {.max_len = j->longest, .anchors = (uint32_t)o->anchors, .lr = o->lr,
+                                   .warmup = (uint64_t)(o->warmup * (double)j->total + 0.5), .total = j->total,
+                                   .seed = o->seed, .target_dir = o->target_dir};
+    cli_check(vkd_train_draft_create(j->d, &tro, &j->tr, &err), &err);
+    if (o->resume && j->start > 0) {
+        char *op = path_join(j->ck, "optim.safetensors");
+        cli_check(vkd_train_draft_load_optim(j->tr, op, &err), &err);
         free(op);
     }
-    FILE *log = open_log(log_path, start);
-    if (start == 0 && eval_prompts > 0) {
-        double tau = eval_tau(t, d, rec, ev, (size_t)eval_prompts, (uint32_t)eval_tokens, stops, nstop);
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddNumberToObject(j, "step", 0);
-        cJSON_AddNumberToObject(j, "eval_tau", tau);
-        log_line(log, j);
-        if (!quiet) fprintf(stderr, "train-draft: untrained draft: tau %.3f on %ld held-out prompts\n", tau, eval_prompts);
+}
+
+/* an {step, eval_tau} log line: tau on the held-out prompts now */
+static double eval_line(job *j, FILE *log, uint64_t step) {
+    const opts *o = j->o;
+    double tau = eval_tau(j->t, j->d, j->rec, j->ev, (size_t)o->eval_prompts, (uint32_t)o->eval_tokens, j->stops, j->nstop);
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "step", (double)step);
+    cJSON_AddNumberToObject(e, "eval_tau", tau);
+    log_line(log, e);
+    return tau;
+}
+
+/* sequence order: a Philox shuffle per epoch */
+static void epoch_shuffle(size_t *order, size_t ntrain, unsigned long long seed, uint64_t epoch) {
+    for (size_t k = 0; k < ntrain; k++) order[k] = k;
+    for (size_t k = ntrain - 1; k > 0; k--) {
+        uint32_t w[4];
+        vkd_philox4x32(seed, 0x54440001ull, epoch * ntrain + k, w);
+        size_t x = (size_t)(w[0] % (k + 1)), y = order[k];
+        order[k] = order[x], order[x] = y;
     }
-    /* sequence order: a Philox shuffle per epoch */
-    size_t *order = malloc(ntrain * sizeof *order);
-    uint64_t cur_epoch = UINT64_MAX, tokens = 0;
-    double t0 = vkd_now(), last_tau = 0;
+}
+
+/* Steps start..total, logged, evaluated and saved; returns the last held-out tau (0 if none),
+ * *tokens the trained rows and *t0 the time the steps began. */
+static double train_loop(job *j, FILE *log, uint64_t *tokens, double *t0) {
+    const opts *o = j->o;
+    vkd_error err = {0};
+    size_t *order = malloc(j->ntrain * sizeof *order), ntrain = j->ntrain;
+    uint64_t cur_epoch = UINT64_MAX, total = j->total;
+    double last_tau = 0;
+    *tokens = 0;
+    *t0 = vkd_now();
     bool tty = isatty(2);
-    for (uint64_t s = start; s < total; s++) {
+    for (uint64_t s = j->start; s < total; s++) {
         uint64_t epoch = s / ntrain;
-        if (epoch != cur_epoch) {
-            for (size_t k = 0; k < ntrain; k++) order[k] = k;
-            for (size_t k = ntrain - 1; k > 0; k--) {
-                uint32_t w[4];
-                vkd_philox4x32(seed, 0x54440001ull, epoch * ntrain + k, w);
-                size_t j = (size_t)(w[0] % (k + 1)), x = order[k];
-                order[k] = order[j], order[j] = x;
-            }
-            cur_epoch = epoch;
-        }
-        size_t q = order[s % ntrain];
+        if (epoch != cur_epoch) epoch_shuffle(order, ntrain, o->seed, cur_epoch = epoch);
+        const seq *q = &j->all[order[s % ntrain]];
         vkd_train_draft_stats st;
-        cli_check(vkd_train_draft_step(tr, rec, all[q].ids, all[q].n, all[q].resp, (uint32_t)q, s, &st, &err), &err);
-        tokens += st.rows;
-        double el = vkd_now() - t0;
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddNumberToObject(j, "step", (double)s + 1);
-        cJSON_AddNumberToObject(j, "loss", st.loss);
-        cJSON_AddNumberToObject(j, "grad_norm", st.grad_norm);
-        cJSON_AddNumberToObject(j, "lr", st.lr);
-        cJSON_AddNumberToObject(j, "tau_est", st.tau_est);
-        cJSON_AddNumberToObject(j, "rows", st.rows);
-        cJSON_AddNumberToObject(j, "seconds", st.seconds);
-        log_line(log, j);
-        if (!quiet && (tty || s + 1 == total || (s + 1) % 50 == 0)) {
+        cli_check(vkd_train_draft_step(j->tr, j->rec, q->ids, q->n, q->resp, (uint32_t)order[s % ntrain], s, &st, &err),
+                  &err);
+        *tokens += st.rows;
+        double el = vkd_now() - *t0;
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddNumberToObject(l, "step", (double)s + 1);
+        cJSON_AddNumberToObject(l, "loss", st.loss);
+        cJSON_AddNumberToObject(l, "grad_norm", st.grad_norm);
+        cJSON_AddNumberToObject(l, "lr", st.lr);
+        cJSON_AddNumberToObject(l, "tau_est", st.tau_est);
+        cJSON_AddNumberToObject(l, "rows", st.rows);
+        cJSON_AddNumberToObject(l, "seconds", st.seconds);
+        log_line(log, l);
+        if (!o->quiet && (tty || s + 1 == total || (s + 1) % 50 == 0)) {
             int w = 24, fill = (int)(w * (s + 1) / total);
             fprintf(stderr, "%s[%.*s%*s] step %llu/%llu  loss %.4f  est. tau %.2f  %.0f tok/s%s", tty ? "\r" : "",
                     fill, "########################", w - fill, "", (unsigned long long)s + 1,
-                    (unsigned long long)total, st.loss, st.tau_est, el > 0 ? tokens / el : 0, tty ? "  " : "\n");
+                    (unsigned long long)total, st.loss, st.tau_est, el > 0 ? *tokens / el : 0, tty ? "  " : "\n");
         }
         bool last = s + 1 == total;
-        if (eval_prompts > 0 && ((eval_every && (s + 1) % (uint64_t)eval_every == 0) || last)) {
-            last_tau = eval_tau(t, d, rec, ev, (size_t)eval_prompts, (uint32_t)eval_tokens, stops, nstop);
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddNumberToObject(e, "step", (double)s + 1);
-            cJSON_AddNumberToObject(e, "eval_tau", last_tau);
-            log_line(log, e);
-            if (!quiet) fprintf(stderr, "%sstep %llu: tau %.3f on %ld held-out prompts\n", tty ? "\n" : "",
-                                (unsigned long long)s + 1, last_tau, eval_prompts);
+        if (o->eval_prompts > 0 && ((o->eval_every && (s + 1) % (uint64_t)o->eval_every == 0) || last)) {
+            last_tau = eval_line(j, log, s + 1);
+            if (!o->quiet) fprintf(stderr, "%sstep %llu: tau %.3f on %ld held-out prompts\n", tty ? "\n" : "",
+                                   (unsigned long long)s + 1, last_tau, o->eval_prompts);
         }
-        if ((s + 1) % (uint64_t)save_every == 0 || last) save(d, tr, out, train_dir, s + 1, &tcfg, &shape);
+        if ((s + 1) % (uint64_t)o->save_every == 0 || last)
+            save(j->d, j->tr, o->out, j->train_dir, s + 1, &j->tcfg, &j->shape);
     }
-    if (start >= total) save(d, tr, out, train_dir, total, &tcfg, &shape);
+    if (j->start >= total) save(j->d, j->tr, o->out, j->train_dir, total, &j->tcfg, &j->shape);
+    free(order);
+    return last_tau;
+}
+
+int vkd_cmd_train_draft(int argc, char **argv) {
+    opts o;
+    if (!parse_args(argc, argv, &o)) return 0;
+    job j = {.o = &o};
+    load_data(&j);
+    /* the output folder: fresh, or a run to resume with the same parameters */
+    cJSON *run = run_params(&j);
+    j.train_dir = path_join(o.out, "train"), j.run_path = path_join(j.train_dir, "run.json");
+    j.ck = path_join(j.train_dir, "ckpt"), j.log_path = path_join(j.train_dir, "log.jsonl");
+    if (o.resume) j.start = resume_step(&j, run);
+    else fresh_out(&j, run);
+    cJSON_Delete(run);
+    load_models(&j);
+    FILE *log = open_log(j.log_path, j.start);
+    if (j.start == 0 && o.eval_prompts > 0) {
+        double tau = eval_line(&j, log, 0);
+        if (!o.quiet) fprintf(stderr, "train-draft: untrained draft: tau %.3f on %ld held-out prompts\n", tau, o.eval_prompts);
+    }
+    uint64_t tokens, total = j.total, start = j.start;
+    double t0, last_tau = train_loop(&j, log, &tokens, &t0);
     fclose(log);
     double el = vkd_now() - t0;
     printf("train-draft: %llu steps (%llu this run), %llu trained rows in %.1fs (%.0f tok/s); draft in %s\n",
            (unsigned long long)total, (unsigned long long)(total - start), (unsigned long long)tokens, el,
-           el > 0 ? tokens / el : 0, out);
-    if (eval_prompts > 0 && start < total) printf("held-out tau: %.3f\n", last_tau);
-    if (vkd_ctx_validation_count(ctx)) cli_fatal("Vulkan validation reported: %s", vkd_ctx_validation_first(ctx));
-    free(order);
-    for (size_t k = 0; k < nall; k++) free(all[k].ids);
-    free(all);
-    free(train_dir), free(run_path), free(ck), free(log_path);
-    vkd_train_draft_free(tr);
-    vkd_dflash_free(d);
-    vkd_rec_destroy(rec);
-    vkd_target_free(t);
-    cli_print_profile(ctx);
-    vkd_ctx_destroy(ctx);
-    if (tok) vkd_tok_free(tok);
+           el > 0 ? tokens / el : 0, o.out);
+    if (o.eval_prompts > 0 && start < total) printf("held-out tau: %.3f\n", last_tau);
+    if (vkd_ctx_validation_count(j.ctx)) cli_fatal("Vulkan validation reported: %s", vkd_ctx_validation_first(j.ctx));
+    for (size_t k = 0; k < j.nall; k++) free(j.all[k].ids);
+    free(j.all);
+    free(j.train_dir), free(j.run_path), free(j.ck), free(j.log_path);
+    vkd_train_draft_free(j.tr);
+    vkd_dflash_free(j.d);
+    vkd_rec_destroy(j.rec);
+    vkd_target_free(j.t);
+    cli_print_profile(j.ctx);
+    vkd_ctx_destroy(j.ctx);
+    if (j.tok) vkd_tok_free(j.tok);
     return 0;
 }
