@@ -81,37 +81,9 @@ void cli_check_out_file(const char *cmd, const char *flag, const char *path) {
     free(dir);
 }
 
+
 vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_error *err) {
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
-    if (!tmp) return vkd_fail(err, VKD_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        vkd_fail(err, VKD_ERR_IO, "%s: cannot create temporary file: %s", path, strerror(errno));
-        free(tmp);
-        return VKD_ERR_IO;
-    }
-    const char *p = data;
-    size_t left = n;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        p += w;
-        left -= (size_t)w;
-    }
-    bool ok = left == 0 && fsync(fd) == 0;
-    ok = (close(fd) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        vkd_fail(err, VKD_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return VKD_ERR_IO;
-    }
-    chmod(path, 0644);
-    free(tmp);
-    return VKD_OK;
+    return vkd_write_atomic(path, data, n, err);
 }
 
 static int cmp_prof(const void *a, const void *b) {

@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 vkd_result vkd_fail(vkd_error *err, vkd_result code, const char *fmt, ...) {
@@ -131,20 +133,49 @@ uint16_t vkd_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
-vkd_result vkd_write_text_atomic(const char *path, const char *text, vkd_error *err) {
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return vkd_fail(err, VKD_ERR_IO, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return vkd_fail(err, VKD_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n;
-    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
+vkd_result vkd_atomic_open(vkd_atomic_file *a, const char *path, vkd_error *err) {
+    a->f = NULL;
+    size_t len = strlen(path);
+    a->tmp = malloc(len + 16);
+    if (!a->tmp) return vkd_fail(err, VKD_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(a->tmp, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(a->tmp);
+    if (fd >= 0 && (fchmod(fd, 0644) != 0 || !(a->f = fdopen(fd, "wb")))) {
         int e = errno;
-        unlink(tmp);
-        return vkd_fail(err, VKD_ERR_IO, "%s: write failed: %s", path, strerror(e));
+        close(fd);
+        unlink(a->tmp);
+        errno = e;
+    }
+    if (!a->f) {
+        vkd_fail(err, VKD_ERR_IO, "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+        free(a->tmp);
+        a->tmp = NULL;
+        return VKD_ERR_IO;
     }
     return VKD_OK;
+}
+
+vkd_result vkd_atomic_commit(vkd_atomic_file *a, const char *path, bool ok, vkd_error *err) {
+    if (!a->f) return vkd_fail(err, VKD_ERR_IO, "%s: no open temporary file", path);
+    ok = fflush(a->f) == 0 && fsync(fileno(a->f)) == 0 && ok;
+    int e = errno;
+    ok = fclose(a->f) == 0 && ok;
+    a->f = NULL;
+    if (ok && rename(a->tmp, path) != 0) ok = false, e = errno;
+    if (!ok) unlink(a->tmp);
+    free(a->tmp);
+    a->tmp = NULL;
+    if (!ok) return vkd_fail(err, VKD_ERR_IO, "%s: write failed: %s", path, e ? strerror(e) : "short write");
+    return VKD_OK;
+}
+
+vkd_result vkd_write_atomic(const char *path, const void *data, size_t n, vkd_error *err) {
+    vkd_atomic_file a;
+    vkd_result r = vkd_atomic_open(&a, path, err);
+    if (r != VKD_OK) return r;
+    return vkd_atomic_commit(&a, path, fwrite(data, 1, n, a.f) == n, err);
+}
+
+vkd_result vkd_write_text_atomic(const char *path, const char *text, vkd_error *err) {
+    return vkd_write_atomic(path, text, strlen(text), err);
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 typedef enum vkd_result {
     VKD_OK = 0,
@@ -63,8 +64,19 @@ static inline bool vkd_add_size(size_t a, size_t b, size_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
-/* Writes text to path atomically: a temporary file beside it, fsynced, then renamed over
- * path (a reader sees the old file or the new one, never a torn one). */
+/* Atomic file writes: a temporary file beside path (unique, mode 0644), written, fsynced,
+ * then renamed over path, so a reader sees the old file or the new one, never a torn one.
+ * vkd_atomic_open creates the temporary file; the caller writes through a->f; vkd_atomic_commit
+ * flushes, fsyncs, closes and renames it when ok (and every step succeeds), else removes it
+ * and fails naming path. Every open is followed by exactly one commit. */
+typedef struct vkd_atomic_file {
+    FILE *f;
+    char *tmp;
+} vkd_atomic_file;
+vkd_result vkd_atomic_open(vkd_atomic_file *a, const char *path, vkd_error *err);
+vkd_result vkd_atomic_commit(vkd_atomic_file *a, const char *path, bool ok, vkd_error *err);
+/* The whole of data (n bytes) or of text, written atomically as above. */
+vkd_result vkd_write_atomic(const char *path, const void *data, size_t n, vkd_error *err);
 vkd_result vkd_write_text_atomic(const char *path, const char *text, vkd_error *err);
 
 /* bf16 / f16 conversions (round to nearest even), used by uploads and CPU references. */

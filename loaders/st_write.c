@@ -41,13 +41,13 @@ vkd_result vkd_st_write(const char *path, const vkd_st_out *t, size_t n, const c
     cJSON_Delete(h);
     if (!json) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
     size_t hl = strlen(json), padded = (hl + 7) / 8 * 8;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
+    vkd_atomic_file a;
+    vkd_result r = vkd_atomic_open(&a, path, err);
+    if (r != VKD_OK) {
         free(json);
-        return vkd_fail(err, VKD_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        return r;
     }
+    FILE *f = a.f;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(json, 1, hl, f) == hl;
@@ -59,12 +59,5 @@ vkd_result vkd_st_write(const char *path, const vkd_st_out *t, size_t n, const c
         ok = fwrite(t[i].data, 1, bytes, f) == bytes;
     }
     free(json);
-    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return vkd_fail(err, VKD_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return VKD_OK;
+    return vkd_atomic_commit(&a, path, ok, err);
 }
