@@ -284,11 +284,6 @@ uint64_t vkd_op_matmul_argmax_parts(const vkd_ctx *ctx, const vkd_tensor *w) {
     return (w->rows + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * (VKD_BLOCK_ROWS / (lanes * rpl));
 }
 
-static vkd_shader_id argmax_blocks_shader(vkd_dtype dt) {
-    return dt == VKD_DTYPE_F32   ? VKD_SHADER_ARGMAX_BLOCKS_F32
-           : dt == VKD_DTYPE_F16 ? VKD_SHADER_ARGMAX_BLOCKS_F16
-                                 : VKD_SHADER_ARGMAX_BLOCKS_BF16;
-}
 
 vkd_result vkd_op_matmul_argmax(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *part, const vkd_tensor *x,
                                 uint32_t x_row0, const vkd_tensor *w, uint32_t m) {
@@ -320,7 +315,7 @@ vkd_result vkd_op_matmul_argmax(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *part,
                         "matmul_argmax: K = %u exceeds the driver's loop limit for the texel kernel", K);
     uint32_t subs = VKD_BLOCK_ROWS / (lanes * rpl);
     vkd_dispatch disp = {
-        .shader = argmax_blocks_shader(w->dtype),
+        .shader = vkd_select_argmax_blocks(&(vkd_variant){.dtype = w->dtype, .layout = VKD_LAYOUT_BLOCKS}),
         .nspec = 3,
         .binds = {{NULL, VKD_READ}, vkd_r(x), vkd_w(part)},
         .nbinds = 3,

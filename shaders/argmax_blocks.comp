@@ -8,9 +8,7 @@
  * NaN marker VKD_NAN (argmax_merge.comp turns it into -1).
  * Bindings: 0 W chunk (uniform texel buffer, RGBA32UI), 1 x f32 (read), 2 part u32 (write). */
 //! texel 0
-//! variant ARGMAX_BLOCKS_F32 DT_F32=1
-//! variant ARGMAX_BLOCKS_F16 DT_F16=1
-//! variant ARGMAX_BLOCKS_BF16 DT_BF16=1
+//! axes layout=blocks dtype=f32,f16,bf16
 #define PC_ARGMAX_BLOCKS
 #include "vkd_push.h"
 #include "common.glsl"
