@@ -81,7 +81,6 @@ void cli_check_out_file(const char *cmd, const char *flag, const char *path) {
     free(dir);
 }
 
-
 vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_error *err) {
     return vkd_write_atomic(path, data, n, err);
 }
