@@ -269,7 +269,7 @@ static cJSON *diagnose_one(vkd_diagnose *dg, const exp_models *m, const exp_data
     uint32_t nr;
     vkd_error err = {0};
     double t0 = vkd_now();
-    cli_check(vkd_diagnose_run(dg, m->rec, s->ids[k], len, e->n_prompt, modes, seed, (uint32_t)k, &rows, &nr,
+    cli_check(vkd_diagnose_run(dg, m->rec, s->ids[k], len, e->n_prompt, modes, seed, (uint32_t)e->index, &rows, &nr,
                                &st->timing, &err), &err);
     st->t_run += vkd_now() - t0;
     st->work += len;

@@ -324,7 +324,7 @@ static cJSON *probe_one(probe_run *R, size_t k) {
     vkd_probe_block *bs;
     uint32_t np, nb;
     vkd_probe_times tm;
-    cli_check(vkd_probe_run(R->pr, m->rec, seq, n, e->n_prompt, (uint32_t)k, NULL, NULL, &ps, &np, &bs, &nb, &tm,
+    cli_check(vkd_probe_run(R->pr, m->rec, seq, n, e->n_prompt, (uint32_t)e->index, NULL, NULL, &ps, &np, &bs, &nb, &tm,
                             &err), &err);
     cJSON_AddNumberToObject(rj, "prompt_s", tm.prompt_s);
     cJSON_AddNumberToObject(rj, "blocks_s", tm.blocks_s);

@@ -365,7 +365,7 @@ static uint32_t adapt_run(const ttt_opts *T, exp_models *m, const exp_data *data
     uint32_t Kx = T->Kdef < n - 2 ? T->Kdef : n - 2;
     vkd_ttt_options to = {.steps = cps[ncp - 1], .lr = gs->lr, .optimizer = T->optimizer,
                           .anchors_per_step = Kx, .anchors = T->anchors, .nanchors = (uint32_t)T->nanch,
-                          .gamma = T->gamma, .seed = T->c.seed, .key = (uint32_t)k, .checkpoints = cps,
+                          .gamma = T->gamma, .seed = T->c.seed, .key = (uint32_t)e->index, .checkpoints = cps,
                           .ncheckpoints = ncp, .on_checkpoint = on_checkpoint, .user = &rc};
     vkd_ttt_adapter *ad;
     if (T->init_adapter) cli_check(vkd_ttt_adapter_load(m->d, T->init_adapter, &ad, &err), &err);

@@ -30,7 +30,8 @@ const char exp_common_help[] =
     "  --dataset FILE        JSONL (or the MATH-500 JSON array); GSM8K, MATH-500, HumanEval and\n"
     "                        MT-Bench field names are recognised from the file name\n"
     "  --prompt-field F, --answer-field F, --id-field F   override the field names\n"
-    "  --limit N             the first N records in file order (default: all)\n"
+    "  --limit N             N records drawn with seed 0 as spec --limit draws them (the first N\n"
+    "                        of a fixed permutation, run in that order; default: all, in file order)\n"
     "  --subset-frac F       a fraction 0 < F <= 1 of the records (round(F * records), at least\n"
     "                        1), drawn with seed 0 as spec --limit draws them, run in file order\n"
     "  --out DIR             results folder: config.json, examples.jsonl (journal), tables\n"
@@ -137,13 +138,14 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
     out->path = c->dataset ? c->dataset : default_path;
     if (!out->path) cli_usage_error(c->cmd, "--dataset FILE is required");
     vkd_ds_options o = {.prompt_field = c->prompt_field, .answer_field = c->answer_field,
-                        .id_field = c->id_field};
+                        .id_field = c->id_field, .fields = c->ds_fields, .nfields = c->n_ds_fields};
     vkd_error err = {0};
     cli_check(vkd_ds_load(out->path, &o, &out->ds, &err), &err);
     vkd_ds *ds = out->ds;
     if (ds->count == 0) cli_fatal("%s: the dataset has no records", out->path);
     size_t n = c->limit && (size_t)c->limit < ds->count ? (size_t)c->limit : ds->count;
     size_t *pick = NULL; /* record index of each example */
+    if (c->limit) pick = draw_records(ds->count); /* spec's DFlash protocol: the first N, in draw order */
     if (c->subset_frac) {
         n = (size_t)floor(c->subset_frac * (double)ds->count + 0.5);
         if (n < 1) n = 1;
@@ -180,6 +182,7 @@ void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, 
         e->id = strdup(r->id);
         e->answer = r->answer;
         e->line = r->line;
+        e->index = (size_t)(r - ds->records);
     }
     free(pick);
     out->n = n;
@@ -528,9 +531,22 @@ void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const j
 
 bool exp_done(exp_out *o, const char *id) { return jr_find(&o->done, id) >= 0; }
 
+static void work_add(exp_out *o, const char *id) {
+    if (o->nwork == o->capwork) {
+        o->capwork = o->capwork ? 2 * o->capwork : 64;
+        o->work = realloc(o->work, o->capwork * sizeof *o->work);
+        if (!o->work) cli_fatal("out of memory");
+    }
+    if (!(o->work[o->nwork++] = strdup(id))) cli_fatal("out of memory");
+}
+
 bool exp_claim(exp_out *o, size_t ex, const char *id) {
-    if (o->merge) return exp_merge_take(o, ex, id);
+    if (o->merge) {
+        work_add(o, id);
+        return exp_merge_take(o, ex, id);
+    }
     if (o->shard_n && ex % o->shard_n != o->shard_i) return false;
+    work_add(o, id);
     return !exp_done(o, id);
 }
 
@@ -605,6 +621,8 @@ void exp_close_out(exp_out *o) {
     if (o->journal && fclose(o->journal) != 0) cli_fatal("%s: close failed: %s", o->journal_path, strerror(errno));
     if (o->lock_fd >= 0) close(o->lock_fd);
     jr_free(&o->done);
+    for (size_t k = 0; k < o->nwork; k++) free(o->work[k]);
+    free(o->work);
     exp_merge_free(o);
     cJSON_Delete(o->config);
     free(o->journal_path);

@@ -37,7 +37,7 @@ typedef struct exp_common {
     const char *prompt_field, *answer_field, *id_field;
     const char *out_dir;
     const char *kv;                  /* "f32" (default) or "f16" */
-    long limit;                      /* 0: all examples; else the first N in file order */
+    long limit;                      /* 0: all examples; else the first N of the seed-0 draw, in draw order */
     double subset_frac;              /* 0: off; else round(F * records) drawn with seed 0, in file order */
     long block;                      /* 0: the draft's block size */
     unsigned long long seed;
@@ -46,6 +46,8 @@ typedef struct exp_common {
     uint32_t bootstrap;              /* --bootstrap N: resamples of each 95% CI (0: 1000) */
     bool svg;                        /* --svg: figures also as .svg */
     bool tok_optional;               /* exp_load_models may run without a tokenizer (spec --ids) */
+    const char *const *ds_fields;    /* other dataset fields each record keeps (vkd_ds_options.fields) */
+    size_t n_ds_fields;
     const char *draft_model;         /* an ordinary draft model (spec --draft-model): exp_models.dm */
     uint32_t shard_i, shard_n;       /* --shard I/N (0-based I); shard_n 0: not sharded */
     uint32_t nmerge;                 /* --merge-shard DIR flags (vkdraft merge): the shards' folders */
@@ -70,6 +72,7 @@ typedef struct exp_example {
     const char *question;            /* borrowed from the dataset */
     const char *answer;              /* NULL when the dataset has none */
     size_t line;                     /* 1-based line in the dataset file */
+    size_t index;                    /* 0-based record number in the file: the key of per-example randomness */
     const struct vkd_ds_record *record; /* the dataset record (borrowed) */
     int32_t *prompt;                 /* chat-rendered prompt ids */
     uint32_t n_prompt;
@@ -82,8 +85,9 @@ typedef struct exp_data {
     const char *path;                /* dataset path actually used */
 } exp_data;
 
-/* Loads the dataset (default_path when --dataset is absent), keeps the first --limit records
- * (or the --subset-frac draw, in file order), renders and encodes prompts. need_answer: a record without an answer is an error naming
+/* Loads the dataset (default_path when --dataset is absent), keeps --limit N records (the first N
+ * of the seed-0 permutation draw_records gives spec, in that order: a smaller N is a prefix) or
+ * the --subset-frac draw (in file order), renders and encodes prompts. need_answer: a record without an answer is an error naming
  * its line. Exits on error. */
 void exp_load_data(const exp_common *c, vkd_tok *tok, const char *default_path, bool need_answer,
                    exp_data *out);
@@ -138,6 +142,8 @@ typedef struct exp_out {
     bool svg;                        /* exp_write_figure also writes .svg */
     uint32_t shard_i, shard_n;       /* from --shard */
     struct exp_merge *merge;         /* --merge-shard: the shards' journals (apps/shard.c) */
+    char **work;                     /* ids of this run's work items in claim order (exp_claim) */
+    size_t nwork, capwork;
 } exp_out;
 void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const jr_limits *lim, exp_out *o);
 /* True when example id is already in the journal (resume). */
@@ -151,7 +157,10 @@ cJSON *exp_reparsed(cJSON *rj);
  * another shard. --shard I/N gives example ex to shard ex mod N, so all cells of one example
  * run in the same shard (a null cell at alpha 0 finds its guided twin, ttt adapts once). */
 bool exp_claim(exp_out *o, size_t ex, const char *id);
-/* Call after the last exp_claim, before the progress summary and the outputs are written. With --merge-shard (vkdraft
+/* Call after the last exp_claim, before the progress summary and the outputs are written. It
+ * puts o->done in work order (the order of the exp_claim calls; journal records that are no
+ * work item of this run after them), so tables from a journal resumed with another --limit equal
+ * those of one uninterrupted run. With --merge-shard (vkdraft
  * merge) exp_claim journals each item's record from its shard instead of running it, and this
  * checks that every shard record was taken (a record that is no work item of this run is an
  * error naming it). A no-op otherwise. */

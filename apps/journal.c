@@ -82,6 +82,37 @@ vkd_result jr_add(jr_journal *j, cJSON *r, size_t line, vkd_error *err) {
     return VKD_OK;
 }
 
+vkd_result jr_reorder(jr_journal *j, const size_t *idx, size_t n, vkd_error *err) {
+    cJSON **rec = malloc((j->cap ? j->cap : 1) * sizeof *rec);
+    size_t *ln = malloc((j->cap ? j->cap : 1) * sizeof *ln);
+    bool *placed = calloc(j->n ? j->n : 1, sizeof *placed);
+    if (!rec || !ln || !placed) {
+        free(rec);
+        free(ln);
+        free(placed);
+        return vkd_fail(err, VKD_ERR_NOMEM, "journal: out of memory");
+    }
+    size_t w = 0;
+    for (size_t q = 0; q < n; q++) {
+        if (idx[q] >= j->n || placed[idx[q]]) continue;
+        placed[idx[q]] = true;
+        rec[w] = j->rec[idx[q]];
+        ln[w++] = j->line[idx[q]];
+    }
+    for (size_t k = 0; k < j->n; k++)
+        if (!placed[k]) {
+            rec[w] = j->rec[k];
+            ln[w++] = j->line[k];
+        }
+    free(placed);
+    free(j->rec);
+    free(j->line);
+    j->rec = rec;
+    j->line = ln;
+    if (j->nslot && !rehash(j, j->nslot)) return vkd_fail(err, VKD_ERR_NOMEM, "journal: out of memory");
+    return VKD_OK;
+}
+
 void jr_free(jr_journal *j) {
     for (size_t k = 0; k < j->n; k++) cJSON_Delete(j->rec[k]);
     free(j->rec);

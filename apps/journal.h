@@ -50,6 +50,9 @@ typedef struct jr_journal {
 long jr_find(jr_journal *j, const char *id);
 /* Appends r (owned by the journal from here on; needs a string "id" not yet present). */
 vkd_result jr_add(jr_journal *j, cJSON *r, size_t line, vkd_error *err);
+/* Puts the records at indices idx[0..n) first, in that order (an index out of range or seen
+ * before is skipped), the others after them in their journal order; rebuilds the index. */
+vkd_result jr_reorder(jr_journal *j, const size_t *idx, size_t n, vkd_error *err);
 void jr_free(jr_journal *j);
 
 /* Parses text[0..n) (need not be NUL-terminated) as the journal `path`, checks each record with

@@ -137,6 +137,15 @@ bool exp_merge_take(exp_out *o, size_t ex, const char *id) {
 }
 
 void exp_finish_work(exp_out *o) {
+    size_t *idx = malloc((o->nwork ? o->nwork : 1) * sizeof *idx), n = 0;
+    if (!idx) cli_fatal("out of memory");
+    for (size_t q = 0; q < o->nwork; q++) {
+        long k = jr_find(&o->done, o->work[q]);
+        if (k >= 0) idx[n++] = (size_t)k;
+    }
+    vkd_error err = {0};
+    cli_check(jr_reorder(&o->done, idx, n, &err), &err);
+    free(idx);
     exp_merge *m = o->merge;
     if (!m) return;
     for (uint32_t s = 0; s < m->n; s++)

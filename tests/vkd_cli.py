@@ -19,6 +19,23 @@ sys.path.insert(0, os.path.join(SRC, "tools", "reference"))
 failures = 0
 
 
+def seed0_permutation(count):
+    """spec's --limit draw (the DFlash protocol), written independently of apps/prompt.c."""
+    m, order, s = (1 << 64) - 1, list(range(count)), 0x9E3779B97F4A7C15
+    for i in range(count - 1, 0, -1):
+        s ^= (s << 13) & m
+        s ^= s >> 7
+        s ^= (s << 17) & m
+        j = s % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def limit_order(count, n):
+    """The records --limit n takes from count, in the order they run (the draw's first n)."""
+    return seed0_permutation(count)[:n]
+
+
 def check(cond, msg):
     """Counts and reports a failed check; the test goes on."""
     global failures

@@ -23,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
 import vkd_cli  # noqa: E402
-from vkd_cli import check, make_pair, require_tokenizer, run  # noqa: E402
+from vkd_cli import check, make_pair, require_tokenizer, run, seed0_permutation  # noqa: E402
 
 TIME_KEYS = ("decode_s", "prefill_s", "gen_s", "prompt_s", "blocks_s", "mc_s", "ms_per_token", "timing",
              "compute_budget", "wall_s_per_effective_token")
@@ -90,18 +90,6 @@ def compare(cmd, full, merged):
         else:
             check(a == b, f"{cmd}: {n} is not byte-identical")
         check(n != "summary.json" or len(a) > 10, f"{cmd}: empty summary")
-
-
-def seed0_permutation(count):
-    """spec's --limit draw (the DFlash protocol), written independently of apps/prompt.c."""
-    m, order, s = (1 << 64) - 1, list(range(count)), 0x9E3779B97F4A7C15
-    for i in range(count - 1, 0, -1):
-        s ^= (s << 13) & m
-        s ^= s >> 7
-        s ^= (s << 17) & m
-        j = s % (i + 1)
-        order[i], order[j] = order[j], order[i]
-    return order
 
 
 def main():
