@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "cmds.h"
 #include "exp.h"
+#include "guide.h"
 #include "prompt.h"
 #include "figure.h"
 #include "report.h"
@@ -19,7 +20,8 @@ static void usage(void) {
     printf("usage: vkdraft guide --target DIR --draft DIR --dataset FILE --out DIR\n"
            "           [--alphas LIST] [--temperatures LIST] [--conditions LIST]\n"
            "           [--max-new-tokens N] [--top-k K] [--top-p P] [--guide-top-k K]\n"
-           "           [--ttt off|on|both [--ttt-steps N] [--ttt-lr X] [--ttt-rank R]] [common flags]\n\n"
+           "           [--ttt off|on|both [--ttt-steps N] [--ttt-lr X] [--ttt-rank R]]\n"
+           "           [--group-by FIELD] [--keep-fields A,B] [common flags]\n\n"
            "Draft-guided decoding: token by token from\n"
            "    guided = target + alpha * (draft - target)   (= (1-beta) target + beta draft, beta = alpha)\n"
            "where the DFlash draft predicts the next token from the committed prefix (a block of 2\n"
@@ -51,41 +53,41 @@ static void usage(void) {
            "tokens whose argmax guidance changed, mean response tokens, decode ms per token and\n"
            "target forwards per token. --max-new-tokens defaults to 512.\n\n"
            "Outputs in --out DIR: config.json, examples.jsonl (journal: one record per cell and\n"
-           "example; --resume continues an interrupted sweep), matrix.csv, summary.json,\n"
+           "example; --resume continues an interrupted sweep), report.txt (the table and the\n"
+           "matrix printed, then each cell's accuracy and KL per token with its 95%% bootstrap CI\n"
+           "over examples, --bootstrap resamples), matrix.csv, summary.json,\n"
            "responses.jsonl (for an external rubric grader, CL-bench style: id, context, question,\n"
            "response, condition, alpha, temperature, ttt, reference_answer), heatmap.png,\n"
            "tokens.jsonl (per generated token of every drafted cell: token, text, changed = guidance\n"
            "changed the argmax, target_argmax, guided_argmax, alpha_applied, p_target / p_draft =\n"
            "softmax of the target / draft row (temperature 1) at the chosen token, p_target_pref /\n"
            "p_draft_pref at the target's argmax) and compare.md (per example, the responses of\n"
-           "every cell under one another).\n\n");
+           "every cell under one another).\n\n"
+           "--group-by FIELD breaks every table down by a dataset field (a name, or a dotted path\n"
+           "into objects: CL-bench's metadata.context_category, MT-Bench's category): report.txt\n"
+           "gets one section per group (table, matrix, CIs), matrix.csv a leading group column\n"
+           "(\"all\" rows, then each group's), summary.json a \"groups\" list (cells with CIs) and\n"
+           "each group a heatmap_<group>-<i>.png; a record without the field is an error.\n"
+           "--keep-fields A,B copies those dataset fields (names or dotted paths), as the dataset\n"
+           "holds them, into each responses.jsonl line for an external grader (CL-bench: rubrics,\n"
+           "metadata; null when a record lacks one). CL-bench records (messages: system and user\n"
+           "turns with the context and task; rubrics; metadata) are read as chats; a file named\n"
+           "*cl-bench* / *clbench* takes the cl-bench preset (id metadata.task_id, no answer).\n\n");
     fputs(exp_common_help, stdout);
 }
 
-typedef enum { C_GUIDED, C_NULL, C_PLAIN, C_ADAPTIVE, C_TOPK, NCOND } cond;
-static const char *cond_name[] = {"guided", "null", "plain", "adaptive", "topk"};
-/* the conditions that use the draft, in matrix order */
-static const cond drafted_conds[4] = {C_GUIDED, C_NULL, C_ADAPTIVE, C_TOPK};
+const char *const guide_cond_name[NCOND] = {"guided", "null", "plain", "adaptive", "topk"};
+const cond guide_drafted[4] = {C_GUIDED, C_NULL, C_ADAPTIVE, C_TOPK};
 
-typedef struct cell {
-    cond c;
-    double alpha, temp;        /* alpha NAN for plain */
-    bool ttt;                  /* the draft adapted to the example first (never for plain) */
-    char key[96];              /* "guided/a0.3/T0.6/ttt-off" */
-} cell;
-
-/* The key names the parsed values exactly (shortest text that reads back as the same double):
- * two different alphas never share a key. */
-static void cell_key(cell *k) {
+void guide_cell_key(cell *k) {
     char a[32], t[32];
     jr_fmt_double(a, sizeof a, k->alpha);
     jr_fmt_double(t, sizeof t, k->temp);
     if (k->c == C_PLAIN) snprintf(k->key, sizeof k->key, "plain/T%s/ttt-off", t);
-    else snprintf(k->key, sizeof k->key, "%s/a%s/T%s/ttt-%s", cond_name[k->c], a, t, k->ttt ? "on" : "off");
+    else snprintf(k->key, sizeof k->key, "%s/a%s/T%s/ttt-%s", guide_cond_name[k->c], a, t, k->ttt ? "on" : "off");
 }
 
-/* Journal id of (cell, example): "<cell key>/<example id>", the full id (malloc'd). */
-static char *record_id(const cell *k, const char *example) {
+char *guide_record_id(const cell *k, const char *example) {
     size_t n = strlen(k->key) + strlen(example) + 2;
     char *id = malloc(n);
     if (!id) cli_fatal("out of memory");
@@ -93,21 +95,16 @@ static char *record_id(const cell *k, const char *example) {
     return id;
 }
 
-static const cJSON *find_record(exp_out *o, const cell *k, const char *example) {
-    char *id = record_id(k, example);
+const cJSON *guide_find_record(exp_out *o, const cell *k, const char *example) {
+    char *id = guide_record_id(k, example);
     const cJSON *r = exp_find(o, id);
     free(id);
     return r;
 }
 
-static double num(const cJSON *r, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-static const char *str(const cJSON *r, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
+bool guide_any_drafted(const guide_opts *G) {
+    for (int q = 0; q < 4; q++) if (G->want[guide_drafted[q]]) return true;
+    return false;
 }
 
 /* ---- one cell and example ------------------------------------------------------------------ */
@@ -178,7 +175,7 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "example", ex->id);
     cJSON_AddStringToObject(o, "cell", k->key);
-    cJSON_AddStringToObject(o, "condition", cond_name[k->c]);
+    cJSON_AddStringToObject(o, "condition", guide_cond_name[k->c]);
     if (k->c == C_PLAIN) cJSON_AddNullToObject(o, "alpha");
     else cJSON_AddNumberToObject(o, "alpha", k->alpha);
     cJSON_AddNumberToObject(o, "temperature", k->temp);
@@ -209,63 +206,8 @@ static cJSON *run_one(run_ctx *R, const cell *k, const exp_example *ex, const ch
     return o;
 }
 
-/* ---- aggregation ------------------------------------------------------------------------------ */
-
-typedef struct agg {
-    size_t n, n_scored, correct, timed;
-    double tokens, kl_sum, changed, tfwd, decode_s, decode_tokens;
-    rep_col c_acc, c_kl;  /* per example: correct / 1, kl_sum / tokens (bootstrap CIs) */
-} agg;
-
-static agg aggregate(const exp_out *o, const cell *k) {
-    agg a = {0};
-    for (size_t q = 0; q < o->done.n; q++) {
-        const cJSON *r = o->done.rec[q];
-        if (strcmp(str(r, "cell"), k->key)) continue;
-        a.n++;
-        double n = num(r, "tokens");
-        a.tokens += n;
-        a.kl_sum += num(r, "kl_sum");
-        a.changed += num(r, "changed");
-        a.tfwd += num(r, "target_forwards");
-        rep_col_add(&a.c_kl, num(r, "kl_sum"), n);
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "correct");
-        if (cJSON_IsBool(c)) {
-            a.n_scored++;
-            a.correct += cJSON_IsTrue(c);
-            rep_col_add(&a.c_acc, cJSON_IsTrue(c), 1);
-        }
-        if (!str(r, "reused_from") && n > 1) {
-            a.timed++;
-            a.decode_s += num(r, "decode_s");
-            a.decode_tokens += n - 1;
-        }
-    }
-    return a;
-}
-
-static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
-
-static void fmt(char *buf, size_t n, const char *f, double v) {
-    if (isnan(v)) snprintf(buf, n, "-");
-    else snprintf(buf, n, f, v);
-}
-
 /* ---- the command ------------------------------------------------------------------------------- */
 
-typedef struct guide_opts {
-    exp_common c;
-    const char *ttt_s;
-    long max_new, top_k, ttt_steps, ttt_rank;
-    double top_p, ttt_lr;
-    double *alphas, *temps;
-    size_t na, nt;
-    bool want[NCOND];          /* by cond */
-    long guide_top_k;          /* topk condition: k */
-    bool ttt_off, ttt_on;
-    cell *cells;
-    size_t ncells;
-} guide_opts;
 
 /* --conditions "guided,null,plain,adaptive,topk" -> want[cond]; usage error on an unknown or
  * repeated name. */
@@ -274,7 +216,7 @@ static void parse_conditions(const char *conds_s, bool want[NCOND]) {
     bool any = false;
     for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         int k = -1;
-        for (int q = 0; q < NCOND; q++) if (!strcmp(t, cond_name[q])) k = q;
+        for (int q = 0; q < NCOND; q++) if (!strcmp(t, guide_cond_name[q])) k = q;
         if (k < 0)
             cli_usage_error("guide", "--conditions: unknown condition '%s' (expected guided, null, plain, adaptive, topk)", t);
         if (want[k]) cli_usage_error("guide", "--conditions: '%s' appears twice", t);
@@ -284,15 +226,40 @@ static void parse_conditions(const char *conds_s, bool want[NCOND]) {
     if (!any) cli_usage_error("guide", "--conditions: expected a list of guided, null, plain, adaptive, topk");
 }
 
-static bool any_drafted(const guide_opts *G) {
-    for (int q = 0; q < 4; q++) if (G->want[drafted_conds[q]]) return true;
-    return false;
+/* Parses and checks the flags into G; false after --help. */
+/* --keep-fields "a,b" and --group-by F: the dataset fields the loader keeps (keep first, then
+ * the group field); usage error on an empty or repeated name. */
+static void parse_fields(guide_opts *G, const char *keep_s) {
+    if (G->group_by && !G->group_by[0]) cli_usage_error("guide", "--group-by expects a field name");
+    G->keep = calloc(64, sizeof *G->keep);
+    G->ds_fields = calloc(65, sizeof *G->ds_fields);
+    if (!G->keep || !G->ds_fields) cli_fatal("out of memory");
+    if (keep_s) {
+        char *s = strdup(keep_s), *save = NULL;
+        for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            for (size_t q = 0; q < G->nkeep; q++)
+                if (!strcmp(G->keep[q], t)) cli_usage_error("guide", "--keep-fields: '%s' appears twice", t);
+            if (G->nkeep == 64) cli_usage_error("guide", "--keep-fields: at most 64 fields");
+            static const char *const own[] = {"id", "example", "context", "question", "response", "condition", "alpha",
+                                              "temperature", "ttt", "reference_answer"};
+            for (size_t q = 0; q < sizeof own / sizeof own[0]; q++)
+                if (!strcmp(t, own[q]))
+                    cli_usage_error("guide", "--keep-fields: '%s' is a field responses.jsonl writes itself", t);
+            G->keep[G->nkeep++] = strdup(t);
+        }
+        free(s);
+        if (!G->nkeep) cli_usage_error("guide", "--keep-fields expects a list of field names, got '%s'", keep_s);
+    }
+    size_t n = 0;
+    for (size_t q = 0; q < G->nkeep; q++) G->ds_fields[n++] = G->keep[q];
+    if (G->group_by) G->ds_fields[n++] = G->group_by;
+    G->c.ds_fields = G->ds_fields;
+    G->c.n_ds_fields = n;
 }
 
-/* Parses and checks the flags into G; false after --help. */
 static bool parse_args(int argc, char **argv, guide_opts *G) {
     exp_common *c = &G->c;
-    const char *alphas_s = "0,0.1,0.2,0.3,0.5", *temps_s = "0.3,0.6,1.0", *conds_s = "guided,null";
+    const char *alphas_s = "0,0.1,0.2,0.3,0.5", *temps_s = "0.3,0.6,1.0", *conds_s = "guided,null", *keep_s = NULL;
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (exp_flag(c, argc, argv, &i)) continue;
@@ -309,19 +276,22 @@ static bool parse_args(int argc, char **argv, guide_opts *G) {
         else if ((v = cli_value("guide", "--ttt-steps", argc, argv, &i))) G->ttt_steps = cli_parse_long("guide", "--ttt-steps", v, 1, 1000000);
         else if ((v = cli_value("guide", "--ttt-rank", argc, argv, &i))) G->ttt_rank = cli_parse_long("guide", "--ttt-rank", v, 1, 4096);
         else if ((v = cli_value("guide", "--ttt-lr", argc, argv, &i))) G->ttt_lr = cli_parse_double("guide", "--ttt-lr", v, 1e-12, 1e6);
+        else if ((v = cli_value("guide", "--group-by", argc, argv, &i))) G->group_by = v;
+        else if ((v = cli_value("guide", "--keep-fields", argc, argv, &i))) keep_s = v;
         else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) { usage(); return false; }
         else cli_usage_error("guide", "unknown flag '%s'", argv[i]);
     }
     G->alphas = exp_parse_list("guide", "--alphas", alphas_s, 0, 10, &G->na);
     G->temps = exp_parse_list("guide", "--temperatures", temps_s, 0, 100, &G->nt);
     parse_conditions(conds_s, G->want);
-    exp_require(c, any_drafted(G));
+    parse_fields(G, keep_s);
+    exp_require(c, guide_any_drafted(G));
     if (!c->block) c->block = 2;
     const char *ttt_s = G->ttt_s;
     G->ttt_off = !strcmp(ttt_s, "off") || !strcmp(ttt_s, "both");
     G->ttt_on = !strcmp(ttt_s, "on") || !strcmp(ttt_s, "both");
     if (!G->ttt_off && !G->ttt_on) cli_usage_error("guide", "--ttt: '%s' is not off, on or both", ttt_s);
-    if (G->ttt_on && !any_drafted(G)) cli_usage_error("guide", "--ttt on needs a condition that uses the draft");
+    if (G->ttt_on && !guide_any_drafted(G)) cli_usage_error("guide", "--ttt on needs a condition that uses the draft");
     c->train = G->ttt_on;
     if (c->adapter) cli_usage_error("guide", "--adapter is not taken by guide (its ttt column adapts the draft: --ttt on)");
     if (G->ttt_on && !vkd_ttt_engine_available())
@@ -348,7 +318,7 @@ static void build_cells(guide_opts *G) {
                     k->temp = G->temps[ti];
                     k->alpha = cc == C_PLAIN ? NAN : G->alphas[ai];
                     k->ttt = tt;
-                    cell_key(k);
+                    guide_cell_key(k);
                 }
         }
     }
@@ -363,13 +333,18 @@ static cJSON *guide_params(const guide_opts *G) {
     for (size_t i = 0; i < G->nt; i++) cJSON_AddItemToArray(pt, cJSON_CreateNumber(G->temps[i]));
     cJSON *pc = cJSON_AddArrayToObject(params, "conditions");
     for (int k = 0; k < NCOND; k++)
-        if (G->want[k]) cJSON_AddItemToArray(pc, cJSON_CreateString(cond_name[k]));
+        if (G->want[k]) cJSON_AddItemToArray(pc, cJSON_CreateString(guide_cond_name[k]));
     if (G->want[C_TOPK]) cJSON_AddNumberToObject(params, "guide_top_k", (double)G->guide_top_k);
     cJSON_AddStringToObject(params, "ttt", G->ttt_s);
     if (G->ttt_on) {
         cJSON_AddNumberToObject(params, "ttt_steps", (double)G->ttt_steps);
         cJSON_AddNumberToObject(params, "ttt_lr", G->ttt_lr);
         cJSON_AddNumberToObject(params, "ttt_rank", (double)G->ttt_rank);
+    }
+    if (G->group_by) cJSON_AddStringToObject(params, "group_by", G->group_by);
+    if (G->nkeep) {
+        cJSON *kf = cJSON_AddArrayToObject(params, "keep_fields");
+        for (size_t q = 0; q < G->nkeep; q++) cJSON_AddItemToArray(kf, cJSON_CreateString(G->keep[q]));
     }
     cJSON_AddNumberToObject(params, "max_new_tokens", (double)G->max_new);
     cJSON_AddNumberToObject(params, "top_k", (double)G->top_k);
@@ -383,14 +358,14 @@ static cJSON *guide_params(const guide_opts *G) {
 static cJSON *reuse_guided(exp_out *o, const cell *k, const exp_example *ex, const char *id) {
     cell twin = *k;
     twin.c = C_GUIDED;
-    cell_key(&twin);
-    const cJSON *src = find_record(o, &twin, ex->id);
+    guide_cell_key(&twin);
+    const cJSON *src = guide_find_record(o, &twin, ex->id);
     if (!src) return NULL;
     cJSON *rec = cJSON_Duplicate(src, true);
     cJSON_ReplaceItemInObject(rec, "id", cJSON_CreateString(id));
     cJSON_ReplaceItemInObject(rec, "cell", cJSON_CreateString(k->key));
     cJSON_ReplaceItemInObject(rec, "condition", cJSON_CreateString("null"));
-    cJSON_AddStringToObject(rec, "reused_from", str(src, "id"));
+    cJSON_AddStringToObject(rec, "reused_from", guide_str(src, "id"));
     return rec;
 }
 
@@ -404,7 +379,7 @@ typedef struct sweep {
 } sweep;
 
 static void sweep_journal(sweep *S, cJSON *rec) {
-    S->work += (uint64_t)num(rec, "tokens");
+    S->work += (uint64_t)guide_num(rec, "tokens");
     exp_journal(S->o, rec);
 }
 
@@ -417,7 +392,7 @@ static void run_untrained(sweep *S) {
         if (k->ttt) continue; /* run_adapted: example by example */
         for (size_t e = 0; e < d->n; e++, S->done++) {
             const exp_example *ex = &d->ex[e];
-            char *id = record_id(k, ex->id);
+            char *id = guide_record_id(k, ex->id);
             if (!exp_claim(S->o, e, id)) {
                 free(id);
                 continue;
@@ -453,7 +428,7 @@ static void run_adapted(sweep *S) {
             if (!adapted && ex->n_prompt >= 3) {
                 uint32_t K = VKD_TTT_DEFAULT_ANCHORS < ex->n_prompt - 2 ? VKD_TTT_DEFAULT_ANCHORS : ex->n_prompt - 2;
                 vkd_ttt_options to = {.steps = (uint32_t)G->ttt_steps, .lr = G->ttt_lr, .anchors_per_step = K,
-                                      .seed = G->c.seed, .key = (uint32_t)e};
+                                      .seed = G->c.seed, .key = (uint32_t)ex->index};
                 if (vkd_ttt_adapter_new(m->d, (uint32_t)G->ttt_rank, VKD_TTT_DEFAULT_ALPHA, 0, G->c.seed, &ad, &err) ||
                     vkd_ttt_adapt(m->d, ad, m->rec, ex->prompt, ex->n_prompt, &to, &tr, &err))
                     cli_fatal("%s: example '%s' (line %zu): ttt: %s", d->path, ex->id, ex->line, err.msg);
@@ -473,301 +448,6 @@ static void run_adapted(sweep *S) {
     }
 }
 
-/* One cell's row: the table on stdout, matrix.csv and summary.json's "cells"; returns the value
- * the matrix shows (accuracy when scored, else KL per token). */
-static double report_cell(const exp_out *o, const cell *k, bool scored, const rep_boot *bt, exp_buf *csv, cJSON *sc) {
-    agg a = aggregate(o, k);
-    double acc = a.n_scored ? (double)a.correct / a.n_scored : NAN;
-    double kl = ratio(a.kl_sum, a.tokens), ch = ratio(a.changed, a.tokens);
-    double toks = ratio(a.tokens, (double)a.n), ms = 1000 * ratio(a.decode_s, a.decode_tokens);
-    double tf = ratio(a.tfwd, a.tokens);
-    char sa[32], sacc[16], skl[16], sch[16], stok[16], sms[16], stf[16];
-    char sa_x[32], st_x[32]; /* exact: two cells never print alike */
-    jr_fmt_double(sa_x, sizeof sa_x, k->alpha);
-    jr_fmt_double(st_x, sizeof st_x, k->temp);
-    snprintf(sa, sizeof sa, "%s", isnan(k->alpha) ? "-" : sa_x);
-    fmt(sacc, sizeof sacc, "%.3f", acc);
-    fmt(skl, sizeof skl, "%.4f", kl);
-    fmt(sch, sizeof sch, "%.3f", ch);
-    fmt(stok, sizeof stok, "%.1f", toks);
-    fmt(sms, sizeof sms, "%.2f", ms);
-    fmt(stf, sizeof stf, "%.3f", tf);
-    printf("%-7s %-4s %5g %6s %5zu %8s %9s %8s %8s %9s %9s\n", cond_name[k->c], k->ttt ? "on" : "off", k->temp, sa, a.n, sacc,
-           skl, sch, stok, sms, stf);
-    exp_buf_printf(csv, "%s,%s,%s,%s,%zu,%s,%s,%s,%s,%s,%s\n", cond_name[k->c], k->ttt ? "on" : "off", st_x,
-                   k->c == C_PLAIN ? "" : sa, a.n, isnan(acc) ? "" : sacc, isnan(kl) ? "" : skl,
-                   isnan(ch) ? "" : sch, isnan(toks) ? "" : stok, isnan(ms) ? "" : sms, isnan(tf) ? "" : stf);
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "cell", k->key);
-    cJSON_AddStringToObject(j, "condition", cond_name[k->c]);
-    cJSON_AddStringToObject(j, "ttt", k->ttt ? "on" : "off");
-    cJSON_AddNumberToObject(j, "temperature", k->temp);
-    if (k->c == C_PLAIN) cJSON_AddNullToObject(j, "alpha");
-    else cJSON_AddNumberToObject(j, "alpha", k->alpha);
-    cJSON_AddNumberToObject(j, "examples", (double)a.n);
-#define ADD(name, v) (isnan(v) ? cJSON_AddNullToObject(j, name) : cJSON_AddNumberToObject(j, name, v))
-    ADD("accuracy", acc);
-    ADD("kl_mean", kl);
-    ADD("changed_frac", ch);
-    ADD("tokens_mean", toks);
-    ADD("ms_per_token", ms);
-    ADD("target_forwards_per_token", tf);
-#undef ADD
-    if (a.c_acc.n) rep_ci_json(j, "accuracy_ci", rep_col_ci(bt, &a.c_acc));
-    if (a.c_kl.n) rep_ci_json(j, "kl_mean_ci", rep_col_ci(bt, &a.c_kl));
-    rep_col_free(&a.c_acc);
-    rep_col_free(&a.c_kl);
-    cJSON_AddItemToArray(sc, j);
-    return scored ? acc : kl;
-}
-
-/* Alpha 0 must be plain decoding: compares token ids where both were run (summary and stdout). */
-static void check_alpha0(const guide_opts *G, exp_out *o, const exp_data *d, cJSON *summary) {
-    size_t compared = 0, differ = 0;
-    if (G->want[C_PLAIN] && G->want[C_GUIDED])
-        for (size_t ti = 0; ti < G->nt; ti++) {
-            bool has0 = false;
-            for (size_t ai = 0; ai < G->na; ai++) has0 |= G->alphas[ai] == 0;
-            if (!has0) break;
-            cell p = {.c = C_PLAIN, .temp = G->temps[ti], .alpha = NAN}, g0 = {.c = C_GUIDED, .temp = G->temps[ti]};
-            cell_key(&p);
-            cell_key(&g0);
-            for (size_t e = 0; e < d->n; e++) {
-                const cJSON *ra = find_record(o, &p, d->ex[e].id), *rb = find_record(o, &g0, d->ex[e].id);
-                if (!ra || !rb) continue;
-                compared++;
-                char *x = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ra, "ids"));
-                char *y = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(rb, "ids"));
-                differ += strcmp(x, y) != 0;
-                free(x);
-                free(y);
-            }
-        }
-    if (compared) {
-        printf("alpha 0 vs plain decoding: %zu of %zu responses identical\n", compared - differ, compared);
-        cJSON_AddNumberToObject(summary, "alpha0_plain_compared", (double)compared);
-        cJSON_AddNumberToObject(summary, "alpha0_plain_differ", (double)differ);
-    }
-}
-
-/* The value of grid for cell (c, temperature, alpha, ttt); plain cells match any alpha and ttt. */
-static double grid_at(const guide_opts *G, const double *grid, cond cc, double temp, double alpha, bool ttt) {
-    double x = NAN;
-    for (size_t ci = 0; ci < G->ncells; ci++) {
-        const cell *k = &G->cells[ci];
-        if (k->c != cc || k->temp != temp) continue;
-        if (cc == C_PLAIN || (k->alpha == alpha && k->ttt == ttt)) x = grid[ci];
-    }
-    return x;
-}
-
-/* The evaluation matrix on stdout: rows condition x temperature, columns plain and the alphas. */
-static void print_matrix(const guide_opts *G, const double *grid, bool scored) {
-    for (int tt = 0; tt < 2 && any_drafted(G); tt++) {
-        if (!(tt ? G->ttt_on : G->ttt_off)) continue;
-        printf("\n%s (rows: condition, temperature; columns: plain decoding, alpha), ttt %s\n%-16s %7s",
-               scored ? "accuracy" : "KL(guided || target) per token", tt ? "on" : "off", "", "plain");
-        for (size_t ai = 0; ai < G->na; ai++) printf(" %7g", G->alphas[ai]);
-        printf("\n");
-        for (int q = 0; q < 4; q++) {
-            cond cc = drafted_conds[q];
-            if (!G->want[cc]) continue;
-            for (size_t ti = 0; ti < G->nt; ti++) {
-                char label[32], v[16];
-                snprintf(label, sizeof label, "%s T=%g", cond_name[cc], G->temps[ti]);
-                fmt(v, sizeof v, scored ? "%.3f" : "%.4f", grid_at(G, grid, C_PLAIN, G->temps[ti], 0, false));
-                printf("%-16s %7s", label, v);
-                for (size_t ai = 0; ai < G->na; ai++) {
-                    fmt(v, sizeof v, scored ? "%.3f" : "%.4f", grid_at(G, grid, (cond)cc, G->temps[ti], G->alphas[ai], tt));
-                    printf(" %7s", v);
-                }
-                printf("\n");
-            }
-        }
-    }
-}
-
-/* The matrix as a heatmap (heatmap.png). */
-static void write_heatmap(const guide_opts *G, const exp_out *o, const double *grid, bool scored) {
-    size_t nt = G->nt, na = G->na, hr = 0, hc = na + 1;
-    double *hv = malloc(8 * nt * hc * sizeof *hv);
-    char **rl = calloc(8 * nt, sizeof *rl), **cl = calloc(hc, sizeof *cl);
-    cl[0] = strdup("plain");
-    for (size_t ai = 0; ai < na; ai++) {
-        char b[32];
-        snprintf(b, sizeof b, "a=%g", G->alphas[ai]);
-        cl[ai + 1] = strdup(b);
-    }
-    for (int tt = 0; tt < 2; tt++)
-        for (int q = 0; q < 4; q++) {
-            cond cc = drafted_conds[q];
-            if (!G->want[cc] || !(tt ? G->ttt_on : G->ttt_off)) continue;
-            for (size_t ti = 0; ti < nt; ti++, hr++) {
-                char label[40];
-                snprintf(label, sizeof label, "%s T=%g%s", cond_name[cc], G->temps[ti], tt ? " ttt" : "");
-                rl[hr] = strdup(label);
-                hv[hr * hc] = grid_at(G, grid, C_PLAIN, G->temps[ti], 0, false);
-                for (size_t ai = 0; ai < na; ai++)
-                    hv[hr * hc + ai + 1] = grid_at(G, grid, (cond)cc, G->temps[ti], G->alphas[ai], tt);
-            }
-        }
-    bool ttt_on = G->ttt_on;
-    fig_chart ch = {.kind = FIG_HEATMAP,
-                    .title = scored ? (ttt_on ? "Guided decoding: accuracy" : "Guided decoding: accuracy (ttt off)")
-                                    : (ttt_on ? "Guided decoding: KL(guided || target) per token"
-                                              : "Guided decoding: KL(guided || target) per token (ttt off)"),
-                    .xlabel = "alpha (plain = plain decoding)", .ylabel = "condition, temperature"};
-    ch.heatmap = (fig_heatmap){.rows = hr, .cols = hc, .values = hv, .row_labels = (const char *const *)rl,
-                               .col_labels = (const char *const *)cl, .cmap = FIG_CMAP_SEQUENTIAL,
-                               .annotate = true, .value_digits = 3,
-                               .colorbar_label = scored ? "accuracy" : "KL per token"};
-    exp_write_figure(o, "heatmap.png", &ch);
-    for (size_t q = 0; q < hr; q++) free(rl[q]);
-    for (size_t q = 0; q < hc; q++) free(cl[q]);
-    free(rl);
-    free(cl);
-    free(hv);
-}
-
-/* Rubric export (responses.jsonl): every response with its context and question. */
-static void write_responses(const guide_opts *G, exp_out *o, const exp_data *d) {
-    exp_buf jl = {0};
-    for (size_t ci = 0; ci < G->ncells; ci++)
-        for (size_t e = 0; e < d->n; e++) {
-            const cell *k = &G->cells[ci];
-            const cJSON *r = find_record(o, k, d->ex[e].id);
-            if (!r) continue;
-            const vkd_ds_record *dr = d->ex[e].record;
-            exp_buf ctx = {0};
-            for (size_t mi = 0; dr->messages && mi + 1 < dr->n_messages; mi++)
-                exp_buf_printf(&ctx, "%s%s: %s", mi ? "\n\n" : "", dr->messages[mi].role, dr->messages[mi].content);
-            cJSON *x = cJSON_CreateObject();
-            cJSON_AddStringToObject(x, "id", str(r, "id"));
-            cJSON_AddStringToObject(x, "example", d->ex[e].id);
-            cJSON_AddStringToObject(x, "context", ctx.s ? ctx.s : "");
-            cJSON_AddStringToObject(x, "question", d->ex[e].question);
-            cJSON_AddStringToObject(x, "response", str(r, "response") ? str(r, "response") : "");
-            cJSON_AddStringToObject(x, "condition", cond_name[k->c]);
-            if (k->c == C_PLAIN) cJSON_AddNullToObject(x, "alpha");
-            else cJSON_AddNumberToObject(x, "alpha", k->alpha);
-            cJSON_AddNumberToObject(x, "temperature", k->temp);
-            cJSON_AddStringToObject(x, "ttt", k->ttt ? "on" : "off");
-            if (d->ex[e].answer) cJSON_AddStringToObject(x, "reference_answer", d->ex[e].answer);
-            else cJSON_AddNullToObject(x, "reference_answer");
-            char *line = cJSON_PrintUnformatted(x);
-            exp_buf_printf(&jl, "%s\n", line);
-            free(line);
-            cJSON_Delete(x);
-            exp_buf_free(&ctx);
-        }
-    exp_write(o, "responses.jsonl", jl.s ? jl.s : "", jl.n);
-    exp_buf_free(&jl);
-}
-
-/* tokens.jsonl (seeds 001/004 phase 2.5): one line per generated token of every drafted cell,
- * from the journal's per_token rows. */
-static void write_tokens(const guide_opts *G, exp_out *o, const exp_data *d, vkd_tok *tok) {
-    exp_buf jl = {0};
-    vkd_error err = {0};
-    static const char *const keys[7] = {"target_argmax", "guided_argmax", "alpha_applied", "p_target", "p_draft",
-                                        "p_target_pref", "p_draft_pref"};
-    for (size_t ci = 0; ci < G->ncells; ci++)
-        for (size_t e = 0; e < d->n; e++) {
-            const cell *k = &G->cells[ci];
-            const cJSON *r = find_record(o, k, d->ex[e].id);
-            const cJSON *pt = r ? cJSON_GetObjectItemCaseSensitive(r, "per_token") : NULL;
-            const cJSON *ids = r ? cJSON_GetObjectItemCaseSensitive(r, "ids") : NULL;
-            if (!cJSON_IsArray(pt) || !cJSON_IsArray(ids)) continue;
-            int i = 0;
-            const cJSON *row;
-            cJSON_ArrayForEach(row, pt) {
-                int32_t id = (int32_t)cJSON_GetArrayItem(ids, i)->valuedouble;
-                char *text = NULL;
-                size_t tl;
-                if (vkd_tok_decode(tok, &id, 1, false, &text, &tl, &err)) text = strdup("");
-                cJSON *x = cJSON_CreateObject();
-                cJSON_AddStringToObject(x, "id", str(r, "id"));
-                cJSON_AddStringToObject(x, "example", d->ex[e].id);
-                cJSON_AddStringToObject(x, "condition", cond_name[k->c]);
-                cJSON_AddNumberToObject(x, "alpha", k->alpha);
-                cJSON_AddNumberToObject(x, "temperature", k->temp);
-                cJSON_AddStringToObject(x, "ttt", k->ttt ? "on" : "off");
-                cJSON_AddNumberToObject(x, "index", i);
-                cJSON_AddNumberToObject(x, "token", id);
-                cJSON_AddStringToObject(x, "text", text ? text : "");
-                double ta = cJSON_GetArrayItem(row, 0)->valuedouble, ga = cJSON_GetArrayItem(row, 1)->valuedouble;
-                cJSON_AddBoolToObject(x, "changed", ta != ga);
-                for (int q = 0; q < 7; q++) cJSON_AddNumberToObject(x, keys[q], cJSON_GetArrayItem(row, q)->valuedouble);
-                char *line = cJSON_PrintUnformatted(x);
-                exp_buf_printf(&jl, "%s\n", line);
-                free(line);
-                free(text);
-                cJSON_Delete(x);
-                i++;
-            }
-        }
-    exp_write(o, "tokens.jsonl", jl.s ? jl.s : "", jl.n);
-    exp_buf_free(&jl);
-}
-
-/* compare.md: per example, the question and every cell's response under one another. */
-static void write_compare(const guide_opts *G, exp_out *o, const exp_data *d) {
-    exp_buf md = {0};
-    exp_buf_printf(&md, "# Responses side by side\n\n%zu example(s), %zu cell(s) (condition / alpha / temperature / ttt)\n",
-                   d->n, G->ncells);
-    for (size_t e = 0; e < d->n; e++) {
-        exp_buf_printf(&md, "\n## Example %s\n\n**Question:**\n\n```\n%s\n```\n", d->ex[e].id, d->ex[e].question);
-        if (d->ex[e].answer) exp_buf_printf(&md, "\n**Reference answer:**\n\n```\n%s\n```\n", d->ex[e].answer);
-        for (size_t ci = 0; ci < G->ncells; ci++) {
-            const cell *k = &G->cells[ci];
-            const cJSON *r = find_record(o, k, d->ex[e].id);
-            if (!r) continue;
-            const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "correct");
-            exp_buf_printf(&md, "\n### %s%s (%.0f tokens, %.0f argmax changed)\n\n```\n%s\n```\n", k->key,
-                           cJSON_IsBool(c) ? (cJSON_IsTrue(c) ? " - correct" : " - wrong") : "", num(r, "tokens"),
-                           num(r, "changed"), str(r, "response") ? str(r, "response") : "");
-        }
-    }
-    exp_write(o, "compare.md", md.s, md.n);
-    exp_buf_free(&md);
-}
-
-/* Everything written from the whole journal: the table, matrix.csv, summary.json, the matrix,
- * heatmap.png and responses.jsonl. */
-static void report(const guide_opts *G, exp_out *o, const exp_data *d, vkd_tok *tok) {
-    bool scored = false;
-    for (size_t q = 0; q < o->done.n; q++)
-        scored |= cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(o->done.rec[q], "correct"));
-    exp_buf csv = {0};
-    exp_buf_printf(&csv, "condition,ttt,temperature,alpha,examples,accuracy,kl_mean,changed_frac,tokens_mean,"
-                         "ms_per_token,target_forwards_per_token\n");
-    cJSON *summary = cJSON_CreateObject();
-    cJSON *sc = cJSON_AddArrayToObject(summary, "cells");
-    bool drafted = any_drafted(G);
-    printf("guide: %zu example(s) from %s, %zu cell(s), draft block %ld, seed %llu%s\n", d->n, d->path, G->ncells,
-           G->c.block, G->c.seed, drafted ? "" : " (plain only)");
-    printf("%-7s %-4s %5s %6s %5s %8s %9s %8s %8s %9s %9s\n", "cond", "ttt", "T", "alpha", "n", "accuracy", "KL/token",
-           "changed", "tokens", "ms/token", "tfwd/tok");
-    double *grid = malloc(G->ncells * sizeof *grid);
-    rep_boot bt = rep_boot_of(&G->c);
-    rep_boot_json(summary, &bt);
-    for (size_t ci = 0; ci < G->ncells; ci++) grid[ci] = report_cell(o, &G->cells[ci], scored, &bt, &csv, sc);
-    check_alpha0(G, o, d, summary);
-    if (!scored) printf("(no scored answers: accuracy is '-'; the matrix below shows KL/token)\n");
-    print_matrix(G, grid, scored);
-    exp_write(o, "matrix.csv", csv.s, csv.n);
-    exp_write_json(o, "summary.json", summary);
-    if (drafted) write_heatmap(G, o, grid, scored);
-    write_responses(G, o, d);
-    write_tokens(G, o, d, tok);
-    write_compare(G, o, d);
-    printf("wrote %s/{matrix.csv,summary.json,responses.jsonl,tokens.jsonl,compare.md,heatmap.png,examples.jsonl,"
-           "config.json}\n", o->dir);
-    free(grid);
-    exp_buf_free(&csv);
-    cJSON_Delete(summary);
-}
-
 int vkd_cmd_guide(int argc, char **argv) {
     guide_opts G = {.c = {.cmd = "guide"}, .ttt_s = "off", .max_new = 512, .top_k = 0, .top_p = 1, .guide_top_k = 20,
                     .ttt_steps = VKD_TTT_DEFAULT_STEPS, .ttt_rank = VKD_TTT_DEFAULT_RANK, .ttt_lr = VKD_TTT_DEFAULT_LR};
@@ -779,6 +459,9 @@ int vkd_cmd_guide(int argc, char **argv) {
     exp_load_tokenizer(c, &m);
     exp_data d;
     exp_load_data(c, m.tok, NULL, false, &d);
+    for (size_t e = 0; G.group_by && e < d.n; e++)
+        if (!d.ex[e].record->fields[G.nkeep])
+            cli_fatal("%s:%zu: field '%s' is missing (expected the --group-by value)", d.path, d.ex[e].line, G.group_by);
     cJSON *params = guide_params(&G);
     /* everything that can fail on the inputs fails before --out is touched */
     uint32_t ctx_len = exp_ctx_len(c, &d, (uint64_t)G.max_new + c->block + 1);
@@ -799,7 +482,7 @@ int vkd_cmd_guide(int argc, char **argv) {
     exp_finish_work(&o);
     if (!c->quiet) exp_progress_end(&S.prog, S.done, S.work, "tok");
 
-    report(&G, &o, &d, m.tok);
+    guide_report(&G, &o, &d, m.tok);
 
     vkd_draft_free(g);
     exp_close_out(&o);
@@ -808,5 +491,8 @@ int vkd_cmd_guide(int argc, char **argv) {
     free(G.cells);
     free(G.alphas);
     free(G.temps);
+    for (size_t q = 0; q < G.nkeep; q++) free(G.keep[q]);
+    free(G.keep);
+    free(G.ds_fields);
     return 0;
 }

@@ -19,6 +19,7 @@ static const struct {
     {"math500", "prompt", "answer", "id"},
     {"humaneval", "prompt", "canonical_solution", "task_id"},
     {"mt-bench", "turns", "", "question_id"},
+    {"cl-bench", "messages", "", "metadata.task_id"},
 };
 
 bool vkd_ds_preset(const char *name, vkd_ds_options *opt) {
@@ -45,6 +46,7 @@ const char *vkd_ds_preset_for_file(const char *path) {
     if (strstr(low, "math500") || strstr(low, "math-500") || strstr(low, "math_500")) return "math500";
     if (strstr(low, "humaneval")) return "humaneval";
     if (strstr(low, "mt_bench") || strstr(low, "mt-bench") || strstr(low, "mtbench")) return "mt-bench";
+    if (strstr(low, "cl_bench") || strstr(low, "cl-bench") || strstr(low, "clbench")) return "cl-bench";
     return NULL;
 }
 
@@ -60,10 +62,25 @@ void vkd_ds_free(vkd_ds *ds) {
             free(r->messages[k].content);
         }
         free(r->messages);
+        for (size_t k = 0; r->fields && k < ds->nfields; k++) free(r->fields[k]);
+        free(r->fields);
     }
     free(ds->records);
     free(ds->name);
     free(ds);
+}
+
+const void *vkd_ds_field_at(const void *object, const char *path) {
+    const cJSON *o = object;
+    if (!cJSON_IsObject(o) || !path || !path[0]) return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, path);
+    if (v) return v;
+    const char *dot = strchr(path, '.');
+    if (!dot || dot == path) return NULL;
+    for (const cJSON *c = o->child; c; c = c->next) /* the member named by the text before the dot */
+        if (c->string && strlen(c->string) == (size_t)(dot - path) && !memcmp(c->string, path, (size_t)(dot - path)))
+            return vkd_ds_field_at(c, dot + 1);
+    return NULL;
 }
 
 typedef struct parser {
@@ -189,10 +206,18 @@ static vkd_result read_record(parser *p, const cJSON *o, size_t line) {
         }
     }
 
+    if (p->f.nfields) {
+        if (!(r->fields = calloc(p->f.nfields, sizeof *r->fields))) return nomem(p);
+        for (size_t k = 0; k < p->f.nfields; k++) {
+            const cJSON *v = vkd_ds_field_at(o, p->f.fields[k]);
+            if (v && !(r->fields[k] = cJSON_PrintUnformatted(v))) return nomem(p);
+        }
+    }
+
     const char *ikey = p->f.id_field;
     const cJSON *id = NULL;
     if (ikey) {
-        id = cJSON_GetObjectItemCaseSensitive(o, ikey);
+        id = vkd_ds_field_at(o, ikey);
         if (!id)
             return vkd_fail(p->err, VKD_ERR_FORMAT, "%s:%zu: field '%s' is missing (expected the "
                             "record id)", p->name, line, ikey);
@@ -317,11 +342,13 @@ vkd_result vkd_ds_parse(const char *buf, size_t n, const char *name, const vkd_d
     const char *preset = opt->preset ? opt->preset : vkd_ds_preset_for_file(p.name);
     if (preset && !vkd_ds_preset(preset, &p.f))
         return vkd_fail(err, VKD_ERR_INVALID, "unknown dataset preset '%.60s' (expected gsm8k, "
-                        "math500, humaneval or mt-bench)", preset);
+                        "math500, humaneval, mt-bench or cl-bench)", preset);
     if (opt->prompt_field) p.f.prompt_field = opt->prompt_field;
     if (opt->answer_field) p.f.answer_field = opt->answer_field;
     if (opt->id_field) p.f.id_field = opt->id_field;
     p.f.turn = opt->turn;
+    p.f.fields = opt->fields;
+    p.f.nfields = opt->nfields;
 
     size_t bad;
     if (!vkd_json_utf8_valid(buf, n, &bad)) {
@@ -339,6 +366,7 @@ vkd_result vkd_ds_parse(const char *buf, size_t n, const char *name, const vkd_d
         free(p.ds);
         return vkd_fail(err, VKD_ERR_NOMEM, "out of memory");
     }
+    p.ds->nfields = opt->nfields;
     size_t first = skip_ws(buf, i, n, &line);
     vkd_result r = first < n && buf[first] == '[' ? parse_array(&p, buf, n, first, line)
                                                   : parse_jsonl(&p, buf + i, n - i);

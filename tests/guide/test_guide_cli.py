@@ -7,7 +7,9 @@ Checks: the evaluation matrix (matrix.csv, summary.json, heatmap.png), the rubri
 plain condition produce the same tokens (greedy and sampled) and plain greedy equals
 `vkdraft generate`; --resume after a torn journal and after a SIGKILL gives the same records
 as an uninterrupted run; a resume with other parameters is refused naming the parameter;
-bad flags give one clear stderr line and a non-zero exit; no temporary files are left.
+bad flags give one clear stderr line and a non-zero exit; no temporary files are left;
+report.txt and its CI lines; --limit's seed-0 draw order; --group-by and --keep-fields on
+CL-bench-style records (grouped()).
 """
 import csv
 import json
@@ -74,7 +76,7 @@ def new_conditions(target, draft, ds, tmp):
             if r["condition"] == "topk":
                 ok = ok and t["token"] == t["target_argmax"]
             check(ok, f"{r['id']} token {t['index']}: {t}")
-    for e in ("0", "1"):
+    for e in map(str, vkd_cli.limit_order(3, 2)):  # --limit 2: the seed-0 draw's first two records
         plain = J[f"plain/T0/ttt-off/{e}"]["ids"]
         check(J[f"adaptive/a0/T0/ttt-off/{e}"]["ids"] == plain, f"adaptive alpha 0 != plain (example {e})")
         check(J[f"topk/a0.9/T0/ttt-off/{e}"]["ids"] == plain, f"topk k=1 != plain greedy (example {e})")
@@ -83,6 +85,73 @@ def new_conditions(target, draft, ds, tmp):
     for r in J.values():
         check(f"### {r['cell']}" in md and r["response"] in md, f"compare.md lacks {r['id']}")
     print(f"new conditions: {len(toks)} token lines, {len(J)} records", file=sys.stderr)
+
+
+def grouped(target, draft, tmp):
+    """CL-bench-style records (system + user messages, rubrics, metadata) with --group-by
+    metadata.context_category and --keep-fields rubrics,metadata. Expected values from the
+    journal, recomputed here: per group, examples and KL per token (sum kl_sum / sum tokens)."""
+    ds = os.path.join(tmp, "cl-bench_mini.jsonl")
+    cats = ["Rule System Application", "Domain Knowledge Reasoning", "Rule System Application",
+            "Empirical Discovery & Simulation"]
+    recs = []
+    for i, cat in enumerate(cats):
+        recs.append({"messages": [{"role": "system", "content": f"Follow rule {i}."},
+                                  {"role": "user", "content": f"Context {i}: a blip is {i + 2} blops. How many blops?"}],
+                     "rubrics": [f"Says {i + 2}", "Is brief"][: 1 + i % 2],
+                     "metadata": {"task_id": f"t{i}", "context_id": f"c{i // 2}", "context_category": cat,
+                                  "sub_category": "x"}})
+    with open(ds, "w") as f:
+        for r in recs:
+            f.write(json.dumps(r) + "\n")
+    out = os.path.join(tmp, "out_grouped")
+    base = ["guide", "--target", target, "--draft", draft, "--dataset", ds, "--max-new-tokens", "4", "--alphas", "0.5",
+            "--temperatures", "0", "--conditions", "guided,plain", "--quiet"]
+    run(base + ["--group-by", "metadata.context_category", "--keep-fields", "rubrics,metadata", "--out", out])
+    J = journal(out)
+    check(sorted({r["example"] for r in J}) == ["t0", "t1", "t2", "t3"], "ids from metadata.task_id (cl-bench preset)")
+    names = sorted(set(cats))
+    rows = list(csv.DictReader(open(os.path.join(out, "matrix.csv"))))
+    check([r["group"] for r in rows] == ["all"] * 2 + [g for g in names for _ in range(2)], f"group rows {rows}")
+    summ = json.load(open(os.path.join(out, "summary.json")))
+    check([g["group"] for g in summ["groups"]] == names and summ["group_by"] == "metadata.context_category", "groups")
+    for r in rows:
+        mine = [x for x in J if r["group"] == "all" or cats[int(x["example"][1:])] == r["group"]]
+        mine = [x for x in mine if x["condition"] == r["condition"]]
+        want_n = len(mine)
+        kl = sum(x["kl_sum"] for x in mine) / sum(x["tokens"] for x in mine)
+        check(int(r["examples"]) == want_n and want_n == (4 if r["group"] == "all" else cats.count(r["group"])),
+              f"examples in {r}")
+        check(r["accuracy"] == "" and abs(float(r["kl_mean"]) - kl) <= 5e-5, f"{r}: KL {kl}")
+    for g in summ["groups"]:
+        check(g["examples"] == cats.count(g["group"]), f"group {g['group']} examples")
+        for c in g["cells"]:
+            ci = c["kl_mean_ci"]
+            check(ci["n_examples"] == g["examples"] and ci["ci95"][0] <= c["kl_mean"] + 1e-12 and
+                  c["kl_mean"] <= ci["ci95"][1] + 1e-12, f"group {g['group']} {c['cell']} CI {ci}")
+        fig = os.path.join(out, g["figure"])
+        check(os.path.exists(fig) and open(fig, "rb").read(8) == b"\x89PNG\r\n\x1a\n", f"figure {g['figure']}")
+        check(os.path.getsize(fig[:-4] + ".pdf") > 500, f"{g['figure']} has no PDF")
+    rt = open(os.path.join(out, "report.txt")).read()
+    check(all(f"==== group metadata.context_category = {n} (" in rt for n in names), "report.txt group sections")
+    check(rt.count("bootstrap CIs over examples") == 1 + len(names), "report.txt CI sections")
+    X = [json.loads(l) for l in open(os.path.join(out, "responses.jsonl"))]
+    check(len(X) == 8, f"responses.jsonl: {len(X)} lines")
+    for x in X:
+        i = int(x["example"][1:])
+        check(x["rubrics"] == recs[i]["rubrics"] and x["metadata"] == recs[i]["metadata"], f"kept fields {x}")
+        check(x["context"] == f"system: Follow rule {i}." and x["question"] == recs[i]["messages"][1]["content"],
+              f"context and question {x}")
+    # bad input: one clear line, non-zero exit, nothing written
+    bad = [(base + ["--group-by", "metadata.nope", "--out", os.path.join(tmp, "g2")], "metadata.nope"),
+           (base + ["--keep-fields", "rubrics,id", "--out", os.path.join(tmp, "g3")], "'id'"),
+           (base + ["--keep-fields", "rubrics,rubrics", "--out", os.path.join(tmp, "g4")], "twice")]
+    for args, needle in bad:
+        p = run(args, ok=False)
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        check(p.returncode != 0 and len(lines) == 1 and needle in lines[0], f"{args[-3:]}: {p.stderr!r}")
+        check(not os.path.exists(args[-1]), f"{args[-1]} was created")
+    print(f"grouped: {len(names)} groups, {len(J)} records", file=sys.stderr)
 
 
 def main():
@@ -163,7 +232,19 @@ def main():
     for x in X:
         for k in ("context", "question", "response", "condition", "alpha", "temperature", "ttt", "reference_answer"):
             check(k in x, f"responses.jsonl record lacks {k}")
-    check(X[0]["question"] == qs[0][0] and X[0]["reference_answer"] == qs[0][1], f"export record {X[0]}")
+    first = vkd_cli.limit_order(3, 3)[0]  # --limit 3 of 3: every record, in the seed-0 draw's order
+    check(X[0]["question"] == qs[first][0] and X[0]["reference_answer"] == qs[first][1], f"export record {X[0]}")
+    check([r["example"] for r in J[:3]] == [str(i) for i in vkd_cli.limit_order(3, 3)], "work order is the draw's")
+
+    # report.txt: the table, the matrix and a CI line per cell whose numbers are summary.json's
+    rt = open(os.path.join(out1, "report.txt")).read()
+    check(p.stdout.startswith(rt), "report.txt is what guide printed")
+    for c in summ["cells"]:
+        ci = c["accuracy_ci"]
+        line = [l for l in rt.splitlines() if l.strip().startswith(c["cell"] + " accuracy:")]
+        check(len(line) == 1 and f"n = {ci['n_examples']} examples" in line[0], f"report.txt CI line of {c['cell']}")
+        check(ci["ci95"][0] <= c["accuracy"] <= ci["ci95"][1] and ci["n_examples"] == 3, f"accuracy CI {ci}")
+        check(abs(ci["value"] - c["accuracy"]) < 1e-12, f"{c['cell']}: CI value {ci['value']} vs {c['accuracy']}")
 
     # resume after a torn journal: keep 13 records and half a line
     out2 = os.path.join(tmp, "out2")
@@ -228,6 +309,7 @@ def main():
         check(len(lines) == 1 and needle in lines[0], f"{args}: stderr {p.stderr!r} should be one line naming {needle!r}")
 
     new_conditions(target, draft, ds, tmp)
+    grouped(target, draft, tmp)
 
     h = run(["guide", "--help"]).stdout
     check("--ttt off|on|both" in h and "std(draft - target)" in h, "--help lacks the ttt flag or the null definition")

@@ -203,9 +203,41 @@ static void test_malformed(void) {
             sizeof cases / sizeof cases[0]);
 }
 
+/* CL-bench records (system + user messages, rubrics, metadata): the cl-bench preset from the
+ * file name takes metadata.task_id as the id; other fields are kept as JSON text, by name or
+ * dotted path; a name that holds a dot as it is wins over the path. */
+static void test_fields(void) {
+    const char *cl =
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"ctx + task\"}], "
+        "\"rubrics\": [\"r1\", \"r2\"], \"metadata\": {\"task_id\": \"t-9\", \"context_category\": \"Rule System Application\", "
+        "\"n\": 3}, \"a.b\": 1, \"a\": {\"b\": 2}}\n"
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}], \"metadata\": {\"task_id\": 5}}\n";
+    const char *want[] = {"rubrics", "metadata.context_category", "metadata.n", "a.b", "missing", "metadata.task_id.x"};
+    vkd_ds_options o = {.fields = want, .nfields = 6};
+    vkd_ds *ds = parse_text("CL-bench_dev.jsonl", cl, &o, NULL);
+    if (ds) {
+        const vkd_ds_record *r = &ds->records[0];
+        CHECK(ds->count == 2 && ds->nfields == 6 && !strcmp(r->id, "t-9") && !strcmp(ds->records[1].id, "5"),
+              "cl-bench ids %s %s", r->id, ds->records[1].id);
+        CHECK(r->n_messages == 2 && !r->answer && !strcmp(r->messages[1].content, "ctx + task"), "cl-bench chat");
+        CHECK(!strcmp(r->fields[0], "[\"r1\",\"r2\"]"), "rubrics kept: %s", r->fields[0]);
+        CHECK(!strcmp(r->fields[1], "\"Rule System Application\""), "dotted path: %s", r->fields[1]);
+        CHECK(!strcmp(r->fields[2], "3") && !strcmp(r->fields[3], "1"), "number; literal dotted name: %s %s",
+              r->fields[2], r->fields[3]);
+        CHECK(!r->fields[4] && !r->fields[5], "missing fields are NULL");
+        CHECK(!ds->records[1].fields[0] && !ds->records[1].fields[1], "second record lacks rubrics");
+        vkd_ds_free(ds);
+    }
+    ds = parse_text("clbench.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}]}\n", NULL,
+                    "field 'metadata.task_id' is missing");
+    vkd_ds_free(ds);
+    fprintf(stderr, "  fields: cl-bench preset, kept fields by name and dotted path\n");
+}
+
 int main(void) {
     test_real();
     test_formats();
+    test_fields();
     test_malformed();
     return vkd_test_result("test_dataset");
 }
