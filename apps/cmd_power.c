@@ -53,7 +53,8 @@ static void usage(void) {
            "                        (the reference's 'naive'); same --max-new-tokens\n\n"
            "Outputs in --out: answers.jsonl (one line per example and method: id, method, text, answer,\n"
            "gold, correct, tokens), acceptance.csv and fig_acceptance.png (acceptance rate by MCMC\n"
-           "step index and by block index), summary.json and report.txt (accuracy per method,\n"
+           "step index and by block index, with its 95%% bootstrap CI over examples: columns\n"
+           "examples, ci_lo, ci_hi; error bars), summary.json and report.txt (accuracy per method,\n"
            "acceptance, target forward passes, tokens proposed ('spent') per answer token, wall\n"
            "time and tokens/s), config.json,\n"
            "examples.jsonl (the journal). Accuracy is scored for GSM8K (#### number) and MATH-500\n"
@@ -174,6 +175,22 @@ static void sum_counts(const cJSON *arr, double **v, size_t *n) {
     for (size_t i = 0; i < m; i++) (*v)[i] += cJSON_GetArrayItem(arr, (int)i)->valuedouble;
 }
 
+/* One example's accepts / attempts per index into c[index] (the acceptance CIs), growing c. */
+static void col_counts(const cJSON *att, const cJSON *acc, rep_col **c, size_t *n) {
+    size_t m = (size_t)cJSON_GetArraySize(att);
+    if (m > *n) {
+        *c = realloc(*c, m * sizeof **c);
+        if (!*c) cli_fatal("out of memory");
+        memset(*c + *n, 0, (m - *n) * sizeof **c);
+        *n = m;
+    }
+    for (size_t i = 0; i < m; i++) {
+        double a = cJSON_GetArrayItem(att, (int)i)->valuedouble;
+        const cJSON *k = cJSON_GetArrayItem(acc, (int)i);
+        if (a > 0) rep_col_add(&(*c)[i], cJSON_IsNumber(k) ? k->valuedouble : 0, a);
+    }
+}
+
 /* Acceptance rate per index: accepts / attempts (NAN without attempts); acc may be shorter. */
 static double *rates(const double *att, size_t n, const double *acc, size_t nacc) {
     double *r = malloc((n ? n : 1) * sizeof *r);
@@ -199,24 +216,46 @@ static void answer_line(exp_buf *ans, const char *id, const char *method, const 
     cJSON_Delete(line);
 }
 
-/* acceptance.csv and fig_acceptance: MH acceptance by step index within a block and by block. */
+/* The 95% bootstrap CI over examples of each index's acceptance rate (cols: per index, NULL
+ * past ncol) into lo / hi (NAN without attempts); n: examples behind each. */
+static void acceptance_cis(const rep_boot *bt, const rep_col *cols, size_t ncol, size_t n, double *lo, double *hi,
+                           size_t *ex) {
+    for (size_t i = 0; i < n; i++) {
+        rep_ci ci = i < ncol && cols[i].n ? rep_col_ci(bt, &cols[i]) : (rep_ci){NAN, NAN, NAN, 0};
+        lo[i] = ci.lo, hi[i] = ci.hi, ex[i] = ci.n;
+    }
+}
+
+/* acceptance.csv and fig_acceptance: MH acceptance by step index within a block and by block,
+ * with 95% bootstrap CIs over examples (columns examples, ci_lo, ci_hi; error bars). */
 static void acceptance_outputs(const exp_out *o, const double *sa, size_t nsa, const double *sc, size_t nsc,
                                double *srate, const double *ba, size_t nba, const double *bc, size_t nbc,
-                               double *brate) {
+                               double *brate, const rep_boot *bt, const rep_col *cs, size_t ncs, const rep_col *cb,
+                               size_t ncb) {
+    size_t m = (nsa > nba ? nsa : nba) + 1;
+    double *slo = malloc(m * sizeof *slo), *shi = malloc(m * sizeof *shi), *blo = malloc(m * sizeof *blo),
+           *bhi = malloc(m * sizeof *bhi);
+    size_t *sex = malloc(m * sizeof *sex), *bex = malloc(m * sizeof *bex);
+    if (!slo || !shi || !blo || !bhi || !sex || !bex) cli_fatal("out of memory");
+    acceptance_cis(bt, cs, ncs, nsa, slo, shi, sex);
+    acceptance_cis(bt, cb, ncb, nba, blo, bhi, bex);
     exp_buf csv = {0};
-    exp_buf_printf(&csv, "kind,index,attempts,accepts,rate\n");
+    exp_buf_printf(&csv, "kind,index,attempts,accepts,rate,examples,ci_lo,ci_hi\n");
     for (size_t i = 0; i < nsa; i++)
-        exp_buf_printf(&csv, "step,%zu,%.0f,%.0f,%.6f\n", i, sa[i], i < nsc ? sc[i] : 0, srate[i]);
+        exp_buf_printf(&csv, "step,%zu,%.0f,%.0f,%.6f,%zu,%.6f,%.6f\n", i, sa[i], i < nsc ? sc[i] : 0, srate[i], sex[i],
+                       slo[i], shi[i]);
     for (size_t i = 0; i < nba; i++)
-        exp_buf_printf(&csv, "block,%zu,%.0f,%.0f,%.6f\n", i, ba[i], i < nbc ? bc[i] : 0, brate[i]);
+        exp_buf_printf(&csv, "block,%zu,%.0f,%.0f,%.6f,%zu,%.6f,%.6f\n", i, ba[i], i < nbc ? bc[i] : 0, brate[i], bex[i],
+                       blo[i], bhi[i]);
     exp_write(o, "acceptance.csv", csv.s ? csv.s : "", csv.n);
     exp_buf_free(&csv);
-    fig_series fs[2] = {{.label = "by MCMC step index", .n = nsa, .y = srate},
-                        {.label = "by block index", .n = nba, .y = brate}};
+    fig_series fs[2] = {{.label = "by MCMC step index", .n = nsa, .y = srate, .lo = slo, .hi = shi},
+                        {.label = "by block index", .n = nba, .y = brate, .lo = blo, .hi = bhi}};
     fig_chart ch = {.kind = FIG_LINE, .title = "Power sampling: MH acceptance rate",
                     .xlabel = "index (step within a block, or block)", .ylabel = "acceptance rate"};
     ch.line = (fig_line){.n_series = 2, .series = fs};
     exp_write_figure(o, "fig_acceptance.png", &ch);
+    free(slo), free(shi), free(blo), free(bhi), free(sex), free(bex);
 }
 
 /* The easy/hard split (by the greedy target answer's grade): summary and report table. */
@@ -295,7 +334,8 @@ static void report_cis(exp_buf *rep, cJSON *summ, agg *A, const rep_boot *bt) {
 static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const rep_boot *bt) {
     agg D[NDIFF][NMETHOD] = {{{0}}}, *A = D[0];
     double *sa = NULL, *sc = NULL, *ba = NULL, *bc = NULL;
-    size_t nsa = 0, nsc = 0, nba = 0, nbc = 0;
+    size_t nsa = 0, nsc = 0, nba = 0, nbc = 0, ncs = 0, ncb = 0;
+    rep_col *cs = NULL, *cb = NULL; /* per step / block index: each example's accepts / attempts */
     exp_buf ans = {0};
     for (size_t q = 0; q < o->done.n; q++) {
         const cJSON *rec = o->done.rec[q];
@@ -334,6 +374,8 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
                 sum_counts(item(x, "step_accepts"), &sc, &nsc);
                 sum_counts(item(x, "block_attempts"), &ba, &nba);
                 sum_counts(item(x, "block_accepts"), &bc, &nbc);
+                col_counts(item(x, "step_attempts"), item(x, "step_accepts"), &cs, &ncs);
+                col_counts(item(x, "block_attempts"), item(x, "block_accepts"), &cb, &ncb);
             }
             answer_line(&ans, id, method_names[mth], x, gold, corr);
         }
@@ -342,7 +384,11 @@ static void report(const exp_out *o, vkd_answer_kind kind, double alpha, const r
     exp_buf_free(&ans);
 
     double *srate = rates(sa, nsa, sc, nsc), *brate = rates(ba, nba, bc, nbc);
-    acceptance_outputs(o, sa, nsa, sc, nsc, srate, ba, nba, bc, nbc, brate);
+    acceptance_outputs(o, sa, nsa, sc, nsc, srate, ba, nba, bc, nbc, brate, bt, cs, ncs, cb, ncb);
+    for (size_t i = 0; i < ncs; i++) rep_col_free(&cs[i]);
+    for (size_t i = 0; i < ncb; i++) rep_col_free(&cb[i]);
+    free(cs);
+    free(cb);
 
     cJSON *summ = cJSON_CreateObject();
     cJSON_AddStringToObject(summ, "answer_kind", vkd_answer_kind_name(kind));

@@ -65,7 +65,9 @@ static void usage(void) {
            "block acceptance, fraction of blocks above 1/5/10/20/50/70%%, by block position, token\n"
            "acceptance percentiles, MCMC chains), config.json, examples.jsonl (the journal; it keeps\n"
            "each reference generation's ids, its grading and the chain counts per block), figures fig_block_accept_hist.png, fig_token_accept_hist.png (histograms\n"
-           "per temperature) and fig_kl_by_block.png (mean KL by block index per temperature).\n"
+           "per temperature), kl_by_block.csv and fig_kl_by_block.png (mean KL by block index per\n"
+           "temperature, with its 95%% bootstrap CI over examples: temperature, block, examples,\n"
+           "positions, kl_mean, ci_lo, ci_hi; error bars).\n"
            "Default dataset: %s.\n\n%s", DEFAULT_DATASET, exp_common_help);
 }
 
@@ -111,19 +113,24 @@ typedef struct tstats {
     dvec g_sim[NGROUP];                        /* per block, by position group */
     double g_kl[NGROUP], g_kln[NGROUP];        /* KL sum / count over positions, by group */
     dvec kl_by_block_sum, kl_by_block_n;       /* KL by block index (figure) */
+    rep_col *c_klb;                            /* per block index: per example KL sum / positions */
+    size_t n_klb;
     rep_col c_kl, c_acc, c_sim;                /* per example: sums over its positions / blocks */
 } tstats;
 
 /* Figures (apps/figure.h), per temperature:
  *   fig_block_accept_hist.png  histogram of the blocks' simulated MH acceptance
  *   fig_token_accept_hist.png  histogram of the positions' token acceptance (1 - TVD)
- *   fig_kl_by_block.png        mean KL(p^alpha || q_T) by block index within the example */
-static void probe_figures(const exp_out *o, const double *temps, size_t nt, const tstats *ts) {
+ *   fig_kl_by_block.png        mean KL(p^alpha || q_T) by block index within the example, with
+ *                              95% bootstrap CIs over examples (also kl_by_block.csv) */
+static void probe_figures(const exp_out *o, const double *temps, size_t nt, const tstats *ts, const rep_boot *bt) {
     fig_series *sr = calloc(nt, sizeof *sr);
     char (*labels)[32] = calloc(nt, sizeof *labels);
-    double **klm = calloc(nt, sizeof *klm);
-    if (!sr || !labels || !klm) cli_fatal("out of memory");
+    double **klm = calloc(nt, sizeof *klm), **klo = calloc(nt, sizeof *klo), **khi = calloc(nt, sizeof *khi);
+    if (!sr || !labels || !klm || !klo || !khi) cli_fatal("out of memory");
     for (size_t ti = 0; ti < nt; ti++) snprintf(labels[ti], sizeof labels[ti], "T=%g", temps[ti]);
+    exp_buf kcsv = {0};
+    exp_buf_printf(&kcsv, "temperature,block,examples,positions,kl_mean,ci_lo,ci_hi\n");
     for (size_t ti = 0; ti < nt; ti++) sr[ti] = (fig_series){.label = labels[ti], .n = ts[ti].sim.n, .y = ts[ti].sim.v};
     fig_chart ch = {.kind = FIG_HIST, .title = "Simulated MH acceptance per block", .xlabel = "acceptance rate",
                     .ylabel = "fraction of blocks",
@@ -138,15 +145,29 @@ static void probe_figures(const exp_out *o, const double *temps, size_t nt, cons
     for (size_t ti = 0; ti < nt; ti++) {
         const dvec *su = &ts[ti].kl_by_block_sum, *cn = &ts[ti].kl_by_block_n;
         klm[ti] = malloc((su->n ? su->n : 1) * sizeof **klm);
-        if (!klm[ti]) cli_fatal("out of memory");
-        for (size_t k = 0; k < su->n; k++) klm[ti][k] = cn->v[k] > 0 ? su->v[k] / cn->v[k] : NAN;
-        sr[ti] = (fig_series){.label = labels[ti], .n = su->n, .y = klm[ti]};
+        klo[ti] = malloc((su->n ? su->n : 1) * sizeof **klo);
+        khi[ti] = malloc((su->n ? su->n : 1) * sizeof **khi);
+        if (!klm[ti] || !klo[ti] || !khi[ti]) cli_fatal("out of memory");
+        for (size_t k = 0; k < su->n; k++) {
+            klm[ti][k] = cn->v[k] > 0 ? su->v[k] / cn->v[k] : NAN;
+            rep_ci ci = k < ts[ti].n_klb && ts[ti].c_klb[k].n ? rep_col_ci(bt, &ts[ti].c_klb[k]) : (rep_ci){NAN, NAN, NAN, 0};
+            klo[ti][k] = ci.lo;
+            khi[ti][k] = ci.hi;
+            char t[32];
+            jr_fmt_double(t, sizeof t, temps[ti]);
+            exp_buf_printf(&kcsv, "%s,%zu,%zu,%.0f,%.9g,%.9g,%.9g\n", t, k, ci.n, cn->v[k], klm[ti][k], ci.lo, ci.hi);
+        }
+        sr[ti] = (fig_series){.label = labels[ti], .n = su->n, .y = klm[ti], .lo = klo[ti], .hi = khi[ti]};
     }
+    exp_write(o, "kl_by_block.csv", kcsv.s, kcsv.n);
+    exp_buf_free(&kcsv);
     fig_chart ln = {.kind = FIG_LINE, .title = "KL(p^alpha || q_T) by block position", .xlabel = "block index k",
                     .ylabel = "mean KL (nats)", .line = {.n_series = nt, .series = sr}};
     exp_write_figure(o, "fig_kl_by_block.png", &ln);
-    for (size_t ti = 0; ti < nt; ti++) free(klm[ti]);
+    for (size_t ti = 0; ti < nt; ti++) free(klm[ti]), free(klo[ti]), free(khi[ti]);
     free(klm);
+    free(klo);
+    free(khi);
     free(labels);
     free(sr);
 }
@@ -484,6 +505,14 @@ static void tally_journal(exp_out *o, vkd_tok *tok, const double *temps, size_t 
             rep_col_add(&s->c_kl, kl, (double)(s->kl.n - st_pos[ti]));
             rep_col_add(&s->c_acc, acc, (double)(s->kl.n - st_pos[ti]));
             rep_col_add(&s->c_sim, sim, (double)(s->sim.n - st_blk[ti]));
+            if (s->n_klb < (size_t)maxk + 1) { /* per block index, for kl_by_block.csv's CIs */
+                s->c_klb = realloc(s->c_klb, ((size_t)maxk + 1) * sizeof *s->c_klb);
+                if (!s->c_klb) cli_fatal("out of memory");
+                memset(s->c_klb + s->n_klb, 0, ((size_t)maxk + 1 - s->n_klb) * sizeof *s->c_klb);
+                s->n_klb = (size_t)maxk + 1;
+            }
+            for (uint32_t k = 0; k <= maxk; k++)
+                if (kln[k] > 0) rep_col_add(&s->c_klb[k], klb[(size_t)k * nt + ti], kln[k]);
         }
         free(klb);
         free(kln);
@@ -502,6 +531,8 @@ static void tally_free(ptally *T) {
         for (int q = 0; q < 9; q++) free(all[q]->v);
         for (int g = 0; g < NGROUP; g++) free(s->g_sim[g].v);
         rep_col_free(&s->c_kl), rep_col_free(&s->c_acc), rep_col_free(&s->c_sim);
+        for (size_t k = 0; k < s->n_klb; k++) rep_col_free(&s->c_klb[k]);
+        free(s->c_klb);
     }
     free(T->ts);
     free(T->base.v);
@@ -798,7 +829,7 @@ static void probe_report(exp_out *o, const probe_opts *P, vkd_tok *tok, uint32_t
     cJSON *sum = summary_json(P, &T, &C, B);
     exp_write_json(o, "summary.json", sum);
     cJSON_Delete(sum);
-    probe_figures(o, P->temps, P->nt, T.ts);
+    probe_figures(o, P->temps, P->nt, T.ts, &C.bt);
     tally_free(&T);
     exp_buf_free(&rep);
 }

@@ -36,6 +36,40 @@ def limit_order(count, n):
     return seed0_permutation(count)[:n]
 
 
+def _philox(seed, hi, lo):
+    M32 = 0xFFFFFFFF
+    c = [lo & M32, lo >> 32 & M32, hi & M32, hi >> 32 & M32]
+    k0, k1 = seed & M32, seed >> 32 & M32
+    for r in range(10):
+        if r:
+            k0 = (k0 + 0x9E3779B9) & M32
+            k1 = (k1 + 0xBB67AE85) & M32
+        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k0, p1 & M32, (p0 >> 32) ^ c[3] ^ k1, p0 & M32]
+    return c
+
+
+def boot_ci(seed, sums, cnts, reps=1000):
+    """95% percentile bootstrap CI of sum(sums) / sum(cnts) resampling examples, written from
+    methods/vkd_bootstrap.h's description: Philox keyed by seed, stream "BS" 0x42530001,
+    counter rep * n + i; numpy-style percentiles 2.5 and 97.5."""
+    n, stats = len(sums), []
+    for rep in range(reps):
+        idx = []
+        for i in range(n):
+            w = _philox(seed, 0x42530001, rep * n + i)
+            u = (w[0] >> 8) / 16777216.0 + (w[1] >> 8) / 281474976710656.0
+            idx.append(min(int(u * n), n - 1))
+        stats.append(sum(sums[j] for j in idx) / sum(cnts[j] for j in idx))
+    stats.sort()
+
+    def pct(q):
+        pos = q / 100 * (len(stats) - 1)
+        lo = int(pos // 1)
+        return stats[lo] + (stats[min(lo + 1, len(stats) - 1)] - stats[lo]) * (pos - lo)
+    return pct(2.5), pct(97.5)
+
+
 def check(cond, msg):
     """Counts and reports a failed check; the test goes on."""
     global failures

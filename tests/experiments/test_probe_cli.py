@@ -81,6 +81,27 @@ def check_summary(out, temps):
     return summ
 
 
+def check_kl_by_block(out, temps, seed):
+    """kl_by_block.csv recomputed from positions.csv: per temperature and block index the pooled
+    mean KL, the examples and positions behind it, and its bootstrap CI over examples
+    (vkd_cli.boot_ci, a Python reimplementation)."""
+    pos, kb = rows_of(os.path.join(out, "positions.csv")), rows_of(os.path.join(out, "kl_by_block.csv"))
+    nblk = 1 + max(int(r["block"]) for r in pos)
+    check(len(kb) == len(temps) * nblk, f"kl_by_block.csv: {len(kb)} rows for {len(temps)} x {nblk}")
+    exs = list(dict.fromkeys(r["example"] for r in pos))
+    for r in kb:
+        T, k = float(r["temperature"]), int(r["block"])
+        mine = [x for x in pos if int(x["block"]) == k]
+        sums = [sum(float(x[f"kl_T{T:g}"]) for x in mine if x["example"] == e) for e in exs]
+        cnts = [sum(1 for x in mine if x["example"] == e) for e in exs]
+        sums, cnts = [a for a, c in zip(sums, cnts) if c], [c for c in cnts if c]
+        check(int(r["examples"]) == len(cnts) and int(r["positions"]) == sum(cnts), f"kl_by_block counts {r}")
+        check(close(float(r["kl_mean"]), sum(sums) / sum(cnts), 1e-6), f"kl_by_block mean {r}")
+        lo, hi = vkd_cli.boot_ci(seed, sums, cnts)
+        check(close(float(r["ci_lo"]), lo, 1e-6) and close(float(r["ci_hi"]), hi, 1e-6), f"kl_by_block CI {r} vs {lo} {hi}")
+    print(f"kl_by_block.csv: {len(kb)} rows checked", file=sys.stderr)
+
+
 def check_chains(out, summ, temps, K, S):
     """summary.json's chains (seed 002 sections 4.3, 5) recomputed from the journal's chain rows
     and blocks.csv: sums, rates, windows, the binomial figures at the median acceptance, cost
@@ -157,6 +178,7 @@ def main():
           and cfg["models"]["draft"]["tensors"] > 0 and cfg["common"]["seed"] == 3 and "vkdraft" in cfg, "config.json")
     summ = check_summary(out, temps)
     check_chains(out, summ, temps, 30, 4)
+    check_kl_by_block(out, temps, 3)
     check("MCMC chains" in p.stdout, "chains table printed")
     check(summ["problems"] == 2 and summ["skipped"] == 1, f"2 problems, 1 skip: {summ['problems']}, {summ['skipped']}")
 
@@ -201,15 +223,17 @@ def main():
             at += c
     print(f"probe cli: {checked} distances checked, worst abs error {worst:.2e}")
 
-    # resume: one example, a torn write, then --resume adds the rest; equal to the full run
+    # resume: two examples, a torn write, then --resume adds the rest; equal to the full run
     out2 = os.path.join(tmp, "out2")
-    run(base + ["--out", out2, "--limit", "1"])
+    # (--limit 2: the seed-0 draw's first two records, p2 (too long: a skip) and p3; then p1)
+    run(base + ["--out", out2, "--limit", "2"])
     with open(os.path.join(out2, "examples.jsonl"), "a") as f:
-        f.write('{"id": "p2", "blo')
+        f.write('{"id": "p1", "blo')
     p = run(base + ["--out", out2, "--resume"])
     lines = open(os.path.join(out2, "examples.jsonl")).read().splitlines()
-    first = vkd_cli.limit_order(3, 1)[0]  # --limit 1: the seed-0 draw's first record, then the rest
-    want = [f"p{first + 1}"] + [f"p{i + 1}" for i in range(3) if i != first]
+    drawn = vkd_cli.limit_order(3, 2)
+    want = [f"p{i + 1}" for i in drawn] + [f"p{i + 1}" for i in range(3) if i not in drawn]
+    check(want == ["p2", "p3", "p1"], f"the draw on 3 records: {want}")
     check([json.loads(x)["id"] for x in lines] == want, f"resume: {lines!r:.200}, want ids {want}")
     for name in ("positions.csv", "blocks.csv"):
         check(open(os.path.join(out, name)).read() == open(os.path.join(out2, name)).read(), f"resumed {name} == full run")

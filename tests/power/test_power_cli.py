@@ -108,7 +108,20 @@ def main():
     rep = open(os.path.join(out, "report.txt")).read()
     check("95% bootstrap CIs over examples" in rep and "power accuracy:" in rep, "report.txt CI section")
     csv = open(os.path.join(out, "acceptance.csv")).read().splitlines()
-    check(csv[0] == "kind,index,attempts,accepts,rate" and sum(r.startswith("step,") for r in csv) == 2, "acceptance.csv")
+    check(csv[0] == "kind,index,attempts,accepts,rate,examples,ci_lo,ci_hi" and
+          sum(r.startswith("step,") for r in csv) == 2, "acceptance.csv")
+    # each index's rate and its CI over examples, recomputed from the journal's counters
+    # (vkd_cli.boot_ci: a Python reimplementation of the seeded bootstrap)
+    for row in csv[1:]:
+        kind, i, att, acc, rate, n, lo, hi = row.split(",")
+        i = int(i)
+        pairs = [(pw[f"{kind}_accepts"][i], pw[f"{kind}_attempts"][i]) for pw in (r["power"] for r in journal)
+                 if i < len(pw[f"{kind}_attempts"]) and pw[f"{kind}_attempts"][i] > 0]
+        sums, cnts = [a for a, _ in pairs], [b for _, b in pairs]
+        check(int(n) == len(pairs) and float(att) == sum(cnts) and float(acc) == sum(sums), f"acceptance.csv {row}")
+        want = vkd_cli.boot_ci(3, sums, cnts)
+        check(abs(float(rate) - sum(sums) / sum(cnts)) < 1e-6 and abs(float(lo) - want[0]) < 1e-6 and
+              abs(float(hi) - want[1]) < 1e-6, f"acceptance.csv {row}: CI vs Python {want}")
 
     # same seed, same answers; another seed differs somewhere
     out_b = os.path.join(tmp, "out_b")
