@@ -33,13 +33,17 @@ TIME_LINES = ("Time", "| target prefill", "| draft calls", "| verification")
 
 def report_lines(text):
     """report.txt without the lines and cells that hold measured times: the time line, the
-    compute budget's times, probe's chain rows' last cell (wall seconds per effective token)."""
+    compute budget's times, probe's chain rows' last cell (wall seconds per effective token),
+    guide's ms/token column."""
     out = []
     for l in text.decode().splitlines():
         if l.startswith(TIME_LINES):
             continue
         if re.match(r"^\| (all|easy|hard) \| T=", l):
             l = l.rstrip(" |").rsplit("|", 1)[0]
+        if re.match(r"^(guided|null|plain|adaptive|topk) +(on|off) ", l):  # guide's table: drop ms/token
+            f = l.split()
+            l = " ".join(f[:9] + f[10:])
         out.append(l)
     return out
 
