@@ -95,6 +95,22 @@ int main(void) {
                   strstr(err.msg, "'dup' is already present") && k.n == 1, "jr_add of a present id: %s", err.msg);
         jr_free(&k);
     }
+    {   /* jr_reorder: the work order first (an index out of range or repeated is skipped), the rest
+         * after in journal order; lines move with their records; the index still finds each */
+        CHECK(parse("{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n{\"id\":\"d\"}\n", NULL, NULL, &j, &keep, &err) ==
+                  VKD_OK && j.n == 4, "reorder input: %s", err.msg);
+        size_t idx[4] = {2, 0, 2, 9};
+        CHECK(jr_reorder(&j, idx, 4, &err) == VKD_OK, "jr_reorder: %s", err.msg);
+        const char *want = "cabd";
+        bool ok = j.n == 4;
+        for (size_t q = 0; ok && q < 4; q++) {
+            char id[2] = {want[q], 0};
+            const char *got = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j.rec[q], "id"));
+            ok = got && !strcmp(got, id) && jr_find(&j, id) == (long)q && j.line[q] == (size_t)(want[q] - 'a' + 1);
+        }
+        CHECK(ok, "jr_reorder: order c a b d with their lines, found by id");
+        jr_free(&j);
+    }
     CHECK(parse("{\"id\":\"a\"}\n[1]\n", NULL, NULL, &j, &keep, &err) == VKD_ERR_FORMAT &&
               strstr(err.msg, "dir/examples.jsonl:2: not a journal record"), "array line: %s", err.msg);
     jr_free(&j);
