@@ -18,9 +18,11 @@ $V power "${M[@]}" --dataset $D/gsm8k_test.jsonl --limit 3 --max-new-tokens 16 -
     --proposal dflash --out "$work/power" >/dev/null
 $V guide "${M[@]}" --dataset $D/gsm8k_test.jsonl --limit 3 --max-new-tokens 8 --alphas 0,0.3 --temperatures 0,1 \
     --conditions guided,null --out "$work/guide" >/dev/null
+$V guide "${M[@]}" --dataset $D/mt_bench_questions.jsonl --limit 6 --max-new-tokens 8 --alphas 0,0.3 --temperatures 0 \
+    --conditions guided,null --group-by category --out "$work/guide-grouped" >/dev/null
 $V ttt "${M[@]}" --dataset $D/gsm8k_test.jsonl --limit 2 --steps 2,4 --lr 0.0005,0.002 --max-new-tokens 16 \
     --out "$work/ttt" >/dev/null
-for cmd in diagnose probe power guide ttt; do
+for cmd in diagnose probe power guide guide-grouped ttt; do
     for f in "$work/$cmd"/*.png "$work/$cmd"/*.pdf; do
         [ -e "$f" ] && cp "$f" "docs/figures/${cmd}_$(basename "$f")"
     done
