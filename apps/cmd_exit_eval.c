@@ -199,8 +199,25 @@ typedef struct run {
 
 static uint32_t half(uint32_t n) { return n / 2 ? n / 2 : 1; }
 
+/* An untimed decoding of the first prompt (g NULL: the target alone), so that pipeline
+ * creation and first-touch costs stay out of the timed runs. */
+static void warm_up(run *R, vkd_draft *g) {
+    vkd_error err = {0};
+    uint32_t n = half(R->prompts.len[0]);
+    if (g) {
+        vkd_spec_result res = {0};
+        cli_check(vkd_spec_generate(R->m.t, g, R->m.rec, R->prompts.ids[0], n, &R->gen, &res, &err), &err);
+        vkd_spec_result_free(&res);
+    } else {
+        vkd_generate_result res = {0};
+        cli_check(vkd_generate(R->m.t, R->m.rec, R->prompts.ids[0], n, &R->gen, &res, &err), &err);
+        free(res.ids);
+    }
+}
+
 static cJSON *vanilla_record(run *R) {
     vkd_error err = {0};
+    warm_up(R, NULL);
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "id", "vanilla");
     cJSON *tok = num_array(r, "tokens"), *pre = num_array(r, "prefill_s"), *dec = num_array(r, "decode_s");
@@ -221,6 +238,11 @@ static int32_t *spec_one(run *R, vkd_draft *g, size_t j, cJSON *r, const char *p
     vkd_spec_result res = {0};
     uint32_t n = half(R->prompts.len[j]);
     cli_check(vkd_spec_generate(R->m.t, g, R->m.rec, R->prompts.ids[j], n, &R->gen, &res, &err), &err);
+    if (nout) {
+        cJSON *ids = cJSON_CreateArray();
+        for (uint32_t i = 0; i < res.n; i++) push(ids, res.ids[i]);
+        cJSON_AddItemToArray(cJSON_GetObjectItem(r, "outputs"), ids);
+    }
     double acc = 0;
     for (uint32_t i = 0; i < res.stats.steps; i++) {
         acc += res.stats.accept[i] - 1;
@@ -274,10 +296,13 @@ static cJSON *head_record(run *R, const char *dir, vkd_exit *e, exp_progress *pg
     for (int p = 0; p < 2; p++)
         for (int i = 0; i < 5; i++) snprintf(k, sizeof k, "%s_%s", p ? "plain" : "reuse", sk[i]), num_array(r, k);
     cJSON *ov = num_array(r, "overlap"), *ovr = num_array(r, "overlap_rows");
+    num_array(r, "outputs");
     uint32_t *hist = calloc(R->s.gamma + 1, sizeof *hist);
     vkd_draft *reuse, *plain;
     cli_check(vkd_draft_exit(e, R->s.gamma, true, &reuse, &err), &err);
     cli_check(vkd_draft_exit(e, R->s.gamma, false, &plain, &err), &err);
+    warm_up(R, reuse);
+    warm_up(R, plain);
     for (size_t j = 0; j < R->prompts.n; j++) {
         uint32_t n;
         int32_t *ids = spec_one(R, reuse, j, r, "reuse", hist, &n);

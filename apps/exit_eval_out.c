@@ -64,6 +64,23 @@ bool xe_check(const cJSON *r, const jr_limits *lim, char *msg, size_t cap) {
         !arr_ok(r, "overlap_rows", S.nprompt, 0, S.max_new, true, msg, cap) ||
         !arr_ok(r, "hist", S.gamma + 1, 0, 1e12, true, msg, cap))
         return false;
+    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(r, "outputs"), *x;
+    if (!cJSON_IsArray(outs) || (size_t)cJSON_GetArraySize(outs) != S.nprompt) {
+        snprintf(msg, cap, "field 'outputs': expected an array of %zu id arrays", S.nprompt);
+        return false;
+    }
+    cJSON_ArrayForEach(x, outs) {
+        const cJSON *w = x;
+        cJSON *tmp = cJSON_CreateObject();
+        cJSON_AddItemReferenceToObject(tmp, "outputs", (cJSON *)w);
+        bool ok = arr_ok(tmp, "outputs", (size_t)cJSON_GetArraySize(w), 0, lim->vocab - 1.0, true, msg, cap) &&
+                  cJSON_GetArraySize(w) <= (int)S.max_new;
+        cJSON_Delete(tmp);
+        if (!ok) {
+            if (!msg[0] || !strstr(msg, "outputs")) snprintf(msg, cap, "field 'outputs': expected arrays of token ids");
+            return false;
+        }
+    }
     static const char *v[] = {"reuse", "plain"};
     char k[64];
     for (int i = 0; i < 2; i++) {
@@ -312,12 +329,12 @@ void xe_write_outputs(exp_out *o, const xe_settings *s, const rep_boot *b, const
     cJSON_AddNumberToObject(vj, "decode_s_mean", van_dec);
     cJSON *hj = cJSON_AddArrayToObject(sum_j, "heads");
     exp_buf rep = {0};
-    char b1[32], b2[32];
+    char b1[32], b2[32], b3[32];
     exp_buf_printf(&rep, "vkdraft exit-eval: %zu head(s), %zu held-out sequences, %zu prompts; gamma %u, "
                          "temperature %g, top-p %g, top-k %u, %u new tokens per prompt\n"
                          "vanilla (target alone): %s tokens/s, prefill %s s, decode %s s per prompt\n\n",
                    nheads, nq, np, s->gamma, s->temperature, s->top_p, s->top_k, s->max_new,
-                   rep_num(b1, sizeof b1, van_tps.value), rep_num(b2, sizeof b2, van_pre), rep_num(b1, sizeof b1, van_dec));
+                   rep_num(b1, sizeof b1, van_tps.value), rep_num(b2, sizeof b2, van_pre), rep_num(b3, sizeof b3, van_dec));
     for (size_t i = 0; i < nheads; i++) {
         const head_m *m = &h[i];
         cJSON *e = cJSON_CreateObject();
@@ -356,7 +373,7 @@ void xe_write_outputs(exp_out *o, const xe_settings *s, const rep_boot *b, const
         rep_ci_line(&rep, "tokens/s (reuse)", m->reuse.tps);
         exp_buf_printf(&rep, "  speed-up: reuse %s, plain %s (E[accepted] plain %s)\n",
                        rep_num(b1, sizeof b1, m->reuse.speedup), rep_num(b2, sizeof b2, m->plain.speedup),
-                       rep_num((char[32]){0}, 32, m->plain.acc.value));
+                       rep_num(b3, sizeof b3, m->plain.acc.value));
         exp_buf_printf(&rep, "  peak RSS: %s MiB\n\n", rep_num(b1, sizeof b1, m->rss));
     }
     exp_write_json(o, "summary.json", sum_j);
