@@ -6,7 +6,7 @@
  * in nats), q_top1, q_topk, q_rows; per prompt overlap, overlap_rows and, for the variants
  * reuse_ and plain_: tokens, steps (verifications), accepted (draft tokens accepted),
  * prefill_s, decode_s; hist (gamma + 1 counts of verifications by tokens accepted, reuse
- * variant); peak_rss_mib. */
+ * variant); outputs (the reuse variant's generated ids per prompt); peak_rss_mib. */
 #ifndef VKD_EXIT_EVAL_OUT_H
 #define VKD_EXIT_EVAL_OUT_H
 
