@@ -163,16 +163,32 @@ static void seqs_free(seqs *s) {
     free(s->len);
 }
 
+/* {"path", "fnv1a64" of the file's bytes} (exits when it cannot be read). */
+static cJSON *file_identity(const char *path) {
+    size_t n = 0;
+    char *b = exp_slurp(path, &n);
+    if (!b) cli_fatal("%s: cannot read (%s)", path, strerror(errno));
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)b[i]) * 0x100000001b3ull;
+    free(b);
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "path", path);
+    cJSON_AddStringToObject(j, "fnv1a64", hex);
+    return j;
+}
+
 static cJSON *params_of(const opts *o, const xe_settings *s) {
     cJSON *p = cJSON_CreateObject();
     cJSON *h = cJSON_AddArrayToObject(p, "heads");
-    for (size_t i = 0; i < o->nheads; i++) {
-        cJSON *e = exp_model_identity(o->heads[i]);
-        cJSON_AddItemToArray(h, e);
+    char path[4200];
+    for (size_t i = 0; i < o->nheads; i++) { /* exit_config.json names layer, T, steps and the target */
+        snprintf(path, sizeof path, "%s/exit_config.json", o->heads[i]);
+        cJSON_AddItemToArray(h, file_identity(path));
     }
-    cJSON_AddStringToObject(p, "prompts", o->prompts);
-    cJSON_AddItemToObject(p, "prompts_identity", exp_model_identity(o->prompts));
-    cJSON_AddItemToObject(p, "data_identity", exp_model_identity(o->data));
+    cJSON_AddItemToObject(p, "data", file_identity(o->data));
+    cJSON_AddItemToObject(p, "prompts", file_identity(o->prompts));
     cJSON_AddNumberToObject(p, "gamma", s->gamma);
     cJSON_AddNumberToObject(p, "temperature", s->temperature);
     cJSON_AddNumberToObject(p, "top_p", s->top_p);
