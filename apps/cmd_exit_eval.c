@@ -237,12 +237,16 @@ static cJSON *vanilla_record(run *R) {
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "id", "vanilla");
     cJSON *tok = num_array(r, "tokens"), *pre = num_array(r, "prefill_s"), *dec = num_array(r, "decode_s");
+    cJSON *outs = num_array(r, "outputs");
     for (size_t j = 0; j < R->prompts.n; j++) {
         vkd_generate_result g = {0};
         cli_check(vkd_generate(R->m.t, R->m.rec, R->prompts.ids[j], half(R->prompts.len[j]), &R->gen, &g, &err), &err);
         push(tok, g.n);
         push(pre, g.prefill_s);
         push(dec, g.decode_s);
+        cJSON *ids = cJSON_CreateArray();
+        for (uint32_t i = 0; i < g.n; i++) push(ids, g.ids[i]);
+        cJSON_AddItemToArray(outs, ids);
         free(g.ids);
     }
     return r;

@@ -41,13 +41,35 @@ static bool num_ok(const cJSON *r, const char *k, double lo, double hi, char *ms
     return true;
 }
 
+/* "outputs": nprompt arrays of at most max_new token ids */
+static bool outputs_ok(const cJSON *r, const jr_limits *lim, char *msg, size_t cap) {
+    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(r, "outputs"), *x;
+    if (!cJSON_IsArray(outs) || (size_t)cJSON_GetArraySize(outs) != S.nprompt) {
+        snprintf(msg, cap, "field 'outputs': expected an array of %zu id arrays", S.nprompt);
+        return false;
+    }
+    cJSON_ArrayForEach(x, outs) {
+        const cJSON *w = x;
+        cJSON *tmp = cJSON_CreateObject();
+        cJSON_AddItemReferenceToObject(tmp, "outputs", (cJSON *)w);
+        bool ok = arr_ok(tmp, "outputs", (size_t)cJSON_GetArraySize(w), 0, lim->vocab - 1.0, true, msg, cap) &&
+                  cJSON_GetArraySize(w) <= (int)S.max_new;
+        cJSON_Delete(tmp);
+        if (!ok) {
+            snprintf(msg, cap, "field 'outputs': expected arrays of at most %u token ids in [0, %u)", S.max_new, lim->vocab);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool xe_check(const cJSON *r, const jr_limits *lim, char *msg, size_t cap) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "id");
     double ctx = lim->ctx_len, big = 1e12;
     if (cJSON_IsString(id) && !strcmp(id->valuestring, "vanilla"))
         return arr_ok(r, "tokens", S.nprompt, 0, S.max_new, true, msg, cap) &&
                arr_ok(r, "prefill_s", S.nprompt, 0, big, false, msg, cap) &&
-               arr_ok(r, "decode_s", S.nprompt, 0, big, false, msg, cap);
+               arr_ok(r, "decode_s", S.nprompt, 0, big, false, msg, cap) && outputs_ok(r, lim, msg, cap);
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(r, "trained");
     if (!cJSON_IsString(tr)) {
         snprintf(msg, cap, "field 'trained': expected a string");
@@ -64,23 +86,7 @@ bool xe_check(const cJSON *r, const jr_limits *lim, char *msg, size_t cap) {
         !arr_ok(r, "overlap_rows", S.nprompt, 0, S.max_new, true, msg, cap) ||
         !arr_ok(r, "hist", S.gamma + 1, 0, 1e12, true, msg, cap))
         return false;
-    const cJSON *outs = cJSON_GetObjectItemCaseSensitive(r, "outputs"), *x;
-    if (!cJSON_IsArray(outs) || (size_t)cJSON_GetArraySize(outs) != S.nprompt) {
-        snprintf(msg, cap, "field 'outputs': expected an array of %zu id arrays", S.nprompt);
-        return false;
-    }
-    cJSON_ArrayForEach(x, outs) {
-        const cJSON *w = x;
-        cJSON *tmp = cJSON_CreateObject();
-        cJSON_AddItemReferenceToObject(tmp, "outputs", (cJSON *)w);
-        bool ok = arr_ok(tmp, "outputs", (size_t)cJSON_GetArraySize(w), 0, lim->vocab - 1.0, true, msg, cap) &&
-                  cJSON_GetArraySize(w) <= (int)S.max_new;
-        cJSON_Delete(tmp);
-        if (!ok) {
-            if (!msg[0] || !strstr(msg, "outputs")) snprintf(msg, cap, "field 'outputs': expected arrays of token ids");
-            return false;
-        }
-    }
+    if (!outputs_ok(r, lim, msg, cap)) return false;
     static const char *v[] = {"reuse", "plain"};
     char k[64];
     for (int i = 0; i < 2; i++) {

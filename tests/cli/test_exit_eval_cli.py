@@ -9,7 +9,9 @@ in Python), and every per-sequence quality sum (KL at the training T and at T = 
 top-k) and every per-prompt overlap sum in the journal is compared with the float64 PyTorch
 reference tools/reference/exit_eval_ref.py (sampling with temperature 0.8 and top-k 40); the
 worst relative error is printed. Artifacts: results.csv (one row per head, metrics equal to
-the journal's pooled sums), summary.json, report.txt, the figures as PNG and PDF. A run whose
+the journal's pooled sums), summary.json, report.txt, the figures as PNG and PDF. Greedy: the
+self-speculative output equals the target's own greedy output and the overlap (one-hot
+warps) equals the reference's argmax agreement. A run whose
 last head record was lost resumes to the same quality numbers and outputs. Bad input: a head
 of another target, a missing head folder, a data file without usable text, a missing prompts
 file: one error line, non-zero exit, --out not created."""
@@ -89,9 +91,10 @@ with tempfile.TemporaryDirectory() as tmp:
          "--warmup", "0", "--lr", "0.01", "--seq-len", "32", "--holdout", "0.3", "--seed", "5", "--quiet", "--out", heads])
     h1, h2 = os.path.join(heads, "layer1-T2"), os.path.join(heads, "layer2-T2")
     out = os.path.join(tmp, "eval")
-    args = ["exit-eval", "--model", tgt, "--heads", h1, h2, "--data", corpus, "--prompts", corpus, "--seq-len", "32",
-            "--holdout", "0.3", "--seed", "5", "--max-sequences", "5", "--max-prompts", "3", "--max-new-tokens", "12",
-            "--gamma", "3", "--temperature", "0.8", "--top-k", "40", "--bootstrap", "200", "--quiet"]
+    common = ["--data", corpus, "--prompts", corpus, "--seq-len", "32", "--holdout", "0.3", "--seed", "5",
+              "--max-sequences", "5", "--max-prompts", "3", "--max-new-tokens", "12", "--gamma", "3", "--bootstrap",
+              "200", "--quiet"]
+    args = ["exit-eval", "--model", tgt, "--heads", h1, h2] + common + ["--temperature", "0.8", "--top-k", "40"]
     t0 = time.time()
     run(args + ["--out", out])
     print(f"exit-eval: {time.time() - t0:.1f} s")
@@ -130,6 +133,21 @@ with tempfile.TemporaryDirectory() as tmp:
         check(all(s >= math.ceil(12 / 4) for s in r["reuse_steps"]), f"{h}: verifications {r['reuse_steps']}")
     print(f"metrics vs float64 reference: worst relative error {worst:.2e}")
     check(any(recs[h]["q_rows"][0] > 0 for h in (h1, h2)), "no row scored")
+
+    # greedy: the self-speculative output is the target's own greedy output, the overlap the
+    # argmax agreement (one-hot warps in the reference too)
+    gout = os.path.join(tmp, "greedy")
+    run(["exit-eval", "--model", tgt, "--heads", h2] + common + ["--temperature", "0", "--out", gout])
+    grecs = {r["id"]: r for r in map(json.loads, open(os.path.join(gout, "examples.jsonl")))}
+    check(grecs[h2]["outputs"] == grecs["vanilla"]["outputs"],
+          f"greedy: reuse outputs {grecs[h2]['outputs']} differ from the target's {grecs['vanilla']['outputs']}")
+    job = {"overlap": [[p + o, len(p) - 1] for p, o in zip(prompts, grecs[h2]["outputs"])]}
+    p = subprocess.run([PY, os.path.join(SRC, "tools/reference/exit_eval_ref.py"), "--target", tgt, "--head", h2,
+                        "--kl-temperature", "2", "--temperature", "0"],
+                       input=json.dumps(job), capture_output=True, text=True, check=True)
+    gwant = [o["sum"] for o in json.loads(p.stdout)["overlap"]]
+    check(grecs[h2]["overlap"] == gwant, f"greedy overlap {grecs[h2]['overlap']} vs reference {gwant}")
+    print(f"greedy: outputs equal the target's; overlap {grecs[h2]['overlap']} (argmax agreements)")
 
     # artifacts
     rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
