@@ -190,8 +190,8 @@ static cJSON *params_of(const opts *o, const xe_settings *s) {
     cJSON_AddItemToObject(p, "data", file_identity(o->data));
     cJSON_AddItemToObject(p, "prompts", file_identity(o->prompts));
     cJSON_AddNumberToObject(p, "gamma", s->gamma);
-    cJSON_AddNumberToObject(p, "temperature", s->temperature);
-    cJSON_AddNumberToObject(p, "top_p", s->top_p);
+    cJSON_AddNumberToObject(p, "temperature", o->temperature);
+    cJSON_AddNumberToObject(p, "top_p", o->top_p);
     cJSON_AddNumberToObject(p, "top_k", s->top_k);
     cJSON_AddNumberToObject(p, "max_new_tokens", s->max_new);
     cJSON_AddNumberToObject(p, "topk_acc", s->topk_acc);
