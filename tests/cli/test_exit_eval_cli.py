@@ -12,7 +12,8 @@ worst relative error is printed. Artifacts: results.csv (one row per head, metri
 the journal's pooled sums), summary.json, report.txt, the figures as PNG and PDF. Greedy: the
 self-speculative output equals the target's own greedy output and the overlap (one-hot
 warps) equals the reference's argmax agreement. A run whose
-last head record was lost resumes to the same quality numbers and outputs. Bad input: a head
+last head record was lost resumes to the same quality numbers and outputs; a corrupted record is refused naming its line
+and field. Bad input: a head
 of another target, a missing head folder, a data file without usable text, a missing prompts
 file: one error line, non-zero exit, --out not created."""
 import csv
@@ -183,6 +184,14 @@ with tempfile.TemporaryDirectory() as tmp:
     check(all(again[lost["id"]][k] == lost[k] for k in keys), "the resumed head's metrics differ")
     rows2 = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
     check([r["kl_train_t"] for r in rows2] == [r["kl_train_t"] for r in rows], "results.csv after --resume")
+
+    # a record that does not read back is refused, naming line and field
+    lines = open(os.path.join(out, "examples.jsonl")).read().splitlines(True)
+    rec = json.loads(lines[1])
+    rec["hist"] = "many"
+    with open(os.path.join(out, "examples.jsonl"), "w") as f:
+        f.writelines([lines[0], json.dumps(rec) + "\n"] + lines[2:])
+    one_error(run(args + ["--out", out, "--resume"], ok=False), "examples.jsonl:2", "'hist'")
 
     # bad input
     bad = os.path.join(tmp, "bad")
