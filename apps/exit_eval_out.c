@@ -9,6 +9,8 @@
 
 #include "cli.h"
 #include "figure.h"
+#include "vkd_bootstrap.h"
+#include "vkd_sample.h"
 
 static xe_settings S;
 
@@ -123,8 +125,43 @@ static double sum(const double *v, size_t n) {
 
 typedef struct variant {
     rep_ci acc, tps, calls;    /* E[accepted], tokens/s, target calls per token */
-    double speedup, prefill_s, decode_s;
+    rep_ci speedup;            /* (tokens / decode s) over vanilla's, resampled in pairs */
+    double prefill_s, decode_s;
 } variant;
+
+/* The vanilla run's per-prompt tokens and decode seconds. */
+typedef struct vanilla {
+    double *tok, *dec;
+} vanilla;
+
+/* Speed-up = (sum st / sum sd) / (sum vt / sum vd) over the prompts, with a percentile
+ * bootstrap CI that resamples prompts (both runs of a prompt together) with the draws of
+ * vkd_bootstrap_ci, so it shares their resamples. */
+static rep_ci speedup_ci(const rep_boot *b, const vanilla *v, const double *st, const double *sd, size_t n) {
+    rep_ci ci = {.value = NAN, .lo = NAN, .hi = NAN, .n = n};
+    double a = 0, c = 0, d = 0, e = 0;
+    for (size_t i = 0; i < n; i++) a += st[i], c += sd[i], d += v->tok[i], e += v->dec[i];
+    if (n == 0 || c <= 0 || d <= 0 || e <= 0) return ci;
+    ci.value = (a / c) / (d / e);
+    double *stat = malloc(b->reps * sizeof *stat);
+    if (!stat) cli_fatal("out of host memory");
+    size_t k = 0;
+    for (uint32_t r = 0; r < b->reps; r++) {
+        a = c = d = e = 0;
+        for (size_t i = 0; i < n; i++) {
+            size_t j = (size_t)(vkd_uniform(b->seed, VKD_BOOT_STREAM, (uint64_t)r * n + i) * (double)n);
+            if (j >= n) j = n - 1;
+            a += st[j], c += sd[j], d += v->tok[j], e += v->dec[j];
+        }
+        if (c > 0 && d > 0 && e > 0) stat[k++] = (a / c) / (d / e);
+    }
+    if (k) {
+        ci.lo = exp_percentile(stat, k, 100 * (1 - REP_LEVEL) / 2);
+        ci.hi = exp_percentile(stat, k, 100 * (1 + REP_LEVEL) / 2);
+    }
+    free(stat);
+    return ci;
+}
 
 typedef struct head_m {
     const char *dir, *trained;
@@ -142,7 +179,7 @@ static rep_ci ratio(const rep_boot *b, const cJSON *r, const char *num, const ch
     return ci;
 }
 
-static variant variant_of(const rep_boot *b, const cJSON *r, const char *pfx, size_t n, double van_tps) {
+static variant variant_of(const rep_boot *b, const cJSON *r, const char *pfx, size_t n, const vanilla *van) {
     char a[64], t[64], s[64], d[64], p[64];
     snprintf(a, sizeof a, "%s_accepted", pfx);
     snprintf(t, sizeof t, "%s_tokens", pfx);
@@ -150,8 +187,9 @@ static variant variant_of(const rep_boot *b, const cJSON *r, const char *pfx, si
     snprintf(d, sizeof d, "%s_decode_s", pfx);
     snprintf(p, sizeof p, "%s_prefill_s", pfx);
     variant v = {.acc = ratio(b, r, a, s, n), .tps = ratio(b, r, t, d, n), .calls = ratio(b, r, s, t, n)};
-    v.speedup = v.tps.value / van_tps;
-    double *pv = arr(r, p, n), *dv = arr(r, d, n);
+    double *pv = arr(r, p, n), *dv = arr(r, d, n), *tv = arr(r, t, n);
+    v.speedup = speedup_ci(b, van, tv, dv, n);
+    free(tv);
     v.prefill_s = sum(pv, n) / (double)n;
     v.decode_s = sum(dv, n) / (double)n;
     free(pv);
@@ -168,7 +206,7 @@ static cJSON *variant_json(const variant *v, uint32_t gamma) {
     ci_json(o, "target_calls_per_token", v->calls);
     cJSON_AddNumberToObject(o, "target_calls_per_token_proxy", 1.0 / (v->acc.value + 1));
     ci_json(o, "tokens_per_s", v->tps);
-    cJSON_AddNumberToObject(o, "speedup", v->speedup);
+    ci_json(o, "speedup", v->speedup);
     cJSON_AddNumberToObject(o, "prefill_s_mean", v->prefill_s);
     cJSON_AddNumberToObject(o, "decode_s_mean", v->decode_s);
     return o;
@@ -219,7 +257,7 @@ static void write_figures(exp_out *o, const head_m *h, size_t nh, uint32_t gamma
     layer_chart(o, "acceptance_sweep.png", "Acceptance sweep (self-speculative, 95% CI)", "value", h, nh,
                 (const char *[]){"E[accepted]", "accept_rate", "TV = 1 - overlap"}, a, 3);
     for (size_t i = 0; i < nh; i++) {
-        px[2 * i] = h[i].kl_t.value, px[2 * i + 1] = h[i].reuse.speedup;
+        px[2 * i] = h[i].kl_t.value, px[2 * i + 1] = h[i].reuse.speedup.value;
         sr[i] = (fig_series){.label = lab[i], .n = 1, .x = px + 2 * i, .y = px + 2 * i + 1};
     }
     fig_chart pc = {.kind = FIG_LINE, .title = "Pareto: speed-up (reuse) vs KL at training T",
@@ -263,10 +301,10 @@ void xe_write_outputs(exp_out *o, const xe_settings *s, const rep_boot *b, const
     const cJSON *van = exp_find(o, "vanilla");
     if (!van) cli_fatal("%s: the journal has no 'vanilla' record", o->dir);
     rep_ci van_tps = ratio(b, van, "tokens", "decode_s", np);
-    double *vp = arr(van, "prefill_s", np), *vd = arr(van, "decode_s", np);
-    double van_pre = sum(vp, np) / (double)np, van_dec = sum(vd, np) / (double)np;
+    double *vp = arr(van, "prefill_s", np);
+    vanilla vv = {.tok = arr(van, "tokens", np), .dec = arr(van, "decode_s", np)};
+    double van_pre = sum(vp, np) / (double)np, van_dec = sum(vv.dec, np) / (double)np;
     free(vp);
-    free(vd);
     head_m *h = calloc(nheads, sizeof *h);
     if (!h) cli_fatal("out of host memory");
     for (size_t i = 0; i < nheads; i++) {
@@ -285,8 +323,8 @@ void xe_write_outputs(exp_out *o, const xe_settings *s, const rep_boot *b, const
         m->top1 = ratio(b, r, "q_top1", "q_rows", nq);
         m->topk = ratio(b, r, "q_topk", "q_rows", nq);
         m->ovl = ratio(b, r, "overlap", "overlap_rows", np);
-        m->reuse = variant_of(b, r, "reuse", np, van_tps.value);
-        m->plain = variant_of(b, r, "plain", np, van_tps.value);
+        m->reuse = variant_of(b, r, "reuse", np, &vv);
+        m->plain = variant_of(b, r, "plain", np, &vv);
         m->hist = arr(r, "hist", s->gamma + 1);
     }
     qsort(h, nheads, sizeof *h, by_layer);
@@ -307,7 +345,8 @@ void xe_write_outputs(exp_out *o, const xe_settings *s, const rep_boot *b, const
         double v[] = {m->kl_t.value, m->kl_1.value, m->ce.value, exp(m->ce.value), m->top1.value, m->topk.value,
                       m->reuse.acc.value, m->reuse.acc.value / s->gamma, m->ovl.value, 1 - m->ovl.value,
                       m->reuse.calls.value, 1 / (m->reuse.acc.value + 1), van_tps.value, m->reuse.tps.value,
-                      m->reuse.speedup, m->plain.acc.value, m->plain.tps.value, m->plain.speedup, van_pre, van_dec,
+                      m->reuse.speedup.value, m->plain.acc.value, m->plain.tps.value, m->plain.speedup.value, van_pre,
+                      van_dec,
                       m->reuse.prefill_s, m->reuse.decode_s, m->plain.prefill_s, m->plain.decode_s, m->rss};
         for (size_t k = 0; k < sizeof v / sizeof *v; k++) csv_num(&csv, v[k]);
         exp_buf_printf(&csv, ",%u,%g,%g,%u,%u,%u,%zu,%zu\n", s->gamma, s->temperature, s->top_p, s->top_k, s->max_new,
@@ -377,9 +416,9 @@ void xe_write_outputs(exp_out *o, const xe_settings *s, const rep_boot *b, const
         exp_buf_printf(&rep, "  TV: %s\n", rep_num(b1, sizeof b1, 1 - m->ovl.value));
         rep_ci_line(&rep, "target calls per token (reuse)", m->reuse.calls);
         rep_ci_line(&rep, "tokens/s (reuse)", m->reuse.tps);
-        exp_buf_printf(&rep, "  speed-up: reuse %s, plain %s (E[accepted] plain %s)\n",
-                       rep_num(b1, sizeof b1, m->reuse.speedup), rep_num(b2, sizeof b2, m->plain.speedup),
-                       rep_num(b3, sizeof b3, m->plain.acc.value));
+        rep_ci_line(&rep, "speed-up (reuse)", m->reuse.speedup);
+        rep_ci_line(&rep, "speed-up (plain)", m->plain.speedup);
+        exp_buf_printf(&rep, "  E[accepted] (plain): %s\n", rep_num(b3, sizeof b3, m->plain.acc.value));
         exp_buf_printf(&rep, "  peak RSS: %s MiB\n\n", rep_num(b1, sizeof b1, m->rss));
     }
     exp_write_json(o, "summary.json", sum_j);
@@ -387,6 +426,8 @@ void xe_write_outputs(exp_out *o, const xe_settings *s, const rep_boot *b, const
     exp_write(o, "report.txt", rep.s, rep.n);
     exp_buf_free(&rep);
     write_figures(o, h, nheads, s->gamma);
+    free(vv.tok);
+    free(vv.dec);
     for (size_t i = 0; i < nheads; i++) free(h[i].hist);
     free(h);
 }

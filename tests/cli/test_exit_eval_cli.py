@@ -9,7 +9,8 @@ in Python), and every per-sequence quality sum (KL at the training T and at T = 
 top-k) and every per-prompt overlap sum in the journal is compared with the float64 PyTorch
 reference tools/reference/exit_eval_ref.py (sampling with temperature 0.8 and top-k 40); the
 worst relative error is printed. Artifacts: results.csv (one row per head, metrics equal to
-the journal's pooled sums), summary.json, report.txt, the figures as PNG and PDF. Greedy: the
+the journal's pooled sums), summary.json (the speed-ups' paired bootstrap CIs recomputed with
+numpy on the tests' own Philox port), report.txt, the figures as PNG and PDF. Greedy: the
 self-speculative output equals the target's own greedy output and the overlap (one-hot
 warps) equals the reference's argmax agreement. A run whose
 last head record was lost resumes to the same quality numbers and outputs; a corrupted record is refused naming its line
@@ -26,6 +27,8 @@ import tempfile
 import time
 sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests"))
 import vkd_cli  # noqa: E402
+sys.path.insert(0, os.path.join(os.environ["VKDRAFT_SOURCE_ROOT"], "tests", "figure"))
+from check_bootstrap import uniform  # noqa: E402  (the tests' own Philox port)
 from vkd_cli import NM, PY, SRC, check, run  # noqa: E402
 
 M64 = (1 << 64) - 1
@@ -59,6 +62,19 @@ def one_error(p, *needles):
     err = p.stderr.strip().splitlines()
     ok = p.returncode > 0 and len(err) == 1 and all(n in err[0] for n in needles)
     check(ok, f"expected one error line with {needles}, got rc {p.returncode}: {p.stderr!r}")
+
+
+def speedup_ci(van, r, pfx, reps, seed):
+    """Speed-up and its paired percentile bootstrap CI over prompts, recomputed with numpy."""
+    import numpy as np
+    vt, vd = np.array(van["tokens"], float), np.array(van["decode_s"], float)
+    st, sd = np.array(r[pfx + "_tokens"], float), np.array(r[pfx + "_decode_s"], float)
+    n = len(vt)
+    stats = []
+    for k in range(reps):
+        idx = np.array([min(int(uniform(seed, k * n + i) * n), n - 1) for i in range(n)])
+        stats.append((st[idx].sum() / sd[idx].sum()) / (vt[idx].sum() / vd[idx].sum()))
+    return ((st.sum() / sd.sum()) / (vt.sum() / vd.sum()), np.percentile(stats, 2.5), np.percentile(stats, 97.5))
 
 
 def rel(a, b):
@@ -166,6 +182,11 @@ with tempfile.TemporaryDirectory() as tmp:
     summ = json.load(open(os.path.join(out, "summary.json")))
     check(len(summ["heads"]) == 2 and summ["heads"][0]["kl_train_t"]["ci95"][0] <= summ["heads"][0]["kl_train_t"]["value"]
           <= summ["heads"][0]["kl_train_t"]["ci95"][1], "summary.json heads / CIs")
+    for sh, h in zip(summ["heads"], (h1, h2)):
+        for pfx in ("reuse", "plain"):
+            want = speedup_ci(recs["vanilla"], recs[h], pfx, 200, 5)
+            got = (sh[pfx]["speedup"]["value"], *sh[pfx]["speedup"]["ci95"])
+            check(all(rel(a, b) < 1e-9 for a, b in zip(got, want)), f"{h} {pfx}: speed-up {got} vs numpy {want}")
     check("KL at training T" in open(os.path.join(out, "report.txt")).read(), "report.txt")
     for fig in ("layer_sweep", "layer_sweep_top1", "acceptance_sweep", "pareto", "accept_hist"):
         png = open(os.path.join(out, fig + ".png"), "rb").read(8)
