@@ -236,7 +236,7 @@ static void layer_chart(exp_out *o, const char *name, const char *title, const c
 
 static void write_figures(exp_out *o, const head_m *h, size_t nh, uint32_t gamma) {
     rep_ci *c = calloc(8 * nh, sizeof *c);
-    double *px = calloc(2 * nh, sizeof *px);
+    double *px = calloc(4 * nh, sizeof *px);
     char(*lab)[64] = calloc(nh, sizeof *lab);
     fig_series *sr = calloc(nh, sizeof *sr);
     if (!c || !px || !lab || !sr) cli_fatal("out of host memory");
@@ -257,10 +257,12 @@ static void write_figures(exp_out *o, const head_m *h, size_t nh, uint32_t gamma
     layer_chart(o, "acceptance_sweep.png", "Acceptance sweep (self-speculative, 95% CI)", "value", h, nh,
                 (const char *[]){"E[accepted]", "accept_rate", "TV = 1 - overlap"}, a, 3);
     for (size_t i = 0; i < nh; i++) {
-        px[2 * i] = h[i].kl_t.value, px[2 * i + 1] = h[i].reuse.speedup.value;
-        sr[i] = (fig_series){.label = lab[i], .n = 1, .x = px + 2 * i, .y = px + 2 * i + 1};
+        double *pt = px + 4 * i;
+        pt[0] = h[i].kl_t.value, pt[1] = h[i].reuse.speedup.value;
+        pt[2] = h[i].reuse.speedup.lo, pt[3] = h[i].reuse.speedup.hi;
+        sr[i] = (fig_series){.label = lab[i], .n = 1, .x = pt, .y = pt + 1, .lo = pt + 2, .hi = pt + 3};
     }
-    fig_chart pc = {.kind = FIG_LINE, .title = "Pareto: speed-up (reuse) vs KL at training T",
+    fig_chart pc = {.kind = FIG_LINE, .title = "Pareto: speed-up (reuse, 95% CI) vs KL at training T",
                     .xlabel = "KL(target || head), nats / token", .ylabel = "speed-up over the target alone",
                     .line = {.n_series = nh, .series = sr}};
     exp_write_figure(o, "pareto.png", &pc);
