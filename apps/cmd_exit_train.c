@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "cmds.h"
 #include "dataset.h"
+#include "exit_data.h"
 #include "exp.h"
 #include "prompt.h"
 #include "safetensors.h"
@@ -62,12 +63,6 @@ static void usage(FILE *f) {
             "  --ft-last-block        (not available yet: needs the decoder layer's backward)\n");
 }
 
-typedef struct seqs {
-    int32_t **ids;
-    uint32_t *len;
-    size_t n, cap;
-} seqs;
-
 static void seqs_add(seqs *s, const int32_t *ids, size_t n, uint32_t win) {
     for (size_t at = 0; at < n; at += win) {
         size_t k = n - at < win ? n - at : win;
@@ -90,8 +85,7 @@ static bool has_ext(const char *p, const char *ext) {
     return n > e && !strcmp(p + n - e, ext);
 }
 
-/* Appends the sequences of one file; exits naming the file when it gives none. */
-static void load_file(const char *path, vkd_tok *tok, uint32_t win, seqs *s) {
+void exit_data_load(const char *cmd, const char *path, vkd_tok *tok, uint32_t win, seqs *s) {
     size_t before = s->n;
     vkd_error err = {0};
     if (has_ext(path, ".jsonl") || has_ext(path, ".json")) {
@@ -108,7 +102,7 @@ static void load_file(const char *path, vkd_tok *tok, uint32_t win, seqs *s) {
         }
         for (size_t i = 0; i < ds->count; i++) {
             const vkd_ds_record *r = &ds->records[i];
-            char *text = chat_render_record(CMD, tok, r, false);
+            char *text = chat_render_record(cmd, tok, r, false);
             if (r->answer) {
                 size_t a = strlen(text), b = strlen(r->answer);
                 text = realloc(text, a + b + 1);
@@ -162,6 +156,10 @@ static uint64_t mix64(uint64_t x) {
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
     return x ^ (x >> 31);
+}
+
+bool exit_data_held(uint64_t seed, size_t i, double holdout) {
+    return (double)(mix64(seed ^ mix64(i)) % 1000000) < holdout * 1e6;
 }
 
 /* Training order: epoch e is a seeded Fisher-Yates shuffle of the training sequences. */
@@ -303,11 +301,10 @@ static void load_run(const opts *o, run *r) {
             cli_usage_error(CMD, "--layers: layer %d out of range: %s has layers 0..%lld", o->layers[i], o->model,
                             (long long)cfg.num_hidden_layers - 1);
     cli_check(vkd_tok_load(o->model, &r->tok, &err), &err);
-    for (int i = 0; i < o->ndata; i++) load_file(o->data[i], r->tok, (uint32_t)o->seq_len, &r->S);
+    for (int i = 0; i < o->ndata; i++) exit_data_load(CMD, o->data[i], r->tok, (uint32_t)o->seq_len, &r->S);
     r->train = malloc(r->S.n * sizeof *r->train), r->held = malloc(r->S.n * sizeof *r->held);
     for (size_t i = 0; i < r->S.n; i++) {
-        bool h = (double)(mix64(o->seed ^ mix64(i)) % 1000000) < o->holdout * 1e6;
-        if (h) r->held[r->nheld++] = i;
+        if (exit_data_held(o->seed, i, o->holdout)) r->held[r->nheld++] = i;
         else r->train[r->ntrain++] = i;
     }
     if (r->ntrain == 0)

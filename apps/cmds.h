@@ -15,6 +15,7 @@ int vkd_cmd_power(int argc, char **argv);
 int vkd_cmd_guide(int argc, char **argv);
 int vkd_cmd_ttt(int argc, char **argv);
 int vkd_cmd_exit_train(int argc, char **argv);
+int vkd_cmd_exit_eval(int argc, char **argv);
 int vkd_cmd_train_draft(int argc, char **argv);
 int vkd_cmd_merge(int argc, char **argv);
 

@@ -21,6 +21,7 @@ static const struct {
     {"inspect", vkd_cmd_inspect, "describe a model folder: config, tensors, shards, tokenizer, problems"},
     {"tokenize", vkd_cmd_tokenize, "text <-> token ids with the model's tokenizer and chat template"},
     {"exit-train", vkd_cmd_exit_train, "distil early-exit heads of a target (seed 003)"},
+    {"exit-eval", vkd_cmd_exit_eval, "quality, acceptance and speed of early-exit heads (seed 003)"},
     {"diagnose", vkd_cmd_diagnose, "deep-readout diagnostic (seed 000): gold-token rank/p, draft vs target"},
     {"probe", vkd_cmd_probe, "speculative MCMC probe (seed 002): draft as a proposal for p^alpha"},
     {"power", vkd_cmd_power, "power sampling from p^alpha by block-wise Metropolis-Hastings"},
