@@ -59,7 +59,9 @@ static void usage(FILE *f) {
             "  --resume               continue heads from their last checkpoint in DIR\n"
             "  --stop-after N         end each head after N steps of this run, as an interruption\n"
             "                         would (after a checkpoint only if N is a multiple of it)\n"
-            "  --ft-last-block        (not available yet: needs the decoder layer's backward)\n");
+            "  --ft-last-block        also train a copy of decoder block l with the head (seed 003's\n"
+            "                         Option B); saved in exit.safetensors as block.*, run by the exit\n"
+            "                         draft in place of the target's block l (plain variant only)\n");
 }
 
 typedef struct seqs {
@@ -224,7 +226,7 @@ typedef struct opts {
     long steps, stop_after, warmup, batch_tokens, seq_len, every;
     double lr, wd, clip, holdout;
     unsigned long long seed;
-    bool resume, quiet, ce;
+    bool resume, quiet, ce, ft_block;
     int32_t *layers; /* [nl] */
     double *temps;   /* [nt] */
     size_t nl, nt;
@@ -264,9 +266,7 @@ static bool parse_args(int argc, char **argv, opts *o) {
             o->seed = (unsigned long long)cli_parse_long(CMD, "--seed", v, 0, 0x7fffffffffffffffL);
         else if (cli_is("--resume", argv[i])) o->resume = true;
         else if (cli_is("--quiet", argv[i])) o->quiet = true;
-        else if (cli_is("--ft-last-block", argv[i]))
-            cli_usage_error(CMD, "--ft-last-block is not available yet: it needs the decoder layer's backward "
-                                 "with full-weight gradients");
+        else if (cli_is("--ft-last-block", argv[i])) o->ft_block = true;
         else cli_usage_error(CMD, "unknown flag '%s'", argv[i]);
     }
     if (!o->model || !o->out || !o->layers_s || !o->ndata)
@@ -336,11 +336,16 @@ static vkd_exit *open_head(const opts *o, const run *r, size_t li, size_t ti, co
     if (!o->resume && file_exists(path)) cli_fatal("%s exists: use --resume to continue it, or another --out", path);
     mkdir_p(dir);
     if (*cont) cli_check(vkd_exit_load(r->t, o->model, dir, &e, &err), &err);
-    else cli_check(vkd_exit_create(r->t, o->model, (uint32_t)o->layers[li], &e, &err), &err);
+    else {
+        cli_check(vkd_exit_create(r->t, o->model, (uint32_t)o->layers[li], &e, &err), &err);
+        if (o->ft_block) cli_check(vkd_exit_add_block(e, o->model, &err), &err);
+    }
+    const char *trained = o->ft_block ? "head+block" : "head";
     if (*cont && (e->layer != (uint32_t)o->layers[li] || fabsf(e->info.temperature - (float)o->temps[ti]) > 1e-6f ||
-                  strcmp(e->info.loss, o->loss_s)))
-        cli_fatal("%s: head at layer %u, T %g, loss '%s'; this run asks layer %d, T %g, loss '%s'", path, e->layer,
-                  e->info.temperature, e->info.loss, o->layers[li], o->temps[ti], o->loss_s);
+                  strcmp(e->info.loss, o->loss_s) || strcmp(e->info.trained, trained)))
+        cli_fatal("%s: head at layer %u, T %g, loss '%s', trained '%s'; this run asks layer %d, T %g, loss '%s', "
+                  "trained '%s'", path, e->layer, e->info.temperature, e->info.loss, e->info.trained, o->layers[li],
+                  o->temps[ti], o->loss_s, trained);
     return e;
 }
 
@@ -478,9 +483,9 @@ static void run_head(const opts *o, run *r, size_t li, size_t ti, exp_buf *summa
     vkd_exit_train_options to = {.temperature = (float)o->temps[ti], .ce = o->ce, .max_rows = r->rows};
     cli_check(vkd_exit_trainer_create(e, &to, &tr, &err), &err);
     uint64_t done = cont ? e->info.steps : 0;
-    size_t np = e->hidden + (size_t)e->vocab * e->hidden;
+    size_t np = (size_t)vkd_exit_train_params(tr);
     if (cont && done) load_state(tr, dir, np, done);
-    snprintf(e->info.trained, sizeof e->info.trained, "head");
+    snprintf(e->info.trained, sizeof e->info.trained, "%s", o->ft_block ? "head+block" : "head");
     snprintf(e->info.loss, sizeof e->info.loss, "%s", o->loss_s);
     e->info.temperature = (float)o->temps[ti];
     double last_loss = train_head(o, r, e, tr, dir, li, ti, cont, done, np);
