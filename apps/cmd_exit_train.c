@@ -7,7 +7,10 @@
  * deterministic split (hash of seed and sequence index) holds out --holdout of them.
  * Per (layer, temperature) a head is trained in OUT/layer<l>-T<T>/ (exit.safetensors,
  * exit_config.json, state.safetensors = AdamW moments, train.jsonl = one line per step);
- * OUT/summary.json lists the heads with their last training and held-out losses. */
+ * OUT/summary.json lists the heads with their last training and held-out losses.
+ * OUT follows the experiment-folder protocol (apps/exp.h, docs/results.md): locked,
+ * config.json (models and parameters) written first, a folder with results continued only
+ * by --resume with equal parameters or moved aside by --overwrite. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -34,7 +37,7 @@ static void usage(FILE *f) {
             "usage: vkdraft exit-train --model DIR --layers L1,L2,.. --data FILE [--data FILE..] --out DIR\n"
             "           [--temperatures T1,..] [--loss kl|ce+kl] [--steps N] [--lr X] [--warmup N]\n"
             "           [--weight-decay W] [--clip C] [--batch-tokens N] [--seq-len N] [--holdout F]\n"
-            "           [--checkpoint-every N] [--seed S] [--resume] [--quiet]\n\n"
+            "           [--checkpoint-every N] [--seed S] [--resume | --overwrite] [--ft-last-block] [--quiet]\n\n"
             "Trains early-exit heads (seed 003): at each exit layer l (0-based, after decoder layer l)\n"
             "a copy of the target's final norm and LM head is distilled towards the target's own\n"
             "logits from the same forward pass: token-mean KL(p_target || p_exit) at temperature T,\n"
@@ -56,7 +59,9 @@ static void usage(FILE *f) {
             "  --holdout F            fraction of sequences held out (default 0.1)\n"
             "  --checkpoint-every N   save head and optimizer state every N steps (default 50)\n"
             "  --seed S               data split and order (default 0)\n"
-            "  --resume               continue heads from their last checkpoint in DIR\n"
+            "  --resume               continue heads from their last checkpoint in DIR (its config.json\n"
+            "                         must name the same models and parameters)\n"
+            "  --overwrite            move earlier results in DIR aside to DIR.old-N and start again\n"
             "  --stop-after N         end each head after N steps of this run, as an interruption\n"
             "                         would (after a checkpoint only if N is a multiple of it)\n"
             "  --ft-last-block        also train a copy of decoder block l with the head (seed 003's\n"
@@ -226,7 +231,7 @@ typedef struct opts {
     long steps, stop_after, warmup, batch_tokens, seq_len, every;
     double lr, wd, clip, holdout;
     unsigned long long seed;
-    bool resume, quiet, ce, ft_block;
+    bool resume, overwrite, quiet, ce, ft_block;
     int32_t *layers; /* [nl] */
     double *temps;   /* [nt] */
     size_t nl, nt;
@@ -265,12 +270,14 @@ static bool parse_args(int argc, char **argv, opts *o) {
         else if ((v = cli_value(CMD, "--seed", argc, argv, &i)))
             o->seed = (unsigned long long)cli_parse_long(CMD, "--seed", v, 0, 0x7fffffffffffffffL);
         else if (cli_is("--resume", argv[i])) o->resume = true;
+        else if (cli_is("--overwrite", argv[i])) o->overwrite = true;
         else if (cli_is("--quiet", argv[i])) o->quiet = true;
         else if (cli_is("--ft-last-block", argv[i])) o->ft_block = true;
         else cli_usage_error(CMD, "unknown flag '%s'", argv[i]);
     }
     if (!o->model || !o->out || !o->layers_s || !o->ndata)
         cli_usage_error(CMD, "--model, --layers, --data and --out are required");
+    if (o->resume && o->overwrite) cli_usage_error(CMD, "--resume and --overwrite exclude each other");
     o->ce = !strcmp(o->loss_s, "ce+kl");
     if (!o->ce && strcmp(o->loss_s, "kl")) cli_usage_error(CMD, "--loss: expected kl or ce+kl, got '%s'", o->loss_s);
     if (o->warmup < 0) o->warmup = o->steps / 10;
@@ -291,7 +298,26 @@ typedef struct run {
     size_t *order;   /* [ntrain] this epoch's order */
     size_t batch[4096];
     float *loss_rows; /* [rows] */
+    exp_out out;      /* OUT, locked */
 } run;
+
+/* The run's parameters for OUT/config.json (--resume must match them). */
+static cJSON *run_params(const opts *o) {
+    cJSON *p = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(p, "layers");
+    for (size_t i = 0; i < o->nl; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(o->layers[i]));
+    a = cJSON_AddArrayToObject(p, "temperatures");
+    for (size_t i = 0; i < o->nt; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(o->temps[i]));
+    a = cJSON_AddArrayToObject(p, "data");
+    for (int i = 0; i < o->ndata; i++) cJSON_AddItemToArray(a, cJSON_CreateString(o->data[i]));
+    cJSON_AddStringToObject(p, "loss", o->loss_s);
+    cJSON_AddBoolToObject(p, "ft_last_block", o->ft_block);
+    const struct { const char *k; double v; } num[] = {
+        {"steps", (double)o->steps}, {"lr", o->lr}, {"warmup", (double)o->warmup}, {"weight_decay", o->wd},
+        {"clip", o->clip}, {"batch_tokens", (double)o->batch_tokens}, {"seq_len", (double)o->seq_len},
+        {"holdout", o->holdout}, {"checkpoint_every", (double)o->every}};
+    for (size_t i = 0; i < sizeof num / sizeof num[0]; i++) cJSON_AddNumberToObject(p, num[i].k, num[i].v);
+    return p;
+}
 
 /* Models and data, all checked before OUT is touched; then OUT is created. */
 static void load_run(const opts *o, run *r) {
@@ -321,7 +347,14 @@ static void load_run(const opts *o, run *r) {
     if (!o->quiet)
         fprintf(stderr, "exit-train: %zu sequences (%zu train, %zu held out) from %d file(s)\n", r->S.n, r->ntrain,
                 r->nheld, o->ndata);
-    mkdir_p(o->out);
+    exp_common c = {.cmd = CMD, .target_dir = o->model, .out_dir = o->out, .seed = o->seed, .resume = o->resume,
+                    .overwrite = o->overwrite, .quiet = o->quiet};
+    exp_open_out(&c, run_params(o), NULL, NULL, &r->out);
+    /* exit-train keeps no per-example journal: its steps are logged per head */
+    if (fclose(r->out.journal)) cli_fatal("%s: close failed (%s)", r->out.journal_path, strerror(errno));
+    r->out.journal = NULL;
+    struct stat st;
+    if (!stat(r->out.journal_path, &st) && st.st_size == 0) unlink(r->out.journal_path);
     r->order = malloc(r->ntrain * sizeof *r->order);
     r->loss_rows = malloc(r->rows * sizeof *r->loss_rows);
 }
@@ -333,7 +366,6 @@ static vkd_exit *open_head(const opts *o, const run *r, size_t li, size_t ti, co
     snprintf(path, sizeof path, "%s/exit.safetensors", dir);
     vkd_exit *e;
     *cont = o->resume && file_exists(path);
-    if (!o->resume && file_exists(path)) cli_fatal("%s exists: use --resume to continue it, or another --out", path);
     mkdir_p(dir);
     if (*cont) cli_check(vkd_exit_load(r->t, o->model, dir, &e, &err), &err);
     else {
@@ -516,6 +548,7 @@ int vkd_cmd_exit_train(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/summary.json", o.out);
     cli_check(cli_write_atomic(path, summary.s, summary.n, &err), &err);
     exp_buf_free(&summary);
+    exp_close_out(&r.out);
     for (size_t i = 0; i < r.S.n; i++) free(r.S.ids[i]);
     free(r.S.ids);
     free(r.S.len);
