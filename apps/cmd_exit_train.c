@@ -5,6 +5,11 @@
  * then the response text) or, for any other extension, plain text split at blank lines.
  * Each text is cut into windows of --seq-len tokens (shorter than 3 tokens: dropped). A
  * deterministic split (hash of seed and sequence index) holds out --holdout of them.
+ * With --self-distill, a JSONL record without a response (no answer/response field, or
+ * messages ending with a user turn: e.g. MT-Bench) is completed by the target's own greedy
+ * response (at most --self-distill-tokens, within --seq-len), cached in
+ * OUT/self_distill.jsonl (self_distill.h) so that --resume does not generate again; those
+ * sequences follow the others.
  * Per (layer, temperature) a head is trained in OUT/layer<l>-T<T>/ (exit.safetensors,
  * exit_config.json, state.safetensors = AdamW moments, train.jsonl = one line per step);
  * OUT/summary.json lists the heads with their last training and held-out losses.
@@ -25,6 +30,7 @@
 #include "exp.h"
 #include "prompt.h"
 #include "safetensors.h"
+#include "self_distill.h"
 #include "st_write.h"
 #include "tokenizer.h"
 #include "vkd_exit.h"
@@ -37,7 +43,8 @@ static void usage(FILE *f) {
             "usage: vkdraft exit-train --model DIR --layers L1,L2,.. --data FILE [--data FILE..] --out DIR\n"
             "           [--temperatures T1,..] [--loss kl|ce+kl] [--steps N] [--lr X] [--warmup N]\n"
             "           [--weight-decay W] [--clip C] [--batch-tokens N] [--seq-len N] [--holdout F]\n"
-            "           [--checkpoint-every N] [--seed S] [--resume | --overwrite] [--ft-last-block] [--quiet]\n\n"
+            "           [--checkpoint-every N] [--seed S] [--resume | --overwrite] [--ft-last-block]\n"
+            "           [--self-distill [--self-distill-tokens N]] [--quiet]\n\n"
             "Trains early-exit heads (seed 003): at each exit layer l (0-based, after decoder layer l)\n"
             "a copy of the target's final norm and LM head is distilled towards the target's own\n"
             "logits from the same forward pass: token-mean KL(p_target || p_exit) at temperature T,\n"
@@ -48,6 +55,9 @@ static void usage(FILE *f) {
             "  --temperatures LIST    distillation temperatures (default 1)\n"
             "  --loss kl|ce+kl        objective (default kl)\n"
             "  --data FILE            JSONL/JSON (chat messages, prompt + response/answer) or plain text\n"
+            "  --self-distill         records without a response (e.g. MT-Bench prompts) get the target's\n"
+            "                         own greedy response, cached in DIR/self_distill.jsonl for --resume\n"
+            "  --self-distill-tokens N  at most N generated tokens per response (default 128)\n"
             "  --out DIR              heads go to DIR/layer<l>-T<T>/ (exit.safetensors, exit_config.json)\n"
             "  --steps N              optimizer steps per head (default 200)\n"
             "  --lr X                 peak learning rate (default 1e-3)\n"
@@ -92,14 +102,28 @@ static void seqs_add(seqs *s, const int32_t *ids, size_t n, uint32_t win) {
     }
 }
 
+/* Prompts waiting for a self-distilled response. */
+typedef struct pending {
+    sd_prompt *p;
+    size_t n, cap;
+} pending;
+
+/* Whether record r has no response of its own: no answer, and not a chat ending with the
+ * assistant. */
+static bool needs_response(const vkd_ds_record *r) {
+    if (r->answer) return false;
+    if (r->prompt) return true;
+    return r->n_messages && !strcmp(r->messages[r->n_messages - 1].role, "user");
+}
+
 static bool has_ext(const char *p, const char *ext) {
     size_t n = strlen(p), e = strlen(ext);
     return n > e && !strcmp(p + n - e, ext);
 }
 
 /* Appends the sequences of one file; exits naming the file when it gives none. */
-static void load_file(const char *path, vkd_tok *tok, uint32_t win, seqs *s) {
-    size_t before = s->n;
+static void load_file(const char *path, vkd_tok *tok, uint32_t win, seqs *s, pending *pend) {
+    size_t before = s->n, pend_before = pend ? pend->n : 0;
     vkd_error err = {0};
     if (has_ext(path, ".jsonl") || has_ext(path, ".json")) {
         vkd_ds *ds;
@@ -116,6 +140,18 @@ static void load_file(const char *path, vkd_tok *tok, uint32_t win, seqs *s) {
         for (size_t i = 0; i < ds->count; i++) {
             const vkd_ds_record *r = &ds->records[i];
             char *text = chat_render_record(CMD, tok, r, false);
+            if (pend && needs_response(r)) {
+                if (pend->n == pend->cap) {
+                    pend->cap = pend->cap ? 2 * pend->cap : 64;
+                    pend->p = realloc(pend->p, pend->cap * sizeof *pend->p);
+                    if (!pend->p) cli_fatal("out of host memory");
+                }
+                sd_prompt *q = &pend->p[pend->n++];
+                *q = (sd_prompt){.file = path, .line = r->line};
+                q->ids = encode_rendered(tok, text, &q->n);
+                free(text);
+                continue;
+            }
             if (r->answer) {
                 size_t a = strlen(text), b = strlen(r->answer);
                 text = realloc(text, a + b + 1);
@@ -159,7 +195,7 @@ static void load_file(const char *path, vkd_tok *tok, uint32_t win, seqs *s) {
         }
         free(buf);
     }
-    if (s->n == before)
+    if (s->n == before && (!pend || pend->n == pend_before))
         cli_fatal("%s: no usable text (expected JSONL records with messages, prompt/response or "
                   "question/answer fields, or plain text of at least 3 tokens)", path);
 }
@@ -228,10 +264,10 @@ typedef struct opts {
     const char *model, *out, *layers_s, *temps_s, *loss_s;
     const char *data[16];
     int ndata;
-    long steps, stop_after, warmup, batch_tokens, seq_len, every;
+    long steps, stop_after, warmup, batch_tokens, seq_len, every, sd_tokens;
     double lr, wd, clip, holdout;
     unsigned long long seed;
-    bool resume, overwrite, quiet, ce, ft_block;
+    bool resume, overwrite, quiet, ce, ft_block, self_distill;
     int32_t *layers; /* [nl] */
     double *temps;   /* [nt] */
     size_t nl, nt;
@@ -240,7 +276,7 @@ typedef struct opts {
 /* The flags into *o; false when --help was printed (exit 0). */
 static bool parse_args(int argc, char **argv, opts *o) {
     *o = (opts){.temps_s = "1", .loss_s = "kl", .steps = 200, .warmup = -1, .batch_tokens = 2048, .seq_len = 256,
-                .every = 50, .lr = 1e-3, .clip = 1, .holdout = 0.1};
+                .every = 50, .lr = 1e-3, .clip = 1, .holdout = 0.1, .sd_tokens = 128};
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) {
@@ -273,6 +309,9 @@ static bool parse_args(int argc, char **argv, opts *o) {
         else if (cli_is("--overwrite", argv[i])) o->overwrite = true;
         else if (cli_is("--quiet", argv[i])) o->quiet = true;
         else if (cli_is("--ft-last-block", argv[i])) o->ft_block = true;
+        else if (cli_is("--self-distill", argv[i])) o->self_distill = true;
+        else if ((v = cli_value(CMD, "--self-distill-tokens", argc, argv, &i)))
+            o->sd_tokens = cli_parse_long(CMD, "--self-distill-tokens", v, 1, 1 << 20);
         else cli_usage_error(CMD, "unknown flag '%s'", argv[i]);
     }
     if (!o->model || !o->out || !o->layers_s || !o->ndata)
@@ -311,6 +350,8 @@ static cJSON *run_params(const opts *o) {
     for (int i = 0; i < o->ndata; i++) cJSON_AddItemToArray(a, cJSON_CreateString(o->data[i]));
     cJSON_AddStringToObject(p, "loss", o->loss_s);
     cJSON_AddBoolToObject(p, "ft_last_block", o->ft_block);
+    cJSON_AddBoolToObject(p, "self_distill", o->self_distill);
+    if (o->self_distill) cJSON_AddNumberToObject(p, "self_distill_tokens", (double)o->sd_tokens);
     const struct { const char *k; double v; } num[] = {
         {"steps", (double)o->steps}, {"lr", o->lr}, {"warmup", (double)o->warmup}, {"weight_decay", o->wd},
         {"clip", o->clip}, {"batch_tokens", (double)o->batch_tokens}, {"seq_len", (double)o->seq_len},
@@ -329,24 +370,17 @@ static void load_run(const opts *o, run *r) {
             cli_usage_error(CMD, "--layers: layer %d out of range: %s has layers 0..%lld", o->layers[i], o->model,
                             (long long)cfg.num_hidden_layers - 1);
     cli_check(vkd_tok_load(o->model, &r->tok, &err), &err);
-    for (int i = 0; i < o->ndata; i++) load_file(o->data[i], r->tok, (uint32_t)o->seq_len, &r->S);
-    r->train = malloc(r->S.n * sizeof *r->train), r->held = malloc(r->S.n * sizeof *r->held);
-    for (size_t i = 0; i < r->S.n; i++) {
-        bool h = (double)(mix64(o->seed ^ mix64(i)) % 1000000) < o->holdout * 1e6;
-        if (h) r->held[r->nheld++] = i;
-        else r->train[r->ntrain++] = i;
-    }
-    if (r->ntrain == 0)
-        cli_fatal("%s: all %zu sequences are held out: lower --holdout or add data", o->data[0], r->S.n);
+    pending pend = {0};
+    for (int i = 0; i < o->ndata; i++)
+        load_file(o->data[i], r->tok, (uint32_t)o->seq_len, &r->S, o->self_distill ? &pend : NULL);
+    if (o->self_distill && !pend.n && !o->quiet)
+        fprintf(stderr, "exit-train: --self-distill: every record has a response; nothing to generate\n");
     cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &r->ctx, &err), &err);
     r->rows = (uint32_t)o->seq_len;
     cli_check(vkd_target_load(r->ctx, o->model, &(vkd_target_options){.ctx_len = r->rows, .max_rows = r->rows}, &r->t,
                               &err),
               &err);
     cli_check(vkd_rec_create(r->ctx, &r->rec, &err), &err);
-    if (!o->quiet)
-        fprintf(stderr, "exit-train: %zu sequences (%zu train, %zu held out) from %d file(s)\n", r->S.n, r->ntrain,
-                r->nheld, o->ndata);
     exp_common c = {.cmd = CMD, .target_dir = o->model, .out_dir = o->out, .seed = o->seed, .resume = o->resume,
                     .overwrite = o->overwrite, .quiet = o->quiet};
     exp_open_out(&c, run_params(o), NULL, NULL, &r->out);
@@ -355,6 +389,36 @@ static void load_run(const opts *o, run *r) {
     r->out.journal = NULL;
     struct stat st;
     if (!stat(r->out.journal_path, &st) && st.st_size == 0) unlink(r->out.journal_path);
+    if (pend.n) {
+        char cache[4200];
+        snprintf(cache, sizeof cache, "%s/self_distill.jsonl", o->out);
+        int32_t stops[2 * VKD_CFG_MAX_EOS];
+        uint32_t nstop = target_stop_ids(r->t, stops, sizeof stops / sizeof stops[0]);
+        sd_generate(CMD, r->t, r->rec, stops, nstop, r->rows, cache, pend.p, pend.n, (uint32_t)o->sd_tokens, o->quiet);
+        for (size_t i = 0; i < pend.n; i++) {
+            sd_prompt *q = &pend.p[i];
+            int32_t *all = malloc((q->n + q->n_response + 1) * sizeof *all);
+            if (!all) cli_fatal("out of host memory");
+            memcpy(all, q->ids, q->n * sizeof *all);
+            if (q->n_response) memcpy(all + q->n, q->response, q->n_response * sizeof *all);
+            seqs_add(&r->S, all, q->n + q->n_response, r->rows);
+            free(all);
+            free(q->ids);
+            free(q->response);
+        }
+        free(pend.p);
+    }
+    r->train = malloc(r->S.n * sizeof *r->train), r->held = malloc(r->S.n * sizeof *r->held);
+    for (size_t i = 0; i < r->S.n; i++) {
+        bool h = (double)(mix64(o->seed ^ mix64(i)) % 1000000) < o->holdout * 1e6;
+        if (h) r->held[r->nheld++] = i;
+        else r->train[r->ntrain++] = i;
+    }
+    if (r->ntrain == 0)
+        cli_fatal("%s: all %zu sequences are held out: lower --holdout or add data", o->data[0], r->S.n);
+    if (!o->quiet)
+        fprintf(stderr, "exit-train: %zu sequences (%zu train, %zu held out) from %d file(s)\n", r->S.n, r->ntrain,
+                r->nheld, o->ndata);
     r->order = malloc(r->ntrain * sizeof *r->order);
     r->loss_rows = malloc(r->rows * sizeof *r->loss_rows);
 }
