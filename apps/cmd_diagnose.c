@@ -18,7 +18,7 @@
 #define DEFAULT_DATASET "../shared/datasets/gsm8k_test.jsonl"
 
 static void usage(void) {
-    printf("usage: vkdraft diagnose --target DIR --draft DIR --out DIR [--dataset FILE] [--limit N]\n"
+    printf("usage: vkdraft diagnose --target DIR (--draft DIR | --exit-head DIR) --out DIR [--dataset FILE] [--limit N]\n"
            "           [--modes gold,mask,random] [--only-target-wrong [--judge-tokens N]] [--seed S]\n"
            "           [--block-size B] [--resume]\n\n"
            "Is the DFlash draft a deeper readout of the target than its own lm_head? (seed 000)\n"

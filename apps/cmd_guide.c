@@ -16,7 +16,7 @@
 #include "vkd_ttt.h"
 
 static void usage(void) {
-    printf("usage: vkdraft guide --target DIR --draft DIR --dataset FILE --out DIR\n"
+    printf("usage: vkdraft guide --target DIR (--draft DIR | --exit-head DIR) --dataset FILE --out DIR\n"
            "           [--alphas LIST] [--temperatures LIST] [--conditions LIST]\n"
            "           [--max-new-tokens N] [--top-k K] [--top-p P] [--guide-top-k K]\n"
            "           [--ttt off|on|both [--ttt-steps N] [--ttt-lr X] [--ttt-rank R]] [common flags]\n\n"

@@ -25,7 +25,7 @@
 #define DEFAULT_DATASET "../shared/datasets/math500.json"
 
 static void usage(void) {
-    printf("usage: vkdraft power --target DIR --out DIR [--draft DIR --proposal dflash] [--dataset FILE]\n"
+    printf("usage: vkdraft power --target DIR --out DIR [(--draft DIR | --exit-head DIR) --proposal dflash] [--dataset FILE]\n"
            "           [--limit N] [--alpha A] [--block-tokens J] [--mcmc-steps S] [--max-new-tokens N]\n"
            "           [--seed S] [--resume]\n\n"
            "Samples from p^alpha (p = the target) by block-wise Metropolis-Hastings, as mcmc_power_samp in\n"

@@ -21,7 +21,7 @@
 #define DEFAULT_DATASET "../shared/datasets/math500.json"
 
 static void usage(void) {
-    printf("usage: vkdraft probe --target DIR --draft DIR --out DIR [--dataset FILE] [--limit N]\n"
+    printf("usage: vkdraft probe --target DIR (--draft DIR | --exit-head DIR) --out DIR [--dataset FILE] [--limit N]\n"
            "           [--alpha A] [--draft-temps T1,T2,..] [--samples K] [--mcmc-steps S] [--max-new-tokens N]\n"
            "           [--seed S] [--block-size B] [--resume]\n\n"
            "Can the DFlash draft serve as an MCMC proposal for p^alpha? (seed 002)\n"
