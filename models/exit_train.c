@@ -50,7 +50,6 @@ static vkd_layer_dims dims_of(const vkd_target *t) {
     return (vkd_layer_dims){t->hidden, t->n_q, t->n_kv, t->head_dim, t->ffn, t->qk_norm};
 }
 
-
 static vkd_result tensor(vkd_exit_trainer *tr, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name,
                          vkd_tensor **out, vkd_error *err) {
     return vkd_tensor_create_2d(tr->t->ctx, dt, rows, cols, name, out, err);
