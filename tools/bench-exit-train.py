@@ -24,6 +24,7 @@ faster)."""
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -101,6 +102,14 @@ def torch_steps(a, target, ids):
 
 
 def main():
+    tmp = tempfile.mkdtemp(prefix="bench_exit_train_")
+    try:
+        bench(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)   # a generated preset target is 1-2.5 GB
+
+
+def bench(tmp):
     p = argparse.ArgumentParser()
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--target")
@@ -113,7 +122,6 @@ def main():
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--vkdraft", default=os.path.join(HERE, "..", "build", "apps", "vkdraft"))
     a = p.parse_args()
-    tmp = tempfile.mkdtemp(prefix="bench_exit_train_")
     target = a.target
     if a.preset:
         target = os.path.join(tmp, a.preset)
