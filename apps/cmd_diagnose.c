@@ -18,7 +18,7 @@
 #define DEFAULT_DATASET "../shared/datasets/gsm8k_test.jsonl"
 
 static void usage(void) {
-    printf("usage: vkdraft diagnose --target DIR --draft DIR --out DIR [--dataset FILE] [--limit N]\n"
+    printf("usage: vkdraft diagnose --target DIR (--draft DIR | --exit-head DIR) --out DIR [--dataset FILE] [--limit N]\n"
            "           [--modes gold,mask,random] [--only-target-wrong [--judge-tokens N]] [--seed S]\n"
            "           [--block-size B] [--resume]\n\n"
            "Is the DFlash draft a deeper readout of the target than its own lm_head? (seed 000)\n"
@@ -682,7 +682,7 @@ int vkd_cmd_diagnose(int argc, char **argv) {
     vkd_error err = {0};
     vkd_draft *g;
     vkd_diagnose *dg;
-    cli_check(vkd_draft_dflash(m.d, &g, &err), &err);
+    g = exp_draft(&c, &m, false);
     uint32_t B = g->block;
     if (B > 64 || B > m.t->logit_rows) cli_fatal("diagnose: block size %u is larger than 64", B);
     cli_check(vkd_diagnose_create(m.t, g, &dg, &err), &err);

@@ -5,9 +5,17 @@
  * then the response text) or, for any other extension, plain text split at blank lines.
  * Each text is cut into windows of --seq-len tokens (shorter than 3 tokens: dropped). A
  * deterministic split (hash of seed and sequence index) holds out --holdout of them.
+ * With --self-distill, a JSONL record without a response (no answer/response field, or
+ * messages ending with a user turn: e.g. MT-Bench) is completed by the target's own greedy
+ * response (at most --self-distill-tokens, within --seq-len), cached in
+ * OUT/self_distill.jsonl (self_distill.h) so that --resume does not generate again; those
+ * sequences follow the others.
  * Per (layer, temperature) a head is trained in OUT/layer<l>-T<T>/ (exit.safetensors,
  * exit_config.json, state.safetensors = AdamW moments, train.jsonl = one line per step);
- * OUT/summary.json lists the heads with their last training and held-out losses. */
+ * OUT/summary.json lists the heads with their last training and held-out losses.
+ * OUT follows the experiment-folder protocol (apps/exp.h, docs/results.md): locked,
+ * config.json (models and parameters) written first, a folder with results continued only
+ * by --resume with equal parameters or moved aside by --overwrite. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +31,7 @@
 #include "exp.h"
 #include "prompt.h"
 #include "safetensors.h"
+#include "self_distill.h"
 #include "st_write.h"
 #include "tokenizer.h"
 #include "vkd_exit.h"
@@ -35,7 +44,8 @@ static void usage(FILE *f) {
             "usage: vkdraft exit-train --model DIR --layers L1,L2,.. --data FILE [--data FILE..] --out DIR\n"
             "           [--temperatures T1,..] [--loss kl|ce+kl] [--steps N] [--lr X] [--warmup N]\n"
             "           [--weight-decay W] [--clip C] [--batch-tokens N] [--seq-len N] [--holdout F]\n"
-            "           [--checkpoint-every N] [--seed S] [--resume] [--quiet]\n\n"
+            "           [--checkpoint-every N] [--seed S] [--resume | --overwrite] [--ft-last-block]\n"
+            "           [--self-distill [--self-distill-tokens N]] [--quiet]\n\n"
             "Trains early-exit heads (seed 003): at each exit layer l (0-based, after decoder layer l)\n"
             "a copy of the target's final norm and LM head is distilled towards the target's own\n"
             "logits from the same forward pass: token-mean KL(p_target || p_exit) at temperature T,\n"
@@ -46,6 +56,9 @@ static void usage(FILE *f) {
             "  --temperatures LIST    distillation temperatures (default 1)\n"
             "  --loss kl|ce+kl        objective (default kl)\n"
             "  --data FILE            JSONL/JSON (chat messages, prompt + response/answer) or plain text\n"
+            "  --self-distill         records without a response (e.g. MT-Bench prompts) get the target's\n"
+            "                         own greedy response, cached in DIR/self_distill.jsonl for --resume\n"
+            "  --self-distill-tokens N  at most N generated tokens per response (default 128)\n"
             "  --out DIR              heads go to DIR/layer<l>-T<T>/ (exit.safetensors, exit_config.json)\n"
             "  --steps N              optimizer steps per head (default 200)\n"
             "  --lr X                 peak learning rate (default 1e-3)\n"
@@ -57,10 +70,14 @@ static void usage(FILE *f) {
             "  --holdout F            fraction of sequences held out (default 0.1)\n"
             "  --checkpoint-every N   save head and optimizer state every N steps (default 50)\n"
             "  --seed S               data split and order (default 0)\n"
-            "  --resume               continue heads from their last checkpoint in DIR\n"
+            "  --resume               continue heads from their last checkpoint in DIR (its config.json\n"
+            "                         must name the same models and parameters)\n"
+            "  --overwrite            move earlier results in DIR aside to DIR.old-N and start again\n"
             "  --stop-after N         end each head after N steps of this run, as an interruption\n"
             "                         would (after a checkpoint only if N is a multiple of it)\n"
-            "  --ft-last-block        (not available yet: needs the decoder layer's backward)\n");
+            "  --ft-last-block        also train a copy of decoder block l with the head (seed 003's\n"
+            "                         Option B); saved in exit.safetensors as block.*, run by the exit\n"
+            "                         draft in place of the target's block l (plain variant only)\n");
 }
 
 static void seqs_add(seqs *s, const int32_t *ids, size_t n, uint32_t win) {
@@ -80,13 +97,29 @@ static void seqs_add(seqs *s, const int32_t *ids, size_t n, uint32_t win) {
     }
 }
 
+/* Prompts waiting for a self-distilled response. */
+typedef struct pending {
+    sd_prompt *p;
+    size_t n, cap;
+} pending;
+
+/* Whether record r has no response of its own: no answer, and not a chat ending with the
+ * assistant. */
+static bool needs_response(const vkd_ds_record *r) {
+    if (r->answer) return false;
+    if (r->prompt) return true;
+    return r->n_messages && !strcmp(r->messages[r->n_messages - 1].role, "user");
+}
+
 static bool has_ext(const char *p, const char *ext) {
     size_t n = strlen(p), e = strlen(ext);
     return n > e && !strcmp(p + n - e, ext);
 }
 
-void exit_data_load(const char *cmd, const char *path, vkd_tok *tok, uint32_t win, seqs *s) {
-    size_t before = s->n;
+/* Appends the sequences of one file; exits naming the file when it gives none. With pend, a
+ * record without a response is set aside there for --self-distill instead. */
+static void load_file(const char *cmd, const char *path, vkd_tok *tok, uint32_t win, seqs *s, pending *pend) {
+    size_t before = s->n, pend_before = pend ? pend->n : 0;
     vkd_error err = {0};
     if (has_ext(path, ".jsonl") || has_ext(path, ".json")) {
         vkd_ds *ds;
@@ -103,6 +136,18 @@ void exit_data_load(const char *cmd, const char *path, vkd_tok *tok, uint32_t wi
         for (size_t i = 0; i < ds->count; i++) {
             const vkd_ds_record *r = &ds->records[i];
             char *text = chat_render_record(cmd, tok, r, false);
+            if (pend && needs_response(r)) {
+                if (pend->n == pend->cap) {
+                    pend->cap = pend->cap ? 2 * pend->cap : 64;
+                    pend->p = realloc(pend->p, pend->cap * sizeof *pend->p);
+                    if (!pend->p) cli_fatal("out of host memory");
+                }
+                sd_prompt *q = &pend->p[pend->n++];
+                *q = (sd_prompt){.file = path, .line = r->line};
+                q->ids = encode_rendered(tok, text, &q->n);
+                free(text);
+                continue;
+            }
             if (r->answer) {
                 size_t a = strlen(text), b = strlen(r->answer);
                 text = realloc(text, a + b + 1);
@@ -146,9 +191,13 @@ void exit_data_load(const char *cmd, const char *path, vkd_tok *tok, uint32_t wi
         }
         free(buf);
     }
-    if (s->n == before)
+    if (s->n == before && (!pend || pend->n == pend_before))
         cli_fatal("%s: no usable text (expected JSONL records with messages, prompt/response or "
                   "question/answer fields, or plain text of at least 3 tokens)", path);
+}
+
+void exit_data_load(const char *cmd, const char *path, vkd_tok *tok, uint32_t win, seqs *s) {
+    load_file(cmd, path, tok, win, s, NULL);
 }
 
 static uint64_t mix64(uint64_t x) {
@@ -219,10 +268,10 @@ typedef struct opts {
     const char *model, *out, *layers_s, *temps_s, *loss_s;
     const char *data[16];
     int ndata;
-    long steps, stop_after, warmup, batch_tokens, seq_len, every;
+    long steps, stop_after, warmup, batch_tokens, seq_len, every, sd_tokens;
     double lr, wd, clip, holdout;
     unsigned long long seed;
-    bool resume, quiet, ce;
+    bool resume, overwrite, quiet, ce, ft_block, self_distill;
     int32_t *layers; /* [nl] */
     double *temps;   /* [nt] */
     size_t nl, nt;
@@ -231,7 +280,7 @@ typedef struct opts {
 /* The flags into *o; false when --help was printed (exit 0). */
 static bool parse_args(int argc, char **argv, opts *o) {
     *o = (opts){.temps_s = "1", .loss_s = "kl", .steps = 200, .warmup = -1, .batch_tokens = 2048, .seq_len = 256,
-                .every = 50, .lr = 1e-3, .clip = 1, .holdout = 0.1};
+                .every = 50, .lr = 1e-3, .clip = 1, .holdout = 0.1, .sd_tokens = 128};
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) {
@@ -261,14 +310,17 @@ static bool parse_args(int argc, char **argv, opts *o) {
         else if ((v = cli_value(CMD, "--seed", argc, argv, &i)))
             o->seed = (unsigned long long)cli_parse_long(CMD, "--seed", v, 0, 0x7fffffffffffffffL);
         else if (cli_is("--resume", argv[i])) o->resume = true;
+        else if (cli_is("--overwrite", argv[i])) o->overwrite = true;
         else if (cli_is("--quiet", argv[i])) o->quiet = true;
-        else if (cli_is("--ft-last-block", argv[i]))
-            cli_usage_error(CMD, "--ft-last-block is not available yet: it needs the decoder layer's backward "
-                                 "with full-weight gradients");
+        else if (cli_is("--ft-last-block", argv[i])) o->ft_block = true;
+        else if (cli_is("--self-distill", argv[i])) o->self_distill = true;
+        else if ((v = cli_value(CMD, "--self-distill-tokens", argc, argv, &i)))
+            o->sd_tokens = cli_parse_long(CMD, "--self-distill-tokens", v, 1, 1 << 20);
         else cli_usage_error(CMD, "unknown flag '%s'", argv[i]);
     }
     if (!o->model || !o->out || !o->layers_s || !o->ndata)
         cli_usage_error(CMD, "--model, --layers, --data and --out are required");
+    if (o->resume && o->overwrite) cli_usage_error(CMD, "--resume and --overwrite exclude each other");
     o->ce = !strcmp(o->loss_s, "ce+kl");
     if (!o->ce && strcmp(o->loss_s, "kl")) cli_usage_error(CMD, "--loss: expected kl or ce+kl, got '%s'", o->loss_s);
     if (o->warmup < 0) o->warmup = o->steps / 10;
@@ -289,7 +341,28 @@ typedef struct run {
     size_t *order;   /* [ntrain] this epoch's order */
     size_t batch[4096];
     float *loss_rows; /* [rows] */
+    exp_out out;      /* OUT, locked */
 } run;
+
+/* The run's parameters for OUT/config.json (--resume must match them). */
+static cJSON *run_params(const opts *o) {
+    cJSON *p = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(p, "layers");
+    for (size_t i = 0; i < o->nl; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(o->layers[i]));
+    a = cJSON_AddArrayToObject(p, "temperatures");
+    for (size_t i = 0; i < o->nt; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(o->temps[i]));
+    a = cJSON_AddArrayToObject(p, "data");
+    for (int i = 0; i < o->ndata; i++) cJSON_AddItemToArray(a, cJSON_CreateString(o->data[i]));
+    cJSON_AddStringToObject(p, "loss", o->loss_s);
+    cJSON_AddBoolToObject(p, "ft_last_block", o->ft_block);
+    cJSON_AddBoolToObject(p, "self_distill", o->self_distill);
+    if (o->self_distill) cJSON_AddNumberToObject(p, "self_distill_tokens", (double)o->sd_tokens);
+    const struct { const char *k; double v; } num[] = {
+        {"steps", (double)o->steps}, {"lr", o->lr}, {"warmup", (double)o->warmup}, {"weight_decay", o->wd},
+        {"clip", o->clip}, {"batch_tokens", (double)o->batch_tokens}, {"seq_len", (double)o->seq_len},
+        {"holdout", o->holdout}, {"checkpoint_every", (double)o->every}};
+    for (size_t i = 0; i < sizeof num / sizeof num[0]; i++) cJSON_AddNumberToObject(p, num[i].k, num[i].v);
+    return p;
+}
 
 /* Models and data, all checked before OUT is touched; then OUT is created. */
 static void load_run(const opts *o, run *r) {
@@ -301,7 +374,44 @@ static void load_run(const opts *o, run *r) {
             cli_usage_error(CMD, "--layers: layer %d out of range: %s has layers 0..%lld", o->layers[i], o->model,
                             (long long)cfg.num_hidden_layers - 1);
     cli_check(vkd_tok_load(o->model, &r->tok, &err), &err);
-    for (int i = 0; i < o->ndata; i++) exit_data_load(CMD, o->data[i], r->tok, (uint32_t)o->seq_len, &r->S);
+    pending pend = {0};
+    for (int i = 0; i < o->ndata; i++)
+        load_file(CMD, o->data[i], r->tok, (uint32_t)o->seq_len, &r->S, o->self_distill ? &pend : NULL);
+    if (o->self_distill && !pend.n && !o->quiet)
+        fprintf(stderr, "exit-train: --self-distill: every record has a response; nothing to generate\n");
+    cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &r->ctx, &err), &err);
+    r->rows = (uint32_t)o->seq_len;
+    cli_check(vkd_target_load(r->ctx, o->model, &(vkd_target_options){.ctx_len = r->rows, .max_rows = r->rows}, &r->t,
+                              &err),
+              &err);
+    cli_check(vkd_rec_create(r->ctx, &r->rec, &err), &err);
+    exp_common c = {.cmd = CMD, .target_dir = o->model, .out_dir = o->out, .seed = o->seed, .resume = o->resume,
+                    .overwrite = o->overwrite, .quiet = o->quiet};
+    exp_open_out(&c, run_params(o), NULL, NULL, &r->out);
+    /* exit-train keeps no per-example journal: its steps are logged per head */
+    if (fclose(r->out.journal)) cli_fatal("%s: close failed (%s)", r->out.journal_path, strerror(errno));
+    r->out.journal = NULL;
+    struct stat st;
+    if (!stat(r->out.journal_path, &st) && st.st_size == 0) unlink(r->out.journal_path);
+    if (pend.n) {
+        char cache[4200];
+        snprintf(cache, sizeof cache, "%s/self_distill.jsonl", o->out);
+        int32_t stops[2 * VKD_CFG_MAX_EOS];
+        uint32_t nstop = target_stop_ids(r->t, stops, sizeof stops / sizeof stops[0]);
+        sd_generate(CMD, r->t, r->rec, stops, nstop, r->rows, cache, pend.p, pend.n, (uint32_t)o->sd_tokens, o->quiet);
+        for (size_t i = 0; i < pend.n; i++) {
+            sd_prompt *q = &pend.p[i];
+            int32_t *all = malloc((q->n + q->n_response + 1) * sizeof *all);
+            if (!all) cli_fatal("out of host memory");
+            memcpy(all, q->ids, q->n * sizeof *all);
+            if (q->n_response) memcpy(all + q->n, q->response, q->n_response * sizeof *all);
+            seqs_add(&r->S, all, q->n + q->n_response, r->rows);
+            free(all);
+            free(q->ids);
+            free(q->response);
+        }
+        free(pend.p);
+    }
     r->train = malloc(r->S.n * sizeof *r->train), r->held = malloc(r->S.n * sizeof *r->held);
     for (size_t i = 0; i < r->S.n; i++) {
         if (exit_data_held(o->seed, i, o->holdout)) r->held[r->nheld++] = i;
@@ -309,16 +419,9 @@ static void load_run(const opts *o, run *r) {
     }
     if (r->ntrain == 0)
         cli_fatal("%s: all %zu sequences are held out: lower --holdout or add data", o->data[0], r->S.n);
-    cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &r->ctx, &err), &err);
-    r->rows = (uint32_t)o->seq_len;
-    cli_check(vkd_target_load(r->ctx, o->model, &(vkd_target_options){.ctx_len = r->rows, .max_rows = r->rows}, &r->t,
-                              &err),
-              &err);
-    cli_check(vkd_rec_create(r->ctx, &r->rec, &err), &err);
     if (!o->quiet)
         fprintf(stderr, "exit-train: %zu sequences (%zu train, %zu held out) from %d file(s)\n", r->S.n, r->ntrain,
                 r->nheld, o->ndata);
-    mkdir_p(o->out);
     r->order = malloc(r->ntrain * sizeof *r->order);
     r->loss_rows = malloc(r->rows * sizeof *r->loss_rows);
 }
@@ -330,14 +433,18 @@ static vkd_exit *open_head(const opts *o, const run *r, size_t li, size_t ti, co
     snprintf(path, sizeof path, "%s/exit.safetensors", dir);
     vkd_exit *e;
     *cont = o->resume && file_exists(path);
-    if (!o->resume && file_exists(path)) cli_fatal("%s exists: use --resume to continue it, or another --out", path);
     mkdir_p(dir);
     if (*cont) cli_check(vkd_exit_load(r->t, o->model, dir, &e, &err), &err);
-    else cli_check(vkd_exit_create(r->t, o->model, (uint32_t)o->layers[li], &e, &err), &err);
+    else {
+        cli_check(vkd_exit_create(r->t, o->model, (uint32_t)o->layers[li], &e, &err), &err);
+        if (o->ft_block) cli_check(vkd_exit_add_block(e, o->model, &err), &err);
+    }
+    const char *trained = o->ft_block ? "head+block" : "head";
     if (*cont && (e->layer != (uint32_t)o->layers[li] || fabsf(e->info.temperature - (float)o->temps[ti]) > 1e-6f ||
-                  strcmp(e->info.loss, o->loss_s)))
-        cli_fatal("%s: head at layer %u, T %g, loss '%s'; this run asks layer %d, T %g, loss '%s'", path, e->layer,
-                  e->info.temperature, e->info.loss, o->layers[li], o->temps[ti], o->loss_s);
+                  strcmp(e->info.loss, o->loss_s) || strcmp(e->info.trained, trained)))
+        cli_fatal("%s: head at layer %u, T %g, loss '%s', trained '%s'; this run asks layer %d, T %g, loss '%s', "
+                  "trained '%s'", path, e->layer, e->info.temperature, e->info.loss, e->info.trained, o->layers[li],
+                  o->temps[ti], o->loss_s, trained);
     return e;
 }
 
@@ -475,9 +582,9 @@ static void run_head(const opts *o, run *r, size_t li, size_t ti, exp_buf *summa
     vkd_exit_train_options to = {.temperature = (float)o->temps[ti], .ce = o->ce, .max_rows = r->rows};
     cli_check(vkd_exit_trainer_create(e, &to, &tr, &err), &err);
     uint64_t done = cont ? e->info.steps : 0;
-    size_t np = e->hidden + (size_t)e->vocab * e->hidden;
+    size_t np = (size_t)vkd_exit_train_params(tr);
     if (cont && done) load_state(tr, dir, np, done);
-    snprintf(e->info.trained, sizeof e->info.trained, "head");
+    snprintf(e->info.trained, sizeof e->info.trained, "%s", o->ft_block ? "head+block" : "head");
     snprintf(e->info.loss, sizeof e->info.loss, "%s", o->loss_s);
     e->info.temperature = (float)o->temps[ti];
     double last_loss = train_head(o, r, e, tr, dir, li, ti, cont, done, np);
@@ -508,6 +615,7 @@ int vkd_cmd_exit_train(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/summary.json", o.out);
     cli_check(cli_write_atomic(path, summary.s, summary.n, &err), &err);
     exp_buf_free(&summary);
+    exp_close_out(&r.out);
     for (size_t i = 0; i < r.S.n; i++) free(r.S.ids[i]);
     free(r.S.ids);
     free(r.S.len);

@@ -17,7 +17,7 @@
 #include "vkd_ttt.h"
 
 static void usage(void) {
-    printf("usage: vkdraft guide --target DIR --draft DIR --dataset FILE --out DIR\n"
+    printf("usage: vkdraft guide --target DIR (--draft DIR | --exit-head DIR) --dataset FILE --out DIR\n"
            "           [--alphas LIST] [--temperatures LIST] [--conditions LIST]\n"
            "           [--max-new-tokens N] [--top-k K] [--top-p P] [--guide-top-k K]\n"
            "           [--ttt off|on|both [--ttt-steps N] [--ttt-lr X] [--ttt-rank R]]\n"
@@ -292,6 +292,7 @@ static bool parse_args(int argc, char **argv, guide_opts *G) {
     G->ttt_on = !strcmp(ttt_s, "on") || !strcmp(ttt_s, "both");
     if (!G->ttt_off && !G->ttt_on) cli_usage_error("guide", "--ttt: '%s' is not off, on or both", ttt_s);
     if (G->ttt_on && !guide_any_drafted(G)) cli_usage_error("guide", "--ttt on needs a condition that uses the draft");
+    if (G->ttt_on && c->exit_head) cli_usage_error("guide", "--ttt on adapts a DFlash draft (--draft), not --exit-head");
     c->train = G->ttt_on;
     if (c->adapter) cli_usage_error("guide", "--adapter is not taken by guide (its ttt column adapts the draft: --ttt on)");
     if (G->ttt_on && !vkd_ttt_engine_available())
@@ -466,9 +467,7 @@ int vkd_cmd_guide(int argc, char **argv) {
     /* everything that can fail on the inputs fails before --out is touched */
     uint32_t ctx_len = exp_ctx_len(c, &d, (uint64_t)G.max_new + c->block + 1);
     exp_load_models(c, ctx_len, &m);
-    vkd_error err = {0};
-    vkd_draft *g = NULL;
-    if (m.d) cli_check(vkd_draft_dflash(m.d, &g, &err), &err);
+    vkd_draft *g = exp_draft(c, &m, false);
     exp_out o;
     jr_limits lim = {.vocab = m.t->vocab, .ctx_len = ctx_len};
     exp_open_out(c, params, jr_check_guide, &lim, &o);

@@ -25,7 +25,7 @@
 #define DEFAULT_DATASET "../shared/datasets/math500.json"
 
 static void usage(void) {
-    printf("usage: vkdraft power --target DIR --out DIR [--draft DIR --proposal dflash] [--dataset FILE]\n"
+    printf("usage: vkdraft power --target DIR --out DIR [(--draft DIR | --exit-head DIR) --proposal dflash] [--dataset FILE]\n"
            "           [--limit N] [--alpha A] [--block-tokens J] [--mcmc-steps S] [--max-new-tokens N]\n"
            "           [--seed S] [--resume]\n\n"
            "Samples from p^alpha (p = the target) by block-wise Metropolis-Hastings, as mcmc_power_samp in\n"
@@ -524,7 +524,8 @@ int vkd_cmd_power(int argc, char **argv) {
     bool base[NMETHOD] = {false};
     parse_baselines(c.cmd, baselines, base);
     exp_require(&c, dfl);
-    if (c.draft_dir && !dfl) cli_usage_error(c.cmd, "--draft is used by --proposal dflash only");
+    if ((c.draft_dir || c.exit_head) && !dfl)
+        cli_usage_error(c.cmd, "--draft / --exit-head are used by --proposal dflash (the draft proposal) only");
 
     exp_models m = {0};
     exp_load_tokenizer(&c, &m);
@@ -545,7 +546,7 @@ int vkd_cmd_power(int argc, char **argv) {
     };
     vkd_error err = {0};
     vkd_draft *pd = NULL;
-    if (m.d) cli_check(vkd_draft_dflash(m.d, &pd, &err), &err);
+    pd = exp_draft(&c, &m, false);
 
     cJSON *params = cJSON_CreateObject();
     cJSON_AddStringToObject(params, "dataset", data.path);
@@ -559,7 +560,7 @@ int vkd_cmd_power(int argc, char **argv) {
     cJSON_AddNumberToObject(params, "top_p", eff_p);
     if (dfl) {
         cJSON_AddNumberToObject(params, "draft_temp", draft_temp > 0 ? draft_temp : 1.0 / alpha);
-        cJSON_AddNumberToObject(params, "draft_block", m.d->block);
+        cJSON_AddNumberToObject(params, "draft_block", pd->block);
     }
     cJSON *jb = cJSON_AddArrayToObject(params, "baselines");
     for (int mth = M_GREEDY; mth < NMETHOD; mth++)

@@ -21,7 +21,7 @@
 #define DEFAULT_DATASET "../shared/datasets/math500.json"
 
 static void usage(void) {
-    printf("usage: vkdraft probe --target DIR --draft DIR --out DIR [--dataset FILE] [--limit N]\n"
+    printf("usage: vkdraft probe --target DIR (--draft DIR | --exit-head DIR) --out DIR [--dataset FILE] [--limit N]\n"
            "           [--alpha A] [--draft-temps T1,T2,..] [--samples K] [--mcmc-steps S] [--max-new-tokens N]\n"
            "           [--seed S] [--block-size B] [--resume]\n\n"
            "Can the DFlash draft serve as an MCMC proposal for p^alpha? (seed 002)\n"
@@ -849,7 +849,8 @@ int vkd_cmd_probe(int argc, char **argv) {
     for (size_t k = 0; k < data.n; k++) if (data.ex[k].n_prompt > longest) longest = data.ex[k].n_prompt;
     uint64_t extra = (uint64_t)P.max_new + 64; /* 64 >= any block size */
     exp_load_models(c, exp_ctx_cap(c, longest + extra), &m);
-    uint32_t B = m.d->block;
+    vkd_draft *draft = exp_draft(c, &m, true);
+    uint32_t B = draft->block;
     check_fits(&data, extra, P.max_new, m.t->ctx_len);
 
     exp_out o;
@@ -858,9 +859,7 @@ int vkd_cmd_probe(int argc, char **argv) {
 
     vkd_probe_options po = {.alpha = P.alpha, .temps = P.temps, .ntemps = (uint32_t)P.nt, .samples = (uint32_t)P.K,
                             .mcmc_steps = (uint32_t)P.steps, .seed = c->seed};
-    vkd_draft *draft;
     probe_run R = {.P = &P, .m = &m, .data = &data, .extra = extra};
-    cli_check(vkd_draft_dflash(m.d, &draft, &err), &err);
     cli_check(vkd_probe_create(m.t, draft, &po, &R.pr, &err), &err);
 
     exp_progress_start(&R.pg, c->cmd, data.n);

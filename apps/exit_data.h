@@ -17,7 +17,10 @@ typedef struct seqs {
 } seqs;
 
 /* Appends the sequences of one file (windows of win tokens; texts of JSONL chat messages,
- * prompt/response or plain text); exits naming the file when it gives none. cmd: for messages. */
+ * prompt/response or plain text); exits naming the file when it gives none. cmd: for messages.
+ * A record without a response counts as its prompt alone: exit-train --self-distill instead
+ * appends the target's responses after all files, so its sequence numbers (and the held-out
+ * split) differ from this loader's for such files. */
 void exit_data_load(const char *cmd, const char *path, vkd_tok *tok, uint32_t win, seqs *s);
 /* Whether sequence i is held out (hash of seed and i below holdout). */
 bool exit_data_held(uint64_t seed, size_t i, double holdout);

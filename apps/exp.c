@@ -19,6 +19,8 @@
 #include "prompt.h"
 #include "safetensors.h"
 #include "vkd_answer.h"
+#include "vkd_draft.h"
+#include "vkd_exit.h"
 #include "vkd_generate.h"
 #include "vkd_ttt.h"
 
@@ -26,6 +28,12 @@ const char exp_common_help[] =
     "common experiment flags:\n"
     "  --target DIR          target model folder (Hugging Face layout)\n"
     "  --draft DIR           DFlash draft folder\n"
+    "  --exit-head DIR       instead of --draft: an early-exit head from vkdraft exit-train as the\n"
+    "                        draft (gamma = block size - 1, default block 5)\n"
+    "  --exit-mode M         reuse (self-speculative: the target's KV cache; probe only, its\n"
+    "                        default) or plain (the truncated target with its own KV cache; the\n"
+    "                        default and only mode of diagnose, power and guide, which draft\n"
+    "                        blocks behind the target's end)\n"
     "  --adapter DIR         PEFT LoRA adapter (e.g. from vkdraft ttt --save-adapter) on the draft\n"
     "  --dataset FILE        JSONL (or the MATH-500 JSON array); GSM8K, MATH-500, HumanEval and\n"
     "                        MT-Bench field names are recognised from the file name\n"
@@ -76,7 +84,11 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
     c->argv = argv;
     if ((v = cli_value(cmd, "--target", argc, argv, i))) c->target_dir = v;
     else if ((v = cli_value(cmd, "--draft", argc, argv, i))) c->draft_dir = v;
-    else if ((v = cli_value(cmd, "--adapter", argc, argv, i))) c->adapter = v;
+    else if ((v = cli_value(cmd, "--exit-head", argc, argv, i))) c->exit_head = v;
+    else if ((v = cli_value(cmd, "--exit-mode", argc, argv, i))) {
+        if (strcmp(v, "reuse") && strcmp(v, "plain")) cli_usage_error(cmd, "--exit-mode: expected reuse or plain, got '%s'", v);
+        c->exit_mode = v;
+    } else if ((v = cli_value(cmd, "--adapter", argc, argv, i))) c->adapter = v;
     else if ((v = cli_value(cmd, "--dataset", argc, argv, i))) c->dataset = v;
     else if ((v = cli_value(cmd, "--prompt-field", argc, argv, i))) c->prompt_field = v;
     else if ((v = cli_value(cmd, "--answer-field", argc, argv, i))) c->answer_field = v;
@@ -108,7 +120,10 @@ bool exp_flag(exp_common *c, int argc, char **argv, int *i) {
 
 void exp_require(const exp_common *c, bool need_draft) {
     if (!c->target_dir) cli_usage_error(c->cmd, "--target DIR is required");
-    if (need_draft && !c->draft_dir) cli_usage_error(c->cmd, "--draft DIR is required");
+    if (need_draft && !c->draft_dir && !c->exit_head)
+        cli_usage_error(c->cmd, "a draft is required: --draft DIR (DFlash) or --exit-head DIR (early exit)");
+    if (c->draft_dir && c->exit_head) cli_usage_error(c->cmd, "--draft and --exit-head exclude each other");
+    if (c->exit_mode && !c->exit_head) cli_usage_error(c->cmd, "--exit-mode goes with --exit-head");
     if (c->adapter && !c->draft_dir) cli_usage_error(c->cmd, "--adapter goes with --draft");
     if (!c->out_dir) cli_usage_error(c->cmd, "--out DIR is required");
     if (!c->out_dir[0]) cli_usage_error(c->cmd, "--out needs a folder name, got ''");
@@ -229,6 +244,10 @@ void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
         if (c->adapter && vkd_ttt_adapter_load(m->d, c->adapter, &m->adapter, &err))
             cli_fatal("--adapter %s: %s", c->adapter, err.msg);
     }
+    if (c->exit_head) {
+        cli_check(vkd_exit_load(m->t, c->target_dir, c->exit_head, &m->exit, &err), &err);
+        cli_check(vkd_exit_freeze(m->exit, &err), &err);
+    }
     if (c->draft_model) {
         cli_check(vkd_target_load(m->ctx, c->draft_model, &to, &m->dm, &err), &err);
         if (m->dm->vocab != m->t->vocab)
@@ -239,12 +258,28 @@ void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
     m->nstop = target_stop_ids(m->t, m->stops, sizeof m->stops / sizeof m->stops[0]);
 }
 
+vkd_draft *exp_draft(const exp_common *c, exp_models *m, bool reuse_ok) {
+    vkd_error err = {0};
+    vkd_draft *g = NULL;
+    if (m->d) cli_check(vkd_draft_dflash(m->d, &g, &err), &err);
+    else if (m->exit) {
+        uint32_t gamma = (uint32_t)(c->block ? c->block : EXP_EXIT_BLOCK) - 1;
+        bool reuse = c->exit_mode ? !strcmp(c->exit_mode, "reuse") : reuse_ok;
+        if (reuse && !reuse_ok)
+            cli_usage_error(c->cmd, "--exit-mode reuse shares the target's KV cache, which needs every draft block at "
+                                    "the target's end; %s drafts blocks behind it: use --exit-mode plain", c->cmd);
+        if (vkd_draft_exit(m->exit, gamma, reuse, &g, &err)) cli_fatal("--exit-head %s: %s", c->exit_head, err.msg);
+    }
+    return g;
+}
+
 void exp_free_models(exp_models *m) {
     if (m->ctx && vkd_ctx_validation_count(m->ctx))
         cli_fatal("Vulkan validation reported: %s", vkd_ctx_validation_first(m->ctx));
     vkd_rec_destroy(m->rec);
     vkd_ttt_adapter_free(m->adapter);
     vkd_dflash_free(m->d);
+    vkd_exit_free(m->exit);
     vkd_target_free(m->dm);
     vkd_target_free(m->t);
     if (m->ctx) cli_print_profile(m->ctx);
@@ -447,6 +482,21 @@ void exp_open_out(const exp_common *c, cJSON *params, jr_check_fn check, const j
     cJSON *models = cJSON_AddObjectToObject(cfg, "models");
     cJSON_AddItemToObject(models, "target", exp_model_identity(c->target_dir));
     if (c->draft_dir) cJSON_AddItemToObject(models, "draft", exp_model_identity(c->draft_dir));
+    if (c->exit_head) { /* the head's exit_config.json names its layer, T, steps and target */
+        cJSON *x = cJSON_AddObjectToObject(models, "exit_head");
+        cJSON_AddStringToObject(x, "path", c->exit_head);
+        char *p = path_in(c->exit_head, "exit_config.json");
+        size_t n = 0;
+        char *t = slurp(p, &n);
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (size_t i = 0; t && i < n; i++) h = (h ^ (uint8_t)t[i]) * 0x100000001b3ull;
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        cJSON_AddStringToObject(x, "exit_config_fnv1a64", hex);
+        cJSON_AddStringToObject(x, "mode", c->exit_mode ? c->exit_mode : "default");
+        free(t);
+        free(p);
+    }
     cJSON *common = cJSON_AddObjectToObject(cfg, "common");
     if (c->dataset) cJSON_AddStringToObject(common, "dataset", c->dataset);
     if (c->adapter) cJSON_AddStringToObject(common, "adapter", c->adapter);

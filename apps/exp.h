@@ -49,20 +49,22 @@ typedef struct exp_common {
     const char *const *ds_fields;    /* other dataset fields each record keeps (vkd_ds_options.fields) */
     size_t n_ds_fields;
     const char *draft_model;         /* an ordinary draft model (spec --draft-model): exp_models.dm */
+    const char *exit_head;           /* --exit-head DIR: an early-exit draft (exp_models.exit) */
+    const char *exit_mode;           /* --exit-mode reuse|plain (NULL: reuse) */
     uint32_t shard_i, shard_n;       /* --shard I/N (0-based I); shard_n 0: not sharded */
     uint32_t nmerge;                 /* --merge-shard DIR flags (vkdraft merge): the shards' folders */
     int argc;                        /* the command line (a shard keeps it for vkdraft merge) */
     char **argv;
 } exp_common;
 
-/* Parses one of the common flags at argv[*i] (--target --draft --adapter --dataset --prompt-field
- * --answer-field --id-field --out --kv-dtype --limit --block-size --seed --resume --overwrite --think
- * --quiet --bootstrap --svg --shard); true when it was one. */
+/* Parses one of the common flags at argv[*i] (--target --draft --exit-head --exit-mode --adapter
+ * --dataset --prompt-field --answer-field --id-field --out --kv-dtype --limit --block-size --seed
+ * --resume --overwrite --think --quiet --bootstrap --svg --shard); true when it was one. */
 bool exp_flag(exp_common *c, int argc, char **argv, int *i);
 /* Help text for the common flags (printed by each command's usage). */
 extern const char exp_common_help[];
-/* Checks required flags (--target, --out; --draft when need_draft) and that --resume and
- * --overwrite are not both given; usage error otherwise. */
+/* Checks required flags (--target, --out; a draft, --draft or --exit-head, when need_draft) and
+ * that --resume and --overwrite are not both given; usage error otherwise. */
 void exp_require(const exp_common *c, bool need_draft);
 
 /* One example: the dataset record rendered through the chat template (one user turn,
@@ -100,6 +102,7 @@ typedef struct exp_models {
     vkd_target *t;
     vkd_dflash *d;                   /* NULL when no --draft */
     vkd_target *dm;                  /* c->draft_model, or NULL */
+    struct vkd_exit *exit;           /* c->exit_head loaded for t and frozen, or NULL */
     struct vkd_ttt_adapter *adapter; /* --adapter attached to d, or NULL */
     vkd_rec *rec;
     int32_t stops[2 * VKD_CFG_MAX_EOS]; /* target_stop_ids: generation_config eos ids (else config's) */
@@ -111,6 +114,15 @@ typedef struct exp_models {
  * with c->adapter attached (checked against the draft), or the ordinary draft model
  * c->draft_model (same KV cache; its vocabulary must equal the target's). Exits on error. */
 void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m);
+/* The draft of an experiment through the single draft interface: the DFlash draft (--draft)
+ * or the early-exit draft (--exit-head; gamma = --block-size - 1, default block
+ * EXP_EXIT_BLOCK; --exit-mode reuse: self-speculative, plain: own KV cache); NULL when the
+ * command runs without a draft. reuse_ok: the command drafts only at the target's end (as
+ * speculative decoding does), so the self-speculative variant can share the target's cache;
+ * otherwise (blocks behind the target: teacher forcing, resampling) reuse is refused and
+ * plain is the default. Exits on error. */
+#define EXP_EXIT_BLOCK 5
+struct vkd_draft *exp_draft(const exp_common *c, exp_models *m, bool reuse_ok);
 void exp_load_tokenizer(const exp_common *c, exp_models *m); /* only the tokenizer */
 /* Context capacity for the longest prompt + extra tokens, capped by
  * max_position_embeddings; exits with a clear message when it does not fit. */

@@ -6,7 +6,9 @@
  *          verification (the `verify` op, called by vkd_spec_generate) embeds and runs
  *          layers 0..l only for rows it has not drafted (the last proposal) and layers
  *          l+1.. for all rows. Its context is the target's: context() only checks that the
- *          target holds those positions. */
+ *          target holds those positions. Refused for a head with its own block l
+ *          (--ft-last-block): that block's K/V are not the target's.
+ * A head with its own block runs it in place of the target's block l (plain variant). */
 #include "vkd_draft.h"
 #include "vkd_exit.h"
 #include "vkd_sample.h"
@@ -232,6 +234,10 @@ vkd_result vkd_draft_exit(vkd_exit *e, uint32_t gamma, bool reuse, vkd_draft **o
     *out = NULL;
     vkd_target *t = e->t;
     if (gamma < 1 || gamma > 63) return vkd_fail(err, VKD_ERR_INVALID, "gamma %u: expected 1..63", gamma);
+    if (reuse && e->block)
+        return vkd_fail(err, VKD_ERR_INVALID, "the exit head at layer %u was trained with its own block "
+                        "(--ft-last-block): self-speculative reuse of the target's K/V needs the target's block; "
+                        "use the plain variant", e->layer);
     uint64_t lrows = vkd_ctx_max_binding(t->ctx) / ((uint64_t)e->vocab * 4);
     if (gamma + 1 > t->max_rows || gamma + 1 > lrows)
         return vkd_fail(err, VKD_ERR_INVALID, "gamma %u: the exit draft computes at most %llu rows per call", gamma,

@@ -97,7 +97,8 @@ vkd_result vkd_draft_ar(vkd_target *m, uint32_t gamma, vkd_draft **out, vkd_erro
 /* An early-exit draft (methods/exit_draft.c; e borrowed, its target is e->t), gamma in 1..63:
  * reuse false: the truncated target with its own KV cache for layers 0..l (seed 003's draft);
  * reuse true: self-speculative, sharing the target's KV cache and hidden states through the
- * verify op; meant for vkd_spec_generate with e->t (its block() only at the target's end). */
+ * verify op; meant for vkd_spec_generate with e->t (its block() only at the target's end);
+ * refused (VKD_ERR_INVALID) for a head with its own block (e->block: --ft-last-block). */
 vkd_result vkd_draft_exit(vkd_exit *e, uint32_t gamma, bool reuse, vkd_draft **out, vkd_error *err);
 void vkd_draft_free(vkd_draft *g); /* NULL: no-op */
 

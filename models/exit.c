@@ -109,6 +109,73 @@ static vkd_result upload_f32(vkd_st_model *m, const char *name, uint64_t rows, u
     return r;
 }
 
+/* ---- Option B: the block copy -------------------------------------------------------- */
+
+uint32_t vkd_exit_block_tensors(const vkd_exit *e, vkd_exit_block_tensor out[VKD_EXIT_BLOCK_MAX]) {
+    vkd_layer *L = e->block;
+    if (!L) return 0;
+    const vkd_target *t = e->t;
+    uint64_t H = t->hidden, Q = (uint64_t)t->n_q * t->head_dim, KV = (uint64_t)t->n_kv * t->head_dim, F = t->ffn;
+    const vkd_exit_block_tensor all[VKD_EXIT_BLOCK_MAX] = {
+        {"input_layernorm.weight", L->ln1, L->grad_ln1, 0, H},
+        {"self_attn.q_proj.weight", L->wq.w, L->wq.grad_w, Q, H},
+        {"self_attn.k_proj.weight", L->wk.w, L->wk.grad_w, KV, H},
+        {"self_attn.v_proj.weight", L->wv.w, L->wv.grad_w, KV, H},
+        {"self_attn.o_proj.weight", L->wo.w, L->wo.grad_w, H, Q},
+        {"post_attention_layernorm.weight", L->ln2, L->grad_ln2, 0, H},
+        {"mlp.gate_proj.weight", L->wg.w, L->wg.grad_w, F, H},
+        {"mlp.up_proj.weight", L->wu.w, L->wu.grad_w, F, H},
+        {"mlp.down_proj.weight", L->wd.w, L->wd.grad_w, H, F},
+        {"self_attn.q_norm.weight", L->q_norm, L->grad_q_norm, 0, t->head_dim},
+        {"self_attn.k_norm.weight", L->k_norm, L->grad_k_norm, 0, t->head_dim},
+    };
+    uint32_t n = t->qk_norm ? 11 : 9;
+    memcpy(out, all, n * sizeof *out);
+    return n;
+}
+
+/* Allocates e->block's f32 tensors (uninitialised). */
+static vkd_result block_alloc(vkd_exit *e, vkd_error *err) {
+    vkd_target *t = e->t;
+    e->block = calloc(1, sizeof *e->block);
+    if (!e->block) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    vkd_layer *L = e->block;
+    uint64_t H = t->hidden, Q = (uint64_t)t->n_q * t->head_dim, KV = (uint64_t)t->n_kv * t->head_dim, F = t->ffn;
+    struct { vkd_tensor **w; uint64_t rows, cols; const char *name; } s[] = {
+        {&L->ln1, 0, H, "exit_block_ln1"}, {&L->ln2, 0, H, "exit_block_ln2"},
+        {&L->wq.w, Q, H, "exit_block_q"}, {&L->wk.w, KV, H, "exit_block_k"}, {&L->wv.w, KV, H, "exit_block_v"},
+        {&L->wo.w, H, Q, "exit_block_o"}, {&L->wg.w, F, H, "exit_block_gate"}, {&L->wu.w, F, H, "exit_block_up"},
+        {&L->wd.w, H, F, "exit_block_down"},
+        {&L->q_norm, 0, t->head_dim, "exit_block_q_norm"}, {&L->k_norm, 0, t->head_dim, "exit_block_k_norm"}};
+    size_t n = t->qk_norm ? 11 : 9;
+    vkd_result r = VKD_OK;
+    for (size_t i = 0; i < n && !r; i++) {
+        int64_t shape[2] = {(int64_t)s[i].rows, (int64_t)s[i].cols};
+        r = s[i].rows ? vkd_tensor_create_layout(t->ctx, VKD_DTYPE_F32, 2, shape, VKD_LAYOUT_ROWS, s[i].name, s[i].w, err)
+                      : vkd_tensor_create(t->ctx, VKD_DTYPE_F32, 1, shape + 1, s[i].name, s[i].w, err);
+        if (!r && (*s[i].w)->nchunks > 1)
+            r = vkd_fail(err, VKD_ERR_UNSUPPORTED, "exit block tensor %s of %llu x %llu f32 exceeds one storage binding",
+                         s[i].name, (unsigned long long)s[i].rows, (unsigned long long)s[i].cols);
+    }
+    return r;
+}
+
+vkd_result vkd_exit_add_block(vkd_exit *e, const char *target_dir, vkd_error *err) {
+    if (e->block) return vkd_fail(err, VKD_ERR_INVALID, "the exit head has a block already");
+    vkd_result r = block_alloc(e, err);
+    vkd_st_model *m = NULL;
+    if (!r) r = vkd_st_model_open(target_dir, &m, err);
+    vkd_exit_block_tensor bt[VKD_EXIT_BLOCK_MAX];
+    uint32_t n = r ? 0 : vkd_exit_block_tensors(e, bt);
+    for (uint32_t i = 0; i < n && !r; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "model.layers.%u.%s", e->layer, bt[i].name);
+        r = upload_f32(m, name, bt[i].rows, bt[i].cols, bt[i].w, target_dir, err);
+    }
+    vkd_st_model_close(m);
+    return r;
+}
+
 static vkd_result exit_alloc(vkd_target *t, uint32_t layer, vkd_exit **out, vkd_error *err) {
     *out = NULL;
     if (layer >= t->n_layers)
@@ -219,6 +286,27 @@ vkd_result vkd_exit_load(vkd_target *t, const char *target_dir, const char *head
         else
             r = vkd_tensor_upload(dst[i], 0, s->data, s->nbytes, err);
     }
+    bool has_block = vkd_st_find(f, "block.input_layernorm.weight") != NULL;
+    if (!r && has_block != !strcmp(e->info.trained, "head+block"))
+        r = vkd_fail(err, VKD_ERR_FORMAT, "%s: trained is \"%s\" but the file %s block.* tensors", file, e->info.trained,
+                     has_block ? "holds" : "lacks");
+    if (!r && has_block) r = block_alloc(e, err);
+    vkd_exit_block_tensor bt[VKD_EXIT_BLOCK_MAX];
+    uint32_t nb = !r && has_block ? vkd_exit_block_tensors(e, bt) : 0;
+    for (uint32_t i = 0; i < nb && !r; i++) {
+        char name[160];
+        snprintf(name, sizeof name, "block.%s", bt[i].name);
+        const vkd_st_tensor *s = vkd_st_find(f, name);
+        bool ok = s && s->dtype == VKD_DTYPE_F32 &&
+                  (bt[i].rows ? s->rank == 2 && (uint64_t)s->shape[0] == bt[i].rows && (uint64_t)s->shape[1] == bt[i].cols
+                              : s->rank == 1 && (uint64_t)s->shape[0] == bt[i].cols);
+        if (!ok)
+            r = vkd_fail(err, VKD_ERR_FORMAT, "%s: tensor %s %s, expected F32 [%llu%s%llu]", file, name,
+                         s ? "has another dtype or shape" : "is missing", (unsigned long long)(bt[i].rows ? bt[i].rows : bt[i].cols),
+                         bt[i].rows ? ", " : "", (unsigned long long)(bt[i].rows ? bt[i].cols : 0));
+        else
+            r = vkd_tensor_upload(bt[i].w, 0, s->data, s->nbytes, err);
+    }
     if (r) vkd_exit_free(e);
     else *out = e;
 done:
@@ -239,12 +327,25 @@ vkd_result vkd_exit_save(const vkd_exit *e, const char *dir, vkd_error *err) {
     snprintf(temp, sizeof temp, "%.9g", e->info.temperature);
     const char *meta[] = {"exit_layer", layer, "temperature", temp, "trained", e->info.trained, "loss", e->info.loss,
                           "steps", steps, "target_id", e->info.target_id, NULL};
-    vkd_st_out ts[2] = {{"norm.weight", VKD_DTYPE_F32, 1, {e->hidden}, norm},
-                        {"lm_head.weight", VKD_DTYPE_F32, 2, {e->vocab, e->hidden}, head}};
+    vkd_st_out ts[2 + VKD_EXIT_BLOCK_MAX] = {{"norm.weight", VKD_DTYPE_F32, 1, {e->hidden}, norm},
+                                             {"lm_head.weight", VKD_DTYPE_F32, 2, {e->vocab, e->hidden}, head}};
+    vkd_exit_block_tensor bt[VKD_EXIT_BLOCK_MAX];
+    uint32_t nb = vkd_exit_block_tensors(e, bt);
+    char names[VKD_EXIT_BLOCK_MAX][160];
+    float *bw[VKD_EXIT_BLOCK_MAX] = {0};
+    for (uint32_t i = 0; i < nb && !r; i++) {
+        uint64_t n = (bt[i].rows ? bt[i].rows : 1) * bt[i].cols;
+        snprintf(names[i], sizeof names[i], "block.%s", bt[i].name);
+        bw[i] = malloc(n * 4);
+        r = bw[i] ? vkd_tensor_download(bt[i].w, 0, bw[i], n * 4, err) : vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+        ts[2 + i] = bt[i].rows ? (vkd_st_out){names[i], VKD_DTYPE_F32, 2, {(int64_t)bt[i].rows, (int64_t)bt[i].cols}, bw[i]}
+                               : (vkd_st_out){names[i], VKD_DTYPE_F32, 1, {(int64_t)bt[i].cols}, bw[i]};
+    }
     snprintf(path, sizeof path, "%s/exit.safetensors", dir);
-    if (!r) r = vkd_st_write(path, ts, 2, meta, err);
+    if (!r) r = vkd_st_write(path, ts, 2 + nb, meta, err);
     free(norm);
     free(head);
+    for (uint32_t i = 0; i < nb; i++) free(bw[i]);
     if (r) return r;
     snprintf(path, sizeof path, "%s/exit_config.json", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -295,6 +396,8 @@ void vkd_exit_free(vkd_exit *e) {
     vkd_tensor_destroy(e->frozen_head);
     vkd_tensor_destroy(e->norm);
     vkd_tensor_destroy(e->head);
+    if (e->block) vkd_layer_free(e->block);
+    free(e->block);
     free(e);
 }
 
@@ -317,8 +420,22 @@ vkd_result vkd_exit_layers_record(vkd_rec *rec, vkd_target *t, vkd_tensor *x, ui
 
 vkd_result vkd_exit_trunk_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *x, const vkd_tensor *ids,
                                  uint32_t m, uint32_t pos, vkd_tensor *const *kc, vkd_tensor *const *vc) {
-    vkd_op_embed(rec, x, ids, e->t->embed, m);
-    return vkd_exit_layers_record(rec, e->t, x, m, pos, 0, e->layer + 1, kc, vc);
+    vkd_target *t = e->t;
+    if (e->block && (!kc || !vc || !kc[e->layer] || !vc[e->layer])) {
+        if (!vkd_rec_error(rec)->code)
+            vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "an exit head with its own block %u needs its own KV cache "
+                     "for that layer (the target's holds the target block's K/V)", e->layer);
+        return vkd_rec_error(rec)->code;
+    }
+    vkd_op_embed(rec, x, ids, t->embed, m);
+    if (!e->block) return vkd_exit_layers_record(rec, t, x, m, pos, 0, e->layer + 1, kc, vc);
+    vkd_exit_layers_record(rec, t, x, m, pos, 0, e->layer, kc, vc);
+    const vkd_layer_acts A = {.a1 = t->a, .q_raw = t->q, .k_raw = t->k, .q = t->q, .k = t->k,
+                              .v = t->v, .o = t->o, .a2 = t->a, .g = t->g, .u = t->u, .h = t->g};
+    const vkd_layer_dims dims = {t->hidden, t->n_q, t->n_kv, t->head_dim, t->ffn, t->qk_norm};
+    vkd_layer_step ls = {.m = m, .pos = pos, .causal = true, .kc = kc[e->layer], .vc = vc[e->layer],
+                         .inv_freq = t->inv_freq, .eps = (float)t->cfg.rms_norm_eps};
+    return vkd_layer_forward(rec, e->block, &dims, x, &A, &ls);
 }
 
 vkd_result vkd_exit_head_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *logits, uint32_t row0,

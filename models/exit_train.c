@@ -7,7 +7,13 @@
  *   loss, dhs, dhead += fused LM-head loss(hs, head; teacher ht, W_t; labels; w)
  *   dnorm += rmsnorm backward(dhs, hl, norm)
  * Parameters, gradients and AdamW moments are f32 with the head's chunking; the optimizer
- * slots are per-chunk views (each slot one binding). */
+ * slots are per-chunk views (each slot one binding).
+ * With the head's own block (Option B, e->block) the student's state is that block on the
+ * target's state after layer l-1, with kept activations and its own K/V rows:
+ *   x   = embed(ids); layers 0..l-1      -> hl (copy);  hl = block(hl)   (student, kept)
+ *   x   = layers l..L-1 on x             (the teacher: the target's own block l)
+ *   ... loss as above; dhl = rmsnorm backward; block backward(dhl) -> block gradients
+ * and the block's tensors join the optimizer (one slot each). */
 #include "vkd_exit.h"
 #include "vkd_ops_grad.h"
 
@@ -25,12 +31,24 @@ struct vkd_exit_trainer {
     vkd_tensor *g_norm, *m_norm, *v_norm, *g_head, *m_head, *v_head;
     vkd_lm_loss_ws *ws;
     vkd_tensor *views[4 * MAX_SLOTS]; /* per head chunk: param, grad, m, v */
-    vkd_optim_slot slots[MAX_SLOTS + 1];
+    vkd_optim_slot slots[MAX_SLOTS + 1 + VKD_EXIT_BLOCK_MAX];
     uint32_t nslots;
     int32_t *host_ids;
     float *host_w;
     bool batch_start;           /* the next sequence writes the gradients instead of adding */
+    /* Option B: the block's kept activations, backward scratch, own K/V rows, moments */
+    vkd_layer_acts acts;
+    vkd_layer_grad_ws gws;
+    vkd_tensor *bk, *bv;
+    vkd_tensor *bm[VKD_EXIT_BLOCK_MAX], *bvv[VKD_EXIT_BLOCK_MAX];
+    vkd_exit_block_tensor bt[VKD_EXIT_BLOCK_MAX];
+    uint32_t nb;
+    uint64_t nparams;           /* norm + head + block values */
 };
+
+static vkd_layer_dims dims_of(const vkd_target *t) {
+    return (vkd_layer_dims){t->hidden, t->n_q, t->n_kv, t->head_dim, t->ffn, t->qk_norm};
+}
 
 static vkd_result tensor(vkd_exit_trainer *tr, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name,
                          vkd_tensor **out, vkd_error *err) {
@@ -61,6 +79,29 @@ static vkd_result head_views(vkd_exit_trainer *tr, vkd_error *err) {
         tr->slots[tr->nslots++] = (vkd_optim_slot){v[0], v[1], v[2], v[3], ch->rows * h->cols};
     }
     return VKD_OK;
+}
+
+/* Option B: activations, scratch, gradients and moments of the block, and its slots. */
+static vkd_result block_setup(vkd_exit_trainer *tr, vkd_error *err) {
+    vkd_target *t = tr->t;
+    vkd_exit *e = tr->e;
+    const vkd_layer_dims d = dims_of(t);
+    uint32_t R = tr->rows, KV = t->n_kv * t->head_dim;
+    vkd_result r = vkd_layer_acts_create(t->ctx, &d, R, &tr->acts, err);
+    if (!r) r = vkd_layer_grad_ws_create(t->ctx, &d, R, R, &tr->gws, err);
+    if (!r) r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, R, KV, "exit_block_k", &tr->bk, err);
+    if (!r) r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, R, KV, "exit_block_v", &tr->bv, err);
+    if (!r && !e->block->grad_ln1) r = vkd_layer_weight_grads(t->ctx, e->block, &d, err);
+    if (r) return r;
+    tr->nb = vkd_exit_block_tensors(e, tr->bt);
+    for (uint32_t i = 0; i < tr->nb && !r; i++) {
+        uint64_t rows = tr->bt[i].rows ? tr->bt[i].rows : 1, n = rows * tr->bt[i].cols;
+        r = tensor(tr, VKD_DTYPE_F32, rows, tr->bt[i].cols, "exit_block_m", &tr->bm[i], err);
+        if (!r) r = tensor(tr, VKD_DTYPE_F32, rows, tr->bt[i].cols, "exit_block_v", &tr->bvv[i], err);
+        if (!r) tr->slots[tr->nslots++] = (vkd_optim_slot){tr->bt[i].w, tr->bt[i].grad, tr->bm[i], tr->bvv[i], n};
+        tr->nparams += n;
+    }
+    return r;
 }
 
 vkd_result vkd_exit_trainer_create(vkd_exit *e, const vkd_exit_train_options *opt, vkd_exit_trainer **out,
@@ -107,7 +148,9 @@ vkd_result vkd_exit_trainer_create(vkd_exit *e, const vkd_exit_train_options *op
     if (!r) {
         tr->slots[tr->nslots++] = (vkd_optim_slot){e->norm, tr->g_norm, tr->m_norm, tr->v_norm, H};
         r = head_views(tr, err);
+        tr->nparams = H + (uint64_t)V * H;
     }
+    if (!r && e->block) r = block_setup(tr, err);
     if (!r) {
         uint32_t np = vkd_optim_parts_needed(t->ctx, tr->slots, tr->nslots) + 1;
         r = tensor(tr, VKD_DTYPE_F32, 1, np, "exit_train_parts", &tr->parts, err);
@@ -127,6 +170,14 @@ void vkd_exit_trainer_free(vkd_exit_trainer *tr) {
                         tr->rstd, tr->parts, tr->g_norm, tr->m_norm, tr->v_norm, tr->g_head, tr->m_head, tr->v_head};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) vkd_tensor_destroy(ts[i]);
     vkd_lm_loss_ws_destroy(tr->ws);
+    if (tr->acts.x_in) vkd_layer_acts_free(&tr->acts);
+    if (tr->gws.da) vkd_layer_grad_ws_free(&tr->gws);
+    vkd_tensor_destroy(tr->bk);
+    vkd_tensor_destroy(tr->bv);
+    for (uint32_t i = 0; i < VKD_EXIT_BLOCK_MAX; i++) {
+        vkd_tensor_destroy(tr->bm[i]);
+        vkd_tensor_destroy(tr->bvv[i]);
+    }
     free(tr->host_ids);
     free(tr->host_w);
     free(tr);
@@ -137,12 +188,20 @@ uint32_t vkd_exit_train_rows(const vkd_exit_trainer *tr, uint32_t n) {
     return n > drop ? n - drop : 0;
 }
 
-/* The batch's first sequence writes the gradients (the backward ops without accumulate):
- * no separate zeroing pass over the vocab x hidden gradient. */
+/* The batch's first sequence writes the head's gradient (the loss backward without
+ * accumulate): no separate zeroing pass over the vocab x hidden gradient. The block's
+ * gradients (and the norm's, accumulated by vkd_norm_backward then) are zeroed here. */
 vkd_result vkd_exit_train_zero(vkd_rec *rec, vkd_exit_trainer *tr) {
     tr->batch_start = true;
+    if (tr->e->block) {
+        const vkd_layer_dims d = dims_of(tr->t);
+        vkd_layer_zero_grads(rec, tr->e->block, &d);
+        vkd_op_axpby(rec, tr->g_norm, tr->g_norm, tr->g_norm, 0.0f, 0.0f, tr->e->hidden);
+    }
     return vkd_rec_error(rec)->code;
 }
+
+uint64_t vkd_exit_train_params(const vkd_exit_trainer *tr) { return tr->nparams; }
 
 vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t *ids, uint32_t n, float weight,
                               float *loss_rows, vkd_error *err) {
@@ -164,9 +223,14 @@ vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t 
     vkd_rec_update(rec, tr->row_w, 0, tr->host_w, (uint64_t)n * 4);
     if (tr->opt.ce) vkd_rec_update(rec, tr->labels, 0, tr->host_ids, (uint64_t)n * 4);
     vkd_op_embed(rec, tr->x, tr->ids, t->embed, n);
-    vkd_exit_layers_record(rec, t, tr->x, n, 0, 0, e->layer + 1, NULL, NULL);
+    const vkd_layer_dims d = dims_of(t);
+    vkd_layer_step bs = {.m = n, .pos = 0, .causal = true, .kc = tr->bk, .vc = tr->bv, .inv_freq = t->inv_freq,
+                         .eps = eps};
+    uint32_t split = e->block ? e->layer : e->layer + 1; /* the student's state branches off here */
+    vkd_exit_layers_record(rec, t, tr->x, n, 0, 0, split, NULL, NULL);
     vkd_op_copy2d(rec, tr->hl, 0, 0, tr->x, 0, 0, n, H);
-    vkd_exit_layers_record(rec, t, tr->x, n, 0, e->layer + 1, t->n_layers, NULL, NULL);
+    if (e->block) vkd_layer_forward(rec, e->block, &d, tr->hl, &tr->acts, &bs);
+    vkd_exit_layers_record(rec, t, tr->x, n, 0, split, t->n_layers, NULL, NULL);
     vkd_op_rmsnorm(rec, tr->ht, tr->x, t->norm, n, H, eps);
     vkd_op_rmsnorm(rec, tr->hs, tr->hl, e->norm, n, H, eps);
     bool acc = !tr->batch_start;
@@ -176,7 +240,12 @@ vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t 
                           .loss = tr->loss, .dh = tr->dh, .dw = tr->g_head, .accumulate = acc};
     vkd_op_lm_loss_forward(rec, tr->ws, &a);
     vkd_op_lm_loss_backward(rec, tr->ws, &a);
-    vkd_op_rmsnorm_backward(rec, tr->dx, tr->g_norm, tr->rstd, tr->dh, tr->hl, e->norm, n, H, eps, acc);
+    if (!e->block) {
+        vkd_op_rmsnorm_backward(rec, tr->dx, tr->g_norm, tr->rstd, tr->dh, tr->hl, e->norm, n, H, eps, acc);
+    } else {
+        vkd_norm_backward(rec, tr->dx, tr->g_norm, tr->gws.dwn, tr->gws.rstd, tr->dh, tr->hl, e->norm, n, H, eps, false);
+        vkd_layer_backward(rec, e->block, &d, tr->dx, &tr->acts, &bs, &tr->gws);
+    }
     tr->batch_start = false;
     if (loss_rows) vkd_rec_read(rec, tr->loss, 0, loss_rows, (uint64_t)n * 4);
     vkd_result r = vkd_rec_error(rec)->code;
@@ -201,14 +270,30 @@ static vkd_result io2(vkd_tensor *norm, vkd_tensor *head, float *data, bool set,
     return r;
 }
 
+/* The same for the block's moments (mv: bm or bvv) after the head's values. */
+static vkd_result io_block(vkd_exit_trainer *tr, vkd_tensor **mv, float *data, bool set, vkd_error *err) {
+    uint64_t at = tr->e->hidden + (uint64_t)tr->e->vocab * tr->e->hidden;
+    vkd_result r = VKD_OK;
+    for (uint32_t i = 0; i < tr->nb && !r; i++) {
+        uint64_t nb = mv[i]->rows * mv[i]->cols * 4;
+        r = set ? vkd_tensor_upload(mv[i], 0, data + at, nb, err) : vkd_tensor_download(mv[i], 0, data + at, nb, err);
+        at += nb / 4;
+    }
+    return r;
+}
+
 vkd_result vkd_exit_train_state_get(vkd_exit_trainer *tr, float *m, float *v, vkd_error *err) {
     vkd_result r = io2(tr->m_norm, tr->m_head, m, false, err);
-    return r ? r : io2(tr->v_norm, tr->v_head, v, false, err);
+    if (!r) r = io2(tr->v_norm, tr->v_head, v, false, err);
+    if (!r) r = io_block(tr, tr->bm, m, false, err);
+    return r ? r : io_block(tr, tr->bvv, v, false, err);
 }
 
 vkd_result vkd_exit_train_state_set(vkd_exit_trainer *tr, const float *m, const float *v, vkd_error *err) {
     vkd_result r = io2(tr->m_norm, tr->m_head, (float *)m, true, err);
-    return r ? r : io2(tr->v_norm, tr->v_head, (float *)v, true, err);
+    if (!r) r = io2(tr->v_norm, tr->v_head, (float *)v, true, err);
+    if (!r) r = io_block(tr, tr->bm, (float *)m, true, err);
+    return r ? r : io_block(tr, tr->bvv, (float *)v, true, err);
 }
 
 vkd_result vkd_exit_train_grads(vkd_exit_trainer *tr, float *g_norm, float *g_head, vkd_error *err) {

@@ -1,5 +1,7 @@
 /* vkd_exit.h: an early-exit head (seed 003): the target truncated after decoder layer l
- * (0-based) read out by its own final RMSNorm and LM head, both copied and trainable.
+ * (0-based) read out by its own final RMSNorm and LM head, both copied and trainable;
+ * optionally (seed 003's Option B, `exit-train --ft-last-block`) with its own trainable
+ * copy of decoder block l, which then replaces the target's block l in the exit's trunk.
  *
  *   h      = target layers 0..l on the embedded ids          (m x hidden, the target's weights)
  *   logits = (rmsnorm(h) * norm) head^T                       (m x vocab)
@@ -8,7 +10,9 @@
  *
  * Saved as <dir>/exit.safetensors (tensors "norm.weight", "lm_head.weight"; the config in
  * its __metadata__: exit_layer, temperature, trained, loss, steps, target_id) and a copy of
- * the config as <dir>/exit_config.json for people. target_id hashes the target's
+ * the config as <dir>/exit_config.json for people. A head with a block adds the block's
+ * tensors as "block.<name>" (f32, <name> as in the checkpoint without "model.layers.<l>.",
+ * e.g. "block.self_attn.q_proj.weight"); trained is then "head+block". target_id hashes the target's
  * config.json and every tensor (name, dtype, shape, bytes), so loading a head with another
  * target fails. */
 #ifndef VKD_EXIT_H
@@ -37,7 +41,25 @@ typedef struct vkd_exit {
      * (untrained copy) or the head converted to the target head's dtype and layout */
     const vkd_tensor *run_norm, *run_head;
     vkd_tensor *frozen_head;   /* owned conversion, or NULL */
+    /* Option B: a trainable f32 row-major copy of block `layer` (its own weights; no KV
+     * cache: callers pass theirs), or NULL (the trunk runs the target's block). */
+    vkd_layer *block;
 } vkd_exit;
+
+/* The tensors of an exit head's block (vkd_exit_block_tensors), in a fixed order. */
+#define VKD_EXIT_BLOCK_MAX 11
+typedef struct vkd_exit_block_tensor {
+    const char *name;          /* checkpoint name without "model.layers.<l>." */
+    vkd_tensor *w;             /* f32 parameter */
+    vkd_tensor *grad;          /* its gradient (vkd_layer_weight_grads), or NULL */
+    uint64_t rows, cols;       /* rows 0: a vector of cols */
+} vkd_exit_block_tensor;
+/* Fills out[] with e->block's tensors (9, or 11 with q/k norms); returns the count (0
+ * without a block). */
+uint32_t vkd_exit_block_tensors(const vkd_exit *e, vkd_exit_block_tensor out[VKD_EXIT_BLOCK_MAX]);
+/* Gives e a trainable copy of the target's block e->layer (f32, read from target_dir, the
+ * folder its target was loaded from); info.trained is left to the caller. */
+vkd_result vkd_exit_add_block(vkd_exit *e, const char *target_dir, vkd_error *err);
 
 /* Identity of the target model folder dir: 64-bit hash of config.json and of every tensor
  * (name, dtype, shape, data) as 16 hex digits. Reads all weights once. */
@@ -69,7 +91,9 @@ vkd_result vkd_exit_layers_record(vkd_rec *rec, vkd_target *t, vkd_tensor *x, ui
                                   uint32_t l0, uint32_t l1, vkd_tensor *const *kc,
                                   vkd_tensor *const *vc);
 /* Records x (m x hidden) = embed(ids) (ids: i32 device tensor, m entries) followed by
- * layers 0..e->layer (vkd_exit_layers_record). */
+ * layers 0..e->layer (vkd_exit_layers_record). With e->block, layer e->layer is the block
+ * and its K/V go to kc[e->layer]/vc[e->layer], which must then be given (the target's own
+ * cache holds its own block's K/V: VKD_ERR_INVALID with kc NULL). */
 vkd_result vkd_exit_trunk_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *x, const vkd_tensor *ids,
                                  uint32_t m, uint32_t pos, vkd_tensor *const *kc, vkd_tensor *const *vc);
 /* Records logits rows [row0, row0 + m) = (rmsnorm(x rows 0..m) * norm) head^T; xn: m x
@@ -87,7 +111,10 @@ vkd_result vkd_exit_head_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *log
  * with w_r = weight for the rows scored and 0 elsewhere: row 0 (the first token) is masked,
  * and so is row n-1 when CE is on (it has no label). Gradients of norm and head accumulate
  * over the sequences of a batch; the caller passes weight = 1 / (rows scored in the batch)
- * for a token mean (vkd_exit_train_rows). The target's context must use row-major weights
+ * for a token mean (vkd_exit_train_rows). With e->block (vkd_exit_add_block) h_l is that
+ * block applied to the target's state after layer l-1 (the teacher keeps the target's block
+ * l), and the block's tensors train too (their gradients in the block's grad fields,
+ * vkd_layer_weight_grads). The target's context must use row-major weights
  * (vkd_ctx_options.row_major_weights): the loss reads W_t row-major. */
 typedef struct vkd_exit_train_options {
     float temperature;         /* 0: 1 */
@@ -102,7 +129,8 @@ vkd_result vkd_exit_trainer_create(vkd_exit *e, const vkd_exit_train_options *op
 void vkd_exit_trainer_free(vkd_exit_trainer *tr);
 /* Rows a sequence of n tokens contributes to the loss (n - 1, or n - 2 with CE; 0 if < 0). */
 uint32_t vkd_exit_train_rows(const vkd_exit_trainer *tr, uint32_t n);
-/* Starts a batch: the next sequence overwrites the gradients (records nothing). */
+/* Starts a batch: the next sequence overwrites the gradients (records nothing without a
+ * block; with one, records zeroing the block's and the norm's gradients). */
 vkd_result vkd_exit_train_zero(vkd_rec *rec, vkd_exit_trainer *tr);
 /* Records the forward and backward of one sequence ids[0..n) (2 <= n <= max_rows),
  * accumulating gradients; loss_rows (n floats, host) receives each row's weighted loss when
@@ -113,8 +141,10 @@ vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t 
  * (host) receives the global gradient norm before clipping when the submission completes. */
 vkd_result vkd_exit_train_update(vkd_rec *rec, vkd_exit_trainer *tr, const vkd_optim_params *p, float *grad_norm,
                                  vkd_error *err);
-/* Optimizer state for checkpoints: the AdamW moments of (norm, head) in that order,
- * hidden + vocab*hidden floats each for m and v. */
+/* Values the trainer updates: hidden + vocab*hidden, plus the block's with e->block. */
+uint64_t vkd_exit_train_params(const vkd_exit_trainer *tr);
+/* Optimizer state for checkpoints: the AdamW moments of (norm, head, then the block's
+ * tensors in vkd_exit_block_tensors order), vkd_exit_train_params floats each for m and v. */
 vkd_result vkd_exit_train_state_get(vkd_exit_trainer *tr, float *m, float *v, vkd_error *err);
 vkd_result vkd_exit_train_state_set(vkd_exit_trainer *tr, const float *m, const float *v, vkd_error *err);
 /* Gradients accumulated so far (tests): norm (hidden) and head (vocab x hidden). */

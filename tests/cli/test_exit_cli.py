@@ -7,9 +7,12 @@ Data of all three kinds (chat messages JSONL, prompt/response JSONL, plain text)
 lavapipe, so 2 steps), its loss goes down, the files are there and load back as
 heads of this target (exit_config.json names the layer, T, steps and the target's id); a run
 stopped after 1 step and resumed gives the same head, optimizer state and log, byte for
-byte, as an uninterrupted run. Bad input: a layer out of range, a data file without usable
-text, an unknown --loss, a head resumed with another target: one error line, non-zero exit,
-nothing written."""
+byte, as an uninterrupted run. --ft-last-block trains the head with its copy of block 1
+(trained "head+block", block.* tensors saved). The folder protocol (docs/results.md):
+config.json first, a second run into a folder with results is refused without --resume,
+--overwrite moves it aside, a resume with other parameters or another target names the
+differing config.json field. Bad input: a layer out of range, a data file without usable
+text, an unknown --loss: one error line, non-zero exit, nothing written."""
 import json
 import os
 import subprocess
@@ -74,9 +77,26 @@ with tempfile.TemporaryDirectory() as tmp:
             x = open(os.path.join(a, f"layer{layer}-T2", f), "rb").read()
             y = open(os.path.join(b, f"layer{layer}-T2", f), "rb").read()
             check(x == y, f"layer {layer}: {f} of the resumed run differs from the uninterrupted one")
-    # a run into a folder with heads needs --resume
+    # the folder protocol: config.json, refusal without --resume, --overwrite, other parameters
+    cfg = json.load(open(os.path.join(a, "config.json")))
+    check(cfg["command"] == "exit-train" and cfg["params"]["layers"] == [1] and cfg["params"]["ft_last_block"] is False,
+          f"config.json {cfg.get('params')}")
     p = run(["exit-train"] + common + ["--out", a], ok=False)
-    one_error(p, "exists", "--resume")
+    one_error(p, "already holds results", "--resume")
+    one_error(run(["exit-train"] + common + ["--out", a, "--resume", "--lr", "0.02"], ok=False), "params.lr", "differs")
+    # --ft-last-block: head and block 1 trained, saved, loss down; --overwrite moves the old run aside
+    run(["exit-train"] + common + ["--out", b, "--ft-last-block", "--overwrite"])
+    check(os.path.isdir(b + ".old-1") and os.path.exists(os.path.join(b + ".old-1", "layer1-T2", "exit.safetensors")),
+          "--overwrite did not move the earlier run to b.old-1")
+    d = os.path.join(b, "layer1-T2")
+    cfg = json.load(open(os.path.join(d, "exit_config.json")))
+    log = [json.loads(line) for line in open(os.path.join(d, "train.jsonl"))]
+    raw = open(os.path.join(d, "exit.safetensors"), "rb").read()
+    hdr = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    check(cfg["trained"] == "head+block" and "block.mlp.down_proj.weight" in hdr and "block.self_attn.q_norm.weight" in hdr,
+          f"--ft-last-block: trained {cfg['trained']}, tensors {sorted(hdr)}")
+    check(log[-1]["loss"] < log[0]["loss"], f"--ft-last-block: loss {log[0]['loss']} -> {log[-1]['loss']}")
+    print(f"layer 1 with its block: loss {log[0]['loss']:.4f} -> {log[-1]['loss']:.4f}")
     # bad input
     c = os.path.join(tmp, "c")
     base = ["exit-train", "--model", tgt, "--data", chat, "--out", c]
@@ -87,7 +107,6 @@ with tempfile.TemporaryDirectory() as tmp:
               "empty.txt", "no usable text")
     one_error(run(base + ["--layers", "1", "--loss", "mse"], ok=False), "--loss")
     check(not os.path.exists(c), "a failed run created its --out folder")
-    p = run(["exit-train", "--model", other, "--data", chat, "--layers", "1", "--temperatures", "2", "--out", a, "--quiet",
-             "--resume", "--steps", "3"], ok=False)
-    one_error(p, "trained for target")
+    p = run(["exit-train", "--model", other] + common[2:] + ["--out", a, "--resume"], ok=False)
+    one_error(p, "models.target", "differs")
 sys.exit(1 if vkd_cli.failures else 0)

@@ -2,6 +2,8 @@
  *   - the exit draft's logits at layer 0 of the tied Qwen3 fixture equal
  *     (rmsnorm(h_0) * norm) W^T computed in double from PyTorch's hidden.0 and the
  *     checkpoint's weights (the draft reads its context through its own KV cache);
+ *   - a head with its own block (--ft-last-block) round-trips through save/load, is refused
+ *     by the reuse variant, and its plain draft keeps greedy output identical;
  *   - greedy speculative decoding with an exit head, plain (own cache) and reuse
  *     (self-speculative, the target's cache), is token-identical to the target's greedy
  *     decoding at layers 0, 3, 7 of the 8-layer fixture and gamma 1, 3, 5;
@@ -173,6 +175,68 @@ static void spec_check(env *e, vkd_exit *x, uint32_t gamma, const vkd_generate_r
     vkd_draft_free(g);
 }
 
+/* A head with its own block (--ft-last-block), the block's down projection scaled by 1.1
+ * so that it differs from the target's: it saves and loads back bit for bit, the reuse
+ * variant is refused, and the plain variant's greedy speculative output equals ref. */
+static void check_block_head(env *e, const char *tdir, uint32_t layer, const vkd_generate_result *ref) {
+    vkd_error err = {0};
+    const int32_t prompt[9] = {5, 88, 301, 17, 42, 250, 3, 99, 411};
+    vkd_exit *x, *y;
+    REQUIRE(!vkd_exit_create(e->t, tdir, layer, &x, &err) && !vkd_exit_add_block(x, tdir, &err), "%s", err.msg);
+    vkd_exit_block_tensor bx[VKD_EXIT_BLOCK_MAX], by[VKD_EXIT_BLOCK_MAX];
+    uint32_t nb = vkd_exit_block_tensors(x, bx);
+    REQUIRE(nb >= 9 && !strcmp(bx[8].name, "mlp.down_proj.weight"), "block tensor table");
+    size_t nd = bx[8].rows * bx[8].cols;
+    float *w = malloc(nd * 4);
+    REQUIRE(w && !vkd_tensor_download(bx[8].w, 0, w, nd * 4, &err), "%s", err.msg);
+    for (size_t i = 0; i < nd; i++) w[i] *= 1.1f;
+    REQUIRE(!vkd_tensor_upload(bx[8].w, 0, w, nd * 4, &err), "%s", err.msg);
+    free(w);
+    snprintf(x->info.trained, sizeof x->info.trained, "head+block");
+    char tmp[] = "/tmp/vkd_test_exit_block.XXXXXX";
+    REQUIRE(mkdtemp(tmp), "mkdtemp");
+    REQUIRE(!vkd_exit_save(x, tmp, &err), "%s", err.msg);
+    REQUIRE(!vkd_exit_load(e->t, tdir, tmp, &y, &err), "%s", err.msg);
+    REQUIRE(vkd_exit_block_tensors(y, by) == nb && !strcmp(y->info.trained, "head+block"), "loaded head has no block");
+    for (uint32_t i = 0; i < nb; i++) {
+        size_t k = (bx[i].rows ? bx[i].rows : 1) * bx[i].cols * 4;
+        char *a = malloc(k), *b = malloc(k);
+        REQUIRE(a && b && !vkd_tensor_download(bx[i].w, 0, a, k, &err) && !vkd_tensor_download(by[i].w, 0, b, k, &err),
+                "%s", err.msg);
+        CHECK(!memcmp(a, b, k), "block tensor %s differs after save and load", bx[i].name);
+        free(a);
+        free(b);
+    }
+    char p[4400];
+    const char *files[2] = {"exit.safetensors", "exit_config.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", tmp, files[i]);
+        unlink(p);
+    }
+    rmdir(tmp);
+    vkd_exit_free(x);
+    REQUIRE(!vkd_exit_freeze(y, &err), "%s", err.msg);
+    vkd_draft *g;
+    vkd_result r = vkd_draft_exit(y, 3, true, &g, &err);
+    CHECK(r == VKD_ERR_INVALID && strstr(err.msg, "plain variant"), "reuse accepted a head with its own block: %s",
+          err.msg);
+    fprintf(stderr, "  layer %u head+block, reuse: %s\n", layer, err.msg);
+    const uint32_t gammas[2] = {1, 3};
+    for (int gi = 0; gi < 2; gi++) {
+        vkd_generate_options go = {.max_new_tokens = 40};
+        REQUIRE(!vkd_draft_exit(y, gammas[gi], false, &g, &err), "%s", err.msg);
+        vkd_spec_result sr;
+        REQUIRE(!vkd_spec_generate(e->t, g, e->rec, prompt, 9, &go, &sr, &err), "%s", err.msg);
+        bool same = sr.n == ref->n && !memcmp(sr.ids, ref->ids, ref->n * sizeof *ref->ids);
+        fprintf(stderr, "  layer %u gamma %u head+block (plain): %u tokens %s greedy, tau %.2f\n", layer, gammas[gi], sr.n,
+                same ? "==" : "!=", sr.stats.tau);
+        CHECK(same, "layer %u gamma %u head+block: speculative output differs from greedy", layer, gammas[gi]);
+        vkd_spec_result_free(&sr);
+        vkd_draft_free(g);
+    }
+    vkd_exit_free(y);
+}
+
 int main(void) {
     const char *root = getenv("VKDRAFT_SOURCE_ROOT");
     REQUIRE(root, "VKDRAFT_SOURCE_ROOT is not set (run through meson test)");
@@ -222,6 +286,7 @@ int main(void) {
                 vkd_draft_free(g);
             }
         if (layers[li] == 3) {
+            check_block_head(&e, tdir, 3, &ref);
             /* save / load round trip, then the same head with another target */
             char tmp[] = "/tmp/vkd_test_exit.XXXXXX";
             REQUIRE(mkdtemp(tmp), "mkdtemp");
