@@ -33,19 +33,7 @@ import torch  # noqa: E402
 
 
 # --- Philox4x32-10 and the noise rows (vkd_tf_noise_rows), written from the algorithm ---
-M32 = 0xFFFFFFFF
-
-
-def philox(seed, hi, lo):
-    c = [lo & M32, lo >> 32 & M32, hi & M32, hi >> 32 & M32]
-    k0, k1 = seed & M32, seed >> 32 & M32
-    for r in range(10):
-        if r:
-            k0 = (k0 + 0x9E3779B9) & M32
-            k1 = (k1 + 0xBB67AE85) & M32
-        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
-        c = [(p1 >> 32) ^ c[1] ^ k0, p1 & M32, (p0 >> 32) ^ c[3] ^ k1, p0 & M32]
-    return c
+philox = vkd_cli._philox  # Philox-4x32-10, as base/philox
 
 
 def noise_like(F, seed, key, row0):
@@ -252,21 +240,7 @@ def main():
         check(ci["n_examples"] == len(exs), f"{mode} CI over {ci['n_examples']} examples, expected {len(exs)}")
         sums = [sum(float(r["rank_draft"]) for r in rows if r["mode"] == mode and r["example"] == e) for e in exs]
         cnts = [sum(1 for r in rows if r["mode"] == mode and r["example"] == e) for e in exs]
-        n, stats = len(exs), []
-        for rep in range(1000):
-            idx = []
-            for i in range(n):
-                w = philox(seed, 0x42530001, rep * n + i)
-                u = (w[0] >> 8) / 16777216.0 + (w[1] >> 8) / 281474976710656.0
-                idx.append(min(int(u * n), n - 1))
-            stats.append(sum(sums[j] for j in idx) / sum(cnts[j] for j in idx))
-        stats.sort()
-
-        def pct(q):
-            pos = q / 100 * (len(stats) - 1)
-            lo = int(math.floor(pos))
-            return stats[lo] + (stats[min(lo + 1, len(stats) - 1)] - stats[lo]) * (pos - lo)
-        want = (pct(2.5), pct(97.5))
+        want = vkd_cli.boot_ci(seed, sums, cnts)
         check(all(abs(g - w) <= 1e-9 * max(1.0, abs(w)) for g, w in zip(ci["ci95"], want)),
               f"{mode} mean_rank_draft CI {ci['ci95']} vs Python {want}")
     dec = summ["decomposition_low_confidence"]
