@@ -12,6 +12,9 @@ the step that takes it.
     rows of all 3 sequences, its loss the position-weighted mean of the 3 one-sequence
     losses (sum_i W_i L_i / sum_i W_i, W_i the sequence's sum of exp(-(k-1)/7) over its
     rows), within 1e-5 relative;
+  - every one-sequence step (blocks of all its anchors in one block-sparse pass) against
+    tools/reference in float64 (PyTorch autograd, one draft call per anchor on the f32
+    checkpoint): the loss and the gradient norm (before clipping) within 1e-6 relative;
   - --batch-tokens 0 is refused in one line.
 usage: test_train_draft_batch.py"""
 import json
@@ -44,6 +47,35 @@ def rows_weight(n, resp):
                 rows += 1
                 w += math.exp(-(k - 1) / 7.0)
     return rows, w
+
+
+def reference(tgt, draft_dir, seqs):
+    """float64 loss and gradient norm of a one-sequence step, per sequence (rows -> values)"""
+    import torch
+    import ref
+    T = ref.Target.load(tgt, dtype=torch.float64)
+    out = {}
+    for p, r in seqs:
+        D = ref.Draft.load(draft_dir, T, dtype=torch.float64)
+        params = [x.requires_grad_(True) for x in D.p.values()]
+        ids, resp = p + r, len(p)
+        with torch.no_grad():
+            _, hidden = T.forward(ids)
+        feats = D.features(hidden)
+        terms, wsum, rows = [], 0.0, 0
+        for a in range(max(resp, 1), len(ids) - 1):
+            k = min(B - 1, len(ids) - 1 - a)
+            logits, _ = D.forward(feats[:a], [ids[a]] + [D.mask_token_id] * (B - 1), a)
+            w = torch.tensor([math.exp(-(j - 1) / 7.0) for j in range(1, k + 1)], dtype=torch.float64)
+            ce = torch.nn.functional.cross_entropy(logits[:k], torch.tensor(ids[a + 1: a + 1 + k]), reduction="none")
+            terms.append((ce * w).sum())
+            wsum += float(w.sum())
+            rows += k
+        loss = sum(terms) / wsum
+        loss.backward()
+        gn = math.sqrt(sum(float((x.grad ** 2).sum()) for x in params))
+        out[rows] = (float(loss), gn)
+    return out
 
 
 def main():
@@ -87,6 +119,16 @@ def main():
               f"one-sequence steps {want:.7f} (rel err {e:.2g})", file=sys.stderr)
         check(x["rows"] == sum(rw), f"packed step rows {x['rows']}, expected {sum(rw)}")
         check(e < 1e-5, f"packed step loss {x['loss']} vs weighted mean {want} (rel err {e:.3g})")
+    R = reference(tgt, os.path.join(tmp, "one", "train", "ckpt"), seqs[:3])
+    for x in one:
+        if x["rows"] not in R:
+            continue
+        rl, rg = R[x["rows"]]
+        el, eg = abs(x["loss"] - rl) / abs(rl), abs(x["grad_norm"] - rg) / abs(rg)
+        print(f"one-pass step of {x['rows']} rows vs float64 reference: loss {x['loss']:.8f} / {rl:.8f} "
+              f"(rel err {el:.2g}), grad norm {x['grad_norm']:.8f} / {rg:.8f} (rel err {eg:.2g})", file=sys.stderr)
+        check(el < 1e-6 and eg < 1e-6, f"step of {x['rows']} rows vs float64 reference: loss rel err {el:.3g}, "
+              f"grad norm rel err {eg:.3g}")
     p = run(base + ["--batch-tokens", "0", "--out", os.path.join(tmp, "bad")], ok=False)
     err = p.stderr.strip().splitlines()
     check(p.returncode != 0 and len(err) == 1 and "--batch-tokens" in err[0],
