@@ -31,7 +31,7 @@ vkd_result vkd_dflash_train_create_blocks(vkd_dflash *d, uint32_t max_ctx, uint3
         return vkd_fail(err, VKD_ERR_INVALID, "draft training context of %u rows (1..%u allowed)",
                         max_ctx, d->ctx_len);
     if (max_blocks == 0 || (uint64_t)max_blocks * d->block > 65535)
-        return vkd_fail(err, VKD_ERR_INVALID, "draft training: %u blocks of %u rows per pass (1.. %u allowed)",
+        return vkd_fail(err, VKD_ERR_INVALID, "draft training: %u blocks of %u rows per pass (1..%u allowed)",
                         max_blocks, d->block, 65535 / d->block);
     vkd_dflash_train *T = calloc(1, sizeof *T);
     if (!T) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
