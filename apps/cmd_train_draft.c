@@ -28,13 +28,17 @@ static void usage(void) {
     printf("usage: vkdraft train-draft --target DIR --data FILE [--data FILE ...] --out DIR\n"
            "           [--block-size 16] [--layers 5] [--target-layers auto|LIST]\n"
            "           [--anchors-per-seq 512] [--steps N | --epochs E] [--lr 6e-4] [--warmup 0.04]\n"
-           "           [--loss ce] [--seed S] [--regenerate [--max-new-tokens 128]]\n"
+           "           [--batch-tokens N] [--loss ce] [--seed S] [--regenerate [--max-new-tokens 128]]\n"
            "           [--eval-prompts 4] [--eval-every N] [--eval-tokens 32] [--save-every N]\n"
            "           [--mask-token-id ID] [--max-len N] [--resume] [--quiet]\n\n"
            "Trains a DFlash draft for the target from scratch, with the published recipe:\n"
            "training sequences are chat-rendered prompts + the target's responses (--regenerate:\n"
            "the target's greedy continuation, --max-new-tokens long; else the file's answers);\n"
-           "per step one sequence, --anchors-per-seq anchors drawn on response tokens; block\n"
+           "per step one sequence (--batch-tokens N: consecutive sequences of the epoch's order\n"
+           "packed into steps of at most N tokens, at least one sequence; with --regenerate a\n"
+           "sequence counts as prompt + --max-new-tokens), --anchors-per-seq anchors drawn on\n"
+           "each sequence's response tokens (all blocks of a sequence go through the draft in\n"
+           "one pass, a block-sparse attention mask, up to 512 rows a pass); block\n"
            "[x_a, MASK...] at positions a.. sees the target's features of positions < a and\n"
            "itself (not the other blocks); row k predicts x_{a+k} with weight exp(-(k-1)/7);\n"
            "AdamW (lr 6e-4, weight decay 0), warmup 4 %% then cosine, gradient norm clipped to 1.\n"
@@ -53,7 +57,7 @@ static void usage(void) {
            "eval interval or 50 steps); OUT/train holds the f32 checkpoint, optimizer state\n"
            "and log.jsonl. --resume continues an interrupted run from its last checkpoint\n"
            "with the same parameters (the same loss curve as an uninterrupted run).\n"
-           "Blocks are computed one anchor at a time; --loss ce+tv is not implemented.\n");
+           "--loss ce+tv is not implemented.\n");
 }
 
 typedef struct seq {
@@ -246,7 +250,7 @@ typedef struct opts {
     const char *data[16];
     int ndata;
     long block, layers, anchors, steps, epochs, max_new, eval_prompts, eval_every, eval_tokens, save_every, mask_id,
-        max_len;
+        max_len, batch_tokens;
     double lr, warmup;
     unsigned long long seed;
     bool resume, regenerate, quiet;
@@ -273,6 +277,8 @@ static bool parse_args(int argc, char **argv, opts *o) {
         else if ((v = cli_value(c, "--lr", argc, argv, &i))) o->lr = cli_parse_double(c, "--lr", v, 1e-12, 10);
         else if ((v = cli_value(c, "--warmup", argc, argv, &i))) o->warmup = cli_parse_double(c, "--warmup", v, 0, 1);
         else if ((v = cli_value(c, "--loss", argc, argv, &i))) o->loss = v;
+        else if ((v = cli_value(c, "--batch-tokens", argc, argv, &i)))
+            o->batch_tokens = cli_parse_long(c, "--batch-tokens", v, 1, 1L << 30);
         else if ((v = cli_value(c, "--seed", argc, argv, &i))) o->seed = (unsigned long long)cli_parse_long(c, "--seed", v, 0, __LONG_MAX__);
         else if ((v = cli_value(c, "--max-new-tokens", argc, argv, &i))) o->max_new = cli_parse_long(c, "--max-new-tokens", v, 1, 1 << 16);
         else if ((v = cli_value(c, "--eval-prompts", argc, argv, &i))) o->eval_prompts = cli_parse_long(c, "--eval-prompts", v, 0, 1 << 16);
@@ -306,6 +312,8 @@ typedef struct job {
     seq *ev;
     uint32_t longest;         /* tokens of the longest sequence (the models' context) */
     uint64_t total, start;    /* steps of the run, the step it starts (resumes) from */
+    size_t *plan;             /* the sequences of every step, in order (build_plan) */
+    uint64_t *plan_at;        /* [total + 1]: step s takes plan[plan_at[s] .. plan_at[s + 1]) */
     char *train_dir, *run_path, *ck, *log_path;
     vkd_ctx *ctx;
     vkd_target *t;
@@ -413,7 +421,6 @@ static void load_data(job *j) {
         cli_fatal("train-draft: sequences of %u tokens exceed the target's max_position_embeddings (%lld); "
                   "use --max-len", longest, (long long)j->tcfg.max_position_embeddings);
     j->longest = longest;
-    j->total = o->steps ? (uint64_t)o->steps : (uint64_t)(o->epochs ? o->epochs : 1) * j->ntrain;
 }
 
 /* run.json's content: the parameters a --resume must repeat */
@@ -429,6 +436,7 @@ static cJSON *run_params(const job *j) {
     for (uint32_t k = 0; k < j->shape.ntaps; k++) cJSON_AddItemToArray(tj, cJSON_CreateNumber((double)j->shape.tap_ids[k]));
     cJSON_AddNumberToObject(run, "mask_token_id", (double)j->shape.mask_id);
     cJSON_AddNumberToObject(run, "anchors_per_seq", (double)o->anchors);
+    cJSON_AddNumberToObject(run, "batch_tokens", (double)o->batch_tokens);
     cJSON_AddNumberToObject(run, "steps", (double)j->total);
     cJSON_AddNumberToObject(run, "lr", o->lr);
     cJSON_AddNumberToObject(run, "warmup", o->warmup);
@@ -561,24 +569,58 @@ static void epoch_shuffle(size_t *order, size_t ntrain, unsigned long long seed,
     }
 }
 
+/* The steps' sequences: epoch after epoch in its shuffled order, one sequence a step, or
+ * with --batch-tokens N consecutive ones while their tokens stay <= N (at least one); as
+ * many epochs as --epochs (default 1), or as --steps needs (the last one cut). Sets total. */
+static void build_plan(job *j) {
+    const opts *o = j->o;
+    size_t ntrain = j->ntrain, *order = malloc(ntrain * sizeof *order), cap = 0, n = 0;
+    uint64_t steps = 0, cap_s = 0, want = o->steps ? (uint64_t)o->steps : UINT64_MAX;
+    uint64_t epochs = o->steps ? UINT64_MAX : (uint64_t)(o->epochs ? o->epochs : 1);
+    j->plan = NULL, j->plan_at = NULL;
+    for (uint64_t e = 0; e < epochs && steps < want; e++) {
+        epoch_shuffle(order, ntrain, o->seed, e);
+        uint64_t tok = 0;
+        for (size_t k = 0; k < ntrain; k++) {
+            const seq *q = &j->all[order[k]];
+            uint64_t len = q->n + (o->regenerate ? (uint64_t)o->max_new : 0);
+            if (len > j->longest) len = j->longest;
+            bool start = k == 0 || !o->batch_tokens || tok + len > (uint64_t)o->batch_tokens;
+            if (start && steps == want) break;
+            if (n == cap) j->plan = realloc(j->plan, (cap = cap ? 2 * cap : 1024) * sizeof *j->plan);
+            if (start && steps + 2 > cap_s)
+                j->plan_at = realloc(j->plan_at, (cap_s = cap_s ? 2 * cap_s : 1024) * sizeof *j->plan_at);
+            if (!j->plan || !j->plan_at) cli_fatal("out of host memory");
+            if (start) j->plan_at[steps++] = n, tok = 0;
+            j->plan[n++] = order[k];
+            tok += len;
+        }
+    }
+    j->plan_at[steps] = n;
+    j->total = steps;
+    free(order);
+}
+
 /* Steps start..total, logged, evaluated and saved; returns the last held-out tau (0 if none),
  * *tokens the trained rows and *t0 the time the steps began. */
 static double train_loop(job *j, FILE *log, uint64_t *tokens, double *t0) {
     const opts *o = j->o;
     vkd_error err = {0};
-    size_t *order = malloc(j->ntrain * sizeof *order), ntrain = j->ntrain;
-    uint64_t cur_epoch = UINT64_MAX, total = j->total;
+    uint64_t total = j->total;
+    vkd_train_draft_seq *batch = malloc(j->ntrain * sizeof *batch);
+    if (!batch) cli_fatal("out of host memory");
     double last_tau = 0;
     *tokens = 0;
     *t0 = vkd_now();
     bool tty = isatty(2);
     for (uint64_t s = j->start; s < total; s++) {
-        uint64_t epoch = s / ntrain;
-        if (epoch != cur_epoch) epoch_shuffle(order, ntrain, o->seed, cur_epoch = epoch);
-        const seq *q = &j->all[order[s % ntrain]];
+        uint32_t nb = 0;
+        for (uint64_t k = j->plan_at[s]; k < j->plan_at[s + 1]; k++, nb++) {
+            const seq *q = &j->all[j->plan[k]];
+            batch[nb] = (vkd_train_draft_seq){.ids = q->ids, .n = q->n, .resp_start = q->resp, .key = (uint32_t)j->plan[k]};
+        }
         vkd_train_draft_stats st;
-        cli_check(vkd_train_draft_step(j->tr, j->rec, q->ids, q->n, q->resp, (uint32_t)order[s % ntrain], s, &st, &err),
-                  &err);
+        cli_check(vkd_train_draft_step_batch(j->tr, j->rec, batch, nb, s, &st, &err), &err);
         *tokens += st.rows;
         double el = vkd_now() - *t0;
         cJSON *l = cJSON_CreateObject();
@@ -606,7 +648,7 @@ static double train_loop(job *j, FILE *log, uint64_t *tokens, double *t0) {
             save(j->d, j->tr, o->out, j->train_dir, s + 1, &j->tcfg, &j->shape);
     }
     if (j->start >= total) save(j->d, j->tr, o->out, j->train_dir, total, &j->tcfg, &j->shape);
-    free(order);
+    free(batch);
     return last_tau;
 }
 
@@ -615,6 +657,7 @@ int vkd_cmd_train_draft(int argc, char **argv) {
     if (!parse_args(argc, argv, &o)) return 0;
     job j = {.o = &o};
     load_data(&j);
+    build_plan(&j);
     /* the output folder: fresh, or a run to resume with the same parameters */
     cJSON *run = run_params(&j);
     j.train_dir = path_join(o.out, "train"), j.run_path = path_join(j.train_dir, "run.json");
@@ -639,7 +682,7 @@ int vkd_cmd_train_draft(int argc, char **argv) {
     if (vkd_ctx_validation_count(j.ctx)) cli_fatal("Vulkan validation reported: %s", vkd_ctx_validation_first(j.ctx));
     for (size_t k = 0; k < j.nall; k++) free(j.all[k].ids);
     free(j.all);
-    free(j.train_dir), free(j.run_path), free(j.ck), free(j.log_path);
+    free(j.train_dir), free(j.run_path), free(j.ck), free(j.log_path), free(j.plan), free(j.plan_at);
     vkd_train_draft_free(j.tr);
     vkd_dflash_free(j.d);
     vkd_rec_destroy(j.rec);

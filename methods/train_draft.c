@@ -1,10 +1,12 @@
 /* train_draft.c: DFlash draft training from scratch (vkd_train_draft.h): the z-lab folder
  * (config, fresh weights, export) and the training step. Per step: the target over the
  * sequence with taps (one submission per max_rows chunk), then one submission with, per
- * anchor, the draft's training forward (models/dflash_train.h), the fused LM head + loss
- * over its B rows (row 0 unlabelled), their backward and the draft's backward (every
- * gradient accumulates), then the global gradient norm; read back, and when the loss and
- * the norm are finite a second submission clips and applies AdamW to every tensor. */
+ * pass of up to P anchors (P = 1: the per-block reference path), the draft's training
+ * forward of those blocks (models/dflash_train.h: one block-sparse pass), the fused LM head
+ * + loss over their rows (every block's row 0 unlabelled), their backward and the draft's
+ * backward (every gradient accumulates), then the global gradient norm; read back, and when
+ * the loss and the norm are finite a second submission clips and applies AdamW to every
+ * tensor. */
 #include "vkd_train_draft.h"
 
 #include <errno.h>
@@ -234,8 +236,9 @@ struct vkd_train_draft {
     vkd_tensor *head;                  /* row-major copy of the target's lm_head, or NULL */
     vkd_lm_loss_ws *ws;
     vkd_tensor *feats;                 /* max_len x ntaps*H */
-    vkd_tensor **lab, **row_w, **loss; /* per anchor: B labels, B weights, B losses */
-    vkd_tensor *dout;                  /* B x H */
+    uint32_t pass, npass;              /* anchors per pass (P), passes of a full step */
+    vkd_tensor **lab, **row_w, **loss; /* per pass: P*B labels, weights, losses */
+    vkd_tensor *dout;                  /* P*B x H */
     vkd_tensor *parts;
     uint32_t nparts;
     vkd_optim_slot *slots;
@@ -253,7 +256,7 @@ void vkd_train_draft_free(vkd_train_draft *tr) {
     vkd_tensor_destroy(tr->head);
     vkd_lm_loss_ws_destroy(tr->ws);
     vkd_tensor_destroy(tr->feats);
-    for (uint32_t i = 0; i < tr->o.anchors; i++) {
+    for (uint32_t i = 0; i < tr->npass; i++) {
         if (tr->lab) vkd_tensor_destroy(tr->lab[i]);
         if (tr->row_w) vkd_tensor_destroy(tr->row_w[i]);
         if (tr->loss) vkd_tensor_destroy(tr->loss[i]);
@@ -285,9 +288,14 @@ vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *
     if (!(tr->o.gamma > 0)) tr->o.gamma = VKD_TRAIN_DRAFT_GAMMA;
     vkd_ctx *ctx = d->ctx;
     const uint32_t B = d->block, H = d->hidden, K = o->anchors;
-    vkd_result r = vkd_dflash_train_create(d, o->max_len - 2, &tr->T, err);
+    uint32_t P = o->per_block ? 1 : o->blocks_per_pass ? o->blocks_per_pass : VKD_TRAIN_DRAFT_PASS_ROWS / B;
+    if (P > K) P = K;
+    if (P == 0) P = 1;
+    tr->pass = P;
+    tr->npass = (K + P - 1) / P;
+    vkd_result r = vkd_dflash_train_create_blocks(d, o->max_len - 2, P, &tr->T, err);
     if (!r) r = vkd_dflash_train_weight_grads(tr->T, err);
-    if (!r) r = vkd_lm_loss_ws_create(ctx, B, 0, false, &tr->ws, err);
+    if (!r) r = vkd_lm_loss_ws_create(ctx, P * B, 0, false, &tr->ws, err);
     if (!r && d->target->lm_head->layout != VKD_LAYOUT_ROWS) {
         if (!o->target_dir) {
             r = vkd_fail(err, VKD_ERR_INVALID, "train-draft: the target's lm_head is not row-major and no "
@@ -304,23 +312,24 @@ vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *
     }
     if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, o->max_len, (uint64_t)d->ntaps * H, "train_features",
                                      &tr->feats, err);
-    if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, H, "train_dout", &tr->dout, err);
+    if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, (uint64_t)P * B, H, "train_dout", &tr->dout, err);
     if (r) goto fail;
-    tr->lab = calloc(K, sizeof *tr->lab), tr->row_w = calloc(K, sizeof *tr->row_w);
-    tr->loss = calloc(K, sizeof *tr->loss);
+    const uint32_t np = tr->npass;
+    tr->lab = calloc(np, sizeof *tr->lab), tr->row_w = calloc(np, sizeof *tr->row_w);
+    tr->loss = calloc(np, sizeof *tr->loss);
     tr->anch = malloc(K * sizeof *tr->anch);
     tr->blocks = malloc((size_t)K * B * 4), tr->labels = malloc((size_t)K * (B - 1) * 4);
-    tr->weights = malloc((size_t)K * (B - 1) * 4), tr->lossv = malloc((size_t)K * B * 4);
-    tr->lab_b = malloc(B * 4), tr->w_b = malloc(B * 4);
+    tr->weights = malloc((size_t)K * (B - 1) * 4), tr->lossv = malloc((size_t)np * P * B * 4);
+    tr->lab_b = malloc((size_t)P * B * 4), tr->w_b = malloc((size_t)P * B * 4);
     if (!tr->lab || !tr->row_w || !tr->loss || !tr->anch || !tr->blocks || !tr->labels || !tr->weights ||
         !tr->lossv || !tr->lab_b || !tr->w_b) {
         r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
         goto fail;
     }
-    for (uint32_t i = 0; !r && i < K; i++) {
-        r = vkd_tensor_create_2d(ctx, VKD_DTYPE_I32, 1, B, "train_labels", &tr->lab[i], err);
-        if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, B, "train_row_w", &tr->row_w[i], err);
-        if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, B, "train_loss", &tr->loss[i], err);
+    for (uint32_t i = 0; !r && i < np; i++) {
+        r = vkd_tensor_create_2d(ctx, VKD_DTYPE_I32, 1, (uint64_t)P * B, "train_labels", &tr->lab[i], err);
+        if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, (uint64_t)P * B, "train_row_w", &tr->row_w[i], err);
+        if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, (uint64_t)P * B, "train_loss", &tr->loss[i], err);
     }
     if (r) goto fail;
     /* one optimizer slot per draft tensor, in checkpoint order */
@@ -363,74 +372,134 @@ static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
     return r;
 }
 
-vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t *seq, uint32_t T,
-                                uint32_t resp_start, uint32_t key, uint64_t step,
-                                vkd_train_draft_stats *st, vkd_error *err) {
-    memset(st, 0, sizeof *st);
-    double t0 = vkd_now();
+/* One sequence of a step: its K anchors, rows, features and one submission of every pass
+ * (forward, loss, backward: the gradients accumulate; zeroed first when `first`, the global
+ * norm recorded after when `last`, read into *gnorm). Row weights are scaled by `wscale`
+ * (the sequence's share of the step's total weight). Adds to *loss, *tau (sum over anchors). */
+static vkd_result step_seq(vkd_train_draft *tr, vkd_rec *rec, const vkd_train_draft_seq *q, uint64_t step,
+                           double wscale, bool first, bool last, float *gnorm, double *loss, double *tau,
+                           vkd_error *err) {
     vkd_dflash *d = tr->d;
-    const uint32_t B = d->block;
-    if (T > tr->o.max_len)
-        return vkd_fail(err, VKD_ERR_RANGE, "train-draft: a sequence of %u tokens (at most %u)", T, tr->o.max_len);
-    uint32_t s0 = resp_start > 1 ? resp_start : 1;
-    if (T < 3 || s0 > T - 2)
-        return vkd_fail(err, VKD_ERR_RANGE, "train-draft: the sequence (%u tokens, response from %u) has no "
-                        "anchor", T, resp_start);
-    uint32_t avail = T - 1 - s0, K = tr->o.anchors < avail ? tr->o.anchors : avail;
+    const uint32_t B = d->block, T = q->n;
+    uint32_t s0 = q->resp_start > 1 ? q->resp_start : 1, avail = T - 1 - s0;
+    uint32_t K = tr->o.anchors < avail ? tr->o.anchors : avail;
     /* anchors 1..avail drawn as for a context of avail + 2 tokens, shifted to s0..T-2 */
-    vkd_result r = vkd_ttt_draw_anchors(tr->o.seed, key, (uint32_t)step, avail + 2, K, tr->anch, err);
+    vkd_result r = vkd_ttt_draw_anchors(tr->o.seed, q->key, (uint32_t)step, avail + 2, K, tr->anch, err);
     if (r) return r;
     for (uint32_t i = 0; i < K; i++) tr->anch[i] += s0 - 1;
-    uint32_t rows = vkd_ttt_step_rows(seq, T, tr->anch, K, B, d->mask_id, tr->o.gamma, tr->blocks, tr->labels,
-                                      tr->weights);
-    for (uint32_t i = 0; !r && i < K; i++) {
-        tr->lab_b[0] = -1;
-        tr->w_b[0] = 0;
-        memcpy(tr->lab_b + 1, tr->labels + (size_t)i * (B - 1), (B - 1) * 4);
-        memcpy(tr->w_b + 1, tr->weights + (size_t)i * (B - 1), (B - 1) * 4);
-        r = vkd_tensor_upload(tr->lab[i], 0, tr->lab_b, (uint64_t)B * 4, err);
-        if (!r) r = vkd_tensor_upload(tr->row_w[i], 0, tr->w_b, (uint64_t)B * 4, err);
+    vkd_ttt_step_rows(q->ids, T, tr->anch, K, B, d->mask_id, tr->o.gamma, tr->blocks, tr->labels, tr->weights);
+    for (size_t i = 0; i < (size_t)K * (B - 1); i++) tr->weights[i] = (float)(tr->weights[i] * wscale);
+    const uint32_t P = tr->pass, np = (K + P - 1) / P;
+    /* pass g: anchors [g*P, g*P + nb); row 0 of every block unlabelled */
+    for (uint32_t g = 0; !r && g < np; g++) {
+        uint32_t nb = K - g * P < P ? K - g * P : P;
+        for (uint32_t b = 0; b < nb; b++) {
+            size_t i = (size_t)g * P + b;
+            tr->lab_b[b * B] = -1;
+            tr->w_b[b * B] = 0;
+            memcpy(tr->lab_b + b * B + 1, tr->labels + i * (B - 1), (B - 1) * 4);
+            memcpy(tr->w_b + b * B + 1, tr->weights + i * (B - 1), (B - 1) * 4);
+        }
+        r = vkd_tensor_upload(tr->lab[g], 0, tr->lab_b, (uint64_t)nb * B * 4, err);
+        if (!r) r = vkd_tensor_upload(tr->row_w[g], 0, tr->w_b, (uint64_t)nb * B * 4, err);
     }
-    if (!r) r = vkd_dflash_target_features(d, rec, seq, T, tr->feats, err);
+    if (!r) r = vkd_dflash_target_features(d, rec, q->ids, T, tr->feats, err);
     if (r) return r;
     vkd_rec_begin(rec);
-    r = vkd_dflash_train_zero_grads(tr->T, rec, err);
-    for (uint32_t i = 0; !r && i < K; i++) {
-        vkd_lm_loss_args la = {.rows = B, .h = tr->T->out, .w = tr->head ? tr->head : d->target->lm_head,
-                               .labels = tr->lab[i],
-                               .row_w = tr->row_w[i], .loss = tr->loss[i], .dh = tr->dout};
-        r = vkd_dflash_train_forward(tr->T, rec, tr->feats, 0, tr->anch[i], tr->blocks + (size_t)i * B, err);
+    if (first) r = vkd_dflash_train_zero_grads(tr->T, rec, err);
+    for (uint32_t g = 0; !r && g < np; g++) {
+        uint32_t nb = K - g * P < P ? K - g * P : P;
+        vkd_lm_loss_args la = {.rows = nb * B, .h = tr->T->out, .w = tr->head ? tr->head : d->target->lm_head,
+                               .labels = tr->lab[g],
+                               .row_w = tr->row_w[g], .loss = tr->loss[g], .dh = tr->dout};
+        if (tr->o.per_block)
+            r = vkd_dflash_train_forward(tr->T, rec, tr->feats, 0, tr->anch[g], tr->blocks + (size_t)g * B, err);
+        else
+            r = vkd_dflash_train_forward_blocks(tr->T, rec, tr->feats, 0, nb, tr->anch + (size_t)g * P,
+                                                tr->blocks + (size_t)g * P * B, err);
         if (!r) r = vkd_op_lm_loss_forward(rec, tr->ws, &la);
         if (!r) r = vkd_op_lm_loss_backward(rec, tr->ws, &la);
         if (!r) r = vkd_dflash_train_backward(tr->T, rec, tr->dout, err);
-        if (!r) r = vkd_rec_read(rec, tr->loss[i], 0, tr->lossv + (size_t)i * B, (uint64_t)B * 4);
+        if (!r) r = vkd_rec_read(rec, tr->loss[g], 0, tr->lossv + (size_t)g * P * B, (uint64_t)nb * B * 4);
     }
-    uint32_t part = 0;
-    for (uint32_t k = 0; !r && k < tr->nslots; k++) {
-        r = vkd_op_sumsq(rec, tr->parts, part, tr->slots[k].grad, tr->slots[k].n);
-        part += vkd_optim_sumsq_parts(d->ctx, tr->slots[k].n);
+    if (last) {
+        uint32_t part = 0;
+        for (uint32_t k = 0; !r && k < tr->nslots; k++) {
+            r = vkd_op_sumsq(rec, tr->parts, part, tr->slots[k].grad, tr->slots[k].n);
+            part += vkd_optim_sumsq_parts(d->ctx, tr->slots[k].n);
+        }
+        if (!r) r = vkd_op_global_norm(rec, tr->parts, tr->nparts, tr->parts, part);
+        if (!r) r = vkd_rec_read(rec, tr->parts, (uint64_t)tr->nparts * 4, gnorm, 4);
     }
-    if (!r) r = vkd_op_global_norm(rec, tr->parts, tr->nparts, tr->parts, part);
-    float gnorm = NAN;
-    if (!r) r = vkd_rec_read(rec, tr->parts, (uint64_t)tr->nparts * 4, &gnorm, 4);
     if ((r = submit(rec, r, err))) return r;
-    double loss = 0, tau = 0;
     for (uint32_t i = 0; i < K; i++) {
         double run = 1, acc = 1;
         for (uint32_t k = 1; k < B; k++) {
             double w = tr->weights[(size_t)i * (B - 1) + k - 1], l = tr->lossv[(size_t)i * B + k];
-            loss += l;
+            *loss += l;
             if (w <= 0) break;
             run *= exp(-l / w); /* the row's loss is w * CE */
             acc += run;
         }
-        tau += acc;
+        *tau += acc;
     }
+    return VKD_OK;
+}
+
+/* The raw position weight sum of the rows vkd_ttt_step_rows labels for sequence q at
+ * `step` (the anchors drawn as step_seq draws them); *anchors gets their count. */
+static vkd_result seq_raw_weight(vkd_train_draft *tr, const vkd_train_draft_seq *q, uint64_t step, double *sum,
+                                 uint32_t *anchors, uint32_t *rows, vkd_error *err) {
+    const uint32_t B = tr->d->block, T = q->n;
+    uint32_t s0 = q->resp_start > 1 ? q->resp_start : 1, avail = T - 1 - s0;
+    uint32_t K = tr->o.anchors < avail ? tr->o.anchors : avail;
+    vkd_result r = vkd_ttt_draw_anchors(tr->o.seed, q->key, (uint32_t)step, avail + 2, K, tr->anch, err);
+    if (r) return r;
+    *sum = 0;
+    *rows = 0;
+    *anchors = K;
+    for (uint32_t i = 0; i < K; i++) {
+        uint64_t a = tr->anch[i] + s0 - 1;
+        for (uint32_t k = 1; k < B && a + k <= (uint64_t)T - 1; k++, (*rows)++)
+            *sum += exp(-(double)(k - 1) / tr->o.gamma);
+    }
+    return VKD_OK;
+}
+
+vkd_result vkd_train_draft_step_batch(vkd_train_draft *tr, vkd_rec *rec, const vkd_train_draft_seq *seqs,
+                                      uint32_t nseq, uint64_t step, vkd_train_draft_stats *st, vkd_error *err) {
+    memset(st, 0, sizeof *st);
+    double t0 = vkd_now();
+    if (nseq == 0) return vkd_fail(err, VKD_ERR_INVALID, "train-draft: a step without sequences");
+    double *raw = malloc(nseq * sizeof *raw), total_w = 0;
+    if (!raw) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    vkd_result r = VKD_OK;
+    for (uint32_t s = 0; !r && s < nseq; s++) {
+        const vkd_train_draft_seq *q = &seqs[s];
+        uint32_t T = q->n, s0 = q->resp_start > 1 ? q->resp_start : 1, K, rows;
+        if (T > tr->o.max_len)
+            r = vkd_fail(err, VKD_ERR_RANGE, "train-draft: a sequence of %u tokens (at most %u)", T, tr->o.max_len);
+        else if (T < 3 || s0 > T - 2)
+            r = vkd_fail(err, VKD_ERR_RANGE, "train-draft: the sequence (%u tokens, response from %u) has no "
+                         "anchor", T, q->resp_start);
+        else if (!(r = seq_raw_weight(tr, q, step, &raw[s], &K, &rows, err))) {
+            total_w += raw[s];
+            st->anchors += K;
+            st->rows += rows;
+        }
+    }
+    /* each sequence's rows are normalised over the sequence (vkd_ttt_step_rows): rescaled to
+     * its share so that the step's loss is the weighted mean CE over all of its rows */
+    double loss = 0, tau = 0;
+    float gnorm = NAN;
+    for (uint32_t s = 0; !r && s < nseq; s++)
+        r = step_seq(tr, rec, &seqs[s], step, total_w > 0 ? raw[s] / total_w : 0, s == 0, s + 1 == nseq, &gnorm,
+                     &loss, &tau, err);
+    free(raw);
+    if (r) return r;
     st->loss = loss;
     st->grad_norm = gnorm;
-    st->tau_est = K ? tau / K : 0;
-    st->anchors = K;
-    st->rows = rows;
+    st->tau_est = st->anchors ? tau / st->anchors : 0;
     uint64_t warm = tr->o.warmup, total = tr->o.total;
     st->lr = tr->o.lr * vkd_lr_cosine(step, warm, total);
     if (!isfinite(loss) || !isfinite(gnorm))
@@ -442,6 +511,13 @@ vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t
     r = submit(rec, vkd_optim_step(rec, tr->slots, tr->nslots, &op, tr->parts, NULL), err);
     st->seconds = vkd_now() - t0;
     return r;
+}
+
+vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t *seq, uint32_t T,
+                                uint32_t resp_start, uint32_t key, uint64_t step,
+                                vkd_train_draft_stats *st, vkd_error *err) {
+    vkd_train_draft_seq q = {.ids = seq, .n = T, .resp_start = resp_start, .key = key};
+    return vkd_train_draft_step_batch(tr, rec, &q, 1, step, st, err);
 }
 
 /* ---- optimizer state ----------------------------------------------------------------- */

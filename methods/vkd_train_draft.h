@@ -11,8 +11,10 @@
  * the step (vkd_ttt_step_rows), so the step loss is the weighted mean cross-entropy. The
  * gradients of all anchors add up; the global norm is clipped to max_grad_norm; AdamW
  * (weight decay 0) with lr = base_lr * vkd_lr_cosine(step, warmup, total).
- * Blocks are run one anchor at a time (each with its own context K/V); the block-sparse
- * one-pass variant is not implemented.
+ * The blocks of a step go through the draft in passes of up to blocks_per_pass anchors:
+ * one pass computes the context K/V once and runs its blocks together through the
+ * block-sparse mask (models/dflash_train.h: vkd_dflash_train_forward_blocks), the same loss
+ * and gradients as one forward per anchor (options.per_block, the reference path).
  *
  * On disk (vkd_train_draft_write_config / _save_weights): z-lab's DFlashDraftModel layout,
  * config.json (Qwen3 config + dflash_config {mask_token_id, target_layer_ids}, block_size,
@@ -62,7 +64,13 @@ typedef struct vkd_train_draft_options {
     /* the target's folder: when its lm_head is not row-major on this device, the fused
      * loss reads a row-major copy loaded from there (NULL: the lm_head must be row-major) */
     const char *target_dir;
+    /* anchors per draft pass (0: all of a step's, at most VKD_TRAIN_DRAFT_PASS_ROWS rows) */
+    uint32_t blocks_per_pass;
+    bool per_block;            /* one forward per anchor (the reference path) */
 } vkd_train_draft_options;
+
+/* default bound on the rows (blocks x block size) of one pass: its activations are kept */
+#define VKD_TRAIN_DRAFT_PASS_ROWS 512
 
 /* Trainer for draft d (f32 weights in the row-major layout: vkd_train_draft_rows_weights,
  * or a context with vkd_ctx_options.row_major_weights): gradients, AdamW moments, scratch. */
@@ -87,6 +95,16 @@ typedef struct vkd_train_draft_stats {
 vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t *seq, uint32_t T,
                                 uint32_t resp_start, uint32_t key, uint64_t step,
                                 vkd_train_draft_stats *st, vkd_error *err);
+
+/* Several sequences in one step (one update): their gradients add up, each sequence's rows
+ * weighted by its share of the step's position weights, so the loss is the weighted mean CE
+ * over every row of the step; the anchors of each are drawn as for a step of its own. */
+typedef struct vkd_train_draft_seq {
+    const int32_t *ids;
+    uint32_t n, resp_start, key;
+} vkd_train_draft_seq;
+vkd_result vkd_train_draft_step_batch(vkd_train_draft *tr, vkd_rec *rec, const vkd_train_draft_seq *seqs,
+                                      uint32_t nseq, uint64_t step, vkd_train_draft_stats *st, vkd_error *err);
 
 /* The optimizer state (AdamW moments of every parameter, f32) to / from a safetensors file
  * (names "m.<tensor>", "v.<tensor>"); loading checks every name and shape. */

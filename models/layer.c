@@ -359,11 +359,17 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
         vkd_op_rmsnorm(rec, A->q, qr, L->q_norm, m * d->n_q, D, eps);
         vkd_op_rmsnorm(rec, A->k, kr, L->k_norm, m * d->n_kv, D, eps);
     }
-    vkd_op_rope(rec, A->q, 0, m, d->n_q, D, pos, NULL, s->inv_freq);
-    vkd_op_rope(rec, A->k, 0, m, d->n_kv, D, pos, NULL, s->inv_freq);
+    const vkd_tensor *rpos = s->block ? s->positions : NULL;
+    vkd_op_rope(rec, A->q, 0, m, d->n_q, D, pos, rpos, s->inv_freq);
+    vkd_op_rope(rec, A->k, 0, m, d->n_kv, D, pos, rpos, s->inv_freq);
     vkd_op_copy2d(rec, s->kc, pos, 0, A->k, 0, 0, m, KV);
     vkd_op_copy2d(rec, s->vc, pos, 0, A->v, 0, 0, m, KV);
-    if (A->lse)
+    if (s->block) {
+        if (!A->lse) return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "layer: the block-sparse pass "
+                                     "is a training forward (keep activations)");
+        vkd_op_attention_blocks_lse(rec, A->o, A->lse, A->q, s->kc, s->vc, s->anchors, m, s->block, pos,
+                                    d->n_q, d->n_kv, D, scale);
+    } else if (A->lse)
         vkd_op_attention_lse(rec, A->o, A->lse, A->q, s->kc, s->vc, m, pos + m, d->n_q, d->n_kv,
                              D, pos, s->causal, scale);
     else
@@ -461,12 +467,12 @@ vkd_result vkd_norm_backward(vkd_rec *rec, vkd_tensor *dx, vkd_tensor *dw, vkd_t
  * (vkd_layer_kv_append_backward): ws->dk rows [pos, pos + n) through rope and k_norm;
  * returns the gradient of k_raw (ws->dkr, or ws->dkb without qk_norm) */
 static const vkd_tensor *key_rows_backward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_dims *d,
-                                           uint32_t n, uint32_t pos, const vkd_tensor *k_raw,
-                                           const vkd_layer_grad_ws *ws, const vkd_tensor *inv_freq,
-                                           float eps) {
+                                           uint32_t n, uint32_t pos, const vkd_tensor *positions,
+                                           const vkd_tensor *k_raw, const vkd_layer_grad_ws *ws,
+                                           const vkd_tensor *inv_freq, float eps) {
     const uint32_t D = d->head_dim, KV = d->n_kv * D;
     vkd_op_copy2d(rec, ws->dkb, 0, 0, ws->dk, pos, 0, n, KV);
-    vkd_op_rope_backward(rec, ws->dkb, 0, n, d->n_kv, D, pos, NULL, inv_freq);
+    vkd_op_rope_backward(rec, ws->dkb, 0, n, d->n_kv, D, pos, positions, inv_freq);
     if (!d->qk_norm) return ws->dkb;
     vkd_norm_backward(rec, ws->dkr, L->grad_k_norm, ws->dwn, ws->rstd, ws->dkb, k_raw, L->k_norm,
                       n * d->n_kv, D, eps, false);
@@ -497,16 +503,21 @@ vkd_result vkd_layer_backward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_
     vkd_norm_backward(rec, dx, L->grad_ln2, ws->dwn, ws->rstd, ws->da, A->x_mid, L->ln2, m, H, eps, true);
     /* attention: x_mid = x_in + lin(o; o_proj); dq holds do until the flash backward */
     vkd_linear_backward(rec, ws->dq, 0, dx, 0, A->o, 0, &L->wo, m, false);
-    vkd_op_attention_backward(rec, ws->dqr, ws->dk, ws->dv, ws->dq, A->q, s->kc, s->vc, A->o, A->lse,
-                              m, pos + m, nq, d->n_kv, D, pos, s->causal, scale, false);
-    vkd_op_rope_backward(rec, ws->dqr, 0, m, nq, D, pos, NULL, s->inv_freq);
+    const vkd_tensor *rpos = s->block ? s->positions : NULL;
+    if (s->block)
+        vkd_op_attention_blocks_backward(rec, ws->dqr, ws->dk, ws->dv, ws->dq, A->q, s->kc, s->vc, A->o, A->lse,
+                                         s->anchors, m, s->block, pos, nq, d->n_kv, D, scale, false);
+    else
+        vkd_op_attention_backward(rec, ws->dqr, ws->dk, ws->dv, ws->dq, A->q, s->kc, s->vc, A->o, A->lse,
+                                  m, pos + m, nq, d->n_kv, D, pos, s->causal, scale, false);
+    vkd_op_rope_backward(rec, ws->dqr, 0, m, nq, D, pos, rpos, s->inv_freq);
     const vkd_tensor *dqn = ws->dqr;
     if (d->qk_norm) {
         vkd_norm_backward(rec, ws->dq, L->grad_q_norm, ws->dwn, ws->rstd, ws->dqr, A->q_raw,
                           L->q_norm, m * nq, D, eps, false);
         dqn = ws->dq;
     }
-    const vkd_tensor *dkn = key_rows_backward(rec, L, d, m, pos, A->k_raw, ws, s->inv_freq, eps);
+    const vkd_tensor *dkn = key_rows_backward(rec, L, d, m, pos, rpos, A->k_raw, ws, s->inv_freq, eps);
     vkd_linear_backward(rec, ws->da, 0, dqn, 0, A->a1, 0, &L->wq, m, false);
     vkd_linear_backward(rec, ws->da, 0, dkn, 0, A->a1, 0, &L->wk, m, true);
     vkd_linear_backward(rec, ws->da, 0, ws->dv, pos, A->a1, 0, &L->wv, m, true);
@@ -524,7 +535,7 @@ vkd_result vkd_layer_kv_append_backward(vkd_rec *rec, const vkd_layer *L, const 
     if (n > ws->kv_rows || (uint64_t)pos + n > ws->kv_rows)
         return vkd_fail(err, VKD_ERR_INVALID, "K/V append backward: %u rows at %u, the scratch holds "
                         "%u K/V rows", n, pos, ws->kv_rows);
-    const vkd_tensor *dkn = key_rows_backward(rec, L, d, n, pos, k_raw, ws, inv_freq, eps);
+    const vkd_tensor *dkn = key_rows_backward(rec, L, d, n, pos, NULL, k_raw, ws, inv_freq, eps);
     vkd_linear_backward(rec, dc, c_row0, dkn, 0, c, c_row0, &L->wk, n, accumulate);
     return vkd_linear_backward(rec, dc, c_row0, ws->dv, pos, c, c_row0, &L->wv, n, true);
 }

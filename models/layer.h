@@ -143,6 +143,12 @@ typedef struct vkd_layer_step {
     vkd_tensor *kc, *vc;       /* K/V rows [pos, pos+m) written, [0, pos+m) attended */
     const vkd_tensor *inv_freq;
     float eps;
+    /* block != 0: DFlash training's block-sparse pass (vkd_op_attention_blocks_lse): x is
+     * m / block blocks, block b seeing K/V rows [0, anchors[b]) (the context, kc/vc rows
+     * [0, pos)) and its own rows; positions (i32, m) gives each row's RoPE position, and its
+     * K/V still go to rows [pos, pos+m). f32 K/V; causal is ignored. */
+    uint32_t block;
+    const vkd_tensor *anchors, *positions;
 } vkd_layer_step;
 
 /* Records one decoder layer on x (m x hidden f32, in place: the residual stream). */

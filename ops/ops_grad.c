@@ -126,12 +126,14 @@ vkd_result vkd_op_swiglu_backward(vkd_rec *rec, vkd_tensor *dg, vkd_tensor *du,
     return vkd_rec_dispatch(rec, &d);
 }
 
-vkd_result vkd_op_attention_backward(vkd_rec *rec, vkd_tensor *dq, vkd_tensor *dk, vkd_tensor *dv,
-                                     const vkd_tensor *do_, const vkd_tensor *q,
-                                     const vkd_tensor *k, const vkd_tensor *v, const vkd_tensor *o,
-                                     const vkd_tensor *lse, uint32_t q_rows, uint32_t kv_len,
-                                     uint32_t n_q, uint32_t n_kv, uint32_t hd, uint32_t q_pos0,
-                                     bool causal, float scale, bool accumulate) {
+/* anchors != NULL: the block-sparse mask (vkd_op_attention_blocks_backward), blocks of
+ * `block` rows, K/V rows [q_pos0, kv_len) the blocks' own */
+static vkd_result attention_backward(vkd_rec *rec, vkd_tensor *dq, vkd_tensor *dk, vkd_tensor *dv,
+                                     const vkd_tensor *do_, const vkd_tensor *q, const vkd_tensor *k,
+                                     const vkd_tensor *v, const vkd_tensor *o, const vkd_tensor *lse,
+                                     const vkd_tensor *anchors, uint32_t block, uint32_t q_rows,
+                                     uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd,
+                                     uint32_t q_pos0, bool causal, float scale, bool accumulate) {
     vkd_error *err = vkd_rec_error(rec);
     vkd_result r;
     if (err->code) return err->code;
@@ -158,7 +160,7 @@ vkd_result vkd_op_attention_backward(vkd_rec *rec, vkd_tensor *dq, vkd_tensor *d
     uint32_t wg = vkd_ctx_profile(ctx)->wg_elementwise, hd4 = hd / 4, group = n_q / n_kv;
     vkd_pc_attention_bwd pc = {
         .q_rows = q_rows, .kv_len = kv_len, .n_q = n_q, .n_kv = n_kv, .q_pos0 = q_pos0,
-        .causal = causal, .k_stride = (uint)k->cols, .scale = scale,
+        .causal = causal, .k_stride = (uint)k->cols, .scale = scale, .block = block,
     };
     /* DQ: per key 1 + 2 * (hd4 + 1) iterations after a setup loop of hd4 + 1 */
     uint32_t per = vkd_ops_loop_items(ctx, hd4 + 2, 2 * (hd4 + 1) + 1);
@@ -176,15 +178,55 @@ vkd_result vkd_op_attention_backward(vkd_rec *rec, vkd_tensor *dq, vkd_tensor *d
         .push_bytes = sizeof pc,
         .groups = {div_up32((uint64_t)q_rows * n_q, wg)},
     };
-    if ((r = vkd_ops_split_dispatch(rec, &d, 0, kv_len, per, accumulate, 1u << 6, &pc.r0, &pc.r1,
-                                    &pc.accumulate)))
+    if (anchors) {
+        d.shader = VKD_SHADER_ATTENTION_BWD_BLOCKS_DQ;
+        d.binds[7] = vkd_r(anchors);
+        d.nbinds = 8;
+    }
+    /* blocks: a row's visible keys number at most q_pos0 + block */
+    if ((r = vkd_ops_split_dispatch(rec, &d, 0, anchors ? q_pos0 + block : kv_len, per, accumulate, 1u << 6,
+                                    &pc.r0, &pc.r1, &pc.accumulate)))
         return r;
     /* DKV: per query row 2 + group * (1 + 2 * (hd4 + 1) + 1) after setup hd4 + 1 */
-    d.shader = VKD_SHADER_ATTENTION_BWD_DKV;
+    d.shader = anchors ? VKD_SHADER_ATTENTION_BWD_BLOCKS_DKV : VKD_SHADER_ATTENTION_BWD_DKV;
     d.binds[6] = vkd_w(dk);
     d.binds[7] = vkd_w(dv);
     d.nbinds = 8;
+    if (anchors) {
+        d.binds[8] = vkd_r(anchors);
+        d.nbinds = 9;
+    }
     d.groups[0] = div_up32((uint64_t)kv_len * n_kv, wg);
     return vkd_ops_split_dispatch(rec, &d, 0, q_rows, per_rows, accumulate, 3u << 6, &pc.r0,
                                   &pc.r1, &pc.accumulate);
+}
+
+vkd_result vkd_op_attention_backward(vkd_rec *rec, vkd_tensor *dq, vkd_tensor *dk, vkd_tensor *dv,
+                                     const vkd_tensor *do_, const vkd_tensor *q,
+                                     const vkd_tensor *k, const vkd_tensor *v, const vkd_tensor *o,
+                                     const vkd_tensor *lse, uint32_t q_rows, uint32_t kv_len,
+                                     uint32_t n_q, uint32_t n_kv, uint32_t hd, uint32_t q_pos0,
+                                     bool causal, float scale, bool accumulate) {
+    return attention_backward(rec, dq, dk, dv, do_, q, k, v, o, lse, NULL, 0, q_rows, kv_len, n_q, n_kv, hd,
+                              q_pos0, causal, scale, accumulate);
+}
+
+vkd_result vkd_op_attention_blocks_backward(vkd_rec *rec, vkd_tensor *dq, vkd_tensor *dk, vkd_tensor *dv,
+                                            const vkd_tensor *do_, const vkd_tensor *q, const vkd_tensor *k,
+                                            const vkd_tensor *v, const vkd_tensor *o, const vkd_tensor *lse,
+                                            const vkd_tensor *anchors, uint32_t q_rows, uint32_t block,
+                                            uint32_t n_ctx, uint32_t n_q, uint32_t n_kv, uint32_t hd,
+                                            float scale, bool accumulate) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!anchors) return vkd_fail(err, VKD_ERR_INVALID, "attention_blocks_backward: missing anchors");
+    if (!block || q_rows % block)
+        return vkd_fail(err, VKD_ERR_INVALID, "attention_blocks_backward: %u query rows are not whole blocks "
+                        "of %u", q_rows, block);
+    vkd_result r = vkd_ops_need(rec, "attention_blocks_backward", anchors, VKD_DTYPE_I32, q_rows / block);
+    if (r) return r;
+    if ((uint64_t)n_ctx + q_rows > UINT32_MAX)
+        return vkd_fail(err, VKD_ERR_RANGE, "attention_blocks_backward: %u context rows too many", n_ctx);
+    return attention_backward(rec, dq, dk, dv, do_, q, k, v, o, lse, anchors, block, q_rows, n_ctx + q_rows, n_q,
+                              n_kv, hd, n_ctx, false, scale, accumulate);
 }

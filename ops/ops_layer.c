@@ -143,9 +143,12 @@ static attn_geom attention_geometry(const vkd_ctx *ctx, uint32_t hd, uint32_t gr
 }
 
 /* q, o: q_rows x (n_q*hd) f32; k, v: cap x (>= n_kv*hd) f32/f16, rows < kv_len read. */
+/* anchors != NULL: the block-sparse mask (vkd_op_attention_blocks_lse), blocks of `block`
+ * rows, K/V rows [q_pos0, kv_len) the blocks' own. */
 static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q, const vkd_tensor *k,
-                            const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
-                            uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale) {
+                            const vkd_tensor *v, const vkd_tensor *anchors, uint32_t block, uint32_t q_rows,
+                            uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal,
+                            float scale) {
     vkd_result r;
     vkd_error *err = vkd_rec_error(rec);
     if (err->code) return err->code;
@@ -188,17 +191,18 @@ static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, c
      * over NV and HPW have constant trip counts and are unrolled). Refuse rather than
      * return a truncated softmax. */
     uint64_t budget = vkd_profile_loop_budget(vkd_ctx_profile(ctx));
-    uint64_t steps = (kv_len + g.wg / g.lanes - 1) / (g.wg / g.lanes);
+    uint32_t keys = anchors ? q_pos0 + block : kv_len; /* most keys one row sees */
+    uint64_t steps = (keys + g.wg / g.lanes - 1) / (g.wg / g.lanes);
     if (steps * (1 + g.hpw) > budget)
         return vkd_fail(err, VKD_ERR_UNSUPPORTED,
                         "attention over %u keys exceeds this driver's loop limit (%u iterations "
-                        "per invocation; at most about %llu keys here)", kv_len,
+                        "per invocation; at most about %llu keys here)", keys,
                         vkd_ctx_profile(ctx)->bug_loop_limit,
                         (unsigned long long)(budget / (1 + g.hpw) * (g.wg / g.lanes)));
     vkd_pc_attention pc = {
         .q_rows = q_rows, .kv_len = kv_len, .n_q = n_q, .hd = hd, .q_pos0 = q_pos0,
         .causal = causal, .k_stride = (uint)k->cols, .v_stride = (uint)v->cols,
-        .group = n_q / n_kv, .scale_log2e = scale * 1.4426950408889634f,
+        .group = n_q / n_kv, .scale_log2e = scale * 1.4426950408889634f, .block = block,
     };
     vkd_dispatch d = {
         .shader = k->dtype == VKD_DTYPE_F16 ? VKD_SHADER_ATTENTION_F16 : VKD_SHADER_ATTENTION_F32,
@@ -215,13 +219,18 @@ static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, c
         d.binds[4] = vkd_w(lse);
         d.nbinds = 5;
     }
+    if (anchors) {
+        d.shader = VKD_SHADER_ATTENTION_BLOCKS_LSE_F32;
+        d.binds[5] = vkd_r(anchors);
+        d.nbinds = 6;
+    }
     return vkd_rec_dispatch(rec, &d);
 }
 
 vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, const vkd_tensor *k,
                             const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
                             uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale) {
-    return attention_impl(rec, o, NULL, q, k, v, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
+    return attention_impl(rec, o, NULL, q, k, v, NULL, 0, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
 }
 
 vkd_result vkd_op_attention_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q,
@@ -229,7 +238,27 @@ vkd_result vkd_op_attention_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, co
                                 uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd,
                                 uint32_t q_pos0, bool causal, float scale) {
     if (!lse) return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "attention: missing lse tensor");
-    return attention_impl(rec, o, lse, q, k, v, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
+    return attention_impl(rec, o, lse, q, k, v, NULL, 0, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
+}
+
+vkd_result vkd_op_attention_blocks_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q,
+                                       const vkd_tensor *k, const vkd_tensor *v, const vkd_tensor *anchors,
+                                       uint32_t q_rows, uint32_t block, uint32_t n_ctx, uint32_t n_q,
+                                       uint32_t n_kv, uint32_t hd, float scale) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    vkd_result r;
+    if (!lse || !k || !v || !anchors) return vkd_fail(err, VKD_ERR_INVALID, "attention_blocks: missing tensor");
+    if (!block || q_rows % block)
+        return vkd_fail(err, VKD_ERR_INVALID, "attention_blocks: %u query rows are not whole blocks of %u", q_rows,
+                        block);
+    if (k->dtype != VKD_DTYPE_F32 || v->dtype != VKD_DTYPE_F32)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "attention_blocks: K/V rows must be f32");
+    if ((r = vkd_ops_need(rec, "attention_blocks", anchors, VKD_DTYPE_I32, q_rows / block))) return r;
+    if ((uint64_t)n_ctx + q_rows > UINT32_MAX)
+        return vkd_fail(err, VKD_ERR_RANGE, "attention_blocks: %u context rows too many", n_ctx);
+    return attention_impl(rec, o, lse, q, k, v, anchors, block, q_rows, n_ctx + q_rows, n_q, n_kv, hd, n_ctx,
+                          false, scale);
 }
 
 /* h, g, u: n f32 */

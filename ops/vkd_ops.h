@@ -82,6 +82,19 @@ vkd_result vkd_op_attention_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, co
                                 uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd,
                                 uint32_t q_pos0, bool causal, float scale);
 
+/* The block-sparse attention of DFlash training (many anchor blocks of one sequence in one
+ * pass), with its log-sum-exp as vkd_op_attention_lse:
+ *   q, o: f32 q_rows x (n_q*hd), q_rows = nblk * block: block b is rows [b*block, (b+1)*block);
+ *   k, v: f32, rows [0, n_ctx) the context (positions 0..n_ctx-1), rows n_ctx + b*block ..
+ *   + block - 1 block b's own (its query rows' K/V);
+ *   anchors: i32 >= nblk values, anchors[b] in [0, n_ctx] (larger is clamped to n_ctx).
+ * Query rows of block b see the context keys j < anchors[b] and every key of block b
+ * (bidirectional inside the block), never another block's. */
+vkd_result vkd_op_attention_blocks_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q,
+                                       const vkd_tensor *k, const vkd_tensor *v, const vkd_tensor *anchors,
+                                       uint32_t q_rows, uint32_t block, uint32_t n_ctx, uint32_t n_q,
+                                       uint32_t n_kv, uint32_t hd, float scale);
+
 /* h[i] = silu(g[i]) * u[i] for i < n (f32). h may alias g or u. */
 vkd_result vkd_op_swiglu(vkd_rec *rec, vkd_tensor *h, const vkd_tensor *g, const vkd_tensor *u,
                          uint64_t n);

@@ -52,4 +52,14 @@ vkd_result vkd_op_attention_backward(vkd_rec *rec, vkd_tensor *dq, vkd_tensor *d
                                      uint32_t n_q, uint32_t n_kv, uint32_t hd, uint32_t q_pos0,
                                      bool causal, float scale, bool accumulate);
 
+/* Backward of vkd_op_attention_blocks_lse (same sizes, anchors and mask; all f32): dq
+ * q_rows x (n_q*hd); dk, dv rows [0, n_ctx + q_rows) of k's row stride, written or
+ * accumulated (accumulate). hd a multiple of 4, at most 256. */
+vkd_result vkd_op_attention_blocks_backward(vkd_rec *rec, vkd_tensor *dq, vkd_tensor *dk, vkd_tensor *dv,
+                                            const vkd_tensor *do_, const vkd_tensor *q, const vkd_tensor *k,
+                                            const vkd_tensor *v, const vkd_tensor *o, const vkd_tensor *lse,
+                                            const vkd_tensor *anchors, uint32_t q_rows, uint32_t block,
+                                            uint32_t n_ctx, uint32_t n_q, uint32_t n_kv, uint32_t hd,
+                                            float scale, bool accumulate);
+
 #endif

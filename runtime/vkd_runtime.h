@@ -20,7 +20,7 @@
 #include "vkd_base.h"
 #include "vkd_shaders.h"
 
-#define VKD_MAX_BINDINGS 8
+#define VKD_MAX_BINDINGS 9
 #define VKD_MAX_PUSH_BYTES 128
 #define VKD_MAX_SPEC 4
 #define VKD_MAX_DIMS 4

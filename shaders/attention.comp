@@ -12,11 +12,16 @@
  * scale*log2(e)) so exp2 is the only transcendental.
  * Spec constants: 0 workgroup size, 1 L, 2 NV (>= ceil(hd/4 / L)), 3 HPW (divides group).
  * Bindings: 0 q (f32), 1 k, 2 v (cache dtype by variant), 3 o (f32), and with LSE
- * 4 lse (f32 q_rows x n_q, natural log of the softmax denominator: training forward). */
+ * 4 lse (f32 q_rows x n_q, natural log of the softmax denominator: training forward).
+ * BLOCKS (DFlash training, many blocks of one sequence in one pass): query rows are blocks
+ * of pc.block rows; block b = row / block sees the context keys j < anchors[b] (binding 5,
+ * i32; clamped to q_pos0) and its own block's keys, rows q_pos0 + b*block .. + block - 1,
+ * not the other blocks: the row's n visible keys are walked in that order. */
 //! variant ATTENTION_F32 KV_F32=1
 //! variant ATTENTION_F16 KV_F16=1
 //! variant ATTENTION_LSE_F32 KV_F32=1 LSE=1
 //! variant ATTENTION_LSE_F16 KV_F16=1 LSE=1
+//! variant ATTENTION_BLOCKS_LSE_F32 KV_F32=1 LSE=1 BLOCKS=1
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -33,6 +38,9 @@ layout(std430, binding = 3) writeonly buffer O { vec4 o4[]; };
 #ifdef LSE
 layout(std430, binding = 4) writeonly buffer LS { float lse_out[]; };
 const float LN2 = 0.6931471805599453;
+#endif
+#ifdef BLOCKS
+layout(std430, binding = 5) readonly buffer AN { int anchors[]; };
 #endif
 #if defined(KV_F32)
 layout(std430, binding = 1) readonly buffer K { vec4 k4[]; };
@@ -59,7 +67,14 @@ void main() {
     uint row = gl_WorkGroupID.y;
     uint g = h0 / pc.group;
     uint hd4 = pc.hd >> 2;
+#ifdef BLOCKS
+    uint blk = row / pc.block;
+    uint n_ctx = min(uint(max(anchors[blk], 0)), pc.q_pos0);
+    uint own = pc.q_pos0 + blk * pc.block - n_ctx; /* visible key i >= n_ctx is row own + i */
+    uint n = n_ctx + pc.block;
+#else
     uint n = pc.causal != 0u ? min(pc.kv_len, pc.q_pos0 + row + 1u) : pc.kv_len;
+#endif
 
     vec4 qv[HPW * NV];
     vec4 acc[HPW * NV];
@@ -80,6 +95,9 @@ void main() {
         uint j = it * T + team;
         bool valid = j < n;
         uint jj = valid ? j : n - 1u;
+#ifdef BLOCKS
+        jj = jj < n_ctx ? jj : own + jj;
+#endif
         vec4 kv[NV];
         for (uint u = 0u; u < NV; u++) {
             uint c = tl + L * u;

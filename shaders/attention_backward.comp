@@ -12,9 +12,16 @@
  * invocation keeps its head vectors and accumulators in registers. All tensors f32; q, o,
  * do, dq rows of n_q*hd; k, v, dk, dv rows of k_stride (kv head g at column g*hd); lse
  * q_rows x n_q.
- * Bindings: 0 q, 1 k, 2 v, 3 o, 4 lse, 5 do, 6 dq or dk, 7 dv (DKV). */
+ * Bindings: 0 q, 1 k, 2 v, 3 o, 4 lse, 5 do, 6 dq or dk, 7 dv (DKV).
+ * BLOCKS: the block-sparse mask of attention.comp's BLOCKS (query row i in block
+ * b = i / block sees context keys j < anchors[b] and block b's keys q_pos0 + b*block ..);
+ * anchors (i32) at binding 7 (DQ) or 8 (DKV). DQ walks a row's visible keys in order
+ * (context, then its block) over [r0, r1) of them; DKV, for a context key, the rows of the
+ * blocks whose anchor is past it, for a block key the rows of its own block. */
 //! variant ATTENTION_BWD_DQ DQ=1
 //! variant ATTENTION_BWD_DKV DKV=1
+//! variant ATTENTION_BWD_BLOCKS_DQ DQ=1 BLOCKS=1
+//! variant ATTENTION_BWD_BLOCKS_DKV DKV=1 BLOCKS=1
 #define PC_ATTENTION_BWD
 #include "vkd_push.h"
 layout(local_size_x_id = 0) in;
@@ -29,6 +36,11 @@ layout(std430, binding = 5) readonly buffer DO { vec4 do4[]; };
 layout(std430, binding = 6) buffer G1 { vec4 g1[]; };
 #ifdef DKV
 layout(std430, binding = 7) buffer G2 { vec4 g2[]; };
+#endif
+#if defined(BLOCKS) && defined(DQ)
+layout(std430, binding = 7) readonly buffer AN { int anchors[]; };
+#elif defined(BLOCKS)
+layout(std430, binding = 8) readonly buffer AN { int anchors[]; };
 #endif
 
 void main() {
@@ -48,9 +60,21 @@ void main() {
         acc[c] = pc.accumulate != 0u ? g1[qb + c] : vec4(0.0);
     }
     float l = lse[id];
+#ifdef BLOCKS
+    uint blk = i / pc.block;
+    uint n_ctx = min(uint(max(anchors[blk], 0)), pc.q_pos0);
+    uint own = pc.q_pos0 + blk * pc.block - n_ctx;
+    uint n = n_ctx + pc.block;
+#else
     uint n = pc.causal != 0u ? min(pc.kv_len, pc.q_pos0 + i + 1u) : pc.kv_len;
+#endif
     uint r1 = min(pc.r1, n);
-    for (uint j = pc.r0; j < r1; j++) {
+    for (uint jv = pc.r0; jv < r1; jv++) {
+#ifdef BLOCKS
+        uint j = jv < n_ctx ? jv : own + jv;
+#else
+        uint j = jv;
+#endif
         float s = 0.0, dp = 0.0;
         for (uint c = 0u; c < HD4; c++) {
             s += dot(qv[c], k4[j * ks + kb + c]);
@@ -71,10 +95,25 @@ void main() {
         dk[c] = pc.accumulate != 0u ? g1[kb + c] : vec4(0.0);
         dv[c] = pc.accumulate != 0u ? g2[kb + c] : vec4(0.0);
     }
+    uint i0 = pc.r0, i1 = pc.r1;
+#ifdef BLOCKS
+    bool ctx_key = j < pc.q_pos0;
+    if (!ctx_key) { /* block key: its own block's rows only */
+        uint b0 = (j - pc.q_pos0) / pc.block * pc.block;
+        i0 = max(i0, b0);
+        i1 = min(i1, b0 + pc.block);
+    }
+#else
     /* causal: rows i with q_pos0 + i >= j see key j */
-    uint i0 = pc.r0;
     if (pc.causal != 0u && j > pc.q_pos0) i0 = max(i0, j - pc.q_pos0);
-    for (uint i = i0; i < pc.r1; i++) {
+#endif
+    for (uint i = i0; i < i1; i++) {
+#ifdef BLOCKS
+        if (ctx_key && uint(max(anchors[i / pc.block], 0)) <= j) { /* the block starts before key j */
+            i = i / pc.block * pc.block + pc.block - 1u;
+            continue;
+        }
+#endif
         for (uint hh = 0u; hh < group; hh++) {
             uint row = i * pc.n_q + g * group + hh, qb = row * HD4;
             float s = 0.0, dp = 0.0, D = 0.0;

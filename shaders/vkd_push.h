@@ -103,6 +103,7 @@ PUSH_BEGIN(vkd_pc_attention)
     uint v_stride;
     uint group;
     float scale_log2e;
+    uint block;          /* 0, or the block-sparse training mask's block rows (ATTENTION_BLOCKS) */
 PUSH_END(vkd_pc_attention)
 #endif
 /* swiglu: n f32 elements, per_wg contiguous elements per workgroup (multiple of 4) */
@@ -205,7 +206,8 @@ PUSH_BEGIN(vkd_pc_swiglu_bwd)
     uint n;
 PUSH_END(vkd_pc_swiglu_bwd)
 #endif
-/* attention backward: DQ over keys [r0, r1), DKV over query rows [r0, r1) */
+/* attention backward: DQ over keys [r0, r1) (block-sparse: over a row's visible keys in
+ * order, context first), DKV over query rows [r0, r1) */
 #if !defined(VULKAN) || defined(PC_ATTENTION_BWD)
 PUSH_BEGIN(vkd_pc_attention_bwd)
     uint q_rows;
@@ -219,6 +221,7 @@ PUSH_BEGIN(vkd_pc_attention_bwd)
     uint r1;
     uint accumulate;
     float scale;
+    uint block;          /* block-sparse variants: rows per block */
 PUSH_END(vkd_pc_attention_bwd)
 #endif
 /* greedy LM head (argmax_blocks): rows x_row0.. of x against one chunk of W (its rows

@@ -4,6 +4,7 @@ PyTorch on this machine's CPU, as a ratio measured in one run (issue 15's benchm
 
   /usr/bin/python3 tools/bench-train-draft.py --target DIR [--context 256] [--anchors 8]
       [--steps 3] [--block-size 16] [--layers 5] [--seed 0] [--vkdraft build/apps/vkdraft]
+      [--baseline OTHER_VKDRAFT] [--no-torch]
 
 One training sequence of --context random ids (the first 16 the prompt, the rest the
 response) as a token-id data file. vkdraft: `train-draft --steps N+1` (the first step warms
@@ -14,7 +15,9 @@ PyTorch (float32, autograd, torch.set_num_threads = the CPU count): the same ste
 tools/reference's Target / Draft on the weights vkdraft wrote (the target's forward without
 its logits, as vkdraft's feature pass), K anchors drawn on the response, the same position
 weights, clipping and AdamW. Printed: ms per step and tokens/s of both, and the ratio
-(> 1: vkdraft faster). Figures, not a pass/fail."""
+(> 1: vkdraft faster). --baseline: a second vkdraft binary (e.g. an older build) timed on
+the same data in the same run (before / after); --no-torch skips the PyTorch side.
+Figures, not a pass/fail."""
 import argparse
 import json
 import math
@@ -81,6 +84,8 @@ def main():
     p.add_argument("--layers", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vkdraft", default=os.path.join(HERE, "..", "build", "apps", "vkdraft"))
+    p.add_argument("--baseline", default=None)
+    p.add_argument("--no-torch", dest="no_torch", action="store_true")
     a = p.parse_args()
     with open(os.path.join(a.target, "config.json")) as f:
         V = json.load(f)["vocab_size"]
@@ -91,21 +96,32 @@ def main():
     data = os.path.join(tmp, "ids.jsonl")
     with open(data, "w") as f:
         f.write(json.dumps({"prompt_ids": ids[:resp], "response_ids": ids[resp:]}) + "\n")
-    out = os.path.join(tmp, "draft")
-    cmd = [a.vkdraft, "train-draft", "--target", a.target, "--data", data, "--out", out, "--eval-prompts", "0",
-           "--steps", str(a.steps + 1), "--anchors-per-seq", str(a.anchors), "--block-size", str(a.block),
-           "--layers", str(a.layers), "--seed", str(a.seed), "--quiet"]
-    t0 = time.time()
-    subprocess.run(cmd, check=True)
-    with open(os.path.join(out, "train", "log.jsonl")) as f:
-        L = [json.loads(x) for x in f if '"loss"' in x][1:]
-    vk_s = statistics.median(x["seconds"] for x in L)
-    vk_rows = statistics.median(x["rows"] for x in L)
-    print(f"vkdraft: {vk_s * 1e3:.0f} ms/step, {vk_rows / vk_s:.1f} training tokens/s "
-          f"({a.anchors} anchors x {a.block - 1} rows, context {a.context}; run {time.time() - t0:.0f}s)")
+    print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
+
+    def vk_steps(exe, name):
+        out = os.path.join(tmp, name)
+        cmd = [exe, "train-draft", "--target", a.target, "--data", data, "--out", out, "--eval-prompts", "0",
+               "--steps", str(a.steps + 1), "--anchors-per-seq", str(a.anchors), "--block-size", str(a.block),
+               "--layers", str(a.layers), "--seed", str(a.seed), "--quiet"]
+        t0 = time.time()
+        subprocess.run(cmd, check=True)
+        with open(os.path.join(out, "train", "log.jsonl")) as f:
+            L = [json.loads(x) for x in f if '"loss"' in x][1:]
+        s, rows = statistics.median(x["seconds"] for x in L), statistics.median(x["rows"] for x in L)
+        print(f"vkdraft{' (' + exe + ')' if name != 'draft' else ''}: {s * 1e3:.0f} ms/step, {rows / s:.1f} training "
+              f"tokens/s ({a.anchors} anchors x {a.block - 1} rows, context {a.context}; run {time.time() - t0:.0f}s; "
+              f"load average {os.getloadavg()[0]:.1f})", flush=True)
+        return s, out
+
+    vk_s, out = vk_steps(a.vkdraft, "draft")
+    if a.baseline:
+        base_s, _ = vk_steps(a.baseline, "draft_baseline")
+        print(f"speed-up over the baseline (baseline ms / vkdraft ms): {base_s / vk_s:.2f}", flush=True)
+    if a.no_torch:
+        return
     pt_s, pt_rows = torch_steps(a, a.target, out, ids, resp)
     print(f"PyTorch CPU f32 ({torch.get_num_threads()} threads): {pt_s * 1e3:.0f} ms/step, "
-          f"{pt_rows / pt_s:.1f} training tokens/s")
+          f"{pt_rows / pt_s:.1f} training tokens/s (load average {os.getloadavg()[0]:.1f})")
     print(f"ratio (PyTorch ms / vkdraft ms): {pt_s / vk_s:.2f}")
 
 

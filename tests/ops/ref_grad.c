@@ -96,10 +96,18 @@ void rg_swiglu_bwd(double *dg, double *du, const double *dh, const double *g, co
     }
 }
 
+/* keys [0, visible) may be seen by query row i; sees(): whether key j is */
 static uint32_t visible(const rg_attn *a, uint32_t i) {
-    if (!a->causal) return a->kv_len;
+    if (a->block || !a->causal) return a->kv_len;
     uint32_t n = a->q_pos0 + i + 1;
     return n < a->kv_len ? n : a->kv_len;
+}
+
+static bool sees(const rg_attn *a, uint32_t i, uint32_t j) {
+    if (!a->block) return true;
+    uint32_t b = i / a->block, own = a->q_pos0 + b * a->block;
+    int64_t an = a->anchors[b] < 0 ? 0 : a->anchors[b];
+    return (j < a->q_pos0 && (int64_t)j < an) || (j >= own && j < own + a->block);
 }
 
 void rg_attention_fwd(double *o, double *lse, const double *q, const double *k, const double *v,
@@ -112,6 +120,7 @@ void rg_attention_fwd(double *o, double *lse, const double *q, const double *k, 
             uint32_t g = h / group, n = visible(a, i);
             double mx = -INFINITY, sum = 0;
             for (uint32_t j = 0; j < n; j++) {
+                if (!sees(a, i, j)) { s[j] = -INFINITY; continue; }
                 double d = 0;
                 for (uint32_t c = 0; c < hd; c++) d += qi[c] * k[(size_t)j * a->kv_stride + g * hd + c];
                 s[j] = d * a->scale;
@@ -144,6 +153,7 @@ void rg_attention_bwd(double *dq, double *dk, double *dv, const double *dout, co
             double D = 0;
             for (uint32_t c = 0; c < hd; c++) D += dout[qb + c] * o[qb + c];
             for (uint32_t j = 0; j < n; j++) {
+                if (!sees(a, i, j)) continue;
                 size_t kb = (size_t)j * a->kv_stride + g * hd;
                 double s = 0, dp = 0;
                 for (uint32_t c = 0; c < hd; c++) {

@@ -26,11 +26,16 @@ void rg_rope_bwd(double *dx, uint32_t rows, uint32_t heads, uint32_t hd, uint32_
 void rg_swiglu_fwd(double *h, const double *g, const double *u, uint64_t n);
 void rg_swiglu_bwd(double *dg, double *du, const double *dh, const double *g, const double *u, uint64_t n);
 
-/* q, o: q_rows x (n_q*hd); k, v: kv_len x kv_stride (kv head g at g*hd); lse: q_rows x n_q */
+/* q, o: q_rows x (n_q*hd); k, v: kv_len x kv_stride (kv head g at g*hd); lse: q_rows x n_q.
+ * block != 0: the block-sparse mask of vkd_op_attention_blocks_lse (query row i of block
+ * b = i / block sees keys j < min(anchors[b], q_pos0) and q_pos0 + b*block .. + block - 1;
+ * kv_len = q_pos0 + q_rows; causal ignored). */
 typedef struct rg_attn {
     uint32_t q_rows, kv_len, n_q, n_kv, hd, kv_stride, q_pos0;
     bool causal;
     double scale;
+    uint32_t block;
+    const int32_t *anchors;
 } rg_attn;
 void rg_attention_fwd(double *o, double *lse, const double *q, const double *k, const double *v,
                       const rg_attn *a);

@@ -5,7 +5,8 @@
  *      error printed; bound 1e-6 of the gradient's scale);
  *   2. the Vulkan backward against that reference on the same f32 inputs (bound per op,
  *      f32 accumulation), output buffers guarded by sentinels, NaN counted as failure.
- * Sizes that force a reduction to be split under lavapipe's loop limit are included. */
+ * Sizes that force a reduction to be split under lavapipe's loop limit are included; the
+ * attention also in its block-sparse training variant (vkd_op_attention_blocks_lse). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,66 @@ static void test_attention(uint32_t q_rows, uint32_t kv_len, uint32_t n_q, uint3
     free(q), free(k), free(v), free(dout), free(o), free(lse), free(dq), free(dk), free(dv), free(gq), free(gk), free(gv);
 }
 
+/* The block-sparse training mask: nblk blocks of `block` rows against n_ctx context rows,
+ * anchors given (the last may exceed n_ctx: clamped). The device forward (o, lse) and
+ * backward against the double reference, which finite differences check first. */
+static void test_attention_blocks(uint32_t nblk, uint32_t block, uint32_t n_ctx, const int32_t *anchors,
+                                  uint32_t n_q, uint32_t n_kv, uint32_t hd, uint32_t kv_stride, bool fdcheck) {
+    uint32_t q_rows = nblk * block, kv_len = n_ctx + q_rows;
+    rg_attn a = {q_rows, kv_len, n_q, n_kv, hd, kv_stride, n_ctx, false, 1 / sqrt((double)hd), block, anchors};
+    size_t nq = (size_t)q_rows * n_q * hd, nk = (size_t)kv_len * kv_stride, nl = (size_t)q_rows * n_q;
+    double *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nk, 1), *dout = rnd(nq, 1);
+    double *o = malloc(nq * 8), *lse = malloc(nl * 8);
+    double *dq = malloc(nq * 8), *dk = malloc(nk * 8), *dv = malloc(nk * 8);
+    rg_attention_fwd(o, lse, q, k, v, &a);
+    double ef[3] = {0};
+    if (fdcheck) {
+        rg_attention_bwd(dq, dk, dv, dout, q, k, v, o, lse, &a);
+        atc c = {q, k, v, &a};
+        ef[0] = fd(at_f, &c, q, nq, dout, nq, dq, 1);
+        ef[1] = fd(at_f, &c, k, nk, dout, nq, dk, 1);
+        ef[2] = fd(at_f, &c, v, nk, dout, nq, dv, 1);
+        CHECK(ef[0] < 1e-6 && ef[1] < 1e-6 && ef[2] < 1e-6, "block attention reference vs FD: %.3g %.3g %.3g",
+              ef[0], ef[1], ef[2]);
+    }
+    vkd_error err = {0};
+    vkd_tensor *tan;
+    REQUIRE(!vkd_tensor_create_2d(ctx, VKD_DTYPE_I32, 1, nblk, "anchors", &tan, &err), "%s", err.msg);
+    REQUIRE(!vkd_tensor_upload(tan, 0, anchors, nblk * 4, &err), "%s", err.msg);
+    vkd_tensor *tq = dev(q, q_rows, (uint64_t)n_q * hd, "q"), *tk = dev(k, kv_len, kv_stride, "k"),
+               *tv = dev(v, kv_len, kv_stride, "v"), *to = dev(NULL, q_rows, (uint64_t)n_q * hd, "o"),
+               *tl = dev(NULL, q_rows, n_q, "lse");
+    vkd_rec_begin(rec);
+    vkd_op_attention_blocks_lse(rec, to, tl, tq, tk, tv, tan, q_rows, block, n_ctx, n_q, n_kv, hd, (float)a.scale);
+    submit();
+    float *go = back(to, q_rows, (uint64_t)n_q * hd), *gl = back(tl, q_rows, n_q);
+    double e_o = err_f(go, o, nq), e_l = err_f(gl, lse, nl);
+    /* the backward reads the f32 forward outputs, as training does */
+    for (size_t i = 0; i < nq; i++) o[i] = (float)o[i];
+    for (size_t i = 0; i < nl; i++) lse[i] = (float)lse[i];
+    rg_attention_bwd(dq, dk, dv, dout, q, k, v, o, lse, &a);
+    vkd_tensor *tdo = dev(dout, q_rows, (uint64_t)n_q * hd, "do"), *tdq = dev(NULL, q_rows, (uint64_t)n_q * hd, "dq"),
+               *tdk = dev(NULL, kv_len, kv_stride, "dk"), *tdv = dev(NULL, kv_len, kv_stride, "dv"),
+               *to2 = dev(o, q_rows, (uint64_t)n_q * hd, "o32"), *tl2 = dev(lse, q_rows, n_q, "lse32");
+    vkd_rec_begin(rec);
+    vkd_op_attention_blocks_backward(rec, tdq, tdk, tdv, tdo, tq, tk, tv, to2, tl2, tan, q_rows, block, n_ctx, n_q,
+                                     n_kv, hd, (float)a.scale, false);
+    submit();
+    float *gq = back(tdq, q_rows, (uint64_t)n_q * hd), *gk = back(tdk, kv_len, kv_stride), *gv = back(tdv, kv_len, kv_stride);
+    for (size_t j = 0; j < kv_len; j++)
+        for (size_t c = (size_t)n_kv * hd; c < kv_stride; c++) gk[j * kv_stride + c] = (float)dk[j * kv_stride + c], gv[j * kv_stride + c] = (float)dv[j * kv_stride + c];
+    double e1 = err_f(gq, dq, nq), e2 = err_f(gk, dk, nk), e3 = err_f(gv, dv, nk);
+    fprintf(stderr, "attention_blocks %u blocks of %u, %u context rows, %u/%u heads of %u%s: FD %.2g %.2g %.2g; "
+            "device o %.2g lse %.2g dq %.2g dk %.2g dv %.2g\n", nblk, block, n_ctx, n_q, n_kv, hd,
+            fdcheck ? "" : " (no FD: large)", ef[0], ef[1], ef[2], e_o, e_l, e1, e2, e3);
+    CHECK(e_o < 1e-5 && e_l < 1e-5, "attention_blocks forward errors %.3g %.3g", e_o, e_l);
+    CHECK(e1 < 2e-5 && e2 < 2e-5 && e3 < 2e-5, "attention_blocks_backward errors %.3g %.3g %.3g", e1, e2, e3);
+    vkd_tensor *all[] = {tan, tq, tk, tv, to, tl, tdo, tdq, tdk, tdv, to2, tl2};
+    for (int i = 0; i < 12; i++) vkd_tensor_destroy(all[i]);
+    free(q), free(k), free(v), free(dout), free(o), free(lse), free(dq), free(dk), free(dv);
+    free(go), free(gl), free(gq), free(gk), free(gv);
+}
+
 static void test_errors(void) {
     vkd_error err = {0};
     vkd_tensor *a, *b;
@@ -356,6 +417,17 @@ int main(void) {
     test_attention(3, 7, 6, 2, 12, 28, 4, true, true);    /* causal, k rows wider than the heads */
     test_attention(2, 9500, 2, 1, 8, 8, 0, false, false); /* dq over keys split in two */
     test_attention(3000, 3, 8, 1, 4, 4, 2997, true, false); /* dk/dv over rows split */
+    /* block-sparse: GQA 6/2, head 12 in rows of 28; anchors mid, full (clamped), 0, 1 */
+    static const int32_t an1[] = {4, 40, 0, 1};
+    test_attention_blocks(4, 5, 11, an1, 6, 2, 12, 28, true);
+    static const int32_t an2[] = {3, 1, 2};
+    test_attention_blocks(3, 3, 3, an2, 3, 3, 4, 12, true); /* MHA, head 4 */
+    static const int32_t an3[] = {9500, 17};
+    test_attention_blocks(2, 4, 9500, an3, 2, 1, 8, 8, false); /* dq over keys split in two */
+    int32_t *an4 = malloc(750 * 4);
+    for (int b = 0; b < 750; b++) an4[b] = 1 + b % 7;
+    test_attention_blocks(750, 4, 7, an4, 8, 1, 4, 4, false); /* dk/dv over rows split */
+    free(an4);
     test_errors();
     vkd_rec_destroy(rec);
     vkd_ctx_destroy(ctx);
