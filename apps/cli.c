@@ -81,10 +81,6 @@ void cli_check_out_file(const char *cmd, const char *flag, const char *path) {
     free(dir);
 }
 
-vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_error *err) {
-    return vkd_write_atomic(path, data, n, err);
-}
-
 static int cmp_prof(const void *a, const void *b) {
     double x = ((const vkd_profile_entry *)a)->total_ms, y = ((const vkd_profile_entry *)b)->total_ms;
     return x < y ? 1 : x > y ? -1 : 0;

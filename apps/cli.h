@@ -25,8 +25,6 @@ double cli_parse_double(const char *cmd, const char *flag, const char *s, double
 /* Checks before any work that `path` (the value of flag) can be written: not empty, not a
  * folder, in an existing writable folder. Exits with a clear message otherwise. */
 void cli_check_out_file(const char *cmd, const char *flag, const char *path);
-/* Writes data to path atomically (temp file in the same folder, fsync, rename). */
-vkd_result cli_write_atomic(const char *path, const void *data, size_t n, vkd_error *err);
 
 /* With profiling on (VKDRAFT_PROFILE=1), prints the per-op GPU time table to stderr. */
 struct vkd_ctx;

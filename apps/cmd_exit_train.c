@@ -254,7 +254,7 @@ static void truncate_log(const char *path, uint64_t done) {
         if (sscanf(line, "{\"step\": %llu", &st) == 1 && st <= done) exp_buf_printf(&keep, "%s", line);
     fclose(f);
     vkd_error err = {0};
-    cli_check(cli_write_atomic(path, keep.s ? keep.s : "", keep.n, &err), &err);
+    cli_check(vkd_write_atomic(path, keep.s ? keep.s : "", keep.n, &err), &err);
     exp_buf_free(&keep);
 }
 
@@ -613,7 +613,7 @@ int vkd_cmd_exit_train(int argc, char **argv) {
                    r.S.n, r.ntrain, r.nheld);
     char path[4200];
     snprintf(path, sizeof path, "%s/summary.json", o.out);
-    cli_check(cli_write_atomic(path, summary.s, summary.n, &err), &err);
+    cli_check(vkd_write_atomic(path, summary.s, summary.n, &err), &err);
     exp_buf_free(&summary);
     exp_close_out(&r.out);
     for (size_t i = 0; i < r.S.n; i++) free(r.S.ids[i]);

@@ -357,7 +357,7 @@ int vkd_cmd_spec(int argc, char **argv) {
         cJSON_AddItemToArray(arr, o);
         progress(k + 1, njobs, vkd_now() - t_start);
     }
-    if (S.out) cli_check(cli_write_atomic(S.out, lines.s ? lines.s : "", lines.n, &err), &err);
+    if (S.out) cli_check(vkd_write_atomic(S.out, lines.s ? lines.s : "", lines.n, &err), &err);
     report(&S, &T, &m, p, njobs, doc);
     cJSON_Delete(doc);
     exp_buf_free(&lines);

@@ -157,7 +157,7 @@ static cJSON *read_json(const char *path) {
 static void write_json_or_die(const char *path, const cJSON *j) {
     vkd_error err = {0};
     char *s = cJSON_Print(j);
-    cli_check(cli_write_atomic(path, s, strlen(s), &err), &err);
+    cli_check(vkd_write_atomic(path, s, strlen(s), &err), &err);
     free(s);
 }
 
@@ -183,7 +183,7 @@ static FILE *open_log(const char *path, uint64_t upto) {
         fclose(f);
     }
     vkd_error err = {0};
-    cli_check(cli_write_atomic(path, keep ? keep : "", klen, &err), &err);
+    cli_check(vkd_write_atomic(path, keep ? keep : "", klen, &err), &err);
     free(keep);
     f = fopen(path, "ab");
     if (!f) cli_fatal("%s: cannot open: %s", path, strerror(errno));

@@ -637,7 +637,7 @@ void exp_write(const exp_out *o, const char *name, const void *data, size_t n) {
     char *path = malloc(len);
     snprintf(path, len, "%s/%s", o->dir, name);
     vkd_error err = {0};
-    cli_check(cli_write_atomic(path, data, n, &err), &err);
+    cli_check(vkd_write_atomic(path, data, n, &err), &err);
     free(path);
 }
 

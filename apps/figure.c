@@ -944,7 +944,7 @@ vkd_result fig_write(const fig_chart *ch, fig_format fmt, const char *path, vkd_
         if (err) vkd_error_prefix(err, "%s", path);
         return r;
     }
-    r = cli_write_atomic(path, data, n, err);
+    r = vkd_write_atomic(path, data, n, err);
     free(data);
     return r;
 }
