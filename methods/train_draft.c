@@ -400,8 +400,7 @@ vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t
                                .labels = tr->lab[i],
                                .row_w = tr->row_w[i], .loss = tr->loss[i], .dh = tr->dout};
         r = vkd_dflash_train_forward(tr->T, rec, tr->feats, 0, tr->anch[i], tr->blocks + (size_t)i * B, err);
-        if (!r) r = vkd_op_lm_loss_forward(rec, tr->ws, &la);
-        if (!r) r = vkd_op_lm_loss_backward(rec, tr->ws, &la);
+        if (!r) r = vkd_op_lm_loss_forward_backward(rec, tr->ws, &la);
         if (!r) r = vkd_dflash_train_backward(tr->T, rec, tr->dout, err);
         if (!r) r = vkd_rec_read(rec, tr->loss[i], 0, tr->lossv + (size_t)i * B, (uint64_t)B * 4);
     }
