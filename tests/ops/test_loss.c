@@ -319,7 +319,7 @@ int main(void) {
         /* CE with a frozen head: forward_backward's one-pass path (vec4 and scalar hidden) */
         {"ce bf16 split 1pass", 11, 20, 0, 203, 16, VKD_DTYPE_BF16, 0, 0, true, true, false, 0, 0.7f, 0, 1600},
         {"ce f16 odd 1pass", 9, 13, 0, 101, 23, VKD_DTYPE_F16, 0, 0, true, false, false, 0, 0, 0, 0},
-        {"ce vocab 151936 1pass", 17, 64, 0, 151936, 0, VKD_DTYPE_BF16, 0, 0, true, true, false, 0, 0, 0, 0},
+        {"ce vocab 151936 1pass", 9, 32, 0, 151936, 0, VKD_DTYPE_BF16, 0, 0, true, true, false, 0, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     bad_input();
