@@ -417,8 +417,7 @@ static vkd_result step_seq(vkd_train_draft *tr, vkd_rec *rec, const vkd_train_dr
         else
             r = vkd_dflash_train_forward_blocks(tr->T, rec, tr->feats, 0, nb, tr->anch + (size_t)g * P,
                                                 tr->blocks + (size_t)g * P * B, err);
-        if (!r) r = vkd_op_lm_loss_forward(rec, tr->ws, &la);
-        if (!r) r = vkd_op_lm_loss_backward(rec, tr->ws, &la);
+        if (!r) r = vkd_op_lm_loss_forward_backward(rec, tr->ws, &la);
         if (!r) r = vkd_dflash_train_backward(tr->T, rec, tr->dout, err);
         if (!r) r = vkd_rec_read(rec, tr->loss[g], 0, tr->lossv + (size_t)g * P * B, (uint64_t)nb * B * 4);
     }

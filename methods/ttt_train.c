@@ -294,8 +294,7 @@ vkd_result vkd_ttt_adapt(vkd_dflash *d, vkd_ttt_adapter *a, vkd_rec *rec, const 
             vkd_lm_loss_args la = {.rows = B, .h = S.tr->out, .w = d->target->lm_head, .labels = S.lab[i],
                                    .row_w = S.row_w[i], .loss = S.loss[i], .dh = S.dout};
             r = vkd_dflash_train_forward(S.tr, rec, S.feats, 0, anch[i], blocks + (size_t)i * B, err);
-            if (!r) r = vkd_op_lm_loss_forward(rec, S.ws, &la);
-            if (!r) r = vkd_op_lm_loss_backward(rec, S.ws, &la);
+            if (!r) r = vkd_op_lm_loss_forward_backward(rec, S.ws, &la);
             if (!r) r = vkd_dflash_train_backward(S.tr, rec, S.dout, err);
             if (!r) r = vkd_rec_read(rec, S.loss[i], 0, lossv + (size_t)i * B, (uint64_t)B * 4);
         }

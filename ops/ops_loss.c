@@ -31,6 +31,7 @@
 #define MODE_ACC 8u
 #define MODE_ROWW 16u
 #define MODE_VEC4 32u
+#define MODE_ONLINE 64u
 
 vkd_result vkd_lm_loss_ws_create(vkd_ctx *ctx, uint32_t max_rows, uint32_t chunk, bool teacher_head,
                                  vkd_lm_loss_ws **out, vkd_error *err) {
@@ -63,6 +64,7 @@ void vkd_lm_loss_ws_destroy(vkd_lm_loss_ws *ws) {
     vkd_tensor_destroy(ws->s);
     vkd_tensor_destroy(ws->t);
     vkd_tensor_destroy(ws->state);
+    vkd_tensor_destroy(ws->gy);
     free(ws);
 }
 
@@ -216,12 +218,11 @@ static vkd_pc_loss base_pc(const vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a, 
     return pc;
 }
 
-vkd_result vkd_op_lm_loss_forward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a) {
-    plan p;
-    vkd_result r;
-    if ((r = check_args(rec, ws, a, false, &p))) return r;
+/* Workgroup size of the row kernels (loss_rows STATS: one row per workgroup, subgroup
+ * reductions of at most 64 subgroups). */
+static vkd_result row_wg(vkd_rec *rec, uint32_t *out) {
     vkd_ctx *ctx = vkd_rec_ctx(rec);
-    uint32_t wg = vkd_ctx_profile(ctx)->wg_elementwise, wg_row = vkd_ctx_profile(ctx)->wg_row;
+    uint32_t wg_row = vkd_ctx_profile(ctx)->wg_row;
     const vkd_device_info *d = vkd_ctx_info(ctx);
     const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
     if (!d->subgroup_in_compute || (d->subgroup_ops & need) != need)
@@ -229,7 +230,16 @@ vkd_result vkd_op_lm_loss_forward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm
                         "lm_loss: the device lacks subgroup arithmetic in compute shaders");
     uint32_t min_sg = d->min_subgroup_size ? d->min_subgroup_size : d->subgroup_size;
     while (wg_row > 256 || (min_sg && wg_row > 64 * min_sg) || (wg_row & (wg_row - 1))) wg_row >>= 1;
-    if (!wg_row) wg_row = 1;
+    *out = wg_row ? wg_row : 1;
+    return VKD_OK;
+}
+
+vkd_result vkd_op_lm_loss_forward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a) {
+    plan p;
+    vkd_result r;
+    if ((r = check_args(rec, ws, a, false, &p))) return r;
+    uint32_t wg = vkd_ctx_profile(vkd_rec_ctx(rec))->wg_elementwise, wg_row;
+    if ((r = row_wg(rec, &wg_row))) return r;
     for (uint32_t j = 0; j < p.vocab;) {
         uint32_t e = chunk_end(ws, a, false, j, p.vocab);
         vkd_pc_loss pc = base_pc(ws, a, &p, j, e);
@@ -296,8 +306,10 @@ vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_l
             .shader = vkd_select_loss_dh(&(vkd_variant){.dtype = a->w->dtype}),
             .spec = {wg},
             .nspec = 1,
-            .binds = {vkd_r(ws->s), {wc, VKD_READ}, vkd_rw(a->dh)},
-            .nbinds = 3,
+            /* 3..5 are read or written only in the one-pass mode */
+            .binds = {vkd_r(ws->s), {wc, VKD_READ}, vkd_rw(a->dh), vkd_r(ws->state), vkd_r(ws->state),
+                      vkd_rw(a->dh)},
+            .nbinds = 6,
             .push = &ph,
             .push_bytes = sizeof ph,
             .groups = {(cols + wg - 1) / wg, (p.rows + RT - 1) / RT},
@@ -322,4 +334,94 @@ vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_l
         j = e;
     }
     return VKD_OK;
+}
+
+/* The one-pass case: CE against labels, frozen head, dH written (not accumulated), and the
+ * workspace's label-row scratch G (rows x hidden) in one binding. */
+static bool one_pass(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a, uint32_t hidden,
+                     vkd_result *r) {
+    *r = VKD_OK;
+    if (!a->labels || a->t_logits || a->t_h || a->dw || a->accumulate) return false;
+    if (ws->gy && ws->gy->cols != hidden) {
+        *r = vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "lm_loss: workspace serves hidden %llu, "
+                      "called with %u", (unsigned long long)ws->gy->cols, hidden);
+        return false;
+    }
+    if (!ws->gy && (*r = vkd_tensor_create_2d(vkd_rec_ctx(rec), VKD_DTYPE_F32, ws->max_rows, hidden,
+                                              "lm_loss.g", &ws->gy, vkd_rec_error(rec))))
+        return false;
+    return ws->gy->nchunks == 1;
+}
+
+vkd_result vkd_op_lm_loss_forward_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a) {
+    plan p;
+    vkd_result r;
+    if ((r = check_args(rec, ws, a, false, &p)) || (r = check_args(rec, ws, a, true, &p))) return r;
+    if (!one_pass(rec, ws, a, p.hidden, &r)) {
+        if (!r) r = vkd_op_lm_loss_forward(rec, ws, a);
+        if (!r) r = vkd_op_lm_loss_backward(rec, ws, a);
+        return r;
+    }
+    uint32_t wg = vkd_ctx_profile(vkd_rec_ctx(rec))->wg_elementwise, wg_row;
+    if ((r = row_wg(rec, &wg_row))) return r;
+    uint32_t cols = p.hidden % 4 == 0 ? p.hidden / 4 : p.hidden;
+    for (uint32_t j = 0; j < p.vocab;) {
+        uint32_t e = chunk_end(ws, a, false, j, p.vocab);
+        vkd_pc_loss pc = base_pc(ws, a, &p, j, e);
+        pc.mode |= MODE_ONLINE | (j == 0 ? MODE_FIRST : 0);
+        if ((r = chunk_logits(rec, ws, a, &p, &pc, wg))) return r;
+        vkd_dispatch s = {
+            .shader = VKD_SHADER_LOSS_STATS_ONLINE,
+            .spec = {wg_row},
+            .nspec = 1,
+            .binds = {vkd_rw(ws->s), vkd_r(ws->s), vkd_r(a->labels), vkd_rw(ws->state)},
+            .nbinds = 4,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {p.rows},
+        };
+        if ((r = vkd_rec_dispatch(rec, &s))) return r;
+        const vkd_chunk *wc = vkd_tensor_chunk_of_row(a->w, j);
+        vkd_pc_loss ph = pc;
+        ph.w_off = (uint32_t)((j - wc->row0) * p.hidden);
+        if (p.hidden % 4 == 0) ph.mode |= MODE_VEC4;
+        vkd_dispatch dh = {
+            .shader = vkd_select_loss_dh(&(vkd_variant){.dtype = a->w->dtype}),
+            .spec = {wg},
+            .nspec = 1,
+            .binds = {vkd_r(ws->s), {wc, VKD_READ}, vkd_rw(a->dh), vkd_r(ws->state), vkd_r(a->labels),
+                      vkd_rw(ws->gy)},
+            .nbinds = 6,
+            .push = &ph,
+            .push_bytes = sizeof ph,
+            .groups = {(cols + wg - 1) / wg, (p.rows + RT - 1) / RT},
+        };
+        if ((r = vkd_rec_dispatch(rec, &dh))) return r;
+        j = e;
+    }
+    vkd_pc_loss pc = base_pc(ws, a, &p, 0, 0);
+    vkd_dispatch f = {
+        .shader = VKD_SHADER_LOSS_FINAL,
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {vkd_rw(ws->state), vkd_r(a->labels), a->row_w ? vkd_r(a->row_w) : vkd_r(ws->s),
+                  vkd_w(a->loss)},
+        .nbinds = 4,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {(p.rows + wg - 1) / wg},
+    };
+    if ((r = vkd_rec_dispatch(rec, &f))) return r;
+    vkd_dispatch g = {
+        .shader = VKD_SHADER_LOSS_DH_FINAL,
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {vkd_r(ws->state), vkd_r(a->labels), a->row_w ? vkd_r(a->row_w) : vkd_r(ws->s),
+                  vkd_r(ws->gy), vkd_rw(a->dh)},
+        .nbinds = 5,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {(p.hidden + wg - 1) / wg, p.rows},
+    };
+    return vkd_rec_dispatch(rec, &g);
 }

@@ -1,8 +1,9 @@
 /* ops_matmul_grad.c: gradients of the matmul (shaders/matmul_grad.comp), for training.
  * dx = dy W streams a frozen weight chunk by chunk (its dtype as stored); dw = dy^T x is an
- * f32 outer-product sum (LoRA matrices, trainable heads). One invocation per output
- * element; the reduction is split into dispatches under the loop budget, the later ones
- * accumulating. Simple rather than fast: the forward matmul carries the inference load. */
+ * f32 outer-product sum (LoRA matrices, trainable heads). dx: one invocation per 8 rows of
+ * a column (four columns with K % 4 == 0), so W is streamed once per 8 rows; dw: one
+ * invocation per output element. The reduction is split into dispatches under the loop
+ * budget, the later ones accumulating. */
 #include "ops_internal.h"
 #include "vkd_ops_grad.h"
 
@@ -10,7 +11,7 @@
  * first piece */
 static vkd_result grad_dispatch(vkd_rec *rec, vkd_shader_id sh, vkd_bind in0, const vkd_tensor *dy,
                                 vkd_tensor *out, vkd_pc_matmul_grad pc, uint32_t r0, uint32_t r1,
-                                bool acc0, uint32_t out_rows) {
+                                bool acc0, uint32_t out_rows, uint32_t cols) {
     vkd_ctx *ctx = vkd_rec_ctx(rec);
     uint32_t wg = vkd_ctx_profile(ctx)->wg_elementwise;
     uint32_t per = vkd_ops_loop_items(ctx, 4, 2);
@@ -23,7 +24,7 @@ static vkd_result grad_dispatch(vkd_rec *rec, vkd_shader_id sh, vkd_bind in0, co
         .nbinds = 3,
         .push = &pc,
         .push_bytes = sizeof pc,
-        .groups = {(pc.K + wg - 1) / wg, out_rows},
+        .groups = {(cols + wg - 1) / wg, out_rows},
     };
     return vkd_ops_split_dispatch(rec, &d, r0, r1, per, acc0, 1u << 2, &pc.r0, &pc.r1, &pc.accumulate);
 }
@@ -50,7 +51,7 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
         ((uint64_t)x_row0 + m) * K > UINT32_MAX || m > info->max_workgroup_count[1])
         return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: %u rows of %llu x %llu too large",
                         m, (unsigned long long)N, (unsigned long long)K);
-    vkd_pc_matmul_grad pc = {.K = (uint)K, .N = (uint)N, .x_row0 = dx_row0, .dy_row0 = dy_row0};
+    vkd_pc_matmul_grad pc = {.K = (uint)K, .N = (uint)N, .x_row0 = dx_row0, .dy_row0 = dy_row0, .m = m};
     if (dx) {
         if ((r = vkd_ops_need(rec, "matmul_backward", dx, VKD_DTYPE_F32, ((uint64_t)dx_row0 + m) * K)))
             return r;
@@ -65,7 +66,8 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
                 return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: chunk of '%s' too large", w->name);
             pc.col0 = (uint)ch->row0;
             r = grad_dispatch(rec, dx_sh, (vkd_bind){ch, VKD_READ}, dy, dx, pc, 0,
-                              (uint32_t)ch->rows, accumulate || c > 0, m);
+                              (uint32_t)ch->rows, accumulate || c > 0, (m + 7) / 8,
+                              K % 4 == 0 ? (uint32_t)(K / 4) : (uint32_t)K);
             if (r) return r;
         }
     }
@@ -79,7 +81,8 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
         pc.col0 = 0;
         pc.x_row0 = x_row0;
         vkd_variant key = {.dtype = VKD_DTYPE_F32, .trans = VKD_TRANS_DW};
-        r = grad_dispatch(rec, vkd_select_matmul(&key), vkd_r(x), dy, dw, pc, 0, m, accumulate, (uint32_t)N);
+        r = grad_dispatch(rec, vkd_select_matmul(&key), vkd_r(x), dy, dw, pc, 0, m, accumulate, (uint32_t)N,
+                          (uint32_t)K);
         if (r) return r;
     }
     return VKD_OK;

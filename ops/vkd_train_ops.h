@@ -79,6 +79,7 @@ double vkd_lr_cosine(uint64_t s, uint64_t warmup, uint64_t total);
  * teacher when a teacher head is used), and 8 f32 of running state per row. */
 typedef struct vkd_lm_loss_ws {
     vkd_tensor *s, *t, *state;
+    vkd_tensor *gy; /* one-pass mode: the labels' head rows, max_rows x hidden (made at first use) */
     uint32_t max_rows, chunk;
 } vkd_lm_loss_ws;
 /* chunk: vocabulary entries per step (0: 4096; at most 8192); teacher_head: room for
@@ -109,5 +110,14 @@ typedef struct vkd_lm_loss_args {
 
 vkd_result vkd_op_lm_loss_forward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a);
 vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a);
+/* Loss and dH in one pass over the vocabulary when the case allows it: CE against labels, no
+ * teacher, frozen head (dw NULL), no accumulate. Each chunk's logits z are computed once;
+ * their running max m and sum s of exp(z - m) are folded as in the forward, while dH holds
+ * sum_c exp(z_c - m) W[c], rescaled by exp(m_old - m) when m grows (flash-attention style),
+ * and the label's head row is gathered; at the end dH = w (ce_w (dH / s - W[label])). One
+ * logits pass instead of the two of forward + backward. Other cases (and a workspace whose
+ * max_rows x hidden scratch exceeds one binding) run forward then backward. Same outputs as
+ * forward + backward, up to f32 rounding (the sums run in another order). */
+vkd_result vkd_op_lm_loss_forward_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a);
 
 #endif

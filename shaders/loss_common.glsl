@@ -8,6 +8,9 @@
 #define LOSS_ACC 8u
 #define LOSS_ROWW 16u /* per-row weights bound */
 #define LOSS_VEC4 32u /* hidden % 4 == 0: the product kernels read 4 elements per load */
+/* one-pass loss and dH (vkd_op_lm_loss_forward_backward, CE only): loss_dh rescales its
+ * running sum by the row's max change and gathers the label's head row */
+#define LOSS_ONLINE 64u
 /* rows of H handled by one invocation of the product kernels (explicitly unrolled, so the
  * loop-iteration count of an invocation is the length of its one loop) */
 #define RT 8u
@@ -24,6 +27,8 @@
 #define ST_SA 5u
 #define ST_D 6u
 #define ST_ZY 7u
+/* one-pass mode (CE only, so the KL slots are free): the row's running max before this chunk */
+#define ST_MPREV ST_MB
 
 /* With W_BINDING defined: the weight binding, wload(e) = its element e in the storage dtype
  * (DT_F32, DT_F16 or DT_BF16: the dtype axis) widened to f32, and wload4(q) = elements 4q..4q+3 in one load

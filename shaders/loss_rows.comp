@@ -10,12 +10,21 @@
  * LOSS_FINAL: invocation r turns its state into loss[r] = w_r (ce_w CE + T^2 kl_w KL) and
  *   stores the three log-sum-exps in the state for the gradient pass.
  *   Bindings: 0 state (read-write), 1 labels, 2 row weights, 3 loss (write).
+ * LOSS_STATS_ONLINE (STATS with ONLINE, CE only, for the one-pass loss and dH): as
+ *   STATS, then S[r, c] = exp(z - m) in place with m the row's running max after this chunk,
+ *   and the max before it kept in ST_MPREV, so loss_dh (LOSS_ONLINE) can rescale its sum.
+ *   Bindings as STATS, S read-write.
+ * LOSS_DH_FINAL (one-pass mode, after FINAL): dH[r, k] = w_r ce_w (dH[r, k] / s_r - G[r, k])
+ *   with s_r the running sum of exp(z - m), G the label's head row; 0 for rows without a
+ *   label. Invocation (k, r). Bindings: 0 state, 1 labels, 2 row weights, 3 G, 4 dH (rw).
  * LOSS_DLOGITS: S[r, c] = w_r (ce_w (softmax(z)_c - [j0 + c == label]) + T kl_w (softmax(z/T)_c
  *   - softmax(a)_c)), the gradient of loss[r] with respect to the logits, in place.
  *   Bindings: 0 S (read-write), 1 teacher, 2 labels, 3 state (read), 4 row weights. */
 //! variant LOSS_STATS STATS
 //! variant LOSS_FINAL FINAL
 //! variant LOSS_DLOGITS DLOGITS
+//! variant LOSS_STATS_ONLINE STATS ONLINE
+//! variant LOSS_DH_FINAL DH_FINAL
 #define PC_LOSS
 #include "vkd_push.h"
 #include "vkd_push_train.h"
@@ -46,6 +55,20 @@ void main() {
     st[b + ST_MB] = lseb;
     st[b + ST_MA] = lsea;
 }
+#elif defined(DH_FINAL)
+layout(std430, binding = 0) readonly buffer State { float st[]; };
+layout(std430, binding = 1) readonly buffer Labels { int labels[]; };
+layout(std430, binding = 2) readonly buffer RowW { float roww[]; };
+layout(std430, binding = 3) readonly buffer G { float gy[]; };
+layout(std430, binding = 4) buffer DH { float dh[]; };
+void main() {
+    uint k = gl_GlobalInvocationID.x, r = gl_WorkGroupID.y;
+    if (k >= pc.hidden) return;
+    uint o = r * pc.hidden + k;
+    int y = labels[r];
+    float w = pc.ce_w * ((pc.mode & LOSS_ROWW) != 0u ? roww[r] : 1.0);
+    dh[o] = y >= 0 && uint(y) < pc.vocab ? w * (dh[o] / st[r * 8u + ST_S1] - gy[o]) : 0.0;
+}
 #else
 layout(std430, binding = 1) readonly buffer Teacher { float tch[]; };
 layout(std430, binding = 2) readonly buffer Labels { int labels[]; };
@@ -55,7 +78,11 @@ float teacher(uint r, uint c) {
 }
 
 #ifdef STATS
+#ifdef ONLINE
+layout(std430, binding = 0) buffer S { float s[]; };
+#else
 layout(std430, binding = 0) readonly buffer S { float s[]; };
+#endif
 layout(std430, binding = 3) buffer State { float st[]; };
 
 /* a = teacher logit / T, b = student logit / T: online sum of exp(a - ma) and D. */
@@ -85,6 +112,15 @@ void main() {
     bool ce = (pc.mode & LOSS_CE) != 0u, kl = (pc.mode & LOSS_KL) != 0u;
     float m1 = NEG_INF, s1 = 0.0, c1 = 0.0, mb = NEG_INF, s2 = 0.0, c2 = 0.0;
     float ma = NEG_INF, sa = 0.0, d = 0.0;
+    uint b = r * 8u;
+    bool first = (pc.mode & LOSS_FIRST) != 0u;
+#ifdef ONLINE
+    /* read before the barriers of the reductions: lanes overwrite S and lane 0 the state after them */
+    int yo = labels[r];
+    bool here = yo >= int(pc.j0) && yo < int(pc.j0 + pc.ncols);
+    float zy = here ? s[sb + uint(yo) - pc.j0] : 0.0;
+    float mprev = first ? NEG_INF : st[b + ST_M1];
+#endif
 #define ELEM(i) { float z = s[sb + i]; \
         if (ce) lse_add(m1, s1, c1, z); \
         if (kl) { float bv = z * pc.inv_t; lse_add(mb, s2, c2, bv); \
@@ -100,9 +136,16 @@ void main() {
         d = wg_sum(d * f);
         ma = mm;
     }
+#ifdef ONLINE
+    {
+        /* the chunk's weights exp(z - m) in dH's running sum, m the new running max (merge's) */
+        float mn = max(mprev, m1);
+#define EXPZ(i) s[sb + i] = exp(s[sb + i] - mn);
+        ROW_FOR(pc.ncols, EXPZ)
+#undef EXPZ
+    }
+#endif
     if (gl_LocalInvocationID.x != 0u) return;
-    uint b = r * 8u;
-    bool first = (pc.mode & LOSS_FIRST) != 0u;
     if (first) {
         st[b + ST_M1] = NEG_INF; st[b + ST_S1] = 0.0; st[b + ST_MB] = NEG_INF; st[b + ST_SB] = 0.0;
         st[b + ST_MA] = NEG_INF; st[b + ST_SA] = 0.0; st[b + ST_D] = 0.0; st[b + ST_ZY] = 0.0;
@@ -111,8 +154,13 @@ void main() {
         float m = st[b + ST_M1], t = st[b + ST_S1];
         merge(m, t, m1, s1);
         st[b + ST_M1] = m; st[b + ST_S1] = t;
+#ifdef ONLINE
+        if (here) st[b + ST_ZY] = zy;
+        st[b + ST_MPREV] = mprev;
+#else
         int y = labels[r];
         if (y >= int(pc.j0) && y < int(pc.j0 + pc.ncols)) st[b + ST_ZY] = s[sb + uint(y) - pc.j0];
+#endif
     }
     if (kl) {
         float m = st[b + ST_MB], t = st[b + ST_SB];

@@ -186,6 +186,7 @@ PUSH_BEGIN(vkd_pc_matmul_grad)
     uint r0;
     uint r1;
     uint accumulate;
+    uint m;          /* DX: rows of dy / dx (8 per workgroup row) */
 PUSH_END(vkd_pc_matmul_grad)
 #endif
 /* rmsnorm backward: groups of dim; rstd optional output (write_rstd) */

@@ -403,6 +403,10 @@ int main(void) {
     test_matmul(VKD_DTYPE_F32, 5, 37, 29, true);
     test_matmul(VKD_DTYPE_F16, 3, 45, 67, true);
     test_matmul(VKD_DTYPE_BF16, 17, 13, 71, true);
+    /* K % 4 == 0: dx's four-column loads; 19 and 9 rows: partial 8-row tiles */
+    test_matmul(VKD_DTYPE_BF16, 19, 23, 36, true);
+    test_matmul(VKD_DTYPE_F16, 9, 11, 20, true);
+    test_matmul(VKD_DTYPE_F32, 1, 7, 12, true);
     test_matmul(VKD_DTYPE_F32, 3, 41000, 5, false);   /* dx reduction over N split in two */
     test_matmul(VKD_DTYPE_F32, 33000, 3, 5, false);   /* dw reduction over rows split in two */
     test_rmsnorm(VKD_DTYPE_F32, 7, 45, true);

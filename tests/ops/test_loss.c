@@ -4,7 +4,8 @@
  * the chunk, rows not a multiple of the 8-row tile, heads split across bindings (chunk ends
  * follow them), f32/f16/bf16 heads, teacher as logits or as hidden state + head, labels
  * outside the vocabulary (no CE for that row), per-row weights, the real 151936-entry
- * vocabulary. Also: the scratch must fit one binding; reruns bit-identical, accumulate adds, a few device finite differences.
+ * vocabulary. forward_backward (one pass for CE with a frozen head, else both) against the same
+ * reference. Also: the scratch must fit one binding; reruns bit-identical, accumulate adds, a few device finite differences.
  * Bounds (f32 against double): loss |d| <= 2e-5 (1 + |ref|); dH, dW |d| <= 2e-5 (max |ref| + 1e-3). */
 #include <math.h>
 #include <stdlib.h>
@@ -187,6 +188,31 @@ static void run_case(const tcase *c) {
     CHECK(ww <= 2e-5, "%s: dW error %.3g (of max %.3g)", c->name, ww, sw);
     CHECK(fd <= 1e-5, "%s: reference gradient vs finite differences %.3g", c->name, fd);
 
+    /* forward_backward: one pass where the case allows it (CE, frozen head: the workspace then
+     * holds its label-row scratch), forward + backward otherwise; same bounds, reruns
+     * bit-identical */
+    bool one = c->labels && !c->teacher && !c->dw;
+    float *ol[2], *odh[2];
+    for (int run = 0; run < 2; run++) {
+        vkd_rec_begin(rec);
+        vkd_op_lm_loss_forward_backward(rec, ws, &a);
+        CHECK(vkd_rec_submit(rec) == VKD_OK, "%s: forward_backward: %s", c->name, vkd_rec_error(rec)->msg);
+        ol[run] = down(tloss, R), odh[run] = down(tdh, (size_t)R * K);
+    }
+    CHECK((ws->gy != NULL) == one, "%s: one-pass path %s", c->name, one ? "not taken" : "taken");
+    double owl = 0, osh, owh = worst_rel(odh[0], rdh, (size_t)R * K, &osh);
+    for (uint32_t r = 0; r < R; r++) {
+        double e = isfinite(ol[0][r]) ? fabs(ol[0][r] - rl[r]) / (1 + fabs(rl[r])) : INFINITY;
+        if (e > owl) owl = e;
+    }
+    CHECK(owl <= 2e-5, "%s: forward_backward loss error %.3g", c->name, owl);
+    CHECK(owh <= 2e-5, "%s: forward_backward dH error %.3g (of max %.3g)", c->name, owh, osh);
+    CHECK(!memcmp(ol[0], ol[1], 4 * R) && !memcmp(odh[0], odh[1], 4 * (size_t)R * K),
+          "%s: forward_backward rerun not bit-identical", c->name);
+    fprintf(stderr, "%-22s forward_backward (%s): loss %.2g, dH %.2g\n", c->name,
+            one ? "one pass" : "two passes", owl, owh);
+    for (int run = 0; run < 2; run++) free(ol[run]), free(odh[run]);
+
     /* rerun bit-identical; accumulate doubles the gradients */
     vkd_rec_begin(rec);
     vkd_op_lm_loss_forward(rec, ws, &a);
@@ -290,6 +316,10 @@ int main(void) {
         {"ce f16 split dW", 9, 16, 0, 200, 23, VKD_DTYPE_F16, 0, 0, true, false, true, 0, 0, 0, 1024},
         {"ce+kl_head split", 11, 20, 12, 131, 8, VKD_DTYPE_BF16, VKD_DTYPE_F32, 2, true, true, true, 0.8f, 1, 2, 1600},
         {"vocab 151936 bf16", 3, 64, 0, 151936, 0, VKD_DTYPE_BF16, 0, 1, true, true, false, 2.0f, 0, 0, 0},
+        /* CE with a frozen head: forward_backward's one-pass path (vec4 and scalar hidden) */
+        {"ce bf16 split 1pass", 11, 20, 0, 203, 16, VKD_DTYPE_BF16, 0, 0, true, true, false, 0, 0.7f, 0, 1600},
+        {"ce f16 odd 1pass", 9, 13, 0, 101, 23, VKD_DTYPE_F16, 0, 0, true, false, false, 0, 0, 0, 0},
+        {"ce vocab 151936 1pass", 9, 32, 0, 151936, 0, VKD_DTYPE_BF16, 0, 0, true, true, false, 0, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     bad_input();

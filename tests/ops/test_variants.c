@@ -206,6 +206,7 @@ static void drive(vkd_ctx *ctx) {
         forward_case(ctx, dts[d], VKD_LAYOUT_ROWS, gemm_m, 45, 67); /* GEMM */
         forward_case(ctx, dts[d], VKD_LAYOUT_BLOCKS, 6, 300, 67);   /* texel blocks */
         backward_case(ctx, dts[d], 5, 45, 67);
+        backward_case(ctx, dts[d], 11, 45, 64); /* K % 4 == 0: four-column dx */
         embed_case(ctx, dts[d], VKD_LAYOUT_ROWS, 23, 300, 67);
         embed_case(ctx, dts[d], VKD_LAYOUT_BLOCKS, 23, 300, 67);
     }
