@@ -150,6 +150,17 @@ vkd_result vkd_dflash_train_zero_grads(vkd_dflash_train *T, vkd_rec *rec, vkd_er
     return rec_status(rec, err);
 }
 
+/* Every adapter of the draft must have room for a training pass of rows rows. */
+static vkd_result check_adapter_rows(vkd_dflash *d, uint32_t rows, vkd_error *err) {
+    vkd_linear *lin[1 + 7 * 64];
+    uint32_t nl = draft_linears(d, lin, sizeof lin / sizeof lin[0]);
+    for (uint32_t j = 0; j < nl; j++)
+        if (lin[j]->lora_a && lin[j]->lora_t->rows < rows)
+            return vkd_fail(err, VKD_ERR_INVALID, "adapter on '%s' attached for %llu rows, training "
+                            "needs %u", lin[j]->w->name, (unsigned long long)lin[j]->lora_t->rows, rows);
+    return VKD_OK;
+}
+
 vkd_result vkd_dflash_train_forward(vkd_dflash_train *T, vkd_rec *rec, const vkd_tensor *features,
                                     uint32_t row0, uint32_t n, const int32_t *block, vkd_error *err) {
     if (rec_status(rec, err)) return err->code;
@@ -163,12 +174,7 @@ vkd_result vkd_dflash_train_forward(vkd_dflash_train *T, vkd_rec *rec, const vkd
     for (uint32_t i = 0; i < B; i++)
         if (block[i] < 0 || (uint32_t)block[i] >= d->vocab)
             return vkd_fail(err, VKD_ERR_RANGE, "draft block token %d outside the vocabulary", block[i]);
-    vkd_linear *lin[1 + 7 * 64];
-    uint32_t nl = draft_linears(d, lin, sizeof lin / sizeof lin[0]), rows = n > B ? n : B;
-    for (uint32_t j = 0; j < nl; j++)
-        if (lin[j]->lora_a && lin[j]->lora_t->rows < rows)
-            return vkd_fail(err, VKD_ERR_INVALID, "adapter on '%s' attached for %llu rows, training "
-                            "needs %u", lin[j]->w->name, (unsigned long long)lin[j]->lora_t->rows, rows);
+    if (check_adapter_rows(d, n > B ? n : B, err)) return err->code;
     T->features = features;
     T->feat_row0 = row0;
     T->n = n;
@@ -220,12 +226,7 @@ vkd_result vkd_dflash_train_forward_blocks(vkd_dflash_train *T, vkd_rec *rec, co
     for (uint32_t i = 0; i < R; i++)
         if (blocks[i] < 0 || (uint32_t)blocks[i] >= d->vocab)
             return vkd_fail(err, VKD_ERR_RANGE, "draft block token %d outside the vocabulary", blocks[i]);
-    vkd_linear *lin[1 + 7 * 64];
-    uint32_t nl = draft_linears(d, lin, sizeof lin / sizeof lin[0]), rows = n > R ? n : R;
-    for (uint32_t j = 0; j < nl; j++)
-        if (lin[j]->lora_a && lin[j]->lora_t->rows < rows)
-            return vkd_fail(err, VKD_ERR_INVALID, "adapter on '%s' attached for %llu rows, training "
-                            "needs %u", lin[j]->w->name, (unsigned long long)lin[j]->lora_t->rows, rows);
+    if (check_adapter_rows(d, n > R ? n : R, err)) return err->code;
     int32_t *pos = malloc((size_t)R * 4);
     if (!pos) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
     for (uint32_t i = 0; i < R; i++) pos[i] = (int32_t)(anchors[i / B] + i % B);
