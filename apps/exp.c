@@ -236,7 +236,8 @@ void exp_load_models(const exp_common *c, uint32_t ctx_len, exp_models *m) {
     /* training (ttt, guide --ttt) reads weights row-major: see vkd_ctx_options */
     cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = c->train}, &m->ctx, &err), &err);
     vkd_dtype kv = c->kv && !strcmp(c->kv, "f16") ? VKD_DTYPE_F16 : VKD_DTYPE_F32;
-    vkd_target_options to = {.ctx_len = ctx_len, .kv_dtype = kv};
+    /* TTT reads the frozen head only forward and in the fused loss: the device's layout */
+    vkd_target_options to = {.ctx_len = ctx_len, .kv_dtype = kv, .frozen_head = c->train};
     cli_check(vkd_target_load(m->ctx, c->target_dir, &to, &m->t, &err), &err);
     if (c->draft_dir) {
         vkd_dflash_options dop = {.block_size = (uint32_t)c->block, .kv_dtype = kv, .ctx_len = ctx_len};

@@ -90,12 +90,23 @@ vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_optio
     if (!r) r = vkd_cfg_check_tensors(c, m, NULL, NULL, err);
     if (r) goto fail;
     int64_t emb[2] = {t->vocab, t->hidden};
-    r = vkd_weight_load(ctx, m, "model.embed_tokens.weight", 2, emb, &t->embed, err);
+    bool frozen = opt && opt->frozen_head;
+    const vkd_st_tensor *est;
+    r = vkd_st_model_get(m, "model.embed_tokens.weight", &est, err);
+    if (r) goto fail;
+    /* frozen_head: both take the device's layout (the dtype of the embedding decides, as the
+     * loader does for each) */
+    vkd_layout hl = frozen ? vkd_ctx_frozen_weight_layout(ctx, est->dtype) : vkd_ctx_weight_layout(ctx, est->dtype);
+    r = vkd_weight_load_as(ctx, m, "model.embed_tokens.weight", 2, emb, hl, &t->embed, err);
     if (r) goto fail;
     if (c->tie_word_embeddings) {
         t->lm_head = t->embed;
     } else {
-        r = vkd_weight_load(ctx, m, "lm_head.weight", 2, emb, &t->lm_head, err);
+        const vkd_st_tensor *hst;
+        r = vkd_st_model_get(m, "lm_head.weight", &hst, err);
+        if (r) goto fail;
+        hl = frozen ? vkd_ctx_frozen_weight_layout(ctx, hst->dtype) : vkd_ctx_weight_layout(ctx, hst->dtype);
+        r = vkd_weight_load_as(ctx, m, "lm_head.weight", 2, emb, hl, &t->lm_head, err);
         if (r) goto fail;
     }
     t->weight_bytes += t->lm_head->bytes;

@@ -18,6 +18,9 @@ typedef struct vkd_target_options {
     uint32_t ctx_len;          /* KV cache capacity in tokens; 0: min(max_position_embeddings, 4096) */
     uint32_t max_rows;         /* rows per forward step (longer prompts run in steps); 0: 256 */
     vkd_dtype kv_dtype;        /* VKD_DTYPE_F32 (default, 0) or VKD_DTYPE_F16 */
+    bool frozen_head;          /* embedding and lm_head in vkd_ctx_frozen_weight_layout even in a
+                                * row_major_weights context: TTT, whose draft reads them only in
+                                * forward ops and the fused loss (the layers keep the context's) */
 } vkd_target_options;
 
 typedef struct vkd_target {

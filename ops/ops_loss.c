@@ -32,6 +32,7 @@
 #define MODE_ROWW 16u
 #define MODE_VEC4 32u
 #define MODE_ONLINE 64u
+#define BLOCKS_MB 4u /* rows of H per workgroup of loss_logits_blocks (as matmul_blocks) */
 
 vkd_result vkd_lm_loss_ws_create(vkd_ctx *ctx, uint32_t max_rows, uint32_t chunk, bool teacher_head,
                                  vkd_lm_loss_ws **out, vkd_error *err) {
@@ -68,8 +69,9 @@ void vkd_lm_loss_ws_destroy(vkd_lm_loss_ws *ws) {
     free(ws);
 }
 
-/* A head tensor: vocab x hidden, any chunks, a weight dtype. */
-static vkd_result need_head(vkd_rec *rec, const char *what, const vkd_tensor *w, uint64_t vocab,
+/* A head tensor: vocab x hidden, any chunks, a weight dtype; row-major, or texel blocks where
+ * it is only read (not the head gradient). */
+static vkd_result need_head(vkd_rec *rec, const vkd_lm_loss_ws *ws, const char *what, const vkd_tensor *w, uint64_t vocab,
                             uint64_t hidden, bool f32_only) {
     vkd_error *err = vkd_rec_error(rec);
     if (w->dtype != VKD_DTYPE_F32 && (f32_only || (w->dtype != VKD_DTYPE_F16 && w->dtype != VKD_DTYPE_BF16)))
@@ -79,6 +81,19 @@ static vkd_result need_head(vkd_rec *rec, const char *what, const vkd_tensor *w,
         return vkd_fail(err, VKD_ERR_INVALID, "lm_loss: %s '%s' is %llu x %llu, expected %llu x %llu", what,
                         w->name, (unsigned long long)w->rows, (unsigned long long)w->cols,
                         (unsigned long long)vocab, (unsigned long long)hidden);
+    if (w->layout != VKD_LAYOUT_ROWS && (f32_only || w->layout != VKD_LAYOUT_BLOCKS))
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "lm_loss: %s '%s' is in the texel block layout, expected %s", what,
+                        w->name, f32_only ? "row-major" : "row-major or texel blocks");
+    if (w->layout == VKD_LAYOUT_BLOCKS) {
+        /* the texel kernels start every vocabulary chunk on a block and loop over a row's texels */
+        if (ws->chunk % VKD_BLOCK_ROWS)
+            return vkd_fail(err, VKD_ERR_INVALID, "lm_loss: %s '%s' is in the texel block layout: the "
+                            "workspace chunk %u must be a multiple of %u", what, w->name, ws->chunk,
+                            VKD_BLOCK_ROWS);
+        if (w->row_texels + 8 > vkd_profile_loop_budget(vkd_ctx_profile(vkd_rec_ctx(rec))))
+            return vkd_fail(err, VKD_ERR_UNSUPPORTED, "lm_loss: %s '%s': hidden %llu exceeds the driver's "
+                            "loop limit for the texel kernels", what, w->name, (unsigned long long)hidden);
+    }
     return VKD_OK;
 }
 
@@ -100,7 +115,7 @@ static vkd_result check_args(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss
     if (a->w->rows > UINT32_MAX || a->w->cols > UINT32_MAX)
         return vkd_fail(err, VKD_ERR_RANGE, "lm_loss: head '%s' too large", a->w->name);
     *p = (plan){.rows = rows, .hidden = (uint32_t)a->w->cols, .vocab = (uint32_t)a->w->rows};
-    if ((r = need_head(rec, "head", a->w, p->vocab, p->hidden, false)) ||
+    if ((r = need_head(rec, ws, "head", a->w, p->vocab, p->hidden, false)) ||
         (r = vkd_ops_need(rec, "lm_loss", a->h, VKD_DTYPE_F32, (uint64_t)rows * p->hidden)))
         return r;
     if (a->h->cols != p->hidden)
@@ -126,7 +141,7 @@ static vkd_result check_args(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss
         if (a->t_w->cols > UINT32_MAX)
             return vkd_fail(err, VKD_ERR_RANGE, "lm_loss: teacher head too wide");
         p->hidden_t = (uint32_t)a->t_w->cols;
-        if ((r = need_head(rec, "teacher head", a->t_w, p->vocab, p->hidden_t, false)) ||
+        if ((r = need_head(rec, ws, "teacher head", a->t_w, p->vocab, p->hidden_t, false)) ||
             (r = vkd_ops_need(rec, "lm_loss", a->t_h, VKD_DTYPE_F32, (uint64_t)rows * p->hidden_t)))
             return r;
     }
@@ -146,7 +161,7 @@ static vkd_result check_args(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss
     if (backward) {
         if (!a->dh) return vkd_fail(err, VKD_ERR_INVALID, "lm_loss: backward needs dh");
         if ((r = vkd_ops_need(rec, "lm_loss", a->dh, VKD_DTYPE_F32, (uint64_t)rows * p->hidden))) return r;
-        if (a->dw && (r = need_head(rec, "head gradient", a->dw, p->vocab, p->hidden, true))) return r;
+        if (a->dw && (r = need_head(rec, ws, "head gradient", a->dw, p->vocab, p->hidden, true))) return r;
     }
     uint32_t lim = vkd_ctx_profile(vkd_rec_ctx(rec))->bug_loop_limit;
     if (lim && (p->hidden + 8 > lim || p->hidden_t + 8 > lim || rows + 8 > lim))
@@ -171,11 +186,46 @@ static uint32_t chunk_end(const vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a, b
     return (uint32_t)e;
 }
 
+/* Geometry of the texel-block product kernels (loss_logits_blocks, as matmul_blocks): lanes
+ * (the profile's wg_stream), head rows per lane, rows of H per workgroup. */
+static void blocks_geometry(vkd_rec *rec, uint32_t *lanes, uint32_t *rpl) {
+    const vkd_profile *pr = vkd_ctx_profile(vkd_rec_ctx(rec));
+    uint32_t l = pr->wg_stream ? pr->wg_stream : 8;
+    while (l > 256 || (VKD_BLOCK_ROWS % l)) l /= 2;
+    *lanes = l;
+    *rpl = VKD_BLOCK_ROWS / l > 32 ? 32 : VKD_BLOCK_ROWS / l;
+}
+
+/* Texel offset, inside its chunk's view, of the block holding head row j of a
+ * VKD_LAYOUT_BLOCKS head (j - chunk row0 is a multiple of VKD_BLOCK_ROWS: check_args). */
+static uint32_t block_texel_off(const vkd_tensor *w, const vkd_chunk *wc, uint32_t j) {
+    return (uint32_t)((j - wc->row0) / VKD_BLOCK_ROWS * w->row_texels * VKD_BLOCK_ROWS);
+}
+
 static vkd_result logits(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *h, const vkd_tensor *w,
                          uint32_t hidden, const vkd_pc_loss *base, uint32_t wg) {
     const vkd_chunk *wc = vkd_tensor_chunk_of_row(w, base->j0);
     vkd_pc_loss pc = *base;
     pc.hidden = hidden;
+    if (w->layout == VKD_LAYOUT_BLOCKS) {
+        uint32_t lanes, rpl;
+        blocks_geometry(rec, &lanes, &rpl);
+        pc.mode &= ~MODE_VEC4;
+        pc.w_off = block_texel_off(w, wc, base->j0);
+        uint32_t subs = VKD_BLOCK_ROWS / (lanes * rpl);
+        vkd_dispatch d = {
+            .shader = vkd_select_loss_logits(&(vkd_variant){.dtype = w->dtype, .layout = VKD_LAYOUT_BLOCKS}),
+            .spec = {lanes, rpl, BLOCKS_MB},
+            .nspec = 3,
+            .binds = {{wc, VKD_READ}, vkd_r(h), vkd_w(out)},
+            .nbinds = 3,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {(pc.ncols + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * subs,
+                       (pc.rows + BLOCKS_MB - 1) / BLOCKS_MB},
+        };
+        return vkd_rec_dispatch(rec, &d);
+    }
     pc.mode = (pc.mode & ~MODE_VEC4) | (hidden % 4 == 0 ? MODE_VEC4 : 0);
     pc.w_off = (uint32_t)((base->j0 - wc->row0) * hidden);
     vkd_dispatch d = {
@@ -189,6 +239,37 @@ static vkd_result logits(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *h, con
         .groups = {(pc.ncols + wg - 1) / wg, (pc.rows + RT - 1) / RT},
     };
     return vkd_rec_dispatch(rec, &d);
+}
+
+/* dH += S W[chunk] (loss_dh or loss_dh_blocks by the head's layout); pc has the chunk's
+ * j0, ncols and mode; g: the label-row scratch (one-pass mode) or dh. */
+static vkd_result chunk_dh(vkd_rec *rec, const vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a,
+                           const plan *p, const vkd_pc_loss *pc, vkd_bind labels, vkd_bind g,
+                           uint32_t wg) {
+    const vkd_chunk *wc = vkd_tensor_chunk_of_row(a->w, pc->j0);
+    vkd_pc_loss ph = *pc;
+    bool blocks = a->w->layout == VKD_LAYOUT_BLOCKS;
+    uint32_t cols = p->hidden;
+    if (blocks) {
+        ph.w_off = block_texel_off(a->w, wc, pc->j0);
+        cols = (uint32_t)a->w->row_texels;
+    } else {
+        ph.w_off = (uint32_t)((pc->j0 - wc->row0) * p->hidden);
+        if (p->hidden % 4 == 0) ph.mode |= MODE_VEC4, cols = p->hidden / 4;
+    }
+    vkd_dispatch dh = {
+        .shader = vkd_select_loss_dh(&(vkd_variant){.dtype = a->w->dtype, .layout = a->w->layout}),
+        .spec = {wg},
+        .nspec = 1,
+        /* 3..5 are read or written only in the one-pass mode */
+        .binds = {vkd_r(ws->s), {wc, VKD_READ}, vkd_rw(a->dh), vkd_r(ws->state), labels, g},
+        .nbinds = 6,
+        .push = &ph,
+        .push_bytes = sizeof ph,
+        .groups = {(cols + wg - 1) / wg, (p->rows + RT - 1) / RT},
+    };
+    if (blocks) dh.binds[0] = (vkd_bind){wc, VKD_READ}, dh.binds[1] = vkd_r(ws->s);
+    return vkd_rec_dispatch(rec, &dh);
 }
 
 /* The teacher operand of loss_rows: T scratch or the given logits. */
@@ -297,24 +378,7 @@ vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_l
             .groups = {(pc.ncols + wg - 1) / wg, p.rows},
         };
         if ((r = vkd_rec_dispatch(rec, &g))) return r;
-        const vkd_chunk *wc = vkd_tensor_chunk_of_row(a->w, j);
-        vkd_pc_loss ph = pc;
-        ph.w_off = (uint32_t)((j - wc->row0) * p.hidden);
-        uint32_t cols = p.hidden;
-        if (p.hidden % 4 == 0) ph.mode |= MODE_VEC4, cols = p.hidden / 4;
-        vkd_dispatch dh = {
-            .shader = vkd_select_loss_dh(&(vkd_variant){.dtype = a->w->dtype}),
-            .spec = {wg},
-            .nspec = 1,
-            /* 3..5 are read or written only in the one-pass mode */
-            .binds = {vkd_r(ws->s), {wc, VKD_READ}, vkd_rw(a->dh), vkd_r(ws->state), vkd_r(ws->state),
-                      vkd_rw(a->dh)},
-            .nbinds = 6,
-            .push = &ph,
-            .push_bytes = sizeof ph,
-            .groups = {(cols + wg - 1) / wg, (p.rows + RT - 1) / RT},
-        };
-        if ((r = vkd_rec_dispatch(rec, &dh))) return r;
+        if ((r = chunk_dh(rec, ws, a, &p, &pc, vkd_r(ws->state), vkd_rw(a->dh), wg))) return r;
         if (a->dw) {
             const vkd_chunk *dc = vkd_tensor_chunk_of_row(a->dw, j);
             vkd_pc_loss pw = pc;
@@ -364,7 +428,6 @@ vkd_result vkd_op_lm_loss_forward_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, con
     }
     uint32_t wg = vkd_ctx_profile(vkd_rec_ctx(rec))->wg_elementwise, wg_row;
     if ((r = row_wg(rec, &wg_row))) return r;
-    uint32_t cols = p.hidden % 4 == 0 ? p.hidden / 4 : p.hidden;
     for (uint32_t j = 0; j < p.vocab;) {
         uint32_t e = chunk_end(ws, a, false, j, p.vocab);
         vkd_pc_loss pc = base_pc(ws, a, &p, j, e);
@@ -381,22 +444,7 @@ vkd_result vkd_op_lm_loss_forward_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, con
             .groups = {p.rows},
         };
         if ((r = vkd_rec_dispatch(rec, &s))) return r;
-        const vkd_chunk *wc = vkd_tensor_chunk_of_row(a->w, j);
-        vkd_pc_loss ph = pc;
-        ph.w_off = (uint32_t)((j - wc->row0) * p.hidden);
-        if (p.hidden % 4 == 0) ph.mode |= MODE_VEC4;
-        vkd_dispatch dh = {
-            .shader = vkd_select_loss_dh(&(vkd_variant){.dtype = a->w->dtype}),
-            .spec = {wg},
-            .nspec = 1,
-            .binds = {vkd_r(ws->s), {wc, VKD_READ}, vkd_rw(a->dh), vkd_r(ws->state), vkd_r(a->labels),
-                      vkd_rw(ws->gy)},
-            .nbinds = 6,
-            .push = &ph,
-            .push_bytes = sizeof ph,
-            .groups = {(cols + wg - 1) / wg, (p.rows + RT - 1) / RT},
-        };
-        if ((r = vkd_rec_dispatch(rec, &dh))) return r;
+        if ((r = chunk_dh(rec, ws, a, &p, &pc, vkd_r(a->labels), vkd_rw(ws->gy), wg))) return r;
         j = e;
     }
     vkd_pc_loss pc = base_pc(ws, a, &p, 0, 0);

@@ -411,6 +411,7 @@ vkd_result vkd_ctx_create(const vkd_ctx_options *opt, vkd_ctx **out, vkd_error *
     if (ctx->info.max_memory_allocation && ctx->block_size > ctx->info.max_memory_allocation)
         ctx->block_size = ctx->info.max_memory_allocation;
     vkd_profile_choose(ctx);
+    ctx->profile.frozen_layout = ctx->profile.weight_layout;
     if (opt && opt->row_major_weights) ctx->profile.weight_layout = VKD_LAYOUT_ROWS;
     if (opt && opt->max_texel_elements && opt->max_texel_elements < ctx->profile.max_texel_elements)
         ctx->profile.max_texel_elements = opt->max_texel_elements;

@@ -102,3 +102,8 @@ vkd_layout vkd_ctx_weight_layout(const vkd_ctx *ctx, vkd_dtype dtype) {
     bool matrix_dtype = dtype == VKD_DTYPE_F32 || dtype == VKD_DTYPE_F16 || dtype == VKD_DTYPE_BF16;
     return matrix_dtype ? vkd_ctx_profile(ctx)->weight_layout : VKD_LAYOUT_ROWS;
 }
+
+vkd_layout vkd_ctx_frozen_weight_layout(const vkd_ctx *ctx, vkd_dtype dtype) {
+    bool matrix_dtype = dtype == VKD_DTYPE_F32 || dtype == VKD_DTYPE_F16 || dtype == VKD_DTYPE_BF16;
+    return matrix_dtype ? vkd_ctx_profile(ctx)->frozen_layout : VKD_LAYOUT_ROWS;
+}

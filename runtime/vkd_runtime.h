@@ -39,8 +39,9 @@ typedef struct vkd_ctx_options {
     uint64_t max_texel_elements; /* 0: the device's maxTexelBufferElements; tests force less
                                   * to exercise weights split across texel buffer views */
     bool row_major_weights;    /* weights stay row-major whatever the profile prefers: training
-                                * reads them in backward products (dX = dY W) and the fused
-                                * LM-head loss, which have no texel-block kernels */
+                                * reads them in backward products (dX = dY W), which have no
+                                * texel-block kernels (frozen weights read only forward may
+                                * still take vkd_ctx_frozen_weight_layout) */
 } vkd_ctx_options;
 
 typedef struct vkd_device_info {
@@ -97,6 +98,9 @@ typedef struct vkd_profile {
     uint32_t bug_loop_limit;   /* loop iterations one invocation may run in total before the
                                 * driver silently exits the loop (lavapipe: 65535); 0: none */
     vkd_layout weight_layout;  /* layout of weight matrices uploaded for matmul */
+    vkd_layout frozen_layout;  /* the profile's weight_layout whatever vkd_ctx_options says:
+                                * for frozen weights that only forward ops and the fused loss
+                                * read (vkd_ctx_frozen_weight_layout) */
     uint64_t max_texel_elements; /* texels one VKD_LAYOUT_BLOCKS view may hold */
     bool reduce_subgroup;      /* workgroup reductions by subgroupAdd (the device has subgroup
                                 * arithmetic in compute), else through shared memory */
@@ -168,6 +172,10 @@ vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, con
                                     vkd_error *err);
 /* The device profile's layout for a weight matrix of this dtype read by matmul/embed. */
 vkd_layout vkd_ctx_weight_layout(const vkd_ctx *ctx, vkd_dtype dtype);
+/* The same ignoring vkd_ctx_options.row_major_weights: for a frozen weight matrix read only by
+ * forward ops (matmul, embed, argmax) and the fused LM-head loss, never by a backward product
+ * or a host read-back (the TTT target's lm_head/embedding). */
+vkd_layout vkd_ctx_frozen_weight_layout(const vkd_ctx *ctx, vkd_dtype dtype);
 /* 2-D convenience: rows x cols. */
 vkd_result vkd_tensor_create_2d(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, uint64_t cols,
                                 const char *name, vkd_tensor **out, vkd_error *err);

@@ -8,7 +8,7 @@
  * chunks so far; and G[r, :] = W[label_r] for a label inside the chunk (LOSS_DH_FINAL combines).
  * Bindings: 0 S f32 (read), 1 W chunk (read), 2 dH f32 (read-write), 3 state (read), 4 labels
  * i32 (read), 5 G f32 rows x hidden (write); 3..5 only read or written with LOSS_ONLINE. */
-//! axes dtype=f32,f16,bf16
+//! axes layout=rows dtype=f32,f16,bf16
 #define PC_LOSS
 #define W_BINDING 1
 #include "vkd_push.h"

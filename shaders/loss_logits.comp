@@ -4,7 +4,7 @@
  * column: it reads its W row once; its loop runs `hidden` passes (hidden / 4 with LOSS_VEC4,
  * 4 elements per load).
  * Bindings: 0 H f32 (read), 1 W chunk (read), 2 S f32 (write). */
-//! axes dtype=f32,f16,bf16
+//! axes layout=rows dtype=f32,f16,bf16
 #define PC_LOSS
 #define W_BINDING 1
 #include "vkd_push.h"

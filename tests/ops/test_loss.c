@@ -24,12 +24,23 @@ typedef struct tcase {
     bool labels, roww, dw;
     float T, ce_w, kl_w;
     uint64_t max_binding;
+    vkd_layout layout; /* of the head and the teacher head (blocks: compared to row-major too) */
 } tcase;
 
 static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
     vkd_error err = {0};
     vkd_tensor *t;
     REQUIRE(!vkd_tensor_create_2d(ctx, dt, rows, cols, name, &t, &err), "%s", err.msg);
+    return t;
+}
+
+static vkd_tensor *mk_layout(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, vkd_layout l,
+                             const char *name) {
+    vkd_error err = {0};
+    vkd_tensor *t;
+    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
+    REQUIRE(!vkd_tensor_create_layout(ctx, dt, 2, shape, l, name, &t, &err), "%s", err.msg);
+    REQUIRE(t->layout == l, "%s: layout %d, asked %d", name, (int)t->layout, (int)l);
     return t;
 }
 
@@ -120,14 +131,14 @@ static void run_case(const tcase *c) {
         if (r == 4) lab[r] = (int32_t)V - 1;
         rw[r] = 0.25 + vkd_test_rand_uniform(&rng);
     }
-    vkd_tensor *th = mk(ctx, VKD_DTYPE_F32, R, K, "h"), *tw = mk(ctx, c->wdt, V, K, "w");
+    vkd_tensor *th = mk(ctx, VKD_DTYPE_F32, R, K, "h"), *tw = mk_layout(ctx, c->wdt, V, K, c->layout, "w");
     up_as(th, H, (size_t)R * K);
     up_as(tw, W, (size_t)V * K);
     vkd_tensor *ttl = NULL, *tth = NULL, *ttw = NULL;
     if (c->teacher == 2) {
         for (size_t i = 0; i < (size_t)R * KT; i++) HT[i] = vkd_test_rand_normal(&rng);
         for (size_t i = 0; i < (size_t)V * KT; i++) WT[i] = vkd_test_rand_normal(&rng) * 0.5;
-        tth = mk(ctx, VKD_DTYPE_F32, R, KT, "t_h"), ttw = mk(ctx, c->twdt, V, KT, "t_w");
+        tth = mk(ctx, VKD_DTYPE_F32, R, KT, "t_h"), ttw = mk_layout(ctx, c->twdt, V, KT, c->layout, "t_w");
         up_as(tth, HT, (size_t)R * KT);
         up_as(ttw, WT, (size_t)V * KT);
         for (uint32_t r = 0; r < R; r++)
@@ -211,6 +222,33 @@ static void run_case(const tcase *c) {
           "%s: forward_backward rerun not bit-identical", c->name);
     fprintf(stderr, "%-22s forward_backward (%s): loss %.2g, dH %.2g\n", c->name,
             one ? "one pass" : "two passes", owl, owh);
+    if (c->layout == VKD_LAYOUT_BLOCKS) {
+        /* the same call on row-major copies of the heads: same loss and dH up to f32 summation order */
+        vkd_tensor *rw_ = mk(ctx, c->wdt, V, K, "w_rows"), *rtw = ttw ? mk(ctx, c->twdt, V, KT, "t_w_rows") : NULL;
+        double *Wc = malloc(sizeof(double) * V * K);
+        memcpy(Wc, W, sizeof(double) * V * K);
+        up_as(rw_, Wc, (size_t)V * K);
+        if (rtw) {
+            double *WTc = malloc(sizeof(double) * V * KT);
+            memcpy(WTc, WT, sizeof(double) * V * KT);
+            up_as(rtw, WTc, (size_t)V * KT);
+            free(WTc);
+        }
+        vkd_lm_loss_args ar = a;
+        ar.w = rw_, ar.t_w = rtw;
+        vkd_rec_begin(rec);
+        vkd_op_lm_loss_forward_backward(rec, ws, &ar);
+        CHECK(vkd_rec_submit(rec) == VKD_OK, "%s: row-major: %s", c->name, vkd_rec_error(rec)->msg);
+        float *bl = down(tloss, R), *bdh = down(tdh, (size_t)R * K);
+        double dl = 0, dd = 0, md = 1e-3;
+        for (size_t i = 0; i < (size_t)R * K; i++) md = fmax(md, fabs(bdh[i]));
+        for (uint32_t r = 0; r < R; r++) dl = fmax(dl, fabs(bl[r] - ol[0][r]) / (1 + fabs(bl[r])));
+        for (size_t i = 0; i < (size_t)R * K; i++) dd = fmax(dd, fabs(bdh[i] - odh[0][i]) / md);
+        CHECK(dl <= 1e-5 && dd <= 1e-5, "%s: blocks vs row-major head: loss %.3g, dH %.3g", c->name, dl, dd);
+        fprintf(stderr, "%-22s blocks vs row-major: loss %.2g, dH %.2g\n", c->name, dl, dd);
+        free(bl), free(bdh), free(Wc);
+        vkd_tensor_destroy(rw_), vkd_tensor_destroy(rtw);
+    }
     for (int run = 0; run < 2; run++) free(ol[run]), free(odh[run]);
 
     /* rerun bit-identical; accumulate doubles the gradients */
@@ -281,17 +319,21 @@ static void bad_input(void) {
     vkd_rec *rec;
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
     vkd_lm_loss_args ok = {.rows = 3, .h = h, .w = w, .labels = lab, .loss = loss, .dh = h};
-    vkd_lm_loss_args bad[6];
-    for (int i = 0; i < 6; i++) bad[i] = ok;
+    vkd_tensor *wblk = mk_layout(ctx, VKD_DTYPE_BF16, 20, 8, VKD_LAYOUT_BLOCKS, "w_blocks");
+    vkd_tensor *dwblk = mk_layout(ctx, VKD_DTYPE_F32, 20, 8, VKD_LAYOUT_BLOCKS, "dw_blocks");
+    vkd_lm_loss_args bad[8];
+    for (int i = 0; i < 8; i++) bad[i] = ok;
     bad[0].labels = NULL;          /* no CE, no teacher */
     bad[1].rows = 4;               /* more rows than the workspace */
     bad[2].w = w9;                 /* head width != hidden */
     bad[3].temperature = -1;
     bad[4].dw = dwb;               /* head gradient must be f32 */
     bad[5].t_h = h;                /* teacher head without workspace room */
-    for (int i = 0; i < 6; i++) {
+    bad[6].w = wblk;               /* texel-block head, workspace chunk 7 not a multiple of 256 */
+    bad[7].dw = dwblk;             /* head gradient must be row-major */
+    for (int i = 0; i < 8; i++) {
         vkd_rec_begin(rec);
-        if (i == 4) vkd_op_lm_loss_backward(rec, ws, &bad[i]);
+        if (i == 4 || i == 7) vkd_op_lm_loss_backward(rec, ws, &bad[i]);
         else vkd_op_lm_loss_forward(rec, ws, &bad[i]);
         CHECK(vkd_rec_submit(rec) != VKD_OK, "bad lm_loss input %d accepted", i);
         fprintf(stderr, "  rejected: %s\n", vkd_rec_error(rec)->msg);
@@ -304,7 +346,7 @@ static void bad_input(void) {
     CHECK(vkd_lm_loss_ws_create(small, 16, 128, false, &ws, &err) == VKD_ERR_RANGE, "split scratch accepted");
     fprintf(stderr, "  rejected: %s\n", err.msg);
     vkd_ctx_destroy(small);
-    vkd_tensor *ts[] = {h, w, w9, loss, lab, dwb};
+    vkd_tensor *ts[] = {h, w, w9, loss, lab, dwb, wblk, dwblk};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) vkd_tensor_destroy(ts[i]);
     vkd_ctx_destroy(ctx);
 }
@@ -320,6 +362,18 @@ int main(void) {
         {"ce bf16 split 1pass", 11, 20, 0, 203, 16, VKD_DTYPE_BF16, 0, 0, true, true, false, 0, 0.7f, 0, 1600},
         {"ce f16 odd 1pass", 9, 13, 0, 101, 23, VKD_DTYPE_F16, 0, 0, true, false, false, 0, 0, 0, 0},
         {"ce vocab 151936 1pass", 9, 32, 0, 151936, 0, VKD_DTYPE_BF16, 0, 0, true, true, false, 0, 0, 0, 0},
+        /* heads in the texel block layout (loss_logits_blocks, loss_dh_blocks): odd hidden (tail
+         * texel), heads split across bindings, f32/f16/bf16, teacher head, the real vocabulary */
+        {"blocks ce+kl bf16 odd dW", 5, 13, 0, 601, 256, VKD_DTYPE_BF16, 0, 1, true, true, true, 2.0f, 0.7f, 0.5f, 0,
+         VKD_LAYOUT_BLOCKS},
+        {"blocks kl_head bf16/f16", 3, 24, 10, 77, 256, VKD_DTYPE_BF16, VKD_DTYPE_F16, 2, false, true, false, 1.5f, 0,
+         0, 0, VKD_LAYOUT_BLOCKS},
+        {"blocks ce f16 split 1p", 11, 20, 0, 700, 256, VKD_DTYPE_F16, 0, 0, true, true, false, 0, 0.7f, 0, 30000,
+         VKD_LAYOUT_BLOCKS},
+        {"blocks ce f32 odd 1p", 9, 13, 0, 300, 512, VKD_DTYPE_F32, 0, 0, true, false, false, 0, 0, 0, 0,
+         VKD_LAYOUT_BLOCKS},
+        {"blocks vocab 151936 1p", 9, 32, 0, 151936, 0, VKD_DTYPE_BF16, 0, 0, true, true, false, 0, 0, 0, 0,
+         VKD_LAYOUT_BLOCKS},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     bad_input();
