@@ -127,3 +127,65 @@ void bench_ops_matmul(bench_env *env) {
     vkd_tensor_destroy(e.ids);
     vkd_tensor_destroy(e.y);
 }
+
+/* `bench ops --mrow`: the multi-row texel matmul on VKD_LAYOUT_BLOCKS bf16 weights against
+ * the texel GEMV in passes of 4 rows (issue 17), geometries interleaved in one process: each
+ * round times every variant once (median of --reps submissions), best round reported. Only
+ * ratios within one run mean anything on a shared machine. */
+void bench_ops_mrow(bench_env *env) {
+    static const struct {
+        const char *layer;
+        uint64_t N, K;
+    } shapes[] = {{"lm_head", 151936, 1024}, {"gate", 3072, 1024}, {"down", 1024, 3072}};
+    static const struct {
+        const char *name;
+        uint32_t min_m, cols, rpx;
+    } var[] = {{"passes", 0, 0, 0}, {"mrow c8 r1", 1, 8, 1}, {"mrow c8 r2", 1, 8, 2},
+               {"mrow c4 r2", 1, 4, 2}, {"mrow c16 r1", 1, 16, 1}, {"mrow c4 r4", 1, 4, 4}};
+    enum { NV = sizeof var / sizeof var[0], ROUNDS = 3 };
+    static const uint32_t ms[] = {1, 4, 8, 16};
+    const vkd_profile saved = *vkd_ctx_profile(env->ctx);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        uint64_t N = shapes[s].N, K = shapes[s].K, wbytes = N * K * 2;
+        mm_args a = {0};
+        a.nw = (uint32_t)((ROTATE_BYTES / 2 + wbytes - 1) / wbytes);
+        a.w = calloc(a.nw, sizeof *a.w);
+        if (!a.w) cli_fatal("bench ops: out of memory");
+        int64_t wshape[2] = {(int64_t)N, (int64_t)K};
+        vkd_error err = {0};
+        for (uint32_t i = 0; i < a.nw; i++)
+            cli_check(vkd_tensor_create_layout(env->ctx, VKD_DTYPE_BF16, 2, wshape, VKD_LAYOUT_BLOCKS,
+                                               shapes[s].layer, &a.w[i], &err), &err);
+        a.x = bench_tensor(env, VKD_DTYPE_F32, 16, K, "x");
+        a.y = bench_tensor(env, VKD_DTYPE_F32, 16, N, "y");
+        for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+            a.m = ms[mi];
+            int inner = (int)a.nw;
+            double best[NV];
+            for (int v = 0; v < NV; v++) best[v] = 1e30;
+            for (int round = 0; round < ROUNDS; round++)
+                for (int v = 0; v < NV; v++) {
+                    vkd_profile p = saved;
+                    p.blocks_mrow_min_m = var[v].min_m;
+                    if (var[v].cols) p.blocks_mrow_cols = var[v].cols;
+                    if (var[v].rpx) p.blocks_mrow_rpx = var[v].rpx;
+                    vkd_ctx_set_profile(env->ctx, &p);
+                    a.next = 0;
+                    double t = bench_time(env, rec_matmul, &a, inner);
+                    if (t < best[v]) best[v] = t;
+                }
+            for (int v = 0; v < NV; v++) {
+                char shape[96];
+                snprintf(shape, sizeof shape, "%s m=%u %llux%llu (%.2fx passes)", shapes[s].layer,
+                         a.m, (unsigned long long)N, (unsigned long long)K, best[v] / best[0]);
+                bench_row(env, var[v].name, shape, "bf16", best[v],
+                          (double)wbytes + 4.0 * a.m * (K + N), 2.0 * a.m * N * K, true);
+            }
+        }
+        for (uint32_t i = 0; i < a.nw; i++) vkd_tensor_destroy(a.w[i]);
+        free(a.w);
+        vkd_tensor_destroy(a.x);
+        vkd_tensor_destroy(a.y);
+    }
+    vkd_ctx_set_profile(env->ctx, &saved);
+}
