@@ -168,7 +168,7 @@ static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, co
 }
 
 /* Multi-row matmul on VKD_LAYOUT_BLOCKS weights (matmul_blocks_mrow): the rows of x across
- * the lanes, COLS rows of W per workgroup, up to RPX rows of x per lane; all m rows in one
+ * the lanes, one block of W per workgroup taken COLS rows at a time, up to RPX rows of x per lane; all m rows in one
  * dispatch (groups y: rows of x in sets of lanes * rpx, each set reading W once). */
 static vkd_result matmul_blocks_mrow(vkd_rec *rec, vkd_variant key, vkd_tensor *y,
                                      const vkd_tensor *x, const vkd_tensor *w, vkd_pc_matmul pc,
@@ -185,7 +185,9 @@ static vkd_result matmul_blocks_mrow(vkd_rec *rec, vkd_variant key, vkd_tensor *
     if (rpx_max > 4) rpx_max = 4;
     uint32_t rpx = (uint32_t)div_up(pc.m, lanes);
     if (rpx > rpx_max) rpx = rpx_max;
-    if (w->row_texels + 8 > vkd_profile_loop_budget(p))
+    /* per invocation: 256 / cols column groups of one loop pass per texel step, its tail and
+     * exits */
+    if ((VKD_BLOCK_ROWS / cols) * (w->row_texels + 3) + 8 > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
                         "matmul: K = %u exceeds the driver's loop limit for the texel kernel", pc.K);
     uint64_t gy = div_up(pc.m, (uint64_t)lanes * rpx);
@@ -198,7 +200,7 @@ static vkd_result matmul_blocks_mrow(vkd_rec *rec, vkd_variant key, vkd_tensor *
     disp.spec[2] = rpx;
     disp.nspec = 3;
     disp.groups[1] = (uint32_t)gy;
-    return matmul_chunks(rec, &disp, &pc, w, cols, VKD_BLOCK_ROWS, 0);
+    return matmul_chunks(rec, &disp, &pc, w, VKD_BLOCK_ROWS, VKD_BLOCK_ROWS, 0);
 }
 
 /* Tiled GEMM: T x T output tiles, (T/4)^2 lanes each computing 4 x 4 outputs. */

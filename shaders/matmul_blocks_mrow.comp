@@ -3,14 +3,14 @@
  * runtime/vkd_runtime.h), for many rows of x on CPU drivers:
  * y[y_row0 + i, col0 + n] (=|+=) x[x_row0 + i, :K] . W[n, :K] for i < m, n < rows (one chunk).
  * Geometry, the transpose of matmul_blocks: the ROWS of x lie across the lanes (lane l owns
- * rows i0 + l + j * LANES, j < RPX) and a workgroup owns COLS consecutive rows of W (COLS
- * divides the 256 rows of a block, so they lie in one block). At step k every lane fetches
+ * rows i0 + l + j * LANES, j < RPX) and a workgroup owns one block of 256 rows of W, taken
+ * COLS consecutive rows at a time. At step k every lane fetches
  * the same COLS texels (the address depends on the workgroup and the loop only: llvmpipe,
  * which runs the lanes as one SIMD vector, loads each texel once), widens each once and does
  * 8 (16-bit) or 4 (f32) multiply-adds per row it owns. Accumulators: RPX x COLS per lane, in
- * registers (AVX2 has 16). Workgroups: x over the rows of W, y over groups of LANES * RPX rows
- * of x (each group reads W once). One loop pass per 16-byte step of a row (host-checked
- * against the loop limit).
+ * registers (AVX2 has 16). Workgroups: x over the blocks of W, y over groups of LANES * RPX rows
+ * of x (each group reads W once). 256 / COLS times one loop pass per 16-byte step of a row
+ * (host-checked against the loop limit).
  * Bindings: 0 W chunk (uniform texel buffer, RGBA32UI), 1 x f32 (read), 2 y f32 (write, or
  * read-write when accumulating). */
 //! texel 0
@@ -80,12 +80,18 @@ float xat(uint j, uint e, bool guard) {
 void main() {
     uint lane = gl_LocalInvocationID.x;
     uint i0 = gl_WorkGroupID.y * gl_WorkGroupSize.x * RPX; /* first row of x of the group */
-    uint n0 = gl_WorkGroupID.x * COLS;                     /* first row of W (in the chunk) */
+    uint b = gl_WorkGroupID.x;                             /* block of W (in the chunk) */
     uint kt = (pc.K + E - 1u) / E, kf = pc.K / E;          /* steps per row: all, full */
-    uint t0 = n0 / 256u * kt * 256u + n0 % 256u;           /* texel of row n0 at step 0 */
     FOR_J(XOFF)
-    { FOR_C(ZERO_C) }
-    for (uint ks = 0u; ks < kf; ks++) STEP(ks, false)
-    if (kf < kt) STEP(kf, true)
-    FOR_C(STORE_C)
+    /* the block's rows COLS at a time (one workgroup per column group costs lavapipe tens
+     * of microseconds per group: bug_slow_many_workgroups) */
+    for (uint c0 = 0u; c0 < 256u; c0 += COLS) {
+        uint n0 = b * 256u + c0;                           /* first row of W of the group */
+        if (n0 >= pc.rows) break;
+        uint t0 = b * kt * 256u + c0;                      /* texel of row n0 at step 0 */
+        { FOR_C(ZERO_C) }
+        for (uint ks = 0u; ks < kf; ks++) STEP(ks, false)
+        if (kf < kt) STEP(kf, true)
+        FOR_C(STORE_C)
+    }
 }
