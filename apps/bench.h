@@ -43,8 +43,6 @@ int vkd_bench_ops(int argc, char **argv);
 
 /* matmul and embedding rows (apps/bench_ops_matmul.c) */
 void bench_ops_matmul(bench_env *env);
-/* the multi-row texel matmul against passes, interleaved (bench ops --mrow) */
-void bench_ops_mrow(bench_env *env);
 int vkd_bench_generate(int argc, char **argv);  /* apps/bench_model.c */
 int vkd_bench_spec(int argc, char **argv);
 

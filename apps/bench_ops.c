@@ -93,22 +93,17 @@ double bench_copy_gbs(bench_env *env) {
 
 int vkd_bench_ops(int argc, char **argv) {
     bench_env env = {.reps = 5};
-    bool mrow = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (cli_is("--json", argv[i])) env.json = true;
-        else if (cli_is("--mrow", argv[i])) mrow = true;
         else if ((v = cli_value("bench ops", "--reps", argc, argv, &i)))
             env.reps = (int)cli_parse_long("bench ops", "--reps", v, 1, 1000);
         else if (cli_is("--help", argv[i]) || cli_is("-h", argv[i])) {
-            printf("usage: vkdraft bench ops [--reps N] [--json] [--mrow]\n\n"
+            printf("usage: vkdraft bench ops [--reps N] [--json]\n\n"
                    "Measures the device's copy bandwidth, then times every op at the layer\n"
                    "shapes of Qwen3-0.6B, Qwen3-4B and Llama-3.2-1B; prints time, GB/s and\n"
                    "GFLOP/s, and GEMV bandwidth as a fraction of the copy bandwidth (the decode\n"
-                   "roofline). --reps: timed submissions per op (median reported, default 5).\n"
-                   "--mrow: only the multi-row texel matmul geometries against the texel GEMV\n"
-                   "in passes (bf16 151936x1024, 3072x1024, 1024x3072; m = 1, 4, 8, 16),\n"
-                   "interleaved, best of 3 rounds, with the ratio to passes.\n");
+                   "roofline). --reps: timed submissions per op (median reported, default 5).\n");
             return 0;
         } else cli_usage_error("bench ops", "unknown flag '%s'", argv[i]);
     }
@@ -124,13 +119,6 @@ int vkd_bench_ops(int argc, char **argv) {
     if (env.json) printf("  \"copy_gb_s\": %.3f,\n  \"ops\": [\n", env.copy_gbs);
     else printf("copy bandwidth: %.2f GB/s (read + write, 64 MiB)\n\n", env.copy_gbs);
 
-    if (mrow) {
-        bench_ops_mrow(&env);
-        if (env.json) printf("\n  ]\n}\n");
-        vkd_rec_destroy(env.rec);
-        vkd_ctx_destroy(env.ctx);
-        return 0;
-    }
     static const struct { const char *model; uint64_t hidden; } shapes[] = {
         {"qwen3-0.6b", 1024}, {"qwen3-4b", 2560}, {"llama-3.2-1b", 2048}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {

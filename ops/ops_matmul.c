@@ -167,42 +167,6 @@ static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, co
     return matmul_chunks(rec, &disp, &pc, w, lanes * rpl, VKD_BLOCK_ROWS, 0);
 }
 
-/* Multi-row matmul on VKD_LAYOUT_BLOCKS weights (matmul_blocks_mrow): the rows of x across
- * the lanes, one block of W per workgroup taken COLS rows at a time, up to RPX rows of x per lane; all m rows in one
- * dispatch (groups y: rows of x in sets of lanes * rpx, each set reading W once). */
-static vkd_result matmul_blocks_mrow(vkd_rec *rec, vkd_variant key, vkd_tensor *y,
-                                     const vkd_tensor *x, const vkd_tensor *w, vkd_pc_matmul pc,
-                                     bool accumulate) {
-    const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
-    const vkd_device_info *d = vkd_ctx_info(vkd_rec_ctx(rec));
-    uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
-    if (lanes > 64) lanes = 64;
-    while (lanes > 1 && lanes / 2 >= pc.m) lanes /= 2;
-    uint32_t cols = p->blocks_mrow_cols ? p->blocks_mrow_cols : 8;
-    if (cols > 16) cols = 16;
-    while (VKD_BLOCK_ROWS % cols) cols--;
-    uint32_t rpx_max = p->blocks_mrow_rpx ? p->blocks_mrow_rpx : 1;
-    if (rpx_max > 4) rpx_max = 4;
-    uint32_t rpx = (uint32_t)div_up(pc.m, lanes);
-    if (rpx > rpx_max) rpx = rpx_max;
-    /* per invocation: 256 / cols column groups of one loop pass per texel step, its tail and
-     * exits */
-    if ((VKD_BLOCK_ROWS / cols) * (w->row_texels + 3) + 8 > vkd_profile_loop_budget(p))
-        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
-                        "matmul: K = %u exceeds the driver's loop limit for the texel kernel", pc.K);
-    uint64_t gy = div_up(pc.m, (uint64_t)lanes * rpx);
-    if (gy > d->max_workgroup_count[1])
-        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul: m = %u too large", pc.m);
-    key.shape = VKD_SHAPE_GEMM;
-    vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
-    disp.spec[0] = lanes;
-    disp.spec[1] = cols;
-    disp.spec[2] = rpx;
-    disp.nspec = 3;
-    disp.groups[1] = (uint32_t)gy;
-    return matmul_chunks(rec, &disp, &pc, w, VKD_BLOCK_ROWS, VKD_BLOCK_ROWS, 0);
-}
-
 /* Tiled GEMM: T x T output tiles, (T/4)^2 lanes each computing 4 x 4 outputs. */
 static vkd_result matmul_gemm(vkd_rec *rec, vkd_variant key, vkd_tensor *y, const vkd_tensor *x,
                               const vkd_tensor *w, vkd_pc_matmul pc, bool accumulate) {
@@ -240,10 +204,10 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
     bool blocks = w->layout == VKD_LAYOUT_BLOCKS;
     key.shape = !blocks && m >= gemm_min ? VKD_SHAPE_GEMM : VKD_SHAPE_GEMV;
     vkd_pc_matmul pc = {.K = (uint32_t)w->cols, .N = (uint32_t)w->rows, .accumulate = accumulate};
-    pc.m = m, pc.x_row0 = x_row0, pc.y_row0 = y_row0;
-    if (key.shape == VKD_SHAPE_GEMM) return matmul_gemm(rec, key, y, x, w, pc, accumulate);
-    if (blocks && p->blocks_mrow_min_m && m >= p->blocks_mrow_min_m)
-        return matmul_blocks_mrow(rec, key, y, x, w, pc, accumulate);
+    if (key.shape == VKD_SHAPE_GEMM) {
+        pc.m = m, pc.x_row0 = x_row0, pc.y_row0 = y_row0;
+        return matmul_gemm(rec, key, y, x, w, pc, accumulate);
+    }
     /* passes of up to 16 rows (GEMV: m between 17 and gemm_min_m - 1 reads W twice) or 4
      * (texel blocks, see matmul_blocks) */
     uint32_t pass = blocks ? BLOCKS_MAX_M : GEMV_MAX_M;

@@ -444,7 +444,6 @@ void vkd_ctx_destroy(vkd_ctx *ctx) {
 
 const vkd_device_info *vkd_ctx_info(const vkd_ctx *ctx) { return &ctx->info; }
 const vkd_profile *vkd_ctx_profile(const vkd_ctx *ctx) { return &ctx->profile; }
-void vkd_ctx_set_profile(vkd_ctx *ctx, const vkd_profile *p) { ctx->profile = *p; }
 uint64_t vkd_ctx_max_binding(const vkd_ctx *ctx) { return ctx->max_binding; }
 uint32_t vkd_ctx_validation_count(const vkd_ctx *ctx) { return ctx->validation_count; }
 const char *vkd_ctx_validation_first(const vkd_ctx *ctx) { return ctx->validation_first; }

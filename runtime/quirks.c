@@ -43,11 +43,6 @@ void vkd_profile_choose(vkd_ctx *ctx) {
          * bounds check per component: weights in row-interleaved texel blocks stream 5-10x
          * faster (../shared/lavapipe-notes.md) */
         p->weight_layout = VKD_LAYOUT_BLOCKS;
-        /* rows of x across the lanes: see matmul_blocks_mrow and docs/benchmarks.md (issue 17,
-         * multi-row texel matmul) for the threshold and geometry */
-        p->blocks_mrow_min_m = 2;
-        p->blocks_mrow_cols = 8;
-        p->blocks_mrow_rpx = 2;
     } else {
         p->name = "gpu";
         p->wg_stream = sg >= 64 ? sg : 64;
@@ -60,9 +55,6 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->gemm_min_m = 32;
         p->bug_loop_limit = 0;
         p->weight_layout = VKD_LAYOUT_ROWS; /* the storage path: coalesced, many workgroups */
-        p->blocks_mrow_min_m = 0; /* the texel GEMV in passes (GPUs keep row-major weights) */
-        p->blocks_mrow_cols = 8;
-        p->blocks_mrow_rpx = 1;
     }
     p->max_texel_elements = d->max_texel_elements;
     p->reduce_subgroup = d->subgroup_in_compute && (d->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
@@ -72,7 +64,6 @@ void vkd_profile_choose(vkd_ctx *ctx) {
     /* Overrides for tuning experiments (docs/architecture.md, "Device profile"). */
     p->wg_stream = env_u32("VKDRAFT_WG_STREAM", p->wg_stream);
     p->stream_groups = env_u32("VKDRAFT_STREAM_GROUPS", p->stream_groups);
-    p->blocks_mrow_min_m = env_u32("VKDRAFT_MROW_MIN_M", p->blocks_mrow_min_m);
     const char *wl = getenv("VKDRAFT_WEIGHT_LAYOUT");
     if (wl && !strcmp(wl, "rows")) p->weight_layout = VKD_LAYOUT_ROWS;
     if (wl && !strcmp(wl, "blocks")) p->weight_layout = VKD_LAYOUT_BLOCKS;

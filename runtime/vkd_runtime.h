@@ -95,10 +95,6 @@ typedef struct vkd_profile {
     uint32_t wg_row;           /* workgroup size of one-workgroup-per-row reductions (logits) */
     bool bug_slow_many_workgroups; /* cost grows with workgroup count (lavapipe) */
     uint32_t gemm_min_m;       /* matmul: tiled GEMM from this many rows of x, GEMV below */
-    uint32_t blocks_mrow_min_m; /* matmul on VKD_LAYOUT_BLOCKS weights: the multi-row kernel
-                                * (rows of x across lanes) from this many rows of x; 0: never */
-    uint32_t blocks_mrow_cols; /* its rows of W per workgroup (1..16, a power of two) */
-    uint32_t blocks_mrow_rpx;  /* its most rows of x per lane (1, 2 or 4) */
     uint32_t bug_loop_limit;   /* loop iterations one invocation may run in total before the
                                 * driver silently exits the loop (lavapipe: 65535); 0: none */
     vkd_layout weight_layout;  /* layout of weight matrices uploaded for matmul */
@@ -127,9 +123,6 @@ vkd_result vkd_ctx_create(const vkd_ctx_options *opt, vkd_ctx **out, vkd_error *
 void vkd_ctx_destroy(vkd_ctx *ctx);
 const vkd_device_info *vkd_ctx_info(const vkd_ctx *ctx);
 const vkd_profile *vkd_ctx_profile(const vkd_ctx *ctx);
-/* Replaces the context's device profile (benchmarks comparing geometries in one process);
- * work recorded afterwards uses it. */
-void vkd_ctx_set_profile(vkd_ctx *ctx, const vkd_profile *p);
 uint64_t vkd_ctx_max_binding(const vkd_ctx *ctx);
 /* Validation messages seen so far (warnings and errors), and the first one's text. */
 uint32_t vkd_ctx_validation_count(const vkd_ctx *ctx);

@@ -13,7 +13,7 @@
  * read-write when accumulating). */
 //! texel 0
 //! family matmul
-//! axes trans=n layout=blocks shape=gemv dtype=f32,f16,bf16
+//! axes trans=n layout=blocks dtype=f32,f16,bf16
 #define PC_MATMUL
 #include "vkd_push.h"
 #include "common.glsl"
