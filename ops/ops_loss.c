@@ -1,5 +1,5 @@
-/* ops_loss.c: fused LM head + loss (cross-entropy and temperature-scaled KL to a teacher)
- * with its gradient, without ever holding rows x vocab logits.
+/* ops_loss.c: fused LM head + loss (cross-entropy, and temperature-scaled KL or DSpark's L1
+ * distance to a teacher) with its gradient, without ever holding rows x vocab logits.
  *
  * Forward, per vocabulary chunk [j0, j0 + n) (n <= ws->chunk, never crossing a binding of
  * W, of the teacher head or of dW):
