@@ -6,7 +6,8 @@
  * OUT/train/ckpt/                           f32 draft folder + optim.safetensors + state.json
  *                                           (replaced whole: written as ckpt.tmp, renamed)
  * OUT/train/log.jsonl                       one line per step {step, loss, grad_norm, lr,
- *                                           tau_est, rows, tok_s} and per eval {step, eval_tau}
+ *                                           tau_est, rows, tok_s; ce+tv: tv_accept} and per
+ *                                           eval {step, eval_tau}
  * A resume restarts from the checkpoint's step; log lines past it are dropped, so the log
  * of a resumed run equals the uninterrupted one (same anchors, same order, same updates). */
 #include <cjson/cJSON.h>
@@ -28,7 +29,8 @@ static void usage(void) {
     printf("usage: vkdraft train-draft --target DIR --data FILE [--data FILE ...] --out DIR\n"
            "           [--block-size 16] [--layers 5] [--target-layers auto|LIST]\n"
            "           [--anchors-per-seq 512] [--steps N | --epochs E] [--lr 6e-4] [--warmup 0.04]\n"
-           "           [--batch-tokens N] [--loss ce] [--seed S] [--regenerate [--max-new-tokens 128]]\n"
+           "           [--batch-tokens N] [--loss ce|ce+tv] [--seed S] [--regenerate [--max-new-tokens 128]]\n"
+           "           [--ce-weight 0.1] [--tv-weight 0.9]\n"
            "           [--eval-prompts 4] [--eval-every N] [--eval-tokens 32] [--save-every N]\n"
            "           [--mask-token-id ID] [--max-len N] [--resume] [--quiet]\n\n"
            "Trains a DFlash draft for the target from scratch, with the published recipe:\n"
@@ -57,7 +59,10 @@ static void usage(void) {
            "eval interval or 50 steps); OUT/train holds the f32 checkpoint, optimizer state\n"
            "and log.jsonl. --resume continues an interrupted run from its last checkpoint\n"
            "with the same parameters (the same loss curve as an uninterrupted run).\n"
-           "--loss ce+tv is not implemented.\n");
+           "--loss ce: row loss w_k CE. --loss ce+tv (DSpark): w_k (ce_w CE + tv_w ||q - p||_1), q the\n"
+           "draft's distribution, p the target's own next-token distribution at that position;\n"
+           "--ce-weight (>= 0, default 0.1) and --tv-weight (> 0, default 0.9) only with ce+tv;\n"
+           "the log then also gives tv_accept, the mean of 1 - L1/2 over the step's rows.\n");
 }
 
 typedef struct seq {
@@ -251,7 +256,7 @@ typedef struct opts {
     int ndata;
     long block, layers, anchors, steps, epochs, max_new, eval_prompts, eval_every, eval_tokens, save_every, mask_id,
         max_len, batch_tokens;
-    double lr, warmup;
+    double lr, warmup, ce_w, tv_w; /* weights: < 0 until given */
     unsigned long long seed;
     bool resume, regenerate, quiet;
 } opts;
@@ -260,7 +265,8 @@ typedef struct opts {
 static bool parse_args(int argc, char **argv, opts *o) {
     const char *c = CMD;
     *o = (opts){.target_layers = "auto", .loss = "ce", .block = 16, .layers = 5, .anchors = 512, .max_new = 128,
-                .eval_prompts = 4, .eval_tokens = 32, .mask_id = -1, .lr = 6e-4, .warmup = 0.04};
+                .eval_prompts = 4, .eval_tokens = 32, .mask_id = -1, .lr = 6e-4, .warmup = 0.04,
+                .ce_w = -1, .tv_w = -1};
     for (int i = 1; i < argc; i++) {
         const char *v;
         if ((v = cli_value(c, "--target", argc, argv, &i))) o->target_dir = v;
@@ -277,6 +283,8 @@ static bool parse_args(int argc, char **argv, opts *o) {
         else if ((v = cli_value(c, "--lr", argc, argv, &i))) o->lr = cli_parse_double(c, "--lr", v, 1e-12, 10);
         else if ((v = cli_value(c, "--warmup", argc, argv, &i))) o->warmup = cli_parse_double(c, "--warmup", v, 0, 1);
         else if ((v = cli_value(c, "--loss", argc, argv, &i))) o->loss = v;
+        else if ((v = cli_value(c, "--ce-weight", argc, argv, &i))) o->ce_w = cli_parse_double(c, "--ce-weight", v, 0, 1e6);
+        else if ((v = cli_value(c, "--tv-weight", argc, argv, &i))) o->tv_w = cli_parse_double(c, "--tv-weight", v, 0, 1e6);
         else if ((v = cli_value(c, "--batch-tokens", argc, argv, &i)))
             o->batch_tokens = cli_parse_long(c, "--batch-tokens", v, 1, 1L << 30);
         else if ((v = cli_value(c, "--seed", argc, argv, &i))) o->seed = (unsigned long long)cli_parse_long(c, "--seed", v, 0, __LONG_MAX__);
@@ -295,8 +303,12 @@ static bool parse_args(int argc, char **argv, opts *o) {
     }
     if (!o->target_dir || !o->out || !o->ndata) cli_usage_error(c, "--target DIR, --data FILE and --out DIR are required");
     if (o->steps && o->epochs) cli_usage_error(c, "give --steps or --epochs, not both");
-    if (!strcmp(o->loss, "ce+tv")) cli_fatal("train-draft: --loss ce+tv is not implemented yet (only ce)");
-    if (strcmp(o->loss, "ce")) cli_usage_error(c, "--loss must be ce");
+    bool tv = !strcmp(o->loss, "ce+tv");
+    if (!tv && strcmp(o->loss, "ce")) cli_usage_error(c, "--loss must be ce or ce+tv, got '%s'", o->loss);
+    if (!tv && (o->ce_w >= 0 || o->tv_w >= 0)) cli_usage_error(c, "--ce-weight and --tv-weight need --loss ce+tv");
+    if (tv && o->ce_w < 0) o->ce_w = 0.1;
+    if (tv && o->tv_w < 0) o->tv_w = 0.9;
+    if (tv && o->tv_w == 0) cli_usage_error(c, "--tv-weight must be > 0 with --loss ce+tv (for CE alone: --loss ce)");
     if (!o->save_every) o->save_every = o->eval_every ? o->eval_every : 50;
     return true;
 }
@@ -441,6 +453,10 @@ static cJSON *run_params(const job *j) {
     cJSON_AddNumberToObject(run, "lr", o->lr);
     cJSON_AddNumberToObject(run, "warmup", o->warmup);
     cJSON_AddStringToObject(run, "loss", o->loss);
+    if (!strcmp(o->loss, "ce+tv")) {
+        cJSON_AddNumberToObject(run, "ce_weight", o->ce_w);
+        cJSON_AddNumberToObject(run, "tv_weight", o->tv_w);
+    }
     cJSON_AddNumberToObject(run, "seed", (double)o->seed);
     cJSON_AddBoolToObject(run, "regenerate", o->regenerate);
     cJSON_AddNumberToObject(run, "max_new_tokens", (double)o->max_new);
@@ -538,7 +554,8 @@ static void load_models(job *j) {
     }
     vkd_train_draft_options tro = {.max_len = j->longest, .anchors = (uint32_t)o->anchors, .lr = o->lr,
                                    .warmup = (uint64_t)(o->warmup * (double)j->total + 0.5), .total = j->total,
-                                   .seed = o->seed, .target_dir = o->target_dir};
+                                   .seed = o->seed, .target_dir = o->target_dir, .ce_tv = !strcmp(o->loss, "ce+tv"),
+                                   .ce_weight = o->ce_w, .tv_weight = o->tv_w};
     cli_check(vkd_train_draft_create(j->d, &tro, &j->tr, &err), &err);
     if (o->resume && j->start > 0) {
         char *op = path_join(j->ck, "optim.safetensors");
@@ -605,6 +622,7 @@ static void build_plan(job *j) {
  * *tokens the trained rows and *t0 the time the steps began. */
 static double train_loop(job *j, FILE *log, uint64_t *tokens, double *t0) {
     const opts *o = j->o;
+    const bool tro_tv = !strcmp(o->loss, "ce+tv");
     vkd_error err = {0};
     uint64_t total = j->total;
     vkd_train_draft_seq *batch = malloc(j->ntrain * sizeof *batch);
@@ -629,14 +647,17 @@ static double train_loop(job *j, FILE *log, uint64_t *tokens, double *t0) {
         cJSON_AddNumberToObject(l, "grad_norm", st.grad_norm);
         cJSON_AddNumberToObject(l, "lr", st.lr);
         cJSON_AddNumberToObject(l, "tau_est", st.tau_est);
+        if (tro_tv) cJSON_AddNumberToObject(l, "tv_accept", st.tv_accept);
         cJSON_AddNumberToObject(l, "rows", st.rows);
         cJSON_AddNumberToObject(l, "seconds", st.seconds);
         log_line(log, l);
         if (!o->quiet && (tty || s + 1 == total || (s + 1) % 50 == 0)) {
             int w = 24, fill = (int)(w * (s + 1) / total);
-            fprintf(stderr, "%s[%.*s%*s] step %llu/%llu  loss %.4f  est. tau %.2f  %.0f tok/s%s", tty ? "\r" : "",
+            char acc[32] = "";
+            if (tro_tv) snprintf(acc, sizeof acc, "  tv acc. %.3f", st.tv_accept);
+            fprintf(stderr, "%s[%.*s%*s] step %llu/%llu  loss %.4f%s  est. tau %.2f  %.0f tok/s%s", tty ? "\r" : "",
                     fill, "########################", w - fill, "", (unsigned long long)s + 1,
-                    (unsigned long long)total, st.loss, st.tau_est, el > 0 ? *tokens / el : 0, tty ? "  " : "\n");
+                    (unsigned long long)total, st.loss, acc, st.tau_est, el > 0 ? *tokens / el : 0, tty ? "  " : "\n");
         }
         bool last = s + 1 == total;
         if (o->eval_prompts > 0 && ((o->eval_every && (s + 1) % (uint64_t)o->eval_every == 0) || last)) {

@@ -239,6 +239,10 @@ struct vkd_train_draft {
     uint32_t pass, npass;              /* anchors per pass (P), passes of a full step */
     vkd_tensor **lab, **row_w, **loss; /* per pass: P*B labels, weights, losses */
     vkd_tensor *dout;                  /* P*B x H */
+    /* ce_tv: the target's final-normed hidden states (max_len x H), a pass's teacher rows
+     * (P*B x H: block row k of anchor a reads position a+k-1), per pass L1 outputs */
+    vkd_tensor *final_h, *t_rows, **l1;
+    float *l1v;
     vkd_tensor *parts;
     uint32_t nparts;
     vkd_optim_slot *slots;
@@ -260,8 +264,10 @@ void vkd_train_draft_free(vkd_train_draft *tr) {
         if (tr->lab) vkd_tensor_destroy(tr->lab[i]);
         if (tr->row_w) vkd_tensor_destroy(tr->row_w[i]);
         if (tr->loss) vkd_tensor_destroy(tr->loss[i]);
+        if (tr->l1) vkd_tensor_destroy(tr->l1[i]);
     }
-    free(tr->lab), free(tr->row_w), free(tr->loss);
+    free(tr->lab), free(tr->row_w), free(tr->loss), free(tr->l1), free(tr->l1v);
+    vkd_tensor_destroy(tr->final_h), vkd_tensor_destroy(tr->t_rows);
     vkd_tensor_destroy(tr->dout);
     vkd_tensor_destroy(tr->parts);
     for (uint32_t i = 0; tr->slots && i < tr->nslots; i++) {
@@ -280,6 +286,10 @@ vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *
     if (!o || o->max_len < 3 || o->anchors == 0 || !(o->lr > 0) || !isfinite(o->lr) || o->total == 0)
         return vkd_fail(err, VKD_ERR_INVALID, "train-draft: sequences of >= 3 tokens, >= 1 anchor, lr > 0 "
                         "and >= 1 step are required");
+    if (o->ce_tv && (!(o->ce_weight >= 0) || !(o->tv_weight > 0) || !isfinite(o->ce_weight) ||
+                     !isfinite(o->tv_weight)))
+        return vkd_fail(err, VKD_ERR_INVALID, "train-draft: ce+tv needs ce weight >= 0 and tv weight > 0 (got "
+                        "%g, %g)", o->ce_weight, o->tv_weight);
     vkd_train_draft *tr = calloc(1, sizeof *tr);
     if (!tr) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
     tr->d = d;
@@ -295,7 +305,10 @@ vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *
     tr->npass = (K + P - 1) / P;
     vkd_result r = vkd_dflash_train_create_blocks(d, o->max_len - 2, P, &tr->T, err);
     if (!r) r = vkd_dflash_train_weight_grads(tr->T, err);
-    if (!r) r = vkd_lm_loss_ws_create(ctx, P * B, 0, false, &tr->ws, err);
+    if (!r) r = vkd_lm_loss_ws_create(ctx, P * B, 0, o->ce_tv, &tr->ws, err);
+    if (!r && o->ce_tv)
+        r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, o->max_len, H, "train_final_h", &tr->final_h, err);
+    if (!r && o->ce_tv) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, (uint64_t)P * B, H, "train_t_rows", &tr->t_rows, err);
     if (!r && d->target->lm_head->layout != VKD_LAYOUT_ROWS) {
         if (!o->target_dir) {
             r = vkd_fail(err, VKD_ERR_INVALID, "train-draft: the target's lm_head is not row-major and no "
@@ -317,12 +330,13 @@ vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *
     const uint32_t np = tr->npass;
     tr->lab = calloc(np, sizeof *tr->lab), tr->row_w = calloc(np, sizeof *tr->row_w);
     tr->loss = calloc(np, sizeof *tr->loss);
+    if (o->ce_tv) tr->l1 = calloc(np, sizeof *tr->l1), tr->l1v = malloc((size_t)np * P * B * 4);
     tr->anch = malloc(K * sizeof *tr->anch);
     tr->blocks = malloc((size_t)K * B * 4), tr->labels = malloc((size_t)K * (B - 1) * 4);
     tr->weights = malloc((size_t)K * (B - 1) * 4), tr->lossv = malloc((size_t)np * P * B * 4);
     tr->lab_b = malloc((size_t)P * B * 4), tr->w_b = malloc((size_t)P * B * 4);
     if (!tr->lab || !tr->row_w || !tr->loss || !tr->anch || !tr->blocks || !tr->labels || !tr->weights ||
-        !tr->lossv || !tr->lab_b || !tr->w_b) {
+        !tr->lossv || !tr->lab_b || !tr->w_b || (o->ce_tv && (!tr->l1 || !tr->l1v))) {
         r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
         goto fail;
     }
@@ -330,6 +344,7 @@ vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *
         r = vkd_tensor_create_2d(ctx, VKD_DTYPE_I32, 1, (uint64_t)P * B, "train_labels", &tr->lab[i], err);
         if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, (uint64_t)P * B, "train_row_w", &tr->row_w[i], err);
         if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, (uint64_t)P * B, "train_loss", &tr->loss[i], err);
+        if (!r && o->ce_tv) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, (uint64_t)P * B, "train_l1", &tr->l1[i], err);
     }
     if (r) goto fail;
     /* one optimizer slot per draft tensor, in checkpoint order */
@@ -378,7 +393,7 @@ static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
  * (the sequence's share of the step's total weight). Adds to *loss, *tau (sum over anchors). */
 static vkd_result step_seq(vkd_train_draft *tr, vkd_rec *rec, const vkd_train_draft_seq *q, uint64_t step,
                            double wscale, bool first, bool last, float *gnorm, double *loss, double *tau,
-                           vkd_error *err) {
+                           double *accept, vkd_error *err) {
     vkd_dflash *d = tr->d;
     const uint32_t B = d->block, T = q->n;
     uint32_t s0 = q->resp_start > 1 ? q->resp_start : 1, avail = T - 1 - s0;
@@ -403,15 +418,27 @@ static vkd_result step_seq(vkd_train_draft *tr, vkd_rec *rec, const vkd_train_dr
         r = vkd_tensor_upload(tr->lab[g], 0, tr->lab_b, (uint64_t)nb * B * 4, err);
         if (!r) r = vkd_tensor_upload(tr->row_w[g], 0, tr->w_b, (uint64_t)nb * B * 4, err);
     }
-    if (!r) r = vkd_dflash_target_features(d, rec, q->ids, T, tr->feats, err);
+    if (!r) r = vkd_dflash_target_features_final(d, rec, q->ids, T, tr->feats, tr->final_h, err);
     if (r) return r;
     vkd_rec_begin(rec);
     if (first) r = vkd_dflash_train_zero_grads(tr->T, rec, err);
     for (uint32_t g = 0; !r && g < np; g++) {
         uint32_t nb = K - g * P < P ? K - g * P : P;
-        vkd_lm_loss_args la = {.rows = nb * B, .h = tr->T->out, .w = tr->head ? tr->head : d->target->lm_head,
-                               .labels = tr->lab[g],
+        const vkd_tensor *head = tr->head ? tr->head : d->target->lm_head;
+        vkd_lm_loss_args la = {.rows = nb * B, .h = tr->T->out, .w = head, .labels = tr->lab[g],
                                .row_w = tr->row_w[g], .loss = tr->loss[g], .dh = tr->dout};
+        if (tr->o.ce_tv) {
+            /* teacher row b*B + k: position a+k-1 (a >= 1); rows past the sequence keep old values
+             * (weight 0) */
+            for (uint32_t b = 0; b < nb; b++) {
+                uint32_t p0 = tr->anch[(size_t)g * P + b] - 1, n = T - p0 < B ? T - p0 : B;
+                vkd_op_copy2d(rec, tr->t_rows, b * B, 0, tr->final_h, p0, 0, n, d->hidden);
+            }
+            la.t_h = tr->t_rows, la.t_w = head, la.teacher_l1 = true, la.l1 = tr->l1[g];
+            la.l1_weight = (float)tr->o.tv_weight;
+            la.ce_weight = (float)tr->o.ce_weight;
+            if (tr->o.ce_weight == 0) la.labels = NULL; /* lm_loss reads a zero weight as 1 */
+        }
         if (tr->o.per_block)
             r = vkd_dflash_train_forward(tr->T, rec, tr->feats, 0, tr->anch[g], tr->blocks + (size_t)g * B, err);
         else
@@ -420,6 +447,7 @@ static vkd_result step_seq(vkd_train_draft *tr, vkd_rec *rec, const vkd_train_dr
         if (!r) r = vkd_op_lm_loss_forward_backward(rec, tr->ws, &la);
         if (!r) r = vkd_dflash_train_backward(tr->T, rec, tr->dout, err);
         if (!r) r = vkd_rec_read(rec, tr->loss[g], 0, tr->lossv + (size_t)g * P * B, (uint64_t)nb * B * 4);
+        if (!r && tr->o.ce_tv) r = vkd_rec_read(rec, tr->l1[g], 0, tr->l1v + (size_t)g * P * B, (uint64_t)nb * B * 4);
     }
     if (last) {
         uint32_t part = 0;
@@ -437,7 +465,14 @@ static vkd_result step_seq(vkd_train_draft *tr, vkd_rec *rec, const vkd_train_dr
             double w = tr->weights[(size_t)i * (B - 1) + k - 1], l = tr->lossv[(size_t)i * B + k];
             *loss += l;
             if (w <= 0) break;
-            run *= exp(-l / w); /* the row's loss is w * CE */
+            double ce = l / w; /* the row's loss is w * CE, or w (ce_w CE + tv_w L1) */
+            if (tr->o.ce_tv) {
+                double l1 = tr->l1v[(size_t)i * B + k];
+                *accept += 1 - 0.5 * l1;
+                /* without the CE term: the TV acceptance estimate stands in for exp(-CE) */
+                ce = tr->o.ce_weight > 0 ? (ce - tr->o.tv_weight * l1) / tr->o.ce_weight : -log(fmax(1 - 0.5 * l1, 1e-30));
+            }
+            run *= exp(-ce);
             acc += run;
         }
         *tau += acc;
@@ -489,16 +524,17 @@ vkd_result vkd_train_draft_step_batch(vkd_train_draft *tr, vkd_rec *rec, const v
     }
     /* each sequence's rows are normalised over the sequence (vkd_ttt_step_rows): rescaled to
      * its share so that the step's loss is the weighted mean CE over all of its rows */
-    double loss = 0, tau = 0;
+    double loss = 0, tau = 0, accept = 0;
     float gnorm = NAN;
     for (uint32_t s = 0; !r && s < nseq; s++)
         r = step_seq(tr, rec, &seqs[s], step, total_w > 0 ? raw[s] / total_w : 0, s == 0, s + 1 == nseq, &gnorm,
-                     &loss, &tau, err);
+                     &loss, &tau, &accept, err);
     free(raw);
     if (r) return r;
     st->loss = loss;
     st->grad_norm = gnorm;
     st->tau_est = st->anchors ? tau / st->anchors : 0;
+    st->tv_accept = tr->o.ce_tv && st->rows ? accept / st->rows : 0;
     uint64_t warm = tr->o.warmup, total = tr->o.total;
     st->lr = tr->o.lr * vkd_lr_cosine(step, warm, total);
     if (!isfinite(loss) || !isfinite(gnorm))

@@ -67,6 +67,11 @@ typedef struct vkd_train_draft_options {
     /* anchors per draft pass (0: all of a step's, at most VKD_TRAIN_DRAFT_PASS_ROWS rows) */
     uint32_t blocks_per_pass;
     bool per_block;            /* one forward per anchor (the reference path) */
+    /* DSpark's loss (issue 15): row loss w_k (ce_w CE(q, x) + tv_w ||q - p||_1), q the draft's
+     * distribution, p the target's own next-token distribution at the row's position (its
+     * final-normed hidden state through the shared head; a constant). Off: w_k CE. */
+    bool ce_tv;
+    double ce_weight, tv_weight; /* with ce_tv, used as given (>= 0, tv > 0; the app's defaults 0.1 / 0.9) */
 } vkd_train_draft_options;
 
 /* default bound on the rows (blocks x block size) of one pass: its activations are kept */
@@ -79,12 +84,14 @@ vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *
 void vkd_train_draft_free(vkd_train_draft *tr);
 
 typedef struct vkd_train_draft_stats {
-    double loss;               /* the step's weighted mean CE */
+    double loss;               /* the step's weighted mean row loss (CE; ce_tv: ce_w CE + tv_w L1) */
     double grad_norm;          /* before clipping */
     double lr;
     double tau_est;            /* mean over anchors of 1 + sum_k prod_{j<=k} p_j(label): the
                                 * expected acceptance length if position j were accepted with
                                 * the draft's probability of the target's token */
+    double tv_accept;          /* ce_tv: mean over labelled rows of 1 - L1/2 (the TV acceptance
+                                * estimate); 0 otherwise */
     uint32_t anchors, rows;    /* anchors used, rows with a label */
     double seconds;
 } vkd_train_draft_stats;

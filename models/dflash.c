@@ -206,12 +206,17 @@ vkd_result vkd_dflash_crop(vkd_dflash *d, uint32_t len, vkd_error *err) {
 
 vkd_result vkd_dflash_target_features(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T,
                                       vkd_tensor *feats, vkd_error *err) {
+    return vkd_dflash_target_features_final(d, rec, seq, T, feats, NULL, err);
+}
+
+vkd_result vkd_dflash_target_features_final(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T,
+                                            vkd_tensor *feats, vkd_tensor *final_h, vkd_error *err) {
     vkd_target *t = d->target;
     vkd_result r = vkd_target_crop(t, 0, err);
     for (uint32_t done = 0; !r && done < T;) {
         uint32_t m = T - done < t->max_rows ? T - done : t->max_rows;
         vkd_target_step st = {.ids = seq + done, .m = m, .tap_layers = d->tap_layers, .ntaps = d->ntaps,
-                              .features = feats, .feat_row0 = done};
+                              .features = feats, .feat_row0 = done, .final_h = final_h, .final_row0 = done};
         vkd_rec_begin(rec);
         r = vkd_target_step_record(t, rec, &st, err);
         vkd_result s = vkd_rec_submit(rec);

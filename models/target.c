@@ -211,6 +211,10 @@ vkd_result vkd_target_step_record(vkd_target *t, vkd_rec *rec, const vkd_target_
                      s->feat_row0 + m > s->features->rows))
         return vkd_fail(err, VKD_ERR_INVALID, "features tensor too small for %u taps x %u rows",
                         s->ntaps, m);
+    if (s->final_h && (s->final_h->dtype != VKD_DTYPE_F32 || s->final_h->cols < H ||
+                       (uint64_t)s->final_row0 + m > s->final_h->rows))
+        return vkd_fail(err, VKD_ERR_INVALID, "final hidden tensor '%s' too small or not f32 for %u rows",
+                        s->final_h->name, m);
     for (uint32_t i = 0; i < s->ntaps; i++)
         if (s->tap_layers[i] >= t->n_layers)
             return vkd_fail(err, VKD_ERR_RANGE, "tap layer %u: the model has %u layers",
@@ -232,8 +236,9 @@ vkd_result vkd_target_step_record(vkd_target *t, vkd_rec *rec, const vkd_target_
             if (s->tap_layers[i] == l)
                 vkd_op_copy2d(rec, s->features, s->feat_row0, i * H, t->x, 0, 0, m, H);
     }
+    if (s->logits_rows || s->final_h) vkd_op_rmsnorm(rec, t->a, t->x, t->norm, m, H, eps);
+    if (s->final_h) vkd_op_copy2d(rec, s->final_h, s->final_row0, 0, t->a, 0, 0, m, H);
     if (s->logits_rows) {
-        vkd_op_rmsnorm(rec, t->a, t->x, t->norm, m, H, eps);
         if (s->argmax && t->lm_part)
             vkd_op_matmul_argmax(rec, s->argmax, t->lm_part, t->a, s->logits_row0, t->lm_head, s->logits_rows);
         else {

@@ -67,5 +67,9 @@ vkd_result vkd_dflash_crop(vkd_dflash *d, uint32_t len, vkd_error *err);
  * with d's taps into feats rows 0..T-1; the target's cache is cropped to 0 before and after. */
 vkd_result vkd_dflash_target_features(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T,
                                       vkd_tensor *feats, vkd_error *err);
+/* The same, and (final_h not NULL) the target's final-normed hidden states into final_h rows
+ * 0..T-1 (f32, >= hidden columns): the target's own next-token distributions through its head. */
+vkd_result vkd_dflash_target_features_final(vkd_dflash *d, vkd_rec *rec, const int32_t *seq, uint32_t T,
+                                            vkd_tensor *feats, vkd_tensor *final_h, vkd_error *err);
 
 #endif

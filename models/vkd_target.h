@@ -63,6 +63,10 @@ typedef struct vkd_target_step {
      * argmax[0..logits_rows) (vkd_op_argmax's ties and -1 for a NaN/+Inf row); with a
      * texel-block lm_head the logits are then never written (t->logits left as it was) */
     vkd_tensor *argmax;
+    /* final_h: when set (f32, >= hidden columns, >= final_row0 + m rows), the final-normed
+     * hidden states of the step's rows (what the lm_head reads) go to rows [final_row0, +m) */
+    vkd_tensor *final_h;
+    uint32_t final_row0;
     /* hidden: copy every layer's output? (forward --layers) use taps instead */
 } vkd_target_step;
 

@@ -1,5 +1,5 @@
-/* ops_loss.c: fused LM head + loss (cross-entropy and temperature-scaled KL to a teacher)
- * with its gradient, without ever holding rows x vocab logits.
+/* ops_loss.c: fused LM head + loss (cross-entropy, and temperature-scaled KL or DSpark's L1
+ * distance to a teacher) with its gradient, without ever holding rows x vocab logits.
  *
  * Forward, per vocabulary chunk [j0, j0 + n) (n <= ws->chunk, never crossing a binding of
  * W, of the teacher head or of dW):
@@ -11,6 +11,10 @@
  * Backward, per chunk again: S = H W^T (recomputed, as flash attention does), then
  * loss_rows DLOGITS turns S into dL/dz = w_r (ce_w (softmax(z) - onehot) + kl_w T (softmax(z/T)
  * - softmax(t/T))), loss_dh adds S W[chunk] into dH, loss_dw writes S^T H into dW[chunk].
+ * L1 teacher term (teacher_l1): the first walk and FINAL as for KL at temperature 1 (the
+ * KL term left out), then a second walk: loss_rows L1 sums |q - p| and GS = sum q sign(q - p)
+ * per row into the state, loss_rows L1_FINAL adds w_r l1_w L1 to the loss; the backward's
+ * DLOGITS gives w_r l1_w q (sign(q - p) - GS) for the teacher term.
  * Every sum runs in a fixed order: reruns are bit-identical.
  *
  * With hidden % 4 == 0 the product kernels read four elements per load (MODE_VEC4).
@@ -32,6 +36,8 @@
 #define MODE_ROWW 16u
 #define MODE_VEC4 32u
 #define MODE_ONLINE 64u
+#define MODE_L1 128u
+#define MODE_L1OUT 256u
 #define BLOCKS_MB 4u /* rows of H per workgroup of loss_logits_blocks (as matmul_blocks) */
 
 vkd_result vkd_lm_loss_ws_create(vkd_ctx *ctx, uint32_t max_rows, uint32_t chunk, bool teacher_head,
@@ -149,14 +155,23 @@ static vkd_result check_args(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss
     if (!a->labels && !teacher)
         return vkd_fail(err, VKD_ERR_INVALID, "lm_loss: neither labels (CE) nor a teacher (KL) given");
     float T = a->temperature != 0.0f ? a->temperature : 1.0f;
-    if (!(T > 0.0f) || !(a->ce_weight >= 0.0f) || !(a->kl_weight >= 0.0f))
+    if (!(T > 0.0f) || !(a->ce_weight >= 0.0f) || !(a->kl_weight >= 0.0f) || !(a->l1_weight >= 0.0f))
         return vkd_fail(err, VKD_ERR_INVALID, "lm_loss: temperature must be > 0, weights >= 0");
-    p->mode = (a->labels ? MODE_CE : 0) | (teacher ? MODE_KL : 0) | (a->row_w ? MODE_ROWW : 0);
+    if (a->teacher_l1 && (!teacher || T != 1.0f))
+        return vkd_fail(err, VKD_ERR_INVALID, "lm_loss: the L1 teacher term needs a teacher and "
+                        "temperature 1 (got %s, %g)", teacher ? "a teacher" : "no teacher", T);
+    if (a->l1 && !a->teacher_l1)
+        return vkd_fail(err, VKD_ERR_INVALID, "lm_loss: an L1 output '%s' without the L1 teacher term",
+                        a->l1->name);
+    if (!backward && a->l1 && (r = vkd_ops_need(rec, "lm_loss", a->l1, VKD_DTYPE_F32, rows))) return r;
+    p->mode = (a->labels ? MODE_CE : 0) | (teacher ? MODE_KL : 0) | (a->row_w ? MODE_ROWW : 0) |
+              (a->teacher_l1 ? MODE_L1 : 0) | (a->l1 ? MODE_L1OUT : 0);
     p->inv_t = 1.0f / T;
     p->ce_w = a->ce_weight != 0.0f ? a->ce_weight : 1.0f;
     float klw = a->kl_weight != 0.0f ? a->kl_weight : 1.0f;
     p->kl_loss_w = klw * T * T;
     p->kl_grad_w = klw * T;
+    if (a->teacher_l1) p->kl_loss_w = p->kl_grad_w = a->l1_weight != 0.0f ? a->l1_weight : 1.0f;
     if (!backward && (r = vkd_ops_need(rec, "lm_loss", a->loss, VKD_DTYPE_F32, rows))) return r;
     if (backward) {
         if (!a->dh) return vkd_fail(err, VKD_ERR_INVALID, "lm_loss: backward needs dh");
@@ -315,6 +330,43 @@ static vkd_result row_wg(vkd_rec *rec, uint32_t *out) {
     return VKD_OK;
 }
 
+/* L1 mode, after FINAL: a second walk over the vocabulary for L1 and GS, then the loss. */
+static vkd_result l1_pass(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a, const plan *p,
+                          uint32_t wg, uint32_t wg_row) {
+    vkd_result r;
+    for (uint32_t j = 0; j < p->vocab;) {
+        uint32_t e = chunk_end(ws, a, false, j, p->vocab);
+        vkd_pc_loss pc = base_pc(ws, a, p, j, e);
+        if (j == 0) pc.mode |= MODE_FIRST;
+        if ((r = chunk_logits(rec, ws, a, p, &pc, wg))) return r;
+        vkd_dispatch s = {
+            .shader = VKD_SHADER_LOSS_L1,
+            .spec = {wg_row},
+            .nspec = 1,
+            .binds = {vkd_r(ws->s), teacher_bind(ws, a), vkd_r(ws->s), vkd_rw(ws->state)},
+            .nbinds = 4,
+            .push = &pc,
+            .push_bytes = sizeof pc,
+            .groups = {p->rows},
+        };
+        if ((r = vkd_rec_dispatch(rec, &s))) return r;
+        j = e;
+    }
+    vkd_pc_loss pc = base_pc(ws, a, p, 0, 0);
+    vkd_dispatch f = {
+        .shader = VKD_SHADER_LOSS_L1_FINAL,
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {vkd_r(ws->state), a->row_w ? vkd_r(a->row_w) : vkd_r(ws->s), vkd_rw(a->loss),
+                  a->l1 ? vkd_w(a->l1) : vkd_w(ws->s)},
+        .nbinds = 4,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {(p->rows + wg - 1) / wg},
+    };
+    return vkd_rec_dispatch(rec, &f);
+}
+
 vkd_result vkd_op_lm_loss_forward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a) {
     plan p;
     vkd_result r;
@@ -352,7 +404,8 @@ vkd_result vkd_op_lm_loss_forward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm
         .push_bytes = sizeof pc,
         .groups = {(p.rows + wg - 1) / wg},
     };
-    return vkd_rec_dispatch(rec, &f);
+    if ((r = vkd_rec_dispatch(rec, &f)) || !(p.mode & MODE_L1)) return r;
+    return l1_pass(rec, ws, a, &p, wg, wg_row);
 }
 
 vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_lm_loss_args *a) {

@@ -73,7 +73,13 @@ double vkd_lr_cosine(uint64_t s, uint64_t warmup, uint64_t total);
  * only rows x chunk scratch. Forward: loss (and the log-sum-exps, kept in the workspace).
  * Backward (after the forward with the same arguments, same or later submission):
  * dH = d(sum_r loss[r]) / dH, and dW likewise for a trainable head (f32).
- * For a weighted mean, pass row weights already divided by their sum. */
+ * For a weighted mean, pass row weights already divided by their sum.
+ * With teacher_l1 the teacher term is the L1 distance of the distributions instead of KL
+ * (DSpark's distribution-matching term; temperature must be 1), p = softmax(t_r) a constant:
+ *   loss[r] = w_r * ( ce_w * CE(z_r, label_r) + l1_w * || softmax(z_r) - p ||_1 )
+ *   dL1/dz_j = q_j (g_j - sum_i q_i g_i), g_i = sign(q_i - p_i) (sign(0) = 0).
+ * The forward then walks the vocabulary twice (log-sum-exps first, then L1 and sum_i q_i g_i,
+ * kept in the workspace for the backward), still without rows x vocab logits. */
 
 /* Scratch of the fused loss: logits of one chunk for up to max_rows rows (student, and
  * teacher when a teacher head is used), and 8 f32 of running state per row. */
@@ -102,6 +108,10 @@ typedef struct vkd_lm_loss_args {
     const vkd_tensor *t_w;     /* teacher head vocab x hidden_t, f32/f16/bf16, any chunks */
     float temperature;         /* 0: 1 */
     float kl_weight;           /* 0: 1 (when a teacher is given) */
+    bool teacher_l1;           /* teacher term L1 (raw, not halved) instead of KL; needs a teacher */
+    float l1_weight;           /* 0: 1 (with teacher_l1) */
+    vkd_tensor *l1;            /* forward output, NULL: none; f32 rows: the raw L1 distance per row
+                                * (unweighted; with teacher_l1 only) */
     vkd_tensor *loss;          /* forward output: f32 rows */
     vkd_tensor *dh;            /* backward output: f32 rows x hidden (one binding) */
     vkd_tensor *dw;            /* backward output, NULL: frozen head; f32 vocab x hidden, any chunks */

@@ -11,6 +11,10 @@
 /* one-pass loss and dH (vkd_op_lm_loss_forward_backward, CE only): loss_dh rescales its
  * running sum by the row's max change and gathers the label's head row */
 #define LOSS_ONLINE 64u
+/* teacher term L1 instead of KL (LOSS_KL is set too: the first pass gathers the same
+ * log-sum-exps of z and of the teacher logits, temperature 1) */
+#define LOSS_L1 128u
+#define LOSS_L1OUT 256u /* L1 mode: the per-row L1 output is bound */
 /* rows of H handled by one invocation of the product kernels (explicitly unrolled, so the
  * loop-iteration count of an invocation is the length of its one loop) */
 #define RT 8u
@@ -29,6 +33,10 @@
 #define ST_ZY 7u
 /* one-pass mode (CE only, so the KL slots are free): the row's running max before this chunk */
 #define ST_MPREV ST_MB
+/* L1 mode, after FINAL (the sums of the pairs are no longer needed): the row's L1 distance
+ * and GS = sum_i q_i sign(q_i - p_i), accumulated by the L1 pass */
+#define ST_L1 ST_SB
+#define ST_GS ST_SA
 
 /* With W_BINDING defined: the weight binding, wload(e) = its element e in the storage dtype
  * (DT_F32, DT_F16 or DT_BF16: the dtype axis) widened to f32, and wload4(q) = elements 4q..4q+3 in one load

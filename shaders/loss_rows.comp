@@ -19,12 +19,20 @@
  *   label. Invocation (k, r). Bindings: 0 state, 1 labels, 2 row weights, 3 G, 4 dH (rw).
  * LOSS_DLOGITS: S[r, c] = w_r (ce_w (softmax(z)_c - [j0 + c == label]) + T kl_w (softmax(z/T)_c
  *   - softmax(a)_c)), the gradient of loss[r] with respect to the logits, in place.
- *   Bindings: 0 S (read-write), 1 teacher, 2 labels, 3 state (read), 4 row weights. */
+ *   Bindings: 0 S (read-write), 1 teacher, 2 labels, 3 state (read), 4 row weights.
+ *   L1 mode: the teacher term is instead l1_w q_c (sign(q_c - p_c) - GS) (q, p the softmaxes).
+ * LOSS_L1 (L1 mode, second pass after FINAL): workgroup r adds sum_c |q_c - p_c| and
+ *   sum_c q_c sign(q_c - p_c) over the chunk into the state's ST_L1 / ST_GS. Lanes reduce in
+ *   a fixed order. Bindings as STATS.
+ * LOSS_L1_FINAL: invocation r adds w_r l1_w L1 to loss[r] and stores L1 in l1[r] (when bound).
+ *   Bindings: 0 state (read), 1 row weights, 2 loss (read-write), 3 l1 (write). */
 //! variant LOSS_STATS STATS
 //! variant LOSS_FINAL FINAL
 //! variant LOSS_DLOGITS DLOGITS
 //! variant LOSS_STATS_ONLINE STATS ONLINE
 //! variant LOSS_DH_FINAL DH_FINAL
+//! variant LOSS_L1 L1STATS
+//! variant LOSS_L1_FINAL L1FINAL
 #define PC_LOSS
 #include "vkd_push.h"
 #include "vkd_push_train.h"
@@ -47,7 +55,7 @@ void main() {
     float l = 0.0;
     int y = (pc.mode & LOSS_CE) != 0u ? labels[r] : -1;
     if (y >= 0 && uint(y) < pc.vocab) l += pc.ce_w * (lse1 - st[b + ST_ZY]);
-    if ((pc.mode & LOSS_KL) != 0u)
+    if ((pc.mode & (LOSS_KL | LOSS_L1)) == LOSS_KL)
         l += pc.kl_loss_w * (st[b + ST_D] / st[b + ST_SA] - lsea + lseb);
     float w = (pc.mode & LOSS_ROWW) != 0u ? roww[r] : 1.0;
     loss[r] = w * l;
@@ -68,6 +76,18 @@ void main() {
     int y = labels[r];
     float w = pc.ce_w * ((pc.mode & LOSS_ROWW) != 0u ? roww[r] : 1.0);
     dh[o] = y >= 0 && uint(y) < pc.vocab ? w * (dh[o] / st[r * 8u + ST_S1] - gy[o]) : 0.0;
+}
+#elif defined(L1FINAL)
+layout(std430, binding = 0) readonly buffer State { float st[]; };
+layout(std430, binding = 1) readonly buffer RowW { float roww[]; };
+layout(std430, binding = 2) buffer Loss { float loss[]; };
+layout(std430, binding = 3) writeonly buffer L1 { float l1out[]; };
+void main() {
+    uint r = gl_GlobalInvocationID.x;
+    if (r >= pc.rows) return;
+    float l1 = st[r * 8u + ST_L1];
+    loss[r] += ((pc.mode & LOSS_ROWW) != 0u ? roww[r] : 1.0) * pc.kl_loss_w * l1;
+    if ((pc.mode & LOSS_L1OUT) != 0u) l1out[r] = l1;
 }
 #else
 layout(std430, binding = 1) readonly buffer Teacher { float tch[]; };
@@ -179,6 +199,26 @@ void main() {
 }
 #endif
 
+#ifdef L1STATS
+layout(std430, binding = 0) readonly buffer S { float s[]; };
+layout(std430, binding = 3) buffer State { float st[]; };
+void main() {
+    uint r = gl_WorkGroupID.x, sb = r * pc.s_stride, b = r * 8u;
+    /* the log-sum-exps of FINAL: student in ST_MB (temperature 1), teacher in ST_MA */
+    float lz = st[b + ST_MB], la = st[b + ST_MA], l1 = 0.0, gs = 0.0;
+#define ELEM(i) { float q = exp(s[sb + i] - lz), d = q - exp(teacher(r, i) - la); \
+        l1 += abs(d); gs += q * sign(d); }
+    ROW_FOR(pc.ncols, ELEM)
+#undef ELEM
+    l1 = wg_sum(l1);
+    gs = wg_sum(gs);
+    if (gl_LocalInvocationID.x != 0u) return;
+    bool first = (pc.mode & LOSS_FIRST) != 0u;
+    st[b + ST_L1] = first ? l1 : st[b + ST_L1] + l1;
+    st[b + ST_GS] = first ? gs : st[b + ST_GS] + gs;
+}
+#endif
+
 #ifdef DLOGITS
 layout(std430, binding = 0) buffer S { float s[]; };
 layout(std430, binding = 3) readonly buffer State { float st[]; };
@@ -190,7 +230,10 @@ void main() {
     float z = s[o], g = 0.0;
     int y = (pc.mode & LOSS_CE) != 0u ? labels[r] : -1;
     if (y >= 0 && uint(y) < pc.vocab) g += pc.ce_w * (exp(z - st[b + ST_M1]) - (uint(y) == pc.j0 + c ? 1.0 : 0.0));
-    if ((pc.mode & LOSS_KL) != 0u) {
+    if ((pc.mode & LOSS_L1) != 0u) {
+        float q = exp(z - st[b + ST_MB]), d = q - exp(teacher(r, c) - st[b + ST_MA]);
+        g += pc.kl_grad_w * q * (sign(d) - st[b + ST_GS]);
+    } else if ((pc.mode & LOSS_KL) != 0u) {
         float a = teacher(r, c) * pc.inv_t;
         g += pc.kl_grad_w * (exp(z * pc.inv_t - st[b + ST_MB]) - exp(a - st[b + ST_MA]));
     }

@@ -49,11 +49,11 @@ PUSH_BEGIN(vkd_pc_loss)
     uint vocab;      /* vocabulary size (labels outside [0, vocab) get no CE) */
     uint t_off;      /* teacher logits tensor: element offset of (row 0, column j0) */
     uint t_stride;   /* its row stride (0: teacher logits are in T) */
-    uint mode;       /* bit 0: CE, bit 1: KL, bit 2: first chunk, bit 3: accumulate output */
+    uint mode;       /* LOSS_* bits of shaders/loss_common.glsl (CE, KL, first chunk, ...) */
     float inv_t;     /* 1 / temperature */
     float ce_w;      /* weight of CE */
-    float kl_loss_w; /* kl_w * T^2 (loss) */
-    float kl_grad_w; /* kl_w * T (gradient of T^2 KL with respect to the student logits) */
+    float kl_loss_w; /* kl_w * T^2 (loss); L1 mode: l1_w */
+    float kl_grad_w; /* kl_w * T (gradient of T^2 KL with respect to the student logits); L1: l1_w */
 PUSH_END(vkd_pc_loss)
 #endif
 

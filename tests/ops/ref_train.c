@@ -97,3 +97,56 @@ void ref_lm_loss(double *loss, double *dH, double *dW, const double *H, const do
     free(z);
     free(dz);
 }
+
+void ref_lm_loss_l1(double *loss, double *l1out, double *dH, double *dW, const double *H, const double *W,
+                    const int32_t *labels, const double *row_w, const double *tl, uint32_t rows,
+                    uint32_t hidden, uint32_t vocab, double ce_w, double l1_w) {
+    double *z = malloc(sizeof(double) * vocab), *dz = malloc(sizeof(double) * vocab);
+    double *q = malloc(sizeof(double) * vocab), *pt = malloc(sizeof(double) * vocab);
+    if (dH)
+        for (uint64_t i = 0; i < (uint64_t)rows * hidden; i++) dH[i] = 0;
+    if (dW)
+        for (uint64_t i = 0; i < (uint64_t)vocab * hidden; i++) dW[i] = 0;
+    for (uint32_t r = 0; r < rows; r++) {
+        const double *h = H + (uint64_t)r * hidden, *t = tl + (uint64_t)r * vocab;
+        double zmax = -INFINITY, tmax = -INFINITY, zs = 0, ts = 0;
+        for (uint32_t j = 0; j < vocab; j++) {
+            double s = 0;
+            for (uint32_t k = 0; k < hidden; k++) s += h[k] * W[(uint64_t)j * hidden + k];
+            z[j] = s;
+            zmax = fmax(zmax, s);
+            tmax = fmax(tmax, t[j]);
+        }
+        for (uint32_t j = 0; j < vocab; j++) zs += exp(z[j] - zmax), ts += exp(t[j] - tmax);
+        double lz = zmax + log(zs), lt = tmax + log(ts), l1 = 0, gs = 0, l = 0;
+        for (uint32_t j = 0; j < vocab; j++) {
+            q[j] = exp(z[j] - lz), pt[j] = exp(t[j] - lt);
+            double d = q[j] - pt[j], g = d > 0 ? 1 : d < 0 ? -1 : 0;
+            l1 += fabs(d), gs += q[j] * g;
+        }
+        for (uint32_t j = 0; j < vocab; j++) {
+            double d = q[j] - pt[j], g = d > 0 ? 1 : d < 0 ? -1 : 0;
+            dz[j] = l1_w * q[j] * (g - gs);
+        }
+        l += l1_w * l1;
+        int32_t y = labels ? labels[r] : -1;
+        if (ce_w != 0 && y >= 0 && (uint32_t)y < vocab) {
+            l += ce_w * (lz - z[y]);
+            for (uint32_t j = 0; j < vocab; j++) dz[j] += ce_w * q[j];
+            dz[y] -= ce_w;
+        }
+        double w = row_w ? row_w[r] : 1.0;
+        loss[r] = w * l;
+        if (l1out) l1out[r] = l1;
+        for (uint32_t j = 0; j < vocab; j++) {
+            double d = w * dz[j];
+            if (d == 0) continue;
+            const double *wr = W + (uint64_t)j * hidden;
+            if (dH)
+                for (uint32_t k = 0; k < hidden; k++) dH[(uint64_t)r * hidden + k] += d * wr[k];
+            if (dW)
+                for (uint32_t k = 0; k < hidden; k++) dW[(uint64_t)j * hidden + k] += d * h[k];
+        }
+    }
+    free(z), free(dz), free(q), free(pt);
+}

@@ -20,5 +20,11 @@ double ref_clip_factor(double norm, double max_norm);
 void ref_lm_loss(double *loss, double *dH, double *dW, const double *H, const double *W,
                  const int32_t *labels, const double *row_w, const double *tl, uint32_t rows,
                  uint32_t hidden, uint32_t vocab, double ce_w, double kl_w, double T);
+/* As ref_lm_loss with the L1 teacher term (temperature 1): q = softmax(z), p = softmax(tl),
+ * loss[r] = row_w[r] * (ce_w * CE_r + l1_w * sum |q - p|); l1out[r] (NULL: skipped) = the raw
+ * L1; the gradient takes sign(0) = 0. */
+void ref_lm_loss_l1(double *loss, double *l1out, double *dH, double *dW, const double *H, const double *W,
+                    const int32_t *labels, const double *row_w, const double *tl, uint32_t rows,
+                    uint32_t hidden, uint32_t vocab, double ce_w, double l1_w);
 
 #endif

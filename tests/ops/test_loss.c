@@ -6,6 +6,9 @@
  * outside the vocabulary (no CE for that row), per-row weights, the real 151936-entry
  * vocabulary. forward_backward (one pass for CE with a frozen head, else both) against the same
  * reference. Also: the scratch must fit one binding; reruns bit-identical, accumulate adds, a few device finite differences.
+ * L1 teacher term (DSpark's, teacher_l1) with CE: against ref_lm_loss_l1 the same way, the per-row
+ * L1 output too, and a case with p == q (teacher head = student head: L1 exactly 0, no teacher
+ * gradient, sign(0) = 0 as in the reference).
  * Bounds (f32 against double): loss |d| <= 2e-5 (1 + |ref|); dH, dW |d| <= 2e-5 (max |ref| + 1e-3). */
 #include <math.h>
 #include <stdlib.h>
@@ -25,7 +28,18 @@ typedef struct tcase {
     float T, ce_w, kl_w;
     uint64_t max_binding;
     vkd_layout layout; /* of the head and the teacher head (blocks: compared to row-major too) */
+    bool l1;           /* teacher term L1 instead of KL (kl_w is its weight) */
+    bool same;         /* teacher head and hidden states = the student's: p == q */
 } tcase;
+
+/* The double reference of the case's loss (KL or L1 teacher term). */
+static void ref_case(const tcase *c, double *loss, double *l1out, double *dH, double *dW, const double *H,
+                     const double *W, const int32_t *lab, const double *rw, const double *tl) {
+    if (c->l1)
+        ref_lm_loss_l1(loss, l1out, dH, dW, H, W, lab, rw, tl, c->rows, c->hidden, c->vocab, c->ce_w, c->kl_w);
+    else
+        ref_lm_loss(loss, dH, dW, H, W, lab, rw, tl, c->rows, c->hidden, c->vocab, c->ce_w, c->kl_w, c->T);
+}
 
 static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
     vkd_error err = {0};
@@ -97,10 +111,10 @@ static double ref_fd(const tcase *c, double *H, double *W, const int32_t *lab, c
         size_t i = vkd_test_rand_u64(&rng) % n;
         double x0 = x[i], lp = 0, lm = 0;
         x[i] = x0 + eps;
-        ref_lm_loss(loss, NULL, NULL, H, W, lab, rw, tl, c->rows, c->hidden, c->vocab, c->ce_w, c->kl_w, c->T);
+        ref_case(c, loss, NULL, NULL, NULL, H, W, lab, rw, tl);
         for (uint32_t r = 0; r < c->rows; r++) lp += loss[r];
         x[i] = x0 - eps;
-        ref_lm_loss(loss, NULL, NULL, H, W, lab, rw, tl, c->rows, c->hidden, c->vocab, c->ce_w, c->kl_w, c->T);
+        ref_case(c, loss, NULL, NULL, NULL, H, W, lab, rw, tl);
         for (uint32_t r = 0; r < c->rows; r++) lm += loss[r];
         x[i] = x0;
         double fd = (lp - lm) / (2 * eps), an = onw ? dW[i] : dH[i];
@@ -138,6 +152,10 @@ static void run_case(const tcase *c) {
     if (c->teacher == 2) {
         for (size_t i = 0; i < (size_t)R * KT; i++) HT[i] = vkd_test_rand_normal(&rng);
         for (size_t i = 0; i < (size_t)V * KT; i++) WT[i] = vkd_test_rand_normal(&rng) * 0.5;
+        if (c->same) { /* (hidden_t = hidden, same dtype: W is already rounded to it) */
+            memcpy(HT, H, sizeof(double) * R * K);
+            memcpy(WT, W, sizeof(double) * V * K);
+        }
         tth = mk(ctx, VKD_DTYPE_F32, R, KT, "t_h"), ttw = mk_layout(ctx, c->twdt, V, KT, c->layout, "t_w");
         up_as(tth, HT, (size_t)R * KT);
         up_as(ttw, WT, (size_t)V * KT);
@@ -164,12 +182,14 @@ static void run_case(const tcase *c) {
     up_as(trw, rw, R);
     vkd_tensor *tloss = mk(ctx, VKD_DTYPE_F32, 1, R, "loss"), *tdh = mk(ctx, VKD_DTYPE_F32, R, K, "dh");
     vkd_tensor *tdw = c->dw ? mk(ctx, VKD_DTYPE_F32, V, K, "dw") : NULL;
+    vkd_tensor *tl1 = c->l1 ? mk(ctx, VKD_DTYPE_F32, 1, R, "l1") : NULL;
     vkd_lm_loss_ws *ws;
     REQUIRE(!vkd_lm_loss_ws_create(ctx, R + 2, c->chunk, c->teacher == 2, &ws, &err), "%s", err.msg);
     vkd_lm_loss_args a = {.rows = R, .h = th, .w = tw, .labels = c->labels ? tlab : NULL,
                           .row_w = c->roww ? trw : NULL, .ce_weight = c->ce_w,
                           .t_logits = ttl, .t_row0 = 2, .t_h = tth, .t_w = ttw, .temperature = c->T,
-                          .kl_weight = c->kl_w, .loss = tloss, .dh = tdh, .dw = tdw};
+                          .kl_weight = c->l1 ? 0 : c->kl_w, .teacher_l1 = c->l1, .l1_weight = c->l1 ? c->kl_w : 0,
+                          .l1 = tl1, .loss = tloss, .dh = tdh, .dw = tdw};
     vkd_rec *rec;
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
     vkd_rec_begin(rec);
@@ -185,8 +205,20 @@ static void run_case(const tcase *c) {
     rc.ce_w = (float)ce_w, rc.kl_w = (float)kl_w, rc.T = (float)T;
     double *rl = malloc(sizeof(double) * R), *rdh = malloc(sizeof(double) * R * K);
     double *rdw = c->dw ? malloc(sizeof(double) * V * K) : NULL;
-    ref_lm_loss(rl, rdh, rdw, H, W, c->labels ? lab : NULL, c->roww ? rw : NULL, TL, R, K, V, ce_w,
-                kl_w, T);
+    double *rl1 = malloc(sizeof(double) * R);
+    ref_case(&rc, rl, rl1, rdh, rdw, H, W, c->labels ? lab : NULL, c->roww ? rw : NULL, TL);
+    if (c->l1) {
+        float *l1 = down(tl1, R);
+        double w1 = 0;
+        for (uint32_t r = 0; r < R; r++) w1 = fmax(w1, isfinite(l1[r]) ? fabs(l1[r] - rl1[r]) : INFINITY);
+        CHECK(w1 <= 2e-5, "%s: L1 output error %.3g", c->name, w1);
+        for (uint32_t r = 0; r < R && c->same; r++)
+            CHECK(l1[r] == 0 && rl1[r] == 0, "%s: p == q row %u: L1 %g (reference %g), expected 0", c->name, r,
+                  l1[r], rl1[r]);
+        fprintf(stderr, "%-22s L1 output error %.2g (row 0: %.4f)\n", c->name, w1, l1[0]);
+        free(l1);
+    }
+    free(rl1);
     double wl = 0;
     for (uint32_t r = 0; r < R; r++) {
         double e = isfinite(loss[r]) ? fabs(loss[r] - rl[r]) / (1 + fabs(rl[r])) : INFINITY;
@@ -197,7 +229,9 @@ static void run_case(const tcase *c) {
     CHECK(wl <= 2e-5, "%s: loss error %.3g", c->name, wl);
     CHECK(wh <= 2e-5, "%s: dH error %.3g (of max %.3g)", c->name, wh, sh);
     CHECK(ww <= 2e-5, "%s: dW error %.3g (of max %.3g)", c->name, ww, sw);
-    CHECK(fd <= 1e-5, "%s: reference gradient vs finite differences %.3g", c->name, fd);
+    /* p == q: every |q_j - p_j| sits at its kink; central differences match the reference's
+     * sign(0) = 0 only up to O(eps) (second-order terms of the perturbed q) */
+    CHECK(fd <= (c->same ? 1e-3 : 1e-5), "%s: reference gradient vs finite differences %.3g", c->name, fd);
 
     /* forward_backward: one pass where the case allows it (CE, frozen head: the workspace then
      * holds its label-row scratch), forward + backward otherwise; same bounds, reruns
@@ -302,7 +336,7 @@ static void run_case(const tcase *c) {
     free(H), free(W), free(HT), free(WT), free(TL), free(rw), free(lab);
     vkd_rec_destroy(rec);
     vkd_lm_loss_ws_destroy(ws);
-    vkd_tensor *ts[] = {th, tw, ttl, tth, ttw, tlab, trw, tloss, tdh, tdw};
+    vkd_tensor *ts[] = {th, tw, ttl, tth, ttw, tlab, trw, tloss, tdh, tdw, tl1};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) vkd_tensor_destroy(ts[i]);
     vkd_ctx_destroy(ctx);
 }
@@ -321,8 +355,9 @@ static void bad_input(void) {
     vkd_lm_loss_args ok = {.rows = 3, .h = h, .w = w, .labels = lab, .loss = loss, .dh = h};
     vkd_tensor *wblk = mk_layout(ctx, VKD_DTYPE_BF16, 20, 8, VKD_LAYOUT_BLOCKS, "w_blocks");
     vkd_tensor *dwblk = mk_layout(ctx, VKD_DTYPE_F32, 20, 8, VKD_LAYOUT_BLOCKS, "dw_blocks");
-    vkd_lm_loss_args bad[8];
-    for (int i = 0; i < 8; i++) bad[i] = ok;
+    vkd_tensor *tlg = mk(ctx, VKD_DTYPE_F32, 3, 20, "t_logits");
+    vkd_lm_loss_args bad[10];
+    for (int i = 0; i < 10; i++) bad[i] = ok;
     bad[0].labels = NULL;          /* no CE, no teacher */
     bad[1].rows = 4;               /* more rows than the workspace */
     bad[2].w = w9;                 /* head width != hidden */
@@ -331,7 +366,9 @@ static void bad_input(void) {
     bad[5].t_h = h;                /* teacher head without workspace room */
     bad[6].w = wblk;               /* texel-block head, workspace chunk 7 not a multiple of 256 */
     bad[7].dw = dwblk;             /* head gradient must be row-major */
-    for (int i = 0; i < 8; i++) {
+    bad[8].teacher_l1 = true;      /* L1 teacher term without a teacher */
+    bad[9].teacher_l1 = true, bad[9].t_logits = tlg, bad[9].temperature = 2; /* L1 needs T = 1 */
+    for (int i = 0; i < 10; i++) {
         vkd_rec_begin(rec);
         if (i == 4 || i == 7) vkd_op_lm_loss_backward(rec, ws, &bad[i]);
         else vkd_op_lm_loss_forward(rec, ws, &bad[i]);
@@ -346,7 +383,7 @@ static void bad_input(void) {
     CHECK(vkd_lm_loss_ws_create(small, 16, 128, false, &ws, &err) == VKD_ERR_RANGE, "split scratch accepted");
     fprintf(stderr, "  rejected: %s\n", err.msg);
     vkd_ctx_destroy(small);
-    vkd_tensor *ts[] = {h, w, w9, loss, lab, dwb, wblk, dwblk};
+    vkd_tensor *ts[] = {h, w, w9, loss, lab, dwb, wblk, dwblk, tlg};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) vkd_tensor_destroy(ts[i]);
     vkd_ctx_destroy(ctx);
 }
@@ -374,6 +411,15 @@ int main(void) {
          VKD_LAYOUT_BLOCKS},
         {"blocks vocab 151936 1p", 9, 32, 0, 151936, 0, VKD_DTYPE_BF16, 0, 0, true, true, false, 0, 0, 0, 0,
          VKD_LAYOUT_BLOCKS},
+        /* the L1 teacher term (DSpark: ce_w 0.1, l1_w 0.9), teacher as head or logits */
+        {"ce+l1_head bf16 split dW", 11, 20, 12, 131, 8, VKD_DTYPE_BF16, VKD_DTYPE_F32, 2, true, true, true, 0, 0.1f,
+         0.9f, 1600, VKD_LAYOUT_ROWS, true, false},
+        {"l1_logits f16 odd", 5, 13, 0, 101, 16, VKD_DTYPE_F16, 0, 1, false, true, false, 1.0f, 0, 0, 0,
+         VKD_LAYOUT_ROWS, true, false},
+        {"ce+l1 p==q f32 dW", 9, 16, 16, 77, 23, VKD_DTYPE_F32, VKD_DTYPE_F32, 2, true, true, true, 0, 0.1f, 0.9f, 0,
+         VKD_LAYOUT_ROWS, true, true},
+        {"blocks ce+l1_head bf16", 5, 13, 10, 601, 256, VKD_DTYPE_BF16, VKD_DTYPE_BF16, 2, true, true, false, 0, 0.1f,
+         0.9f, 0, VKD_LAYOUT_BLOCKS, true, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     bad_input();
