@@ -167,7 +167,7 @@ uint32_t vkd_target_train_params(vkd_target_train *T, vkd_target_param *out, uin
 #define ADD(P, G, ...) do { if (out && n < cap) { snprintf(out[n].name, sizeof out[n].name, __VA_ARGS__); \
         out[n].param = (P), out[n].grad = (G); } n++; } while (0)
     ADD(t->embed, T->grad_embed, "model.embed_tokens.weight");
-    static const char *lin_names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+    static const char *const lin_names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                        "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"};
     for (uint32_t l = 0; l < t->n_layers; l++) {
         vkd_layer *L = &t->layers[l];
