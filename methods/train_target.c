@@ -2,6 +2,7 @@
 #include "vkd_train_target.h"
 
 #include "st_write.h"
+#include "vkd_optim_state.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@ struct vkd_train_target {
     vkd_target_train *T;
     vkd_train_target_options o;
     vkd_target_param *params;
+    const char **names;        /* params[i].name, for vkd_optim_state_* */
     vkd_optim_slot *slots;
     uint32_t nslots, nparts;
     vkd_tensor *parts;
@@ -27,7 +29,7 @@ void vkd_train_target_free(vkd_train_target *tr) {
     }
     vkd_tensor_destroy(tr->parts);
     vkd_target_train_free(tr->T);
-    free(tr->slots), free(tr->params), free(tr->lossv);
+    free(tr->slots), free(tr->params), free(tr->names), free(tr->lossv);
     free(tr);
 }
 
@@ -47,14 +49,16 @@ vkd_result vkd_train_target_create(vkd_target *t, const vkd_train_target_options
     uint32_t n = vkd_target_train_params(tr->T, NULL, 0);
     tr->params = calloc(n, sizeof *tr->params);
     tr->slots = calloc(n, sizeof *tr->slots);
+    tr->names = calloc(n, sizeof *tr->names);
     tr->lossv = malloc((size_t)o->max_len * sizeof *tr->lossv);
-    if (!tr->params || !tr->slots || !tr->lossv) {
+    if (!tr->params || !tr->slots || !tr->names || !tr->lossv) {
         r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
         goto fail;
     }
     vkd_target_train_params(tr->T, tr->params, n);
     for (uint32_t i = 0; !r && i < n; i++, tr->nslots++) {
         vkd_optim_slot *s = &tr->slots[i];
+        tr->names[i] = tr->params[i].name;
         *s = (vkd_optim_slot){.param = tr->params[i].param, .grad = tr->params[i].grad,
                               .n = tr->params[i].param->rows * tr->params[i].param->cols};
         r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, 1, s->n, "adam_m", &s->m, err);
@@ -160,4 +164,12 @@ vkd_result vkd_train_target_save_weights(vkd_train_target *tr, const char *dir, 
     for (uint32_t i = 0; data && i < n; i++) free(data[i]);
     free(data), free(outs);
     return r;
+}
+
+vkd_result vkd_train_target_save_optim(vkd_train_target *tr, const char *path, vkd_error *err) {
+    return vkd_optim_state_save(tr->slots, tr->names, tr->nslots, path, err);
+}
+
+vkd_result vkd_train_target_load_optim(vkd_train_target *tr, const char *path, vkd_error *err) {
+    return vkd_optim_state_load(tr->slots, tr->names, tr->nslots, path, err);
 }

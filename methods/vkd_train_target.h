@@ -45,4 +45,10 @@ vkd_result vkd_train_target_eval(vkd_train_target *tr, vkd_rec *rec, const int32
 vkd_result vkd_train_target_save_weights(vkd_train_target *tr, const char *dir, vkd_dtype dtype,
                                          vkd_error *err);
 
+/* The AdamW moments of every tensor to / from a safetensors file (vkd_optim_state.h); with
+ * the f32 weights (vkd_train_target_save_weights) and the step, a checkpoint that resumes
+ * bit for bit. */
+vkd_result vkd_train_target_save_optim(vkd_train_target *tr, const char *path, vkd_error *err);
+vkd_result vkd_train_target_load_optim(vkd_train_target *tr, const char *path, vkd_error *err);
+
 #endif

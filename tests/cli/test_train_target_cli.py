@@ -8,7 +8,9 @@ Checks: training loss and held-out loss go down (the model learns the corpus' st
 held-out loss after training at least 1.5 nats below the untrained one), the folder holds
 config.json (bf16, tied), model.safetensors (every tensor of the architecture, no
 lm_head), the tokenizer files with the chat template, and loads in `vkdraft generate`;
-the same seed gives the same weights byte for byte. Bad input: an untied config, an
+the same seed gives the same weights byte for byte; a run stopped after 13 steps
+(--stop-after) and resumed ends with the same weights and log (the loss curve) byte for byte
+as an uninterrupted one, and a resume with another --lr is refused. Bad input: an untied config, an
 existing --out, no --data: one error line, non-zero exit, nothing written."""
 import json
 import os
@@ -63,7 +65,7 @@ with tempfile.TemporaryDirectory() as tmp:
     check(before and held_after < before - 1.5, f"held-out loss {before} -> {held_after}: not down by 1.5 nats")
     names = sorted(os.listdir(out))
     check(names == ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                    "tokenizer_config.json"], f"output files {names}")
+                    "tokenizer_config.json", "train_log.jsonl"], f"output files {names}")
     c = json.load(open(os.path.join(out, "config.json")))
     check(c["torch_dtype"] == "bfloat16" and c["tie_word_embeddings"] is True, "config.json dtype / tie")
     check("chat_template" in json.load(open(os.path.join(out, "tokenizer_config.json"))), "no chat template")
@@ -80,6 +82,18 @@ with tempfile.TemporaryDirectory() as tmp:
     run(args + ["--out", out2, "--quiet"])
     same = open(os.path.join(out, "model.safetensors"), "rb").read() == open(os.path.join(out2, "model.safetensors"), "rb").read()
     check(same, "a second run with the same seed gave other weights")
+    # stopped after 13 steps (checkpoints at 10 and 13), resumed: the same log and weights
+    out3 = os.path.join(tmp, "out3")
+    p = run(args + ["--out", out3, "--quiet", "--checkpoint-every", "10", "--stop-after", "13"])
+    check(not os.path.exists(out3) and os.path.exists(os.path.join(out3 + ".partial", "ckpt", "step.json")),
+          f"--stop-after: {p.stdout}")
+    p = run(args + ["--out", out3, "--quiet", "--resume", "--lr", "2e-2"], ok=False)
+    check(p.returncode != 0 and "'lr' differs" in p.stderr, f"resume with another --lr: {p.stderr!r}")
+    run(args + ["--out", out3, "--quiet", "--checkpoint-every", "10", "--resume"])
+    for f in ["model.safetensors", "train_log.jsonl"]:
+        a, b = (open(os.path.join(d, f), "rb").read() for d in (out2, out3))
+        check(a == b, f"resumed run: {f} differs from the uninterrupted run's")
+    check(len(open(os.path.join(out3, "train_log.jsonl")).read().splitlines()) == 30, "log of 30 steps")
     # bad input
     untied = os.path.join(tmp, "untied.json")
     with open(untied, "w") as f:
