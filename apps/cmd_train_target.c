@@ -24,7 +24,7 @@ typedef struct opts {
     const char *config, *tokenizer, *out;
     const char *data[MAX_DATA];
     int ndata;
-    long seq_len, batch_tokens, steps, eval_every, ckpt_every, stop_after;
+    long seq_len, batch_tokens, steps, eval_every, ckpt_every, stop_after, held_out;
     double lr, warmup;
     unsigned long long seed;
     vkd_dtype dtype;
@@ -36,7 +36,7 @@ static void usage(void) {
            "Trains a tied Qwen3 / Llama (config.json with tie_word_embeddings true) from scratch on\n"
            "plain text, one document per line, tokenised with DIR/tokenizer.json; every line ends\n"
            "with the tokenizer's EOS. The token stream is cut into windows of --seq-len tokens, each\n"
-           "trained from position 0; the last 5%% of windows (1..64) are held out. AdamW, global\n"
+           "trained from position 0; the last 5%% of windows (1..--held-out) are held out. AdamW, global\n"
            "norm clipped to 1.0, linear warmup then cosine decay; initial weights N(0, 0.02^2),\n"
            "norms 1. Writes OUT: config.json, model.safetensors, tokenizer.json,\n"
            "tokenizer_config.json (with its chat template, from DIR) and generation_config.json.\n"
@@ -47,6 +47,7 @@ static void usage(void) {
            "  --warmup F         warmup as a fraction of the steps (default 0.05)\n"
            "  --seed S           initial weights and window order (default 0)\n"
            "  --dtype bf16|f32   saved weights (default bf16)\n"
+           "  --held-out N       at most N windows held out (default 64)\n"
            "  --eval-every N     held-out loss every N steps (default: at the start and the end)\n"
            "  --checkpoint-every N  weights, AdamW moments and step to OUT.partial/ckpt (default 50)\n"
            "  --stop-after N     end after N steps of this run with a checkpoint (an interruption)\n"
@@ -58,7 +59,7 @@ static void usage(void) {
 }
 
 static bool parse_args(int argc, char **argv, opts *o) {
-    *o = (opts){.seq_len = 256, .batch_tokens = 4096, .steps = 200, .lr = 1e-3, .warmup = 0.05, .ckpt_every = 50,
+    *o = (opts){.seq_len = 256, .batch_tokens = 4096, .steps = 200, .lr = 1e-3, .warmup = 0.05, .ckpt_every = 50, .held_out = 64,
                 .dtype = VKD_DTYPE_BF16};
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -74,6 +75,8 @@ static bool parse_args(int argc, char **argv, opts *o) {
             o->eval_every = cli_parse_long(CMD, "--eval-every", v, 1, 100000000);
         else if ((v = cli_value(CMD, "--checkpoint-every", argc, argv, &i)))
             o->ckpt_every = cli_parse_long(CMD, "--checkpoint-every", v, 1, 100000000);
+        else if ((v = cli_value(CMD, "--held-out", argc, argv, &i)))
+            o->held_out = cli_parse_long(CMD, "--held-out", v, 1, 100000000);
         else if ((v = cli_value(CMD, "--stop-after", argc, argv, &i)))
             o->stop_after = cli_parse_long(CMD, "--stop-after", v, 1, 100000000);
         else if ((v = cli_value(CMD, "--lr", argc, argv, &i))) o->lr = cli_parse_double(CMD, "--lr", v, 1e-12, 10);
@@ -198,6 +201,7 @@ static cJSON *run_params(const opts *o, const cJSON *cfg) {
     cJSON_AddNumberToObject(r, "lr", o->lr);
     cJSON_AddNumberToObject(r, "warmup", o->warmup);
     cJSON_AddNumberToObject(r, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(r, "held_out", (double)o->held_out);
     cJSON_AddStringToObject(r, "dtype", o->dtype == VKD_DTYPE_BF16 ? "bf16" : "f32");
     return r;
 }
@@ -315,7 +319,9 @@ int vkd_cmd_train_target(int argc, char **argv) {
     const uint32_t S = (uint32_t)o.seq_len;
     size_t nwin = ntok / S;
     if (nwin < 2) cli_fatal("--data: %zu tokens make fewer than 2 windows of --seq-len %u", ntok, S);
-    size_t nheld = nwin / 20 < 1 ? 1 : nwin / 20 > 64 ? 64 : nwin / 20, ntrain = nwin - nheld;
+    size_t nheld = nwin / 20, cap = (size_t)o.held_out;
+    nheld = nheld < 1 ? 1 : nheld > cap ? cap : nheld;
+    size_t ntrain = nwin - nheld;
     uint32_t per_step = o.batch_tokens / S ? (uint32_t)(o.batch_tokens / S) : 1;
     /* the work folder: fresh (initial weights), or a stopped run with the same parameters */
     char *work = malloc(strlen(o.out) + 16);
