@@ -17,6 +17,7 @@ int vkd_cmd_ttt(int argc, char **argv);
 int vkd_cmd_exit_train(int argc, char **argv);
 int vkd_cmd_exit_eval(int argc, char **argv);
 int vkd_cmd_train_draft(int argc, char **argv);
+int vkd_cmd_train_target(int argc, char **argv);
 int vkd_cmd_merge(int argc, char **argv);
 
 #endif

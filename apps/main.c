@@ -28,6 +28,7 @@ static const struct {
     {"guide", vkd_cmd_guide, "draft-guided decoding with a null control, alpha/temperature sweeps"},
     {"ttt", vkd_cmd_ttt, "test-time training of the DFlash draft on its context (LoRA), tau with/without"},
     {"train-draft", vkd_cmd_train_draft, "train a DFlash draft for a target from scratch (z-lab layout, resumable)"},
+    {"train-target", vkd_cmd_train_target, "train a small tied Qwen3 / Llama from scratch on plain text (HF folder)"},
     {"merge", vkd_cmd_merge, "combine the folders of a sharded sweep (--shard I/N) into one run's outputs"},
 };
 

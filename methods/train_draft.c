@@ -22,6 +22,7 @@
 #include "safetensors.h"
 #include "st_write.h"
 #include "vkd_generate.h"
+#include "vkd_optim_state.h"
 #include "vkd_train_ops.h"
 #include "vkd_ttt.h"
 
@@ -557,43 +558,25 @@ vkd_result vkd_train_draft_step(vkd_train_draft *tr, vkd_rec *rec, const int32_t
 
 /* ---- optimizer state ----------------------------------------------------------------- */
 
+/* the slots' names as the pointer array vkd_optim_state_* take (free() it) */
+static const char **slot_names(const vkd_train_draft *tr) {
+    const char **nm = malloc((tr->nslots ? tr->nslots : 1) * sizeof *nm);
+    for (uint32_t i = 0; nm && i < tr->nslots; i++) nm[i] = tr->names[i];
+    return nm;
+}
+
 vkd_result vkd_train_draft_save_optim(vkd_train_draft *tr, const char *path, vkd_error *err) {
-    uint32_t n = tr->nslots * 2;
-    vkd_st_out *outs = calloc(n, sizeof *outs);
-    char (*names)[100] = calloc(n, sizeof *names);
-    float **data = calloc(n, sizeof *data);
-    vkd_result r = outs && names && data ? VKD_OK : vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
-    for (uint32_t i = 0; !r && i < n; i++) {
-        const vkd_optim_slot *s = &tr->slots[i / 2];
-        snprintf(names[i], sizeof names[i], "%c.%s", i % 2 ? 'v' : 'm', tr->names[i / 2]);
-        if (!(data[i] = malloc(s->n * 4))) { r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory"); break; }
-        r = vkd_tensor_download(i % 2 ? s->v : s->m, 0, data[i], s->n * 4, err);
-        outs[i] = (vkd_st_out){names[i], VKD_DTYPE_F32, 1, {(int64_t)s->n}, data[i]};
-    }
-    static const char *const meta[] = {"format", "pt", NULL};
-    if (!r) r = vkd_st_write(path, outs, n, meta, err);
-    for (uint32_t i = 0; data && i < n; i++) free(data[i]);
-    free(data), free(names), free(outs);
+    const char **nm = slot_names(tr);
+    vkd_result r = nm ? vkd_optim_state_save(tr->slots, nm, tr->nslots, path, err)
+                      : vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    free(nm);
     return r;
 }
 
 vkd_result vkd_train_draft_load_optim(vkd_train_draft *tr, const char *path, vkd_error *err) {
-    vkd_st_file *f;
-    vkd_result r = vkd_st_open(path, &f, err);
-    if (r) return r;
-    if (vkd_st_count(f) != (size_t)tr->nslots * 2)
-        r = vkd_fail(err, VKD_ERR_FORMAT, "%s: %zu tensors, expected %u (m and v of every draft tensor)", path,
-                     vkd_st_count(f), tr->nslots * 2);
-    for (uint32_t i = 0; !r && i < tr->nslots * 2; i++) {
-        const vkd_optim_slot *s = &tr->slots[i / 2];
-        char name[100];
-        snprintf(name, sizeof name, "%c.%s", i % 2 ? 'v' : 'm', tr->names[i / 2]);
-        const vkd_st_tensor *t = vkd_st_find(f, name);
-        if (!t || t->dtype != VKD_DTYPE_F32 || t->rank != 1 || (uint64_t)t->shape[0] != s->n)
-            r = vkd_fail(err, VKD_ERR_FORMAT, "%s: tensor '%s' missing or not F32 [%llu]", path, name,
-                         (unsigned long long)s->n);
-        else r = vkd_tensor_upload(i % 2 ? s->v : s->m, 0, t->data, s->n * 4, err);
-    }
-    vkd_st_close(f);
+    const char **nm = slot_names(tr);
+    vkd_result r = nm ? vkd_optim_state_load(tr->slots, nm, tr->nslots, path, err)
+                      : vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    free(nm);
     return r;
 }

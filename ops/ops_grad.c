@@ -1,7 +1,9 @@
-/* ops_grad.c: backward ops of the decoder layer besides the matmul: RMSNorm, RoPE, SwiGLU
- * and the attention (vkd_ops_grad.h). Simple geometry: one invocation per group, element,
+/* ops_grad.c: backward ops of the decoder layer besides the matmul: RMSNorm, RoPE, SwiGLU,
+ * the attention and the embedding lookup (vkd_ops_grad.h). Simple geometry: one invocation per group, element,
  * query head or key head, reductions split under the loop budget (vkd_ops_loop_items).
  * Correctness first; the forward ops carry the inference load. */
+#include <string.h>
+
 #include "ops_internal.h"
 #include "vkd_ops_grad.h"
 
@@ -229,4 +231,57 @@ vkd_result vkd_op_attention_blocks_backward(vkd_rec *rec, vkd_tensor *dq, vkd_te
         return vkd_fail(err, VKD_ERR_RANGE, "attention_blocks_backward: %u context rows too many", n_ctx);
     return attention_backward(rec, dq, dk, dv, do_, q, k, v, o, lse, anchors, block, q_rows, n_ctx + q_rows, n_q,
                               n_kv, hd, n_ctx, false, scale, accumulate);
+}
+
+void vkd_embed_grad_index(const int32_t *ids, uint32_t m, uint32_t V, int32_t *offsets, int32_t *order) {
+    memset(offsets, 0, ((size_t)V + 1) * sizeof *offsets);
+    for (uint32_t i = 0; i < m; i++)
+        if (ids[i] >= 0 && (uint32_t)ids[i] < V) offsets[ids[i] + 1]++;
+    for (uint32_t v = 0; v < V; v++) offsets[v + 1] += offsets[v];
+    /* offsets[v] doubles as the next free slot of id v, then is shifted back */
+    for (uint32_t i = 0; i < m; i++)
+        if (ids[i] >= 0 && (uint32_t)ids[i] < V) order[offsets[ids[i]]++] = (int32_t)i;
+    for (uint32_t v = V; v > 0; v--) offsets[v] = offsets[v - 1];
+    offsets[0] = 0;
+}
+
+/* dtable: V x H f32; dy: m x H f32; order: m i32; offsets: V + 1 i32 */
+vkd_result vkd_op_embed_backward(vkd_rec *rec, vkd_tensor *dtable, const vkd_tensor *dy,
+                                 const vkd_tensor *order, const vkd_tensor *offsets, uint32_t m,
+                                 uint32_t V, uint32_t H, bool accumulate) {
+    vkd_error *err = vkd_rec_error(rec);
+    vkd_result r;
+    if ((r = vkd_ops_need(rec, "embed_backward", dtable, VKD_DTYPE_F32, (uint64_t)V * H)) ||
+        (r = vkd_ops_need(rec, "embed_backward", dy, VKD_DTYPE_F32, (uint64_t)m * H)) ||
+        (r = vkd_ops_need(rec, "embed_backward", order, VKD_DTYPE_I32, m)) ||
+        (r = vkd_ops_need(rec, "embed_backward", offsets, VKD_DTYPE_I32, (uint64_t)V + 1)))
+        return r;
+    if ((uint64_t)V * H > UINT32_MAX || (uint64_t)m * H > UINT32_MAX || m > INT32_MAX)
+        return vkd_fail(err, VKD_ERR_RANGE, "embed_backward: %u x %u table or %u rows too large "
+                        "for 32-bit indexing", V, H, m);
+    if (vkd_ops_overlap(dtable, dy))
+        return vkd_fail(err, VKD_ERR_INVALID, "embed_backward: '%s' aliases '%s'", dtable->name, dy->name);
+    if (!V || !H) return VKD_OK;
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    uint32_t wg = vkd_ctx_profile(ctx)->wg_elementwise;
+    uint32_t gy = vkd_ctx_info(ctx)->max_workgroup_count[1];
+    if (gy > V) gy = V;
+    uint32_t rows_per = (V + gy - 1) / gy;
+    /* an invocation walks its rows (a few iterations each) and the piece's tokens */
+    uint32_t per = vkd_ops_loop_items(ctx, (uint64_t)rows_per * 4, 1);
+    if (!per) return vkd_fail(err, VKD_ERR_UNSUPPORTED, "embed_backward: loop limit too small");
+    vkd_pc_embed_bwd pc = {.V = V, .H = H};
+    vkd_dispatch d = {
+        .shader = VKD_SHADER_EMBED_BACKWARD,
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {vkd_r(dy), vkd_r(order), vkd_r(offsets), vkd_w(dtable)},
+        .nbinds = 4,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {(H + wg - 1) / wg, gy},
+    };
+    /* m == 0 still writes (zeros) unless accumulating */
+    return vkd_ops_split_dispatch(rec, &d, 0, m ? m : 1, per, accumulate, 1u << 3, &pc.r0, &pc.r1,
+                                  &pc.accumulate);
 }

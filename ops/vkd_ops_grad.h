@@ -23,6 +23,21 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
                                   uint32_t x_row0, const vkd_tensor *w, uint32_t m,
                                   bool accumulate);
 
+/* Backward of vkd_op_embed (y[i, :H] = table[ids[i], :H]), without float atomics:
+ *   dtable[v, :H] (=|+=) sum over rows i < m with ids[i] == v of dy[i, :H], summed in
+ *   ascending i (deterministic); ids outside [0, V) contribute nothing.
+ * The rows are found through a by-id index built on the host from the same ids
+ * (vkd_embed_grad_index): order (i32, m) lists the rows grouped by id, offsets (i32, V + 1)
+ * where each id's group starts. dy: f32 m x H (row stride H); dtable: f32 V x H, one chunk
+ * (a tied LM head's gradient: let the head's dW be written first, then accumulate). */
+vkd_result vkd_op_embed_backward(vkd_rec *rec, vkd_tensor *dtable, const vkd_tensor *dy,
+                                 const vkd_tensor *order, const vkd_tensor *offsets, uint32_t m,
+                                 uint32_t V, uint32_t H, bool accumulate);
+/* The index of vkd_op_embed_backward for ids[0..m): a counting sort, rows ascending inside
+ * an id; ids outside [0, V) are left out (offsets[V] is then below m). offsets: V + 1
+ * entries, order: m. */
+void vkd_embed_grad_index(const int32_t *ids, uint32_t m, uint32_t V, int32_t *offsets, int32_t *order);
+
 /* Backward of vkd_op_rmsnorm over groups x dim (x, dy, dx f32; w dim f32/f16/bf16):
  *   dx (=|+=) r (w dy - x r^2 sum(w dy x) / dim),  r = 1/sqrt(mean(x^2) + eps) per group;
  *   dw (optional, f32 dim) (=|+=) sum over groups of dy x r; needs rstd (f32, >= groups

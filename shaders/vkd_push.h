@@ -201,6 +201,17 @@ PUSH_BEGIN(vkd_pc_rmsnorm_bwd)
     float eps;
 PUSH_END(vkd_pc_rmsnorm_bwd)
 #endif
+/* embedding backward (shaders/embed_backward.comp): V rows of H; the token list runs over
+ * positions [r0, r1) of the by-id order */
+#if !defined(VULKAN) || defined(PC_EMBED_BWD)
+PUSH_BEGIN(vkd_pc_embed_bwd)
+    uint V;
+    uint H;
+    uint r0;
+    uint r1;
+    uint accumulate;
+PUSH_END(vkd_pc_embed_bwd)
+#endif
 /* swiglu backward: n elements, grid-stride */
 #if !defined(VULKAN) || defined(PC_SWIGLU_BWD)
 PUSH_BEGIN(vkd_pc_swiglu_bwd)

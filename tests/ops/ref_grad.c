@@ -170,3 +170,16 @@ void rg_attention_bwd(double *dq, double *dk, double *dv, const double *dout, co
             }
         }
 }
+
+void rg_embed_fwd(double *y, const double *table, const int32_t *ids, uint32_t m, uint32_t V, uint32_t H) {
+    for (uint32_t i = 0; i < m; i++)
+        for (uint32_t c = 0; c < H; c++)
+            y[(size_t)i * H + c] = ids[i] >= 0 && (uint32_t)ids[i] < V ? table[(size_t)ids[i] * H + c] : 0;
+}
+
+void rg_embed_bwd(double *dtable, const double *dy, const int32_t *ids, uint32_t m, uint32_t V, uint32_t H) {
+    for (size_t j = 0; j < (size_t)V * H; j++) dtable[j] = 0;
+    for (uint32_t i = 0; i < m; i++)
+        if (ids[i] >= 0 && (uint32_t)ids[i] < V)
+            for (uint32_t c = 0; c < H; c++) dtable[(size_t)ids[i] * H + c] += dy[(size_t)i * H + c];
+}

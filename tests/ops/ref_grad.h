@@ -26,6 +26,11 @@ void rg_rope_bwd(double *dx, uint32_t rows, uint32_t heads, uint32_t hd, uint32_
 void rg_swiglu_fwd(double *h, const double *g, const double *u, uint64_t n);
 void rg_swiglu_bwd(double *dg, double *du, const double *dh, const double *g, const double *u, uint64_t n);
 
+/* y (m x H) = table[ids] (ids outside [0, V): zero rows); dtable (V x H) = sum of dy rows
+ * by id */
+void rg_embed_fwd(double *y, const double *table, const int32_t *ids, uint32_t m, uint32_t V, uint32_t H);
+void rg_embed_bwd(double *dtable, const double *dy, const int32_t *ids, uint32_t m, uint32_t V, uint32_t H);
+
 /* q, o: q_rows x (n_q*hd); k, v: kv_len x kv_stride (kv head g at g*hd); lse: q_rows x n_q.
  * block != 0: the block-sparse mask of vkd_op_attention_blocks_lse (query row i of block
  * b = i / block sees keys j < min(anchors[b], q_pos0) and q_pos0 + b*block .. + block - 1;
