@@ -49,3 +49,15 @@ vkd_result vkd_optim_state_load(const vkd_optim_slot *slots, const char *const *
     vkd_st_close(f);
     return r;
 }
+
+vkd_result vkd_optim_slot_moments(vkd_ctx *ctx, vkd_optim_slot *s, vkd_error *err) {
+    vkd_result r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, s->n, "adam_m", &s->m, err);
+    if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, s->n, "adam_v", &s->v, err);
+    return r;
+}
+
+vkd_result vkd_optim_parts_create(vkd_ctx *ctx, const vkd_optim_slot *slots, uint32_t n, uint32_t *nparts,
+                                  vkd_tensor **parts, vkd_error *err) {
+    *nparts = vkd_optim_parts_needed(ctx, slots, n);
+    return vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, *nparts + 1, "train_norm_parts", parts, err);
+}

@@ -30,15 +30,6 @@ vkd_result vkd_tf_features_create(const vkd_target *t, const vkd_draft *g, vkd_t
     return vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, rows, cols, "tf_features", out, err);
 }
 
-static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
-    vkd_result s = vkd_rec_submit(rec);
-    if (!r && s) {
-        *err = *vkd_rec_error(rec);
-        r = s;
-    }
-    return r;
-}
-
 vkd_result vkd_tf_prompt(vkd_target *t, vkd_draft *g, vkd_rec *rec, vkd_tensor *feats,
                          const int32_t *seq, uint32_t P, float *host_feats, vkd_error *err) {
     vkd_result r;
@@ -54,7 +45,7 @@ vkd_result vkd_tf_prompt(vkd_target *t, vkd_draft *g, vkd_rec *rec, vkd_tensor *
         if (!r) r = vkd_draft_context(g, rec, seq + done, done, m, feats, 0, err);
         if (!r && host_feats && cols)
             r = vkd_rec_read(rec, feats, 0, host_feats + (size_t)done * cols, (uint64_t)m * cols * 4);
-        if ((r = submit(rec, r, err))) return r;
+        if ((r = vkd_rec_submit_after(rec, r, err))) return r;
         done += m;
     }
     return VKD_OK;

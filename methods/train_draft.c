@@ -365,26 +365,14 @@ vkd_result vkd_train_draft_create(vkd_dflash *d, const vkd_train_draft_options *
         snprintf(tr->names[i], sizeof tr->names[i], "%s", list[i].name);
         vkd_optim_slot *s = &tr->slots[i];
         *s = (vkd_optim_slot){.param = w, .grad = g, .n = w->rows * w->cols};
-        r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, s->n, "adam_m", &s->m, err);
-        if (!r) r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, s->n, "adam_v", &s->v, err);
+        r = vkd_optim_slot_moments(ctx, s, err);
     }
     free(list);
-    if (r) goto fail;
-    tr->nparts = vkd_optim_parts_needed(ctx, tr->slots, tr->nslots);
-    if ((r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, tr->nparts + 1, "train_norm_parts", &tr->parts, err)))
-        goto fail;
+    if (r || (r = vkd_optim_parts_create(ctx, tr->slots, tr->nslots, &tr->nparts, &tr->parts, err))) goto fail;
     *out = tr;
     return VKD_OK;
 fail:
     vkd_train_draft_free(tr);
-    return r;
-}
-
-/* Submits; a failure recorded in rec (the ops' sticky error) is reported in err. */
-static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
-    vkd_result s = vkd_rec_submit(rec);
-    if (!r) r = s;
-    if (r && vkd_rec_error(rec)->code) *err = *vkd_rec_error(rec);
     return r;
 }
 
@@ -459,7 +447,7 @@ static vkd_result step_seq(vkd_train_draft *tr, vkd_rec *rec, const vkd_train_dr
         if (!r) r = vkd_op_global_norm(rec, tr->parts, tr->nparts, tr->parts, part);
         if (!r) r = vkd_rec_read(rec, tr->parts, (uint64_t)tr->nparts * 4, gnorm, 4);
     }
-    if ((r = submit(rec, r, err))) return r;
+    if ((r = vkd_rec_submit_after(rec, r, err))) return r;
     for (uint32_t i = 0; i < K; i++) {
         double run = 1, acc = 1;
         for (uint32_t k = 1; k < B; k++) {
@@ -544,7 +532,7 @@ vkd_result vkd_train_draft_step_batch(vkd_train_draft *tr, vkd_rec *rec, const v
     vkd_optim_params op = {.kind = VKD_OPTIM_ADAMW, .lr = st->lr, .step = step + 1,
                            .max_grad_norm = tr->o.max_grad_norm};
     vkd_rec_begin(rec);
-    r = submit(rec, vkd_optim_step(rec, tr->slots, tr->nslots, &op, tr->parts, NULL), err);
+    r = vkd_rec_submit_after(rec, vkd_optim_step(rec, tr->slots, tr->nslots, &op, tr->parts, NULL), err);
     st->seconds = vkd_now() - t0;
     return r;
 }

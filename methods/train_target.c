@@ -61,25 +61,13 @@ vkd_result vkd_train_target_create(vkd_target *t, const vkd_train_target_options
         tr->names[i] = tr->params[i].name;
         *s = (vkd_optim_slot){.param = tr->params[i].param, .grad = tr->params[i].grad,
                               .n = tr->params[i].param->rows * tr->params[i].param->cols};
-        r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, 1, s->n, "adam_m", &s->m, err);
-        if (!r) r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, 1, s->n, "adam_v", &s->v, err);
+        r = vkd_optim_slot_moments(t->ctx, s, err);
     }
-    if (r) goto fail;
-    tr->nparts = vkd_optim_parts_needed(t->ctx, tr->slots, tr->nslots);
-    if ((r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, 1, tr->nparts + 1, "train_norm_parts", &tr->parts, err)))
-        goto fail;
+    if (r || (r = vkd_optim_parts_create(t->ctx, tr->slots, tr->nslots, &tr->nparts, &tr->parts, err))) goto fail;
     *out = tr;
     return VKD_OK;
 fail:
     vkd_train_target_free(tr);
-    return r;
-}
-
-/* Submits; a failure recorded in rec (the ops' sticky error) is reported in err. */
-static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
-    vkd_result s = vkd_rec_submit(rec);
-    if (!r) r = s;
-    if (r && vkd_rec_error(rec)->code) *err = *vkd_rec_error(rec);
     return r;
 }
 
@@ -95,11 +83,11 @@ static vkd_result batch_grads(vkd_train_target *tr, vkd_rec *rec, const int32_t 
     }
     if (!rows) return vkd_fail(err, VKD_ERR_INVALID, "train-target: empty batch");
     vkd_rec_begin(rec);
-    vkd_result r = submit(rec, vkd_target_train_zero_grads(tr->T, rec), err);
+    vkd_result r = vkd_rec_submit_after(rec, vkd_target_train_zero_grads(tr->T, rec), err);
     double sum = 0;
     for (uint32_t i = 0; !r && i < n; i++) {
         vkd_rec_begin(rec);
-        r = submit(rec, vkd_target_train_sequence(tr->T, rec, seqs[i], lens[i], (float)(1.0 / rows), err), err);
+        r = vkd_rec_submit_after(rec, vkd_target_train_sequence(tr->T, rec, seqs[i], lens[i], (float)(1.0 / rows), err), err);
         if (!r) r = vkd_tensor_download(tr->T->loss, 0, tr->lossv, (size_t)(lens[i] - 1) * 4, err);
         for (uint32_t k = 0; !r && k + 1 < lens[i]; k++) sum += tr->lossv[k];
     }
@@ -122,7 +110,7 @@ vkd_result vkd_train_target_step(vkd_train_target *tr, vkd_rec *rec, const int32
                            .max_grad_norm = tr->o.max_grad_norm, .weight_decay = tr->o.weight_decay};
     uint32_t ni = 0;
     vkd_rec_begin(rec);
-    r = submit(rec, vkd_optim_step(rec, tr->slots, tr->nslots, &op, tr->parts, &ni), err);
+    r = vkd_rec_submit_after(rec, vkd_optim_step(rec, tr->slots, tr->nslots, &op, tr->parts, &ni), err);
     if (!r) r = vkd_tensor_download(tr->parts, (uint64_t)ni * 4, &st->grad_norm, 4, err);
     return r;
 }

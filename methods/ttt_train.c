@@ -195,15 +195,6 @@ static void train_free(train *S) {
     free(S->slots);
 }
 
-static vkd_result submit(vkd_rec *rec, vkd_result r, vkd_error *err) {
-    vkd_result s = vkd_rec_submit(rec);
-    if (!r && s) {
-        *err = *vkd_rec_error(rec);
-        r = s;
-    }
-    return r;
-}
-
 static vkd_result train_create(vkd_dflash *d, vkd_ttt_adapter *a, uint32_t T, uint32_t nanch,
                                vkd_ttt_optimizer opt, train *S, vkd_error *err) {
     vkd_ctx *ctx = d->ctx;
@@ -307,7 +298,7 @@ vkd_result vkd_ttt_adapt(vkd_dflash *d, vkd_ttt_adapter *a, vkd_rec *rec, const 
         if (!r) r = vkd_op_global_norm(rec, S.parts, S.nparts, S.parts, part);
         float gnorm = NAN;
         if (!r) r = vkd_rec_read(rec, S.parts, (uint64_t)S.nparts * 4, &gnorm, 4);
-        if ((r = submit(rec, r, err))) break;
+        if ((r = vkd_rec_submit_after(rec, r, err))) break;
         double loss = 0;
         for (uint32_t i = 0; i < K; i++)
             for (uint32_t k = 1; k < B; k++) loss += lossv[(size_t)i * B + k];
@@ -321,7 +312,7 @@ vkd_result vkd_ttt_adapt(vkd_dflash *d, vkd_ttt_adapter *a, vkd_rec *rec, const 
         vkd_optim_params op = {.kind = o->optimizer == VKD_TTT_SGD ? VKD_OPTIM_SGD : VKD_OPTIM_ADAMW,
                                .lr = o->lr, .step = (uint64_t)s + 1};
         vkd_rec_begin(rec);
-        if ((r = submit(rec, vkd_optim_step(rec, S.slots, S.nslots, &op, NULL, NULL), err))) break;
+        if ((r = vkd_rec_submit_after(rec, vkd_optim_step(rec, S.slots, S.nslots, &op, NULL, NULL), err))) break;
         trace->updates = s + 1;
         trace->train_rows += rows;
         trace->train_s += vkd_now() - t0;

