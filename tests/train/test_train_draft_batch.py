@@ -21,13 +21,12 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import vkd_cli  # noqa: E402
-from vkd_cli import PY, SRC, check, run  # noqa: E402
+from vkd_cli import check, run  # noqa: E402
 
 B = 4
 
@@ -80,16 +79,7 @@ def reference(tgt, draft_dir, seqs):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="vkd_train_batch_")
-    tgt = os.path.join(tmp, "target")
-    subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_model.py"), "--arch", "qwen3", "--hidden", "64",
-                    "--layers", "4", "--heads", "4", "--kv-heads", "2", "--head-dim", "16", "--ffn", "128",
-                    "--no-tie", "--dtype", "f32", "--max-pos", "512", "--seed", "3", "--resid-scale", "0.3",
-                    "--vocab", "512", "--chain", "16", "--out", tgt], check=True, capture_output=True)
-    seqs = [(list(range(5, 5 + p)), list(range(100, 100 + r))) for p, r in [(4, 9), (6, 13), (3, 20), (5, 7)]]
-    data = os.path.join(tmp, "ids.jsonl")
-    with open(data, "w") as f:
-        for p, r in seqs:
-            f.write(json.dumps({"prompt_ids": p, "response_ids": r}) + "\n")
+    tgt, data, seqs = vkd_cli.chain_target_data(tmp)
     base = ["train-draft", "--target", tgt, "--data", data, "--block-size", str(B), "--layers", "1",
             "--target-layers", "1,2", "--anchors-per-seq", "64", "--lr", "1e-12", "--eval-prompts", "1",
             "--seed", "3", "--quiet"]
