@@ -551,7 +551,7 @@ static double train_head(const opts *o, run *r, vkd_exit *e, vkd_exit_trainer *t
     return last_loss;
 }
 
-/* Held-out loss (the same objective; gradients discarded); NAN when no row is scored. */
+/* Held-out loss (the same objective, forward only); NAN when no row is scored. */
 static double heldout_loss(run *r, vkd_exit_trainer *tr, uint32_t *hscored) {
     vkd_error err = {0};
     double hl = NAN;
@@ -561,7 +561,7 @@ static double heldout_loss(run *r, vkd_exit_trainer *tr, uint32_t *hscored) {
         hl = 0;
         for (size_t j = 0; j < r->nheld; j++) {
             vkd_rec_begin(r->rec);
-            cli_check(vkd_exit_train_seq(r->rec, tr, r->S.ids[r->held[j]], r->S.len[r->held[j]], 1.0f / *hscored,
+            cli_check(vkd_exit_train_loss(r->rec, tr, r->S.ids[r->held[j]], r->S.len[r->held[j]], 1.0f / *hscored,
                                          r->loss_rows, &err),
                       &err);
             if (vkd_rec_submit(r->rec)) cli_check(vkd_rec_error(r->rec)->code, vkd_rec_error(r->rec));

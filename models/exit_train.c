@@ -203,8 +203,8 @@ vkd_result vkd_exit_train_zero(vkd_rec *rec, vkd_exit_trainer *tr) {
 
 uint64_t vkd_exit_train_params(const vkd_exit_trainer *tr) { return tr->nparams; }
 
-vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t *ids, uint32_t n, float weight,
-                              float *loss_rows, vkd_error *err) {
+static vkd_result seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t *ids, uint32_t n, float weight,
+                      float *loss_rows, bool backward, vkd_error *err) {
     vkd_exit *e = tr->e;
     vkd_target *t = tr->t;
     const uint32_t H = e->hidden;
@@ -234,23 +234,36 @@ vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t 
     vkd_op_rmsnorm(rec, tr->ht, tr->x, t->norm, n, H, eps);
     vkd_op_rmsnorm(rec, tr->hs, tr->hl, e->norm, n, H, eps);
     bool acc = !tr->batch_start;
-    if (acc) vkd_op_axpby(rec, tr->dh, tr->dh, tr->dh, 0.0f, 0.0f, (uint64_t)n * H);
+    if (acc && backward) vkd_op_axpby(rec, tr->dh, tr->dh, tr->dh, 0.0f, 0.0f, (uint64_t)n * H);
     vkd_lm_loss_args a = {.rows = n, .h = tr->hs, .w = e->head, .labels = tr->opt.ce ? tr->labels : NULL,
                           .row_w = tr->row_w, .t_h = tr->ht, .t_w = t->lm_head, .temperature = tr->opt.temperature,
                           .loss = tr->loss, .dh = tr->dh, .dw = tr->g_head, .accumulate = acc};
     vkd_op_lm_loss_forward(rec, tr->ws, &a);
-    vkd_op_lm_loss_backward(rec, tr->ws, &a);
-    if (!e->block) {
-        vkd_op_rmsnorm_backward(rec, tr->dx, tr->g_norm, tr->rstd, tr->dh, tr->hl, e->norm, n, H, eps, acc);
-    } else {
-        vkd_norm_backward(rec, tr->dx, tr->g_norm, tr->gws.dwn, tr->gws.rstd, tr->dh, tr->hl, e->norm, n, H, eps, false);
-        vkd_layer_backward(rec, e->block, &d, tr->dx, &tr->acts, &bs, &tr->gws);
+    if (backward) {
+        vkd_op_lm_loss_backward(rec, tr->ws, &a);
+        if (!e->block) {
+            vkd_op_rmsnorm_backward(rec, tr->dx, tr->g_norm, tr->rstd, tr->dh, tr->hl, e->norm, n, H, eps, acc);
+        } else {
+            vkd_norm_backward(rec, tr->dx, tr->g_norm, tr->gws.dwn, tr->gws.rstd, tr->dh, tr->hl, e->norm, n, H, eps,
+                              false);
+            vkd_layer_backward(rec, e->block, &d, tr->dx, &tr->acts, &bs, &tr->gws);
+        }
+        tr->batch_start = false;
     }
-    tr->batch_start = false;
     if (loss_rows) vkd_rec_read(rec, tr->loss, 0, loss_rows, (uint64_t)n * 4);
     vkd_result r = vkd_rec_error(rec)->code;
     if (r) *err = *vkd_rec_error(rec);
     return r;
+}
+
+vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t *ids, uint32_t n, float weight,
+                              float *loss_rows, vkd_error *err) {
+    return seq(rec, tr, ids, n, weight, loss_rows, true, err);
+}
+
+vkd_result vkd_exit_train_loss(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t *ids, uint32_t n, float weight,
+                               float *loss_rows, vkd_error *err) {
+    return seq(rec, tr, ids, n, weight, loss_rows, false, err);
 }
 
 vkd_result vkd_exit_train_update(vkd_rec *rec, vkd_exit_trainer *tr, const vkd_optim_params *p, float *grad_norm,

@@ -137,6 +137,9 @@ vkd_result vkd_exit_train_zero(vkd_rec *rec, vkd_exit_trainer *tr);
  * the submission completes (their sum is the sequence's share of the batch loss). */
 vkd_result vkd_exit_train_seq(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t *ids, uint32_t n, float weight,
                               float *loss_rows, vkd_error *err);
+/* The same forward and loss without the backward: gradients untouched (held-out loss). */
+vkd_result vkd_exit_train_loss(vkd_rec *rec, vkd_exit_trainer *tr, const int32_t *ids, uint32_t n, float weight,
+                               float *loss_rows, vkd_error *err);
 /* Records one optimizer update of norm and head with p (p->max_grad_norm clips); *grad_norm
  * (host) receives the global gradient norm before clipping when the submission completes. */
 vkd_result vkd_exit_train_update(vkd_rec *rec, vkd_exit_trainer *tr, const vkd_optim_params *p, float *grad_norm,

@@ -138,6 +138,22 @@ int main(int argc, char **argv) {
             rel_report("gradient of the norm", gn, fixture_get(f, "grad_norm.weight")->data, H, 1e-4);
             rel_report("gradient of the LM head", gh, fixture_get(f, "grad_lm_head.weight")->data, (size_t)V * H, 1e-4);
             check_block(e, f, "grad_block.", true);
+            /* the held-out path: the same loss from the forward alone, gradients untouched */
+            double fwd = 0;
+            for (uint32_t s = 0; s < nseq; s++) {
+                vkd_rec_begin(rec);
+                REQUIRE(!vkd_exit_train_loss(rec, tr, seqs[s], lens[s], 1.0f / scored, rows, &err), "%s", err.msg);
+                REQUIRE(!vkd_rec_submit(rec), "%s", vkd_rec_error(rec)->msg);
+                for (uint32_t i = 0; i < lens[s]; i++) fwd += rows[i];
+            }
+            CHECK(fabs(fwd - loss) <= 1e-6 * (1 + fabs(loss)), "forward-only loss %.9f vs the training pass's %.9f", fwd,
+                  loss);
+            float *gn2 = malloc(H * 4), *gh2 = malloc((size_t)V * H * 4);
+            REQUIRE(gn2 && gh2 && !vkd_exit_train_grads(tr, gn2, gh2, &err), "%s", err.msg);
+            CHECK(!memcmp(gn, gn2, H * 4) && !memcmp(gh, gh2, (size_t)V * H * 4),
+                  "vkd_exit_train_loss changed the gradients");
+            free(gn2);
+            free(gh2);
             vkd_rec_begin(rec);
         }
         if (k == steps) {
