@@ -379,7 +379,9 @@ static void load_run(const opts *o, run *r) {
         load_file(CMD, o->data[i], r->tok, (uint32_t)o->seq_len, &r->S, o->self_distill ? &pend : NULL);
     if (o->self_distill && !pend.n && !o->quiet)
         fprintf(stderr, "exit-train: --self-distill: every record has a response; nothing to generate\n");
-    cli_check(vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &r->ctx, &err), &err);
+    /* the target is frozen (the trained head and block are f32 row-major copies): its weights take
+     * the device's layout, texel blocks on lavapipe */
+    cli_check(vkd_ctx_create(NULL, &r->ctx, &err), &err);
     r->rows = (uint32_t)o->seq_len;
     cli_check(vkd_target_load(r->ctx, o->model, &(vkd_target_options){.ctx_len = r->rows, .max_rows = r->rows}, &r->t,
                               &err),

@@ -109,9 +109,6 @@ vkd_result vkd_exit_trainer_create(vkd_exit *e, const vkd_exit_train_options *op
     *out = NULL;
     vkd_target *t = e->t;
     if (!e->head) return vkd_fail(err, VKD_ERR_INVALID, "a frozen exit head cannot be trained");
-    if (t->lm_head->layout != VKD_LAYOUT_ROWS)
-        return vkd_fail(err, VKD_ERR_INVALID, "exit training needs the target's weights row-major "
-                        "(vkd_ctx_options.row_major_weights)");
     vkd_exit_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) return vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
     tr->e = e;

@@ -114,8 +114,8 @@ vkd_result vkd_exit_head_record(vkd_rec *rec, const vkd_exit *e, vkd_tensor *log
  * for a token mean (vkd_exit_train_rows). With e->block (vkd_exit_add_block) h_l is that
  * block applied to the target's state after layer l-1 (the teacher keeps the target's block
  * l), and the block's tensors train too (their gradients in the block's grad fields,
- * vkd_layer_weight_grads). The target's context must use row-major weights
- * (vkd_ctx_options.row_major_weights): the loss reads W_t row-major. */
+ * vkd_layer_weight_grads). The target is only read, so its weights may be in any layout the
+ * forward and the fused loss read (row-major, or the device's texel blocks). */
 typedef struct vkd_exit_train_options {
     float temperature;         /* 0: 1 */
     bool ce;                   /* loss = CE(labels) + KL; false: KL only */

@@ -76,8 +76,10 @@ static bool blocks_equal(const vkd_exit *a, const vkd_exit *b) {
 }
 
 int main(int argc, char **argv) {
-    REQUIRE(argc == 10 || argc == 11, "usage: test_exit_train TARGET EXPECTED LAYER T CE STEPS LR CLIP SEQS [BLOCK]");
-    bool block = argc == 11 && atoi(argv[10]) != 0;
+    REQUIRE(argc >= 10 && argc <= 12,
+            "usage: test_exit_train TARGET EXPECTED LAYER T CE STEPS LR CLIP SEQS [BLOCK [DEVICE_LAYOUT]]");
+    bool block = argc >= 11 && atoi(argv[10]) != 0;
+    bool device_layout = argc >= 12 && atoi(argv[11]) != 0; /* the target's weights as the profile prefers */
     const char *tdir = argv[1];
     uint32_t layer = (uint32_t)atoi(argv[3]), steps = (uint32_t)atoi(argv[6]);
     float T = (float)atof(argv[4]);
@@ -101,7 +103,7 @@ int main(int argc, char **argv) {
     vkd_target *t;
     vkd_exit *e;
     vkd_exit_trainer *tr;
-    REQUIRE(!vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = true}, &ctx, &err), "%s", err.msg);
+    REQUIRE(!vkd_ctx_create(&(vkd_ctx_options){.row_major_weights = !device_layout}, &ctx, &err), "%s", err.msg);
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
     REQUIRE(!vkd_target_load(ctx, tdir, &(vkd_target_options){.ctx_len = 128}, &t, &err), "%s", err.msg);
     REQUIRE(!vkd_exit_create(t, tdir, layer, &e, &err), "%s", err.msg);

@@ -22,13 +22,15 @@ import tempfile
 SRC = os.environ.get("VKDRAFT_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 PY = "/usr/bin/python3"
 SEQS = "5,9,13,2,77,40,3,8,19,60,1,0,96;4,4,51,23,88,7,31,15,2"
-CASES = [("--no-tie", "f32", 1, 2.0, 0, 3, 0.01, 1.0, 97, 0), ("--tie", "bf16", 0, 1.0, 1, 2, 0.005, 0.0, 97, 0),
-         ("--no-tie", "f32", 1, 2.0, 0, 2, 0.01, 1.0, 40001, 0),
-         ("--no-tie", "f32", 1, 2.0, 0, 3, 0.01, 1.0, 97, 1), ("--tie", "bf16", 0, 1.0, 1, 2, 0.005, 0.0, 97, 1)]
+# last column: 1 = the target's weights in the device's preferred layout (texel blocks on lavapipe), as
+# `vkdraft exit-train` loads them; 0 = all row-major
+CASES = [("--no-tie", "f32", 1, 2.0, 0, 3, 0.01, 1.0, 97, 0, 0), ("--tie", "bf16", 0, 1.0, 1, 2, 0.005, 0.0, 97, 0, 1),
+         ("--no-tie", "f32", 1, 2.0, 0, 2, 0.01, 1.0, 40001, 0, 1),
+         ("--no-tie", "f32", 1, 2.0, 0, 3, 0.01, 1.0, 97, 1, 0), ("--tie", "bf16", 0, 1.0, 1, 2, 0.005, 0.0, 97, 1, 1)]
 
 rc = 0
 with tempfile.TemporaryDirectory() as tmp:
-    for i, (tie, dt, layer, T, ce, steps, lr, clip, vocab, block) in enumerate(CASES):
+    for i, (tie, dt, layer, T, ce, steps, lr, clip, vocab, block, dev) in enumerate(CASES):
         tgt, exp = os.path.join(tmp, f"t{i}"), os.path.join(tmp, f"e{i}.safetensors")
         subprocess.run([PY, os.path.join(SRC, "tools/reference/gen_model.py"), "--arch", "qwen3", "--hidden", "36",
                         "--layers", "3", "--heads", "3", "--kv-heads", "1", "--head-dim", "12", "--ffn", "52",
@@ -38,7 +40,8 @@ with tempfile.TemporaryDirectory() as tmp:
                "--temperature", str(T), "--seqs", SEQS, "--steps", str(steps), "--lr", str(lr), "--clip", str(clip),
                "--out", exp] + (["--ce"] if ce else []) + (["--ft-block"] if block else [])
         subprocess.run(ref, check=True)
-        print(f"case {i}: {tie} {dt} vocab {vocab} layer {layer} T {T} ce {ce} block {block}", flush=True)
+        print(f"case {i}: {tie} {dt} vocab {vocab} layer {layer} T {T} ce {ce} block {block} device layout {dev}",
+              flush=True)
         rc |= subprocess.run([sys.argv[1], tgt, exp, str(layer), str(T), str(ce), str(steps), str(lr), str(clip),
-                              SEQS, str(block)]).returncode
+                              SEQS, str(block), str(dev)]).returncode
 sys.exit(rc)
