@@ -35,6 +35,20 @@ void ref_optim_update(double *p, const double *g, double *m, double *v, uint64_t
     }
 }
 
+/* Row r's share of the head's backward: dh += w dz W and dW += w dz^T h (either may be NULL). */
+static void head_backward(double *dh, double *dW, const double *W, const double *h, const double *dz, double w,
+                          uint32_t hidden, uint32_t vocab) {
+    for (uint32_t j = 0; j < vocab; j++) {
+        double d = w * dz[j];
+        if (d == 0) continue;
+        const double *wr = W + (uint64_t)j * hidden;
+        if (dh)
+            for (uint32_t k = 0; k < hidden; k++) dh[k] += d * wr[k];
+        if (dW)
+            for (uint32_t k = 0; k < hidden; k++) dW[(uint64_t)j * hidden + k] += d * h[k];
+    }
+}
+
 void ref_lm_loss(double *loss, double *dH, double *dW, const double *H, const double *W,
                  const int32_t *labels, const double *row_w, const double *tl, uint32_t rows,
                  uint32_t hidden, uint32_t vocab, double ce_w, double kl_w, double T) {
@@ -84,15 +98,7 @@ void ref_lm_loss(double *loss, double *dH, double *dW, const double *H, const do
         }
         double w = row_w ? row_w[r] : 1.0;
         loss[r] = w * l;
-        for (uint32_t j = 0; j < vocab; j++) {
-            double d = w * dz[j];
-            if (d == 0) continue;
-            const double *wr = W + (uint64_t)j * hidden;
-            if (dH)
-                for (uint32_t k = 0; k < hidden; k++) dH[(uint64_t)r * hidden + k] += d * wr[k];
-            if (dW)
-                for (uint32_t k = 0; k < hidden; k++) dW[(uint64_t)j * hidden + k] += d * h[k];
-        }
+        head_backward(dH ? dH + (uint64_t)r * hidden : NULL, dW, W, h, dz, w, hidden, vocab);
     }
     free(z);
     free(dz);
@@ -138,15 +144,7 @@ void ref_lm_loss_l1(double *loss, double *l1out, double *dH, double *dW, const d
         double w = row_w ? row_w[r] : 1.0;
         loss[r] = w * l;
         if (l1out) l1out[r] = l1;
-        for (uint32_t j = 0; j < vocab; j++) {
-            double d = w * dz[j];
-            if (d == 0) continue;
-            const double *wr = W + (uint64_t)j * hidden;
-            if (dH)
-                for (uint32_t k = 0; k < hidden; k++) dH[(uint64_t)r * hidden + k] += d * wr[k];
-            if (dW)
-                for (uint32_t k = 0; k < hidden; k++) dW[(uint64_t)j * hidden + k] += d * h[k];
-        }
+        head_backward(dH ? dH + (uint64_t)r * hidden : NULL, dW, W, h, dz, w, hidden, vocab);
     }
     free(z), free(dz), free(q), free(pt);
 }
