@@ -62,6 +62,14 @@ vkd_result vkd_ops_split_dispatch(vkd_rec *rec, vkd_dispatch *d, uint32_t r0, ui
                                   uint32_t per, bool accumulate, uint32_t out_mask, uint32_t *lo,
                                   uint32_t *hi, uint32_t *acc);
 
+/* C[a, b] (=|+=) sum_{r in [r0, r1)} A(a, r) B(r, b) by shaders/matmul_bcast.comp (sh: one of
+ * its variants; in0: binding 0, the weight chunk or x; in1: binding 1; out: the output chunk
+ * (its access set here); pc: every field but
+ * r0, r1, accumulate), in 8 x 32 tiles, the reduction split under the loop budget. */
+vkd_result vkd_ops_matmul_bcast(vkd_rec *rec, vkd_shader_id sh, vkd_bind in0, vkd_bind in1,
+                                vkd_bind out, vkd_pc_matmul_bcast pc, uint32_t r0, uint32_t r1,
+                                bool accumulate);
+
 /* vkd_op_rope, or with `inverse` the rotation by -angle (its backward, ops_grad.c). */
 vkd_result vkd_ops_rope_dispatch(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t rows,
                                  uint32_t heads, uint32_t head_dim, uint32_t pos0,

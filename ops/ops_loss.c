@@ -241,6 +241,13 @@ static vkd_result logits(vkd_rec *rec, vkd_tensor *out, const vkd_tensor *h, con
         };
         return vkd_rec_dispatch(rec, &d);
     }
+    if (vkd_ctx_profile(vkd_rec_ctx(rec))->matmul_bcast) {
+        vkd_variant key = {.dtype = w->dtype, .trans = VKD_TRANS_N, .shape = VKD_SHAPE_BCAST};
+        vkd_pc_matmul_bcast pb = {.K = hidden, .N = pc.s_stride, .rows_a = pc.rows, .cols_b = pc.ncols,
+                                  .w_row0 = (uint32_t)(base->j0 - wc->row0)};
+        return vkd_ops_matmul_bcast(rec, vkd_select_matmul(&key), (vkd_bind){wc, VKD_READ}, vkd_r(h),
+                                    vkd_w(out), pb, 0, hidden, false);
+    }
     pc.mode = (pc.mode & ~MODE_VEC4) | (hidden % 4 == 0 ? MODE_VEC4 : 0);
     pc.w_off = (uint32_t)((base->j0 - wc->row0) * hidden);
     vkd_dispatch d = {
@@ -264,6 +271,14 @@ static vkd_result chunk_dh(vkd_rec *rec, const vkd_lm_loss_ws *ws, const vkd_lm_
     const vkd_chunk *wc = vkd_tensor_chunk_of_row(a->w, pc->j0);
     vkd_pc_loss ph = *pc;
     bool blocks = a->w->layout == VKD_LAYOUT_BLOCKS;
+    if (!blocks && !(pc->mode & MODE_ONLINE) && vkd_ctx_profile(vkd_rec_ctx(rec))->matmul_bcast) {
+        vkd_variant key = {.dtype = a->w->dtype, .trans = VKD_TRANS_DX, .shape = VKD_SHAPE_BCAST};
+        vkd_pc_matmul_bcast pb = {.K = p->hidden, .N = pc->s_stride, .rows_a = p->rows,
+                                  .cols_b = p->hidden, .w_row0 = (uint32_t)(pc->j0 - wc->row0)};
+        bool acc = (pc->mode & MODE_ACC) || !(pc->mode & MODE_FIRST);
+        return vkd_ops_matmul_bcast(rec, vkd_select_matmul(&key), (vkd_bind){wc, VKD_READ}, vkd_r(ws->s),
+                                    g, pb, 0, pc->ncols, acc);
+    }
     uint32_t cols = p->hidden;
     if (blocks) {
         ph.w_off = block_texel_off(a->w, wc, pc->j0);
@@ -436,6 +451,17 @@ vkd_result vkd_op_lm_loss_backward(vkd_rec *rec, vkd_lm_loss_ws *ws, const vkd_l
             const vkd_chunk *dc = vkd_tensor_chunk_of_row(a->dw, j);
             vkd_pc_loss pw = pc;
             pw.w_off = (uint32_t)((j - dc->row0) * p.hidden);
+            if (vkd_ctx_profile(vkd_rec_ctx(rec))->matmul_bcast) {
+                vkd_variant key = {.dtype = VKD_DTYPE_F32, .trans = VKD_TRANS_DW, .shape = VKD_SHAPE_BCAST};
+                vkd_pc_matmul_bcast pb = {.K = p.hidden, .N = pc.s_stride, .rows_a = pc.ncols,
+                                          .cols_b = p.hidden, .o_row0 = (uint32_t)(j - dc->row0)};
+                if ((r = vkd_ops_matmul_bcast(rec, vkd_select_matmul(&key), vkd_r(a->h), vkd_r(ws->s),
+                                              (vkd_bind){dc, VKD_RW}, pb, 0, p.rows,
+                                              (pc.mode & MODE_ACC) != 0)))
+                    return r;
+                j = e;
+                continue;
+            }
             vkd_dispatch dw = {
                 .shader = VKD_SHADER_LOSS_DW,
                 .spec = {wg},

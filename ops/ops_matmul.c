@@ -204,6 +204,19 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
     bool blocks = w->layout == VKD_LAYOUT_BLOCKS;
     key.shape = !blocks && m >= gemm_min ? VKD_SHAPE_GEMM : VKD_SHAPE_GEMV;
     vkd_pc_matmul pc = {.K = (uint32_t)w->cols, .N = (uint32_t)w->rows, .accumulate = accumulate};
+    if (key.shape == VKD_SHAPE_GEMM && p->matmul_bcast) {
+        key.shape = VKD_SHAPE_BCAST;
+        vkd_shader_id sh = vkd_select_matmul(&key);
+        for (uint32_t c = 0; c < w->nchunks; c++) {
+            const vkd_chunk *ch = &w->chunks[c];
+            vkd_pc_matmul_bcast pb = {.K = pc.K, .N = pc.N, .col0 = (uint32_t)ch->row0, .x_row0 = x_row0,
+                                      .y_row0 = y_row0, .rows_a = m, .cols_b = (uint32_t)ch->rows};
+            if ((r = vkd_ops_matmul_bcast(rec, sh, (vkd_bind){ch, VKD_READ}, vkd_r(x), vkd_w(y), pb, 0, pc.K,
+                                          accumulate)))
+                return r;
+        }
+        return VKD_OK;
+    }
     if (key.shape == VKD_SHAPE_GEMM) {
         pc.m = m, pc.x_row0 = x_row0, pc.y_row0 = y_row0;
         return matmul_gemm(rec, key, y, x, w, pc, accumulate);

@@ -67,6 +67,11 @@ void vkd_profile_choose(vkd_ctx *ctx) {
     const char *wl = getenv("VKDRAFT_WEIGHT_LAYOUT");
     if (wl && !strcmp(wl, "rows")) p->weight_layout = VKD_LAYOUT_ROWS;
     if (wl && !strcmp(wl, "blocks")) p->weight_layout = VKD_LAYOUT_BLOCKS;
+    /* one 8-lane workgroup must be whole subgroups that broadcast */
+    p->matmul_bcast = d->type == VK_PHYSICAL_DEVICE_TYPE_CPU && d->subgroup_in_compute &&
+                      (d->subgroup_ops & VK_SUBGROUP_FEATURE_BALLOT_BIT) && sg == 8;
+    const char *mm = getenv("VKDRAFT_MATMUL"); /* "tiled": never the broadcast kernels */
+    if (mm && !strcmp(mm, "tiled")) p->matmul_bcast = false;
     const char *rd = getenv("VKDRAFT_REDUCE"); /* "shared": never the subgroup reductions */
     if (rd && !strcmp(rd, "shared")) p->reduce_subgroup = false;
 }

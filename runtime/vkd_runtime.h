@@ -104,6 +104,11 @@ typedef struct vkd_profile {
     uint64_t max_texel_elements; /* texels one VKD_LAYOUT_BLOCKS view may hold */
     bool reduce_subgroup;      /* workgroup reductions by subgroupAdd (the device has subgroup
                                 * arithmetic in compute), else through shared memory */
+    bool matmul_bcast;         /* matmuls of row-major weights with >= gemm_min_m rows and their
+                                * gradients by register tiles fed by subgroup broadcasts
+                                * (matmul_bcast.comp: CPU drivers, where every non-constant
+                                * load goes lane by lane), else the shared-memory GEMM and the
+                                * column kernels of matmul_grad.comp */
 } vkd_profile;
 
 /* Loop iterations one invocation may run (the profile's bug_loop_limit less slack);

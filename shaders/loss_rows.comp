@@ -141,14 +141,21 @@ void main() {
     float zy = here ? s[sb + uint(yo) - pc.j0] : 0.0;
     float mprev = first ? NEG_INF : st[b + ST_M1];
 #endif
+    /* L1 mode needs no D: the teacher's log-sum-exp then takes the student's exact path, so
+     * equal logits give bit-equal softmaxes (|q - p| = 0 where p == q) */
+    bool l1 = (pc.mode & LOSS_L1) != 0u;
+    float ca = 0.0;
 #define ELEM(i) { float z = s[sb + i]; \
         if (ce) lse_add(m1, s1, c1, z); \
-        if (kl) { float bv = z * pc.inv_t; lse_add(mb, s2, c2, bv); \
-                  kl_add(ma, sa, d, teacher(r, i) * pc.inv_t, bv); } }
+        if (kl) { float bv = z * pc.inv_t, av = teacher(r, i) * pc.inv_t; lse_add(mb, s2, c2, bv); \
+                  if (l1) lse_add(ma, sa, ca, av); else kl_add(ma, sa, d, av, bv); } }
     ROW_FOR(pc.ncols, ELEM)
 #undef ELEM
     if (ce) wg_lse(m1, s1, c1);
-    if (kl) {
+    if (kl && l1) {
+        wg_lse(mb, s2, c2);
+        wg_lse(ma, sa, ca);
+    } else if (kl) {
         wg_lse(mb, s2, c2);
         float mm = wg_max(ma);
         float f = ma > NEG_INF ? exp(ma - mm) : 0.0;

@@ -14,8 +14,8 @@
  * driver's loop budget (runtime/quirks.c), the later ones accumulating.
  * Bindings: DX 0 W chunk, 1 dy, 2 dx;  DW 0 x, 1 dy, 2 dw. */
 //! family matmul
-//! axes trans=dx layout=rows dtype=f32,f16,bf16
-//! axes trans=dw dtype=f32
+//! axes trans=dx layout=rows shape=gemv dtype=f32,f16,bf16
+//! axes trans=dw shape=gemv dtype=f32
 #define PC_MATMUL_GRAD
 #include "vkd_push.h"
 #include "common.glsl"

@@ -189,6 +189,23 @@ PUSH_BEGIN(vkd_pc_matmul_grad)
     uint m;          /* DX: rows of dy / dx (8 per workgroup row) */
 PUSH_END(vkd_pc_matmul_grad)
 #endif
+/* register-tiled matmul with broadcasts (shaders/matmul_bcast.comp): C[a, b] over r in [r0, r1) */
+#if !defined(VULKAN) || defined(PC_MATMUL_BCAST)
+PUSH_BEGIN(vkd_pc_matmul_bcast)
+    uint K;          /* columns of W (and of x, dx) */
+    uint N;          /* row stride of y / dy: output features of the whole weight */
+    uint col0;       /* first output feature of this chunk of W */
+    uint x_row0;     /* first row of x (n, dw) or of dx (dx) */
+    uint y_row0;     /* first row of y (n) or of dy (dx, dw) */
+    uint rows_a;     /* rows of C: m (n, dx), N (dw) */
+    uint cols_b;     /* columns of C: rows of the chunk (n), K (dx, dw) */
+    uint w_row0;     /* first row of W used, inside the bound chunk (n, dx) */
+    uint o_row0;     /* first row of dw written (dw) */
+    uint r0;
+    uint r1;
+    uint accumulate;
+PUSH_END(vkd_pc_matmul_bcast)
+#endif
 /* rmsnorm backward: groups of dim; rstd optional output (write_rstd) */
 #if !defined(VULKAN) || defined(PC_RMSNORM_BWD)
 PUSH_BEGIN(vkd_pc_rmsnorm_bwd)

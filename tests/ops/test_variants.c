@@ -6,8 +6,9 @@
  *    (a dtype without kernels, dx on texel-block weights) selects VKD_SHADER_COUNT.
  * 2. Reach: the matmul and embed families are driven through the public ops (vkd_op_matmul,
  *    vkd_op_matmul_backward, vkd_op_embed) on shapes that ask for each axis value (K % 8 == 0
- *    or not, m below or above the GEMM switch, both weight layouts, dx and dw), on a context
- *    with the profile's reduction and one with VKDRAFT_REDUCE=shared; every output is checked
+ *    or not, m below or above the GEMM switch, both weight layouts, dx and dw, shapes off
+ *    every tile edge), on a context with the profile's reduction and matmul kernels and one
+ *    with VKDRAFT_REDUCE=shared and VKDRAFT_MATMUL=tiled; every output is checked
  *    against a plain-C double reference (|y - ref| <= 2e-6 sqrt(K) * sum |terms|, as in
  *    test_matmul; embedding exact), and the GPU profile of the two contexts must show every
  *    variant of both families dispatched at least once. */
@@ -207,6 +208,9 @@ static void drive(vkd_ctx *ctx) {
         forward_case(ctx, dts[d], VKD_LAYOUT_BLOCKS, 6, 300, 67);   /* texel blocks */
         backward_case(ctx, dts[d], 5, 45, 67);
         backward_case(ctx, dts[d], 11, 45, 64); /* K % 4 == 0: four-column dx */
+        /* tiles cut at every edge: m, N and K off the 8 x 32 tile and the 4-step reduction */
+        backward_case(ctx, dts[d], 38, 71, 37);
+        forward_case(ctx, dts[d], VKD_LAYOUT_ROWS, gemm_m + 8, 70, 37);
         embed_case(ctx, dts[d], VKD_LAYOUT_ROWS, 23, 300, 67);
         embed_case(ctx, dts[d], VKD_LAYOUT_BLOCKS, 23, 300, 67);
     }
@@ -228,18 +232,21 @@ int main(void) {
     vkd_ctx *ctx[2];
     vkd_ctx_options o = {.profile = true};
     REQUIRE(!vkd_ctx_create(&o, &ctx[0], &err), "%s", err.msg);
-    REQUIRE(!setenv("VKDRAFT_REDUCE", "shared", 1), "setenv");
+    REQUIRE(!setenv("VKDRAFT_REDUCE", "shared", 1) && !setenv("VKDRAFT_MATMUL", "tiled", 1), "setenv");
     REQUIRE(!vkd_ctx_create(&o, &ctx[1], &err), "%s", err.msg);
     unsetenv("VKDRAFT_REDUCE");
+    unsetenv("VKDRAFT_MATMUL");
     CHECK(!vkd_ctx_profile(ctx[1])->reduce_subgroup, "VKDRAFT_REDUCE=shared left subgroup reductions on");
+    CHECK(!vkd_ctx_profile(ctx[1])->matmul_bcast, "VKDRAFT_MATMUL=tiled left the broadcast matmul on");
     if (!vkd_ctx_info(ctx[0])->timestamps) {
         fprintf(stderr, "test_variants: the device has no timestamps; the reach check needs the "
                         "GPU profile\n");
         return 77; /* skipped */
     }
     for (int c = 0; c < 2; c++) {
-        fprintf(stderr, "device: %s, reduction: %s\n", vkd_ctx_info(ctx[c])->name,
-                vkd_ctx_profile(ctx[c])->reduce_subgroup ? "subgroup" : "shared memory");
+        fprintf(stderr, "device: %s, reduction: %s, matmul: %s\n", vkd_ctx_info(ctx[c])->name,
+                vkd_ctx_profile(ctx[c])->reduce_subgroup ? "subgroup" : "shared memory",
+                vkd_ctx_profile(ctx[c])->matmul_bcast ? "broadcast tiles" : "shared-memory tiles");
         drive(ctx[c]);
     }
     uint32_t checked = 0;
