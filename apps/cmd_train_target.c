@@ -34,8 +34,9 @@ typedef struct opts {
 static void usage(void) {
     printf("usage: vkdraft train-target --config FILE --tokenizer DIR --data FILE... --out DIR [options]\n"
            "Trains a tied Qwen3 / Llama (config.json with tie_word_embeddings true) from scratch on\n"
-           "plain text, one document per line, tokenised with DIR/tokenizer.json; every line ends\n"
-           "with the tokenizer's EOS. The token stream is cut into windows of --seq-len tokens, each\n"
+           "plain text, one document per line (in a .jsonl file: the \"text\" string of each line's\n"
+           "object, which may hold newlines and special tokens such as the chat template's),\n"
+           "tokenised with DIR/tokenizer.json; every document ends with the tokenizer's EOS. The token stream is cut into windows of --seq-len tokens, each\n"
            "trained from position 0; the last 5%% of windows (1..--held-out) are held out. AdamW, global\n"
            "norm clipped to 1.0, linear warmup then cosine decay; initial weights N(0, 0.02^2),\n"
            "norms 1. Writes OUT: config.json, model.safetensors, tokenizer.json,\n"
@@ -152,21 +153,42 @@ static void copy_file(const char *from_dir, const char *name, const char *to_dir
     free(src), free(dst);
 }
 
-/* every line of the --data files, encoded, each followed by EOS: one token stream */
+static bool ends_with(const char *s, const char *tail) {
+    size_t a = strlen(s), b = strlen(tail);
+    return a >= b && !strcmp(s + a - b, tail);
+}
+
+/* every document of the --data files (a line; in .jsonl files a line's "text" string, which
+ * may hold newlines and the chat template's special tokens), encoded, each followed by EOS:
+ * one token stream */
 static int32_t *load_stream(const opts *o, vkd_tok *tok, size_t *n) {
     int32_t eos = vkd_tok_eos_id(tok);
     int32_t *all = NULL;
     size_t len = 0, cap = 0;
     for (int f = 0; f < o->ndata; f++) {
         char *text = read_all(o->data[f], NULL), *save = NULL;
+        bool jsonl = ends_with(o->data[f], ".jsonl");
+        size_t lineno = 0;
         for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             size_t ln = strlen(line), k;
+            lineno++;
             if (ln && line[ln - 1] == '\r') line[--ln] = 0;
             if (!ln) continue;
+            cJSON *doc = NULL;
+            const char *src = line;
+            if (jsonl) {
+                doc = cJSON_ParseWithLength(line, ln);
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(doc, "text");
+                if (!cJSON_IsString(t))
+                    cli_fatal("%s:%zu: expected a JSON object with a \"text\" string", o->data[f], lineno);
+                src = t->valuestring;
+                ln = strlen(src);
+            }
             int32_t *ids;
             vkd_error err = {0};
-            if (vkd_tok_encode(tok, line, ln, false, &ids, &k, &err))
-                cli_fatal("%s: %s", o->data[f], err.msg);
+            if (vkd_tok_encode(tok, src, ln, false, &ids, &k, &err))
+                cli_fatal("%s:%zu: %s", o->data[f], lineno, err.msg);
+            cJSON_Delete(doc);
             if (len + k + 1 > cap) all = realloc(all, (cap = (len + k + 1) * 2) * sizeof *all);
             if (!all) cli_fatal("out of host memory");
             memcpy(all + len, ids, k * sizeof *ids);

@@ -10,8 +10,10 @@ config.json (bf16, tied), model.safetensors (every tensor of the architecture, n
 lm_head), the tokenizer files with the chat template, and loads in `vkdraft generate`;
 the same seed gives the same weights byte for byte; a run stopped after 13 steps
 (--stop-after) and resumed ends with the same weights and log (the loss curve) byte for byte
-as an uninterrupted one, and a resume with another --lr is refused. Bad input: an untied config, an
-existing --out, no --data: one error line, non-zero exit, nothing written."""
+as an uninterrupted one, and a resume with another --lr is refused; the corpus as a .jsonl file
+({"text": line} a line) trains the same weights byte for byte. Bad input: an untied config, an
+existing --out, a .jsonl line without a "text" string, no --data: one error line (naming
+file:line for the .jsonl), non-zero exit, nothing written."""
 import json
 import os
 import random
@@ -82,6 +84,15 @@ with tempfile.TemporaryDirectory() as tmp:
     run(args + ["--out", out2, "--quiet"])
     same = open(os.path.join(out, "model.safetensors"), "rb").read() == open(os.path.join(out2, "model.safetensors"), "rb").read()
     check(same, "a second run with the same seed gave other weights")
+    # the corpus as .jsonl ({"text": line} a line): the same token stream, the same weights
+    cj = os.path.join(tmp, "corpus.jsonl")
+    with open(corpus) as f, open(cj, "w") as g:
+        for line in f:
+            g.write(json.dumps({"text": line.rstrip("\n")}) + "\n")
+    out4 = os.path.join(tmp, "out4")
+    run([cj if a == corpus else a for a in args] + ["--out", out4, "--quiet"])
+    same = open(os.path.join(out4, "model.safetensors"), "rb").read() == open(os.path.join(out2, "model.safetensors"), "rb").read()
+    check(same, "the .jsonl corpus trained other weights than the same lines as text")
     # stopped after 13 steps (checkpoints at 10 and 13), resumed: the same log and weights
     out3 = os.path.join(tmp, "out3")
     p = run(args + ["--out", out3, "--quiet", "--checkpoint-every", "10", "--stop-after", "13"])
@@ -104,9 +115,18 @@ with tempfile.TemporaryDirectory() as tmp:
         p = run(a, ok=False)
         lines = p.stderr.strip().splitlines()
         check(p.returncode != 0 and len(lines) == 1 and what in lines[0], f"{what}: rc {p.returncode} {p.stderr!r}")
+    bj = os.path.join(tmp, "bad.jsonl")
+    with open(bj, "w") as f:
+        f.write('{"text": "the king sees a bird."}\n{"txt": "no text field"}\n')
+    p = run(["train-target", "--config", cfg, "--tokenizer", tok, "--data", bj, "--steps", "1", "--out",
+             os.path.join(tmp, "b2")], ok=False)
+    lines = p.stderr.strip().splitlines()
+    check(p.returncode != 0 and len(lines) == 1 and "bad.jsonl:2" in lines[0] and '"text"' in lines[0],
+          f"bad .jsonl line: rc {p.returncode} {p.stderr!r}")
     p = run(["train-target", "--config", cfg, "--tokenizer", tok, "--out", os.path.join(tmp, "b3")], ok=False)
     check(p.returncode != 0 and "--data" in p.stderr, f"no --data: {p.stderr!r}")
     check(not os.path.exists(os.path.join(tmp, "b1")) and not os.path.exists(os.path.join(tmp, "b1.partial")) and
+          not os.path.exists(os.path.join(tmp, "b2")) and not os.path.exists(os.path.join(tmp, "b2.partial")) and
           not os.path.exists(os.path.join(tmp, "b3")), "a refused run wrote its folder")
 
 print(f"test_train_target_cli: {vkd_cli.failures} failures")
