@@ -36,8 +36,9 @@ static void usage(void) {
            "the DFlash benchmark protocol; --limit N takes N prompts after a shuffle with\n"
            "seed 0. Without prompt flags the built-in set (math, code, chat) is used.\n\n"
            "--baseline also decodes each prompt plainly and reports the speed-up (ratio of\n"
-           "per-token decode times). Prints tau (mean tokens committed per target forward),\n"
-           "the acceptance-length histogram and tokens/s. --json prints one JSON document\n"
+           "per-token decode times). Prints each prompt's generated text (after its id when\n"
+           "there are several), tau (mean tokens committed per target forward), the\n"
+           "acceptance-length histogram and tokens/s. --json prints one JSON document\n"
            "(per prompt: ids, acceptance_lengths, tau, tok_s, speedup; plus totals); --out\n"
            "writes one JSON line per prompt, atomically. Defaults: --max-new-tokens 128,\n"
            "--block-size from the draft's config. --adapter DIR attaches a PEFT LoRA adapter\n"
@@ -192,9 +193,10 @@ typedef struct totals {
     compute_budget cb;               /* seeds 001/004 item 0.4, for these prompts */
 } totals;
 
-/* One prompt: speculative decoding (and the plain baseline); its JSON object. */
+/* One prompt: speculative decoding (and the plain baseline); its JSON object. print_text: the
+ * decoded text on stdout (label: after the prompt's id). */
 static cJSON *spec_one(const spec_opts *S, exp_models *m, vkd_draft *p, const vkd_generate_options *go,
-                       const job *jb, bool print_text, totals *T) {
+                       const job *jb, bool print_text, bool label, totals *T) {
     vkd_error err = {0};
     uint32_t B = p->gamma + 1;
     vkd_spec_result res;
@@ -235,7 +237,8 @@ static cJSON *spec_one(const spec_opts *S, exp_models *m, vkd_draft *p, const vk
     if (m->tok) {
         char *text = decode_generated(m->tok, res.ids, res.n);
         cJSON_AddStringToObject(o, "text", text);
-        if (print_text) printf("%s\n", text);
+        if (print_text && label) printf("[%s] %s\n\n", jb->id, text);
+        else if (print_text) printf("%s\n", text);
         free(text);
     }
     cJSON *aa = cJSON_AddArrayToObject(o, "acceptance_lengths");
@@ -348,7 +351,7 @@ int vkd_cmd_spec(int argc, char **argv) {
     exp_buf lines = {0};
     double t_start = vkd_now();
     for (size_t k = 0; k < njobs; k++) {
-        cJSON *o = spec_one(&S, &m, p, &go, &jobs[k], !S.json && njobs == 1, &T);
+        cJSON *o = spec_one(&S, &m, p, &go, &jobs[k], !S.json, njobs > 1, &T);
         if (S.out) {
             char *line = cJSON_PrintUnformatted(o);
             exp_buf_printf(&lines, "%s\n", line);
