@@ -17,6 +17,9 @@
  * DLOGITS gives w_r l1_w q (sign(q - p) - GS) for the teacher term.
  * Every sum runs in a fixed order: reruns are bit-identical.
  *
+ * On row-major heads where the device profile's matmul_bcast holds (CPU drivers), the three
+ * products (S = H W^T, dH += S W, dW = S^T H) run as the matmul family's broadcast tiles
+ * (shaders/matmul_bcast.comp; the one-pass mode keeps loss_dh for its running rescale).
  * With hidden % 4 == 0 the product kernels read four elements per load (MODE_VEC4).
  * Loop limit (lavapipe: 65535 passes per invocation): loss_logits loops `hidden` times,
  * loss_dh `n` times, loss_dw `rows` times, loss_rows n / (16 * lanes) times: checked. */
