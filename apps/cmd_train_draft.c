@@ -32,7 +32,7 @@ static void usage(void) {
            "           [--batch-tokens N] [--loss ce|ce+tv] [--seed S] [--regenerate [--max-new-tokens 128]]\n"
            "           [--ce-weight 0.1] [--tv-weight 0.9]\n"
            "           [--eval-prompts 4] [--eval-every N] [--eval-tokens 32] [--save-every N]\n"
-           "           [--mask-token-id ID] [--max-len N] [--resume] [--quiet]\n\n"
+           "           [--mask-token-id ID] [--max-len N] [--init DIR] [--resume] [--quiet]\n\n"
            "Trains a DFlash draft for the target from scratch, with the published recipe:\n"
            "training sequences are chat-rendered prompts + the target's responses (--regenerate:\n"
            "the target's greedy continuation, --max-new-tokens long; else the file's answers);\n"
@@ -53,7 +53,10 @@ static void usage(void) {
            "steps and at the end. --steps defaults to one pass over the training sequences\n"
            "(--epochs E: E passes). --target-layers auto: z-lab's rule for --layers draft\n"
            "layers (targets with < 8 layers: 1..L-1, at most 5). --mask-token-id defaults to\n"
-           "the first id past the tokenizer's vocabulary, or vocab_size - 1.\n\n"
+           "the first id past the tokenizer's vocabulary, or vocab_size - 1. --init DIR starts\n"
+           "from a draft folder's weights instead of random ones (continued training or\n"
+           "fine-tuning; its layers, width, block size, mask token and target layers must be\n"
+           "this run's); the optimizer state and the schedule start afresh.\n\n"
            "OUT gets config.json and model.safetensors (bf16, z-lab's DFlashDraftModel layout,\n"
            "loadable with --draft OUT), refreshed at every save (--save-every, default the\n"
            "eval interval or 50 steps); OUT/train holds the f32 checkpoint, optimizer state\n"
@@ -251,7 +254,7 @@ static void save(vkd_dflash *d, vkd_train_draft *tr, const char *out, const char
 #define CMD "train-draft"
 
 typedef struct opts {
-    const char *target_dir, *out, *target_layers, *loss;
+    const char *target_dir, *out, *target_layers, *loss, *init;
     const char *data[16];
     int ndata;
     long block, layers, anchors, steps, epochs, max_new, eval_prompts, eval_every, eval_tokens, save_every, mask_id,
@@ -295,6 +298,7 @@ static bool parse_args(int argc, char **argv, opts *o) {
         else if ((v = cli_value(c, "--save-every", argc, argv, &i))) o->save_every = cli_parse_long(c, "--save-every", v, 1, 1L << 40);
         else if ((v = cli_value(c, "--mask-token-id", argc, argv, &i))) o->mask_id = cli_parse_long(c, "--mask-token-id", v, 0, 1L << 40);
         else if ((v = cli_value(c, "--max-len", argc, argv, &i))) o->max_len = cli_parse_long(c, "--max-len", v, 4, 1 << 20);
+        else if ((v = cli_value(c, "--init", argc, argv, &i))) o->init = v;
         else if (cli_is("--resume", argv[i])) o->resume = true;
         else if (cli_is("--regenerate", argv[i])) o->regenerate = true;
         else if (cli_is("--quiet", argv[i])) o->quiet = true;
@@ -462,6 +466,7 @@ static cJSON *run_params(const job *j) {
     cJSON_AddNumberToObject(run, "max_new_tokens", (double)o->max_new);
     cJSON_AddNumberToObject(run, "eval_prompts", (double)o->eval_prompts);
     cJSON_AddNumberToObject(run, "max_len", (double)o->max_len);
+    if (o->init) cJSON_AddStringToObject(run, "init", o->init);
     return run;
 }
 
@@ -510,7 +515,8 @@ static void fresh_out(const job *j, const cJSON *run) {
     rm_tree_files(tmp);
     mkdir_or_die(tmp);
     cli_check(vkd_train_draft_write_config(&j->tcfg, &j->shape, "float32", tmp, &err), &err);
-    cli_check(vkd_train_draft_write_init(tmp, j->o->seed, &err), &err);
+    if (j->o->init) cli_check(vkd_train_draft_write_from(tmp, j->o->init, &err), &err);
+    else cli_check(vkd_train_draft_write_init(tmp, j->o->seed, &err), &err);
     cJSON *st = cJSON_CreateObject();
     cJSON_AddNumberToObject(st, "step", 0);
     char *sp = path_join(tmp, "state.json");

@@ -142,6 +142,93 @@ vkd_result vkd_train_draft_write_init(const char *dir, uint64_t seed, vkd_error 
     return r;
 }
 
+/* one config field of INIT against the run's */
+static vkd_result same_field(const char *init_dir, const char *field, int64_t have, int64_t want, vkd_error *err) {
+    if (have == want) return VKD_OK;
+    return vkd_fail(err, VKD_ERR_INVALID, "%s/config.json: field '%s' is %lld, this run's draft has %lld", init_dir,
+                    field, (long long)have, (long long)want);
+}
+
+vkd_result vkd_train_draft_write_from(const char *dir, const char *init_dir, vkd_error *err) {
+    vkd_cfg cfg, ic;
+    vkd_result r = vkd_cfg_load(dir, &cfg, err);
+    if (!r) r = vkd_cfg_load(init_dir, &ic, err);
+    if (r) return r;
+    if (ic.arch != VKD_ARCH_DFLASH)
+        return vkd_fail(err, VKD_ERR_INVALID, "%s/config.json: field 'architectures': expected DFlashDraftModel, got %s",
+                        init_dir, vkd_arch_name(ic.arch));
+    if (ic.target_layer_ids_pending)
+        return vkd_fail(err, VKD_ERR_INVALID, "%s/config.json: field 'dflash_config.target_layer_ids': expected the "
+                        "list of target layers", init_dir);
+    if (!r) r = same_field(init_dir, "num_hidden_layers", ic.num_hidden_layers, cfg.num_hidden_layers, err);
+    if (!r) r = same_field(init_dir, "hidden_size", ic.hidden_size, cfg.hidden_size, err);
+    if (!r) r = same_field(init_dir, "block_size", ic.block_size, cfg.block_size, err);
+    if (!r) r = same_field(init_dir, "dflash_config.mask_token_id", ic.mask_token_id, cfg.mask_token_id, err);
+    if (!r) r = same_field(init_dir, "dflash_config.target_layer_ids (count)", ic.n_target_layer_ids,
+                           cfg.n_target_layer_ids, err);
+    for (int k = 0; !r && k < cfg.n_target_layer_ids; k++)
+        r = same_field(init_dir, "dflash_config.target_layer_ids", ic.target_layer_ids[k], cfg.target_layer_ids[k], err);
+    if (r) return r;
+    vkd_cfg_tensor *list = NULL;
+    size_t n = 0;
+    if ((r = vkd_cfg_expected_tensors(&cfg, &list, &n, err))) return r;
+    vkd_st_model *m = NULL;
+    vkd_st_out *outs = calloc(n, sizeof *outs);
+    float **data = calloc(n, sizeof *data);
+    if (!outs || !data) r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+    if (!r) r = vkd_st_model_open(init_dir, &m, err);
+    for (size_t i = 0; !r && i < n; i++) {
+        const vkd_cfg_tensor *t = &list[i];
+        const vkd_st_tensor *st;
+        if (vkd_st_model_index(m, t->name) == (size_t)-1) {
+            r = vkd_fail(err, VKD_ERR_FORMAT, "%s: tensor '%s' missing", init_dir, t->name);
+            break;
+        }
+        if ((r = vkd_st_model_get(m, t->name, &st, err))) break;
+        uint64_t cnt = (uint64_t)t->shape[0] * (t->rank == 2 ? (uint64_t)t->shape[1] : 1);
+        if (st->rank != t->rank || st->shape[0] != t->shape[0] || (t->rank == 2 && st->shape[1] != t->shape[1])) {
+            char sh[96], want[64];
+            vkd_st_shape_str(st, sh, sizeof sh);
+            if (t->rank == 2) snprintf(want, sizeof want, "[%lld, %lld]", (long long)t->shape[0], (long long)t->shape[1]);
+            else snprintf(want, sizeof want, "[%lld]", (long long)t->shape[0]);
+            r = vkd_fail(err, VKD_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected %s", init_dir, t->name, sh, want);
+            break;
+        }
+        if (!(data[i] = malloc(cnt * sizeof(float)))) {
+            r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+            break;
+        }
+        const uint8_t *b = st->data;
+        for (uint64_t e = 0; !r && e < cnt; e++) {
+            uint16_t h;
+            if (st->dtype == VKD_DTYPE_F32) memcpy(&data[i][e], b + 4 * e, 4);
+            else if (memcpy(&h, b + 2 * e, 2), st->dtype == VKD_DTYPE_BF16) data[i][e] = vkd_bf16_to_f32(h);
+            else if (st->dtype == VKD_DTYPE_F16) data[i][e] = vkd_f16_to_f32(h);
+            else r = vkd_fail(err, VKD_ERR_UNSUPPORTED, "%s: tensor '%s' is %s, expected F32, BF16 or F16", init_dir,
+                              t->name, vkd_dtype_name(st->dtype));
+            if (!r && !isfinite(data[i][e]))
+                r = vkd_fail(err, VKD_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at %llu", init_dir,
+                             t->name, (unsigned long long)e);
+        }
+        outs[i] = (vkd_st_out){t->name, VKD_DTYPE_F32, t->rank, {t->shape[0], t->shape[1]}, data[i]};
+    }
+    /* a tensor the run would not train (another layer count, a bias) is refused, not dropped */
+    for (size_t i = 0; !r && i < vkd_st_model_count(m); i++) {
+        const char *name = vkd_st_model_name_at(m, i);
+        bool known = false;
+        for (size_t k = 0; k < n && !known; k++) known = !strcmp(list[k].name, name);
+        if (!known)
+            r = vkd_fail(err, VKD_ERR_FORMAT, "%s: tensor '%s' is not a tensor of this run's draft", init_dir, name);
+    }
+    if (!r) r = write_model(dir, outs, n, err);
+    vkd_st_model_close(m);
+    for (size_t i = 0; data && i < n; i++) free(data[i]);
+    free(data);
+    free(outs);
+    free(list);
+    return r;
+}
+
 /* The device weight (and, in a trainer, its gradient) of draft tensor `name`. */
 static vkd_tensor *weight_of(vkd_dflash *d, vkd_dflash_train *T, const char *name, vkd_tensor **grad) {
     *grad = NULL;

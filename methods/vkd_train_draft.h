@@ -42,6 +42,11 @@ vkd_result vkd_train_draft_write_config(const vkd_cfg *tcfg, const vkd_train_dra
  * N(0, 0.02^2) (Qwen3's initializer_range, as transformers' _init_weights), every norm
  * weight 1; Philox keyed by seed and the tensor name. f32. */
 vkd_result vkd_train_draft_write_init(const char *dir, uint64_t seed, vkd_error *err);
+/* Writes dir/model.safetensors (f32) from the draft folder init_dir (bf16, f16 or f32; one file
+ * or shards): the config in dir and init_dir's must agree on layers, width, block size, mask
+ * token and target layers, and init_dir must hold exactly the tensors of that draft, each of
+ * the expected shape (else one error naming init_dir and the field or tensor). */
+vkd_result vkd_train_draft_write_from(const char *dir, const char *init_dir, vkd_error *err);
 /* Writes dir/model.safetensors from the draft's device weights, in F32 or BF16 (round to
  * nearest even). */
 vkd_result vkd_train_draft_save_weights(vkd_dflash *d, const char *dir, vkd_dtype dtype, vkd_error *err);

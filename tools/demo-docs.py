@@ -2,8 +2,10 @@
 """demo-docs.py AUSTEN KJV > corpus.jsonl: the demo pair's training documents, one JSON
 object {"text": ...} a line (vkdraft train-target's .jsonl input).
 demo-docs.py --prompts N AUSTEN KJV > prompts.jsonl: N prompts {"prompt": ...} for
-train-draft: the first 6-12 words of documents spread over both books (every 7th document,
-alternating between the books).
+train-draft, alternating between two kinds: the first 6-12 words of a document (spread over
+both books, alternating between them) and a question asked in the books (a sentence of 5-24
+words ending with '?', alternating between the books), so that the draft also learns the
+target's answers to question-shaped prompts.
 
 Documents: Austen's paragraphs (her text is wrapped; blank lines end a paragraph) and runs of
 four consecutive Bible verses (one verse a line). Every second document of at least 16 words
@@ -11,6 +13,7 @@ is a chat turn in the tokenizer's ChatML template: the user gives its first 6-12
 assistant continues the passage, so the model answers chat-rendered prompts (vkdraft spec and
 train-draft render prompts with the chat template) in the same English."""
 import json
+import re
 import sys
 
 
@@ -33,14 +36,39 @@ def verse_runs(path, run=4):
         yield [w for v in verses[i:i + run] for w in v]
 
 
+def questions(text, stop):
+    """Sentences of 5-24 words that end with a question mark (a character's or a verse's
+    question), whitespace folded; `stop` holds the characters that end a sentence."""
+    flat = re.sub(r"\s+", " ", text)
+    found = re.findall(r"[A-Z][^" + stop + r"]{10,160}\?", flat)
+    return [q for q in found if 5 <= len(q.split()) <= 24]
+
+
+def spread(items, n):
+    """n items evenly spaced over the list"""
+    if len(items) < n:
+        sys.exit(f"demo-docs: only {len(items)} prompts of a kind available, {n} asked")
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def prompts(count, austen, kjv):
+    """count prompts alternating between the two kinds: a passage's first 6-12 words
+    (alternating between the books) and a question asked in the books (alternating too)"""
     a = [w for w in austen_paragraphs(austen) if len(w) >= 16][::7]
     b = [w for w in verse_runs(kjv) if len(w) >= 16][::7]
-    picked = [d for pair in zip(a, b) for d in pair][:count]
-    if len(picked) < count:
-        sys.exit(f"demo-docs: only {len(picked)} prompts available, {count} asked")
-    for i, words in enumerate(picked):
-        print(json.dumps({"prompt": " ".join(words[:6 + i % 7])}))
+    n_open, n_q = (count + 1) // 2, count // 2
+    opening = spread([d for pair in zip(a, b) for d in pair], n_open)
+    qa = questions(open(austen, encoding="utf-8").read(), '.!?"')
+    qk = questions(open(kjv, encoding="utf-8").read(), ".!?:;")
+    half = (n_q + 1) // 2
+    asked = [q for pair in zip(spread(qa, half), spread(qk, half)) for q in pair][:n_q]
+    for i in range(count):
+        if i % 2 == 0:
+            words = opening[i // 2]
+            text = " ".join(words[:6 + (i // 2) % 7])
+        else:
+            text = asked[i // 2]
+        print(json.dumps({"prompt": text}))
 
 
 def main():

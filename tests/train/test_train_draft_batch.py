@@ -16,6 +16,11 @@ the step that takes it.
     tools/reference in float64 (PyTorch autograd, one draft call per anchor on the f32
     checkpoint): the loss and the gradient norm (before clipping) within 1e-6 relative;
   - --batch-tokens 0 is refused in one line.
+  - --init DIR: a run with another --seed (other random weights) started from the bf16
+    export of the first run has, step by step, the float64 reference's loss of that export;
+    one started from its f32 checkpoint repeats the first run's losses; the plain run with
+    that seed does not (the seed moves the initial weights); a draft of another block size or
+    a missing folder is refused in one line naming it.
 usage: test_train_draft_batch.py"""
 import json
 import math
@@ -77,6 +82,11 @@ def reference(tgt, draft_dir, seqs):
     return out
 
 
+def log_of(base, extra, out):
+    run(base + extra + ["--out", out])
+    return log(os.path.join(out, "train", "log.jsonl"))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="vkd_train_batch_")
     tgt, data, seqs = vkd_cli.chain_target_data(tmp)
@@ -119,6 +129,33 @@ def main():
               f"(rel err {el:.2g}), grad norm {x['grad_norm']:.8f} / {rg:.8f} (rel err {eg:.2g})", file=sys.stderr)
         check(el < 1e-6 and eg < 1e-6, f"step of {x['rows']} rows vs float64 reference: loss rel err {el:.3g}, "
               f"grad norm rel err {eg:.3g}")
+    # --init: the bf16 export and the f32 checkpoint of run "one" as starting points
+    other = [a if a != "3" else "5" for a in base]
+    seeded = log_of(other, [], os.path.join(tmp, "seed5"))
+    from_ck = log_of(other, ["--init", os.path.join(tmp, "one", "train", "ckpt")], os.path.join(tmp, "init_ck"))
+    from_bf = log_of(other, ["--init", os.path.join(tmp, "one")], os.path.join(tmp, "init_bf"))
+    by_rows = {x["rows"]: x["loss"] for x in one}
+    check(any(abs(x["loss"] - by_rows[x["rows"]]) > 1e-4 * abs(by_rows[x["rows"]]) for x in seeded),
+          "--seed 5 gives the losses of --seed 3: the seed does not move the initial weights")
+    for x in from_ck:
+        e = abs(x["loss"] - by_rows[x["rows"]]) / abs(by_rows[x["rows"]])
+        check(e < 1e-6, f"--init from the f32 checkpoint: step of {x['rows']} rows, loss {x['loss']} vs "
+              f"{by_rows[x['rows']]} (rel err {e:.3g})")
+    R = reference(tgt, os.path.join(tmp, "one"), seqs[:3])
+    for x in from_bf:
+        rl = R[x["rows"]][0]
+        e = abs(x["loss"] - rl) / abs(rl)
+        print(f"--init from the bf16 export: step of {x['rows']} rows, loss {x['loss']:.8f} vs float64 "
+              f"reference {rl:.8f} (rel err {e:.2g})", file=sys.stderr)
+        check(e < 1e-6, f"--init from the bf16 export: step of {x['rows']} rows, loss rel err {e:.3g}")
+    five = [a if a != str(B) else "5" for a in base]
+    p = run(five + ["--init", os.path.join(tmp, "one"), "--out", os.path.join(tmp, "init_b5")], ok=False)
+    err = p.stderr.strip().splitlines()
+    check(p.returncode != 0 and len(err) == 1 and "block_size" in err[0] and "one" in err[0],
+          f"--init of a block-4 draft into a block-5 run: exit {p.returncode}, {err}")
+    p = run(base + ["--init", os.path.join(tmp, "nothing"), "--out", os.path.join(tmp, "init_none")], ok=False)
+    err = p.stderr.strip().splitlines()
+    check(p.returncode != 0 and len(err) == 1 and "nothing" in err[0], f"--init of a missing folder: {err}")
     p = run(base + ["--batch-tokens", "0", "--out", os.path.join(tmp, "bad")], ok=False)
     err = p.stderr.strip().splitlines()
     check(p.returncode != 0 and len(err) == 1 and "--batch-tokens" in err[0],
