@@ -143,6 +143,7 @@ int vkd_bench_spec(int argc, char **argv) {
            *tdec = malloc(f.reps * sizeof(double)), *tpre = malloc(f.reps * sizeof(double));
     int32_t block[256];
     double cold[4] = {0};
+    uint32_t nd[3] = {0}; /* dispatches of a draft call, a verification, a decode step */
     /* rep -1 warms up (pipeline compilation at first dispatch), reported apart */
     for (long r = -1; r < f.reps; r++) {
         double *td = r < 0 ? &cold[0] : &tdraft[r], *tv = r < 0 ? &cold[1] : &tver[r],
@@ -168,6 +169,7 @@ int vkd_bench_spec(int argc, char **argv) {
         vkd_rec_begin(rec);
         cli_check(vkd_dflash_context_record(dr, rec, feat, 0, B, &err), &err);
         cli_check(vkd_dflash_block_argmax_record(dr, rec, block, am, &err), &err);
+        nd[0] = vkd_rec_dispatches(rec);
         cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
         *td = vkd_now() - t0;
         /* one verification forward of B tokens with logits and taps */
@@ -176,6 +178,7 @@ int vkd_bench_spec(int argc, char **argv) {
                              .ntaps = dr->ntaps, .features = feat, .argmax = am};
         vkd_rec_begin(rec);
         cli_check(vkd_target_step_record(t, rec, &s, &err), &err);
+        nd[1] = vkd_rec_dispatches(rec);
         cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
         *tv = vkd_now() - t0;
         /* one plain decode step with the last-row logits */
@@ -184,6 +187,7 @@ int vkd_bench_spec(int argc, char **argv) {
         vkd_target_step one = {.ids = ids + f.prompt, .m = 1, .logits_rows = 1, .argmax = am};
         vkd_rec_begin(rec);
         cli_check(vkd_target_step_record(t, rec, &one, &err), &err);
+        nd[2] = vkd_rec_dispatches(rec);
         cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
         *tt = vkd_now() - t0;
     }
@@ -196,6 +200,7 @@ int vkd_bench_spec(int argc, char **argv) {
            "decode step %.2f ms\n", cold[0] * 1e3, cold[1] * 1e3, cold[2] * 1e3);
     printf("draft call %.2f ms, verify (%u tokens) %.2f ms, plain decode step %.2f ms (median of %ld)\n",
            a * 1e3, B, v * 1e3, dd * 1e3, f.reps);
+    printf("dispatches: draft call %u, verify %u, decode step %u\n", nd[0], nd[1], nd[2]);
     printf("cost of one speculative step = %.2f plain decode steps\n", (a + v) / dd);
     printf("%6s %10s %10s\n", "tau", "speed-up", "efficiency");
     for (uint32_t tau = 1; tau <= B; tau++) {

@@ -7,6 +7,7 @@
 
 #define GEMV_MAX_M 16u    /* rows of x one GEMV pass handles (shader FOR_ROWS) */
 #define BLOCKS_MAX_M 4u   /* rows of x one texel-block pass handles (see matmul_blocks) */
+#define BLOCKS_BCAST_MAX_M 16u /* the same with x shared by broadcasts (matmul_blocks_bcast) */
 #define GEMV_UNROLL 2u    /* steps per loop iteration in the VEC shader (UNROLL) */
 #define GEMV_MAX_WG 256u  /* shared reduction array (MAX_WG) */
 #define GEMV_MAX_SUBGROUPS 32u
@@ -145,7 +146,17 @@ static vkd_result matmul_gemv(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
  * texel fetched once per pass. Lanes: the profile's wg_stream; 32 rows per lane. Measured on
  * lavapipe (3072 x 1024 bf16): m = 2 and 4 in one pass cost 1.2x and 1.4x m = 1, m = 8 in
  * one pass 18x (256 accumulators per lane spill), and fewer rows per lane (more workgroups
- * per block) 3-10x at any m; so passes of 4 rows, 32 rows per lane. */
+ * per block) 3-10x at any m; so passes of 4 rows, 32 rows per lane. Where 8-lane workgroups
+ * are one subgroup with broadcast (the profile's matmul_bcast: CPU drivers), each lane loads
+ * one element per row of x and step and broadcasts it (matmul_blocks_bcast.comp): then the x
+ * loads no longer grow with the rows, and passes of 16 rows are the fastest
+ * (docs/benchmarks.md, 2026-12-04: m = 16 1.5x, m = 512 1.3-1.6x the passes of 4). */
+static bool blocks_bcast(const vkd_profile *p) {
+    uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
+    while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
+    return p->matmul_bcast && lanes == 8;
+}
+
 static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, const vkd_tensor *x,
                                 const vkd_tensor *w, vkd_pc_matmul pc, bool accumulate) {
     const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
@@ -159,6 +170,7 @@ static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, co
     if (w->row_texels + 8 > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
                         "matmul: K = %u exceeds the driver's loop limit for the texel kernel", pc.K);
+    if (blocks_bcast(p)) key.shape = VKD_SHAPE_BCAST;
     vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
     disp.spec[0] = lanes;
     disp.spec[1] = rpl;
@@ -223,7 +235,7 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
     }
     /* passes of up to 16 rows (GEMV: m between 17 and gemm_min_m - 1 reads W twice) or 4
      * (texel blocks, see matmul_blocks) */
-    uint32_t pass = blocks ? BLOCKS_MAX_M : GEMV_MAX_M;
+    uint32_t pass = !blocks ? GEMV_MAX_M : blocks_bcast(p) ? BLOCKS_BCAST_MAX_M : BLOCKS_MAX_M;
     for (uint32_t i = 0; i < m; i += pass) {
         pc.m = m - i < pass ? m - i : pass;
         pc.x_row0 = x_row0 + i;

@@ -29,6 +29,7 @@ struct vkd_rec {
     vkd_range *written, *read;
     uint32_t nwritten, nread, cap_written, cap_read;
     uint32_t barriers;         /* placed since vkd_rec_begin (tests read it) */
+    uint32_t dispatches;       /* recorded since vkd_rec_begin (benchmarks print it) */
 
     /* read-backs */
     vkd_staging readback;
@@ -55,6 +56,7 @@ static vkd_result rec_fail(vkd_rec *rec, vkd_result code, const char *msg) {
 vkd_error *vkd_rec_error(vkd_rec *rec) { return &rec->err; }
 vkd_ctx *vkd_rec_ctx(vkd_rec *rec) { return rec->ctx; }
 uint32_t vkd_rec_barriers(const vkd_rec *rec) { return rec->barriers; }
+uint32_t vkd_rec_dispatches(const vkd_rec *rec) { return rec->dispatches; }
 
 vkd_result vkd_rec_create(vkd_ctx *ctx, vkd_rec **out, vkd_error *err) {
     *out = NULL;
@@ -120,6 +122,7 @@ vkd_result vkd_rec_begin(vkd_rec *rec) {
     rec->err.msg[0] = 0;
     rec->nwritten = rec->nread = rec->nreads = 0;
     rec->barriers = 0;
+    rec->dispatches = 0;
     rec->readback_used = 0;
     rec->nstamps = 0;
     for (uint32_t i = 0; i < rec->ndpools; i++) vkResetDescriptorPool(ctx->device, rec->dpools[i], 0);
@@ -319,6 +322,7 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
         vkCmdPushConstants(rec->cb, ctx->layout[mask], VK_SHADER_STAGE_COMPUTE_BIT, 0, d->push_bytes,
                            d->push);
     vkCmdDispatch(rec->cb, g[0], g[1], g[2]);
+    rec->dispatches++;
     if (rec->qpool && rec->nstamps < MAX_TIMESTAMPS) {
         rec->stamp_shader[rec->nstamps] = d->shader;
         vkCmdWriteTimestamp(rec->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, rec->qpool, rec->nstamps++);

@@ -274,6 +274,8 @@ vkd_result vkd_rec_submit(vkd_rec *rec);
 vkd_result vkd_rec_submit_after(vkd_rec *rec, vkd_result r, vkd_error *err);
 vkd_error *vkd_rec_error(vkd_rec *rec);
 vkd_ctx *vkd_rec_ctx(vkd_rec *rec);
+/* Dispatches recorded since the last vkd_rec_begin (benchmarks report it per step). */
+uint32_t vkd_rec_dispatches(const vkd_rec *rec);
 
 /* ---- profiling (VKDRAFT_PROFILE=1 or options.profile) -------------------------------- */
 
