@@ -39,8 +39,10 @@ static void usage(void) {
            "per-token decode times). Prints each prompt's generated text (after its id when\n"
            "there are several), tau (mean tokens committed per target forward), the\n"
            "acceptance-length histogram and tokens/s. --json prints one JSON document\n"
-           "(per prompt: ids, acceptance_lengths, tau, tok_s, speedup; plus totals); --out\n"
-           "writes one JSON line per prompt, atomically. Defaults: --max-new-tokens 128,\n"
+           "(per prompt: id, prompt, ids, text, acceptance_lengths, tau, tok_s, speedup; plus\n"
+           "totals); --out writes one JSON line per prompt, atomically (prompt and text make\n"
+           "it a dataset of the target's answers: --prompt-field prompt --answer-field text).\n"
+           "Defaults: --max-new-tokens 128,\n"
            "--block-size from the draft's config. --adapter DIR attaches a PEFT LoRA adapter\n"
            "(e.g. from vkdraft ttt --save-adapter) to the DFlash draft.\n\n"
            "Early exit (seed 003): --exit-head DIR (from vkdraft exit-train) drafts gamma tokens\n"
@@ -57,6 +59,7 @@ static void usage(void) {
 
 typedef struct job {
     char *id;
+    char *prompt;              /* the user text (--out's "prompt"); NULL for --ids and chats */
     int32_t *ids;
     size_t n;
 } job;
@@ -151,6 +154,7 @@ static job *dataset_jobs(const spec_opts *S, vkd_tok *tok, size_t *njobs) {
         const vkd_ds_record *rec = &ds->records[order ? order[k] : k];
         char *text = chat_render_record("spec", tok, rec, S->pf.think);
         jobs[k].id = strdup(rec->id);
+        jobs[k].prompt = rec->prompt ? strdup(rec->prompt) : NULL;
         jobs[k].ids = encode_rendered(tok, text, &jobs[k].n);
         free(text);
         if (jobs[k].n == 0) cli_fatal("%s:%zu: the prompt encodes to no tokens", x->dataset, rec->line);
@@ -167,6 +171,7 @@ static job *load_jobs(const spec_opts *S, vkd_tok *tok, size_t *njobs) {
     if (pf->prompt || pf->chat || pf->ids) {
         job *jobs = calloc(1, sizeof *jobs);
         jobs[0].id = strdup("prompt");
+        jobs[0].prompt = pf->chat ? strdup(pf->chat) : pf->prompt ? strdup(pf->prompt) : NULL;
         jobs[0].ids = prompt_encode("spec", pf, tok, &jobs[0].n);
         *njobs = 1;
         return jobs;
@@ -179,6 +184,7 @@ static job *load_jobs(const spec_opts *S, vkd_tok *tok, size_t *njobs) {
         char id[32];
         snprintf(id, sizeof id, "%s-%zu", builtin_prompts[k].kind, k);
         jobs[k].id = strdup(id);
+        jobs[k].prompt = strdup(builtin_prompts[k].text);
         jobs[k].ids = encode_rendered(tok, text, &jobs[k].n);
         free(text);
     }
@@ -231,6 +237,7 @@ static cJSON *spec_one(const spec_opts *S, exp_models *m, vkd_draft *p, const vk
     }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", jb->id);
+    if (jb->prompt) cJSON_AddStringToObject(o, "prompt", jb->prompt);
     cJSON_AddNumberToObject(o, "prompt_tokens", (double)jb->n);
     cJSON *ia = cJSON_AddArrayToObject(o, "ids");
     for (uint32_t i = 0; i < res.n; i++) cJSON_AddItemToArray(ia, cJSON_CreateNumber(res.ids[i]));
@@ -365,7 +372,7 @@ int vkd_cmd_spec(int argc, char **argv) {
     cJSON_Delete(doc);
     exp_buf_free(&lines);
     free(T.hist);
-    for (size_t k = 0; k < njobs; k++) { free(jobs[k].id); free(jobs[k].ids); }
+    for (size_t k = 0; k < njobs; k++) { free(jobs[k].id); free(jobs[k].prompt); free(jobs[k].ids); }
     free(jobs);
     vkd_draft_free(p);
     vkd_exit_free(ex);
