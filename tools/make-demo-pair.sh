@@ -11,11 +11,14 @@
 #                                 draft's mask token), windows of 256 tokens, bf16
 #   5. vkdraft train-draft        a DFlash draft (block 16) on the target's own greedy
 #                                 continuations (--regenerate) of prompts cut from the corpus
+#                                 (passage openings and questions asked in the books), in two
+#                                 stages of one epoch each: 2416 prompts, then (--init from the
+#                                 first stage's checkpoint) 2416 other ones
 # Output: OUT_DIR/target, OUT_DIR/draft (and OUT_DIR/work: corpus, tokenizer, prompts).
 # Sizes can be overridden for a smoke run, e.g.
 #   TARGET_STEPS=1 BATCH_TOKENS=256 HELD_OUT=1 DRAFT_STEPS=1 PROMPTS=12 EVAL_PROMPTS=2 \
 #       tools/make-demo-pair.sh /tmp/pair
-# The full run takes about 1.5 hours on 2 CPU cores with lavapipe (docs/benchmarks.md); it is
+# The full run takes about 2 hours on 2 CPU cores with lavapipe (docs/benchmarks.md); it is
 # not part of CI.
 set -euo pipefail
 out=${1:?usage: tools/make-demo-pair.sh OUT_DIR}
@@ -25,7 +28,7 @@ target_steps=${TARGET_STEPS:-1000}
 batch_tokens=${BATCH_TOKENS:-2048}
 draft_steps=${DRAFT_STEPS:-}
 draft_layers=${DRAFT_LAYERS:-3}
-prompts=${PROMPTS:-1000}
+prompts=${PROMPTS:-2416}
 eval_prompts=${EVAL_PROMPTS:-16}
 held_out=${HELD_OUT:-16}
 work=$out/work
@@ -35,8 +38,10 @@ mkdir -p "$work"
     python3 "$here/tools/train_bpe.py" --corpus "$work/corpus/austen.txt" "$work/corpus/kjv.txt" \
         --vocab 2048 --out "$work/tok"
 python3 "$here/tools/demo-docs.py" "$work/corpus/austen.txt" "$work/corpus/kjv.txt" > "$work/corpus.jsonl"
-python3 "$here/tools/demo-docs.py" --prompts "$prompts" "$work/corpus/austen.txt" \
-    "$work/corpus/kjv.txt" > "$work/prompts.jsonl"
+for part in 1 2; do
+    python3 "$here/tools/demo-docs.py" --prompts "$prompts" --part $part "$work/corpus/austen.txt" \
+        "$work/corpus/kjv.txt" > "$work/prompts$part.jsonl"
+done
 cat > "$work/config.json" <<'JSON'
 {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 128,
  "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 2,
@@ -48,7 +53,11 @@ JSON
     "$vk" train-target --config "$work/config.json" --tokenizer "$work/tok" \
         --data "$work/corpus.jsonl" --out "$out/target" --seq-len 256 --batch-tokens "$batch_tokens" \
         --steps "$target_steps" --lr 2e-3 --seed 0 --held-out "$held_out" --eval-every 100
-"$vk" train-draft --target "$out/target" --data "$work/prompts.jsonl" --out "$out/draft" \
-    --regenerate --max-new-tokens 64 --block-size 16 --layers "$draft_layers" \
-    --lr 1.5e-3 ${draft_steps:+--steps "$draft_steps"} --seed 0 --eval-prompts "$eval_prompts" --eval-every 250
+common=(--target "$out/target" --regenerate --max-new-tokens 64 --block-size 16 --layers "$draft_layers"
+        --anchors-per-seq 32 ${draft_steps:+--steps "$draft_steps"} --eval-prompts "$eval_prompts")
+[ -f "$work/draft1/config.json" ] ||
+    "$vk" train-draft "${common[@]}" --data "$work/prompts1.jsonl" --out "$work/draft1" --lr 1.5e-3 --seed 0 \
+        --eval-every 500
+"$vk" train-draft "${common[@]}" --data "$work/prompts2.jsonl" --out "$out/draft" --lr 1e-3 --seed 1 \
+    --eval-every 600 --init "$work/draft1/train/ckpt"
 echo "make-demo-pair: target in $out/target, draft in $out/draft"

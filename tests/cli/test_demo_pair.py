@@ -3,15 +3,20 @@
 DFlash draft trained by vkdraft itself on Jane Austen and the King James Bible,
 tools/make-demo-pair.sh) through spec, generate and probe (issue 15).
 
-- spec, greedy, block 16, the built-in prompts: tau >= 1.8 (the committed pair gives 2.12;
-  the issue's goal of 3 is not reached yet, docs/experiments.md) with a spread acceptance
+- spec, greedy, block 16, the built-in prompts: tau >= 3 (the issue's goal; the committed
+  pair gives 3.88) with a spread acceptance
   histogram (at least 4 distinct acceptance lengths, none holding more than 80 % of the
   steps), and one chat prompt gives the same tokens as plain greedy decoding (`generate`).
 - the output is English: at least 85 % of its words are whole words of the tokenizer's
   vocabulary (a 'Ġword' entry: the common words of the training text); a random-weight model
   of the same shape and tokenizer stays below 60 % (it gives ~47 %).
 - probe (GSM8K): the draft's proposals are not one-hot (spec-decode token acceptance inside
-  (0.05, 0.95), the MH chains move to distinct samples)."""
+  (0.05, 0.95), the MH chains move to distinct samples).
+- the draft reads the target's features: spec --out over four prompts gives a dataset of the
+  target's answers (each line's "prompt" is the record's prompt, its "text" the decoded ids);
+  diagnose on it (--prompt-field prompt --answer-field text): the draft's mean p of the
+  answer's tokens in mask mode is more than twice that in random mode (the target's features
+  replaced by noise of the same norm)."""
 import json
 import os
 import subprocess
@@ -48,7 +53,7 @@ hist = tot["acceptance_histogram"]
 steps = sum(hist)
 print(f"spec: tau {tot['tau']:.3f} over {tot['prompts']} prompts, histogram {hist}", file=sys.stderr)
 check(tot["block_size"] == 16, f"block size {tot['block_size']}, expected 16")
-check(tot["tau"] >= 1.8, f"tau {tot['tau']:.3f} below 1.8")
+check(tot["tau"] >= 3.0, f"tau {tot['tau']:.3f} below 3")
 check(sum(1 for h in hist if h > 0) >= 4, f"acceptance histogram not spread: {hist}")
 check(max(hist) <= 0.8 * steps, f"one acceptance length holds > 80 % of the steps: {hist}")
 texts = [q.get("text", "") for q in doc["prompts"]]
@@ -90,6 +95,28 @@ with tempfile.TemporaryDirectory() as tmp:
           f"changes {ch['changes']}", file=sys.stderr)
     check(0.05 < acc < 0.95, f"spec-decode token acceptance {acc}: proposals look one-hot or empty")
     check(ch["distinct_fraction"] > 0.5 and ch["changes"] > 0, f"MH chains do not move: {ch}")
+
+    # 4. the target's answers as a dataset; diagnose: mask mode far above random mode
+    qs = ["Tell me of the house at Norland.", "Who is the king of Israel?",
+          "What did Elizabeth say to her sister?", "And the LORD spake unto Moses, saying,"]
+    ds = os.path.join(tmp, "asks.jsonl")
+    with open(ds, "w", encoding="utf-8") as f:
+        for i, q in enumerate(qs):
+            f.write(json.dumps({"id": f"q{i}", "question": q}) + "\n")
+    ans = os.path.join(tmp, "answers.jsonl")
+    run(["spec", "--target", TARGET, "--draft", DRAFT, "--dataset", ds, "--max-new-tokens", "64", "--out", ans])
+    lines = [json.loads(x) for x in open(ans, encoding="utf-8")]
+    check([x.get("prompt") for x in lines] == qs, f"spec --out prompts: {[x.get('prompt') for x in lines]}")
+    check(all(isinstance(x.get("text"), str) and len(x["ids"]) > 8 for x in lines), "spec --out answers too short")
+    out = os.path.join(tmp, "diagnose")
+    run(["diagnose", "--target", TARGET, "--draft", DRAFT, "--dataset", ans, "--prompt-field", "prompt",
+         "--answer-field", "text", "--out", out, "--quiet"], timeout=900)
+    ov = json.load(open(os.path.join(out, "summary.json"), encoding="utf-8"))["overall"]
+    pm, pr = ov["mask"]["mean_p_draft"], ov["random"]["mean_p_draft"]
+    print(f"diagnose on the target's answers: {ov['mask']['tokens']} tokens, mean p_draft mask {pm:.4f}, "
+          f"random {pr:.4f}, gold {ov['gold']['mean_p_draft']:.4f}", file=sys.stderr)
+    check(ov["mask"]["tokens"] >= 100, f"diagnose compared only {ov['mask']['tokens']} tokens")
+    check(pm > 2 * pr, f"the draft does not read the target's features: mask {pm:.4f}, random {pr:.4f}")
 
 print(f"test_demo_pair: {vkd_cli.failures} failures")
 sys.exit(1 if vkd_cli.failures else 0)
