@@ -194,19 +194,23 @@ vkd_result vkd_train_draft_write_from(const char *dir, const char *init_dir, vkd
             r = vkd_fail(err, VKD_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected %s", init_dir, t->name, sh, want);
             break;
         }
+        if (st->dtype != VKD_DTYPE_F32 && st->dtype != VKD_DTYPE_BF16 && st->dtype != VKD_DTYPE_F16) {
+            r = vkd_fail(err, VKD_ERR_UNSUPPORTED, "%s: tensor '%s' is %s, expected F32, BF16 or F16", init_dir,
+                         t->name, vkd_dtype_name(st->dtype));
+            break;
+        }
         if (!(data[i] = malloc(cnt * sizeof(float)))) {
             r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
             break;
         }
         const uint8_t *b = st->data;
         for (uint64_t e = 0; !r && e < cnt; e++) {
-            uint16_t h;
+            uint16_t h = 0;
             if (st->dtype == VKD_DTYPE_F32) memcpy(&data[i][e], b + 4 * e, 4);
-            else if (memcpy(&h, b + 2 * e, 2), st->dtype == VKD_DTYPE_BF16) data[i][e] = vkd_bf16_to_f32(h);
-            else if (st->dtype == VKD_DTYPE_F16) data[i][e] = vkd_f16_to_f32(h);
-            else r = vkd_fail(err, VKD_ERR_UNSUPPORTED, "%s: tensor '%s' is %s, expected F32, BF16 or F16", init_dir,
-                              t->name, vkd_dtype_name(st->dtype));
-            if (!r && !isfinite(data[i][e]))
+            else memcpy(&h, b + 2 * e, 2);
+            if (st->dtype == VKD_DTYPE_BF16) data[i][e] = vkd_bf16_to_f32(h);
+            if (st->dtype == VKD_DTYPE_F16) data[i][e] = vkd_f16_to_f32(h);
+            if (!isfinite(data[i][e]))
                 r = vkd_fail(err, VKD_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value at %llu", init_dir,
                              t->name, (unsigned long long)e);
         }

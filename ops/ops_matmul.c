@@ -233,8 +233,8 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
         pc.m = m, pc.x_row0 = x_row0, pc.y_row0 = y_row0;
         return matmul_gemm(rec, key, y, x, w, pc, accumulate);
     }
-    /* passes of up to 16 rows (GEMV: m between 17 and gemm_min_m - 1 reads W twice) or 4
-     * (texel blocks, see matmul_blocks) */
+    /* passes of up to 16 rows (GEMV: m between 17 and gemm_min_m - 1 reads W twice), 4
+     * (texel blocks, see matmul_blocks) or 16 (texel blocks with x broadcast) */
     uint32_t pass = !blocks ? GEMV_MAX_M : blocks_bcast(p) ? BLOCKS_BCAST_MAX_M : BLOCKS_MAX_M;
     for (uint32_t i = 0; i < m; i += pass) {
         pc.m = m - i < pass ? m - i : pass;
