@@ -1,9 +1,11 @@
-/* ops_matmul_grad.c: gradients of the matmul (shaders/matmul_grad.comp), for training.
- * dx = dy W streams a frozen weight chunk by chunk (its dtype as stored); dw = dy^T x is an
- * f32 outer-product sum (LoRA matrices, trainable heads). dx: one invocation per 8 rows of
- * a column (four columns with K % 4 == 0), so W is streamed once per 8 rows; dw: one
- * invocation per output element. The reduction is split into dispatches under the loop
- * budget, the later ones accumulating. */
+/* ops_matmul_grad.c: gradients of the matmul, for training. dx = dy W streams a frozen
+ * weight chunk by chunk (its dtype as stored); dw = dy^T x is an f32 outer-product sum (LoRA
+ * matrices, trainable heads). Where the profile's matmul_bcast holds (CPU drivers) both run
+ * as 8 x 32 broadcast register tiles (shaders/matmul_bcast.comp, vkd_ops_matmul_bcast, also
+ * used by the forward and the fused loss); elsewhere shaders/matmul_grad.comp: dx one
+ * invocation per 8 rows of a column (four columns with K % 4 == 0), so W is streamed once
+ * per 8 rows; dw one invocation per output element. The reduction is split into dispatches
+ * under the loop budget, the later ones accumulating. */
 #include "ops_internal.h"
 #include "vkd_ops_grad.h"
 
@@ -110,19 +112,17 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
         if ((r = vkd_ops_need(rec, "matmul_backward", dw, VKD_DTYPE_F32, N * K)) ||
             (r = vkd_ops_need(rec, "matmul_backward", x, VKD_DTYPE_F32, ((uint64_t)x_row0 + m) * K)))
             return r;
-        if (vkd_ctx_profile(ctx)->matmul_bcast) {
-            if (N * K > UINT32_MAX)
-                return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: weight gradient of %llu x %llu "
-                                "too large", (unsigned long long)N, (unsigned long long)K);
+        bool bcast = vkd_ctx_profile(ctx)->matmul_bcast;
+        if ((!bcast && N > info->max_workgroup_count[1]) || N * K > UINT32_MAX)
+            return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: weight gradient of %llu x %llu "
+                            "too large", (unsigned long long)N, (unsigned long long)K);
+        if (bcast) {
             vkd_variant key = {.dtype = VKD_DTYPE_F32, .trans = VKD_TRANS_DW, .shape = VKD_SHAPE_BCAST};
             vkd_pc_matmul_bcast pb = {.K = (uint)K, .N = (uint)N, .x_row0 = x_row0, .y_row0 = dy_row0,
                                       .rows_a = (uint)N, .cols_b = (uint)K};
             return vkd_ops_matmul_bcast(rec, vkd_select_matmul(&key), vkd_r(x), vkd_r(dy), vkd_w(dw), pb, 0, m,
                                         accumulate);
         }
-        if (N > info->max_workgroup_count[1] || N * K > UINT32_MAX)
-            return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: weight gradient of %llu x %llu "
-                            "too large", (unsigned long long)N, (unsigned long long)K);
         pc.col0 = 0;
         pc.x_row0 = x_row0;
         vkd_variant key = {.dtype = VKD_DTYPE_F32, .trans = VKD_TRANS_DW};
