@@ -508,15 +508,23 @@ static void fresh_out(const job *j, const cJSON *run) {
         free(cfgp);
         if (used) cli_fatal("%s: holds a draft or a training run; use --resume or another --out", out);
     }
+    bool made_out = !exists(out);
     mkdir_or_die(out);
     mkdir_or_die(j->train_dir);
     write_json_or_die(j->run_path, run);
     char *tmp = path_join(j->train_dir, "ckpt.tmp");
     rm_tree_files(tmp);
     mkdir_or_die(tmp);
-    cli_check(vkd_train_draft_write_config(&j->tcfg, &j->shape, "float32", tmp, &err), &err);
-    if (j->o->init) cli_check(vkd_train_draft_write_from(tmp, j->o->init, &err), &err);
-    else cli_check(vkd_train_draft_write_init(tmp, j->o->seed, &err), &err);
+    vkd_result r = vkd_train_draft_write_config(&j->tcfg, &j->shape, "float32", tmp, &err);
+    if (!r) r = j->o->init ? vkd_train_draft_write_from(tmp, j->o->init, &err)
+                           : vkd_train_draft_write_init(tmp, j->o->seed, &err);
+    if (r) { /* a bad --init folder: leave --out as it was, so the same command can run again */
+        rm_tree_files(tmp);
+        unlink(j->run_path);
+        rmdir(j->train_dir);
+        if (made_out) rmdir(out);
+        cli_check(r, &err);
+    }
     cJSON *st = cJSON_CreateObject();
     cJSON_AddNumberToObject(st, "step", 0);
     char *sp = path_join(tmp, "state.json");

@@ -20,7 +20,7 @@ the step that takes it.
     export of the first run has, step by step, the float64 reference's loss of that export;
     one started from its f32 checkpoint repeats the first run's losses; the plain run with
     that seed does not (the seed moves the initial weights); a draft of another block size or
-    a missing folder is refused in one line naming it.
+    a missing folder is refused in one line naming it, and leaves no --out folder behind.
 usage: test_train_draft_batch.py"""
 import json
 import math
@@ -153,9 +153,11 @@ def main():
     err = p.stderr.strip().splitlines()
     check(p.returncode != 0 and len(err) == 1 and "block_size" in err[0] and "one" in err[0],
           f"--init of a block-4 draft into a block-5 run: exit {p.returncode}, {err}")
+    check(not os.path.exists(os.path.join(tmp, "init_b5")), "a refused --init left its --out folder behind")
     p = run(base + ["--init", os.path.join(tmp, "nothing"), "--out", os.path.join(tmp, "init_none")], ok=False)
     err = p.stderr.strip().splitlines()
     check(p.returncode != 0 and len(err) == 1 and "nothing" in err[0], f"--init of a missing folder: {err}")
+    check(not os.path.exists(os.path.join(tmp, "init_none")), "a missing --init folder left --out behind")
     p = run(base + ["--batch-tokens", "0", "--out", os.path.join(tmp, "bad")], ok=False)
     err = p.stderr.strip().splitlines()
     check(p.returncode != 0 and len(err) == 1 and "--batch-tokens" in err[0],
