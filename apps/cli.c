@@ -39,6 +39,11 @@ void cli_check(vkd_result r, const vkd_error *err) {
 
 bool cli_is(const char *flag, const char *arg) { return strcmp(flag, arg) == 0; }
 
+bool cli_has_ext(const char *path, const char *ext) {
+    size_t n = strlen(path), e = strlen(ext);
+    return n > e && !strcmp(path + n - e, ext);
+}
+
 const char *cli_value(const char *cmd, const char *flag, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     size_t n = strlen(flag);

@@ -18,6 +18,7 @@ void cli_check(vkd_result r, const vkd_error *err);
  * is not this flag. Exits with a usage error when the value is missing. */
 const char *cli_value(const char *cmd, const char *flag, int argc, char **argv, int *i);
 bool cli_is(const char *flag, const char *arg); /* exact match of a boolean flag */
+bool cli_has_ext(const char *path, const char *ext); /* path ends with ext, after a name */
 
 long cli_parse_long(const char *cmd, const char *flag, const char *s, long lo, long hi);
 double cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi);

@@ -111,17 +111,12 @@ static bool needs_response(const vkd_ds_record *r) {
     return r->n_messages && !strcmp(r->messages[r->n_messages - 1].role, "user");
 }
 
-static bool has_ext(const char *p, const char *ext) {
-    size_t n = strlen(p), e = strlen(ext);
-    return n > e && !strcmp(p + n - e, ext);
-}
-
 /* Appends the sequences of one file; exits naming the file when it gives none. With pend, a
  * record without a response is set aside there for --self-distill instead. */
 static void load_file(const char *cmd, const char *path, vkd_tok *tok, uint32_t win, seqs *s, pending *pend) {
     size_t before = s->n, pend_before = pend ? pend->n : 0;
     vkd_error err = {0};
-    if (has_ext(path, ".jsonl") || has_ext(path, ".json")) {
+    if (cli_has_ext(path, ".jsonl") || cli_has_ext(path, ".json")) {
         vkd_ds *ds;
         cli_check(vkd_ds_load(path, &(vkd_ds_options){0}, &ds, &err), &err);
         bool any_answer = false;

@@ -154,11 +154,6 @@ static void copy_file(const char *from_dir, const char *name, const char *to_dir
     free(src), free(dst);
 }
 
-static bool ends_with(const char *s, const char *tail) {
-    size_t a = strlen(s), b = strlen(tail);
-    return a >= b && !strcmp(s + a - b, tail);
-}
-
 /* every document of the --data files (a line; in .jsonl files a line's "text" string, which
  * may hold newlines and the chat template's special tokens), encoded, each followed by EOS:
  * one token stream */
@@ -168,7 +163,7 @@ static int32_t *load_stream(const opts *o, vkd_tok *tok, size_t *n) {
     size_t len = 0, cap = 0;
     for (int f = 0; f < o->ndata; f++) {
         char *text = read_all(o->data[f], NULL), *save = NULL;
-        bool jsonl = ends_with(o->data[f], ".jsonl");
+        bool jsonl = cli_has_ext(o->data[f], ".jsonl");
         size_t lineno = 0;
         for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             size_t ln = strlen(line), k;

@@ -72,6 +72,7 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
     if ((r = vkd_ops_need(rec, "matmul_backward", dy, VKD_DTYPE_F32, ((uint64_t)dy_row0 + m) * N)))
         return r;
     vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const bool bcast = vkd_ctx_profile(ctx)->matmul_bcast; /* broadcast tiles (CPU drivers) */
     const vkd_device_info *info = vkd_ctx_info(ctx);
     if (!m) return VKD_OK;
     if (((uint64_t)dy_row0 + m) * N > UINT32_MAX || ((uint64_t)dx_row0 + m) * K > UINT32_MAX ||
@@ -82,9 +83,8 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
     if (dx) {
         if ((r = vkd_ops_need(rec, "matmul_backward", dx, VKD_DTYPE_F32, ((uint64_t)dx_row0 + m) * K)))
             return r;
-        bool bc = vkd_ctx_profile(ctx)->matmul_bcast;
         vkd_variant key = {.dtype = w->dtype, .layout = w->layout, .trans = VKD_TRANS_DX,
-                           .shape = bc ? VKD_SHAPE_BCAST : VKD_SHAPE_GEMV};
+                           .shape = bcast ? VKD_SHAPE_BCAST : VKD_SHAPE_GEMV};
         vkd_shader_id dx_sh = vkd_select_matmul(&key);
         if (dx_sh == VKD_SHADER_COUNT)
             return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_backward: weight '%s' is not "
@@ -94,7 +94,7 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
             if (ch->rows * K > UINT32_MAX)
                 return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: chunk of '%s' too large", w->name);
             pc.col0 = (uint)ch->row0;
-            if (bc) {
+            if (bcast) {
                 vkd_pc_matmul_bcast pb = {.K = (uint)K, .N = (uint)N, .col0 = pc.col0, .x_row0 = dx_row0,
                                           .y_row0 = dy_row0, .rows_a = m, .cols_b = (uint)K};
                 r = vkd_ops_matmul_bcast(rec, dx_sh, (vkd_bind){ch, VKD_READ}, vkd_r(dy), vkd_w(dx), pb, 0,
@@ -112,7 +112,6 @@ vkd_result vkd_op_matmul_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0
         if ((r = vkd_ops_need(rec, "matmul_backward", dw, VKD_DTYPE_F32, N * K)) ||
             (r = vkd_ops_need(rec, "matmul_backward", x, VKD_DTYPE_F32, ((uint64_t)x_row0 + m) * K)))
             return r;
-        bool bcast = vkd_ctx_profile(ctx)->matmul_bcast;
         if ((!bcast && N > info->max_workgroup_count[1]) || N * K > UINT32_MAX)
             return vkd_fail(err, VKD_ERR_RANGE, "matmul_backward: weight gradient of %llu x %llu "
                             "too large", (unsigned long long)N, (unsigned long long)K);
