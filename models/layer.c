@@ -338,6 +338,10 @@ vkd_result vkd_layer_kv_append(vkd_rec *rec, const vkd_layer *L, const vkd_layer
     const uint32_t D = d->head_dim, KV = d->n_kv * D;
     vkd_linear_forward(rec, k_raw, 0, c, c_row0, &L->wk, n, false);
     vkd_linear_forward(rec, v, 0, c, c_row0, &L->wv, n, false);
+    if (k_raw == k) /* in place: one dispatch (inference) */
+        return vkd_op_qk_rope_kv(rec, NULL, k, v, d->qk_norm ? L->k_norm : NULL,
+                                 d->qk_norm ? L->k_norm : NULL, n, 0, d->n_kv, D, pos, inv_freq, eps,
+                                 kc, vc);
     vkd_op_rmsnorm(rec, k, k_raw, L->k_norm, n * d->n_kv, D, eps);
     vkd_op_rope(rec, k, 0, n, d->n_kv, D, pos, NULL, inv_freq);
     vkd_op_copy2d(rec, kc, pos, 0, k, 0, 0, n, KV);
@@ -355,15 +359,22 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
     vkd_linear_forward(rec, qr, 0, A->a1, 0, &L->wq, m, false);
     vkd_linear_forward(rec, kr, 0, A->a1, 0, &L->wk, m, false);
     vkd_linear_forward(rec, A->v, 0, A->a1, 0, &L->wv, m, false);
-    if (d->qk_norm) {
-        vkd_op_rmsnorm(rec, A->q, qr, L->q_norm, m * d->n_q, D, eps);
-        vkd_op_rmsnorm(rec, A->k, kr, L->k_norm, m * d->n_kv, D, eps);
+    if (qr == A->q && kr == A->k && !s->block) {
+        /* in place (inference): norms, RoPE and the K/V append in one dispatch */
+        vkd_op_qk_rope_kv(rec, A->q, A->k, A->v, d->qk_norm ? L->q_norm : NULL,
+                          d->qk_norm ? L->k_norm : NULL, m, d->n_q, d->n_kv, D, pos, s->inv_freq,
+                          eps, s->kc, s->vc);
+    } else {
+        if (d->qk_norm) {
+            vkd_op_rmsnorm(rec, A->q, qr, L->q_norm, m * d->n_q, D, eps);
+            vkd_op_rmsnorm(rec, A->k, kr, L->k_norm, m * d->n_kv, D, eps);
+        }
+        const vkd_tensor *rpos = s->block ? s->positions : NULL;
+        vkd_op_rope(rec, A->q, 0, m, d->n_q, D, pos, rpos, s->inv_freq);
+        vkd_op_rope(rec, A->k, 0, m, d->n_kv, D, pos, rpos, s->inv_freq);
+        vkd_op_copy2d(rec, s->kc, pos, 0, A->k, 0, 0, m, KV);
+        vkd_op_copy2d(rec, s->vc, pos, 0, A->v, 0, 0, m, KV);
     }
-    const vkd_tensor *rpos = s->block ? s->positions : NULL;
-    vkd_op_rope(rec, A->q, 0, m, d->n_q, D, pos, rpos, s->inv_freq);
-    vkd_op_rope(rec, A->k, 0, m, d->n_kv, D, pos, rpos, s->inv_freq);
-    vkd_op_copy2d(rec, s->kc, pos, 0, A->k, 0, 0, m, KV);
-    vkd_op_copy2d(rec, s->vc, pos, 0, A->v, 0, 0, m, KV);
     if (s->block) {
         if (!A->lse) return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "layer: the block-sparse pass "
                                      "is a training forward (keep activations)");

@@ -76,6 +76,7 @@ vkd_result vkd_ops_rope_dispatch(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, u
                                  const vkd_tensor *positions, const vkd_tensor *inv_freq,
                                  bool inverse);
 
+static inline uint64_t vkd_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 static inline vkd_bind vkd_r(const vkd_tensor *t) { return (vkd_bind){&t->chunks[0], VKD_READ}; }
 static inline vkd_bind vkd_w(const vkd_tensor *t) { return (vkd_bind){&t->chunks[0], VKD_WRITE}; }
 static inline vkd_bind vkd_rw(const vkd_tensor *t) { return (vkd_bind){&t->chunks[0], VKD_RW}; }

@@ -116,6 +116,82 @@ vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t ro
                                  false);
 }
 
+vkd_result vkd_op_qk_rope_kv(vkd_rec *rec, vkd_tensor *q, vkd_tensor *k, const vkd_tensor *v,
+                             const vkd_tensor *q_norm, const vkd_tensor *k_norm, uint32_t rows,
+                             uint32_t n_q, uint32_t n_kv, uint32_t head_dim, uint32_t pos,
+                             const vkd_tensor *inv_freq, float eps, vkd_tensor *kc, vkd_tensor *vc) {
+    vkd_result r;
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    const uint32_t D = head_dim;
+    if (!k || !v || !kc || !vc || !inv_freq || (n_q && !q) || !n_kv)
+        return vkd_fail(err, VKD_ERR_INVALID, "qk_rope_kv: missing tensor");
+    if (!D || D % 4 || (!q_norm) != (!k_norm))
+        return vkd_fail(err, VKD_ERR_INVALID, "qk_rope_kv: head_dim %u (a multiple of 4 expected), "
+                        "q_norm and k_norm both given or both NULL", D);
+    uint64_t kvn = (uint64_t)rows * n_kv * D;
+    if ((n_q && (r = vkd_ops_need(rec, "qk_rope_kv", q, VKD_DTYPE_F32, (uint64_t)rows * n_q * D))) ||
+        (r = vkd_ops_need(rec, "qk_rope_kv", k, VKD_DTYPE_F32, kvn)) ||
+        (r = vkd_ops_need(rec, "qk_rope_kv", v, VKD_DTYPE_F32, kvn)) ||
+        (r = vkd_ops_need(rec, "qk_rope_kv", inv_freq, VKD_DTYPE_F32, D / 2)))
+        return r;
+    if (q_norm && (q_norm->dtype != k_norm->dtype ||
+                   (r = vkd_ops_need(rec, "qk_rope_kv", q_norm, q_norm->dtype, D)) ||
+                   (r = vkd_ops_need(rec, "qk_rope_kv", k_norm, k_norm->dtype, D))))
+        return r ? r : vkd_fail(err, VKD_ERR_UNSUPPORTED, "qk_rope_kv: norm weights '%s' and '%s' "
+                                "of different dtypes", q_norm->name, k_norm->name);
+    if (kc->dtype != vc->dtype || kc->cols != vc->cols || kc->cols % 2 ||
+        kc->cols < (uint64_t)n_kv * D)
+        return vkd_fail(err, VKD_ERR_INVALID, "qk_rope_kv: caches '%s' and '%s' must share a dtype "
+                        "and an even row width >= %u", kc->name, vc->name, n_kv * D);
+    if ((r = vkd_ops_need(rec, "qk_rope_kv", kc, kc->dtype, ((uint64_t)pos + rows) * kc->cols)) ||
+        (r = vkd_ops_need(rec, "qk_rope_kv", vc, vc->dtype, ((uint64_t)pos + rows) * vc->cols)))
+        return r;
+    if (!rows) return VKD_OK;
+    if (((uint64_t)pos + rows) * kc->cols > UINT32_MAX || (uint64_t)rows * (n_q + n_kv) * D > UINT32_MAX)
+        return fail(rec, VKD_ERR_RANGE, "%s: rows up to %llu x %llu too large", "qk_rope_kv",
+                    (unsigned long long)pos + rows, kc->cols);
+    if ((uint64_t)pos + rows > (1u << 24))
+        return vkd_fail(err, VKD_ERR_RANGE, "qk_rope_kv: positions beyond 2^24 are not exact in f32");
+    vkd_dtype wd = q_norm ? q_norm->dtype : VKD_DTYPE_F32;
+    static const vkd_shader_id sh[2][3] = {
+        {VKD_SHADER_QK_ROPE_KV_F32, VKD_SHADER_QK_ROPE_KV_F16, VKD_SHADER_QK_ROPE_KV_BF16},
+        {VKD_SHADER_QK_ROPE_KV_F32_CACHE_F16, VKD_SHADER_QK_ROPE_KV_F16_CACHE_F16,
+         VKD_SHADER_QK_ROPE_KV_BF16_CACHE_F16}};
+    int wi = wd == VKD_DTYPE_F32 ? 0 : wd == VKD_DTYPE_F16 ? 1 : wd == VKD_DTYPE_BF16 ? 2 : -1;
+    int ci = kc->dtype == VKD_DTYPE_F32 ? 0 : kc->dtype == VKD_DTYPE_F16 ? 1 : -1;
+    if (wi < 0 || ci < 0)
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "qk_rope_kv: norm weights %s and cache %s, expected "
+                        "F32/F16/BF16 and F32/F16", vkd_dtype_name(wd), vkd_dtype_name(kc->dtype));
+    vkd_ctx *ctx = vkd_rec_ctx(rec);
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint32_t sg = vkd_ctx_info(ctx)->subgroup_size;
+    uint32_t wg = p->wg_stream; /* as vkd_op_rmsnorm and vkd_op_rope: the same lanes, the same sums */
+    if (sg && wg / sg > 64) wg = 64 * sg;
+    uint32_t nl = wg ? wg : 1;
+    /* loop passes per vector: norm (2 walks, the subgroup sums), rope, the K/V copy */
+    uint64_t per_vec = 2 * (vkd_div_up(D / 4, nl) + 1) + 4 + (nl / (sg ? sg : 1)) + vkd_div_up(D / 2, nl) + 1 +
+                       vkd_div_up(D, nl) + 2;
+    uint32_t groups;
+    uint32_t per = vkd_profile_stream_split(ctx, (uint64_t)rows * (n_q + n_kv), per_vec, 1, &groups);
+    vkd_pc_qk_rope_kv pc = {.rows = rows, .n_q = n_q, .n_kv = n_kv, .half_dim = D / 2, .pos0 = pos,
+                            .vecs_per_wg = per, .qk_norm = q_norm != NULL,
+                            .kv_stride = (uint32_t)kc->cols, .eps = eps};
+    const vkd_tensor *wq = q_norm ? q_norm : inv_freq, *wk = k_norm ? k_norm : inv_freq;
+    vkd_dispatch d = {
+        .shader = sh[ci][wi],
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {n_q ? vkd_rw(q) : vkd_r(k), vkd_rw(k), vkd_r(v), vkd_r(wq), vkd_r(wk), vkd_r(inv_freq),
+                  vkd_w(kc), vkd_w(vc)},
+        .nbinds = 8,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+        .groups = {groups},
+    };
+    return vkd_rec_dispatch(rec, &d);
+}
+
 /* Attention launch parameters: lanes per key (L), 16-byte words per lane (NV), query heads
  * per workgroup (HPW), workgroup size. */
 typedef struct attn_geom {

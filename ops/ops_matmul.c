@@ -18,7 +18,6 @@ static uint32_t log2_ceil(uint32_t v) {
     return l;
 }
 
-static uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 static bool weight_dtype(vkd_dtype dt) {
     return dt == VKD_DTYPE_F32 || dt == VKD_DTYPE_F16 || dt == VKD_DTYPE_BF16;
@@ -65,19 +64,19 @@ static vkd_result matmul_check(vkd_rec *rec, const vkd_tensor *y, uint32_t y_row
 
 /* Records the matmul dispatch `disp` (shader, spec constants, push constants set) once per
  * chunk of w, binding the chunk and setting its col0 and rows. Workgroups per chunk:
- * per_group > 0: per_group rows of W each, in whole units of `unit` rows (texel blocks:
- * VKD_BLOCK_ROWS; tiles: the tile); per_group == 0: the streaming split of the profile, rows
- * costing `iters` loop iterations each. */
+ * per_group > 0: per_group rows of W each (a divisor of the layout's unit: the texel blocks'
+ * VKD_BLOCK_ROWS, the tile), so a chunk's padding rows past the last group are not visited;
+ * per_group == 0: the streaming split of the profile, rows costing `iters` loop iterations
+ * each. */
 static vkd_result matmul_chunks(vkd_rec *rec, vkd_dispatch *disp, vkd_pc_matmul *pc,
-                                const vkd_tensor *w, uint32_t per_group, uint32_t unit,
-                                uint64_t iters) {
+                                const vkd_tensor *w, uint32_t per_group, uint64_t iters) {
     vkd_ctx *ctx = vkd_rec_ctx(rec);
     for (uint32_t c = 0; c < w->nchunks; c++) {
         const vkd_chunk *ch = &w->chunks[c];
         pc->col0 = (uint32_t)ch->row0;
         pc->rows = (uint32_t)ch->rows;
         if (per_group) {
-            uint64_t groups = div_up(ch->rows, unit) * (unit / per_group);
+            uint64_t groups = vkd_div_up(ch->rows, per_group);
             if (groups > vkd_ctx_info(ctx)->max_workgroup_count[0])
                 return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
                                 "matmul: chunk of %llu rows too large for one dispatch",
@@ -128,8 +127,8 @@ static vkd_result matmul_gemv(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
     while (mb < m) mb *= 2;
     /* loop iterations per row of W as the driver counts them (every loop entered also
      * costs its exit test): the K loop, its tail, the row loop, with a margin */
-    uint64_t iters = key.vec ? div_up(K / 8, (uint64_t)wg * GEMV_UNROLL) + GEMV_UNROLL + 6
-                             : div_up(K, wg) + 4;
+    uint64_t iters = key.vec ? vkd_div_up(K / 8, (uint64_t)wg * GEMV_UNROLL) + GEMV_UNROLL + 6
+                             : vkd_div_up(K, wg) + 4;
     if (!key.sg) iters += log2_ceil(wg) + 2;
     else {
         iters += mb; /* lavapipe counts each subgroupAdd as a loop iteration */
@@ -139,7 +138,7 @@ static vkd_result matmul_gemv(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
     disp.spec[0] = wg;
     disp.spec[1] = mb;
     disp.nspec = 2;
-    return matmul_chunks(rec, &disp, &pc, w, 0, 0, iters);
+    return matmul_chunks(rec, &disp, &pc, w, 0, iters);
 }
 
 /* Matmul on VKD_LAYOUT_BLOCKS weights: m <= BLOCKS_MAX_M rows of x per pass, each weight
@@ -150,7 +149,9 @@ static vkd_result matmul_gemv(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
  * are one subgroup with broadcast (the profile's matmul_bcast: CPU drivers), each lane loads
  * one element per row of x and step and broadcasts it (matmul_blocks_bcast.comp): then the x
  * loads no longer grow with the rows, and passes of 16 rows are the fastest
- * (docs/benchmarks.md, 2026-12-04: m = 16 1.5x, m = 512 1.3-1.6x the passes of 4). */
+ * (docs/benchmarks.md, 2026-12-04: m = 16 1.5x, m = 512 1.3-1.6x the passes of 4). A W of
+ * fewer rows than a workgroup's (a small model: 64- and 128-row projections) takes fewer rows
+ * per lane instead of computing padding rows (2026-12-05: the demo pair's draft call 1.3x). */
 static bool blocks_bcast(const vkd_profile *p) {
     uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
     while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
@@ -166,6 +167,9 @@ static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, co
     while (mb < pc.m) mb *= 2;
     uint32_t rpl = VKD_BLOCK_ROWS / lanes;
     if (rpl > 32) rpl = 32;
+    /* a W of few rows (a small model's projections): halve the rows per lane while half a
+     * workgroup's rows still cover them, so no workgroup computes padding rows only */
+    while (rpl > 1 && (uint64_t)lanes * rpl / 2 >= w->rows) rpl /= 2;
     /* one loop pass per texel step of a row, plus the tail step and loop exits */
     if (w->row_texels + 8 > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
@@ -176,7 +180,7 @@ static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, co
     disp.spec[1] = rpl;
     disp.spec[2] = mb;
     disp.nspec = 3;
-    return matmul_chunks(rec, &disp, &pc, w, lanes * rpl, VKD_BLOCK_ROWS, 0);
+    return matmul_chunks(rec, &disp, &pc, w, lanes * rpl, 0);
 }
 
 /* Tiled GEMM: T x T output tiles, (T/4)^2 lanes each computing 4 x 4 outputs. */
@@ -190,10 +194,10 @@ static vkd_result matmul_gemm(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
     while ((t / 4) * (t / 4) > d->max_workgroup_invocations && t > 4) t -= 4;
     uint32_t lanes = (t / 4) * (t / 4);
     /* per invocation: per K slice of 16, a load loop of t*16/lanes and a barrier pair */
-    if (div_up(pc.K, 16) * (div_up((uint64_t)t * 16, lanes) + 4) > vkd_profile_loop_budget(p))
+    if (vkd_div_up(pc.K, 16) * (vkd_div_up((uint64_t)t * 16, lanes) + 4) > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
                         "matmul: K = %u exceeds the driver's loop limit for the tiled GEMM", pc.K);
-    uint64_t gy = div_up(pc.m, t);
+    uint64_t gy = vkd_div_up(pc.m, t);
     if (gy > d->max_workgroup_count[1])
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul: m = %u too large", pc.m);
     vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
@@ -201,7 +205,7 @@ static vkd_result matmul_gemm(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
     disp.spec[1] = t;
     disp.nspec = 2;
     disp.groups[1] = (uint32_t)gy;
-    return matmul_chunks(rec, &disp, &pc, w, t, t, 0);
+    return matmul_chunks(rec, &disp, &pc, w, t, 0);
 }
 
 vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
@@ -269,8 +273,8 @@ vkd_result vkd_op_embed(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *ids,
     uint32_t groups;
     /* one row of y costs H / wg iterations plus the id test (texel blocks: a texel per
      * iteration and a loop over its elements) */
-    uint64_t per_row = table->layout == VKD_LAYOUT_BLOCKS ? div_up(table->row_texels, wg) * 10 + 4
-                                                          : div_up(H, wg) + 4;
+    uint64_t per_row = table->layout == VKD_LAYOUT_BLOCKS ? vkd_div_up(table->row_texels, wg) * 10 + 4
+                                                          : vkd_div_up(H, wg) + 4;
     vkd_profile_stream_split(ctx, m, per_row, 1, &groups);
     vkd_pc_embed pc = {.m = m, .H = (uint32_t)H, .V = (uint32_t)V};
     vkd_dispatch disp = {

@@ -62,6 +62,20 @@ vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t ro
                        uint32_t head_dim, uint32_t pos0, const vkd_tensor *positions,
                        const vkd_tensor *inv_freq);
 
+/* The attention inputs of a decoder layer in one dispatch, for rows r < rows at positions
+ * pos + r: with q_norm/k_norm (both, or both NULL: no per-head norm)
+ *   q = rmsnorm per head(q) * q_norm, k = rmsnorm per head(k) * k_norm   (vkd_op_rmsnorm)
+ * then q, k = rope(q, k) (vkd_op_rope, positions pos + r), both in place, and
+ *   kc/vc rows [pos, pos + rows), columns [0, n_kv*head_dim) = k, v     (vkd_op_copy2d)
+ * equal bit for bit to those ops recorded one by one. q: f32 rows x n_q*head_dim (NULL with
+ * n_q = 0: keys and values only); k, v: f32 rows x n_kv*head_dim; norm weights head_dim
+ * f32/f16/bf16; kc, vc: f32 or f16 caches, rows of an even width >= n_kv*head_dim;
+ * head_dim a multiple of 4. */
+vkd_result vkd_op_qk_rope_kv(vkd_rec *rec, vkd_tensor *q, vkd_tensor *k, const vkd_tensor *v,
+                             const vkd_tensor *q_norm, const vkd_tensor *k_norm, uint32_t rows,
+                             uint32_t n_q, uint32_t n_kv, uint32_t head_dim, uint32_t pos,
+                             const vkd_tensor *inv_freq, float eps, vkd_tensor *kc, vkd_tensor *vc);
+
 /* Attention of q rows against a KV cache, GQA, numerically stable online softmax (no
  * rows x kv_len matrix in memory):
  *   q: f32 q_rows x (n_q*hd); o: f32 q_rows x (n_q*hd) (o != q);

@@ -90,6 +90,21 @@ PUSH_BEGIN(vkd_pc_rope)
     uint vecs_per_wg;
 PUSH_END(vkd_pc_rope)
 #endif
+/* qk_rope_kv: rows x (n_q + n_kv) head vectors of 2*half_dim; K/V rows pos0.. of the caches,
+ * kv_stride elements per cache row */
+#if !defined(VULKAN) || defined(PC_QK_ROPE_KV)
+PUSH_BEGIN(vkd_pc_qk_rope_kv)
+    uint rows;
+    uint n_q;
+    uint n_kv;
+    uint half_dim;
+    uint pos0;
+    uint vecs_per_wg;
+    uint qk_norm;
+    uint kv_stride;
+    float eps;
+PUSH_END(vkd_pc_qk_rope_kv)
+#endif
 /* attention: strides in elements; heads_per_wg query heads share one kv head */
 #if !defined(VULKAN) || defined(PC_ATTENTION)
 PUSH_BEGIN(vkd_pc_attention)

@@ -8,6 +8,9 @@
  *            f32 product on both sides
  *   swiglu   1e-5 relative + 1e-30 (exp in f32 for |g| < 8)
  *   copy2d   exact (f32), f16 equal to round-to-nearest-even or one f16 ulp away
+ *   qk_rope_kv  bit-identical to the rmsnorm, rope and copy2d dispatches it fuses (q, k and
+ *            both caches, rows outside the appended ones untouched), and q, k within
+ *            2e-5 * (|x_j| + |x_j+half|) of the double reference of norm then rope
  * Validation layers are on: any message fails the program. */
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +256,130 @@ static void test_copy2d(vkd_ctx *ctx, vkd_rec *rec, vkd_dtype ddt, uint32_t src_
     free(src); free(before); free(after);
 }
 
+/* ---- qk_rope_kv ------------------------------------------------------------------------ */
+
+/* One fused call against the six dispatches it replaces, on the same inputs: q (rows x n_q*hd),
+ * k, v (rows x n_kv*hd), norm weights of dtype wdt (norm false: no per-head norm, Llama),
+ * caches of cdt, cap rows of ccols (>= n_kv*hd) prefilled with random bits, rows [pos,
+ * pos+rows) appended. */
+static void test_qk_rope_kv(vkd_ctx *ctx, vkd_rec *rec, uint32_t rows, uint32_t n_q, uint32_t n_kv,
+                            uint32_t hd, uint32_t pos, bool norm, vkd_dtype wdt, vkd_dtype cdt,
+                            uint32_t ccols) {
+    const float eps = 1e-6f;
+    uint32_t Q = n_q * hd, KV = n_kv * hd, cap = pos + rows + 3;
+    uint64_t nq = (uint64_t)rows * Q, nk = (uint64_t)rows * KV, nc = (uint64_t)cap * ccols;
+    size_t es = vkd_dtype_size(cdt);
+    float *q = malloc(nq * 4 + 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *inv = malloc(hd / 2 * 4);
+    float *wq = malloc(hd * 4), *wk = malloc(hd * 4);
+    uint16_t *wq16 = malloc(hd * 2), *wk16 = malloc(hd * 2);
+    fill_normal(q, nq, 1.3);
+    fill_normal(k, nk, 0.8);
+    fill_normal(v, nk, 1.1);
+    for (uint32_t j = 0; j < hd / 2; j++) inv[j] = (float)(1.0 / pow(1e6, 2.0 * j / hd));
+    for (int t = 0; t < 2; t++)
+        for (uint32_t i = 0; i < hd; i++) {
+            float x = (float)(1.0 + 0.3 * vkd_test_rand_normal(&seed));
+            uint16_t *h = t ? wk16 : wq16;
+            if (wdt == VKD_DTYPE_BF16) { h[i] = vkd_f32_to_bf16(x); x = vkd_bf16_to_f32(h[i]); }
+            if (wdt == VKD_DTYPE_F16) { h[i] = vkd_f32_to_f16(x); x = vkd_f16_to_f32(h[i]); }
+            (t ? wk : wq)[i] = x;
+        }
+    uint8_t *cache0 = malloc(nc * es);
+    for (uint64_t i = 0; i < nc; i++) {
+        float x = (float)vkd_test_rand_normal(&seed);
+        if (cdt == VKD_DTYPE_F32) memcpy(cache0 + i * 4, &x, 4);
+        else { uint16_t h = vkd_f32_to_f16(x); memcpy(cache0 + i * 2, &h, 2); }
+    }
+    vkd_tensor *tf = mk(ctx, VKD_DTYPE_F32, 1, hd / 2, "inv_freq");
+    upload(tf, 0, inv, hd / 2 * 4);
+    vkd_tensor *tw[2] = {NULL, NULL};
+    for (int t = 0; norm && t < 2; t++) {
+        tw[t] = mk(ctx, wdt, 1, hd, t ? "k_norm" : "q_norm");
+        upload(tw[t], 0, wdt == VKD_DTYPE_F32 ? (void *)(t ? wk : wq) : (void *)(t ? wk16 : wq16),
+               hd * vkd_dtype_size(wdt));
+    }
+    /* run 0: fused; run 1: the six ops one by one */
+    float *gq[2], *gk[2];
+    uint8_t *gc[2][2];
+    for (int run = 0; run < 2; run++) {
+        vkd_tensor *tq = mk(ctx, VKD_DTYPE_F32, rows ? rows : 1, Q ? Q : 1, "q");
+        vkd_tensor *tk = mk(ctx, VKD_DTYPE_F32, rows, KV, "k"), *tv = mk(ctx, VKD_DTYPE_F32, rows, KV, "v");
+        vkd_tensor *kc = mk(ctx, cdt, cap, ccols, "kc"), *vc = mk(ctx, cdt, cap, ccols, "vc");
+        if (nq) upload(tq, 0, q, nq * 4);
+        upload(tk, 0, k, nk * 4);
+        upload(tv, 0, v, nk * 4);
+        upload(kc, 0, cache0, nc * es);
+        upload(vc, 0, cache0, nc * es);
+        gq[run] = malloc(nq * 4 + 4);
+        gk[run] = malloc(nk * 4);
+        gc[run][0] = malloc(nc * es);
+        gc[run][1] = malloc(nc * es);
+        vkd_rec_begin(rec);
+        vkd_result rr;
+        if (run == 0) {
+            rr = vkd_op_qk_rope_kv(rec, n_q ? tq : NULL, tk, tv, tw[0], tw[1], rows, n_q, n_kv, hd, pos, tf,
+                                   eps, kc, vc);
+        } else {
+            if (norm) {
+                if (n_q) vkd_op_rmsnorm(rec, tq, tq, tw[0], rows * n_q, hd, eps);
+                vkd_op_rmsnorm(rec, tk, tk, tw[1], rows * n_kv, hd, eps);
+            }
+            if (n_q) vkd_op_rope(rec, tq, 0, rows, n_q, hd, pos, NULL, tf);
+            vkd_op_rope(rec, tk, 0, rows, n_kv, hd, pos, NULL, tf);
+            vkd_op_copy2d(rec, kc, pos, 0, tk, 0, 0, rows, KV);
+            rr = vkd_op_copy2d(rec, vc, pos, 0, tv, 0, 0, rows, KV);
+        }
+        REQUIRE(rr == VKD_OK, "qk_rope_kv run %d: %s", run, vkd_rec_error(rec)->msg);
+        if (nq) vkd_rec_read(rec, tq, 0, gq[run], nq * 4);
+        vkd_rec_read(rec, tk, 0, gk[run], nk * 4);
+        vkd_rec_read(rec, kc, 0, gc[run][0], nc * es);
+        vkd_rec_read(rec, vc, 0, gc[run][1], nc * es);
+        submit(rec);
+        vkd_tensor *all[] = {tq, tk, tv, kc, vc};
+        for (int i = 0; i < 5; i++) vkd_tensor_destroy(all[i]);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "qk_rope_kv %u rows, %u+%u heads x %u at %u, norm %s, cache %s x %u",
+             rows, n_q, n_kv, hd, pos, norm ? vkd_dtype_name(wdt) : "none", vkd_dtype_name(cdt), ccols);
+    CHECK(!nq || !memcmp(gq[0], gq[1], nq * 4), "%s: q differs from the unfused ops", what);
+    CHECK(!memcmp(gk[0], gk[1], nk * 4), "%s: k differs from the unfused ops", what);
+    CHECK(!memcmp(gc[0][0], gc[1][0], nc * es), "%s: the key cache differs from the unfused ops", what);
+    CHECK(!memcmp(gc[0][1], gc[1][1], nc * es), "%s: the value cache differs from the unfused ops", what);
+    /* the fused result against the double reference: norm, then rope */
+    float *wantq = malloc(nq * 4 + 4), *wantk = malloc(nk * 4);
+    if (norm) {
+        ref_rmsnorm(wantq, q, wq, rows * n_q, hd, eps);
+        ref_rmsnorm(wantk, k, wk, rows * n_kv, hd, eps);
+    } else {
+        memcpy(wantq, q, nq * 4);
+        memcpy(wantk, k, nk * 4);
+    }
+    if (n_q) ref_rope(wantq, rows, Q, n_q, hd, pos, NULL, inv);
+    ref_rope(wantk, rows, KV, n_kv, hd, pos, NULL, inv);
+    double worst = 0;
+    int nonfinite = 0;
+    for (int t = 0; t < 2; t++) {
+        const float *got = t ? gk[0] : gq[0], *want = t ? wantk : wantq;
+        uint64_t n = t ? nk : nq;
+        for (uint64_t i = 0; i < n; i++) {
+            if (!isfinite(got[i])) { nonfinite++; continue; }
+            uint64_t j = i % hd, jp = j < hd / 2 ? i + hd / 2 : i - hd / 2;
+            double e = fabs(got[i] - want[i]) / (fabs(want[i]) + fabs(want[jp]) + 1e-30);
+            if (e > worst) worst = e;
+        }
+    }
+    CHECK(!nonfinite, "%s: %d non-finite outputs", what, nonfinite);
+    CHECK(worst <= 2e-5, "%s: worst error %.3g > 2e-5 (relative to |x_j|+|x_j'|)", what, worst);
+    fprintf(stderr, "  %-84s worst err %.3g\n", what, worst);
+    for (int run = 0; run < 2; run++) {
+        free(gq[run]); free(gk[run]); free(gc[run][0]); free(gc[run][1]);
+    }
+    for (int t = 0; t < 2; t++) vkd_tensor_destroy(tw[t]);
+    vkd_tensor_destroy(tf);
+    free(q); free(k); free(v); free(inv); free(wq); free(wk); free(wq16); free(wk16);
+    free(cache0); free(wantq); free(wantk);
+}
+
 int main(void) {
     vkd_error err = {0};
     vkd_ctx *ctx;
@@ -282,6 +409,16 @@ int main(void) {
     test_rope(ctx, rec, 1, 5, 3 * 64, 3, 64, 0, pos_big, 10000.0);
     test_rope(ctx, rec, 0, 17, 2 * 16 + 1, 2, 16, 40000, NULL, 10000.0);
     test_rope(ctx, rec, 0, 1, 32 * 128, 32, 128, 4095, NULL, 1e6);
+
+    /* Qwen3-0.6B heads (16 + 8 x 128, bf16 norms) at m = 1 and 16; the demo pair's (2 + 1 x
+     * 64); Llama without norms; f16 caches with a wider row; keys only (a DFlash context) */
+    test_qk_rope_kv(ctx, rec, 1, 16, 8, 128, 37, true, VKD_DTYPE_BF16, VKD_DTYPE_F32, 8 * 128);
+    test_qk_rope_kv(ctx, rec, 16, 16, 8, 128, 100, true, VKD_DTYPE_BF16, VKD_DTYPE_F32, 8 * 128);
+    test_qk_rope_kv(ctx, rec, 16, 2, 1, 64, 5, true, VKD_DTYPE_BF16, VKD_DTYPE_F16, 64);
+    test_qk_rope_kv(ctx, rec, 7, 32, 8, 64, 4000, false, VKD_DTYPE_F32, VKD_DTYPE_F32, 8 * 64);
+    test_qk_rope_kv(ctx, rec, 3, 4, 2, 32, 9, true, VKD_DTYPE_F16, VKD_DTYPE_F16, 2 * 32 + 6);
+    test_qk_rope_kv(ctx, rec, 5, 3, 1, 16, 0, true, VKD_DTYPE_F32, VKD_DTYPE_F32, 20);
+    test_qk_rope_kv(ctx, rec, 40, 0, 2, 64, 3, true, VKD_DTYPE_BF16, VKD_DTYPE_F16, 128);
 
     test_swiglu(ctx, rec, 9728 * 3, 0);
     test_swiglu(ctx, rec, 151937, 0);
