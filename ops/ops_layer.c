@@ -206,7 +206,8 @@ static attn_geom attention_geometry(const vkd_ctx *ctx, uint32_t hd, uint32_t gr
     if (!sg) sg = 1;
     uint32_t wg = p->wg_stream ? p->wg_stream : 1;
     uint32_t hd4 = hd / 4, lanes = 1;
-    while (lanes * 2 <= sg && lanes * 2 <= wg && lanes * 2 <= hd4) lanes *= 2;
+    uint32_t most = p->attn_lanes ? p->attn_lanes : sg;
+    while (lanes * 2 <= sg && lanes * 2 <= wg && lanes * 2 <= hd4 && lanes * 2 <= most) lanes *= 2;
     wg = wg / lanes * lanes;
     uint32_t nv = (hd4 + lanes - 1) / lanes;
     /* q and the accumulators live in registers: keep HPW * NV words per lane modest */

@@ -43,6 +43,9 @@ void vkd_profile_choose(vkd_ctx *ctx) {
          * bounds check per component: weights in row-interleaved texel blocks stream 5-10x
          * faster (../shared/lavapipe-notes.md) */
         p->weight_layout = VKD_LAYOUT_BLOCKS;
+        /* a key's dot product over 4 lanes, not 8: fewer shuffle steps per key, two keys at
+         * once per workgroup; decode over 4096 keys 1.2-1.9x faster (docs/benchmarks.md) */
+        p->attn_lanes = 4;
     } else {
         p->name = "gpu";
         p->wg_stream = sg >= 64 ? sg : 64;
@@ -55,6 +58,7 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->gemm_min_m = 32;
         p->bug_loop_limit = 0;
         p->weight_layout = VKD_LAYOUT_ROWS; /* the storage path: coalesced, many workgroups */
+        p->attn_lanes = 0;
     }
     p->max_texel_elements = d->max_texel_elements;
     p->reduce_subgroup = d->subgroup_in_compute && (d->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
@@ -64,6 +68,7 @@ void vkd_profile_choose(vkd_ctx *ctx) {
     /* Overrides for tuning experiments (docs/architecture.md, "Device profile"). */
     p->wg_stream = env_u32("VKDRAFT_WG_STREAM", p->wg_stream);
     p->stream_groups = env_u32("VKDRAFT_STREAM_GROUPS", p->stream_groups);
+    p->attn_lanes = env_u32("VKDRAFT_ATTN_LANES", p->attn_lanes);
     const char *wl = getenv("VKDRAFT_WEIGHT_LAYOUT");
     if (wl && !strcmp(wl, "rows")) p->weight_layout = VKD_LAYOUT_ROWS;
     if (wl && !strcmp(wl, "blocks")) p->weight_layout = VKD_LAYOUT_BLOCKS;

@@ -109,6 +109,8 @@ typedef struct vkd_profile {
                                 * (matmul_bcast.comp: CPU drivers, where every non-constant
                                 * load goes lane by lane), else the shared-memory GEMM and the
                                 * column kernels of matmul_grad.comp */
+    uint32_t attn_lanes;       /* attention: at most this many lanes share one key's dot product
+                                * (a cross-lane reduction per key); 0: the subgroup size */
 } vkd_profile;
 
 /* Loop iterations one invocation may run (the profile's bug_loop_limit less slack);
