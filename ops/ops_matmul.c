@@ -149,9 +149,11 @@ static vkd_result matmul_gemv(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
  * are one subgroup with broadcast (the profile's matmul_bcast: CPU drivers), each lane loads
  * one element per row of x and step and broadcasts it (matmul_blocks_bcast.comp): then the x
  * loads no longer grow with the rows, and passes of 16 rows are the fastest
- * (docs/benchmarks.md, 2026-12-04: m = 16 1.5x, m = 512 1.3-1.6x the passes of 4). A W of
- * fewer rows than a workgroup's (a small model: 64- and 128-row projections) takes fewer rows
- * per lane instead of computing padding rows (2026-12-05: the demo pair's draft call 1.3x). */
+ * (docs/benchmarks.md, 2026-12-04: m = 16 1.5x, m = 512 1.3-1.6x the passes of 4). A W
+ * whose rows leave much of the last workgroup padding (a small model's 64-, 128- and 384-row
+ * projections) takes fewer rows per lane instead (docs/benchmarks.md, 2026-12-04: the demo
+ * pair's draft call 1.3x; a 16-row pass over 384 x 128 1.2x, and its pipeline compiles in
+ * 5 s instead of 13). */
 static bool blocks_bcast(const vkd_profile *p) {
     uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
     while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
@@ -167,9 +169,14 @@ static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, co
     while (mb < pc.m) mb *= 2;
     uint32_t rpl = VKD_BLOCK_ROWS / lanes;
     if (rpl > 32) rpl = 32;
-    /* a W of few rows (a small model's projections): halve the rows per lane while half a
-     * workgroup's rows still cover them, so no workgroup computes padding rows only */
-    while (rpl > 1 && (uint64_t)lanes * rpl / 2 >= w->rows) rpl /= 2;
+    /* halve the rows per lane while that spares at least an eighth of W's rows in padding
+     * rows computed (a small model's 64-, 128- and 384-row projections) */
+    while (rpl > 1) {
+        uint64_t g = (uint64_t)lanes * rpl, pad = vkd_div_up(w->rows, g) * g - w->rows;
+        uint64_t pad2 = vkd_div_up(w->rows, g / 2) * (g / 2) - w->rows;
+        if ((pad - pad2) * 8 < w->rows) break;
+        rpl /= 2;
+    }
     /* one loop pass per texel step of a row, plus the tail step and loop exits */
     if (w->row_texels + 8 > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
