@@ -339,9 +339,8 @@ vkd_result vkd_layer_kv_append(vkd_rec *rec, const vkd_layer *L, const vkd_layer
     vkd_linear_forward(rec, k_raw, 0, c, c_row0, &L->wk, n, false);
     vkd_linear_forward(rec, v, 0, c, c_row0, &L->wv, n, false);
     if (k_raw == k) /* in place: one dispatch (inference) */
-        return vkd_op_qk_rope_kv(rec, NULL, k, v, d->qk_norm ? L->k_norm : NULL,
-                                 d->qk_norm ? L->k_norm : NULL, n, 0, d->n_kv, D, pos, inv_freq, eps,
-                                 kc, vc);
+        return vkd_op_qk_rope_kv(rec, NULL, k, v, NULL, d->qk_norm ? L->k_norm : NULL, n, 0, d->n_kv,
+                                 D, pos, inv_freq, eps, kc, vc);
     vkd_op_rmsnorm(rec, k, k_raw, L->k_norm, n * d->n_kv, D, eps);
     vkd_op_rope(rec, k, 0, n, d->n_kv, D, pos, NULL, inv_freq);
     vkd_op_copy2d(rec, kc, pos, 0, k, 0, 0, n, KV);

@@ -126,9 +126,10 @@ vkd_result vkd_op_qk_rope_kv(vkd_rec *rec, vkd_tensor *q, vkd_tensor *k, const v
     const uint32_t D = head_dim;
     if (!k || !v || !kc || !vc || !inv_freq || (n_q && !q) || !n_kv)
         return vkd_fail(err, VKD_ERR_INVALID, "qk_rope_kv: missing tensor");
-    if (!D || D % 4 || (!q_norm) != (!k_norm))
+    if (!D || D % 4 || (n_q && (!q_norm) != (!k_norm)))
         return vkd_fail(err, VKD_ERR_INVALID, "qk_rope_kv: head_dim %u (a multiple of 4 expected), "
                         "q_norm and k_norm both given or both NULL", D);
+    if (!n_q) q_norm = k_norm; /* keys only: q_norm unused, bound in its place */
     uint64_t kvn = (uint64_t)rows * n_kv * D;
     if ((n_q && (r = vkd_ops_need(rec, "qk_rope_kv", q, VKD_DTYPE_F32, (uint64_t)rows * n_q * D))) ||
         (r = vkd_ops_need(rec, "qk_rope_kv", k, VKD_DTYPE_F32, kvn)) ||

@@ -18,7 +18,6 @@ static uint32_t log2_ceil(uint32_t v) {
     return l;
 }
 
-
 static bool weight_dtype(vkd_dtype dt) {
     return dt == VKD_DTYPE_F32 || dt == VKD_DTYPE_F16 || dt == VKD_DTYPE_BF16;
 }

@@ -67,9 +67,9 @@ vkd_result vkd_op_rope(vkd_rec *rec, vkd_tensor *x, uint32_t x_row0, uint32_t ro
  *   q = rmsnorm per head(q) * q_norm, k = rmsnorm per head(k) * k_norm   (vkd_op_rmsnorm)
  * then q, k = rope(q, k) (vkd_op_rope, positions pos + r), both in place, and
  *   kc/vc rows [pos, pos + rows), columns [0, n_kv*head_dim) = k, v     (vkd_op_copy2d)
- * equal bit for bit to those ops recorded one by one. q: f32 rows x n_q*head_dim (NULL with
- * n_q = 0: keys and values only); k, v: f32 rows x n_kv*head_dim; norm weights head_dim
- * f32/f16/bf16; kc, vc: f32 or f16 caches, rows of an even width >= n_kv*head_dim;
+ * equal bit for bit to those ops recorded one by one. q: f32 rows x n_q*head_dim (n_q = 0:
+ * keys and values only, q and q_norm unused); k, v: f32 rows x n_kv*head_dim; norm weights
+ * head_dim f32/f16/bf16; kc, vc: f32 or f16 caches, rows of an even width >= n_kv*head_dim;
  * head_dim a multiple of 4. */
 vkd_result vkd_op_qk_rope_kv(vkd_rec *rec, vkd_tensor *q, vkd_tensor *k, const vkd_tensor *v,
                              const vkd_tensor *q_norm, const vkd_tensor *k_norm, uint32_t rows,

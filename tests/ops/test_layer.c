@@ -317,8 +317,8 @@ static void test_qk_rope_kv(vkd_ctx *ctx, vkd_rec *rec, uint32_t rows, uint32_t 
         vkd_rec_begin(rec);
         vkd_result rr;
         if (run == 0) {
-            rr = vkd_op_qk_rope_kv(rec, n_q ? tq : NULL, tk, tv, tw[0], tw[1], rows, n_q, n_kv, hd, pos, tf,
-                                   eps, kc, vc);
+            rr = vkd_op_qk_rope_kv(rec, n_q ? tq : NULL, tk, tv, n_q ? tw[0] : NULL, tw[1], rows, n_q, n_kv,
+                                   hd, pos, tf, eps, kc, vc);
         } else {
             if (norm) {
                 if (n_q) vkd_op_rmsnorm(rec, tq, tq, tw[0], rows * n_q, hd, eps);
@@ -435,6 +435,24 @@ int main(void) {
     test_copy2d(ctx, rec, VKD_DTYPE_F16, 12, 301, 13, 301, 1, 0, 2, 0, 9, 301);     /* shared words */
     test_copy2d(ctx, rec, VKD_DTYPE_F16, 3, 5, 4, 3, 1, 1, 0, 2, 3, 1);
     test_copy2d(ctx, rec, VKD_DTYPE_F32, 3, 5, 4, 3, 1, 1, 0, 2, 3, 1);
+
+    /* the fused attention inputs refuse caches of two dtypes and head_dim % 4 != 0 */
+    {
+        vkd_tensor *k = mk(ctx, VKD_DTYPE_F32, 2, 64, "k"), *f = mk(ctx, VKD_DTYPE_F32, 1, 32, "inv_freq");
+        vkd_tensor *kc = mk(ctx, VKD_DTYPE_F32, 4, 64, "kc"), *vc = mk(ctx, VKD_DTYPE_F16, 4, 64, "vc");
+        vkd_rec_begin(rec);
+        vkd_result rr = vkd_op_qk_rope_kv(rec, NULL, k, k, NULL, NULL, 2, 0, 1, 64, 0, f, 1e-6f, kc, vc);
+        CHECK(rr == VKD_ERR_INVALID && strstr(vkd_rec_error(rec)->msg, "caches"),
+              "qk_rope_kv with f32 keys and f16 values accepted (%d)", rr);
+        vkd_rec_submit(rec);
+        vkd_rec_begin(rec);
+        rr = vkd_op_qk_rope_kv(rec, NULL, k, k, NULL, NULL, 2, 0, 2, 30, 0, f, 1e-6f, kc, kc);
+        CHECK(rr == VKD_ERR_INVALID && strstr(vkd_rec_error(rec)->msg, "head_dim 30"),
+              "qk_rope_kv with head_dim 30 accepted (%d)", rr);
+        vkd_rec_submit(rec);
+        vkd_tensor *all[] = {k, f, kc, vc};
+        for (int i = 0; i < 4; i++) vkd_tensor_destroy(all[i]);
+    }
 
     /* out-of-range block is an error, not a write */
     {
