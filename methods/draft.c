@@ -59,18 +59,11 @@ static vkd_result df_context(vkd_draft *g, vkd_rec *rec, const int32_t *ids, uin
     return VKD_OK;
 }
 
-/* The block forward; argmax != NULL: its greedy tokens there (the fused LM head + argmax on a
- * texel-block head, no logits written), else the logits. */
-static vkd_result df_block_argmax(vkd_draft *g, vkd_rec *rec, const int32_t *ids, uint32_t pos,
-                                  vkd_tensor *argmax, vkd_error *err) {
+static vkd_result df_block(vkd_draft *g, vkd_rec *rec, const int32_t *ids, uint32_t pos, vkd_error *err) {
     vkd_dflash *d = ((dflash_draft *)g->self)->d;
     if (d->len != pos)
         return vkd_fail(err, VKD_ERR_INVALID, "draft context holds %u positions, the block starts at %u", d->len, pos);
-    return vkd_dflash_block_argmax_record(d, rec, ids, argmax, err);
-}
-
-static vkd_result df_block(vkd_draft *g, vkd_rec *rec, const int32_t *ids, uint32_t pos, vkd_error *err) {
-    return df_block_argmax(g, rec, ids, pos, NULL, err);
+    return vkd_dflash_block_record(d, rec, ids, err);
 }
 
 static vkd_result df_propose(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t pos, uint32_t n,
@@ -83,10 +76,14 @@ static vkd_result df_propose(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t 
     vkd_result r = n > B - 1 ? vkd_fail(err, VKD_ERR_INVALID, "draft: %u proposals asked, block gives %u", n, B - 1)
                              : VKD_OK;
     vkd_draft_proposal_ids(g, last, NULL, 0, s->ids);
-    if (!r) r = df_block_argmax(g, rec, s->ids, pos, draw ? NULL : s->argmax, err);
+    if (!r) r = df_block(g, rec, s->ids, pos, err);
     if (!r) {
-        if (draw) r = vkd_rec_read(rec, d->logits, 0, s->logits, (uint64_t)(B - 1) * V * 4);
-        else r = vkd_rec_read(rec, s->argmax, 0, s->ids, (uint64_t)(B - 1) * 4);
+        if (draw) {
+            r = vkd_rec_read(rec, d->logits, 0, s->logits, (uint64_t)(B - 1) * V * 4);
+        } else {
+            r = vkd_op_argmax(rec, s->argmax, d->logits, 0, B - 1, V);
+            if (!r) r = vkd_rec_read(rec, s->argmax, 0, s->ids, (uint64_t)(B - 1) * 4);
+        }
         if (r) *err = *vkd_rec_error(rec);
     }
     if ((r = vkd_draft_submit(rec, r, err))) return r;
