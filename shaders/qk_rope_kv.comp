@@ -25,6 +25,7 @@
 #include "vkd_push.h"
 #include "common.glsl"
 #include "rope.glsl"
+#include "rowreduce.glsl" /* wg_sum: subgroupAdd, then the subgroups' sums in order, as rmsnorm.comp */
 layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) buffer Q { float q[]; };
 layout(std430, binding = 0) buffer Q4 { vec4 q4[]; };
@@ -55,21 +56,6 @@ layout(std430, binding = 7) writeonly buffer VC { float vc[]; };
 layout(std430, binding = 6) writeonly buffer KC { uint kc[]; };
 layout(std430, binding = 7) writeonly buffer VC { uint vc[]; };
 #endif
-
-shared float partial[64];
-
-/* the sum of a vector's squares over the workgroup, as rmsnorm.comp reduces it */
-float wg_sum(float s) {
-    s = subgroupAdd(s);
-    if (gl_NumSubgroups > 1u) {
-        if (subgroupElect()) partial[gl_SubgroupID] = s;
-        barrier();
-        s = 0.0;
-        for (uint i = 0u; i < gl_NumSubgroups; i++) s += partial[i];
-        barrier();
-    }
-    return s;
-}
 
 void sync() {
     memoryBarrierBuffer();
