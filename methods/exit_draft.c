@@ -263,8 +263,8 @@ vkd_result vkd_draft_exit(vkd_exit *e, uint32_t gamma, bool reuse, vkd_draft **o
     if (!r) r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, B, e->vocab, "exit_logits", &s->logits, err);
     if (!r) r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_I32, 1, 4, "exit_token", &s->tok, err);
     for (uint32_t l = 0; !reuse && !r && l <= e->layer; l++) {
-        r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, t->ctx_len, KV, "exit_k_cache", &s->kc[l], err);
-        if (!r) r = vkd_tensor_create_2d(t->ctx, VKD_DTYPE_F32, t->ctx_len, KV, "exit_v_cache", &s->vc[l], err);
+        r = vkd_tensor_create_kv(t->ctx, VKD_DTYPE_F32, t->ctx_len, KV, "exit_k_cache", &s->kc[l], err);
+        if (!r) r = vkd_tensor_create_kv(t->ctx, VKD_DTYPE_F32, t->ctx_len, KV, "exit_v_cache", &s->vc[l], err);
         if (!r && s->kc[l]->nchunks != 1)
             r = vkd_fail(err, VKD_ERR_UNSUPPORTED, "exit draft KV cache of %u tokens exceeds the storage binding limit",
                          t->ctx_len);

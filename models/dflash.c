@@ -66,8 +66,8 @@ vkd_result vkd_dflash_load(vkd_ctx *ctx, vkd_target *target, const char *dir,
         char prefix[64];
         snprintf(prefix, sizeof prefix, "layers.%u.", i);
         r = vkd_layer_load(ctx, m, prefix, &dims, &d->layers[i], &d->weight_bytes, err);
-        if (!r) r = vkd_tensor_create(ctx, kv, 2, cache, "draft_k_cache", &d->layers[i].kc, err);
-        if (!r) r = vkd_tensor_create(ctx, kv, 2, cache, "draft_v_cache", &d->layers[i].vc, err);
+        if (!r) r = vkd_tensor_create_kv(ctx, kv, cache[0], cache[1], "draft_k_cache", &d->layers[i].kc, err);
+        if (!r) r = vkd_tensor_create_kv(ctx, kv, cache[0], cache[1], "draft_v_cache", &d->layers[i].vc, err);
         if (r) goto fail;
         if (d->layers[i].kc->nchunks != 1) {
             r = vkd_fail(err, VKD_ERR_UNSUPPORTED, "draft KV cache of %u tokens exceeds the "

@@ -122,8 +122,8 @@ vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_optio
         snprintf(prefix, sizeof prefix, "model.layers.%u.", i);
         r = vkd_layer_load(ctx, m, prefix, &dims, &t->layers[i], &t->weight_bytes, err);
         if (r) goto fail;
-        r = vkd_tensor_create(ctx, kv_dtype, 2, cache, "k_cache", &t->layers[i].kc, err);
-        if (!r) r = vkd_tensor_create(ctx, kv_dtype, 2, cache, "v_cache", &t->layers[i].vc, err);
+        r = vkd_tensor_create_kv(ctx, kv_dtype, cache[0], cache[1], "k_cache", &t->layers[i].kc, err);
+        if (!r) r = vkd_tensor_create_kv(ctx, kv_dtype, cache[0], cache[1], "v_cache", &t->layers[i].vc, err);
         if (r) {
             vkd_error_prefix(err, "KV cache for %u tokens", t->ctx_len);
             goto fail;

@@ -181,8 +181,8 @@ vkd_result vkd_op_qk_rope_kv(vkd_rec *rec, vkd_tensor *q, vkd_tensor *k, const v
     const vkd_tensor *wq = q_norm ? q_norm : inv_freq, *wk = k_norm ? k_norm : inv_freq;
     vkd_dispatch d = {
         .shader = sh[ci][wi],
-        .spec = {wg},
-        .nspec = 1,
+        .spec = {wg, 0, 0, vkd_ctx_one_subgroup(ctx, nl)},
+        .nspec = 4,
         .binds = {n_q ? vkd_rw(q) : vkd_r(k), vkd_rw(k), vkd_r(v), vkd_r(wq), vkd_r(wk), vkd_r(inv_freq),
                   vkd_w(kc), vkd_w(vc)},
         .nbinds = 8,
@@ -282,8 +282,13 @@ static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, c
         .causal = causal, .k_stride = (uint)k->cols, .v_stride = (uint)v->cols,
         .group = n_q / n_kv, .scale_log2e = scale * 1.4426950408889634f, .block = block,
     };
+    /* caches with texel views (vkd_tensor_create_kv on a kv_texel profile) are read through
+     * them; the training variants (LSE, blocks) read storage buffers */
+    bool texel = !lse && !anchors && k->chunks[0].view && v->chunks[0].view && !k->chunks[0].texel_only &&
+                 !v->chunks[0].texel_only;
     vkd_dispatch d = {
-        .shader = k->dtype == VKD_DTYPE_F16 ? VKD_SHADER_ATTENTION_F16 : VKD_SHADER_ATTENTION_F32,
+        .shader = texel ? (k->dtype == VKD_DTYPE_F16 ? VKD_SHADER_ATTENTION_TEXEL_F16 : VKD_SHADER_ATTENTION_TEXEL_F32)
+                        : k->dtype == VKD_DTYPE_F16 ? VKD_SHADER_ATTENTION_F16 : VKD_SHADER_ATTENTION_F32,
         .spec = {g.wg, g.lanes, g.nv, g.hpw},
         .nspec = 4,
         .binds = {vkd_r(q), vkd_r(k), vkd_r(v), vkd_w(o)},

@@ -95,7 +95,8 @@ static bool next_run(row_run *u, uint32_t rows, const vkd_tensor *t0, uint64_t a
  * run (len rows), push constants pc. */
 static vkd_result row_dispatch(vkd_rec *rec, vkd_shader_id shader, uint32_t wg, const vkd_bind *binds,
                                uint32_t nbinds, const void *pc, uint32_t pc_bytes, uint32_t len) {
-    vkd_dispatch d = {.shader = shader, .spec = {wg}, .nspec = 1, .nbinds = nbinds, .push = pc,
+    vkd_dispatch d = {.shader = shader, .spec = {wg, 0, 0, vkd_ctx_one_subgroup(vkd_rec_ctx(rec), wg)},
+                      .nspec = 4, .nbinds = nbinds, .push = pc,
                       .push_bytes = pc_bytes, .groups = {len}};
     memcpy(d.binds, binds, nbinds * sizeof *binds);
     return vkd_rec_dispatch(rec, &d);
@@ -267,7 +268,8 @@ void vkd_philox4x32(uint64_t seed, uint64_t counter_hi, uint64_t counter_lo, uin
 /* Greedy LM head on texel-block weights: argmax_blocks (the matmul of matmul_blocks with a
  * per-workgroup argmax in place of the store) then argmax_merge over the workgroups'
  * candidates. Geometry as matmul_blocks (ops_matmul.c): the profile's wg_stream lanes, 32
- * rows per lane, passes of up to ARGMAX_BLOCKS_MAX_M rows of x. */
+ * rows per lane, up to ARGMAX_BLOCKS_MAX_M rows of x per workgroup, one dispatch per chunk
+ * (rows of x along the workgroups' y). */
 #define ARGMAX_BLOCKS_MAX_M 4u
 
 static void argmax_blocks_geometry(const vkd_ctx *ctx, uint32_t *lanes, uint32_t *rpl) {
@@ -316,19 +318,19 @@ vkd_result vkd_op_matmul_argmax(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *part,
     uint32_t subs = VKD_BLOCK_ROWS / (lanes * rpl);
     vkd_dispatch disp = {
         .shader = vkd_select_argmax_blocks(&(vkd_variant){.dtype = w->dtype, .layout = VKD_LAYOUT_BLOCKS}),
-        .nspec = 3,
+        .spec = {lanes, rpl, 0, vkd_ctx_one_subgroup(ctx, lanes)},
+        .nspec = 4,
         .binds = {{NULL, VKD_READ}, vkd_r(x), vkd_w(part)},
         .nbinds = 3,
         .push_bytes = sizeof(vkd_pc_argmax_blocks),
     };
-    for (uint32_t i = 0; i < m; i += ARGMAX_BLOCKS_MAX_M) {
-        uint32_t mi = m - i < ARGMAX_BLOCKS_MAX_M ? m - i : ARGMAX_BLOCKS_MAX_M, mb = 1;
-        while (mb < mi) mb *= 2;
-        vkd_pc_argmax_blocks pc = {.m = mi, .K = K, .x_row0 = x_row0 + i, .part_row0 = i,
-                                   .parts = (uint32_t)parts};
-        disp.spec[0] = lanes;
-        disp.spec[1] = rpl;
-        disp.spec[2] = mb;
+    /* passes of mb rows of x, one per workgroup row (y) */
+    uint32_t mb = 1;
+    while (mb < m && mb < ARGMAX_BLOCKS_MAX_M) mb *= 2;
+    disp.spec[2] = mb;
+    disp.groups[1] = (m + mb - 1) / mb;
+    {
+        vkd_pc_argmax_blocks pc = {.m = m, .K = K, .x_row0 = x_row0, .part_row0 = 0, .parts = (uint32_t)parts};
         disp.push = &pc;
         for (uint32_t c = 0; c < w->nchunks; c++) {
             const vkd_chunk *ch = &w->chunks[c];

@@ -140,7 +140,8 @@ static vkd_result matmul_gemv(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
     return matmul_chunks(rec, &disp, &pc, w, 0, iters);
 }
 
-/* Matmul on VKD_LAYOUT_BLOCKS weights: m <= BLOCKS_MAX_M rows of x per pass, each weight
+/* Matmul on VKD_LAYOUT_BLOCKS weights: m <= BLOCKS_MAX_M rows of x per pass (a pass is a row of
+ * workgroups along y, all of them in one dispatch), each weight
  * texel fetched once per pass. Lanes: the profile's wg_stream; 32 rows per lane. Measured on
  * lavapipe (3072 x 1024 bf16): m = 2 and 4 in one pass cost 1.2x and 1.4x m = 1, m = 8 in
  * one pass 18x (256 accumulators per lane spill), and fewer rows per lane (more workgroups
@@ -164,8 +165,10 @@ static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, co
     const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
     uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
     while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
+    /* rows of x per workgroup: up to the pass size, the workgroup rows (y) covering m */
+    uint32_t pass = blocks_bcast(p) ? BLOCKS_BCAST_MAX_M : BLOCKS_MAX_M;
     uint32_t mb = 1;
-    while (mb < pc.m) mb *= 2;
+    while (mb < pc.m && mb < pass) mb *= 2;
     uint32_t rpl = VKD_BLOCK_ROWS / lanes;
     if (rpl > 32) rpl = 32;
     /* halve the rows per lane while that spares at least an eighth of W's rows in padding
@@ -186,6 +189,10 @@ static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, co
     disp.spec[1] = rpl;
     disp.spec[2] = mb;
     disp.nspec = 3;
+    uint64_t gy = vkd_div_up(pc.m, mb);
+    if (gy > vkd_ctx_info(vkd_rec_ctx(rec))->max_workgroup_count[1])
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul: m = %u too large", pc.m);
+    disp.groups[1] = (uint32_t)gy;
     return matmul_chunks(rec, &disp, &pc, w, lanes * rpl, 0);
 }
 
@@ -243,15 +250,19 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
         pc.m = m, pc.x_row0 = x_row0, pc.y_row0 = y_row0;
         return matmul_gemm(rec, key, y, x, w, pc, accumulate);
     }
-    /* passes of up to 16 rows (GEMV: m between 17 and gemm_min_m - 1 reads W twice), 4
-     * (texel blocks, see matmul_blocks) or 16 (texel blocks with x broadcast) */
-    uint32_t pass = !blocks ? GEMV_MAX_M : blocks_bcast(p) ? BLOCKS_BCAST_MAX_M : BLOCKS_MAX_M;
+    /* texel blocks: one dispatch per chunk, workgroup row y taking rows of x [y * MB, y * MB +
+     * MB) with MB up to 4, or 16 with x broadcast (matmul_blocks); GEMV: passes of up to 16
+     * rows (m between 17 and gemm_min_m - 1 reads W twice) */
+    if (blocks) {
+        pc.m = m, pc.x_row0 = x_row0, pc.y_row0 = y_row0;
+        return matmul_blocks(rec, key, y, x, w, pc, accumulate);
+    }
+    uint32_t pass = GEMV_MAX_M;
     for (uint32_t i = 0; i < m; i += pass) {
         pc.m = m - i < pass ? m - i : pass;
         pc.x_row0 = x_row0 + i;
         pc.y_row0 = y_row0 + i;
-        r = blocks ? matmul_blocks(rec, key, y, x, w, pc, accumulate)
-                   : matmul_gemv(rec, key, y, x, w, pc, accumulate);
+        r = matmul_gemv(rec, key, y, x, w, pc, accumulate);
         if (r) return r;
     }
     return VKD_OK;

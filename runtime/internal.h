@@ -4,6 +4,10 @@
 
 #include "vkd_runtime.h"
 
+/* Bindings 0 .. VKD_TEXEL_BINDINGS - 1 may be uniform texel buffers (tools/gen_shaders.py
+ * checks the shaders' `//! texel` lines against it): one descriptor layout per mask. */
+#define VKD_TEXEL_BINDINGS 3
+
 #define VKD_CHECK_VK(err, call, what)                                                    \
     do {                                                                                 \
         VkResult vr_ = (call);                                                           \
@@ -50,8 +54,8 @@ struct vkd_ctx {
 
     /* pipelines */
     VkPipelineCache pcache;
-    VkDescriptorSetLayout dsl[2];   /* [texel_mask]: all storage buffers, or binding 0 a */
-    VkPipelineLayout layout[2];     /* uniform texel buffer (shaders' `//! texel 0`) */
+    VkDescriptorSetLayout dsl[1u << VKD_TEXEL_BINDINGS]; /* [texel_mask]: bit b, binding b a uniform */
+    VkPipelineLayout layout[1u << VKD_TEXEL_BINDINGS];   /* texel buffer (`//! texel b`), else storage */
     VkShaderModule modules[VKD_SHADER_COUNT];
     vkd_pipeline_entry *pipes;
     uint32_t npipes, cap_pipes;

@@ -268,15 +268,16 @@ static vkd_result chunk_view(vkd_ctx *ctx, vkd_chunk *ch, vkd_error *err) {
         .buffer = ch->buffer,
         .format = VK_FORMAT_R32G32B32A32_UINT,
         .offset = 0,
-        .range = ch->bytes,
+        .range = align_up(ch->bytes, 16), /* whole texels (the buffer is rounded up to them) */
     };
     VKD_CHECK_VK(err, vkCreateBufferView(ctx->device, &vci, NULL, &ch->view), "vkCreateBufferView");
     return VKD_OK;
 }
 
-vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
-                                    vkd_layout layout, const char *name, vkd_tensor **out,
-                                    vkd_error *err) {
+/* views: row-major chunks also get a texel view (vkd_tensor_create_kv) */
+static vkd_result tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
+                                vkd_layout layout, bool views, const char *name, vkd_tensor **out,
+                                vkd_error *err) {
     *out = NULL;
     if (ndim < 1 || ndim > VKD_MAX_DIMS)
         return vkd_fail(err, VKD_ERR_INVALID, "tensor '%s': rank %d not in 1..%d", name, ndim,
@@ -301,6 +302,9 @@ vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, con
                         name, bytes / 1073741824.0, ctx->info.device_local_bytes / 1073741824.0);
     uint64_t row_texels = (row_bytes + 15) / 16;
     uint64_t per_chunk = chunk_rows(ctx, layout, row_bytes, row_texels);
+    if (views && layout == VKD_LAYOUT_ROWS &&
+        per_chunk * row_bytes > ctx->profile.max_texel_elements * 16)  /* one view a chunk */
+        per_chunk = ctx->profile.max_texel_elements * 16 / row_bytes;
     if (!per_chunk) {
         if (layout == VKD_LAYOUT_ROWS)
             return vkd_fail(err, VKD_ERR_UNSUPPORTED,
@@ -335,8 +339,8 @@ vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, con
     t->chunks = chunks;
     snprintf(t->name, sizeof t->name, "%s", name ? name : "tensor");
     VkBufferUsageFlags usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT |
-                               (layout == VKD_LAYOUT_ROWS ? VK_BUFFER_USAGE_STORAGE_BUFFER_BIT
-                                                          : VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT);
+                               (layout == VKD_LAYOUT_ROWS ? VK_BUFFER_USAGE_STORAGE_BUFFER_BIT : 0) |
+                               (layout == VKD_LAYOUT_BLOCKS || views ? VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT : 0);
     for (uint64_t c = 0; c < nchunks; c++) {
         vkd_chunk *ch = &chunks[c];
         ch->row0 = c * per_chunk;
@@ -361,7 +365,8 @@ vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, con
             return vkd_error_prefix(err, "tensor '%s' (%.1f MiB)", name, bytes / 1048576.0);
         }
         t->nchunks = (uint32_t)c + 1; /* bound: vkd_tensor_destroy frees it from here on */
-        if (layout == VKD_LAYOUT_BLOCKS && (r = chunk_view(ctx, ch, err))) {
+        ch->texel_only = layout == VKD_LAYOUT_BLOCKS;
+        if ((layout == VKD_LAYOUT_BLOCKS || views) && (r = chunk_view(ctx, ch, err))) {
             vkd_tensor_destroy(t);
             return vkd_error_prefix(err, "tensor '%s'", name);
         }
@@ -384,6 +389,18 @@ vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, con
     }
     *out = t;
     return VKD_OK;
+}
+
+vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
+                                    vkd_layout layout, const char *name, vkd_tensor **out,
+                                    vkd_error *err) {
+    return tensor_create(ctx, dtype, ndim, shape, layout, false, name, out, err);
+}
+
+vkd_result vkd_tensor_create_kv(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, uint64_t cols,
+                                const char *name, vkd_tensor **out, vkd_error *err) {
+    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
+    return tensor_create(ctx, dtype, 2, shape, VKD_LAYOUT_ROWS, ctx->profile.kv_texel, name, out, err);
 }
 
 vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,

@@ -1,6 +1,7 @@
-/* pipeline.c: two descriptor layouts (8 storage buffers; or binding 0 a uniform texel buffer,
- * for shaders that read VKD_LAYOUT_BLOCKS weights) and their pipeline layouts (128 bytes of
- * push constants) shared by every shader; pipelines created on first use per
+/* pipeline.c: one descriptor layout per texel mask (storage buffers, but for bindings among
+ * the first VKD_TEXEL_BINDINGS that are uniform texel buffers: VKD_LAYOUT_BLOCKS weights, KV
+ * caches read through their views) and their pipeline layouts (128 bytes of push constants)
+ * shared by every shader; pipelines created on first use per
  * (shader variant, specialization constants); the pipeline cache persisted under
  * $XDG_CACHE_HOME/vkdraft (or ~/.cache/vkdraft), one file per device UUID. */
 #include "internal.h"
@@ -37,7 +38,7 @@ static void mkdir_p(const char *path) {
 }
 
 vkd_result vkd_pipelines_init(vkd_ctx *ctx, vkd_error *err) {
-    for (uint32_t mask = 0; mask < 2; mask++) {
+    for (uint32_t mask = 0; mask < 1u << VKD_TEXEL_BINDINGS; mask++) {
         VkDescriptorSetLayoutBinding b[VKD_MAX_BINDINGS];
         for (uint32_t i = 0; i < VKD_MAX_BINDINGS; i++)
             b[i] = (VkDescriptorSetLayoutBinding){
@@ -149,7 +150,7 @@ vkd_result vkd_pipeline_get(vkd_ctx *ctx, vkd_shader_id shader, const uint32_t *
             .pName = "main",
             .pSpecializationInfo = nspec ? &si : NULL,
         },
-        .layout = ctx->layout[vkd_shader_table[shader].texel_mask & 1u],
+        .layout = ctx->layout[vkd_shader_table[shader].texel_mask],
     };
     VkPipeline p;
     VkResult vr = vkCreateComputePipelines(ctx->device, ctx->pcache, 1, &cci, NULL, &p);
@@ -186,7 +187,7 @@ void vkd_pipelines_destroy(vkd_ctx *ctx) {
     for (int i = 0; i < VKD_SHADER_COUNT; i++)
         if (ctx->modules[i]) vkDestroyShaderModule(ctx->device, ctx->modules[i], NULL);
     if (ctx->pcache) vkDestroyPipelineCache(ctx->device, ctx->pcache, NULL);
-    for (int i = 0; i < 2; i++) {
+    for (uint32_t i = 0; i < 1u << VKD_TEXEL_BINDINGS; i++) {
         if (ctx->layout[i]) vkDestroyPipelineLayout(ctx->device, ctx->layout[i], NULL);
         if (ctx->dsl[i]) vkDestroyDescriptorSetLayout(ctx->device, ctx->dsl[i], NULL);
     }

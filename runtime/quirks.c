@@ -46,6 +46,8 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         /* a key's dot product over 4 lanes, not 8: fewer shuffle steps per key, two keys at
          * once per workgroup; decode over 4096 keys 1.2-1.9x faster (docs/benchmarks.md) */
         p->attn_lanes = 4;
+        /* the caches too: attention's key and value loads are most of its time */
+        p->kv_texel = true;
     } else {
         p->name = "gpu";
         p->wg_stream = sg >= 64 ? sg : 64;
@@ -69,6 +71,7 @@ void vkd_profile_choose(vkd_ctx *ctx) {
     p->wg_stream = env_u32("VKDRAFT_WG_STREAM", p->wg_stream);
     p->stream_groups = env_u32("VKDRAFT_STREAM_GROUPS", p->stream_groups);
     p->attn_lanes = env_u32("VKDRAFT_ATTN_LANES", p->attn_lanes);
+    p->kv_texel = env_u32("VKDRAFT_KV_TEXEL", p->kv_texel) != 0;
     const char *wl = getenv("VKDRAFT_WEIGHT_LAYOUT");
     if (wl && !strcmp(wl, "rows")) p->weight_layout = VKD_LAYOUT_ROWS;
     if (wl && !strcmp(wl, "blocks")) p->weight_layout = VKD_LAYOUT_BLOCKS;
@@ -106,6 +109,13 @@ uint32_t vkd_profile_stream_split(const vkd_ctx *ctx, uint64_t rows, uint64_t it
     uint64_t rpg = div_up(rows, groups);
     *groups_out = (uint32_t)div_up(rows, rpg);
     return (uint32_t)rpg;
+}
+
+bool vkd_ctx_one_subgroup(const vkd_ctx *ctx, uint32_t lanes) {
+    const vkd_device_info *d = vkd_ctx_info(ctx);
+    return d->subgroup_size && lanes == d->subgroup_size &&
+           (!d->min_subgroup_size || (d->min_subgroup_size == d->subgroup_size &&
+                                      d->max_subgroup_size == d->subgroup_size));
 }
 
 vkd_layout vkd_ctx_weight_layout(const vkd_ctx *ctx, vkd_dtype dtype) {

@@ -224,7 +224,7 @@ static vkd_result alloc_set(vkd_rec *rec, uint32_t mask, VkDescriptorSet *out) {
         if (rec->cur_dpool >= rec->ndpools) {
             VkDescriptorPoolSize ps[2] = {
                 {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, SETS_PER_POOL * VKD_MAX_BINDINGS},
-                {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, SETS_PER_POOL},
+                {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, SETS_PER_POOL * VKD_TEXEL_BINDINGS},
             };
             VkDescriptorPoolCreateInfo dci = {
                 .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
@@ -276,7 +276,7 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
     vkd_result r = vkd_pipeline_get(ctx, d->shader, d->spec, d->nspec, &pipe, &rec->err);
     if (r) return r;
     VkDescriptorSet set;
-    uint32_t mask = vkd_shader_table[d->shader].texel_mask & 1u;
+    uint32_t mask = vkd_shader_table[d->shader].texel_mask;
     r = alloc_set(rec, mask, &set);
     if (r) return r;
     VkDescriptorBufferInfo bi[VKD_MAX_BINDINGS];
@@ -287,13 +287,14 @@ vkd_result vkd_rec_dispatch(vkd_rec *rec, const vkd_dispatch *d) {
         const vkd_chunk *ch = d->binds[i].chunk;
         if (!ch || !ch->buffer)
             return rec_fail(rec, VKD_ERR_INVALID, "dispatch: missing buffer binding");
-        /* a texel-block chunk binds only where the shader reads a texel buffer, and back */
+        /* a texel binding needs the chunk's view; a texel-block chunk binds only there (a
+         * row-major chunk with a view binds either way) */
         bool texel = mask >> i & 1u;
-        if (texel != (ch->view != VK_NULL_HANDLE)) {
+        if (texel ? !ch->view : ch->texel_only) {
             if (rec->err.code == VKD_OK)
                 vkd_fail(&rec->err, VKD_ERR_UNSUPPORTED, "shader %s: binding %u expects a %s tensor",
                          vkd_shader_table[d->shader].name, i,
-                         texel ? "texel-block layout" : "row-major");
+                         texel ? "texel-block layout or texel-viewed" : "row-major");
             return rec->err.code;
         }
         /* a view binds its own bytes, a tensor its whole buffer */

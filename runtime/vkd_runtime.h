@@ -111,6 +111,8 @@ typedef struct vkd_profile {
                                 * column kernels of matmul_grad.comp */
     uint32_t attn_lanes;       /* attention: at most this many lanes share one key's dot product
                                 * (a cross-lane reduction per key); 0: the subgroup size */
+    bool kv_texel;             /* KV caches (vkd_tensor_create_kv) carry a texel view and
+                                * attention reads them through it */
 } vkd_profile;
 
 /* Loop iterations one invocation may run (the profile's bug_loop_limit less slack);
@@ -122,6 +124,11 @@ uint64_t vkd_profile_loop_budget(const vkd_profile *p);
  * and returns the rows per group. */
 uint32_t vkd_profile_stream_split(const vkd_ctx *ctx, uint64_t rows, uint64_t iters_per_row,
                                   uint32_t gpu_rows, uint32_t *groups_out);
+
+/* Whether a workgroup of `lanes` invocations is always exactly one subgroup: the device's
+ * subgroup size, which it cannot vary (no size control, or a single size). Kernels that
+ * synchronise lanes take specialization constant 3 (shaders/wgsync.glsl's ONE_SG) from it. */
+bool vkd_ctx_one_subgroup(const vkd_ctx *ctx, uint32_t lanes);
 
 /* Lists every physical device (info[i].index == i). *out is malloc'd; caller frees. */
 vkd_result vkd_list_devices(vkd_device_info **out, uint32_t *count, vkd_error *err);
@@ -148,7 +155,10 @@ typedef struct vkd_chunk {
                                 * descriptors and copies start); 0 otherwise */
     uint64_t bind_bytes;       /* views: descriptor range (bytes rounded up to 16 within the
                                 * buffer); 0: the whole buffer */
-    VkBufferView view;         /* VKD_LAYOUT_BLOCKS: the uniform texel buffer view (RGBA32UI) */
+    VkBufferView view;         /* the uniform texel buffer view (RGBA32UI): VKD_LAYOUT_BLOCKS, and
+                                * row-major tensors made by vkd_tensor_create_kv on a profile
+                                * with kv_texel */
+    bool texel_only;           /* VKD_LAYOUT_BLOCKS: binds only as a texel buffer */
 } vkd_chunk;
 
 typedef struct vkd_tensor {
@@ -177,6 +187,11 @@ vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int6
 vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
                                     vkd_layout layout, const char *name, vkd_tensor **out,
                                     vkd_error *err);
+/* A KV cache: a row-major rows x cols tensor (f32 or f16) that, where the profile has
+ * kv_texel, also carries a uniform texel buffer view (RGBA32UI) of each chunk, through which
+ * vkd_op_attention reads it; other ops bind it as a storage buffer as usual. */
+vkd_result vkd_tensor_create_kv(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, uint64_t cols,
+                                const char *name, vkd_tensor **out, vkd_error *err);
 /* The device profile's layout for a weight matrix of this dtype read by matmul/embed. */
 vkd_layout vkd_ctx_weight_layout(const vkd_ctx *ctx, vkd_dtype dtype);
 /* The same ignoring vkd_ctx_options.row_major_weights: for a frozen weight matrix read only by

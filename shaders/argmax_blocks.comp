@@ -1,6 +1,6 @@
 #version 450
-/* Greedy LM head, first half: the argmax over n of x[x_row0 + i, :K] . W[n, :K] for i < m
- * <= MB, without writing the logits. W is one chunk in the texel block layout
+/* Greedy LM head, first half: the argmax over n of x[x_row0 + i, :K] . W[n, :K] for i < m,
+ * without writing the logits; workgroup row y takes rows [y * MB, y * MB + MB) of x. W is one chunk in the texel block layout
  * (VKD_LAYOUT_BLOCKS, runtime/vkd_runtime.h), read exactly as matmul_blocks.comp reads it:
  * a block of 256 rows split into sub-blocks of LANES * RPL rows, one per workgroup, lane l
  * owning rows r * LANES + l. Each workgroup writes, per row i of x, its best logit (bits)
@@ -9,13 +9,15 @@
  * Bindings: 0 W chunk (uniform texel buffer, RGBA32UI), 1 x f32 (read), 2 part u32 (write). */
 //! texel 0
 //! axes layout=blocks dtype=f32,f16,bf16
+#extension GL_KHR_shader_subgroup_basic : require
 #define PC_ARGMAX_BLOCKS
 #include "vkd_push.h"
 #include "common.glsl"
+#include "wgsync.glsl"
 
 layout(local_size_x_id = 0) in;                  /* LANES <= 256 */
 layout(constant_id = 1) const uint RPL = 32;     /* rows per lane: 1, 2, 4, ..., 32 */
-layout(constant_id = 2) const uint MB = 1;       /* rows of x per pass: 1, 2 or 4 */
+layout(constant_id = 2) const uint MB = 1;       /* rows of x per workgroup: 1, 2 or 4 */
 
 layout(binding = 0) uniform usamplerBuffer w;
 layout(std430, binding = 1) readonly buffer X { float x[]; };
@@ -50,7 +52,7 @@ bool bad_logit(float v) {
     return (u & 0x7fffffffu) > 0x7f800000u || u == 0x7f800000u;
 }
 
-#define XOFF(i) if (i < MB) xb[i] = (pc.x_row0 + min(uint(i), pc.m - 1u)) * pc.K;
+#define XOFF(i) if (i < MB) xb[i] = (pc.x_row0 + min(xr0 + uint(i), pc.m - 1u)) * pc.K;
 #define ZERO_R(r) if (r < RPL) { const uint rr = r; FOR_ROWS(ZERO_I) }
 #define ZERO_I(i) if (i < MB) acc[i][rr] = 0.0;
 #if DT_F32
@@ -89,14 +91,15 @@ void main() {
     uint sub0 = s * gl_WorkGroupSize.x * RPL + lane; /* row of the block of the lane's r = 0 */
     uint t0 = b * kt * 256u + sub0;                  /* its texel at step 0 */
     uint row0 = b * 256u + sub0;
+    uint xr0 = gl_WorkGroupID.y * MB;                /* the workgroup's first row of x */
     FOR_ROWS(XOFF)
     { FOR_R(ZERO_R) }
     for (uint ks = 0u; ks < kf; ks++) STEP(ks, false)
     if (kf < kt) STEP(kf, true)
     FOR_ROWS(BEST_I)
-    barrier();
+    wg_barrier_shared();
     /* lane i < m combines row i over the lanes, in lane order with the same tie rule */
-    if (lane < MB && lane < pc.m) {
+    if (lane < MB && xr0 + lane < pc.m) {
         float best = 0.0;
         uint bi = NONE, bad = 0u;
         for (uint l = 0u; l < gl_WorkGroupSize.x; l++) {
@@ -105,7 +108,7 @@ void main() {
             bad |= s_bad[lane * 256u + l];
             if (n != NONE && (bi == NONE || v > best || (v == best && n < bi))) { best = v; bi = n; }
         }
-        uint o = ((pc.part_row0 + lane) * pc.parts + pc.part0 + gl_WorkGroupID.x) * 2u;
+        uint o = ((pc.part_row0 + xr0 + lane) * pc.parts + pc.part0 + gl_WorkGroupID.x) * 2u;
         part[o] = bad != 0u ? NAN_BITS : floatBitsToUint(best);
         part[o + 1u] = bad != 0u ? 0u : bi;
     }

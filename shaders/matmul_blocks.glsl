@@ -32,7 +32,7 @@ float xat(uint i, uint e, bool guard) {
     return !guard || e < pc.K ? x[xb[i] + e] : 0.0;
 }
 
-#define XOFF(i) if (i < MB) xb[i] = (pc.x_row0 + min(uint(i), pc.m - 1u)) * pc.K;
+#define XOFF(i) if (i < MB) xb[i] = (pc.x_row0 + min(xr0 + uint(i), pc.m - 1u)) * pc.K;
 #define ZERO_R(r) if (r < RPL) { const uint rr = r; FOR_ROWS(ZERO_I) }
 #define ZERO_I(i) if (i < MB) acc[i][rr] = 0.0;
 #if XBCAST
@@ -75,7 +75,7 @@ float xat(uint i, uint e, bool guard) {
         uint tb = t0 + k * 256u; FOR_R(ROW_R) }
 #define STORE_R(r) if (r < RPL) { const uint rr = r; uint n = row0 + rr * gl_WorkGroupSize.x; \
         if (n < pc.rows) { FOR_ROWS(STORE_I) } }
-#define STORE_I(i) if (i < MB && i < pc.m) { uint o = (pc.y_row0 + uint(i)) * pc.N + pc.col0 + n; \
+#define STORE_I(i) if (i < MB && xr0 + uint(i) < pc.m) { uint o = (pc.y_row0 + xr0 + uint(i)) * pc.N + pc.col0 + n; \
         y[o] = pc.accumulate != 0u ? y[o] + acc[i][rr] : acc[i][rr]; }
 
 void main() {
@@ -86,6 +86,7 @@ void main() {
     uint sub0 = s * gl_WorkGroupSize.x * RPL + lane; /* row of the block of the lane's r = 0 */
     uint t0 = b * kt * 256u + sub0;                  /* its texel at step 0 */
     uint row0 = b * 256u + sub0;
+    uint xr0 = gl_WorkGroupID.y * MB;                /* the workgroup's first row of x */
     FOR_ROWS(XOFF)
     { FOR_R(ZERO_R) }
     for (uint ks = 0u; ks < kf; ks++) STEP(ks, false)

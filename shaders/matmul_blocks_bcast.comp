@@ -4,8 +4,9 @@
  * lane by lane (../shared/lavapipe-notes.md); so a pass can carry more rows of x. Needs
  * 8-lane workgroups that are one subgroup with broadcast (the profile's matmul_bcast). */
 /* Matmul against weights in the texel block layout (VKD_LAYOUT_BLOCKS, runtime/vkd_runtime.h):
- * y[y_row0 + i, col0 + n] (=|+=) x[x_row0 + i, :K] . W[n, :K] for i < m <= MB, n < rows (one
- * chunk of W). Every weight texel is fetched once and feeds MB rows of x.
+ * y[y_row0 + i, col0 + n] (=|+=) x[x_row0 + i, :K] . W[n, :K] for i < m, n < rows (one chunk
+ * of W); workgroup row y takes rows [y * MB, y * MB + MB) of x. Every weight texel a
+ * workgroup fetches feeds its MB rows of x.
  * Geometry: a block of 256 rows is split into 256 / (LANES * RPL) sub-blocks, one per
  * workgroup; lane l owns rows r * LANES + l (r < RPL) of its sub-block, so at step k the lanes
  * fetch LANES neighbouring texels for each r and every sub-block is one sequential stream.

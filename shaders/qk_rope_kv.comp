@@ -57,11 +57,6 @@ layout(std430, binding = 6) writeonly buffer KC { uint kc[]; };
 layout(std430, binding = 7) writeonly buffer VC { uint vc[]; };
 #endif
 
-void sync() {
-    memoryBarrierBuffer();
-    barrier();
-}
-
 /* RMSNorm then RoPE of the vector at element base of buffer X (q or k), norm weight NW */
 #define NORM_ROPE(X, X4, NW)                                                                   \
     if (pc.qk_norm != 0u) {                                                                    \
@@ -69,7 +64,7 @@ void sync() {
         for (uint i = lane; i < d4; i += nl) { vec4 a = X4[b4 + i]; s += dot(a, a); }          \
         float rs = inversesqrt(wg_sum(s) / float(2u * pc.half_dim) + pc.eps);                  \
         for (uint i = lane; i < d4; i += nl) X4[b4 + i] = (X4[b4 + i] * rs) * NW(i);           \
-        sync();                                                                                \
+        wg_barrier_buffer();                                                                   \
     }                                                                                          \
     for (uint j = lane; j < pc.half_dim; j += nl) {                                            \
         precise float a = pos * inv_freq[j];                                                   \
@@ -95,7 +90,7 @@ void main() {
             uint kh = hh - pc.n_q;
             uint base = (r * pc.n_kv + kh) * D, b4 = base / 4u;
             NORM_ROPE(k, k4, kw_vec4)
-            sync();
+            wg_barrier_buffer();
             uint s = (pc.pos0 + r) * pc.kv_stride + kh * D;
 #if KV_F32
             for (uint c = lane; c < D; c += nl) {

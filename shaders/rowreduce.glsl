@@ -6,6 +6,8 @@
 #ifndef VKD_ROWREDUCE_GLSL
 #define VKD_ROWREDUCE_GLSL
 
+#include "wgsync.glsl" /* ONE_SG, wg_barrier_shared */
+
 #define RR_SLOTS 64
 #define NEG_INF uintBitsToFloat(0xff800000u)
 shared float rr_f[RR_SLOTS];
@@ -28,6 +30,7 @@ uint fkey(float f) {
 
 float wg_sum(float v) {
     v = subgroupAdd(v);
+    if (ONE_SG) return 0.0 + v;
     barrier();
     if (subgroupElect()) rr_f[gl_SubgroupID] = v;
     barrier();
@@ -38,6 +41,7 @@ float wg_sum(float v) {
 
 float wg_max(float v) {
     v = subgroupMax(v);
+    if (ONE_SG) return v;
     barrier();
     if (subgroupElect()) rr_f[gl_SubgroupID] = v;
     barrier();
@@ -48,6 +52,7 @@ float wg_max(float v) {
 
 uint wg_sum_u(uint v) {
     v = subgroupAdd(v);
+    if (ONE_SG) return 0u + v;
     barrier();
     if (subgroupElect()) rr_u[gl_SubgroupID] = v;
     barrier();
@@ -58,6 +63,7 @@ uint wg_sum_u(uint v) {
 
 uint wg_min_u(uint v) {
     v = subgroupMin(v);
+    if (ONE_SG) return v;
     barrier();
     if (subgroupElect()) rr_u[gl_SubgroupID] = v;
     barrier();
@@ -68,6 +74,7 @@ uint wg_min_u(uint v) {
 
 uint wg_max_u(uint v) {
     v = subgroupMax(v);
+    if (ONE_SG) return v;
     barrier();
     if (subgroupElect()) rr_u[gl_SubgroupID] = v;
     barrier();
@@ -111,6 +118,13 @@ shared uint rr_hc[16 * RR_SLOTS];
 shared float rr_hm[16 * RR_SLOTS];
 
 void wg_bins(inout uint c[16], inout float w[16], bool with_mass) {
+    if (ONE_SG) {
+        for (int b = 0; b < 16; b++) {
+            c[b] = 0u + subgroupAdd(c[b]);
+            w[b] = 0.0 + (with_mass ? subgroupAdd(w[b]) : 0.0);
+        }
+        return;
+    }
     barrier();
     for (int b = 0; b < 16; b++) {
         uint cs = subgroupAdd(c[b]);

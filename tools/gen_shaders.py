@@ -61,6 +61,9 @@ def fail(msg):
     sys.exit(f"gen_shaders: {msg}")
 
 
+VKD_TEXEL_BINDINGS = 3  # runtime/internal.h: VKD_TEXEL_BINDINGS
+
+
 def texel_mask_of(path):
     """Bindings declared `//! texel B ...` are uniform texel buffers (the rest storage buffers)."""
     mask = 0
@@ -69,8 +72,8 @@ def texel_mask_of(path):
         if m:
             for b in m.group(1).split():
                 mask |= 1 << int(b)
-    if mask not in (0, 1):
-        fail(f"{path}: only binding 0 may be a texel buffer (runtime/pipeline.c)")
+    if mask >= 1 << VKD_TEXEL_BINDINGS:
+        fail(f"{path}: only bindings 0..{VKD_TEXEL_BINDINGS - 1} may be texel buffers (runtime/pipeline.c)")
     return mask
 
 

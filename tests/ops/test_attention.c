@@ -1,7 +1,8 @@
 /* test_attention: vkd_op_attention against the double reference of ref_layer.c: decode
  * (one query row vs long caches), DFlash-style non-causal blocks, causal prefill, GQA group
  * sizes 1..8, head_dim 16..256, f32 and f16 caches (the reference reads the same f16-rounded
- * values), sentinels after the output.
+ * values), sentinels after the output; every case with caches from vkd_tensor_create_2d
+ * (storage buffers) and from vkd_tensor_create_kv (read through texel views on lavapipe).
  * Error bound: |o - ref| <= 2e-5 * max|v| (absolute, per element): o is a convex
  * combination of value rows, and the f32 dot products, exp2 and sums give about 1e-6 of
  * relative weight error. Exact checks: a single key returns its value row bit for bit, and
@@ -29,6 +30,10 @@ static void upload(vkd_tensor *t, uint64_t off, const void *src, uint64_t bytes)
     REQUIRE(!vkd_tensor_upload(t, off, src, bytes, &err), "%s", err.msg);
 }
 
+/* caches made by vkd_tensor_create_kv: read through texel views where the profile has
+ * kv_texel (lavapipe), else the same storage buffers as vkd_tensor_create_2d's */
+static bool kv_caches;
+
 typedef struct attn_case {
     uint32_t q_rows, kv_len, n_q, n_kv, hd, q_pos0;
     bool causal;
@@ -51,7 +56,17 @@ static float *run_case(vkd_ctx *ctx, vkd_rec *rec, const attn_case *c, float **v
     for (uint64_t i = (uint64_t)c->kv_len * kc; i < nk; i++) k[i] = v[i] = 1e30f; /* beyond kv_len */
     vkd_tensor *tq = mk(ctx, VKD_DTYPE_F32, c->q_rows, qc, "q");
     vkd_tensor *to = mk(ctx, VKD_DTYPE_F32, 1, nq + NSENT, "o");
-    vkd_tensor *tk = mk(ctx, c->cache, cap, kc, "k_cache"), *tv = mk(ctx, c->cache, cap, kc, "v_cache");
+    vkd_tensor *tk, *tv;
+    if (kv_caches) {
+        vkd_error err = {0};
+        REQUIRE(!vkd_tensor_create_kv(ctx, c->cache, cap, kc, "k_cache", &tk, &err) &&
+                !vkd_tensor_create_kv(ctx, c->cache, cap, kc, "v_cache", &tv, &err), "%s", err.msg);
+        CHECK(!vkd_ctx_profile(ctx)->kv_texel || (tk->chunks[0].view && tv->chunks[0].view),
+              "a KV cache on a kv_texel profile without its texel view");
+    } else {
+        tk = mk(ctx, c->cache, cap, kc, "k_cache");
+        tv = mk(ctx, c->cache, cap, kc, "v_cache");
+    }
     upload(tq, 0, q, nq * 4);
     if (c->cache == VKD_DTYPE_F16) {
         uint16_t *h = malloc(nk * 2);
@@ -91,8 +106,8 @@ static float *run_case(vkd_ctx *ctx, vkd_rec *rec, const attn_case *c, float **v
     }
     for (int i = 0; i < NSENT; i++) sent_bad += got[nq + i] != SENTINEL;
     char what[160];
-    snprintf(what, sizeof what, "attention %s rows %u kv %u heads %u/%u hd %u pos0 %u %s",
-             vkd_dtype_name(c->cache), c->q_rows, c->kv_len, c->n_q, c->n_kv, c->hd, c->q_pos0,
+    snprintf(what, sizeof what, "attention %s%s rows %u kv %u heads %u/%u hd %u pos0 %u %s",
+             kv_caches && tk->chunks[0].view ? "texel " : "", vkd_dtype_name(c->cache), c->q_rows, c->kv_len, c->n_q, c->n_kv, c->hd, c->q_pos0,
              c->causal ? "causal" : "full");
     CHECK(!nonfinite, "%s: %d non-finite outputs", what, nonfinite);
     CHECK(!sent_bad, "%s: %d sentinels overwritten", what, sent_bad);
@@ -136,7 +151,11 @@ int main(void) {
         /* peaky softmax (large scores) */
         {3, 200, 4, 2, 64, 197, true, VKD_DTYPE_F32, 8.0, 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) free(run_case(ctx, rec, &cases[i], NULL));
+    for (int kv = 0; kv < 2; kv++) {
+        kv_caches = kv;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) free(run_case(ctx, rec, &cases[i], NULL));
+    }
+    kv_caches = false;
 
     /* a single key: the output is that key's value row, exactly */
     {
