@@ -50,8 +50,8 @@ vkd_result vkd_op_rmsnorm(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *x, cons
     vkd_pc_rmsnorm pc = {.groups = groups, .dim = dim, .groups_per_wg = (uint)per, .eps = eps};
     vkd_dispatch d = {
         .shader = sh,
-        .spec = {wg},
-        .nspec = 1,
+        .spec = {wg, 0, 0, vkd_ctx_one_subgroup(ctx, wg ? wg : 1)},
+        .nspec = 4,
         .binds = {vkd_r(x), vkd_r(w), vkd_w(y)},
         .nbinds = 3,
         .push = &pc,

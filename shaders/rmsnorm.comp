@@ -11,6 +11,7 @@
 #define PC_RMSNORM
 #include "vkd_push.h"
 #include "common.glsl"
+#include "wgsync.glsl" /* ONE_SG: no workgroup barrier in the shader */
 layout(local_size_x_id = 0) in;
 layout(std430, binding = 0) buffer X { float x[]; };
 layout(std430, binding = 0) buffer X4 { vec4 x4[]; };
@@ -49,7 +50,7 @@ void main() {
             for (uint i = lane; i < pc.dim; i += nl) { float a = x[g * pc.dim + i]; s += a * a; }
         }
         s = subgroupAdd(s);
-        if (gl_NumSubgroups > 1u) {
+        if (!ONE_SG && gl_NumSubgroups > 1u) {
             if (subgroupElect()) partial[gl_SubgroupID] = s;
             barrier();
             s = 0.0;
