@@ -72,6 +72,7 @@ void vkd_profile_choose(vkd_ctx *ctx) {
     p->stream_groups = env_u32("VKDRAFT_STREAM_GROUPS", p->stream_groups);
     p->attn_lanes = env_u32("VKDRAFT_ATTN_LANES", p->attn_lanes);
     p->kv_texel = env_u32("VKDRAFT_KV_TEXEL", p->kv_texel) != 0;
+    p->wg_row = env_u32("VKDRAFT_WG_ROW", p->wg_row);
     const char *wl = getenv("VKDRAFT_WEIGHT_LAYOUT");
     if (wl && !strcmp(wl, "rows")) p->weight_layout = VKD_LAYOUT_ROWS;
     if (wl && !strcmp(wl, "blocks")) p->weight_layout = VKD_LAYOUT_BLOCKS;
