@@ -11,14 +11,15 @@
 #                                 draft's mask token), windows of 256 tokens, bf16
 #   5. vkdraft train-draft        a DFlash draft (block 16) on the target's own greedy
 #                                 continuations (--regenerate) of prompts cut from the corpus
-#                                 (passage openings and questions asked in the books), in two
+#                                 (passage openings and questions asked in the books), in three
 #                                 stages of one epoch each: 2416 prompts, then (--init from the
-#                                 first stage's checkpoint) 2416 other ones
+#                                 first stage's checkpoint) 2416 other ones, then (--init from the
+#                                 second's) the first 2416 again at a lower learning rate
 # Output: OUT_DIR/target, OUT_DIR/draft (and OUT_DIR/work: corpus, tokenizer, prompts).
 # Sizes can be overridden for a smoke run, e.g.
 #   TARGET_STEPS=1 BATCH_TOKENS=256 HELD_OUT=1 DRAFT_STEPS=1 PROMPTS=12 EVAL_PROMPTS=2 \
 #       tools/make-demo-pair.sh /tmp/pair
-# The full run takes about 2 hours on 2 CPU cores with lavapipe (docs/benchmarks.md); it is
+# The full run takes about 2.5 hours on 2 CPU cores with lavapipe (docs/benchmarks.md); it is
 # not part of CI.
 set -euo pipefail
 out=${1:?usage: tools/make-demo-pair.sh OUT_DIR}
@@ -58,6 +59,9 @@ common=(--target "$out/target" --regenerate --max-new-tokens 64 --block-size 16 
 [ -f "$work/draft1/config.json" ] ||
     "$vk" train-draft "${common[@]}" --data "$work/prompts1.jsonl" --out "$work/draft1" --lr 1.5e-3 --seed 0 \
         --eval-every 500
-"$vk" train-draft "${common[@]}" --data "$work/prompts2.jsonl" --out "$out/draft" --lr 1e-3 --seed 1 \
-    --eval-every 600 --init "$work/draft1/train/ckpt"
+[ -f "$work/draft2/config.json" ] ||
+    "$vk" train-draft "${common[@]}" --data "$work/prompts2.jsonl" --out "$work/draft2" --lr 1e-3 --seed 1 \
+        --eval-every 600 --init "$work/draft1/train/ckpt"
+"$vk" train-draft "${common[@]}" --data "$work/prompts1.jsonl" --out "$out/draft" --lr 7e-4 --seed 2 \
+    --eval-every 600 --init "$work/draft2/train/ckpt"
 echo "make-demo-pair: target in $out/target, draft in $out/draft"

@@ -4,7 +4,7 @@ DFlash draft trained by vkdraft itself on Jane Austen and the King James Bible,
 tools/make-demo-pair.sh) through spec, generate and probe (issue 15).
 
 - spec, greedy, block 16, the built-in prompts: tau >= 3 (the issue's goal; the committed
-  pair gives 3.88) with a spread acceptance
+  pair gives 4.47) with a spread acceptance
   histogram (at least 4 distinct acceptance lengths, none holding more than 80 % of the
   steps), and one chat prompt gives the same tokens as plain greedy decoding (`generate`).
 - the output is English: at least 85 % of its words are whole words of the tokenizer's
