@@ -1,7 +1,8 @@
 #version 450
 /* Greedy LM head, first half: the argmax over n of x[x_row0 + i, :K] . W[n, :K] for i < m,
- * without writing the logits; workgroup row y takes rows [y * MB, y * MB + MB) of x. W is one chunk in the texel block layout
- * (VKD_LAYOUT_BLOCKS, runtime/vkd_runtime.h), read exactly as matmul_blocks.comp reads it:
+ * without writing the logits; workgroup row y takes rows [y * MB, y * MB + MB) of x. W is
+ * one chunk in the texel block layout (VKD_LAYOUT_BLOCKS, runtime/vkd_runtime.h), read
+ * exactly as matmul_blocks.comp reads it:
  * a block of 256 rows split into sub-blocks of LANES * RPL rows, one per workgroup, lane l
  * owning rows r * LANES + l. Each workgroup writes, per row i of x, its best logit (bits)
  * and index: the lowest index among equal maxima; a NaN or +Inf logit makes the value the

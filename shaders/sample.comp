@@ -125,7 +125,7 @@ void main() {
     part -= comp;
     if (l == 0u) found = 0xffffffffu;
     lane_part[l] = part;
-    barrier();
+    wg_barrier_shared();
     float excl = 0.0, total = 0.0;
     for (uint j = 0u; j < wg; j++) {
         if (j == l) excl = total;
@@ -145,6 +145,6 @@ void main() {
         atomicMin(found, pick);
     }
     uint lastall = wg_max_u(last);
-    barrier();
+    wg_barrier_shared();
     if (l == 0u) tok[pc.out_off + row] = int(found != 0xffffffffu ? found : lastall - 1u);
 }

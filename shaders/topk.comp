@@ -95,14 +95,14 @@ void main() {
     ROW_FOR(pc.n, ELEM)
 #undef ELEM
     lane_count[l] = mine;
-    barrier();
+    wg_barrier_shared();
     uint slot = 0u;
     for (uint j = 0u; j < l; j++) slot += lane_count[j];
 #define ELEM(i) { uint key = fkey(x[xb + i]); \
         if ((key > t || (key == t && i <= last)) && slot < 256u) { cand_key[slot] = key; cand_idx[slot] = i; slot++; } }
     ROW_FOR(pc.n, ELEM)
 #undef ELEM
-    barrier();
+    wg_barrier_shared();
     uint ob = pc.y_off + gl_WorkGroupID.x * k;
     for (uint c = l; c < k; c += wg) {
         uint kc = cand_key[c], ic = cand_idx[c], rank = 0u;
