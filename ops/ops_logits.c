@@ -329,22 +329,20 @@ vkd_result vkd_op_matmul_argmax(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *part,
     while (mb < m && mb < ARGMAX_BLOCKS_MAX_M) mb *= 2;
     disp.spec[2] = mb;
     disp.groups[1] = (m + mb - 1) / mb;
-    {
-        vkd_pc_argmax_blocks pc = {.m = m, .K = K, .x_row0 = x_row0, .part_row0 = 0, .parts = (uint32_t)parts};
-        disp.push = &pc;
-        for (uint32_t c = 0; c < w->nchunks; c++) {
-            const vkd_chunk *ch = &w->chunks[c];
-            uint64_t groups = (ch->rows + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * subs;
-            if (groups > vkd_ctx_info(ctx)->max_workgroup_count[0])
-                return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_argmax: chunk of %llu rows too large "
-                                "for one dispatch", (unsigned long long)ch->rows);
-            pc.col0 = (uint32_t)ch->row0;
-            pc.rows = (uint32_t)ch->rows;
-            pc.part0 = (uint32_t)(ch->row0 / VKD_BLOCK_ROWS * subs);
-            disp.groups[0] = (uint32_t)groups;
-            disp.binds[0].chunk = ch;
-            if ((res = vkd_rec_dispatch(rec, &disp))) return res;
-        }
+    vkd_pc_argmax_blocks pb = {.m = m, .K = K, .x_row0 = x_row0, .part_row0 = 0, .parts = (uint32_t)parts};
+    disp.push = &pb;
+    for (uint32_t c = 0; c < w->nchunks; c++) {
+        const vkd_chunk *ch = &w->chunks[c];
+        uint64_t groups = (ch->rows + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * subs;
+        if (groups > vkd_ctx_info(ctx)->max_workgroup_count[0])
+            return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_argmax: chunk of %llu rows too large "
+                            "for one dispatch", (unsigned long long)ch->rows);
+        pb.col0 = (uint32_t)ch->row0;
+        pb.rows = (uint32_t)ch->rows;
+        pb.part0 = (uint32_t)(ch->row0 / VKD_BLOCK_ROWS * subs);
+        disp.groups[0] = (uint32_t)groups;
+        disp.binds[0].chunk = ch;
+        if ((res = vkd_rec_dispatch(rec, &disp))) return res;
     }
     uint32_t wg = row_wg(rec, "matmul_argmax");
     if (!wg) return err->code;
