@@ -282,10 +282,10 @@ static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, c
         .causal = causal, .k_stride = (uint)k->cols, .v_stride = (uint)v->cols,
         .group = n_q / n_kv, .scale_log2e = scale * 1.4426950408889634f, .block = block,
     };
-    /* caches with texel views (vkd_tensor_create_kv on a kv_texel profile) are read through
-     * them; the training variants (LSE, blocks) read storage buffers */
-    bool texel = !lse && !anchors && k->chunks[0].view && v->chunks[0].view && !k->chunks[0].texel_only &&
-                 !v->chunks[0].texel_only;
+    /* caches with texel views (vkd_tensor_create_kv on a kv_texel profile; vkd_ops_need
+     * above refused texel-block tensors) are read through them; the training variants (LSE,
+     * blocks) read storage buffers */
+    bool texel = !lse && !anchors && k->chunks[0].view && v->chunks[0].view;
     vkd_dispatch d = {
         .shader = texel ? (k->dtype == VKD_DTYPE_F16 ? VKD_SHADER_ATTENTION_TEXEL_F16 : VKD_SHADER_ATTENTION_TEXEL_F32)
                         : k->dtype == VKD_DTYPE_F16 ? VKD_SHADER_ATTENTION_F16 : VKD_SHADER_ATTENTION_F32,

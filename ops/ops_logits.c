@@ -329,7 +329,7 @@ vkd_result vkd_op_matmul_argmax(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *part,
     while (mb < m && mb < ARGMAX_BLOCKS_MAX_M) mb *= 2;
     disp.spec[2] = mb;
     disp.groups[1] = (m + mb - 1) / mb;
-    vkd_pc_argmax_blocks pb = {.m = m, .K = K, .x_row0 = x_row0, .part_row0 = 0, .parts = (uint32_t)parts};
+    vkd_pc_argmax_blocks pb = {.m = m, .K = K, .x_row0 = x_row0, .parts = (uint32_t)parts};
     disp.push = &pb;
     for (uint32_t c = 0; c < w->nchunks; c++) {
         const vkd_chunk *ch = &w->chunks[c];

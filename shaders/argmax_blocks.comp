@@ -109,7 +109,7 @@ void main() {
             bad |= s_bad[lane * 256u + l];
             if (n != NONE && (bi == NONE || v > best || (v == best && n < bi))) { best = v; bi = n; }
         }
-        uint o = ((pc.part_row0 + xr0 + lane) * pc.parts + pc.part0 + gl_WorkGroupID.x) * 2u;
+        uint o = ((xr0 + lane) * pc.parts + pc.part0 + gl_WorkGroupID.x) * 2u;
         part[o] = bad != 0u ? NAN_BITS : floatBitsToUint(best);
         part[o + 1u] = bad != 0u ? 0u : bi;
     }

@@ -270,7 +270,7 @@ PUSH_END(vkd_pc_attention_bwd)
 #endif
 /* greedy LM head (argmax_blocks): rows x_row0.. of x against one chunk of W (its rows
  * [col0, col0 + rows) of N); each workgroup's best (value bits, index) of row i goes to
- * part[((part_row0 + i) * parts + part0 + group) * 2 + {0, 1}] */
+ * part[(i * parts + part0 + group) * 2 + {0, 1}] */
 #if !defined(VULKAN) || defined(PC_ARGMAX_BLOCKS)
 PUSH_BEGIN(vkd_pc_argmax_blocks)
     uint m;
@@ -278,7 +278,6 @@ PUSH_BEGIN(vkd_pc_argmax_blocks)
     uint col0;
     uint rows;
     uint x_row0;
-    uint part_row0;
     uint part0;
     uint parts;
 PUSH_END(vkd_pc_argmax_blocks)
