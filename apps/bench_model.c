@@ -95,6 +95,7 @@ int vkd_bench_generate(int argc, char **argv) {
         double p1 = g.prefill_s, d1 = g.n > 1 ? g.decode_s / (g.n - 1) : 0;
         if (r < 0) cold_pre = p1, cold_dec = d1;
         else pre[r] = p1, dec[r] = d1;
+        if (r < 0) vkd_ctx_profile_reset(env.ctx); /* VKDRAFT_PROFILE: the timed runs only */
         free(g.ids);
     }
     double tp = median(pre, (int)f.reps), td = median(dec, (int)f.reps);
@@ -190,6 +191,7 @@ int vkd_bench_spec(int argc, char **argv) {
         nd[2] = vkd_rec_dispatches(rec);
         cli_check(vkd_rec_submit(rec), vkd_rec_error(rec));
         *tt = vkd_now() - t0;
+        if (r < 0) vkd_ctx_profile_reset(ctx); /* VKDRAFT_PROFILE: the timed runs only */
     }
     double a = median(tdraft, (int)f.reps), v = median(tver, (int)f.reps), dd = median(tdec, (int)f.reps);
     const vkd_device_info *di = vkd_ctx_info(ctx);

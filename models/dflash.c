@@ -89,15 +89,20 @@ vkd_result vkd_dflash_load(vkd_ctx *ctx, vkd_target *target, const char *dir,
 
     uint32_t R = target->max_rows, B = d->block, H = d->hidden, Q = d->n_q * d->head_dim;
     d->max_ctx_rows = R;
+    /* the context's k/v and the block's q/k/v, each set in one buffer (vkd_op_matmul_group) */
+    vkd_tensor *kvx[2], *qkv[3];
+    if ((r = vkd_scratch_group(ctx, 2, R, (const uint64_t[]){KV, KV}, (const char *const[]){"draft_kx", "draft_vx"},
+                               &d->kvx, kvx, err)))
+        goto fail;
+    d->kx = kvx[0], d->vx = kvx[1];
+    if ((r = vkd_scratch_group(ctx, 3, B, (const uint64_t[]){Q, KV, KV},
+                               (const char *const[]){"draft_q", "draft_k", "draft_v"}, &d->qkv, qkv, err)))
+        goto fail;
+    d->q = qkv[0], d->k = qkv[1], d->v = qkv[2];
     if ((r = vkd_tensor_create_2d(ctx, VKD_DTYPE_I32, 1, B, "draft_ids", &d->ids, err)) ||
         (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, R, H, "draft_ctx", &d->c, err)) ||
-        (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, R, KV, "draft_kx", &d->kx, err)) ||
-        (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, R, KV, "draft_vx", &d->vx, err)) ||
         (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, H, "draft_h", &d->h, err)) ||
         (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, H, "draft_a", &d->a, err)) ||
-        (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, Q, "draft_q", &d->q, err)) ||
-        (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, KV, "draft_k", &d->k, err)) ||
-        (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, KV, "draft_v", &d->v, err)) ||
         (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, Q, "draft_o", &d->o, err)) ||
         (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, d->ffn, "draft_gate", &d->g, err)) ||
         (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, B, d->ffn, "draft_up", &d->u, err)) ||
@@ -122,8 +127,11 @@ void vkd_dflash_free(vkd_dflash *d) {
         for (uint32_t i = 0; i < d->n_layers; i++) vkd_layer_free(&d->layers[i]);
     free(d->layers);
     vkd_linear_lora_detach(&d->fc);
-    vkd_tensor *all[] = {d->fc.w, d->hidden_norm, d->norm, d->inv_freq, d->ids, d->c, d->kx, d->vx,
-                         d->h, d->a, d->q, d->k, d->v, d->o, d->g, d->u, d->logits};
+    vkd_tensor *kvx[2] = {d->kx, d->vx}, *qkv[3] = {d->q, d->k, d->v};
+    vkd_scratch_group_free(2, d->kvx, kvx);
+    vkd_scratch_group_free(3, d->qkv, qkv);
+    vkd_tensor *all[] = {d->fc.w, d->hidden_norm, d->norm, d->inv_freq, d->ids, d->c,
+                         d->h, d->a, d->o, d->g, d->u, d->logits};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
     free(d);
 }

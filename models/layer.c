@@ -11,10 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-vkd_result vkd_weight_load_as(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
-                              const int64_t *shape, vkd_layout layout, vkd_tensor **out,
-                              vkd_error *err) {
-    *out = NULL;
+/* The checkpoint tensor `name`, checked: a weight dtype and the shape config.json implies. */
+static vkd_result weight_source(vkd_st_model *m, const char *name, int rank, const int64_t *shape,
+                                const vkd_st_tensor **out, vkd_error *err) {
     const vkd_st_tensor *st;
     vkd_result r = vkd_st_model_get(m, name, &st, err);
     if (r) return r;
@@ -35,16 +34,28 @@ vkd_result vkd_weight_load_as(vkd_ctx *ctx, vkd_st_model *m, const char *name, i
         return vkd_fail(err, VKD_ERR_FORMAT, "tensor '%s': shape %s, but config.json implies %s",
                         name, got, want);
     }
+    *out = st;
+    return VKD_OK;
+}
+
+/* Uploads st into t and checks it for NaN/Inf. */
+static vkd_result weight_fill(vkd_tensor *t, const vkd_st_tensor *st, const char *name, vkd_error *err) {
+    vkd_result r = vkd_tensor_upload(t, 0, st->data, st->nbytes, err);
+    if (r) return vkd_error_prefix(err, "uploading '%s'", name);
+    return vkd_weight_check_finite(t, st->data, st->nbytes, err);
+}
+
+vkd_result vkd_weight_load_as(vkd_ctx *ctx, vkd_st_model *m, const char *name, int rank,
+                              const int64_t *shape, vkd_layout layout, vkd_tensor **out,
+                              vkd_error *err) {
+    *out = NULL;
+    const vkd_st_tensor *st = NULL;
+    vkd_result r = weight_source(m, name, rank, shape, &st, err);
+    if (r) return r;
     vkd_tensor *t;
     r = vkd_tensor_create_layout(ctx, st->dtype, rank, shape, layout, name, &t, err);
     if (r) return r;
-    r = vkd_tensor_upload(t, 0, st->data, st->nbytes, err);
-    if (r) {
-        vkd_tensor_destroy(t);
-        return vkd_error_prefix(err, "uploading '%s'", name);
-    }
-    r = vkd_weight_check_finite(t, st->data, st->nbytes, err);
-    if (r) {
+    if ((r = weight_fill(t, st, name, err))) {
         vkd_tensor_destroy(t);
         return r;
     }
@@ -135,6 +146,23 @@ vkd_result vkd_linear_forward(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, cons
         (r = vkd_op_axpby(rec, lin->lora_t, lin->lora_t, lin->lora_t, lin->scale, 0.0f, n)))
         return r;
     return vkd_op_matmul(rec, y, y_row0, lin->lora_t, 0, lin->lora_b, m, true);
+}
+
+/* ys[j] = lin(x; lins[j]) for j < n (2 or 3), m rows: one vkd_op_matmul_group dispatch where
+ * the weights are one stack without adapters (load_qkv) and the outputs share a buffer
+ * (vkd_layer_qkv_scratch), else linear by linear. */
+static vkd_result linears_forward(vkd_rec *rec, vkd_tensor *const *ys, const vkd_tensor *x,
+                                  uint32_t x_row0, const vkd_linear *const *lins, uint32_t n, uint32_t m) {
+    const vkd_tensor *ws[3];
+    bool fused = n <= 3;
+    for (uint32_t j = 0; j < n && fused; j++) {
+        ws[j] = lins[j]->w;
+        fused = !lins[j]->lora_a;
+    }
+    if (fused && vkd_matmul_group_ok(ys, ws, n)) return vkd_op_matmul_group(rec, ys, 0, x, x_row0, ws, n, m);
+    vkd_result r = VKD_OK;
+    for (uint32_t j = 0; j < n && !r; j++) r = vkd_linear_forward(rec, ys[j], 0, x, x_row0, lins[j], m, false);
+    return r;
 }
 
 void vkd_linear_lora_detach(vkd_linear *lin) {
@@ -255,6 +283,43 @@ vkd_result vkd_linear_backward(vkd_rec *rec, vkd_tensor *dx, uint32_t dx_row0, c
 
 /* ---- decoder layer ---------------------------------------------------------------- */
 
+/* Where the profile reads weights in the texel block layout, q, k and v go into one stack
+ * (vkd_tensor_create_stack), so that vkd_op_matmul_group multiplies them in one dispatch;
+ * otherwise (other layouts, mixed dtypes, a stack larger than one texel view) this leaves
+ * them to vkd_layer_load's separate tensors. */
+static vkd_result load_qkv(vkd_ctx *ctx, vkd_st_model *m, const char *prefix, const vkd_layer_dims *d,
+                           vkd_layer *L, vkd_error *err) {
+    static const char *const sfx[3] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                       "self_attn.v_proj.weight"};
+    vkd_linear *lin[3] = {&L->wq, &L->wk, &L->wv};
+    uint64_t rows[3] = {(uint64_t)d->n_q * d->head_dim, (uint64_t)d->n_kv * d->head_dim,
+                        (uint64_t)d->n_kv * d->head_dim};
+    char names[3][160];
+    const char *np[3];
+    const vkd_st_tensor *st[3] = {NULL};
+    for (int j = 0; j < 3; j++) {
+        snprintf(names[j], sizeof names[j], "%s%s", prefix, sfx[j]);
+        np[j] = names[j];
+        int64_t shape[2] = {(int64_t)rows[j], d->hidden};
+        vkd_result r = weight_source(m, names[j], 2, shape, &st[j], err);
+        if (r) return r;
+        if (st[j]->dtype != st[0]->dtype) return VKD_OK;
+    }
+    if (vkd_ctx_weight_layout(ctx, st[0]->dtype) != VKD_LAYOUT_BLOCKS) return VKD_OK;
+    vkd_tensor *mem[3];
+    vkd_error serr = {0};
+    vkd_result r = vkd_tensor_create_stack(ctx, st[0]->dtype, 3, rows, d->hidden, np, &L->qkv_stack,
+                                           mem, &serr);
+    if (r == VKD_ERR_UNSUPPORTED) return VKD_OK;
+    if (r) {
+        *err = serr;
+        return r;
+    }
+    for (int j = 0; j < 3; j++) lin[j]->w = mem[j];
+    for (int j = 0; j < 3 && !r; j++) r = weight_fill(mem[j], st[j], names[j], err);
+    return r;
+}
+
 vkd_result vkd_layer_load(vkd_ctx *ctx, vkd_st_model *m, const char *prefix,
                           const vkd_layer_dims *d, vkd_layer *L, uint64_t *bytes, vkd_error *err) {
     const int64_t H = d->hidden, Q = (int64_t)d->n_q * d->head_dim,
@@ -273,12 +338,13 @@ vkd_result vkd_layer_load(vkd_ctx *ctx, vkd_st_model *m, const char *prefix,
         {"self_attn.k_norm.weight", &L->k_norm, 1, D, 0},
     };
     size_t n = d->qk_norm ? 11 : 9;
+    vkd_result r = load_qkv(ctx, m, prefix, d, L, err);
+    if (r) return r;
     for (size_t j = 0; j < n; j++) {
         char name[160];
         snprintf(name, sizeof name, "%s%s", prefix, w[j].suffix);
         int64_t shape[2] = {w[j].s0, w[j].s1};
-        vkd_result r = vkd_weight_load(ctx, m, name, w[j].rank, shape, w[j].dst, err);
-        if (r) return r;
+        if (!*w[j].dst && (r = vkd_weight_load(ctx, m, name, w[j].rank, shape, w[j].dst, err))) return r;
         *bytes += (*w[j].dst)->bytes;
     }
     return VKD_OK;
@@ -298,9 +364,45 @@ void vkd_layer_free(vkd_layer *L) {
         vkd_tensor_destroy(lin[j]->grad_w);
     }
     vkd_tensor *all[] = {L->ln1, L->q_norm, L->k_norm, L->ln2, L->kc, L->vc, L->grad_ln1,
-                         L->grad_q_norm, L->grad_k_norm, L->grad_ln2};
+                         L->grad_q_norm, L->grad_k_norm, L->grad_ln2, L->qkv_stack};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
     memset(L, 0, sizeof *L);
+}
+
+vkd_result vkd_scratch_group(vkd_ctx *ctx, uint32_t n, uint64_t rows, const uint64_t *cols,
+                             const char *const *names, vkd_tensor **whole, vkd_tensor **out,
+                             vkd_error *err) {
+    *whole = NULL;
+    for (uint32_t j = 0; j < n; j++) out[j] = NULL;
+    uint64_t align = vkd_ctx_info(ctx)->min_storage_buffer_offset_alignment, off[3], total = 0;
+    if (align < 16) align = 16;
+    if (n > 3) return vkd_fail(err, VKD_ERR_INVALID, "scratch group of %u tensors (at most 3)", n);
+    for (uint32_t j = 0; j < n; j++) {
+        off[j] = total;
+        total = (total + rows * cols[j] * 4 + align - 1) / align * align;
+    }
+    vkd_result r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, total / 4, names[0], whole, err);
+    if (r) return r;
+    bool one = (*whole)->nchunks == 1;
+    for (uint32_t j = 0; j < n && !r; j++) {
+        int64_t shape[2] = {(int64_t)rows, (int64_t)cols[j]};
+        r = one ? vkd_tensor_view(*whole, off[j], VKD_DTYPE_F32, 2, shape, names[j], &out[j], err)
+                : vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, rows, cols[j], names[j], &out[j], err);
+    }
+    if (!one) {
+        vkd_tensor_destroy(*whole);
+        *whole = NULL;
+    }
+    if (r) vkd_scratch_group_free(n, *whole, out);
+    return r;
+}
+
+void vkd_scratch_group_free(uint32_t n, vkd_tensor *whole, vkd_tensor **ts) {
+    for (uint32_t j = 0; j < n; j++) {
+        vkd_tensor_destroy(ts[j]);
+        ts[j] = NULL;
+    }
+    vkd_tensor_destroy(whole);
 }
 
 vkd_result vkd_layer_acts_create(vkd_ctx *ctx, const vkd_layer_dims *d, uint32_t rows,
@@ -336,8 +438,9 @@ vkd_result vkd_layer_kv_append(vkd_rec *rec, const vkd_layer *L, const vkd_layer
                                vkd_tensor *k_raw, vkd_tensor *k, vkd_tensor *v, vkd_tensor *kc,
                                vkd_tensor *vc, const vkd_tensor *inv_freq, float eps) {
     const uint32_t D = d->head_dim, KV = d->n_kv * D;
-    vkd_linear_forward(rec, k_raw, 0, c, c_row0, &L->wk, n, false);
-    vkd_linear_forward(rec, v, 0, c, c_row0, &L->wv, n, false);
+    const vkd_linear *kv[2] = {&L->wk, &L->wv};
+    vkd_tensor *kvy[2] = {k_raw, v};
+    linears_forward(rec, kvy, c, c_row0, kv, 2, n);
     if (k_raw == k) /* in place: one dispatch (inference) */
         return vkd_op_qk_rope_kv(rec, NULL, k, v, NULL, d->qk_norm ? L->k_norm : NULL, n, 0, d->n_kv,
                                  D, pos, inv_freq, eps, kc, vc);
@@ -355,9 +458,9 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
     if (A->x_in) vkd_op_copy2d(rec, A->x_in, 0, 0, x, 0, 0, m, H);
     vkd_op_rmsnorm(rec, A->a1, x, L->ln1, m, H, eps);
     vkd_tensor *qr = d->qk_norm ? A->q_raw : A->q, *kr = d->qk_norm ? A->k_raw : A->k;
-    vkd_linear_forward(rec, qr, 0, A->a1, 0, &L->wq, m, false);
-    vkd_linear_forward(rec, kr, 0, A->a1, 0, &L->wk, m, false);
-    vkd_linear_forward(rec, A->v, 0, A->a1, 0, &L->wv, m, false);
+    const vkd_linear *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    vkd_tensor *qkvy[3] = {qr, kr, A->v};
+    linears_forward(rec, qkvy, A->a1, 0, qkv, 3, m);
     if (qr == A->q && kr == A->k && !s->block) {
         /* in place (inference): norms, RoPE and the K/V append in one dispatch */
         vkd_op_qk_rope_kv(rec, A->q, A->k, A->v, d->qk_norm ? L->q_norm : NULL,
@@ -388,9 +491,14 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
     vkd_linear_forward(rec, x, 0, A->o, 0, &L->wo, m, true);
     if (A->x_mid) vkd_op_copy2d(rec, A->x_mid, 0, 0, x, 0, 0, m, H);
     vkd_op_rmsnorm(rec, A->a2, x, L->ln2, m, H, eps);
-    vkd_linear_forward(rec, A->g, 0, A->a2, 0, &L->wg, m, false);
-    vkd_linear_forward(rec, A->u, 0, A->a2, 0, &L->wu, m, false);
-    vkd_op_swiglu(rec, A->h, A->g, A->u, (uint64_t)m * d->ffn);
+    if (A->h == A->g && !L->wg.lora_a && !L->wu.lora_a && vkd_matmul_glu_ok(L->wg.w, L->wu.w)) {
+        /* inference (g and u not kept): gate, up and SwiGLU in one dispatch */
+        vkd_op_matmul_glu(rec, A->h, 0, A->a2, 0, L->wg.w, L->wu.w, m);
+    } else {
+        vkd_linear_forward(rec, A->g, 0, A->a2, 0, &L->wg, m, false);
+        vkd_linear_forward(rec, A->u, 0, A->a2, 0, &L->wu, m, false);
+        vkd_op_swiglu(rec, A->h, A->g, A->u, (uint64_t)m * d->ffn);
+    }
     return vkd_linear_forward(rec, x, 0, A->h, 0, &L->wd, m, true);
 }
 

@@ -93,6 +93,9 @@ typedef struct vkd_layer {
     vkd_tensor *ln1, *q_norm, *k_norm, *ln2;
     vkd_linear wq, wk, wv, wo, wg, wu, wd;
     vkd_tensor *kc, *vc;       /* KV cache: capacity x (n_kv*head_dim), f32 or f16 */
+    /* the texel-block stack holding wq.w, wk.w and wv.w (vkd_tensor_create_stack), whose
+     * members those are; NULL where they are separate tensors */
+    vkd_tensor *qkv_stack;
     /* full-weight training (vkd_layer_weight_grads): f32 gradients of the norm weights,
      * accumulated by vkd_layer_backward; NULL: frozen (q/k_norm: NULL without qk_norm) */
     vkd_tensor *grad_ln1, *grad_q_norm, *grad_k_norm, *grad_ln2;
@@ -135,6 +138,15 @@ typedef struct vkd_layer_acts {
 vkd_result vkd_layer_acts_create(vkd_ctx *ctx, const vkd_layer_dims *d, uint32_t rows,
                                  vkd_layer_acts *A, vkd_error *err);
 void vkd_layer_acts_free(vkd_layer_acts *A);
+
+/* n (<= 3) f32 rows x cols[j] scratch tensors out[j] as views of one buffer (*whole), so that
+ * vkd_op_matmul_group can write them in one dispatch (inference q/k/v; a DFlash context's
+ * k/v); where they would not fit one binding, separate tensors (*whole NULL). Free with
+ * vkd_scratch_group_free. */
+vkd_result vkd_scratch_group(vkd_ctx *ctx, uint32_t n, uint64_t rows, const uint64_t *cols,
+                             const char *const *names, vkd_tensor **whole, vkd_tensor **out,
+                             vkd_error *err);
+void vkd_scratch_group_free(uint32_t n, vkd_tensor *whole, vkd_tensor **ts);
 
 typedef struct vkd_layer_step {
     uint32_t m;                /* rows of x */

@@ -151,12 +151,16 @@ vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_optio
     uint64_t lrows = vkd_ctx_max_binding(ctx) / ((uint64_t)t->vocab * 4);
     t->logit_rows = lrows < R ? (uint32_t)lrows : R;
     if (t->logit_rows > 64) t->logit_rows = 64;
+    /* q, k, v in one buffer: one vkd_op_matmul_group dispatch writes them */
+    const uint64_t qkv_cols[3] = {Q, KV, KV};
+    const char *const qkv_names[3] = {"q", "k", "v"};
+    vkd_tensor *qkv[3];
+    if ((r = vkd_scratch_group(ctx, 3, R, qkv_cols, qkv_names, &t->qkv, qkv, err))) goto fail;
+    t->q = qkv[0], t->k = qkv[1], t->v = qkv[2];
     if ((r = scratch(t, VKD_DTYPE_I32, 1, R, "ids", &t->ids, err)) ||
         (r = scratch(t, VKD_DTYPE_F32, R, t->hidden, "x", &t->x, err)) ||
         (r = scratch(t, VKD_DTYPE_F32, R, Q > t->hidden ? Q : t->hidden, "a", &t->a, err)) ||
-        (r = scratch(t, VKD_DTYPE_F32, R, Q, "q", &t->q, err)) ||
-        (r = scratch(t, VKD_DTYPE_F32, R, KV, "k", &t->k, err)) ||
-        (r = scratch(t, VKD_DTYPE_F32, R, KV, "v", &t->v, err)) ||
+
         (r = scratch(t, VKD_DTYPE_F32, R, Q, "o", &t->o, err)) ||
         (r = scratch(t, VKD_DTYPE_F32, R, t->ffn, "gate", &t->g, err)) ||
         (r = scratch(t, VKD_DTYPE_F32, R, t->ffn, "up", &t->u, err)) ||
@@ -181,8 +185,10 @@ void vkd_target_free(vkd_target *t) {
         free(t->layers);
     }
     if (t->lm_head != t->embed) vkd_tensor_destroy(t->lm_head);
-    vkd_tensor *rest[] = {t->embed, t->norm, t->inv_freq, t->ids, t->x, t->a, t->q, t->k,
-                          t->v, t->o, t->g, t->u, t->logits, t->lm_part};
+    vkd_tensor *qkv[3] = {t->q, t->k, t->v};
+    vkd_scratch_group_free(3, t->qkv, qkv);
+    vkd_tensor *rest[] = {t->embed, t->norm, t->inv_freq, t->ids, t->x, t->a, t->o, t->g, t->u,
+                          t->logits, t->lm_part};
     for (size_t j = 0; j < sizeof rest / sizeof rest[0]; j++) vkd_tensor_destroy(rest[j]);
     free(t);
 }

@@ -37,6 +37,7 @@ typedef struct vkd_dflash {
     uint64_t weight_bytes;
     /* scratch */
     vkd_tensor *ids, *c, *kx, *vx, *h, *a, *q, *k, *v, *o, *g, *u;
+    vkd_tensor *kvx, *qkv;     /* the buffers kx/vx and q/k/v are views of (vkd_scratch_group) */
     vkd_tensor *logits;        /* (block-1) x vocab, f32: rows 1..B-1 of the last block */
 } vkd_dflash;
 

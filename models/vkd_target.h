@@ -36,6 +36,7 @@ typedef struct vkd_target {
     uint64_t weight_bytes;     /* bytes of weights one decode step reads */
     /* scratch, max_rows rows each */
     vkd_tensor *ids, *x, *a, *q, *k, *v, *o, *g, *u;
+    vkd_tensor *qkv;           /* the buffer q, k and v are views of (vkd_scratch_group), or NULL */
     vkd_tensor *logits;        /* logit_rows x vocab, f32 */
     vkd_tensor *lm_part;       /* candidates of the greedy LM head (vkd_op_matmul_argmax) for
                                 * logit_rows rows; NULL unless lm_head is in texel blocks */

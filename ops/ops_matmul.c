@@ -160,40 +160,180 @@ static bool blocks_bcast(const vkd_profile *p) {
     return p->matmul_bcast && lanes == 8;
 }
 
-static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, const vkd_tensor *x,
-                                const vkd_tensor *w, vkd_pc_matmul pc, bool accumulate) {
+/* Geometry of the texel-block kernels (matmul_blocks, matmul_group, matmul_glu) for m rows of x
+ * against W of `rows` rows and row_texels texels a row: lanes, rows per lane (spec[1]), rows
+ * of x per workgroup (spec[2]), and workgroup rows along y (groups[1]). `sets`: accumulator
+ * sets per lane (GLU: 2), whose total is kept to what one set of a 16-row pass holds. */
+static vkd_result blocks_geometry(vkd_rec *rec, const char *op, uint64_t rows, uint64_t row_texels,
+                                  uint32_t m, uint32_t sets, vkd_dispatch *disp) {
     const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
     uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
     while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
     /* rows of x per workgroup: up to the pass size, the workgroup rows (y) covering m */
     uint32_t pass = blocks_bcast(p) ? BLOCKS_BCAST_MAX_M : BLOCKS_MAX_M;
     uint32_t mb = 1;
-    while (mb < pc.m && mb < pass) mb *= 2;
+    while (mb < m && mb < pass) mb *= 2;
     uint32_t rpl = VKD_BLOCK_ROWS / lanes;
     if (rpl > 32) rpl = 32;
+    while (rpl > 1 && (uint64_t)sets * mb * rpl > (uint64_t)pass * 32) rpl /= 2;
     /* halve the rows per lane while that spares at least an eighth of W's rows in padding
      * rows computed (a small model's 64-, 128- and 384-row projections) */
     while (rpl > 1) {
-        uint64_t g = (uint64_t)lanes * rpl, pad = vkd_div_up(w->rows, g) * g - w->rows;
-        uint64_t pad2 = vkd_div_up(w->rows, g / 2) * (g / 2) - w->rows;
-        if ((pad - pad2) * 8 < w->rows) break;
+        uint64_t g = (uint64_t)lanes * rpl, pad = vkd_div_up(rows, g) * g - rows;
+        uint64_t pad2 = vkd_div_up(rows, g / 2) * (g / 2) - rows;
+        if ((pad - pad2) * 8 < rows) break;
         rpl /= 2;
     }
     /* one loop pass per texel step of a row, plus the tail step and loop exits */
-    if (w->row_texels + 8 > vkd_profile_loop_budget(p))
+    if (row_texels + 8 > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
-                        "matmul: K = %u exceeds the driver's loop limit for the texel kernel", pc.K);
-    if (blocks_bcast(p)) key.shape = VKD_SHAPE_BCAST;
-    vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
-    disp.spec[0] = lanes;
-    disp.spec[1] = rpl;
-    disp.spec[2] = mb;
-    disp.nspec = 3;
-    uint64_t gy = vkd_div_up(pc.m, mb);
+                        "%s: K of %llu texels exceeds the driver's loop limit for the texel kernel", op,
+                        (unsigned long long)row_texels);
+    disp->spec[0] = lanes;
+    disp->spec[1] = rpl;
+    disp->spec[2] = mb;
+    disp->nspec = 3;
+    uint64_t gy = vkd_div_up(m, mb);
     if (gy > vkd_ctx_info(vkd_rec_ctx(rec))->max_workgroup_count[1])
-        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul: m = %u too large", pc.m);
-    disp.groups[1] = (uint32_t)gy;
-    return matmul_chunks(rec, &disp, &pc, w, lanes * rpl, 0);
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "%s: m = %u too large", op, m);
+    disp->groups[1] = (uint32_t)gy;
+    return VKD_OK;
+}
+
+static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, const vkd_tensor *x,
+                                const vkd_tensor *w, vkd_pc_matmul pc, bool accumulate) {
+    if (blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec)))) key.shape = VKD_SHAPE_BCAST;
+    vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
+    vkd_result r = blocks_geometry(rec, "matmul", w->rows, w->row_texels, pc.m, 1, &disp);
+    return r ? r : matmul_chunks(rec, &disp, &pc, w, disp.spec[0] * disp.spec[1], 0);
+}
+
+bool vkd_matmul_group_ok(vkd_tensor *const *ys, const vkd_tensor *const *ws, uint32_t n) {
+    if (n < 2 || n > 3 || !ws[0] || !vkd_ctx_profile(ws[0]->ctx)->matmul_fuse) return false;
+    for (uint32_t j = 0; j < n; j++) {
+        const vkd_tensor *w = ws[j], *y = ys[j];
+        if (!w || w->layout != VKD_LAYOUT_BLOCKS || !w->parent || w->parent != ws[0]->parent ||
+            w->parent->layout != VKD_LAYOUT_BLOCKS || w->parent->nchunks != 1 || w->nchunks != 1 ||
+            w->dtype != ws[0]->dtype || w->cols != ws[0]->cols || !weight_dtype(w->dtype))
+            return false;
+        if (!y || y->nchunks != 1 || y->layout != VKD_LAYOUT_ROWS || y->dtype != VKD_DTYPE_F32 ||
+            y->chunks[0].buffer != ys[0]->chunks[0].buffer || y->chunks[0].base % 4)
+            return false;
+    }
+    return true;
+}
+
+vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_row0, const vkd_tensor *x,
+                               uint32_t x_row0, const vkd_tensor *const *ws, uint32_t n, uint32_t m) {
+    vkd_error *err = vkd_rec_error(rec);
+    if (err->code) return err->code;
+    if (!vkd_matmul_group_ok(ys, ws, n))
+        return vkd_fail(err, VKD_ERR_INVALID, "matmul_group: expected 2 or 3 matrices of one stack "
+                        "(vkd_tensor_create_stack) with one dtype and K, and f32 outputs in one buffer");
+    vkd_result r;
+    for (uint32_t j = 0; j < n; j++)
+        if ((r = matmul_check(rec, ys[j], y_row0, x, x_row0, ws[j], m))) return r;
+    if (!m) return VKD_OK;
+    const vkd_tensor *st = ws[0]->parent;
+    /* y: one binding over the span of the outputs' bytes in their buffer */
+    vkd_chunk span = ys[0]->chunks[0];
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        const vkd_chunk *c = &ys[j]->chunks[0];
+        uint64_t end = c->base + (c->bind_bytes ? c->bind_bytes : (c->bytes + 15) / 16 * 16);
+        if (c->base < lo) lo = c->base, span = *c;
+        if (end > hi) hi = end;
+    }
+    if ((hi - lo) / 4 > UINT32_MAX)
+        return vkd_fail(err, VKD_ERR_RANGE, "matmul_group: outputs too far apart for 32-bit indexing");
+    span.base = lo;
+    span.bytes = span.bind_bytes = hi - lo;
+    vkd_variant key = {.dtype = st->dtype, .layout = VKD_LAYOUT_BLOCKS,
+                       .shape = blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec))) ? VKD_SHAPE_BCAST
+                                                                               : VKD_SHAPE_GEMV};
+    vkd_pc_matmul_group pc = {.m = m, .K = (uint32_t)st->cols, .x_row0 = x_row0, .y_row0 = y_row0};
+    vkd_dispatch disp = {
+        .shader = vkd_select_matmul_group(&key),
+        .binds = {{&st->chunks[0], VKD_READ}, vkd_r(x), {&span, VKD_WRITE}},
+        .nbinds = 3,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+    };
+    /* one geometry for all: the rows per lane of the matrix that wants the fewest */
+    uint32_t rpl = 32;
+    for (uint32_t j = 0; j < n; j++) {
+        if ((r = blocks_geometry(rec, "matmul_group", ws[j]->rows, st->row_texels, m, 1, &disp))) return r;
+        if (disp.spec[1] < rpl) rpl = disp.spec[1];
+    }
+    disp.spec[1] = rpl;
+    uint32_t rows[3], base[3], yoff[3], start[4] = {0};
+    for (uint32_t j = 0; j < 3; j++) {
+        uint32_t jj = j < n ? j : n - 1;
+        const vkd_tensor *w = ws[jj];
+        rows[j] = (uint32_t)w->rows;
+        base[j] = (uint32_t)((w->chunks[0].base - st->chunks[0].base) / 16);
+        yoff[j] = (uint32_t)((ys[jj]->chunks[0].base - lo) / 4);
+        uint64_t g = j < n ? vkd_div_up(w->rows, (uint64_t)disp.spec[0] * rpl) : 0;
+        if (start[j] + g > vkd_ctx_info(vkd_rec_ctx(rec))->max_workgroup_count[0])
+            return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_group: too many rows for one dispatch");
+        start[j + 1] = start[j] + (uint32_t)g;
+    }
+    pc.rows0 = rows[0], pc.rows1 = rows[1], pc.rows2 = rows[2];
+    pc.base0 = base[0], pc.base1 = base[1], pc.base2 = base[2];
+    pc.yoff0 = yoff[0], pc.yoff1 = yoff[1], pc.yoff2 = yoff[2];
+    pc.start1 = start[1], pc.start2 = start[2];
+    disp.groups[0] = start[n];
+    return vkd_rec_dispatch(rec, &disp);
+}
+
+bool vkd_matmul_glu_ok(const vkd_tensor *g, const vkd_tensor *u) {
+    if (!g || !u || !vkd_ctx_profile(g->ctx)->matmul_fuse || g->layout != VKD_LAYOUT_BLOCKS ||
+        u->layout != VKD_LAYOUT_BLOCKS ||
+        g->dtype != u->dtype || g->rows != u->rows || g->cols != u->cols || g->nchunks != u->nchunks ||
+        !weight_dtype(g->dtype))
+        return false;
+    for (uint32_t c = 0; c < g->nchunks; c++)
+        if (g->chunks[c].rows != u->chunks[c].rows) return false;
+    return true;
+}
+
+vkd_result vkd_op_matmul_glu(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
+                             uint32_t x_row0, const vkd_tensor *g, const vkd_tensor *u, uint32_t m) {
+    vkd_result r = matmul_check(rec, y, y_row0, x, x_row0, g, m);
+    if (r) return r;
+    if (!vkd_matmul_glu_ok(g, u))
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "matmul_glu: gate '%s' and up '%s' must "
+                        "have one shape and dtype, in the texel block layout", g->name, u ? u->name : "");
+    if (!m) return VKD_OK;
+    vkd_variant key = {.dtype = g->dtype, .layout = VKD_LAYOUT_BLOCKS,
+                       .shape = blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec))) ? VKD_SHAPE_BCAST
+                                                                               : VKD_SHAPE_GEMV};
+    vkd_pc_matmul pc = {.m = m, .K = (uint32_t)g->cols, .N = (uint32_t)g->rows, .x_row0 = x_row0,
+                        .y_row0 = y_row0};
+    vkd_dispatch disp = {
+        .shader = vkd_select_matmul_glu(&key),
+        .binds = {{NULL, VKD_READ}, {NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], VKD_WRITE}},
+        .nbinds = 4,
+        .push = &pc,
+        .push_bytes = sizeof pc,
+    };
+    if ((r = blocks_geometry(rec, "matmul_glu", g->rows, g->row_texels, m, 2, &disp))) return r;
+    uint32_t per = disp.spec[0] * disp.spec[1];
+    for (uint32_t c = 0; c < g->nchunks; c++) {
+        const vkd_chunk *ch = &g->chunks[c];
+        pc.col0 = (uint32_t)ch->row0;
+        pc.rows = (uint32_t)ch->rows;
+        uint64_t groups = vkd_div_up(ch->rows, per);
+        if (groups > vkd_ctx_info(vkd_rec_ctx(rec))->max_workgroup_count[0])
+            return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
+                            "matmul_glu: chunk of %llu rows too large for one dispatch",
+                            (unsigned long long)ch->rows);
+        disp.groups[0] = (uint32_t)groups;
+        disp.binds[0].chunk = ch;
+        disp.binds[1].chunk = &u->chunks[c];
+        if ((r = vkd_rec_dispatch(rec, &disp))) return r;
+    }
+    return VKD_OK;
 }
 
 /* Tiled GEMM: T x T output tiles, (T/4)^2 lanes each computing 4 x 4 outputs. */

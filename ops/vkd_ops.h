@@ -39,6 +39,26 @@ vkd_result vkd_op_count_nonfinite(vkd_rec *rec, vkd_tensor *count, const vkd_ten
 vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
                          uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate);
 
+/* Two or three matmuls of one x in one dispatch (q/k/v):
+ * ys[j][y_row0 + i, :N_j] = x[x_row0 + i, :K] . W_j^T for i < m, j < n (2 or 3).
+ *   W_j: members of one stack (vkd_tensor_create_stack: VKD_LAYOUT_BLOCKS, one dtype and K);
+ *   ys[j]: f32, row stride N_j = rows of W_j, single chunk, all in one buffer (views of one
+ *   tensor, vkd_tensor_view), bound as one range that spans them.
+ * vkd_matmul_group_ok tells whether they qualify (and the profile's matmul_fuse is on);
+ * otherwise call vkd_op_matmul per matrix. */
+bool vkd_matmul_group_ok(vkd_tensor *const *ys, const vkd_tensor *const *ws, uint32_t n);
+vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_row0, const vkd_tensor *x,
+                               uint32_t x_row0, const vkd_tensor *const *ws, uint32_t n, uint32_t m);
+
+/* Gate and up projections with SwiGLU in one dispatch:
+ * y[y_row0 + i, :F] = silu(x[x_row0 + i, :K] . G^T) * (x[x_row0 + i, :K] . U^T) for i < m,
+ * as vkd_op_matmul twice and vkd_op_swiglu (which it replaces in inference, where g and u
+ * need not be kept). G, U: F x K, one dtype, both VKD_LAYOUT_BLOCKS (vkd_matmul_glu_ok);
+ * y: f32, row stride F. */
+bool vkd_matmul_glu_ok(const vkd_tensor *g, const vkd_tensor *u);
+vkd_result vkd_op_matmul_glu(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
+                             uint32_t x_row0, const vkd_tensor *g, const vkd_tensor *u, uint32_t m);
+
 /* y[i, :] = float(table[ids[i], :]) for i < m. table: V x H, f32/f16/bf16, any chunks;
  * ids: i32, at least m entries (an id outside [0, V) gives a zero row); y: f32 m x H. */
 vkd_result vkd_op_embed(vkd_rec *rec, vkd_tensor *y, const vkd_tensor *ids,

@@ -267,7 +267,7 @@ static vkd_result chunk_view(vkd_ctx *ctx, vkd_chunk *ch, vkd_error *err) {
         .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
         .buffer = ch->buffer,
         .format = VK_FORMAT_R32G32B32A32_UINT,
-        .offset = 0,
+        .offset = ch->base,
         .range = align_up(ch->bytes, 16), /* whole texels (the buffer is rounded up to them) */
     };
     VKD_CHECK_VK(err, vkCreateBufferView(ctx->device, &vci, NULL, &ch->view), "vkCreateBufferView");
@@ -403,6 +403,79 @@ vkd_result vkd_tensor_create_kv(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, ui
     return tensor_create(ctx, dtype, 2, shape, VKD_LAYOUT_ROWS, ctx->profile.kv_texel, name, out, err);
 }
 
+vkd_result vkd_tensor_create_stack(vkd_ctx *ctx, vkd_dtype dtype, uint32_t n, const uint64_t *rows,
+                                   uint64_t cols, const char *const *names, vkd_tensor **stack,
+                                   vkd_tensor **members, vkd_error *err) {
+    *stack = NULL;
+    for (uint32_t i = 0; i < n; i++) members[i] = NULL;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!rows[i] || rows[i] > UINT32_MAX)
+            return vkd_fail(err, VKD_ERR_INVALID, "stack: matrix '%s' has %llu rows", names[i],
+                            (unsigned long long)rows[i]);
+        total += (rows[i] + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * VKD_BLOCK_ROWS;
+    }
+    if (!n || !cols) return vkd_fail(err, VKD_ERR_INVALID, "stack: %u matrices of %llu columns", n,
+                                     (unsigned long long)cols);
+    int64_t shape[2] = {(int64_t)total, (int64_t)cols};
+    char sname[64];
+    snprintf(sname, sizeof sname, "%s (stack)", names[0]);
+    vkd_tensor *s;
+    vkd_result r = tensor_create(ctx, dtype, 2, shape, VKD_LAYOUT_BLOCKS, false, sname, &s, err);
+    if (r) return r;
+    uint64_t align = ctx->info.min_texel_offset_alignment ? ctx->info.min_texel_offset_alignment : 16;
+    const vkd_chunk *sc = &s->chunks[0];
+    uint64_t off = 0;
+    for (uint32_t i = 0; i < n && !r; i++) {
+        if (s->nchunks != 1 || off % align) {
+            r = vkd_fail(err, VKD_ERR_UNSUPPORTED, "stack of '%s': %s", names[0], s->nchunks != 1 ?
+                         "more rows than one texel buffer view holds" :
+                         "a matrix would start off the device's texel offset alignment");
+            break;
+        }
+        vkd_tensor *t = calloc(1, sizeof *t);
+        vkd_chunk *ch = calloc(1, sizeof *ch);
+        if (!t || !ch) {
+            free(t);
+            free(ch);
+            r = vkd_fail(err, VKD_ERR_NOMEM, "out of host memory");
+            break;
+        }
+        t->ctx = ctx;
+        t->dtype = dtype;
+        t->ndim = 2;
+        t->shape[0] = (int64_t)rows[i];
+        t->shape[1] = (int64_t)cols;
+        t->rows = rows[i];
+        t->cols = cols;
+        t->row_bytes = s->row_bytes;
+        t->bytes = rows[i] * s->row_bytes;
+        t->layout = VKD_LAYOUT_BLOCKS;
+        t->row_texels = s->row_texels;
+        t->nchunks = 1;
+        t->chunks = ch;
+        t->parent = s;
+        snprintf(t->name, sizeof t->name, "%s", names[i]);
+        *ch = (vkd_chunk){.buffer = sc->buffer, .rows = rows[i], .map = sc->map ? sc->map + off : NULL,
+                          .block = sc->block, .offset = sc->offset, .base = off, .texel_only = true};
+        ch->bytes = chunk_bytes(t, rows[i]);
+        ch->bind_bytes = ch->bytes;
+        members[i] = t;
+        if ((r = chunk_view(ctx, ch, err))) vkd_error_prefix(err, "tensor '%s'", names[i]);
+        off += ch->bytes;
+    }
+    if (r) {
+        for (uint32_t i = 0; i < n; i++) {
+            vkd_tensor_destroy(members[i]);
+            members[i] = NULL;
+        }
+        vkd_tensor_destroy(s);
+        return r;
+    }
+    *stack = s;
+    return VKD_OK;
+}
+
 vkd_result vkd_tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
                              const char *name, vkd_tensor **out, vkd_error *err) {
     return vkd_tensor_create_layout(ctx, dtype, ndim, shape, VKD_LAYOUT_ROWS, name, out, err);
@@ -417,7 +490,9 @@ vkd_result vkd_tensor_create_2d(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, ui
 void vkd_tensor_destroy(vkd_tensor *t) {
     if (!t) return;
     vkd_ctx *ctx = t->ctx;
-    if (t->parent) {           /* a view owns no memory */
+    if (t->parent) {           /* a view owns no memory; a stack member owns its texel view */
+        if (t->layout == VKD_LAYOUT_BLOCKS && t->chunks[0].view)
+            vkDestroyBufferView(ctx->device, t->chunks[0].view, NULL);
         free(t->chunks);
         free(t);
         return;

@@ -19,6 +19,13 @@ static uint32_t env_u32(const char *name, uint32_t dflt) {
     return x > 0 && x < 65536 ? (uint32_t)x : dflt;
 }
 
+/* A 0/1 switch: "0" off, any other number on, unset or empty: dflt. */
+static bool env_bool(const char *name, bool dflt) {
+    const char *v = getenv(name);
+    if (!v || !*v) return dflt;
+    return strtol(v, NULL, 10) != 0;
+}
+
 void vkd_profile_choose(vkd_ctx *ctx) {
     vkd_profile *p = &ctx->profile;
     const vkd_device_info *d = &ctx->info;
@@ -71,8 +78,9 @@ void vkd_profile_choose(vkd_ctx *ctx) {
     p->wg_stream = env_u32("VKDRAFT_WG_STREAM", p->wg_stream);
     p->stream_groups = env_u32("VKDRAFT_STREAM_GROUPS", p->stream_groups);
     p->attn_lanes = env_u32("VKDRAFT_ATTN_LANES", p->attn_lanes);
-    p->kv_texel = env_u32("VKDRAFT_KV_TEXEL", p->kv_texel) != 0;
+    p->kv_texel = env_bool("VKDRAFT_KV_TEXEL", p->kv_texel);
     p->wg_row = env_u32("VKDRAFT_WG_ROW", p->wg_row);
+    p->matmul_fuse = env_bool("VKDRAFT_MATMUL_FUSE", true);
     const char *wl = getenv("VKDRAFT_WEIGHT_LAYOUT");
     if (wl && !strcmp(wl, "rows")) p->weight_layout = VKD_LAYOUT_ROWS;
     if (wl && !strcmp(wl, "blocks")) p->weight_layout = VKD_LAYOUT_BLOCKS;

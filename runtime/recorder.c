@@ -478,6 +478,10 @@ vkd_result vkd_rec_submit_after(vkd_rec *rec, vkd_result r, vkd_error *err) {
     return r;
 }
 
+void vkd_ctx_profile_reset(vkd_ctx *ctx) {
+    memset(ctx->prof, 0, sizeof ctx->prof);
+}
+
 uint32_t vkd_ctx_profile_entries(const vkd_ctx *ctx, const vkd_profile_entry **out) {
     vkd_ctx *c = (vkd_ctx *)ctx;
     uint32_t n = 0;

@@ -113,6 +113,8 @@ typedef struct vkd_profile {
                                 * (a cross-lane reduction per key); 0: the subgroup size */
     bool kv_texel;             /* KV caches (vkd_tensor_create_kv) carry a texel view and
                                 * attention reads them through it */
+    bool matmul_fuse;          /* texel-block weights: q/k/v as one dispatch (a stack) and
+                                * gate/up/SwiGLU as one (vkd_op_matmul_group, _glu) */
 } vkd_profile;
 
 /* Loop iterations one invocation may run (the profile's bug_loop_limit less slack);
@@ -192,6 +194,16 @@ vkd_result vkd_tensor_create_layout(vkd_ctx *ctx, vkd_dtype dtype, int ndim, con
  * vkd_op_attention reads it; other ops bind it as a storage buffer as usual. */
 vkd_result vkd_tensor_create_kv(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, uint64_t cols,
                                 const char *name, vkd_tensor **out, vkd_error *err);
+/* n zero-filled VKD_LAYOUT_BLOCKS matrices of one dtype and column count in one buffer, one
+ * after another (each padded to whole blocks), so that one texel buffer view reads them all
+ * (vkd_op_matmul_group: q, k and v in one dispatch). *stack: the whole, one chunk;
+ * members[i]: rows[i] x cols, views of it (t->parent == *stack) with their own texel view,
+ * usable wherever a VKD_LAYOUT_BLOCKS tensor is, uploaded one by one. Destroy the members
+ * before the stack. VKD_ERR_UNSUPPORTED when the whole does not fit one texel buffer view
+ * (keep separate tensors then). */
+vkd_result vkd_tensor_create_stack(vkd_ctx *ctx, vkd_dtype dtype, uint32_t n, const uint64_t *rows,
+                                   uint64_t cols, const char *const *names, vkd_tensor **stack,
+                                   vkd_tensor **members, vkd_error *err);
 /* The device profile's layout for a weight matrix of this dtype read by matmul/embed. */
 vkd_layout vkd_ctx_weight_layout(const vkd_ctx *ctx, vkd_dtype dtype);
 /* The same ignoring vkd_ctx_options.row_major_weights: for a frozen weight matrix read only by
@@ -303,5 +315,7 @@ typedef struct vkd_profile_entry {
 } vkd_profile_entry;
 /* Per-shader GPU time accumulated over all submissions; count 0 when profiling is off. */
 uint32_t vkd_ctx_profile_entries(const vkd_ctx *ctx, const vkd_profile_entry **out);
+/* Forgets the profile so far (a benchmark's warm-up run). */
+void vkd_ctx_profile_reset(vkd_ctx *ctx);
 
 #endif

@@ -1,16 +1,34 @@
-/* matmul_blocks.glsl: the body of matmul_blocks.comp and matmul_blocks_bcast.comp (see
- * matmul_blocks.comp). XBCAST: x is loaded one element per lane and shared by subgroup
- * broadcasts (8-lane workgroups that are one subgroup). */
+/* matmul_blocks.glsl: the body of the texel-block matmuls (see matmul_blocks.comp).
+ * XBCAST: x is loaded one element per lane and shared by subgroup broadcasts (8-lane
+ * workgroups that are one subgroup).
+ * MODE 0: one W (matmul_blocks*.comp). MODE 1, GLU: W = gate (binding 0) and up (binding 1)
+ * of the same shape, y = silu(x . gate) * (x . up) (matmul_glu*.comp). MODE 2, a group:
+ * two or three W of the same K stacked in one texel buffer, each with its own y in one
+ * buffer, the workgroups along x taken by W0, then W1, then W2 (matmul_group*.comp). */
 #ifndef XBCAST
 #define XBCAST 0
+#endif
+#ifndef MODE
+#define MODE 0
 #endif
 layout(local_size_x_id = 0) in;                  /* LANES */
 layout(constant_id = 1) const uint RPL = 32;     /* rows per lane: 1, 2, 4, ..., 32 */
 layout(constant_id = 2) const uint MB = 1;       /* rows of x per pass: 1, 2, 4, 8 or 16 */
 
+#if MODE == 0
 layout(binding = 0) uniform usamplerBuffer w;
 layout(std430, binding = 1) readonly buffer X { float x[]; };
 layout(std430, binding = 2) buffer Y { float y[]; };
+#elif MODE == 1
+layout(binding = 0) uniform usamplerBuffer w;
+layout(binding = 1) uniform usamplerBuffer wu;
+layout(std430, binding = 2) readonly buffer X { float x[]; };
+layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+#else
+layout(binding = 0) uniform usamplerBuffer w;   /* the stack holding every W_j */
+layout(std430, binding = 1) readonly buffer X { float x[]; };
+layout(std430, binding = 2) writeonly buffer Y { float y[]; };  /* every y_j, at yoff_j */
+#endif
 
 #if DT_F32
 #define E 4u                                     /* weights per texel */
@@ -25,8 +43,12 @@ layout(std430, binding = 2) buffer Y { float y[]; };
                  F(26) F(27) F(28) F(29) F(30) F(31)
 
 float acc[16][32];
+#if MODE == 1
+float accu[16][32];                              /* up */
+#endif
 uint xb[16];
 vec4 xl[16], xh[16];
+uint lane, row0, xr0;                            /* set by mm_acc */
 
 float xat(uint i, uint e, bool guard) {
     return !guard || e < pc.K ? x[xb[i] + e] : 0.0;
@@ -34,7 +56,11 @@ float xat(uint i, uint e, bool guard) {
 
 #define XOFF(i) if (i < MB) xb[i] = (pc.x_row0 + min(xr0 + uint(i), pc.m - 1u)) * pc.K;
 #define ZERO_R(r) if (r < RPL) { const uint rr = r; FOR_ROWS(ZERO_I) }
+#if MODE == 1
+#define ZERO_I(i) if (i < MB) { acc[i][rr] = 0.0; accu[i][rr] = 0.0; }
+#else
 #define ZERO_I(i) if (i < MB) acc[i][rr] = 0.0;
+#endif
 #if XBCAST
 /* lane l loads element l of the step (f32: lanes past 3 repeat element 3), the others come
  * from the lane holding them: one load per lane and row instead of E */
@@ -53,43 +79,96 @@ float xat(uint i, uint e, bool guard) {
 #define LOADX(i) if (i < MB) { uint e = k * E; \
         xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); }
 #endif
-#define FMA(i) if (i < MB) acc[i][rr] += dot(lo, xl[i]);
-#define WIDEN(q) vec4 lo = uintBitsToFloat(q);
+#define DOT(i, lo, hi) dot(lo, xl[i])
+#define WIDEN(q, lo, hi) vec4 lo = uintBitsToFloat(q);
 #else
 #if !XBCAST
 #define LOADX(i) if (i < MB) { uint e = k * E; \
         xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); \
         xh[i] = vec4(xat(i, e + 4u, g), xat(i, e + 5u, g), xat(i, e + 6u, g), xat(i, e + 7u, g)); }
 #endif
-#define FMA(i) if (i < MB) acc[i][rr] += dot(lo, xl[i]) + dot(hi, xh[i]);
+#define DOT(i, lo, hi) (dot(lo, xl[i]) + dot(hi, xh[i]))
 #if DT_BF16
-#define WIDEN(q) vec4 lo = vec4(bf16x2(q.x), bf16x2(q.y)), hi = vec4(bf16x2(q.z), bf16x2(q.w));
+#define WIDEN(q, lo, hi) vec4 lo = vec4(bf16x2(q.x), bf16x2(q.y)), hi = vec4(bf16x2(q.z), bf16x2(q.w));
 #else
-#define WIDEN(q) vec4 lo = vec4(f16x2(q.x), f16x2(q.y)), hi = vec4(f16x2(q.z), f16x2(q.w));
+#define WIDEN(q, lo, hi) vec4 lo = vec4(f16x2(q.x), f16x2(q.y)), hi = vec4(f16x2(q.z), f16x2(q.w));
 #endif
+#endif
+#if MODE == 1
+/* gate and up: the same texel of both */
+#define FMA(i) if (i < MB) { acc[i][rr] += DOT(i, lo, hi); accu[i][rr] += DOT(i, ulo, uhi); }
+#define ROW_R(r) if (r < RPL) { const uint rr = r; int t = int(tb + rr * gl_WorkGroupSize.x); \
+        uvec4 q = texelFetch(w, t); WIDEN(q, lo, hi) uvec4 qu = texelFetch(wu, t); \
+        WIDEN(qu, ulo, uhi) FOR_ROWS(FMA) }
+#else
+#define FMA(i) if (i < MB) acc[i][rr] += DOT(i, lo, hi);
+#define ROW_R(r) if (r < RPL) { const uint rr = r; \
+        uvec4 q = texelFetch(w, int(tb + rr * gl_WorkGroupSize.x)); WIDEN(q, lo, hi) FOR_ROWS(FMA) }
 #endif
 /* one step k: the x values of every row of x, then each of the lane's rows r */
-#define ROW_R(r) if (r < RPL) { const uint rr = r; \
-        uvec4 q = texelFetch(w, int(tb + rr * gl_WorkGroupSize.x)); WIDEN(q) FOR_ROWS(FMA) }
 #define STEP(kk, guard) { uint k = (kk); bool g = (guard); FOR_ROWS(LOADX) \
         uint tb = t0 + k * 256u; FOR_R(ROW_R) }
-#define STORE_R(r) if (r < RPL) { const uint rr = r; uint n = row0 + rr * gl_WorkGroupSize.x; \
-        if (n < pc.rows) { FOR_ROWS(STORE_I) } }
-#define STORE_I(i) if (i < MB && xr0 + uint(i) < pc.m) { uint o = (pc.y_row0 + xr0 + uint(i)) * pc.N + pc.col0 + n; \
-        y[o] = pc.accumulate != 0u ? y[o] + acc[i][rr] : acc[i][rr]; }
 
-void main() {
-    uint lane = gl_LocalInvocationID.x;
+/* The accumulators of workgroup `gid` of the W starting at texel `base` of w, over the
+ * workgroup's rows of x; sets lane, row0 (the W row of the lane's r = 0) and xr0 (the first
+ * row of x). */
+void mm_acc(uint base, uint gid) {
+    lane = gl_LocalInvocationID.x;
     uint subs = 256u / (gl_WorkGroupSize.x * RPL);   /* workgroups per block */
-    uint b = gl_WorkGroupID.x / subs, s = gl_WorkGroupID.x % subs;
+    uint b = gid / subs, s = gid % subs;
     uint kt = (pc.K + E - 1u) / E, kf = pc.K / E;    /* steps per row: all, full */
     uint sub0 = s * gl_WorkGroupSize.x * RPL + lane; /* row of the block of the lane's r = 0 */
-    uint t0 = b * kt * 256u + sub0;                  /* its texel at step 0 */
-    uint row0 = b * 256u + sub0;
-    uint xr0 = gl_WorkGroupID.y * MB;                /* the workgroup's first row of x */
+    uint t0 = base + b * kt * 256u + sub0;           /* its texel at step 0 */
+    row0 = b * 256u + sub0;
+    xr0 = gl_WorkGroupID.y * MB;                     /* the workgroup's first row of x */
     FOR_ROWS(XOFF)
     { FOR_R(ZERO_R) }
     for (uint ks = 0u; ks < kf; ks++) STEP(ks, false)
     if (kf < kt) STEP(kf, true)
+}
+
+/* stores: rows n < NROWS of y (row stride NCOLS, first column COL0) from VALUE(i) */
+#define STORE_R(r) if (r < RPL) { const uint rr = r; uint n = row0 + rr * gl_WorkGroupSize.x; \
+        if (n < NROWS) { FOR_ROWS(STORE_I) } }
+#define STORE_I(i) if (i < MB && xr0 + uint(i) < pc.m) { \
+        uint o = (pc.y_row0 + xr0 + uint(i)) * NCOLS + COL0 + n; YOUT[o] = VALUE(i); }
+
+#if MODE == 0
+#define NROWS pc.rows
+#define NCOLS pc.N
+#define COL0 pc.col0
+#define YOUT y
+#define VALUE(i) (pc.accumulate != 0u ? y[o] + acc[i][rr] : acc[i][rr])
+void main() {
+    mm_acc(0u, gl_WorkGroupID.x);
     FOR_R(STORE_R)
 }
+#elif MODE == 1
+#define NROWS pc.rows
+#define NCOLS pc.N
+#define COL0 pc.col0
+#define YOUT y
+/* silu as swiglu.comp */
+#define VALUE(i) (acc[i][rr] / (1.0 + exp(-acc[i][rr])) * accu[i][rr])
+void main() {
+    mm_acc(0u, gl_WorkGroupID.x);
+    FOR_R(STORE_R)
+}
+#else
+/* the W of the workgroup: its rows, first texel, first workgroup and first element of y */
+uint nrows, yoff;
+#define NROWS nrows
+#define NCOLS nrows
+#define COL0 yoff
+#define YOUT y
+#define VALUE(i) acc[i][rr]
+void main() {
+    uint gid = gl_WorkGroupID.x;
+    uint j = gid < pc.start1 ? 0u : gid < pc.start2 ? 1u : 2u;
+    nrows = j == 0u ? pc.rows0 : j == 1u ? pc.rows1 : pc.rows2;
+    yoff = j == 0u ? pc.yoff0 : j == 1u ? pc.yoff1 : pc.yoff2;
+    mm_acc(j == 0u ? pc.base0 : j == 1u ? pc.base1 : pc.base2,
+           gid - (j == 0u ? 0u : j == 1u ? pc.start1 : pc.start2));
+    FOR_R(STORE_R)
+}
+#endif

@@ -55,6 +55,28 @@ PUSH_BEGIN(vkd_pc_matmul)
     uint accumulate;
 PUSH_END(vkd_pc_matmul)
 #endif
+/* a group of matmuls of one x (matmul_group): y[yoff_j + (y_row0 + i) rows_j + n] =
+ * x[x_row0 + i, :K] . W_j[n, :K] for i < m, n < rows_j; W_j starts at texel base_j of the
+ * stack; workgroups [start_j, start_j+1) take W_j (start2 = the total with two matrices) */
+#if !defined(VULKAN) || defined(PC_MATMUL_GROUP)
+PUSH_BEGIN(vkd_pc_matmul_group)
+    uint m;
+    uint K;
+    uint x_row0;
+    uint y_row0;
+    uint rows0;
+    uint rows1;
+    uint rows2;
+    uint start1;
+    uint start2;
+    uint base0;
+    uint base1;
+    uint base2;
+    uint yoff0;
+    uint yoff1;
+    uint yoff2;
+PUSH_END(vkd_pc_matmul_group)
+#endif
 /* embedding: y[i, :H] = table[ids[i] - row0, :] for ids in [row0, row0 + rows) of one chunk;
  * ids outside [0, V) give zeros (written by the dispatch of the chunk with row0 == 0) */
 #if !defined(VULKAN) || defined(PC_EMBED)

@@ -1,0 +1,13 @@
+#version 450
+/* matmul_glu.comp with x shared by subgroup broadcasts (as matmul_blocks_bcast.comp). */
+//! texel 0 1
+//! family matmul_glu
+//! axes layout=blocks shape=bcast dtype=f32,f16,bf16
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_ballot : require
+#define XBCAST 1
+#define MODE 1
+#define PC_MATMUL
+#include "vkd_push.h"
+#include "common.glsl"
+#include "matmul_blocks.glsl"

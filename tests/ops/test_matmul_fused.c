@@ -1,0 +1,327 @@
+/* test_matmul_fused: the fused texel-block matmuls against the double references of
+ * ref_matmul.c, on random inputs:
+ *   vkd_op_matmul_group  two or three members of one stack (vkd_tensor_create_stack) into
+ *                        views of one buffer, each output within the bound of test_matmul
+ *                        (f32 accumulation): |y - ref| <= 2e-6 sqrt(K) sum_k |x_k w_k|, and
+ *                        the words between the outputs untouched
+ *   the members alone    vkd_op_matmul on each member (its own texel view at an offset of
+ *                        the stack), the same bound
+ *   vkd_op_matmul_glu    silu(g) * u with g, u the two products: the accumulation error of
+ *                        each carried through (silu' <= 1.1) plus 1e-5 relative for exp:
+ *                        |h - ref| <= tol (1.1 |u| mag_g + |silu(g)| mag_u) + 1e-5 |ref|
+ * with N off the 256-row block, K off the texel, every pass size of m and more rows of x
+ * than one pass, row offsets, gate/up split over several texel views; rows of y outside
+ * the written range (a sentinel row after) must be untouched; bad arguments are refused;
+ * and the validation layer must stay silent. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ref_matmul.h"
+#include "vkd_ops.h"
+#include "vkd_test.h"
+
+static unsigned long long seed = 0xf05e;
+static const float SENTINEL = -5151.5f;
+
+static void *rand_weights(vkd_dtype dt, uint64_t n) {
+    size_t es = vkd_dtype_size(dt);
+    void *w = malloc(n * es);
+    REQUIRE(w, "out of memory");
+    for (uint64_t i = 0; i < n; i++) {
+        float v = (float)(vkd_test_rand_normal(&seed) * 0.5);
+        if (dt == VKD_DTYPE_F32) ((float *)w)[i] = v;
+        else if (dt == VKD_DTYPE_F16) ((uint16_t *)w)[i] = vkd_f32_to_f16(v);
+        else ((uint16_t *)w)[i] = vkd_f32_to_bf16(v);
+    }
+    return w;
+}
+
+static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, vkd_layout layout,
+                      const char *name) {
+    vkd_error err = {0};
+    vkd_tensor *t;
+    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
+    REQUIRE(!vkd_tensor_create_layout(ctx, dt, 2, shape, layout, name, &t, &err), "%s", err.msg);
+    return t;
+}
+
+static void upload(vkd_tensor *t, const void *src) {
+    vkd_error err = {0};
+    REQUIRE(!vkd_tensor_upload(t, 0, src, t->bytes, &err), "%s", err.msg);
+}
+
+/* y: yrows x N f32, rows [y_row0, y_row0 + m) random (their content must not matter), the
+ * others SENTINEL */
+static float *y_init(uint32_t yrows, uint32_t N, uint32_t y_row0, uint32_t m) {
+    float *y = malloc((uint64_t)yrows * N * 4);
+    REQUIRE(y, "out of memory");
+    for (uint64_t i = 0; i < (uint64_t)yrows * N; i++)
+        y[i] = i >= (uint64_t)y_row0 * N && i < (uint64_t)(y_row0 + m) * N ? (float)vkd_test_rand_normal(&seed)
+                                                                          : SENTINEL;
+    return y;
+}
+
+/* Checks y (yrows x N) against want/scale over rows [y_row0, y_row0 + m); counts failures. */
+static void check_out(const char *label, const float *y, uint32_t yrows, uint32_t N, uint32_t y_row0,
+                      uint32_t m, const double *want, const double *bound) {
+    uint64_t bad = 0, nonfinite = 0, touched = 0;
+    double worst = 0;
+    for (uint64_t e = 0; e < (uint64_t)yrows * N; e++) {
+        uint64_t row = e / N;
+        if (row < y_row0 || row >= y_row0 + m) {
+            if (y[e] != SENTINEL) touched++;
+            continue;
+        }
+        uint64_t j = e - (uint64_t)y_row0 * N;
+        if (!isfinite(y[e])) nonfinite++;
+        double rel = fabs(y[e] - want[j]) / bound[j];
+        if (!(rel <= worst)) worst = rel;
+        if (!(rel <= 1.0)) bad++;
+    }
+    CHECK(bad == 0 && nonfinite == 0 && touched == 0,
+          "%s: %llu outputs beyond the bound (worst %.3g of it), %llu non-finite, %llu outside the "
+          "rows written", label, (unsigned long long)bad, worst, (unsigned long long)nonfinite,
+          (unsigned long long)touched);
+    fprintf(stderr, "  %-64s worst %.3g of the bound\n", label, worst);
+}
+
+/* One group case: n members of rows[j] x K in one stack, m rows of x from x_row0, outputs
+ * from y_row0; then each member alone through vkd_op_matmul. */
+static void group_case(vkd_ctx *ctx, vkd_dtype dt, uint32_t n, const uint32_t *rows, uint32_t K,
+                       uint32_t m, uint32_t x_row0, uint32_t y_row0) {
+    vkd_error err = {0};
+    char label[160];
+    snprintf(label, sizeof label, "group %s n=%u rows=%u,%u,%u K=%u m=%u x0=%u y0=%u", vkd_dtype_name(dt), n,
+             rows[0], rows[1], n > 2 ? rows[2] : 0, K, m, x_row0, y_row0);
+    uint64_t r64[3];
+    const char *names[3] = {"wq", "wk", "wv"};
+    for (uint32_t j = 0; j < n; j++) r64[j] = rows[j];
+    vkd_tensor *st, *mem[3];
+    REQUIRE(!vkd_tensor_create_stack(ctx, dt, n, r64, K, names, &st, mem, &err), "%s: %s", label, err.msg);
+    void *wh[3];
+    for (uint32_t j = 0; j < n; j++) {
+        wh[j] = rand_weights(dt, (uint64_t)rows[j] * K);
+        upload(mem[j], wh[j]);
+    }
+    uint32_t xrows = x_row0 + m, yrows = y_row0 + m + 1;
+    float *xh = malloc((uint64_t)xrows * K * 4);
+    REQUIRE(xh, "out of memory");
+    for (uint64_t i = 0; i < (uint64_t)xrows * K; i++) xh[i] = (float)vkd_test_rand_normal(&seed);
+    vkd_tensor *x = mk(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x"), *y[3];
+    upload(x, xh);
+    /* the outputs: views of one buffer, a gap of a few words between them */
+    uint64_t align = vkd_ctx_info(ctx)->min_storage_buffer_offset_alignment, off[3], total = 0;
+    if (align < 16) align = 16;
+    for (uint32_t j = 0; j < n; j++) {
+        off[j] = total;
+        total = (total + (uint64_t)yrows * rows[j] * 4 + 16 + align - 1) / align * align;
+    }
+    vkd_tensor *whole = mk(ctx, VKD_DTYPE_F32, 1, total / 4, VKD_LAYOUT_ROWS, "ys");
+    float *wh0 = malloc(total);
+    REQUIRE(wh0, "out of memory");
+    for (uint64_t i = 0; i < total / 4; i++) wh0[i] = SENTINEL;
+    upload(whole, wh0);
+    float *yh[3], *yo[3];
+    for (uint32_t j = 0; j < n; j++) {
+        int64_t shape[2] = {yrows, rows[j]};
+        REQUIRE(!vkd_tensor_view(whole, off[j], VKD_DTYPE_F32, 2, shape, "y", &y[j], &err), "%s", err.msg);
+        yh[j] = y_init(yrows, rows[j], y_row0, m);
+        yo[j] = malloc((uint64_t)yrows * rows[j] * 4);
+        REQUIRE(yo[j], "out of memory");
+        upload(y[j], yh[j]);
+    }
+    vkd_rec *rec;
+    REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: one group dispatch; pass 1: each member through vkd_op_matmul */
+        for (uint32_t j = 0; pass && j < n; j++) upload(y[j], yh[j]);
+        vkd_rec_begin(rec);
+        if (pass == 0) {
+            CHECK(vkd_matmul_group_ok(y, (const vkd_tensor *const *)mem, n), "%s: members not a group", label);
+            vkd_op_matmul_group(rec, y, y_row0, x, x_row0, (const vkd_tensor *const *)mem, n, m);
+        } else {
+            for (uint32_t j = 0; j < n; j++) vkd_op_matmul(rec, y[j], y_row0, x, x_row0, mem[j], m, false);
+        }
+        for (uint32_t j = 0; j < n; j++) vkd_rec_read(rec, y[j], 0, yo[j], y[j]->bytes);
+        float *wo = malloc(total);
+        REQUIRE(wo, "out of memory");
+        vkd_rec_read(rec, whole, 0, wo, total);
+        vkd_result r = vkd_rec_submit(rec);
+        /* the gaps between the outputs and the tail: untouched */
+        uint64_t gap_touched = 0;
+        for (uint64_t i = 0; r == VKD_OK && i < total / 4; i++) {
+            bool inside = false;
+            for (uint32_t j = 0; j < n; j++)
+                inside |= i * 4 >= off[j] && i * 4 < off[j] + (uint64_t)yrows * rows[j] * 4;
+            if (!inside && wo[i] != SENTINEL) gap_touched++;
+        }
+        CHECK(gap_touched == 0, "%s: %llu words between the outputs written", label,
+              (unsigned long long)gap_touched);
+        free(wo);
+        CHECK(r == VKD_OK, "%s: submit: %s", label, vkd_rec_error(rec)->msg);
+        for (uint32_t j = 0; j < n && r == VKD_OK; j++) {
+            uint64_t no = (uint64_t)m * rows[j];
+            double *ref = malloc(no * 8), *mag = malloc(no * 8);
+            REQUIRE(ref && mag, "out of memory");
+            ref_matmul(ref, mag, xh + (uint64_t)x_row0 * K, wh[j], dt, m, rows[j], K);
+            for (uint64_t i = 0; i < no; i++) mag[i] = 2e-6 * sqrt((double)K) * mag[i] + 1e-30;
+            char l2[200];
+            snprintf(l2, sizeof l2, "%s %s %u", label, pass ? "alone" : "y", j);
+            check_out(l2, yo[j], yrows, rows[j], y_row0, m, ref, mag);
+            free(ref);
+            free(mag);
+        }
+    }
+    vkd_rec_destroy(rec);
+    for (uint32_t j = 0; j < n; j++) {
+        vkd_tensor_destroy(mem[j]);
+        vkd_tensor_destroy(y[j]);
+        free(wh[j]);
+        free(yh[j]);
+        free(yo[j]);
+    }
+    vkd_tensor_destroy(st);
+    vkd_tensor_destroy(whole);
+    vkd_tensor_destroy(x);
+    free(xh);
+    free(wh0);
+}
+
+static void glu_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t F, uint32_t K, uint32_t m,
+                     uint32_t x_row0, uint32_t y_row0) {
+    vkd_error err = {0};
+    char label[160];
+    snprintf(label, sizeof label, "glu%s %s F=%u K=%u m=%u x0=%u y0=%u", tag, vkd_dtype_name(dt), F, K, m,
+             x_row0, y_row0);
+    vkd_tensor *g = mk(ctx, dt, F, K, VKD_LAYOUT_BLOCKS, "gate"), *u = mk(ctx, dt, F, K, VKD_LAYOUT_BLOCKS, "up");
+    void *gh = rand_weights(dt, (uint64_t)F * K), *uh = rand_weights(dt, (uint64_t)F * K);
+    upload(g, gh);
+    upload(u, uh);
+    uint32_t xrows = x_row0 + m, yrows = y_row0 + m + 1;
+    float *xh = malloc((uint64_t)xrows * K * 4), *yo = malloc((uint64_t)yrows * F * 4);
+    REQUIRE(xh && yo, "out of memory");
+    for (uint64_t i = 0; i < (uint64_t)xrows * K; i++) xh[i] = (float)vkd_test_rand_normal(&seed);
+    float *yh = y_init(yrows, F, y_row0, m);
+    vkd_tensor *x = mk(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x"),
+               *y = mk(ctx, VKD_DTYPE_F32, yrows, F, VKD_LAYOUT_ROWS, "h");
+    upload(x, xh);
+    upload(y, yh);
+    vkd_rec *rec;
+    REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
+    vkd_rec_begin(rec);
+    CHECK(vkd_matmul_glu_ok(g, u), "%s: gate and up not fusable", label);
+    vkd_op_matmul_glu(rec, y, y_row0, x, x_row0, g, u, m);
+    vkd_rec_read(rec, y, 0, yo, y->bytes);
+    vkd_result r = vkd_rec_submit(rec);
+    CHECK(r == VKD_OK, "%s: submit: %s", label, vkd_rec_error(rec)->msg);
+    uint64_t no = (uint64_t)m * F;
+    double *rg = malloc(no * 8), *mg = malloc(no * 8), *ru = malloc(no * 8), *mu = malloc(no * 8);
+    REQUIRE(rg && mg && ru && mu, "out of memory");
+    ref_matmul(rg, mg, xh + (uint64_t)x_row0 * K, gh, dt, m, F, K);
+    ref_matmul(ru, mu, xh + (uint64_t)x_row0 * K, uh, dt, m, F, K);
+    double tol = 2e-6 * sqrt((double)K);
+    for (uint64_t i = 0; i < no; i++) {
+        double sg = rg[i] / (1.0 + exp(-rg[i])), want = sg * ru[i];
+        mg[i] = tol * (1.1 * fabs(ru[i]) * mg[i] + fabs(sg) * mu[i]) + 1e-5 * fabs(want) + 1e-30;
+        rg[i] = want;
+    }
+    if (r == VKD_OK) check_out(label, yo, yrows, F, y_row0, m, rg, mg);
+    vkd_rec_destroy(rec);
+    vkd_tensor_destroy(g); vkd_tensor_destroy(u); vkd_tensor_destroy(x); vkd_tensor_destroy(y);
+    free(gh); free(uh); free(xh); free(yo); free(yh); free(rg); free(mg); free(ru); free(mu);
+}
+
+/* Refused: members of different stacks or separate tensors, mismatched gate/up, a stack
+ * larger than one texel view. */
+static void test_errors(vkd_ctx *ctx, vkd_ctx *tsplit) {
+    vkd_error err = {0};
+    vkd_tensor *a = mk(ctx, VKD_DTYPE_BF16, 64, 32, VKD_LAYOUT_BLOCKS, "a"),
+               *b = mk(ctx, VKD_DTYPE_BF16, 64, 32, VKD_LAYOUT_BLOCKS, "b"),
+               *c = mk(ctx, VKD_DTYPE_BF16, 65, 32, VKD_LAYOUT_BLOCKS, "c"),
+               *x = mk(ctx, VKD_DTYPE_F32, 1, 32, VKD_LAYOUT_ROWS, "x"),
+               *y = mk(ctx, VKD_DTYPE_F32, 1, 65, VKD_LAYOUT_ROWS, "y");
+    const vkd_tensor *sep[2] = {a, b};
+    vkd_tensor *ys[2] = {y, y};
+    CHECK(!vkd_matmul_group_ok(ys, sep, 2), "separate tensors taken for a group");
+    vkd_rec *rec;
+    REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
+    vkd_rec_begin(rec);
+    CHECK(vkd_op_matmul_group(rec, ys, 0, x, 0, sep, 2, 1) == VKD_ERR_INVALID, "group of separate tensors");
+    vkd_rec_destroy(rec);
+    CHECK(!vkd_matmul_glu_ok(a, c), "gate and up of different shapes taken");
+    REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
+    vkd_rec_begin(rec);
+    CHECK(vkd_op_matmul_glu(rec, y, 0, x, 0, a, c, 1) == VKD_ERR_INVALID, "glu of different shapes");
+    CHECK(strstr(vkd_rec_error(rec)->msg, "gate 'a'") != NULL, "glu error names the tensors: %s",
+          vkd_rec_error(rec)->msg);
+    vkd_rec_destroy(rec);
+    /* two stacks: members of different parents */
+    uint64_t rows[2] = {64, 64};
+    const char *names[2] = {"p", "q"};
+    vkd_tensor *s1, *s2, *m1[2], *m2[2];
+    REQUIRE(!vkd_tensor_create_stack(ctx, VKD_DTYPE_BF16, 2, rows, 32, names, &s1, m1, &err), "%s", err.msg);
+    REQUIRE(!vkd_tensor_create_stack(ctx, VKD_DTYPE_BF16, 2, rows, 32, names, &s2, m2, &err), "%s", err.msg);
+    const vkd_tensor *mixed[2] = {m1[0], m2[1]}, *same[2] = {m1[0], m1[1]};
+    vkd_tensor *y2 = mk(ctx, VKD_DTYPE_F32, 1, 65, VKD_LAYOUT_ROWS, "y2"), *ysep[2] = {y, y2};
+    CHECK(!vkd_matmul_group_ok(ys, mixed, 2), "members of two stacks taken for a group");
+    CHECK(vkd_matmul_group_ok(ys, same, 2), "members of one stack refused");
+    CHECK(!vkd_matmul_group_ok(ysep, same, 2), "outputs in two buffers taken for a group");
+    vkd_tensor_destroy(y2);
+    for (int j = 0; j < 2; j++) {
+        vkd_tensor_destroy(m1[j]);
+        vkd_tensor_destroy(m2[j]);
+    }
+    vkd_tensor_destroy(s1);
+    vkd_tensor_destroy(s2);
+    /* tsplit: 4608 texels a view, a block of 256 rows x 32 bf16 is 1024: five blocks do not fit */
+    uint64_t big[3] = {600, 300, 300};
+    const char *bn[3] = {"q", "k", "v"};
+    vkd_tensor *bs = (vkd_tensor *)1, *bm[3] = {(vkd_tensor *)1, (vkd_tensor *)1, (vkd_tensor *)1};
+    CHECK(vkd_tensor_create_stack(tsplit, VKD_DTYPE_BF16, 3, big, 32, bn, &bs, bm, &err) == VKD_ERR_UNSUPPORTED,
+          "a stack larger than one texel view accepted");
+    CHECK(!bs && !bm[0] && !bm[1] && !bm[2], "a refused stack left tensors behind");
+    vkd_tensor_destroy(a); vkd_tensor_destroy(b); vkd_tensor_destroy(c);
+    vkd_tensor_destroy(x); vkd_tensor_destroy(y);
+}
+
+int main(void) {
+    vkd_error err = {0};
+    vkd_ctx *ctx, *tsplit;
+    REQUIRE(!vkd_ctx_create(NULL, &ctx, &err), "%s", err.msg);
+    vkd_ctx_options to = {.max_texel_elements = 4608};
+    REQUIRE(!vkd_ctx_create(&to, &tsplit, &err), "%s", err.msg);
+    if (!vkd_ctx_profile(ctx)->matmul_fuse) {
+        fprintf(stderr, "test_matmul_fused: the profile has matmul_fuse off (VKDRAFT_MATMUL_FUSE=0)\n");
+        return 77;
+    }
+    static const vkd_dtype dts[] = {VKD_DTYPE_F32, VKD_DTYPE_F16, VKD_DTYPE_BF16};
+    static const uint32_t ms[] = {1, 2, 5, 16, 17, 33};
+    static const uint32_t sets[][3] = {{128, 64, 64}, {45, 300, 300}, {257, 513, 64}, {2048, 1024, 1024}};
+    static const uint32_t Ks[] = {67, 128, 9, 520};
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 6; i++) {
+            int s = (d + i) % 4;
+            uint32_t K = s == 3 ? 64 : Ks[(d + 2 * i) % 4];
+            group_case(ctx, dts[d], 3, sets[s], K, ms[i], 0, 0);
+            group_case(ctx, dts[d], 2 + (i & 1), sets[(s + 1) % 3], Ks[(d + i) % 4], ms[i], 2, 1);
+        }
+    static const uint32_t Fs[] = {45, 257, 300, 513};
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 6; i++) {
+            glu_case(ctx, "", dts[d], Fs[(d + i) % 4], Ks[(d + 2 * i) % 4], ms[i], 0, 0);
+            glu_case(ctx, "", dts[d], Fs[(d + i + 1) % 4], Ks[(d + i) % 4], ms[i], 2, 1);
+        }
+    for (int d = 0; d < 3; d++) { /* several chunks of gate and up */
+        glu_case(tsplit, " split", dts[d], 1300, 67, 1, 0, 0);
+        glu_case(tsplit, " split", dts[d], 700, 64, 16, 1, 2);
+        glu_case(tsplit, " split", dts[d], 600, 60, 37, 0, 1);
+    }
+    test_errors(ctx, tsplit);
+    CHECK(vkd_ctx_validation_count(ctx) == 0, "%u validation messages, first: %s",
+          vkd_ctx_validation_count(ctx), vkd_ctx_validation_first(ctx));
+    CHECK(vkd_ctx_validation_count(tsplit) == 0, "%u validation messages (tsplit), first: %s",
+          vkd_ctx_validation_count(tsplit), vkd_ctx_validation_first(tsplit));
+    vkd_ctx_destroy(tsplit);
+    vkd_ctx_destroy(ctx);
+    return vkd_test_result("test_matmul_fused");
+}
