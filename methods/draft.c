@@ -76,15 +76,19 @@ static vkd_result df_propose(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t 
     vkd_result r = n > B - 1 ? vkd_fail(err, VKD_ERR_INVALID, "draft: %u proposals asked, block gives %u", n, B - 1)
                              : VKD_OK;
     vkd_draft_proposal_ids(g, last, NULL, 0, s->ids);
-    if (!r) r = df_block(g, rec, s->ids, pos, err);
+    if (!r && d->len != pos)
+        r = vkd_fail(err, VKD_ERR_INVALID, "draft context holds %u positions, the block starts at %u", d->len, pos);
     if (!r) {
+        /* sampling reads the logits; greedy needs only their argmax: the fused LM head + argmax
+         * (no logits written on a texel-block head) */
         if (draw) {
-            r = vkd_rec_read(rec, d->logits, 0, s->logits, (uint64_t)(B - 1) * V * 4);
+            if (!(r = vkd_dflash_block_record(d, rec, s->ids, err)))
+                r = vkd_rec_read(rec, d->logits, 0, s->logits, (uint64_t)(B - 1) * V * 4);
         } else {
-            r = vkd_op_argmax(rec, s->argmax, d->logits, 0, B - 1, V);
-            if (!r) r = vkd_rec_read(rec, s->argmax, 0, s->ids, (uint64_t)(B - 1) * 4);
+            if (!(r = vkd_dflash_block_argmax_record(d, rec, s->ids, s->argmax, err)))
+                r = vkd_rec_read(rec, s->argmax, 0, s->ids, (uint64_t)(B - 1) * 4);
         }
-        if (r) *err = *vkd_rec_error(rec);
+        if (r && vkd_rec_error(rec)->code) *err = *vkd_rec_error(rec);
     }
     if ((r = vkd_draft_submit(rec, r, err))) return r;
     if (!draw && (r = vkd_check_tokens(s->ids, n, 0, "draft", err))) return r;
