@@ -295,11 +295,11 @@ int main(void) {
         return 77;
     }
     static const vkd_dtype dts[] = {VKD_DTYPE_F32, VKD_DTYPE_F16, VKD_DTYPE_BF16};
-    static const uint32_t ms[] = {1, 2, 5, 16, 17, 33};
+    static const uint32_t ms[] = {1, 5, 17, 33}; /* passes of 1, 8 and 16 rows; several passes */
     static const uint32_t sets[][3] = {{128, 64, 64}, {45, 300, 300}, {257, 513, 64}, {2048, 1024, 1024}};
     static const uint32_t Ks[] = {67, 128, 9, 520};
     for (int d = 0; d < 3; d++)
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < 4; i++) {
             int s = (d + i) % 4;
             uint32_t K = s == 3 ? 64 : Ks[(d + 2 * i) % 4];
             group_case(ctx, dts[d], 3, sets[s], K, ms[i], 0, 0);
@@ -307,7 +307,7 @@ int main(void) {
         }
     static const uint32_t Fs[] = {45, 257, 300, 513};
     for (int d = 0; d < 3; d++)
-        for (int i = 0; i < 6; i++) {
+        for (int i = 0; i < 4; i++) {
             glu_case(ctx, "", dts[d], Fs[(d + i) % 4], Ks[(d + 2 * i) % 4], ms[i], 0, 0);
             glu_case(ctx, "", dts[d], Fs[(d + i + 1) % 4], Ks[(d + i) % 4], ms[i], 2, 1);
         }
