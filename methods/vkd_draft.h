@@ -59,8 +59,10 @@ typedef struct vkd_draft_ops {
     vkd_result (*block)(vkd_draft *g, vkd_rec *rec, const int32_t *ids, uint32_t pos, vkd_error *err);
     /* Proposes n <= gamma tokens after `last` at pos = len into tokens[0 .. *count) (see the
      * hook above; *count < n only when the hook stopped). Submits (see above). A mask draft's
-     * proposal is block() over vkd_draft_proposal_ids plus the draws, so its logits then
-     * hold the block's rows (power sampling re-reads them for q(old)). */
+     * proposal is block() over vkd_draft_proposal_ids plus the draws, so with a hook its
+     * logits then hold the block's rows (power sampling re-reads them for q(old)); a greedy
+     * proposal (NULL hook) may leave them unwritten (the DFlash draft's fused LM head +
+     * argmax): record block() over those ids to see them. */
     vkd_result (*propose)(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t pos, uint32_t n,
                           vkd_draft_draw_fn draw, void *user, int32_t *tokens, uint32_t *count,
                           vkd_error *err);

@@ -148,18 +148,22 @@ vkd_result vkd_linear_forward(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, cons
     return vkd_op_matmul(rec, y, y_row0, lin->lora_t, 0, lin->lora_b, m, true);
 }
 
-/* ys[j] = lin(x; lins[j]) for j < n (2 or 3), m rows: one vkd_op_matmul_group dispatch where
- * the weights are one stack without adapters (load_qkv) and the outputs share a buffer
- * (vkd_layer_qkv_scratch), else linear by linear. */
+/* The weights of lins for one vkd_op_matmul_group dispatch: where they are members of one
+ * stack without adapters (load_qkv) and the outputs ys share a buffer (vkd_scratch_group). */
+static bool group_ws(vkd_tensor *const *ys, const vkd_linear *const *lins, uint32_t n, const vkd_tensor **ws) {
+    for (uint32_t j = 0; j < n; j++) {
+        if (lins[j]->lora_a) return false;
+        ws[j] = lins[j]->w;
+    }
+    return n <= 3 && vkd_matmul_group_ok(ys, ws, n);
+}
+
+/* ys[j] = lin(x; lins[j]) for j < n (2 or 3), m rows: one dispatch where group_ws allows,
+ * else linear by linear. */
 static vkd_result linears_forward(vkd_rec *rec, vkd_tensor *const *ys, const vkd_tensor *x,
                                   uint32_t x_row0, const vkd_linear *const *lins, uint32_t n, uint32_t m) {
     const vkd_tensor *ws[3];
-    bool fused = n <= 3;
-    for (uint32_t j = 0; j < n && fused; j++) {
-        ws[j] = lins[j]->w;
-        fused = !lins[j]->lora_a;
-    }
-    if (fused && vkd_matmul_group_ok(ys, ws, n)) return vkd_op_matmul_group(rec, ys, 0, x, x_row0, ws, n, m);
+    if (group_ws(ys, lins, n, ws)) return vkd_op_matmul_group(rec, ys, 0, x, x_row0, ws, n, m, NULL, 0.0f);
     vkd_result r = VKD_OK;
     for (uint32_t j = 0; j < n && !r; j++) r = vkd_linear_forward(rec, ys[j], 0, x, x_row0, lins[j], m, false);
     return r;
@@ -455,12 +459,20 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
                              vkd_tensor *x, const vkd_layer_acts *A, const vkd_layer_step *s) {
     const uint32_t m = s->m, H = d->hidden, D = d->head_dim, KV = d->n_kv * D, pos = s->pos;
     const float eps = s->eps, scale = 1.0f / sqrtf((float)D);
+    /* inference (one set of aliased scratch: a1, a2, g and u need not be kept) takes the
+     * norms into the fused matmuls where that is exact (vkd_matmul_norm_ok) */
+    const bool infer = A->h == A->g;
     if (A->x_in) vkd_op_copy2d(rec, A->x_in, 0, 0, x, 0, 0, m, H);
-    vkd_op_rmsnorm(rec, A->a1, x, L->ln1, m, H, eps);
     vkd_tensor *qr = d->qk_norm ? A->q_raw : A->q, *kr = d->qk_norm ? A->k_raw : A->k;
     const vkd_linear *qkv[3] = {&L->wq, &L->wk, &L->wv};
     vkd_tensor *qkvy[3] = {qr, kr, A->v};
-    linears_forward(rec, qkvy, A->a1, 0, qkv, 3, m);
+    const vkd_tensor *ws[3];
+    if (infer && group_ws(qkvy, qkv, 3, ws) && vkd_matmul_norm_ok(ws[0], L->ln1)) {
+        vkd_op_matmul_group(rec, qkvy, 0, x, 0, ws, 3, m, L->ln1, eps);
+    } else {
+        vkd_op_rmsnorm(rec, A->a1, x, L->ln1, m, H, eps);
+        linears_forward(rec, qkvy, A->a1, 0, qkv, 3, m);
+    }
     if (qr == A->q && kr == A->k && !s->block) {
         /* in place (inference): norms, RoPE and the K/V append in one dispatch */
         vkd_op_qk_rope_kv(rec, A->q, A->k, A->v, d->qk_norm ? L->q_norm : NULL,
@@ -490,11 +502,14 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
                          s->causal, scale);
     vkd_linear_forward(rec, x, 0, A->o, 0, &L->wo, m, true);
     if (A->x_mid) vkd_op_copy2d(rec, A->x_mid, 0, 0, x, 0, 0, m, H);
-    vkd_op_rmsnorm(rec, A->a2, x, L->ln2, m, H, eps);
-    if (A->h == A->g && !L->wg.lora_a && !L->wu.lora_a && vkd_matmul_glu_ok(L->wg.w, L->wu.w)) {
-        /* inference (g and u not kept): gate, up and SwiGLU in one dispatch */
-        vkd_op_matmul_glu(rec, A->h, 0, A->a2, 0, L->wg.w, L->wu.w, m);
+    if (infer && !L->wg.lora_a && !L->wu.lora_a && vkd_matmul_glu_ok(L->wg.w, L->wu.w)) {
+        /* (norm,) gate, up and SwiGLU in one dispatch */
+        bool fuse_norm = vkd_matmul_norm_ok(L->wg.w, L->ln2);
+        if (!fuse_norm) vkd_op_rmsnorm(rec, A->a2, x, L->ln2, m, H, eps);
+        vkd_op_matmul_glu(rec, A->h, 0, fuse_norm ? x : A->a2, 0, L->wg.w, L->wu.w, m,
+                          fuse_norm ? L->ln2 : NULL, eps);
     } else {
+        vkd_op_rmsnorm(rec, A->a2, x, L->ln2, m, H, eps);
         vkd_linear_forward(rec, A->g, 0, A->a2, 0, &L->wg, m, false);
         vkd_linear_forward(rec, A->u, 0, A->a2, 0, &L->wu, m, false);
         vkd_op_swiglu(rec, A->h, A->g, A->u, (uint64_t)m * d->ffn);

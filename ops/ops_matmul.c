@@ -223,8 +223,29 @@ bool vkd_matmul_group_ok(vkd_tensor *const *ys, const vkd_tensor *const *ws, uin
     return true;
 }
 
+bool vkd_matmul_norm_ok(const vkd_tensor *w, const vkd_tensor *norm) {
+    if (!w || !norm || !blocks_bcast(vkd_ctx_profile(w->ctx)) || w->cols % 4 || norm->dtype != w->dtype ||
+        norm->layout != VKD_LAYOUT_ROWS || norm->nchunks != 1 || norm->rows * norm->cols != w->cols)
+        return false;
+    return true;
+}
+
+/* The optional RMSNorm of a fused matmul (vkd_matmul_norm_ok), and the loop budget it adds:
+ * per row of x a lane-strided pass over K / 4 and a subgroupAdd. */
+static vkd_result norm_check(vkd_rec *rec, const char *op, const vkd_tensor *norm, const vkd_tensor *w) {
+    if (!norm || vkd_matmul_norm_ok(w, norm)) return VKD_OK;
+    return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "%s: norm weight '%s' must be %llu row-major %s "
+                    "elements (the weight's dtype), K a multiple of 4, on a device with 8-lane broadcast "
+                    "texel matmuls", op, norm->name, (unsigned long long)w->cols, vkd_dtype_name(w->dtype));
+}
+
+static uint64_t norm_iters(const vkd_dispatch *disp, const vkd_tensor *norm, uint64_t K) {
+    return norm ? disp->spec[2] * (vkd_div_up(K / 4, disp->spec[0]) + 2) : 0;
+}
+
 vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_row0, const vkd_tensor *x,
-                               uint32_t x_row0, const vkd_tensor *const *ws, uint32_t n, uint32_t m) {
+                               uint32_t x_row0, const vkd_tensor *const *ws, uint32_t n, uint32_t m,
+                               const vkd_tensor *norm, float eps) {
     vkd_error *err = vkd_rec_error(rec);
     if (err->code) return err->code;
     if (!vkd_matmul_group_ok(ys, ws, n))
@@ -233,6 +254,7 @@ vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_r
     vkd_result r;
     for (uint32_t j = 0; j < n; j++)
         if ((r = matmul_check(rec, ys[j], y_row0, x, x_row0, ws[j], m))) return r;
+    if ((r = norm_check(rec, "matmul_group", norm, ws[0]))) return r;
     if (!m) return VKD_OK;
     const vkd_tensor *st = ws[0]->parent;
     /* y: one binding over the span of the outputs' bytes in their buffer */
@@ -251,11 +273,12 @@ vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_r
     vkd_variant key = {.dtype = st->dtype, .layout = VKD_LAYOUT_BLOCKS,
                        .shape = blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec))) ? VKD_SHAPE_BCAST
                                                                                : VKD_SHAPE_GEMV};
-    vkd_pc_matmul_group pc = {.m = m, .K = (uint32_t)st->cols, .x_row0 = x_row0, .y_row0 = y_row0};
+    vkd_pc_matmul_group pc = {.m = m, .K = (uint32_t)st->cols, .x_row0 = x_row0, .y_row0 = y_row0,
+                              .norm = norm != NULL, .eps = eps};
     vkd_dispatch disp = {
         .shader = vkd_select_matmul_group(&key),
-        .binds = {{&st->chunks[0], VKD_READ}, vkd_r(x), {&span, VKD_WRITE}},
-        .nbinds = 3,
+        .binds = {{&st->chunks[0], VKD_READ}, vkd_r(x), {&span, VKD_WRITE}, vkd_r(norm ? norm : x)},
+        .nbinds = 4,
         .push = &pc,
         .push_bytes = sizeof pc,
     };
@@ -265,6 +288,9 @@ vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_r
         if ((r = blocks_geometry(rec, "matmul_group", ws[j]->rows, st->row_texels, m, 1, &disp))) return r;
         if (disp.spec[1] < rpl) rpl = disp.spec[1];
     }
+    if (st->row_texels + 8 + norm_iters(&disp, norm, st->cols) > vkd_profile_loop_budget(vkd_ctx_profile(vkd_rec_ctx(rec))))
+        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_group: K = %llu with the norm exceeds the driver's "
+                        "loop limit", (unsigned long long)st->cols);
     disp.spec[1] = rpl;
     uint32_t rows[3], base[3], yoff[3], start[4] = {0};
     for (uint32_t j = 0; j < 3; j++) {
@@ -298,26 +324,32 @@ bool vkd_matmul_glu_ok(const vkd_tensor *g, const vkd_tensor *u) {
 }
 
 vkd_result vkd_op_matmul_glu(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
-                             uint32_t x_row0, const vkd_tensor *g, const vkd_tensor *u, uint32_t m) {
+                             uint32_t x_row0, const vkd_tensor *g, const vkd_tensor *u, uint32_t m,
+                             const vkd_tensor *norm, float eps) {
     vkd_result r = matmul_check(rec, y, y_row0, x, x_row0, g, m);
     if (r) return r;
     if (!vkd_matmul_glu_ok(g, u))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "matmul_glu: gate '%s' and up '%s' must "
                         "have one shape and dtype, in the texel block layout", g->name, u ? u->name : "");
+    if ((r = norm_check(rec, "matmul_glu", norm, g))) return r;
     if (!m) return VKD_OK;
     vkd_variant key = {.dtype = g->dtype, .layout = VKD_LAYOUT_BLOCKS,
                        .shape = blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec))) ? VKD_SHAPE_BCAST
                                                                                : VKD_SHAPE_GEMV};
     vkd_pc_matmul pc = {.m = m, .K = (uint32_t)g->cols, .N = (uint32_t)g->rows, .x_row0 = x_row0,
-                        .y_row0 = y_row0};
+                        .y_row0 = y_row0, .norm = norm != NULL, .eps = eps};
     vkd_dispatch disp = {
         .shader = vkd_select_matmul_glu(&key),
-        .binds = {{NULL, VKD_READ}, {NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], VKD_WRITE}},
-        .nbinds = 4,
+        .binds = {{NULL, VKD_READ}, {NULL, VKD_READ}, vkd_r(x), {&y->chunks[0], VKD_WRITE},
+                  vkd_r(norm ? norm : x)},
+        .nbinds = 5,
         .push = &pc,
         .push_bytes = sizeof pc,
     };
     if ((r = blocks_geometry(rec, "matmul_glu", g->rows, g->row_texels, m, 2, &disp))) return r;
+    if (g->row_texels + 8 + norm_iters(&disp, norm, g->cols) > vkd_profile_loop_budget(vkd_ctx_profile(vkd_rec_ctx(rec))))
+        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul_glu: K = %llu with the norm exceeds "
+                        "the driver's loop limit", (unsigned long long)g->cols);
     uint32_t per = disp.spec[0] * disp.spec[1];
     for (uint32_t c = 0; c < g->nchunks; c++) {
         const vkd_chunk *ch = &g->chunks[c];

@@ -39,7 +39,13 @@ vkd_result vkd_op_count_nonfinite(vkd_rec *rec, vkd_tensor *count, const vkd_ten
 vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
                          uint32_t x_row0, const vkd_tensor *w, uint32_t m, bool accumulate);
 
-/* Two or three matmuls of one x in one dispatch (q/k/v):
+/* The fused matmuls below may take x through an RMSNorm first (norm: its weight; NULL: none),
+ * as vkd_op_rmsnorm then the matmul, bit for bit, without writing the normed rows; where
+ * vkd_matmul_norm_ok(w, norm) holds: norm has W's dtype and K elements (row-major), K is a
+ * multiple of 4, and the device runs the texel matmul and rmsnorm on the same 8 lanes (one
+ * subgroup: the profile's matmul_bcast), so the sum of squares is formed the same way.
+ *
+ * Two or three matmuls of one x in one dispatch (q/k/v):
  * ys[j][y_row0 + i, :N_j] = x[x_row0 + i, :K] . W_j^T for i < m, j < n (2 or 3).
  *   W_j: members of one stack (vkd_tensor_create_stack: VKD_LAYOUT_BLOCKS, one dtype and K);
  *   ys[j]: f32, row stride N_j = rows of W_j, single chunk, all in one buffer (views of one
@@ -48,7 +54,8 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
  * otherwise call vkd_op_matmul per matrix. */
 bool vkd_matmul_group_ok(vkd_tensor *const *ys, const vkd_tensor *const *ws, uint32_t n);
 vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_row0, const vkd_tensor *x,
-                               uint32_t x_row0, const vkd_tensor *const *ws, uint32_t n, uint32_t m);
+                               uint32_t x_row0, const vkd_tensor *const *ws, uint32_t n, uint32_t m,
+                               const vkd_tensor *norm, float eps);
 
 /* Gate and up projections with SwiGLU in one dispatch:
  * y[y_row0 + i, :F] = silu(x[x_row0 + i, :K] . G^T) * (x[x_row0 + i, :K] . U^T) for i < m,
@@ -57,7 +64,9 @@ vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_r
  * y: f32, row stride F. */
 bool vkd_matmul_glu_ok(const vkd_tensor *g, const vkd_tensor *u);
 vkd_result vkd_op_matmul_glu(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
-                             uint32_t x_row0, const vkd_tensor *g, const vkd_tensor *u, uint32_t m);
+                             uint32_t x_row0, const vkd_tensor *g, const vkd_tensor *u, uint32_t m,
+                             const vkd_tensor *norm, float eps);
+bool vkd_matmul_norm_ok(const vkd_tensor *w, const vkd_tensor *norm);
 
 /* y[i, :] = float(table[ids[i], :]) for i < m. table: V x H, f32/f16/bf16, any chunks;
  * ids: i32, at least m entries (an id outside [0, V) gives a zero row); y: f32 m x H. */

@@ -4,7 +4,11 @@
  * MODE 0: one W (matmul_blocks*.comp). MODE 1, GLU: W = gate (binding 0) and up (binding 1)
  * of the same shape, y = silu(x . gate) * (x . up) (matmul_glu*.comp). MODE 2, a group:
  * two or three W of the same K stacked in one texel buffer, each with its own y in one
- * buffer, the workgroups along x taken by W0, then W1, then W2 (matmul_group*.comp). */
+ * buffer, the workgroups along x taken by W0, then W1, then W2 (matmul_group*.comp).
+ * MODE 1 and 2 with XBCAST may take x through an RMSNorm first (pc.norm: the weight ln, of
+ * W's dtype): each row's sum of squares as rmsnorm.comp forms it on the same 8 lanes (the
+ * lane-strided vec4 dots, subgroupAdd), and each element as (x * r) * ln, so the products
+ * are those of rmsnorm.comp's output to the bit (K % 4 == 0; the host checks both). */
 #ifndef XBCAST
 #define XBCAST 0
 #endif
@@ -16,18 +20,22 @@ layout(constant_id = 1) const uint RPL = 32;     /* rows per lane: 1, 2, 4, ...,
 layout(constant_id = 2) const uint MB = 1;       /* rows of x per pass: 1, 2, 4, 8 or 16 */
 
 #if MODE == 0
-layout(binding = 0) uniform usamplerBuffer w;
+layout(binding = 0) uniform usamplerBuffer wt;
 layout(std430, binding = 1) readonly buffer X { float x[]; };
 layout(std430, binding = 2) buffer Y { float y[]; };
 #elif MODE == 1
-layout(binding = 0) uniform usamplerBuffer w;
+layout(binding = 0) uniform usamplerBuffer wt;
 layout(binding = 1) uniform usamplerBuffer wu;
 layout(std430, binding = 2) readonly buffer X { float x[]; };
+layout(std430, binding = 2) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
+#define WEIGHT_BINDING 4                         /* the norm weight (pc.norm) */
 #else
-layout(binding = 0) uniform usamplerBuffer w;   /* the stack holding every W_j */
+layout(binding = 0) uniform usamplerBuffer wt;   /* the stack holding every W_j */
 layout(std430, binding = 1) readonly buffer X { float x[]; };
+layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };  /* every y_j, at yoff_j */
+#define WEIGHT_BINDING 3                         /* the norm weight (pc.norm) */
 #endif
 
 #if DT_F32
@@ -42,7 +50,14 @@ layout(std430, binding = 2) writeonly buffer Y { float y[]; };  /* every y_j, at
                  F(14) F(15) F(16) F(17) F(18) F(19) F(20) F(21) F(22) F(23) F(24) F(25) \
                  F(26) F(27) F(28) F(29) F(30) F(31)
 
+#if MODE != 0 && XBCAST
+#include "weight_load.glsl"
+#define NORM (pc.norm != 0u)
+#else
+#define NORM false
+#endif
 float acc[16][32];
+float rs[16];                                    /* per row of x: 1 / rms, or 1 */
 #if MODE == 1
 float accu[16][32];                              /* up */
 #endif
@@ -66,10 +81,10 @@ float xat(uint i, uint e, bool guard) {
  * from the lane holding them: one load per lane and row instead of E */
 #define XB(i, j) subgroupBroadcast(xv, j)
 #if DT_F32
-#define LOADX(i) if (i < MB) { float xv = xat(i, k * E + min(lane, E - 1u), g); \
+#define LOADX(i) if (i < MB) { float xv = (xat(i, k * E + min(lane, E - 1u), g) * rs[i]) * lnv; \
         xl[i] = vec4(XB(i, 0u), XB(i, 1u), XB(i, 2u), XB(i, 3u)); }
 #else
-#define LOADX(i) if (i < MB) { float xv = xat(i, k * E + lane, g); \
+#define LOADX(i) if (i < MB) { float xv = (xat(i, k * E + lane, g) * rs[i]) * lnv; \
         xl[i] = vec4(XB(i, 0u), XB(i, 1u), XB(i, 2u), XB(i, 3u)); \
         xh[i] = vec4(XB(i, 4u), XB(i, 5u), XB(i, 6u), XB(i, 7u)); }
 #endif
@@ -98,16 +113,41 @@ float xat(uint i, uint e, bool guard) {
 /* gate and up: the same texel of both */
 #define FMA(i) if (i < MB) { acc[i][rr] += DOT(i, lo, hi); accu[i][rr] += DOT(i, ulo, uhi); }
 #define ROW_R(r) if (r < RPL) { const uint rr = r; int t = int(tb + rr * gl_WorkGroupSize.x); \
-        uvec4 q = texelFetch(w, t); WIDEN(q, lo, hi) uvec4 qu = texelFetch(wu, t); \
+        uvec4 q = texelFetch(wt, t); WIDEN(q, lo, hi) uvec4 qu = texelFetch(wu, t); \
         WIDEN(qu, ulo, uhi) FOR_ROWS(FMA) }
 #else
 #define FMA(i) if (i < MB) acc[i][rr] += DOT(i, lo, hi);
 #define ROW_R(r) if (r < RPL) { const uint rr = r; \
-        uvec4 q = texelFetch(w, int(tb + rr * gl_WorkGroupSize.x)); WIDEN(q, lo, hi) FOR_ROWS(FMA) }
+        uvec4 q = texelFetch(wt, int(tb + rr * gl_WorkGroupSize.x)); WIDEN(q, lo, hi) FOR_ROWS(FMA) }
+#endif
+#if XBCAST
+/* the norm weight of the element this lane loads (0 past K), or 1 without a norm */
+float lnat(uint e, bool guard) {
+#if MODE != 0
+    if (NORM) return !guard || e < pc.K ? load1(e) : 0.0;
+#endif
+    return 1.0;
+}
+#if DT_F32
+#define LNLOAD float lnv = lnat(k * E + min(lane, E - 1u), g);
+#else
+#define LNLOAD float lnv = lnat(k * E + lane, g);
+#endif
+#else
+#define LNLOAD
 #endif
 /* one step k: the x values of every row of x, then each of the lane's rows r */
-#define STEP(kk, guard) { uint k = (kk); bool g = (guard); FOR_ROWS(LOADX) \
+#define STEP(kk, guard) { uint k = (kk); bool g = (guard); LNLOAD FOR_ROWS(LOADX) \
         uint tb = t0 + k * 256u; FOR_R(ROW_R) }
+/* the RMSNorm's 1 / rms of row i of x, formed as rmsnorm.comp forms it (8 lanes, one subgroup) */
+#if MODE != 0 && XBCAST
+#define RS_I(i) if (i < MB) { float s = 0.0; uint b4 = xb[i] >> 2, d4 = pc.K >> 2; \
+        for (uint j = lane; j < d4; j += gl_WorkGroupSize.x) { vec4 a = x4[b4 + j]; s += dot(a, a); } \
+        s = subgroupAdd(s); rs[i] = inversesqrt(s / float(pc.K) + pc.eps); }
+#else
+#define RS_I(i)
+#endif
+#define RS1_I(i) rs[i] = 1.0;
 
 /* The accumulators of workgroup `gid` of the W starting at texel `base` of w, over the
  * workgroup's rows of x; sets lane, row0 (the W row of the lane's r = 0) and xr0 (the first
@@ -122,6 +162,8 @@ void mm_acc(uint base, uint gid) {
     row0 = b * 256u + sub0;
     xr0 = gl_WorkGroupID.y * MB;                     /* the workgroup's first row of x */
     FOR_ROWS(XOFF)
+    FOR_ROWS(RS1_I)
+    if (NORM) { FOR_ROWS(RS_I) }
     { FOR_R(ZERO_R) }
     for (uint ks = 0u; ks < kf; ks++) STEP(ks, false)
     if (kf < kt) STEP(kf, true)

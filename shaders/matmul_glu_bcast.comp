@@ -5,6 +5,7 @@
 //! axes layout=blocks shape=bcast dtype=f32,f16,bf16
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_ballot : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 #define XBCAST 1
 #define MODE 1
 #define PC_MATMUL

@@ -53,6 +53,8 @@ PUSH_BEGIN(vkd_pc_matmul)
     uint x_row0;
     uint y_row0;
     uint accumulate;
+    uint norm;       /* matmul_glu: x through an RMSNorm with the weight at binding 4 */
+    float eps;       /* its epsilon */
 PUSH_END(vkd_pc_matmul)
 #endif
 /* a group of matmuls of one x (matmul_group): y[yoff_j + (y_row0 + i) rows_j + n] =
@@ -75,6 +77,8 @@ PUSH_BEGIN(vkd_pc_matmul_group)
     uint yoff0;
     uint yoff1;
     uint yoff2;
+    uint norm;       /* x through an RMSNorm with the weight at binding 3 */
+    float eps;       /* its epsilon */
 PUSH_END(vkd_pc_matmul_group)
 #endif
 /* embedding: y[i, :H] = table[ids[i] - row0, :] for ids in [row0, row0 + rows) of one chunk;

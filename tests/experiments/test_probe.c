@@ -194,8 +194,23 @@ static vkd_result spy_propose(vkd_draft *g, vkd_rec *rec, int32_t last, uint32_t
         s->logits = realloc(s->logits, (size_t)s->cap * s->rows * s->V * sizeof *s->logits);
     }
     s->pos[s->n] = pos;
-    r = vkd_tensor_download(s->inner->logits, 0, s->logits + (size_t)s->n * s->rows * s->V,
-                            (uint64_t)s->rows * s->V * 4, err);
+    /* a greedy proposal need not write the logits (the DFlash draft's fused head + argmax):
+     * block() over the proposal's ids gives the logits it was drawn from, whose argmax must
+     * be the proposed tokens */
+    int32_t ids[64];
+    REQUIRE(s->rows + 1 <= 64, "block of %u", s->rows + 1);
+    vkd_draft_proposal_ids(s->inner, last, tokens, *count, ids);
+    vkd_rec_begin(rec);
+    r = vkd_draft_submit(rec, vkd_draft_block(s->inner, rec, ids, pos, err), err);
+    float *l = s->logits + (size_t)s->n * s->rows * s->V;
+    if (!r) r = vkd_tensor_download(s->inner->logits, 0, l, (uint64_t)s->rows * s->V * 4, err);
+    for (uint32_t i = 0; !r && i < *count; i++) {
+        uint32_t best = 0;
+        for (uint32_t v = 1; v < s->V; v++)
+            if (l[(size_t)i * s->V + v] > l[(size_t)i * s->V + best]) best = v;
+        CHECK(tokens[i] == (int32_t)best, "spec step at %u: proposal %u is %d, the argmax of its logits %u", pos, i,
+              tokens[i], best);
+    }
     s->n++;
     return r;
 }
