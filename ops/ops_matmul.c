@@ -66,9 +66,10 @@ static vkd_result matmul_check(vkd_rec *rec, const vkd_tensor *y, uint32_t y_row
  * per_group > 0: per_group rows of W each (a divisor of the layout's unit: the texel blocks'
  * VKD_BLOCK_ROWS, the tile), so a chunk's padding rows past the last group are not visited;
  * per_group == 0: the streaming split of the profile, rows costing `iters` loop iterations
- * each. */
+ * each. w2 (matmul_glu's up, chunked as w), when given, binds its chunk c at binding 1. */
 static vkd_result matmul_chunks(vkd_rec *rec, vkd_dispatch *disp, vkd_pc_matmul *pc,
-                                const vkd_tensor *w, uint32_t per_group, uint64_t iters) {
+                                const vkd_tensor *w, const vkd_tensor *w2, uint32_t per_group,
+                                uint64_t iters) {
     vkd_ctx *ctx = vkd_rec_ctx(rec);
     for (uint32_t c = 0; c < w->nchunks; c++) {
         const vkd_chunk *ch = &w->chunks[c];
@@ -86,6 +87,7 @@ static vkd_result matmul_chunks(vkd_rec *rec, vkd_dispatch *disp, vkd_pc_matmul 
             pc->rows_per_group = vkd_profile_stream_split(ctx, ch->rows, iters, 4, &disp->groups[0]);
         }
         disp->binds[0].chunk = ch;
+        if (w2) disp->binds[1].chunk = &w2->chunks[c];
         vkd_result r = vkd_rec_dispatch(rec, disp);
         if (r) return r;
     }
@@ -137,7 +139,7 @@ static vkd_result matmul_gemv(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
     disp.spec[0] = wg;
     disp.spec[1] = mb;
     disp.nspec = 2;
-    return matmul_chunks(rec, &disp, &pc, w, 0, iters);
+    return matmul_chunks(rec, &disp, &pc, w, NULL, 0, iters);
 }
 
 /* Matmul on VKD_LAYOUT_BLOCKS weights: m <= BLOCKS_MAX_M rows of x per pass (a pass is a row of
@@ -163,9 +165,11 @@ static bool blocks_bcast(const vkd_profile *p) {
 /* Geometry of the texel-block kernels (matmul_blocks, matmul_group, matmul_glu) for m rows of x
  * against W of `rows` rows and row_texels texels a row: lanes, rows per lane (spec[1]), rows
  * of x per workgroup (spec[2]), and workgroup rows along y (groups[1]). `sets`: accumulator
- * sets per lane (GLU: 2), whose total is kept to what one set of a 16-row pass holds. */
+ * sets per lane (GLU: 2), whose total is kept to what one set of a 16-row pass holds.
+ * norm_k: K of a fused RMSNorm (0: none), whose per-row pass over K / 4 and subgroupAdd
+ * count against the loop budget too. */
 static vkd_result blocks_geometry(vkd_rec *rec, const char *op, uint64_t rows, uint64_t row_texels,
-                                  uint32_t m, uint32_t sets, vkd_dispatch *disp) {
+                                  uint32_t m, uint32_t sets, uint64_t norm_k, vkd_dispatch *disp) {
     const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
     uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
     while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
@@ -185,10 +189,11 @@ static vkd_result blocks_geometry(vkd_rec *rec, const char *op, uint64_t rows, u
         rpl /= 2;
     }
     /* one loop pass per texel step of a row, plus the tail step and loop exits */
-    if (row_texels + 8 > vkd_profile_loop_budget(p))
+    uint64_t norm_iters = norm_k ? mb * (vkd_div_up(norm_k / 4, lanes) + 2) : 0;
+    if (row_texels + 8 + norm_iters > vkd_profile_loop_budget(p))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
-                        "%s: K of %llu texels exceeds the driver's loop limit for the texel kernel", op,
-                        (unsigned long long)row_texels);
+                        "%s: K of %llu texels%s exceeds the driver's loop limit for the texel kernel", op,
+                        (unsigned long long)row_texels, norm_k ? " with the norm" : "");
     disp->spec[0] = lanes;
     disp->spec[1] = rpl;
     disp->spec[2] = mb;
@@ -204,8 +209,8 @@ static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, co
                                 const vkd_tensor *w, vkd_pc_matmul pc, bool accumulate) {
     if (blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec)))) key.shape = VKD_SHAPE_BCAST;
     vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
-    vkd_result r = blocks_geometry(rec, "matmul", w->rows, w->row_texels, pc.m, 1, &disp);
-    return r ? r : matmul_chunks(rec, &disp, &pc, w, disp.spec[0] * disp.spec[1], 0);
+    vkd_result r = blocks_geometry(rec, "matmul", w->rows, w->row_texels, pc.m, 1, 0, &disp);
+    return r ? r : matmul_chunks(rec, &disp, &pc, w, NULL, disp.spec[0] * disp.spec[1], 0);
 }
 
 bool vkd_matmul_group_ok(vkd_tensor *const *ys, const vkd_tensor *const *ws, uint32_t n) {
@@ -230,17 +235,12 @@ bool vkd_matmul_norm_ok(const vkd_tensor *w, const vkd_tensor *norm) {
     return true;
 }
 
-/* The optional RMSNorm of a fused matmul (vkd_matmul_norm_ok), and the loop budget it adds:
- * per row of x a lane-strided pass over K / 4 and a subgroupAdd. */
+/* The optional RMSNorm of a fused matmul (vkd_matmul_norm_ok). */
 static vkd_result norm_check(vkd_rec *rec, const char *op, const vkd_tensor *norm, const vkd_tensor *w) {
     if (!norm || vkd_matmul_norm_ok(w, norm)) return VKD_OK;
     return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "%s: norm weight '%s' must be %llu row-major %s "
                     "elements (the weight's dtype), K a multiple of 4, on a device with 8-lane broadcast "
                     "texel matmuls", op, norm->name, (unsigned long long)w->cols, vkd_dtype_name(w->dtype));
-}
-
-static uint64_t norm_iters(const vkd_dispatch *disp, const vkd_tensor *norm, uint64_t K) {
-    return norm ? disp->spec[2] * (vkd_div_up(K / 4, disp->spec[0]) + 2) : 0;
 }
 
 vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_row0, const vkd_tensor *x,
@@ -285,12 +285,11 @@ vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_r
     /* one geometry for all: the rows per lane of the matrix that wants the fewest */
     uint32_t rpl = 32;
     for (uint32_t j = 0; j < n; j++) {
-        if ((r = blocks_geometry(rec, "matmul_group", ws[j]->rows, st->row_texels, m, 1, &disp))) return r;
+        if ((r = blocks_geometry(rec, "matmul_group", ws[j]->rows, st->row_texels, m, 1, norm ? st->cols : 0,
+                                 &disp)))
+            return r;
         if (disp.spec[1] < rpl) rpl = disp.spec[1];
     }
-    if (st->row_texels + 8 + norm_iters(&disp, norm, st->cols) > vkd_profile_loop_budget(vkd_ctx_profile(vkd_rec_ctx(rec))))
-        return vkd_fail(err, VKD_ERR_UNSUPPORTED, "matmul_group: K = %llu with the norm exceeds the driver's "
-                        "loop limit", (unsigned long long)st->cols);
     disp.spec[1] = rpl;
     uint32_t rows[3], base[3], yoff[3], start[4] = {0};
     for (uint32_t j = 0; j < 3; j++) {
@@ -346,26 +345,9 @@ vkd_result vkd_op_matmul_glu(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const
         .push = &pc,
         .push_bytes = sizeof pc,
     };
-    if ((r = blocks_geometry(rec, "matmul_glu", g->rows, g->row_texels, m, 2, &disp))) return r;
-    if (g->row_texels + 8 + norm_iters(&disp, norm, g->cols) > vkd_profile_loop_budget(vkd_ctx_profile(vkd_rec_ctx(rec))))
-        return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED, "matmul_glu: K = %llu with the norm exceeds "
-                        "the driver's loop limit", (unsigned long long)g->cols);
-    uint32_t per = disp.spec[0] * disp.spec[1];
-    for (uint32_t c = 0; c < g->nchunks; c++) {
-        const vkd_chunk *ch = &g->chunks[c];
-        pc.col0 = (uint32_t)ch->row0;
-        pc.rows = (uint32_t)ch->rows;
-        uint64_t groups = vkd_div_up(ch->rows, per);
-        if (groups > vkd_ctx_info(vkd_rec_ctx(rec))->max_workgroup_count[0])
-            return vkd_fail(vkd_rec_error(rec), VKD_ERR_UNSUPPORTED,
-                            "matmul_glu: chunk of %llu rows too large for one dispatch",
-                            (unsigned long long)ch->rows);
-        disp.groups[0] = (uint32_t)groups;
-        disp.binds[0].chunk = ch;
-        disp.binds[1].chunk = &u->chunks[c];
-        if ((r = vkd_rec_dispatch(rec, &disp))) return r;
-    }
-    return VKD_OK;
+    if ((r = blocks_geometry(rec, "matmul_glu", g->rows, g->row_texels, m, 2, norm ? g->cols : 0, &disp)))
+        return r;
+    return matmul_chunks(rec, &disp, &pc, g, u, disp.spec[0] * disp.spec[1], 0);
 }
 
 /* Tiled GEMM: T x T output tiles, (T/4)^2 lanes each computing 4 x 4 outputs. */
@@ -390,7 +372,7 @@ static vkd_result matmul_gemm(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
     disp.spec[1] = t;
     disp.nspec = 2;
     disp.groups[1] = (uint32_t)gy;
-    return matmul_chunks(rec, &disp, &pc, w, t, 0);
+    return matmul_chunks(rec, &disp, &pc, w, NULL, t, 0);
 }
 
 vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
