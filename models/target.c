@@ -160,7 +160,6 @@ vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_optio
     if ((r = scratch(t, VKD_DTYPE_I32, 1, R, "ids", &t->ids, err)) ||
         (r = scratch(t, VKD_DTYPE_F32, R, t->hidden, "x", &t->x, err)) ||
         (r = scratch(t, VKD_DTYPE_F32, R, Q > t->hidden ? Q : t->hidden, "a", &t->a, err)) ||
-
         (r = scratch(t, VKD_DTYPE_F32, R, Q, "o", &t->o, err)) ||
         (r = scratch(t, VKD_DTYPE_F32, R, t->ffn, "gate", &t->g, err)) ||
         (r = scratch(t, VKD_DTYPE_F32, R, t->ffn, "up", &t->u, err)) ||
