@@ -467,7 +467,7 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
     const vkd_linear *qkv[3] = {&L->wq, &L->wk, &L->wv};
     vkd_tensor *qkvy[3] = {qr, kr, A->v};
     const vkd_tensor *ws[3];
-    if (infer && group_ws(qkvy, qkv, 3, ws) && vkd_matmul_norm_ok(ws[0], L->ln1)) {
+    if (infer && group_ws(qkvy, qkv, 3, ws) && vkd_matmul_norm_ok(ws[0], L->ln1, x)) {
         vkd_op_matmul_group(rec, qkvy, 0, x, 0, ws, 3, m, L->ln1, eps);
     } else {
         vkd_op_rmsnorm(rec, A->a1, x, L->ln1, m, H, eps);
@@ -504,7 +504,7 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
     if (A->x_mid) vkd_op_copy2d(rec, A->x_mid, 0, 0, x, 0, 0, m, H);
     if (infer && !L->wg.lora_a && !L->wu.lora_a && vkd_matmul_glu_ok(L->wg.w, L->wu.w)) {
         /* (norm,) gate, up and SwiGLU in one dispatch */
-        bool fuse_norm = vkd_matmul_norm_ok(L->wg.w, L->ln2);
+        bool fuse_norm = vkd_matmul_norm_ok(L->wg.w, L->ln2, x);
         if (!fuse_norm) vkd_op_rmsnorm(rec, A->a2, x, L->ln2, m, H, eps);
         vkd_op_matmul_glu(rec, A->h, 0, fuse_norm ? x : A->a2, 0, L->wg.w, L->wu.w, m,
                           fuse_norm ? L->ln2 : NULL, eps);

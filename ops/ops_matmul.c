@@ -151,30 +151,35 @@ static vkd_result matmul_gemv(vkd_rec *rec, vkd_variant key, vkd_tensor *y, cons
  * are one subgroup with broadcast (the profile's matmul_bcast: CPU drivers), each lane loads
  * one element per row of x and step and broadcasts it (matmul_blocks_bcast.comp): then the x
  * loads no longer grow with the rows, and passes of 16 rows are the fastest
- * (docs/benchmarks.md, 2026-12-04: m = 16 1.5x, m = 512 1.3-1.6x the passes of 4). A W
+ * (docs/benchmarks.md, 2026-12-04: m = 16 1.5x, m = 512 1.3-1.6x the passes of 4). Since
+ * 2026-12-05 that kernel reads x through its texel view instead (the profile's x_texel: the
+ * lanes fetch the same texel, vectorised; no broadcasts): m = 16 1.45x faster again, m = 1
+ * 1.1x; x without a view, or K % 4 != 0, takes the passes of 4. A W
  * whose rows leave much of the last workgroup padding (a small model's 64-, 128- and 384-row
  * projections) takes fewer rows per lane instead (docs/benchmarks.md, 2026-12-04: the demo
  * pair's draft call 1.3x; a 16-row pass over 384 x 128 1.2x, and its pipeline compiles in
  * 5 s instead of 13). */
-static bool blocks_bcast(const vkd_profile *p) {
+static bool blocks_bcast(const vkd_profile *p, const vkd_tensor *x, uint64_t K) {
     uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
     while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
-    return p->matmul_bcast && lanes == 8;
+    return p->matmul_bcast && lanes == 8 && x && x->nchunks == 1 && x->chunks[0].view && K % 4 == 0;
 }
 
 /* Geometry of the texel-block kernels (matmul_blocks, matmul_group, matmul_glu) for m rows of x
  * against W of `rows` rows and row_texels texels a row: lanes, rows per lane (spec[1]), rows
- * of x per workgroup (spec[2]), and workgroup rows along y (groups[1]). `sets`: accumulator
+ * of x per workgroup (spec[2]), and workgroup rows along y (groups[1]); bcast: the kernel reads
+ * x through its texel view (blocks_bcast), passes of 16 rows. `sets`: accumulator
  * sets per lane (GLU: 2), whose total is kept to what one set of a 16-row pass holds.
  * norm_k: K of a fused RMSNorm (0: none), whose per-row pass over K / 4 and subgroupAdd
  * count against the loop budget too. */
 static vkd_result blocks_geometry(vkd_rec *rec, const char *op, uint64_t rows, uint64_t row_texels,
-                                  uint32_t m, uint32_t sets, uint64_t norm_k, vkd_dispatch *disp) {
+                                  uint32_t m, uint32_t sets, uint64_t norm_k, bool bcast,
+                                  vkd_dispatch *disp) {
     const vkd_profile *p = vkd_ctx_profile(vkd_rec_ctx(rec));
     uint32_t lanes = p->wg_stream ? p->wg_stream : 8;
     while (lanes > 256 || (VKD_BLOCK_ROWS % lanes)) lanes /= 2;
     /* rows of x per workgroup: up to the pass size, the workgroup rows (y) covering m */
-    uint32_t pass = blocks_bcast(p) ? BLOCKS_BCAST_MAX_M : BLOCKS_MAX_M;
+    uint32_t pass = bcast ? BLOCKS_BCAST_MAX_M : BLOCKS_MAX_M;
     uint32_t mb = 1;
     while (mb < m && mb < pass) mb *= 2;
     uint32_t rpl = VKD_BLOCK_ROWS / lanes;
@@ -207,9 +212,10 @@ static vkd_result blocks_geometry(vkd_rec *rec, const char *op, uint64_t rows, u
 
 static vkd_result matmul_blocks(vkd_rec *rec, vkd_variant key, vkd_tensor *y, const vkd_tensor *x,
                                 const vkd_tensor *w, vkd_pc_matmul pc, bool accumulate) {
-    if (blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec)))) key.shape = VKD_SHAPE_BCAST;
+    bool bcast = blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec)), x, pc.K);
+    if (bcast) key.shape = VKD_SHAPE_BCAST;
     vkd_dispatch disp = matmul_dispatch(vkd_select_matmul(&key), y, x, accumulate, &pc);
-    vkd_result r = blocks_geometry(rec, "matmul", w->rows, w->row_texels, pc.m, 1, 0, &disp);
+    vkd_result r = blocks_geometry(rec, "matmul", w->rows, w->row_texels, pc.m, 1, 0, bcast, &disp);
     return r ? r : matmul_chunks(rec, &disp, &pc, w, NULL, disp.spec[0] * disp.spec[1], 0);
 }
 
@@ -228,19 +234,21 @@ bool vkd_matmul_group_ok(vkd_tensor *const *ys, const vkd_tensor *const *ws, uin
     return true;
 }
 
-bool vkd_matmul_norm_ok(const vkd_tensor *w, const vkd_tensor *norm) {
-    if (!w || !norm || !blocks_bcast(vkd_ctx_profile(w->ctx)) || w->cols % 4 || norm->dtype != w->dtype ||
+bool vkd_matmul_norm_ok(const vkd_tensor *w, const vkd_tensor *norm, const vkd_tensor *x) {
+    if (!w || !norm || !blocks_bcast(vkd_ctx_profile(w->ctx), x, w->cols) || norm->dtype != w->dtype ||
         norm->layout != VKD_LAYOUT_ROWS || norm->nchunks != 1 || norm->rows * norm->cols != w->cols)
         return false;
     return true;
 }
 
 /* The optional RMSNorm of a fused matmul (vkd_matmul_norm_ok). */
-static vkd_result norm_check(vkd_rec *rec, const char *op, const vkd_tensor *norm, const vkd_tensor *w) {
-    if (!norm || vkd_matmul_norm_ok(w, norm)) return VKD_OK;
+static vkd_result norm_check(vkd_rec *rec, const char *op, const vkd_tensor *norm, const vkd_tensor *w,
+                             const vkd_tensor *x) {
+    if (!norm || vkd_matmul_norm_ok(w, norm, x)) return VKD_OK;
     return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "%s: norm weight '%s' must be %llu row-major %s "
-                    "elements (the weight's dtype), K a multiple of 4, on a device with 8-lane broadcast "
-                    "texel matmuls", op, norm->name, (unsigned long long)w->cols, vkd_dtype_name(w->dtype));
+                    "elements (the weight's dtype), K a multiple of 4, x '%s' with a texel view, on a "
+                    "device with 8-lane broadcast texel matmuls", op, norm->name, (unsigned long long)w->cols,
+                    vkd_dtype_name(w->dtype), x->name);
 }
 
 vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_row0, const vkd_tensor *x,
@@ -254,7 +262,7 @@ vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_r
     vkd_result r;
     for (uint32_t j = 0; j < n; j++)
         if ((r = matmul_check(rec, ys[j], y_row0, x, x_row0, ws[j], m))) return r;
-    if ((r = norm_check(rec, "matmul_group", norm, ws[0]))) return r;
+    if ((r = norm_check(rec, "matmul_group", norm, ws[0], x))) return r;
     if (!m) return VKD_OK;
     const vkd_tensor *st = ws[0]->parent;
     /* y: one binding over the span of the outputs' bytes in their buffer */
@@ -270,9 +278,9 @@ vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_r
         return vkd_fail(err, VKD_ERR_RANGE, "matmul_group: outputs too far apart for 32-bit indexing");
     span.base = lo;
     span.bytes = span.bind_bytes = hi - lo;
+    bool bcast = blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec)), x, st->cols);
     vkd_variant key = {.dtype = st->dtype, .layout = VKD_LAYOUT_BLOCKS,
-                       .shape = blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec))) ? VKD_SHAPE_BCAST
-                                                                               : VKD_SHAPE_GEMV};
+                       .shape = bcast ? VKD_SHAPE_BCAST : VKD_SHAPE_GEMV};
     vkd_pc_matmul_group pc = {.m = m, .K = (uint32_t)st->cols, .x_row0 = x_row0, .y_row0 = y_row0,
                               .norm = norm != NULL, .eps = eps};
     vkd_dispatch disp = {
@@ -286,7 +294,7 @@ vkd_result vkd_op_matmul_group(vkd_rec *rec, vkd_tensor *const *ys, uint32_t y_r
     uint32_t rpl = 32;
     for (uint32_t j = 0; j < n; j++) {
         if ((r = blocks_geometry(rec, "matmul_group", ws[j]->rows, st->row_texels, m, 1, norm ? st->cols : 0,
-                                 &disp)))
+                                 bcast, &disp)))
             return r;
         if (disp.spec[1] < rpl) rpl = disp.spec[1];
     }
@@ -330,11 +338,11 @@ vkd_result vkd_op_matmul_glu(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const
     if (!vkd_matmul_glu_ok(g, u))
         return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "matmul_glu: gate '%s' and up '%s' must "
                         "have one shape and dtype, in the texel block layout", g->name, u ? u->name : "");
-    if ((r = norm_check(rec, "matmul_glu", norm, g))) return r;
+    if ((r = norm_check(rec, "matmul_glu", norm, g, x))) return r;
     if (!m) return VKD_OK;
+    bool bcast = blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec)), x, g->cols);
     vkd_variant key = {.dtype = g->dtype, .layout = VKD_LAYOUT_BLOCKS,
-                       .shape = blocks_bcast(vkd_ctx_profile(vkd_rec_ctx(rec))) ? VKD_SHAPE_BCAST
-                                                                               : VKD_SHAPE_GEMV};
+                       .shape = bcast ? VKD_SHAPE_BCAST : VKD_SHAPE_GEMV};
     vkd_pc_matmul pc = {.m = m, .K = (uint32_t)g->cols, .N = (uint32_t)g->rows, .x_row0 = x_row0,
                         .y_row0 = y_row0, .norm = norm != NULL, .eps = eps};
     vkd_dispatch disp = {
@@ -345,7 +353,7 @@ vkd_result vkd_op_matmul_glu(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const
         .push = &pc,
         .push_bytes = sizeof pc,
     };
-    if ((r = blocks_geometry(rec, "matmul_glu", g->rows, g->row_texels, m, 2, norm ? g->cols : 0, &disp)))
+    if ((r = blocks_geometry(rec, "matmul_glu", g->rows, g->row_texels, m, 2, norm ? g->cols : 0, bcast, &disp)))
         return r;
     return matmul_chunks(rec, &disp, &pc, g, u, disp.spec[0] * disp.spec[1], 0);
 }

@@ -41,9 +41,10 @@ vkd_result vkd_op_matmul(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd
 
 /* The fused matmuls below may take x through an RMSNorm first (norm: its weight; NULL: none),
  * as vkd_op_rmsnorm then the matmul, bit for bit, without writing the normed rows; where
- * vkd_matmul_norm_ok(w, norm) holds: norm has W's dtype and K elements (row-major), K is a
- * multiple of 4, and the device runs the texel matmul and rmsnorm on the same 8 lanes (one
- * subgroup: the profile's matmul_bcast), so the sum of squares is formed the same way.
+ * vkd_matmul_norm_ok(w, norm, x) holds: norm has W's dtype and K elements (row-major), K is a
+ * multiple of 4, x has a texel view (the profile's x_texel), and the device runs the texel
+ * matmul and rmsnorm on the same 8 lanes (one subgroup: the profile's matmul_bcast), so the
+ * sum of squares is formed the same way.
  *
  * Two or three matmuls of one x in one dispatch (q/k/v):
  * ys[j][y_row0 + i, :N_j] = x[x_row0 + i, :K] . W_j^T for i < m, j < n (2 or 3).
@@ -66,7 +67,7 @@ bool vkd_matmul_glu_ok(const vkd_tensor *g, const vkd_tensor *u);
 vkd_result vkd_op_matmul_glu(vkd_rec *rec, vkd_tensor *y, uint32_t y_row0, const vkd_tensor *x,
                              uint32_t x_row0, const vkd_tensor *g, const vkd_tensor *u, uint32_t m,
                              const vkd_tensor *norm, float eps);
-bool vkd_matmul_norm_ok(const vkd_tensor *w, const vkd_tensor *norm);
+bool vkd_matmul_norm_ok(const vkd_tensor *w, const vkd_tensor *norm, const vkd_tensor *x);
 
 /* y[i, :] = float(table[ids[i], :]) for i < m. table: V x H, f32/f16/bf16, any chunks;
  * ids: i32, at least m entries (an id outside [0, V) gives a zero row); y: f32 m x H. */

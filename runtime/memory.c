@@ -262,7 +262,7 @@ static uint64_t chunk_bytes(const vkd_tensor *t, uint64_t rows) {
     return (rows + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * VKD_BLOCK_ROWS * t->row_texels * 16;
 }
 
-static vkd_result chunk_view(vkd_ctx *ctx, vkd_chunk *ch, vkd_error *err) {
+vkd_result vkd_chunk_texel_view(vkd_ctx *ctx, vkd_chunk *ch, vkd_error *err) {
     VkBufferViewCreateInfo vci = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
         .buffer = ch->buffer,
@@ -274,7 +274,8 @@ static vkd_result chunk_view(vkd_ctx *ctx, vkd_chunk *ch, vkd_error *err) {
     return VKD_OK;
 }
 
-/* views: row-major chunks also get a texel view (vkd_tensor_create_kv) */
+/* views: row-major chunks also get a texel view (vkd_tensor_create_kv), chunked so that each
+ * fits one; otherwise, with the profile's x_texel, each chunk that fits one gets one */
 static vkd_result tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const int64_t *shape,
                                 vkd_layout layout, bool views, const char *name, vkd_tensor **out,
                                 vkd_error *err) {
@@ -340,7 +341,8 @@ static vkd_result tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const i
     snprintf(t->name, sizeof t->name, "%s", name ? name : "tensor");
     VkBufferUsageFlags usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT |
                                (layout == VKD_LAYOUT_ROWS ? VK_BUFFER_USAGE_STORAGE_BUFFER_BIT : 0) |
-                               (layout == VKD_LAYOUT_BLOCKS || views ? VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT : 0);
+                               (layout == VKD_LAYOUT_BLOCKS || views || ctx->profile.x_texel
+                                    ? VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT : 0);
     for (uint64_t c = 0; c < nchunks; c++) {
         vkd_chunk *ch = &chunks[c];
         ch->row0 = c * per_chunk;
@@ -366,7 +368,9 @@ static vkd_result tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const i
         }
         t->nchunks = (uint32_t)c + 1; /* bound: vkd_tensor_destroy frees it from here on */
         ch->texel_only = layout == VKD_LAYOUT_BLOCKS;
-        if ((layout == VKD_LAYOUT_BLOCKS || views) && (r = chunk_view(ctx, ch, err))) {
+        bool view = layout == VKD_LAYOUT_BLOCKS || views ||
+                    (ctx->profile.x_texel && align_up(ch->bytes, 16) / 16 <= ctx->profile.max_texel_elements);
+        if (view && (r = vkd_chunk_texel_view(ctx, ch, err))) {
             vkd_tensor_destroy(t);
             return vkd_error_prefix(err, "tensor '%s'", name);
         }
@@ -461,7 +465,7 @@ vkd_result vkd_tensor_create_stack(vkd_ctx *ctx, vkd_dtype dtype, uint32_t n, co
         ch->bytes = chunk_bytes(t, rows[i]);
         ch->bind_bytes = ch->bytes;
         members[i] = t;
-        if ((r = chunk_view(ctx, ch, err))) vkd_error_prefix(err, "tensor '%s'", names[i]);
+        if ((r = vkd_chunk_texel_view(ctx, ch, err))) vkd_error_prefix(err, "tensor '%s'", names[i]);
         off += ch->bytes;
     }
     if (r) {
@@ -490,9 +494,8 @@ vkd_result vkd_tensor_create_2d(vkd_ctx *ctx, vkd_dtype dtype, uint64_t rows, ui
 void vkd_tensor_destroy(vkd_tensor *t) {
     if (!t) return;
     vkd_ctx *ctx = t->ctx;
-    if (t->parent) {           /* a view owns no memory; a stack member owns its texel view */
-        if (t->layout == VKD_LAYOUT_BLOCKS && t->chunks[0].view)
-            vkDestroyBufferView(ctx->device, t->chunks[0].view, NULL);
+    if (t->parent) {           /* a view owns no memory, only its texel view if any */
+        if (t->chunks[0].view) vkDestroyBufferView(ctx->device, t->chunks[0].view, NULL);
         free(t->chunks);
         free(t);
         return;

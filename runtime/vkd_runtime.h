@@ -115,6 +115,9 @@ typedef struct vkd_profile {
                                 * attention reads them through it */
     bool matmul_fuse;          /* texel-block weights: q/k/v as one dispatch (a stack) and
                                 * gate/up/SwiGLU as one (vkd_op_matmul_group, _glu) */
+    bool x_texel;              /* row-major tensors carry a uniform texel view (RGBA32UI) of each
+                                * chunk that fits one, and views of them one where they start on
+                                * a texel; the broadcast texel-block matmuls read x through it */
 } vkd_profile;
 
 /* Loop iterations one invocation may run (the profile's bug_loop_limit less slack);

@@ -52,13 +52,13 @@ float hat(uint i, uint e, bool guard) {
 #if DT_F32
 #define LOADX(i) if (i < MB) { uint e = k * E; \
         xl[i] = vec4(hat(i, e, g), hat(i, e + 1u, g), hat(i, e + 2u, g), hat(i, e + 3u, g)); }
-#define FMA(i) if (i < MB) acc[i][rr] += dot(lo, xl[i]);
+#define FMA(i) if (i < MB) { FMA_TEXEL(acc[i][rr], lo, xl[i]) }
 #define WIDEN(q) vec4 lo = uintBitsToFloat(q);
 #else
 #define LOADX(i) if (i < MB) { uint e = k * E; \
         xl[i] = vec4(hat(i, e, g), hat(i, e + 1u, g), hat(i, e + 2u, g), hat(i, e + 3u, g)); \
         xh[i] = vec4(hat(i, e + 4u, g), hat(i, e + 5u, g), hat(i, e + 6u, g), hat(i, e + 7u, g)); }
-#define FMA(i) if (i < MB) acc[i][rr] += dot(lo, xl[i]) + dot(hi, xh[i]);
+#define FMA(i) if (i < MB) { FMA_TEXEL(acc[i][rr], lo, xl[i]) FMA_TEXEL(acc[i][rr], hi, xh[i]) }
 #if DT_BF16
 #define WIDEN(q) vec4 lo = vec4(bf16x2(q.x), bf16x2(q.y)), hi = vec4(bf16x2(q.z), bf16x2(q.w));
 #else

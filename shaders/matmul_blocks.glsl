@@ -1,6 +1,11 @@
 /* matmul_blocks.glsl: the body of the texel-block matmuls (see matmul_blocks.comp).
- * XBCAST: x is loaded one element per lane and shared by subgroup broadcasts (8-lane
- * workgroups that are one subgroup).
+ * XBCAST: x through its uniform texel view, every lane fetching the same texels (8-lane
+ * workgroups that are one subgroup; K % 4 == 0). The variant's name is older than this
+ * (x was once shared by subgroup broadcasts, which lavapipe runs lane by lane); a fused
+ * norm's weight still is.
+ * Each accumulator takes its products one by one, in element order (a chain of fma(), which
+ * lavapipe runs as a multiply and an add): not a dot() per texel, whose sum tree the driver
+ * schedules worse (m = 16 over 3072 x 1024 bf16: 1.3x faster).
  * MODE 0: one W (matmul_blocks*.comp). MODE 1, GLU: W = gate (binding 0) and up (binding 1)
  * of the same shape, y = silu(x . gate) * (x . up) (matmul_glu*.comp). MODE 2, a group:
  * two or three W of the same K stacked in one texel buffer, each with its own y in one
@@ -19,21 +24,26 @@ layout(local_size_x_id = 0) in;                  /* LANES */
 layout(constant_id = 1) const uint RPL = 32;     /* rows per lane: 1, 2, 4, ..., 32 */
 layout(constant_id = 2) const uint MB = 1;       /* rows of x per pass: 1, 2, 4, 8 or 16 */
 
+/* x: with XBCAST through its uniform texel view (RGBA32UI: texel t holds elements 4t .. 4t + 3),
+ * else a storage buffer */
+#if XBCAST
+#define X_BINDING(b) layout(binding = b) uniform usamplerBuffer xt;
+#else
+#define X_BINDING(b) layout(std430, binding = b) readonly buffer X { float x[]; };
+#endif
 #if MODE == 0
 layout(binding = 0) uniform usamplerBuffer wt;
-layout(std430, binding = 1) readonly buffer X { float x[]; };
+X_BINDING(1)
 layout(std430, binding = 2) buffer Y { float y[]; };
 #elif MODE == 1
 layout(binding = 0) uniform usamplerBuffer wt;
 layout(binding = 1) uniform usamplerBuffer wu;
-layout(std430, binding = 2) readonly buffer X { float x[]; };
-layout(std430, binding = 2) readonly buffer X4 { vec4 x4[]; };
+X_BINDING(2)
 layout(std430, binding = 3) writeonly buffer Y { float y[]; };
 #define WEIGHT_BINDING 4                         /* the norm weight (pc.norm) */
 #else
 layout(binding = 0) uniform usamplerBuffer wt;   /* the stack holding every W_j */
-layout(std430, binding = 1) readonly buffer X { float x[]; };
-layout(std430, binding = 1) readonly buffer X4 { vec4 x4[]; };
+X_BINDING(1)
 layout(std430, binding = 2) writeonly buffer Y { float y[]; };  /* every y_j, at yoff_j */
 #define WEIGHT_BINDING 3                         /* the norm weight (pc.norm) */
 #endif
@@ -65,9 +75,14 @@ uint xb[16];
 vec4 xl[16], xh[16];
 uint lane, row0, xr0;                            /* set by mm_acc */
 
+#if XBCAST
+/* texel t of row i of x's pass (xb[i]: its first element, a multiple of 4) */
+vec4 xtex(uint i, uint t) { return uintBitsToFloat(texelFetch(xt, int((xb[i] >> 2) + t))); }
+#else
 float xat(uint i, uint e, bool guard) {
     return !guard || e < pc.K ? x[xb[i] + e] : 0.0;
 }
+#endif
 
 #define XOFF(i) if (i < MB) xb[i] = (pc.x_row0 + min(xr0 + uint(i), pc.m - 1u)) * pc.K;
 #define ZERO_R(r) if (r < RPL) { const uint rr = r; FOR_ROWS(ZERO_I) }
@@ -77,16 +92,20 @@ float xat(uint i, uint e, bool guard) {
 #define ZERO_I(i) if (i < MB) acc[i][rr] = 0.0;
 #endif
 #if XBCAST
-/* lane l loads element l of the step (f32: lanes past 3 repeat element 3), the others come
- * from the lane holding them: one load per lane and row instead of E */
-#define XB(i, j) subgroupBroadcast(xv, j)
-#if DT_F32
-#define LOADX(i) if (i < MB) { float xv = (xat(i, k * E + min(lane, E - 1u), g) * rs[i]) * lnv; \
-        xl[i] = vec4(XB(i, 0u), XB(i, 1u), XB(i, 2u), XB(i, 3u)); }
+/* every lane fetches the step's texel(s) of each row of x (the same address: a texel fetch is
+ * vectorised, where storage loads and subgroup broadcasts go lane by lane on lavapipe); with
+ * a norm each element becomes (x * r) * ln as in rmsnorm.comp. 16-bit W: the second texel
+ * is past K in the tail step (K % 8 == 4), whose W texel is zero padding. */
+#if MODE == 0
+#define XN(v, i, ln) (v)
 #else
-#define LOADX(i) if (i < MB) { float xv = (xat(i, k * E + lane, g) * rs[i]) * lnv; \
-        xl[i] = vec4(XB(i, 0u), XB(i, 1u), XB(i, 2u), XB(i, 3u)); \
-        xh[i] = vec4(XB(i, 4u), XB(i, 5u), XB(i, 6u), XB(i, 7u)); }
+#define XN(v, i, ln) (((v) * rs[i]) * (ln))
+#endif
+#if DT_F32
+#define LOADX(i) if (i < MB) xl[i] = XN(xtex(i, k), i, lnl);
+#else
+#define LOADX(i) if (i < MB) { xl[i] = XN(xtex(i, 2u * k), i, lnl); \
+        xh[i] = g && k * E + 4u >= pc.K ? vec4(0.0) : XN(xtex(i, 2u * k + 1u), i, lnh); }
 #endif
 #endif
 #if DT_F32
@@ -94,7 +113,6 @@ float xat(uint i, uint e, bool guard) {
 #define LOADX(i) if (i < MB) { uint e = k * E; \
         xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); }
 #endif
-#define DOT(i, lo, hi) dot(lo, xl[i])
 #define WIDEN(q, lo, hi) vec4 lo = uintBitsToFloat(q);
 #else
 #if !XBCAST
@@ -102,36 +120,42 @@ float xat(uint i, uint e, bool guard) {
         xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); \
         xh[i] = vec4(xat(i, e + 4u, g), xat(i, e + 5u, g), xat(i, e + 6u, g), xat(i, e + 7u, g)); }
 #endif
-#define DOT(i, lo, hi) (dot(lo, xl[i]) + dot(hi, xh[i]))
 #if DT_BF16
 #define WIDEN(q, lo, hi) vec4 lo = vec4(bf16x2(q.x), bf16x2(q.y)), hi = vec4(bf16x2(q.z), bf16x2(q.w));
 #else
 #define WIDEN(q, lo, hi) vec4 lo = vec4(f16x2(q.x), f16x2(q.y)), hi = vec4(f16x2(q.z), f16x2(q.w));
 #endif
 #endif
+/* the products of one W texel (lo, hi) with row i of x, added to a one by one */
+#if DT_F32
+#define CHAIN(a, i, lo, hi) FMA_TEXEL(a, lo, xl[i])
+#else
+#define CHAIN(a, i, lo, hi) FMA_TEXEL(a, lo, xl[i]) FMA_TEXEL(a, hi, xh[i])
+#endif
 #if MODE == 1
 /* gate and up: the same texel of both */
-#define FMA(i) if (i < MB) { acc[i][rr] += DOT(i, lo, hi); accu[i][rr] += DOT(i, ulo, uhi); }
+#define FMA(i) if (i < MB) { CHAIN(acc[i][rr], i, lo, hi) CHAIN(accu[i][rr], i, ulo, uhi) }
 #define ROW_R(r) if (r < RPL) { const uint rr = r; int t = int(tb + rr * gl_WorkGroupSize.x); \
         uvec4 q = texelFetch(wt, t); WIDEN(q, lo, hi) uvec4 qu = texelFetch(wu, t); \
         WIDEN(qu, ulo, uhi) FOR_ROWS(FMA) }
 #else
-#define FMA(i) if (i < MB) acc[i][rr] += DOT(i, lo, hi);
+#define FMA(i) if (i < MB) { CHAIN(acc[i][rr], i, lo, hi) }
 #define ROW_R(r) if (r < RPL) { const uint rr = r; \
         uvec4 q = texelFetch(wt, int(tb + rr * gl_WorkGroupSize.x)); WIDEN(q, lo, hi) FOR_ROWS(FMA) }
 #endif
-#if XBCAST
-/* the norm weight of the element this lane loads (0 past K), or 1 without a norm */
+#if XBCAST && MODE != 0
+/* the norm weight of the step's elements (0 past K; 1 without a norm): lane l loads element
+ * l (f32: lanes past 3 repeat element 3), the others come by broadcast */
 float lnat(uint e, bool guard) {
-#if MODE != 0
     if (NORM) return !guard || e < pc.K ? load1(e) : 0.0;
-#endif
     return 1.0;
 }
+#define LB(j) subgroupBroadcast(lnv, j)
 #if DT_F32
-#define LNLOAD float lnv = lnat(k * E + min(lane, E - 1u), g);
+#define LNLOAD float lnv = lnat(k * E + min(lane, E - 1u), g); vec4 lnl = vec4(LB(0u), LB(1u), LB(2u), LB(3u));
 #else
-#define LNLOAD float lnv = lnat(k * E + lane, g);
+#define LNLOAD float lnv = lnat(k * E + lane, g); vec4 lnl = vec4(LB(0u), LB(1u), LB(2u), LB(3u)), \
+        lnh = vec4(LB(4u), LB(5u), LB(6u), LB(7u));
 #endif
 #else
 #define LNLOAD
@@ -141,8 +165,8 @@ float lnat(uint e, bool guard) {
         uint tb = t0 + k * 256u; FOR_R(ROW_R) }
 /* the RMSNorm's 1 / rms of row i of x, formed as rmsnorm.comp forms it (8 lanes, one subgroup) */
 #if MODE != 0 && XBCAST
-#define RS_I(i) if (i < MB) { float s = 0.0; uint b4 = xb[i] >> 2, d4 = pc.K >> 2; \
-        for (uint j = lane; j < d4; j += gl_WorkGroupSize.x) { vec4 a = x4[b4 + j]; s += dot(a, a); } \
+#define RS_I(i) if (i < MB) { float s = 0.0; uint d4 = pc.K >> 2; \
+        for (uint j = lane; j < d4; j += gl_WorkGroupSize.x) { vec4 a = xtex(i, j); s += dot(a, a); } \
         s = subgroupAdd(s); rs[i] = inversesqrt(s / float(pc.K) + pc.eps); }
 #else
 #define RS_I(i)

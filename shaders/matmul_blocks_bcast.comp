@@ -1,8 +1,9 @@
 #version 450
-/* matmul_blocks.comp with x shared by subgroup broadcasts (XBCAST): each lane loads one
- * element of each row of x per step instead of all 8, since lavapipe loads storage memory
- * lane by lane (../shared/lavapipe-notes.md); so a pass can carry more rows of x. Needs
- * 8-lane workgroups that are one subgroup with broadcast (the profile's matmul_bcast). */
+/* matmul_blocks.comp with x read through a uniform texel view (XBCAST): every lane fetches
+ * the same texel of x, which lavapipe vectorises, where it loads storage memory lane by lane
+ * (../shared/lavapipe-notes.md); so a pass can carry more rows of x. Binding 1 is then x's
+ * texel view (RGBA32UI, K % 4 == 0). Needs 8-lane workgroups that are one subgroup with
+ * broadcast (the profile's matmul_bcast; a fused norm's weight is broadcast). */
 /* Matmul against weights in the texel block layout (VKD_LAYOUT_BLOCKS, runtime/vkd_runtime.h):
  * y[y_row0 + i, col0 + n] (=|+=) x[x_row0 + i, :K] . W[n, :K] for i < m, n < rows (one chunk
  * of W); workgroup row y takes rows [y * MB, y * MB + MB) of x. Every weight texel a
@@ -16,7 +17,7 @@
  * loop limit (the host checks it).
  * Bindings: 0 W chunk (uniform texel buffer, RGBA32UI), 1 x f32 (read), 2 y f32 (write, or
  * read-write when accumulating). */
-//! texel 0
+//! texel 0 1
 //! family matmul
 //! axes trans=n layout=blocks shape=bcast dtype=f32,f16,bf16
 #extension GL_KHR_shader_subgroup_basic : require

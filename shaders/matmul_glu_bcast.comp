@@ -1,6 +1,6 @@
 #version 450
-/* matmul_glu.comp with x shared by subgroup broadcasts (as matmul_blocks_bcast.comp). */
-//! texel 0 1
+/* matmul_glu.comp with x through its texel view at binding 2 (as matmul_blocks_bcast.comp). */
+//! texel 0 1 2
 //! family matmul_glu
 //! axes layout=blocks shape=bcast dtype=f32,f16,bf16
 #extension GL_KHR_shader_subgroup_basic : require

@@ -1,6 +1,6 @@
 #version 450
-/* matmul_group.comp with x shared by subgroup broadcasts (as matmul_blocks_bcast.comp). */
-//! texel 0
+/* matmul_group.comp with x through its texel view at binding 1 (as matmul_blocks_bcast.comp). */
+//! texel 0 1
 //! family matmul_group
 //! axes layout=blocks shape=bcast dtype=f32,f16,bf16
 #extension GL_KHR_shader_subgroup_basic : require

@@ -205,7 +205,9 @@ static void drive(vkd_ctx *ctx) {
         forward_case(ctx, dts[d], VKD_LAYOUT_ROWS, 3, 45, 64);      /* GEMV vec */
         forward_case(ctx, dts[d], VKD_LAYOUT_ROWS, 5, 45, 67);      /* GEMV scalar */
         forward_case(ctx, dts[d], VKD_LAYOUT_ROWS, gemm_m, 45, 67); /* GEMM */
-        forward_case(ctx, dts[d], VKD_LAYOUT_BLOCKS, 6, 300, 67);   /* texel blocks */
+        forward_case(ctx, dts[d], VKD_LAYOUT_BLOCKS, 6, 300, 67);   /* texel blocks, x as storage */
+        forward_case(ctx, dts[d], VKD_LAYOUT_BLOCKS, 6, 300, 68);   /* the same, x through its
+                                                                     * texel view (K % 4 == 0) */
         backward_case(ctx, dts[d], 5, 45, 67);
         backward_case(ctx, dts[d], 11, 45, 64); /* K % 4 == 0: four-column dx */
         /* tiles cut at every edge: m, N and K off the 8 x 32 tile and the 4-step reduction */
