@@ -269,8 +269,12 @@ void vkd_philox4x32(uint64_t seed, uint64_t counter_hi, uint64_t counter_lo, uin
  * per-workgroup argmax in place of the store) then argmax_merge over the workgroups'
  * candidates. Geometry as matmul_blocks (ops_matmul.c): the profile's wg_stream lanes, 32
  * rows per lane, up to ARGMAX_BLOCKS_MAX_M rows of x per workgroup, one dispatch per chunk
- * (rows of x along the workgroups' y). */
+ * (rows of x along the workgroups' y). x with a texel view (the profile's x_texel) and K % 4
+ * == 0 takes argmax_blocks_bcast, which reads x through it and carries up to
+ * ARGMAX_BLOCKS_TEXEL_M rows (the draft's 15 proposals in one pass over the head). */
 #define ARGMAX_BLOCKS_MAX_M 4u
+#define ARGMAX_BLOCKS_TEXEL_M 16u
+#define ARGMAX_BLOCKS_SHARED 1024u /* the shader's per-row, per-lane candidates: MB * lanes */
 
 static void argmax_blocks_geometry(const vkd_ctx *ctx, uint32_t *lanes, uint32_t *rpl) {
     const vkd_profile *p = vkd_ctx_profile(ctx);
@@ -311,22 +315,24 @@ vkd_result vkd_op_matmul_argmax(vkd_rec *rec, vkd_tensor *idx, vkd_tensor *part,
         return vkd_fail(err, VKD_ERR_RANGE, "matmul_argmax: %u rows too many for 32-bit indexing", m);
     if (!m) return VKD_OK;
     argmax_blocks_geometry(ctx, &lanes, &rpl);
+    bool xtex = x->nchunks == 1 && x->chunks[0].view && K % 4 == 0;
+    /* passes of mb rows of x, one per workgroup row (y) */
+    uint32_t mb = 1, mb_max = xtex ? ARGMAX_BLOCKS_TEXEL_M : ARGMAX_BLOCKS_MAX_M;
+    while (mb < m && mb < mb_max && mb * 2 * lanes <= ARGMAX_BLOCKS_SHARED) mb *= 2;
     /* one loop pass per texel step of a row, the tail step, loop exits, the merge of lanes */
-    if (w->row_texels + 8 + lanes > vkd_profile_loop_budget(vkd_ctx_profile(ctx)))
+    if (w->row_texels + 8 + lanes + mb > vkd_profile_loop_budget(vkd_ctx_profile(ctx)))
         return vkd_fail(err, VKD_ERR_UNSUPPORTED,
                         "matmul_argmax: K = %u exceeds the driver's loop limit for the texel kernel", K);
     uint32_t subs = VKD_BLOCK_ROWS / (lanes * rpl);
     vkd_dispatch disp = {
-        .shader = vkd_select_argmax_blocks(&(vkd_variant){.dtype = w->dtype, .layout = VKD_LAYOUT_BLOCKS}),
+        .shader = vkd_select_argmax_blocks(&(vkd_variant){.dtype = w->dtype, .layout = VKD_LAYOUT_BLOCKS,
+                                                          .shape = xtex ? VKD_SHAPE_BCAST : VKD_SHAPE_GEMV}),
         .spec = {lanes, rpl, 0, vkd_ctx_one_subgroup(ctx, lanes)},
         .nspec = 4,
         .binds = {{NULL, VKD_READ}, vkd_r(x), vkd_w(part)},
         .nbinds = 3,
         .push_bytes = sizeof(vkd_pc_argmax_blocks),
     };
-    /* passes of mb rows of x, one per workgroup row (y) */
-    uint32_t mb = 1;
-    while (mb < m && mb < ARGMAX_BLOCKS_MAX_M) mb *= 2;
     disp.spec[2] = mb;
     disp.groups[1] = (m + mb - 1) / mb;
     vkd_pc_argmax_blocks pb = {.m = m, .K = K, .x_row0 = x_row0, .parts = (uint32_t)parts};

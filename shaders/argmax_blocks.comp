@@ -2,115 +2,19 @@
 /* Greedy LM head, first half: the argmax over n of x[x_row0 + i, :K] . W[n, :K] for i < m,
  * without writing the logits; workgroup row y takes rows [y * MB, y * MB + MB) of x. W is
  * one chunk in the texel block layout (VKD_LAYOUT_BLOCKS, runtime/vkd_runtime.h), read
- * exactly as matmul_blocks.comp reads it:
+ * exactly as matmul_blocks.comp reads it, each product added as there (one fma() after another):
  * a block of 256 rows split into sub-blocks of LANES * RPL rows, one per workgroup, lane l
  * owning rows r * LANES + l. Each workgroup writes, per row i of x, its best logit (bits)
  * and index: the lowest index among equal maxima; a NaN or +Inf logit makes the value the
  * NaN marker VKD_NAN (argmax_merge.comp turns it into -1).
  * Bindings: 0 W chunk (uniform texel buffer, RGBA32UI), 1 x f32 (read), 2 part u32 (write). */
 //! texel 0
-//! axes layout=blocks dtype=f32,f16,bf16
+//! family argmax_blocks
+//! axes layout=blocks shape=gemv dtype=f32,f16,bf16
 #extension GL_KHR_shader_subgroup_basic : require
 #define PC_ARGMAX_BLOCKS
 #include "vkd_push.h"
 #include "common.glsl"
 #include "wgsync.glsl"
 
-layout(local_size_x_id = 0) in;                  /* LANES <= 256 */
-layout(constant_id = 1) const uint RPL = 32;     /* rows per lane: 1, 2, 4, ..., 32 */
-layout(constant_id = 2) const uint MB = 1;       /* rows of x per workgroup: 1, 2 or 4 */
-
-layout(binding = 0) uniform usamplerBuffer w;
-layout(std430, binding = 1) readonly buffer X { float x[]; };
-layout(std430, binding = 2) writeonly buffer P { uint part[]; };
-
-#if DT_F32
-#define E 4u
-#else
-#define E 8u
-#endif
-#define NONE 0xffffffffu
-#define NAN_BITS 0x7fc00000u
-
-#define FOR_ROWS(F) F(0) F(1) F(2) F(3)
-#define FOR_R(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12) F(13) \
-                 F(14) F(15) F(16) F(17) F(18) F(19) F(20) F(21) F(22) F(23) F(24) F(25) \
-                 F(26) F(27) F(28) F(29) F(30) F(31)
-
-float acc[4][32];
-uint xb[4];
-vec4 xl[4], xh[4];
-shared float s_best[4 * 256];
-shared uint s_idx[4 * 256], s_bad[4 * 256];
-
-float xat(uint i, uint e, bool guard) {
-    return !guard || e < pc.K ? x[xb[i] + e] : 0.0;
-}
-
-/* A logit no argmax can answer for: NaN or +Inf (bit tests, as rowreduce.glsl's bad_logit) */
-bool bad_logit(float v) {
-    uint u = floatBitsToUint(v);
-    return (u & 0x7fffffffu) > 0x7f800000u || u == 0x7f800000u;
-}
-
-#define XOFF(i) if (i < MB) xb[i] = (pc.x_row0 + min(xr0 + uint(i), pc.m - 1u)) * pc.K;
-#define ZERO_R(r) if (r < RPL) { const uint rr = r; FOR_ROWS(ZERO_I) }
-#define ZERO_I(i) if (i < MB) acc[i][rr] = 0.0;
-#if DT_F32
-#define LOADX(i) if (i < MB) { uint e = k * E; \
-        xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); }
-#define FMA(i) if (i < MB) acc[i][rr] += dot(lo, xl[i]);
-#define WIDEN(q) vec4 lo = uintBitsToFloat(q);
-#else
-#define LOADX(i) if (i < MB) { uint e = k * E; \
-        xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); \
-        xh[i] = vec4(xat(i, e + 4u, g), xat(i, e + 5u, g), xat(i, e + 6u, g), xat(i, e + 7u, g)); }
-#define FMA(i) if (i < MB) acc[i][rr] += dot(lo, xl[i]) + dot(hi, xh[i]);
-#if DT_BF16
-#define WIDEN(q) vec4 lo = vec4(bf16x2(q.x), bf16x2(q.y)), hi = vec4(bf16x2(q.z), bf16x2(q.w));
-#else
-#define WIDEN(q) vec4 lo = vec4(f16x2(q.x), f16x2(q.y)), hi = vec4(f16x2(q.z), f16x2(q.w));
-#endif
-#endif
-#define ROW_R(r) if (r < RPL) { const uint rr = r; \
-        uvec4 q = texelFetch(w, int(tb + rr * gl_WorkGroupSize.x)); WIDEN(q) FOR_ROWS(FMA) }
-#define STEP(kk, guard) { uint k = (kk); bool g = (guard); FOR_ROWS(LOADX) \
-        uint tb = t0 + k * 256u; FOR_R(ROW_R) }
-/* the lane's best of row i over its rows r, in increasing index order */
-#define BEST_R(r) if (r < RPL) { const uint rr = r; uint n = row0 + rr * gl_WorkGroupSize.x; \
-        if (n < pc.rows) { float v = acc[ii][rr]; bad |= bad_logit(v) ? 1u : 0u; \
-            if (bi == NONE || v > best) { best = v; bi = pc.col0 + n; } } }
-#define BEST_I(i) if (i < MB) { const uint ii = i; float best = 0.0; uint bi = NONE, bad = 0u; \
-        FOR_R(BEST_R) s_best[ii * 256u + lane] = best; s_idx[ii * 256u + lane] = bi; \
-        s_bad[ii * 256u + lane] = bad; }
-
-void main() {
-    uint lane = gl_LocalInvocationID.x;
-    uint subs = 256u / (gl_WorkGroupSize.x * RPL);   /* workgroups per block */
-    uint b = gl_WorkGroupID.x / subs, s = gl_WorkGroupID.x % subs;
-    uint kt = (pc.K + E - 1u) / E, kf = pc.K / E;    /* steps per row: all, full */
-    uint sub0 = s * gl_WorkGroupSize.x * RPL + lane; /* row of the block of the lane's r = 0 */
-    uint t0 = b * kt * 256u + sub0;                  /* its texel at step 0 */
-    uint row0 = b * 256u + sub0;
-    uint xr0 = gl_WorkGroupID.y * MB;                /* the workgroup's first row of x */
-    FOR_ROWS(XOFF)
-    { FOR_R(ZERO_R) }
-    for (uint ks = 0u; ks < kf; ks++) STEP(ks, false)
-    if (kf < kt) STEP(kf, true)
-    FOR_ROWS(BEST_I)
-    wg_barrier_shared();
-    /* lane i < m combines row i over the lanes, in lane order with the same tie rule */
-    if (lane < MB && xr0 + lane < pc.m) {
-        float best = 0.0;
-        uint bi = NONE, bad = 0u;
-        for (uint l = 0u; l < gl_WorkGroupSize.x; l++) {
-            float v = s_best[lane * 256u + l];
-            uint n = s_idx[lane * 256u + l];
-            bad |= s_bad[lane * 256u + l];
-            if (n != NONE && (bi == NONE || v > best || (v == best && n < bi))) { best = v; bi = n; }
-        }
-        uint o = ((xr0 + lane) * pc.parts + pc.part0 + gl_WorkGroupID.x) * 2u;
-        part[o] = bad != 0u ? NAN_BITS : floatBitsToUint(best);
-        part[o + 1u] = bad != 0u ? 0u : bi;
-    }
-}
+#include "argmax_blocks.glsl"
