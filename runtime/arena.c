@@ -88,8 +88,8 @@ vkd_result vkd_tensor_view(const vkd_tensor *base, uint64_t offset, vkd_dtype dt
     uint64_t buf_end = pc->bind_bytes ? pc->base + pc->bind_bytes : (pc->bytes + 15) / 16 * 16;
     uint64_t want = (bytes + 15) / 16 * 16;
     ch->bind_bytes = at + want <= buf_end ? want : buf_end - at;
-    /* a row-major base with a texel view (the profile's x_texel or kv_texel): the view too,
-     * where it starts on a texel */
+    /* a row-major base with a texel view, under the profile's x_texel: the view gets its own
+     * where it starts on a texel (freed with it) */
     const vkd_profile *prof = vkd_ctx_profile(base->ctx);
     uint64_t talign = base->ctx->info.min_texel_offset_alignment;
     if (pc->view && base->layout == VKD_LAYOUT_ROWS && prof->x_texel && at % 16 == 0 &&
