@@ -42,14 +42,8 @@ vec4 xl[MB_MAX], xh[MB_MAX];
 shared float s_best[1024];
 shared uint s_idx[1024], s_bad[1024];
 
-#if XTEX
-/* texel t of row i of x (xb[i]: its first element, a multiple of 4) */
-vec4 xtex(uint i, uint t) { return uintBitsToFloat(texelFetch(xt, int((xb[i] >> 2) + t))); }
-#else
-float xat(uint i, uint e, bool guard) {
-    return !guard || e < pc.K ? x[xb[i] + e] : 0.0;
-}
-#endif
+#define XN(v, i, ln) (v)
+#include "blocks_x.glsl"
 
 /* A logit no argmax can answer for: NaN or +Inf (bit tests, as rowreduce.glsl's bad_logit) */
 bool bad_logit(float v) {
@@ -57,32 +51,12 @@ bool bad_logit(float v) {
     return (u & 0x7fffffffu) > 0x7f800000u || u == 0x7f800000u;
 }
 
-#define XOFF(i) if (i < MB) xb[i] = (pc.x_row0 + min(xr0 + uint(i), pc.m - 1u)) * pc.K;
 #define ZERO_R(r) if (r < RPL) { const uint rr = r; FOR_ROWS(ZERO_I) }
 #define ZERO_I(i) if (i < MB) acc[i][rr] = 0.0;
-#if XTEX
-/* every lane fetches the same texel(s), vectorised; 16-bit W: the second texel is past K in
- * the tail step (K % 8 == 4), whose W texel is zero padding */
 #if DT_F32
-#define LOADX(i) if (i < MB) xl[i] = xtex(i, k);
-#else
-#define LOADX(i) if (i < MB) { xl[i] = xtex(i, 2u * k); \
-        xh[i] = g && k * E + 4u >= pc.K ? vec4(0.0) : xtex(i, 2u * k + 1u); }
-#endif
-#endif
-#if DT_F32
-#if !XTEX
-#define LOADX(i) if (i < MB) { uint e = k * E; \
-        xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); }
-#endif
 #define FMA(i) if (i < MB) { FMA_TEXEL(acc[i][rr], lo, xl[i]) }
 #define WIDEN(q) vec4 lo = uintBitsToFloat(q);
 #else
-#if !XTEX
-#define LOADX(i) if (i < MB) { uint e = k * E; \
-        xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); \
-        xh[i] = vec4(xat(i, e + 4u, g), xat(i, e + 5u, g), xat(i, e + 6u, g), xat(i, e + 7u, g)); }
-#endif
 #define FMA(i) if (i < MB) { FMA_TEXEL(acc[i][rr], lo, xl[i]) FMA_TEXEL(acc[i][rr], hi, xh[i]) }
 #if DT_BF16
 #define WIDEN(q) vec4 lo = vec4(bf16x2(q.x), bf16x2(q.y)), hi = vec4(bf16x2(q.z), bf16x2(q.w));

@@ -75,51 +75,22 @@ uint xb[16];
 vec4 xl[16], xh[16];
 uint lane, row0, xr0;                            /* set by mm_acc */
 
-#if XBCAST
-/* texel t of row i of x's pass (xb[i]: its first element, a multiple of 4) */
-vec4 xtex(uint i, uint t) { return uintBitsToFloat(texelFetch(xt, int((xb[i] >> 2) + t))); }
+#if MODE == 0 || !XBCAST
+#define XN(v, i, ln) (v)
 #else
-float xat(uint i, uint e, bool guard) {
-    return !guard || e < pc.K ? x[xb[i] + e] : 0.0;
-}
+#define XN(v, i, ln) (((v) * rs[i]) * (ln))   /* the fused norm: (x * r) * ln as rmsnorm.comp */
 #endif
-
-#define XOFF(i) if (i < MB) xb[i] = (pc.x_row0 + min(xr0 + uint(i), pc.m - 1u)) * pc.K;
+#define XTEX XBCAST
+#include "blocks_x.glsl"
 #define ZERO_R(r) if (r < RPL) { const uint rr = r; FOR_ROWS(ZERO_I) }
 #if MODE == 1
 #define ZERO_I(i) if (i < MB) { acc[i][rr] = 0.0; accu[i][rr] = 0.0; }
 #else
 #define ZERO_I(i) if (i < MB) acc[i][rr] = 0.0;
 #endif
-#if XBCAST
-/* every lane fetches the step's texel(s) of each row of x (the same address: a texel fetch is
- * vectorised, where storage loads and subgroup broadcasts go lane by lane on lavapipe); with
- * a norm each element becomes (x * r) * ln as in rmsnorm.comp. 16-bit W: the second texel
- * is past K in the tail step (K % 8 == 4), whose W texel is zero padding. */
-#if MODE == 0
-#define XN(v, i, ln) (v)
-#else
-#define XN(v, i, ln) (((v) * rs[i]) * (ln))
-#endif
 #if DT_F32
-#define LOADX(i) if (i < MB) xl[i] = XN(xtex(i, k), i, lnl);
-#else
-#define LOADX(i) if (i < MB) { xl[i] = XN(xtex(i, 2u * k), i, lnl); \
-        xh[i] = g && k * E + 4u >= pc.K ? vec4(0.0) : XN(xtex(i, 2u * k + 1u), i, lnh); }
-#endif
-#endif
-#if DT_F32
-#if !XBCAST
-#define LOADX(i) if (i < MB) { uint e = k * E; \
-        xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); }
-#endif
 #define WIDEN(q, lo, hi) vec4 lo = uintBitsToFloat(q);
 #else
-#if !XBCAST
-#define LOADX(i) if (i < MB) { uint e = k * E; \
-        xl[i] = vec4(xat(i, e, g), xat(i, e + 1u, g), xat(i, e + 2u, g), xat(i, e + 3u, g)); \
-        xh[i] = vec4(xat(i, e + 4u, g), xat(i, e + 5u, g), xat(i, e + 6u, g), xat(i, e + 7u, g)); }
-#endif
 #if DT_BF16
 #define WIDEN(q, lo, hi) vec4 lo = vec4(bf16x2(q.x), bf16x2(q.y)), hi = vec4(bf16x2(q.z), bf16x2(q.w));
 #else
