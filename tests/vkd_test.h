@@ -38,6 +38,13 @@ static inline int vkd_test_result(const char *name) {
     return vkd_test_failures ? 1 : 0;
 }
 
+/* VKDRAFT_TEST_SWEEP=short (the sanitizer build's run, tools/run-tests.sh): the long op sweeps
+ * take every other case and leave out their vocabulary-sized ones; the release run keeps all. */
+static inline int vkd_test_short(void) {
+    const char *s = getenv("VKDRAFT_TEST_SWEEP");
+    return s && s[0] == 's';
+}
+
 /* Deterministic test RNG (xorshift64*), independent of the runtime's Philox. */
 static inline unsigned long long vkd_test_rand_u64(unsigned long long *s) {
     *s ^= *s >> 12; *s ^= *s << 25; *s ^= *s >> 27;
