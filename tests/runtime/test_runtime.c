@@ -124,7 +124,8 @@ int main(void) {
 
     /* the validation messenger is live: an invalid call is reported */
     uint32_t before = vkd_ctx_validation_count(ctx);
-    if (getenv("VKDRAFT_VALIDATION")) {
+    const char *val = getenv("VKDRAFT_VALIDATION"); /* read as vkd_ctx_create reads it */
+    if (val && *val && strcmp(val, "0") != 0) {
         VkBufferCreateInfo bad = {.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, .size = 0,
                                   .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT};
         VkBuffer b = VK_NULL_HANDLE;
