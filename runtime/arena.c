@@ -90,11 +90,8 @@ vkd_result vkd_tensor_view(const vkd_tensor *base, uint64_t offset, vkd_dtype dt
     ch->bind_bytes = at + want <= buf_end ? want : buf_end - at;
     /* a row-major base with a texel view, under the profile's x_texel: the view gets its own
      * where it starts on a texel (freed with it) */
-    const vkd_profile *prof = vkd_ctx_profile(base->ctx);
-    uint64_t talign = base->ctx->info.min_texel_offset_alignment;
-    if (pc->view && base->layout == VKD_LAYOUT_ROWS && prof->x_texel && at % 16 == 0 &&
-        (!talign || at % talign == 0) && want / 16 <= prof->max_texel_elements &&
-        (r = vkd_chunk_texel_view(base->ctx, ch, err))) {
+    if (pc->view && base->layout == VKD_LAYOUT_ROWS && vkd_ctx_profile(base->ctx)->x_texel &&
+        vkd_chunk_texel_fits(base->ctx, ch) && (r = vkd_chunk_texel_view(base->ctx, ch, err))) {
         free(ch);
         free(t);
         return vkd_error_prefix(err, "view '%s'", name);

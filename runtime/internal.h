@@ -100,6 +100,9 @@ void vkd_profile_choose(vkd_ctx *ctx);       /* quirks.c */
 /* A chunk's uniform texel view (RGBA32UI) over its bytes from ch->base, rounded up to whole
  * texels (every buffer's size is a multiple of 16): sets ch->view. */
 vkd_result vkd_chunk_texel_view(vkd_ctx *ctx, vkd_chunk *ch, vkd_error *err);
+/* Whether such a view can cover the chunk: it starts on a texel (and on the device's texel
+ * offset alignment) and its texels are within the profile's max_texel_elements. */
+bool vkd_chunk_texel_fits(const vkd_ctx *ctx, const vkd_chunk *ch);
 vkd_result vkd_mem_alloc(vkd_ctx *ctx, VkBuffer buf, uint32_t *block, uint64_t *offset,
                          uint8_t **map, vkd_error *err);
 void vkd_mem_free(vkd_ctx *ctx, uint32_t block, uint64_t offset, uint64_t size);

@@ -262,6 +262,12 @@ static uint64_t chunk_bytes(const vkd_tensor *t, uint64_t rows) {
     return (rows + VKD_BLOCK_ROWS - 1) / VKD_BLOCK_ROWS * VKD_BLOCK_ROWS * t->row_texels * 16;
 }
 
+bool vkd_chunk_texel_fits(const vkd_ctx *ctx, const vkd_chunk *ch) {
+    uint64_t talign = ctx->info.min_texel_offset_alignment;
+    return ch->base % 16 == 0 && (!talign || ch->base % talign == 0) &&
+           align_up(ch->bytes, 16) / 16 <= ctx->profile.max_texel_elements;
+}
+
 vkd_result vkd_chunk_texel_view(vkd_ctx *ctx, vkd_chunk *ch, vkd_error *err) {
     VkBufferViewCreateInfo vci = {
         .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
@@ -369,7 +375,7 @@ static vkd_result tensor_create(vkd_ctx *ctx, vkd_dtype dtype, int ndim, const i
         t->nchunks = (uint32_t)c + 1; /* bound: vkd_tensor_destroy frees it from here on */
         ch->texel_only = layout == VKD_LAYOUT_BLOCKS;
         bool view = layout == VKD_LAYOUT_BLOCKS || views ||
-                    (ctx->profile.x_texel && align_up(ch->bytes, 16) / 16 <= ctx->profile.max_texel_elements);
+                    (ctx->profile.x_texel && vkd_chunk_texel_fits(ctx, ch));
         if (view && (r = vkd_chunk_texel_view(ctx, ch, err))) {
             vkd_tensor_destroy(t);
             return vkd_error_prefix(err, "tensor '%s'", name);
