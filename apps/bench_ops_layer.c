@@ -45,8 +45,8 @@ static vkd_result rec_rope(vkd_rec *rec, void *u) {
 }
 static vkd_result rec_attention(vkd_rec *rec, void *u) {
     layer_args *a = u;
-    return vkd_op_attention(rec, a->b, a->a, a->c, a->d, a->rows, a->kv_len, a->n_q, a->n_kv,
-                            a->hd, a->q_pos0, a->causal, 1.0f / sqrtf((float)a->hd));
+    return vkd_op_attention_split(rec, a->b, a->e, a->a, a->c, a->d, a->rows, a->kv_len, a->n_q,
+                                  a->n_kv, a->hd, a->q_pos0, a->causal, 1.0f / sqrtf((float)a->hd));
 }
 static vkd_result rec_swiglu(vkd_rec *rec, void *u) {
     layer_args *a = u;
@@ -68,16 +68,22 @@ static void bench_attention(bench_env *env, const layer_model *m, uint32_t rows,
     fill(env, a.a, 1.0f);
     fill(env, a.c, 1.0f);
     fill(env, a.d, 1.0f);
+    /* split-K partials where the profile splits (VKDRAFT_ATTN_SPLITS forces a count) */
+    uint64_t pf = vkd_op_attention_part_floats(env->ctx, rows, kv_len, m->n_q, m->n_kv, m->hd);
+    a.e = pf ? bench_tensor(env, VKD_DTYPE_F32, 1, pf, "part") : NULL;
+    uint64_t one = (uint64_t)rows * m->n_q * (m->hd + 4); /* one split's partials */
     double keys = 0; /* keys attended, summed over rows */
     for (uint32_t i = 0; i < rows; i++) keys += causal ? (kv_len - rows + i + 1) : kv_len;
     double t = bench_time(env, rec_attention, &a, rows == 1 ? 8 : 2);
     double bytes = 2.0 * kv_len * m->n_kv * m->hd * vkd_dtype_size(cache) + 8.0 * rows * m->n_q * m->hd;
     char shape[96];
-    snprintf(shape, sizeof shape, "%s %ux%u kv%u %s", m->name, rows, m->n_q, kv_len,
-             causal ? "causal" : "full");
+    int w = snprintf(shape, sizeof shape, "%s %ux%u kv%u %s", m->name, rows, m->n_q, kv_len,
+                     causal ? "causal" : "full");
+    if (pf > one) snprintf(shape + w, sizeof shape - w, " split%llu", (unsigned long long)(pf / one));
     bench_row(env, "attention", shape, cache == VKD_DTYPE_F16 ? "f16" : "f32", t, bytes,
               4.0 * keys * m->n_q * m->hd, rows == 1);
     vkd_tensor_destroy(a.a); vkd_tensor_destroy(a.b); vkd_tensor_destroy(a.c); vkd_tensor_destroy(a.d);
+    vkd_tensor_destroy(a.e);
 }
 
 void bench_ops_layer(bench_env *env) {

@@ -113,6 +113,9 @@ vkd_result vkd_dflash_load(vkd_ctx *ctx, vkd_target *target, const char *dir,
                      B - 1, d->vocab);
         goto fail;
     }
+    uint64_t pf = vkd_op_attention_part_floats(ctx, B, cache[0], d->n_q, d->n_kv, d->head_dim);
+    if (pf && (r = vkd_tensor_create_2d(ctx, VKD_DTYPE_F32, 1, pf, "draft_attn_part", &d->attn_part, err)))
+        goto fail;
     *out = d;
     return VKD_OK;
 fail:
@@ -131,7 +134,7 @@ void vkd_dflash_free(vkd_dflash *d) {
     vkd_scratch_group_free(2, d->kvx, kvx);
     vkd_scratch_group_free(3, d->qkv, qkv);
     vkd_tensor *all[] = {d->fc.w, d->hidden_norm, d->norm, d->inv_freq, d->ids, d->c,
-                         d->h, d->a, d->o, d->g, d->u, d->logits};
+                         d->h, d->a, d->o, d->g, d->u, d->logits, d->attn_part};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) vkd_tensor_destroy(all[j]);
     free(d);
 }
@@ -191,7 +194,7 @@ vkd_result vkd_dflash_block_argmax_record(vkd_dflash *d, vkd_rec *rec, const int
         vkd_layer *L = &d->layers[l];
         /* block rows' K/V go just past the context; d->len does not move (crop) */
         vkd_layer_step ls = {.m = B, .pos = start, .causal = false, .kc = L->kc, .vc = L->vc,
-                             .inv_freq = d->inv_freq, .eps = eps};
+                             .inv_freq = d->inv_freq, .eps = eps, .attn_part = d->attn_part};
         vkd_layer_forward(rec, L, &dims, d->h, &A, &ls);
     }
     vkd_op_rmsnorm(rec, d->a, d->h, d->norm, B, H, eps);

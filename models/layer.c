@@ -498,8 +498,8 @@ vkd_result vkd_layer_forward(vkd_rec *rec, const vkd_layer *L, const vkd_layer_d
         vkd_op_attention_lse(rec, A->o, A->lse, A->q, s->kc, s->vc, m, pos + m, d->n_q, d->n_kv,
                              D, pos, s->causal, scale);
     else
-        vkd_op_attention(rec, A->o, A->q, s->kc, s->vc, m, pos + m, d->n_q, d->n_kv, D, pos,
-                         s->causal, scale);
+        vkd_op_attention_split(rec, A->o, s->attn_part, A->q, s->kc, s->vc, m, pos + m, d->n_q,
+                               d->n_kv, D, pos, s->causal, scale);
     vkd_linear_forward(rec, x, 0, A->o, 0, &L->wo, m, true);
     if (A->x_mid) vkd_op_copy2d(rec, A->x_mid, 0, 0, x, 0, 0, m, H);
     if (infer && !L->wg.lora_a && !L->wu.lora_a && vkd_matmul_glu_ok(L->wg.w, L->wu.w)) {

@@ -161,6 +161,8 @@ typedef struct vkd_layer_step {
      * K/V still go to rows [pos, pos+m). f32 K/V; causal is ignored. */
     uint32_t block;
     const vkd_tensor *anchors, *positions;
+    /* inference attention's split-K partials (vkd_op_attention_split), NULL: no split */
+    vkd_tensor *attn_part;
 } vkd_layer_step;
 
 /* Records one decoder layer on x (m x hidden f32, in place: the residual stream). */

@@ -169,6 +169,8 @@ vkd_result vkd_target_load(vkd_ctx *ctx, const char *dir, const vkd_target_optio
         (r = scratch(t, VKD_DTYPE_I32, 1, 2 * t->logit_rows * vkd_op_matmul_argmax_parts(ctx, t->lm_head),
                      "lm_part", &t->lm_part, err)))
         goto fail;
+    uint64_t pf = vkd_op_attention_part_floats(ctx, R, t->ctx_len, t->n_q, t->n_kv, t->head_dim);
+    if (pf && (r = scratch(t, VKD_DTYPE_F32, 1, pf, "attn_part", &t->attn_part, err))) goto fail;
     *out = t;
     return VKD_OK;
 fail:
@@ -187,7 +189,7 @@ void vkd_target_free(vkd_target *t) {
     vkd_tensor *qkv[3] = {t->q, t->k, t->v};
     vkd_scratch_group_free(3, t->qkv, qkv);
     vkd_tensor *rest[] = {t->embed, t->norm, t->inv_freq, t->ids, t->x, t->a, t->o, t->g, t->u,
-                          t->logits, t->lm_part};
+                          t->logits, t->lm_part, t->attn_part};
     for (size_t j = 0; j < sizeof rest / sizeof rest[0]; j++) vkd_tensor_destroy(rest[j]);
     free(t);
 }
@@ -235,7 +237,7 @@ vkd_result vkd_target_step_record(vkd_target *t, vkd_rec *rec, const vkd_target_
     for (uint32_t l = 0; l < t->n_layers; l++) {
         vkd_layer *L = &t->layers[l];
         vkd_layer_step ls = {.m = m, .pos = pos, .causal = true, .kc = L->kc, .vc = L->vc,
-                             .inv_freq = t->inv_freq, .eps = eps};
+                             .inv_freq = t->inv_freq, .eps = eps, .attn_part = t->attn_part};
         vkd_layer_forward(rec, L, &dims, t->x, &A, &ls);
         for (uint32_t i = 0; i < s->ntaps; i++)
             if (s->tap_layers[i] == l)

@@ -39,6 +39,8 @@ typedef struct vkd_dflash {
     vkd_tensor *ids, *c, *kx, *vx, *h, *a, *q, *k, *v, *o, *g, *u;
     vkd_tensor *kvx, *qkv;     /* the buffers kx/vx and q/k/v are views of (vkd_scratch_group) */
     vkd_tensor *logits;        /* (block-1) x vocab, f32: rows 1..B-1 of the last block */
+    vkd_tensor *attn_part;     /* split-K attention partials of a block (vkd_op_attention_split);
+                                * NULL where the device profile never splits */
 } vkd_dflash;
 
 /* Loads a DFlashDraftModel folder and checks it against its target (hidden size, vocab,

@@ -40,6 +40,8 @@ typedef struct vkd_target {
     vkd_tensor *logits;        /* logit_rows x vocab, f32 */
     vkd_tensor *lm_part;       /* candidates of the greedy LM head (vkd_op_matmul_argmax) for
                                 * logit_rows rows; NULL unless lm_head is in texel blocks */
+    vkd_tensor *attn_part;     /* split-K attention partials (vkd_op_attention_split) for
+                                * max_rows rows; NULL where the device profile never splits */
 } vkd_target;
 
 /* Loads config.json, generation_config.json and the weights of a Qwen3ForCausalLM or

@@ -220,10 +220,44 @@ static attn_geom attention_geometry(const vkd_ctx *ctx, uint32_t hd, uint32_t gr
     return (attn_geom){wg, lanes, nv, hpw};
 }
 
+/* Splits of split-K attention for q_rows rows over at most `keys` keys (1: none): the
+ * profile's forced count, else enough for the dispatch to have attn_split_groups workgroups,
+ * each split at least attn_split_keys keys; at most VKD_ATTN_SPLITS_MAX. */
+static uint32_t attention_splits(const vkd_ctx *ctx, uint32_t q_rows, uint32_t keys, uint32_t n_q,
+                                 uint32_t hpw) {
+    const vkd_profile *p = vkd_ctx_profile(ctx);
+    uint64_t s = p->attn_splits;
+    if (!s) {
+        uint64_t base = (uint64_t)(n_q / hpw) * q_rows;
+        if (!p->attn_split_groups || !base || base >= p->attn_split_groups) return 1;
+        s = (p->attn_split_groups + base - 1) / base;
+        uint64_t by_keys = p->attn_split_keys ? keys / p->attn_split_keys : keys;
+        if (s > by_keys) s = by_keys;
+    }
+    if (s > VKD_ATTN_SPLITS_MAX) s = VKD_ATTN_SPLITS_MAX;
+    if (s > keys) s = keys;
+    return s > 1 ? (uint32_t)s : 1;
+}
+
+uint64_t vkd_op_attention_part_floats(const vkd_ctx *ctx, uint32_t q_rows, uint32_t kv_len,
+                                      uint32_t n_q, uint32_t n_kv, uint32_t hd) {
+    if (!hd || !n_q || !n_kv || n_q % n_kv) return 0;
+    uint32_t hpw = attention_geometry(ctx, hd, n_q / n_kv).hpw;
+    uint64_t most = 0;
+    for (uint32_t r = 1; r <= q_rows; r++) {
+        uint32_t s = attention_splits(ctx, r, kv_len, n_q, hpw);
+        uint64_t need = s > 1 ? (uint64_t)s * r * n_q * (hd + 4) : 0;
+        if (need > most) most = need;
+    }
+    return most;
+}
+
 /* q, o: q_rows x (n_q*hd) f32; k, v: cap x (>= n_kv*hd) f32/f16, rows < kv_len read. */
+/* part: split-K partials (inference only; NULL: no split). */
 /* anchors != NULL: the block-sparse mask (vkd_op_attention_blocks_lse), blocks of `block`
  * rows, K/V rows [q_pos0, kv_len) the blocks' own. */
-static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q, const vkd_tensor *k,
+static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, vkd_tensor *part,
+                                 const vkd_tensor *q, const vkd_tensor *k,
                             const vkd_tensor *v, const vkd_tensor *anchors, uint32_t block, uint32_t q_rows,
                             uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal,
                             float scale) {
@@ -264,17 +298,30 @@ static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, c
                         q_rows, kv_len);
     vkd_ctx *ctx = vkd_rec_ctx(rec);
     attn_geom g = attention_geometry(ctx, hd, n_q / n_kv);
+    uint32_t keys = anchors ? q_pos0 + block : kv_len; /* most keys one row sees */
+    /* split-K: as many splits as the profile asks for and part holds */
+    uint32_t splits = 1;
+    uint64_t rec_floats = (uint64_t)q_rows * n_q * (hd + 4); /* one split's partials */
+    if (part && !lse && !anchors) {
+        if (part->dtype != VKD_DTYPE_F32 || part->nchunks != 1 || vkd_ops_overlap(part, o) ||
+            vkd_ops_overlap(part, q))
+            return vkd_fail(err, VKD_ERR_INVALID, "attention: partials '%s' must be one f32 chunk "
+                            "apart from q and o", part->name);
+        splits = attention_splits(ctx, q_rows, keys, n_q, g.hpw);
+        uint64_t fit = part->rows * part->cols / rec_floats;
+        if (splits > fit) splits = fit > 1 ? (uint32_t)fit : 1;
+    }
     /* lavapipe ends loops silently after bug_loop_limit iterations per invocation: each
      * step over a team's keys is one iteration plus one subgroupAdd per head (the loops
      * over NV and HPW have constant trip counts and are unrolled). Refuse rather than
      * return a truncated softmax. */
     uint64_t budget = vkd_profile_loop_budget(vkd_ctx_profile(ctx));
-    uint32_t keys = anchors ? q_pos0 + block : kv_len; /* most keys one row sees */
-    uint64_t steps = (keys + g.wg / g.lanes - 1) / (g.wg / g.lanes);
+    uint32_t keys_wg = (keys + splits - 1) / splits; /* most keys one workgroup walks */
+    uint64_t steps = (keys_wg + g.wg / g.lanes - 1) / (g.wg / g.lanes);
     if (steps * (1 + g.hpw) > budget)
         return vkd_fail(err, VKD_ERR_UNSUPPORTED,
                         "attention over %u keys exceeds this driver's loop limit (%u iterations "
-                        "per invocation; at most about %llu keys here)", keys,
+                        "per invocation; at most about %llu keys here)", keys_wg,
                         vkd_ctx_profile(ctx)->bug_loop_limit,
                         (unsigned long long)(budget / (1 + g.hpw) * (g.wg / g.lanes)));
     vkd_pc_attention pc = {
@@ -307,13 +354,39 @@ static vkd_result attention_impl(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, c
         d.binds[5] = vkd_r(anchors);
         d.nbinds = 6;
     }
-    return vkd_rec_dispatch(rec, &d);
+    if (splits == 1) return vkd_rec_dispatch(rec, &d);
+    bool f16 = k->dtype == VKD_DTYPE_F16;
+    d.shader = texel ? (f16 ? VKD_SHADER_ATTENTION_TEXEL_SPLIT_F16 : VKD_SHADER_ATTENTION_TEXEL_SPLIT_F32)
+                     : f16 ? VKD_SHADER_ATTENTION_SPLIT_F16 : VKD_SHADER_ATTENTION_SPLIT_F32;
+    d.binds[3] = vkd_w(part);
+    d.groups[2] = splits;
+    if ((r = vkd_rec_dispatch(rec, &d))) return r;
+    uint32_t wg = vkd_ctx_profile(ctx)->wg_elementwise, words = n_q * (hd / 4);
+    vkd_pc_attn_merge mp = {.q_rows = q_rows, .n_q = n_q, .hd4 = hd / 4, .splits = splits};
+    vkd_dispatch m = {
+        .shader = VKD_SHADER_ATTENTION_MERGE,
+        .spec = {wg},
+        .nspec = 1,
+        .binds = {vkd_r(part), vkd_w(o)},
+        .nbinds = 2,
+        .push = &mp,
+        .push_bytes = sizeof mp,
+        .groups = {(words + wg - 1) / wg, q_rows},
+    };
+    return vkd_rec_dispatch(rec, &m);
 }
 
 vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, const vkd_tensor *k,
                             const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
                             uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale) {
-    return attention_impl(rec, o, NULL, q, k, v, NULL, 0, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
+    return attention_impl(rec, o, NULL, NULL, q, k, v, NULL, 0, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
+}
+
+vkd_result vkd_op_attention_split(vkd_rec *rec, vkd_tensor *o, vkd_tensor *part, const vkd_tensor *q,
+                                  const vkd_tensor *k, const vkd_tensor *v, uint32_t q_rows,
+                                  uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd,
+                                  uint32_t q_pos0, bool causal, float scale) {
+    return attention_impl(rec, o, NULL, part, q, k, v, NULL, 0, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
 }
 
 vkd_result vkd_op_attention_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q,
@@ -321,7 +394,7 @@ vkd_result vkd_op_attention_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, co
                                 uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd,
                                 uint32_t q_pos0, bool causal, float scale) {
     if (!lse) return vkd_fail(vkd_rec_error(rec), VKD_ERR_INVALID, "attention: missing lse tensor");
-    return attention_impl(rec, o, lse, q, k, v, NULL, 0, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
+    return attention_impl(rec, o, lse, NULL, q, k, v, NULL, 0, q_rows, kv_len, n_q, n_kv, hd, q_pos0, causal, scale);
 }
 
 vkd_result vkd_op_attention_blocks_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *lse, const vkd_tensor *q,
@@ -340,7 +413,7 @@ vkd_result vkd_op_attention_blocks_lse(vkd_rec *rec, vkd_tensor *o, vkd_tensor *
     if ((r = vkd_ops_need(rec, "attention_blocks", anchors, VKD_DTYPE_I32, q_rows / block))) return r;
     if ((uint64_t)n_ctx + q_rows > UINT32_MAX)
         return vkd_fail(err, VKD_ERR_RANGE, "attention_blocks: %u context rows too many", n_ctx);
-    return attention_impl(rec, o, lse, q, k, v, anchors, block, q_rows, n_ctx + q_rows, n_q, n_kv, hd, n_ctx,
+    return attention_impl(rec, o, lse, NULL, q, k, v, anchors, block, q_rows, n_ctx + q_rows, n_q, n_kv, hd, n_ctx,
                           false, scale);
 }
 

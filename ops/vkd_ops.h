@@ -118,6 +118,25 @@ vkd_result vkd_op_attention(vkd_rec *rec, vkd_tensor *o, const vkd_tensor *q, co
                             const vkd_tensor *v, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
                             uint32_t n_kv, uint32_t hd, uint32_t q_pos0, bool causal, float scale);
 
+/* vkd_op_attention with the keys split across workgroups (split-K) where the device profile
+ * asks for it (vkd_profile attn_split_groups / attn_split_keys; attn_splits, VKDRAFT_ATTN_SPLITS,
+ * forces a count): each of S workgroups per (row, head block) takes a contiguous range of the
+ * row's keys and leaves its unnormalised sums in part; a second dispatch merges them into o.
+ * For decoding over long caches, where the rows x heads alone give a GPU few workgroups.
+ * part: f32 scratch, one chunk, apart from q and o, of vkd_op_attention_part_floats()
+ * floats for these sizes (its largest q_rows and kv_len); a smaller part splits less, NULL or
+ * S = 1 is vkd_op_attention. The result equals vkd_op_attention's up to the rounding of the
+ * merge. */
+#define VKD_ATTN_SPLITS_MAX 32
+vkd_result vkd_op_attention_split(vkd_rec *rec, vkd_tensor *o, vkd_tensor *part, const vkd_tensor *q,
+                                  const vkd_tensor *k, const vkd_tensor *v, uint32_t q_rows,
+                                  uint32_t kv_len, uint32_t n_q, uint32_t n_kv, uint32_t hd,
+                                  uint32_t q_pos0, bool causal, float scale);
+/* f32 elements of the partials vkd_op_attention_split may use for up to q_rows rows over up to
+ * kv_len keys (0: this device never splits them). */
+uint64_t vkd_op_attention_part_floats(const vkd_ctx *ctx, uint32_t q_rows, uint32_t kv_len,
+                                      uint32_t n_q, uint32_t n_kv, uint32_t hd);
+
 /* The same, also writing lse[row, h] = log sum_j exp(scale * q[row, h] . k[j, h / group])
  * (natural log, f32 q_rows x n_q): what the attention backward needs to recompute the
  * probabilities without storing them (training forward). */

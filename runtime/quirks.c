@@ -55,6 +55,11 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->attn_lanes = 4;
         /* the caches too: attention's key and value loads are most of its time */
         p->kv_texel = true;
+        /* decoding over long caches: split-K up to 32 workgroups, >= 1024 keys a split
+         * (Qwen3-0.6B decode over 4096 keys 1.6-2.4x faster with 4 splits; at 512 keys, and
+         * for 16- and 64-row blocks, splits gained nothing: docs/benchmarks.md) */
+        p->attn_split_groups = 32;
+        p->attn_split_keys = 1024;
         /* and the activations the texel-block matmuls read: every lane fetches the same texel
          * of x, vectorised, where a storage load and a subgroup broadcast each go lane by lane
          * (m = 16 over 3072 x 1024 bf16 1.45x faster, m = 1 1.1x; docs/benchmarks.md) */
@@ -72,6 +77,10 @@ void vkd_profile_choose(vkd_ctx *ctx) {
         p->bug_loop_limit = 0;
         p->weight_layout = VKD_LAYOUT_ROWS; /* the storage path: coalesced, many workgroups */
         p->attn_lanes = 0;
+        /* a decode step's rows x kv heads are a handful of workgroups: split the keys until
+         * the attention fills a GPU */
+        p->attn_split_groups = 256;
+        p->attn_split_keys = 64;
     }
     p->max_texel_elements = d->max_texel_elements;
     p->reduce_subgroup = d->subgroup_in_compute && (d->subgroup_ops & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
@@ -82,6 +91,7 @@ void vkd_profile_choose(vkd_ctx *ctx) {
     p->wg_stream = env_u32("VKDRAFT_WG_STREAM", p->wg_stream);
     p->stream_groups = env_u32("VKDRAFT_STREAM_GROUPS", p->stream_groups);
     p->attn_lanes = env_u32("VKDRAFT_ATTN_LANES", p->attn_lanes);
+    p->attn_splits = env_u32("VKDRAFT_ATTN_SPLITS", 0);
     p->kv_texel = env_bool("VKDRAFT_KV_TEXEL", p->kv_texel);
     p->x_texel = env_bool("VKDRAFT_X_TEXEL", p->x_texel);
     p->wg_row = env_u32("VKDRAFT_WG_ROW", p->wg_row);

@@ -111,6 +111,11 @@ typedef struct vkd_profile {
                                 * column kernels of matmul_grad.comp */
     uint32_t attn_lanes;       /* attention: at most this many lanes share one key's dot product
                                 * (a cross-lane reduction per key); 0: the subgroup size */
+    uint32_t attn_split_groups; /* split-K attention (vkd_op_attention_split): split a row's
+                                * keys across workgroups until the dispatch has this many;
+                                * 0: never */
+    uint32_t attn_split_keys;  /* ... with at least this many keys per split */
+    uint32_t attn_splits;      /* a forced split count (VKDRAFT_ATTN_SPLITS); 0: the rule above */
     bool kv_texel;             /* KV caches (vkd_tensor_create_kv) carry a texel view and
                                 * attention reads them through it */
     bool matmul_fuse;          /* texel-block weights: q/k/v as one dispatch (a stack) and

@@ -11,6 +11,7 @@
  * are merged through shared memory at the end. Scores are in log2 units (q pre-scaled by
  * scale*log2(e)) so exp2 is the only transcendental.
  * Spec constants: 0 workgroup size, 1 L, 2 NV (>= ceil(hd/4 / L)), 3 HPW (divides group).
+ * SPLIT: split-K over workgroups z, binding 3 the partials (attention.glsl).
  * Bindings: 0 q (f32), 1 k, 2 v (cache dtype by variant), 3 o (f32), and with LSE
  * 4 lse (f32 q_rows x n_q, natural log of the softmax denominator: training forward).
  * BLOCKS (DFlash training, many blocks of one sequence in one pass): query rows are blocks
@@ -19,6 +20,8 @@
  * not the other blocks: the row's n visible keys are walked in that order. */
 //! variant ATTENTION_F32 KV_F32=1
 //! variant ATTENTION_F16 KV_F16=1
+//! variant ATTENTION_SPLIT_F32 KV_F32=1 SPLIT=1
+//! variant ATTENTION_SPLIT_F16 KV_F16=1 SPLIT=1
 //! variant ATTENTION_LSE_F32 KV_F32=1 LSE=1
 //! variant ATTENTION_LSE_F16 KV_F16=1 LSE=1
 //! variant ATTENTION_BLOCKS_LSE_F32 KV_F32=1 LSE=1 BLOCKS=1

@@ -1,5 +1,10 @@
 /* attention.glsl: the body of attention.comp and attention_texel.comp (see attention.comp).
- * KV_TEXEL: the K/V caches are read through uniform texel buffer views. */
+ * KV_TEXEL: the K/V caches are read through uniform texel buffer views.
+ * SPLIT (split-K): workgroup z of gl_NumWorkGroups.z = S takes keys [j0, j1) of the row's n
+ * visible keys (S contiguous ranges of ceil(n / S)) and writes, in place of o, its
+ * unnormalised accumulator and its (max, sum) to the partials (binding 3: per split, row and
+ * query head, hd / 4 words then vec4(max, sum, 0, 0); attention_merge.comp combines them).
+ * The same arithmetic as one workgroup over keys [j0, j1). */
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -66,6 +71,14 @@ void main() {
 #else
     uint n = pc.causal != 0u ? min(pc.kv_len, pc.q_pos0 + row + 1u) : pc.kv_len;
 #endif
+#ifdef SPLIT
+    uint per = (n + gl_NumWorkGroups.z - 1u) / gl_NumWorkGroups.z;
+    uint j0 = min(n, gl_WorkGroupID.z * per), j1 = min(n, j0 + per);
+    /* word c of query head h0 + h in the partials */
+#define PART(h, c) ((((gl_WorkGroupID.z * pc.q_rows + row) * pc.n_q + h0 + (h)) * (hd4 + 1u)) + (c))
+#else
+    uint j0 = 0u, j1 = n;
+#endif
 
     vec4 qv[HPW * NV];
     vec4 acc[HPW * NV];
@@ -81,11 +94,11 @@ void main() {
     }
     uint kb = (g * pc.hd) >> 2, ks = pc.k_stride >> 2, vs = pc.v_stride >> 2;
     /* uniform trip count across the workgroup keeps the shuffles in uniform control flow */
-    uint steps = (n + T - 1u) / T;
+    uint steps = (j1 - j0 + T - 1u) / T;
     for (uint it = 0u; it < steps; it++) {
-        uint j = it * T + team;
-        bool valid = j < n;
-        uint jj = valid ? j : n - 1u;
+        uint j = j0 + it * T + team;
+        bool valid = j < j1;
+        uint jj = valid ? j : j1 - 1u;
 #ifdef BLOCKS
         jj = jj < n_ctx ? jj : own + jj;
 #endif
@@ -123,6 +136,14 @@ void main() {
 
     if (T == 1u) {
         for (uint h = 0u; h < HPW; h++) {
+#ifdef SPLIT
+            for (uint u = 0u; u < NV; u++) {
+                uint c = tl + L * u;
+                if (c < hd4) o4[PART(h, c)] = acc[h * NV + u];
+            }
+            if (tl == 0u) o4[PART(h, hd4)] = vec4(m[h], l[h], 0.0, 0.0);
+            continue;
+#endif
             float inv = 1.0 / l[h];
             for (uint u = 0u; u < NV; u++) {
                 uint c = tl + L * u;
@@ -138,7 +159,7 @@ void main() {
         for (uint h = 0u; h < HPW; h++) { sh_m[team * HPW + h] = m[h]; sh_l[team * HPW + h] = l[h]; }
     barrier();
     float lsum[HPW];
-#ifdef LSE
+#if defined(LSE) || defined(SPLIT)
     float mxs[HPW];
 #endif
     for (uint h = 0u; h < HPW; h++) {
@@ -147,7 +168,7 @@ void main() {
         float ls = 0.0;
         for (uint t = 0u; t < T; t++) ls += sh_l[t * HPW + h] * exp2(sh_m[t * HPW + h] - mx);
         lsum[h] = ls;
-#ifdef LSE
+#if defined(LSE) || defined(SPLIT)
         mxs[h] = mx;
 #endif
         float f = exp2(m[h] - mx);
@@ -162,8 +183,15 @@ void main() {
             if (c >= hd4) continue;
             vec4 a = vec4(0.0);
             for (uint t = 0u; t < T; t++) a += sh_acc[((t * L + tl) * HPW + h) * NV + u];
+#ifdef SPLIT
+            o4[PART(h, c)] = a;
+#else
             o4[(row * pc.n_q + h0 + h) * hd4 + c] = a * inv;
+#endif
         }
+#ifdef SPLIT
+        if (tl == 0u) o4[PART(h, hd4)] = vec4(mxs[h], lsum[h], 0.0, 0.0);
+#endif
 #ifdef LSE
         if (tl == 0u) lse_out[row * pc.n_q + h0 + h] = (mxs[h] + log2(lsum[h])) * LN2;
 #endif

@@ -278,6 +278,17 @@ PUSH_END(vkd_pc_swiglu_bwd)
 #endif
 /* attention backward: DQ over keys [r0, r1) (block-sparse: over a row's visible keys in
  * order, context first), DKV over query rows [r0, r1) */
+/* the split-K partials of attention (attention.glsl, SPLIT) into o: splits x rows x n_q
+ * records of hd4 + 1 vec4 words */
+#if !defined(VULKAN) || defined(PC_ATTN_MERGE)
+PUSH_BEGIN(vkd_pc_attn_merge)
+    uint q_rows;
+    uint n_q;
+    uint hd4;
+    uint splits;
+PUSH_END(vkd_pc_attn_merge)
+#endif
+
 #if !defined(VULKAN) || defined(PC_ATTENTION_BWD)
 PUSH_BEGIN(vkd_pc_attention_bwd)
     uint q_rows;

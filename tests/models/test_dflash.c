@@ -59,6 +59,8 @@ static void check_calls(env *e, const char *name) {
     vkd_st_file *f;
     REQUIRE(!vkd_st_open(path, &f, &err), "%s", err.msg);
     vkd_dflash *d = load_draft(e, name, 0);
+    CHECK(!vkd_ctx_profile(e->ctx)->attn_splits || d->attn_part,
+          "no split-K partials in a draft on a context that forces splits");
     uint32_t B = d->block, V = d->vocab;
     float *l = malloc((size_t)(B - 1) * V * 4);
     const vkd_st_tensor *F1 = fixture_get(f, "call1.features"), *F2 = fixture_get(f, "call2.features");
@@ -302,6 +304,24 @@ int main(void) {
     check_sampling(&e, p, "autoregressive draft");
     vkd_draft_free(p);
     vkd_target_free(dm);
+
+    {   /* split-K attention in the target and the draft (vkd_op_attention_split): a context
+         * whose profile forces 3 splits, against the same fixtures */
+        setenv("VKDRAFT_ATTN_SPLITS", "3", 1);
+        env s = {0};
+        REQUIRE(!vkd_ctx_create(NULL, &s.ctx, &err) && !vkd_rec_create(s.ctx, &s.rec, &err), "%s", err.msg);
+        unsetenv("VKDRAFT_ATTN_SPLITS");
+        snprintf(dir, sizeof dir, "%s/dflash/target/model", fx);
+        REQUIRE(!vkd_target_load(s.ctx, dir, &to, &s.t, &err), "%s", err.msg);
+        CHECK(s.t->attn_part, "no split-K partials in a target on a context that forces splits");
+        fprintf(stderr, "  split-K attention (3 splits):\n");
+        check_calls(&s, "draft-b16");
+        check_spec(&s, "draft-b16", 0, true);
+        CHECK(vkd_ctx_validation_count(s.ctx) == 0, "validation (split-K): %s", vkd_ctx_validation_first(s.ctx));
+        vkd_target_free(s.t);
+        vkd_rec_destroy(s.rec);
+        vkd_ctx_destroy(s.ctx);
+    }
 
     CHECK(vkd_ctx_validation_count(e.ctx) == 0, "validation: %s", vkd_ctx_validation_first(e.ctx));
     vkd_target_free(e.t);

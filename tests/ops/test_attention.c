@@ -6,7 +6,11 @@
  * Error bound: |o - ref| <= 2e-5 * max|v| (absolute, per element): o is a convex
  * combination of value rows, and the f32 dot products, exp2 and sums give about 1e-6 of
  * relative weight error. Exact checks: a single key returns its value row bit for bit, and
- * causal row 0 with q_pos0 = 0 sees only key 0. */
+ * causal row 0 with q_pos0 = 0 sees only key 0.
+ * Split-K (vkd_op_attention_split): every case again on contexts whose profile forces 2, 3 and
+ * 7 splits (VKDRAFT_ATTN_SPLITS; rows that see fewer keys than splits leave empty splits),
+ * the merge dispatch seen in the op profile, and a part too small for the forced count
+ * (fewer splits, the same bound). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +37,9 @@ static void upload(vkd_tensor *t, uint64_t off, const void *src, uint64_t bytes)
 /* caches made by vkd_tensor_create_kv: read through texel views where the profile has
  * kv_texel (lavapipe), else the same storage buffers as vkd_tensor_create_2d's */
 static bool kv_caches;
+/* > 0: through vkd_op_attention_split with partials for this many splits (the context's
+ * profile forces its own count; part_splits below it: a smaller part) */
+static uint32_t part_splits;
 
 typedef struct attn_case {
     uint32_t q_rows, kv_len, n_q, n_kv, hd, q_pos0;
@@ -89,9 +96,23 @@ static float *run_case(vkd_ctx *ctx, vkd_rec *rec, const attn_case *c, float **v
     float scale = 1.0f / sqrtf((float)c->hd);
     ref_attention(want, q, k, v, kc, c->q_rows, c->kv_len, c->n_q, c->n_kv, c->hd, c->q_pos0,
                   c->causal, scale);
+    vkd_tensor *part = NULL;
+    if (part_splits) {
+        uint64_t want_floats = vkd_op_attention_part_floats(ctx, c->q_rows, c->kv_len, c->n_q, c->n_kv, c->hd);
+        uint64_t one = (uint64_t)c->q_rows * c->n_q * (c->hd + 4);
+        CHECK(c->kv_len < vkd_ctx_profile(ctx)->attn_splits ||
+                  want_floats == vkd_ctx_profile(ctx)->attn_splits * one,
+              "part floats %llu for %u forced splits of %llu", (unsigned long long)want_floats,
+              vkd_ctx_profile(ctx)->attn_splits, (unsigned long long)one);
+        part = mk(ctx, VKD_DTYPE_F32, part_splits, one, "part");
+    }
     vkd_rec_begin(rec);
-    vkd_op_attention(rec, to, tq, tk, tv, c->q_rows, c->kv_len, c->n_q, c->n_kv, c->hd, c->q_pos0,
-                     c->causal, scale);
+    if (part)
+        vkd_op_attention_split(rec, to, part, tq, tk, tv, c->q_rows, c->kv_len, c->n_q, c->n_kv,
+                               c->hd, c->q_pos0, c->causal, scale);
+    else
+        vkd_op_attention(rec, to, tq, tk, tv, c->q_rows, c->kv_len, c->n_q, c->n_kv, c->hd,
+                         c->q_pos0, c->causal, scale);
     vkd_rec_read(rec, to, 0, got, (nq + NSENT) * 4);
     vkd_result r = vkd_rec_submit(rec);
     REQUIRE(r == VKD_OK, "submit: %s", vkd_rec_error(rec)->msg);
@@ -106,7 +127,9 @@ static float *run_case(vkd_ctx *ctx, vkd_rec *rec, const attn_case *c, float **v
     }
     for (int i = 0; i < NSENT; i++) sent_bad += got[nq + i] != SENTINEL;
     char what[160];
-    snprintf(what, sizeof what, "attention %s%s rows %u kv %u heads %u/%u hd %u pos0 %u %s",
+    char split[32] = "";
+    if (part) snprintf(split, sizeof split, "split %u ", part_splits);
+    snprintf(what, sizeof what, "attention %s%s%s rows %u kv %u heads %u/%u hd %u pos0 %u %s", split,
              kv_caches && tk->chunks[0].view ? "texel " : "", vkd_dtype_name(c->cache), c->q_rows, c->kv_len, c->n_q, c->n_kv, c->hd, c->q_pos0,
              c->causal ? "causal" : "full");
     CHECK(!nonfinite, "%s: %d non-finite outputs", what, nonfinite);
@@ -114,6 +137,7 @@ static float *run_case(vkd_ctx *ctx, vkd_rec *rec, const attn_case *c, float **v
     CHECK(worst <= 2e-5, "%s: worst error %.3g > 2e-5 (relative to max|v|)", what, worst);
     fprintf(stderr, "  %-70s worst err %.3g\n", what, worst);
     vkd_tensor_destroy(tq); vkd_tensor_destroy(to); vkd_tensor_destroy(tk); vkd_tensor_destroy(tv);
+    vkd_tensor_destroy(part);
     free(q); free(k); free(want);
     if (v_out) *v_out = v;
     else free(v);
@@ -131,6 +155,7 @@ int main(void) {
     REQUIRE(r == VKD_OK, "%s", err.msg);
     vkd_rec *rec;
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
+    uint32_t nval;
 
     static const attn_case cases[] = {
         /* decode: Qwen3-0.6B, Qwen3-4B (f16 cache, long), Llama-3.2-1B */
@@ -155,6 +180,38 @@ int main(void) {
         kv_caches = kv;
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) free(run_case(ctx, rec, &cases[i], NULL));
     }
+    kv_caches = false;
+
+    /* split-K: the same cases on contexts that force 2, 3 and 7 splits, with partials for
+     * that many and (7) for 4 */
+    static const uint32_t forced[][2] = {{2, 2}, {3, 3}, {7, 7}, {7, 4}};
+    for (size_t f = 0; f < sizeof forced / sizeof forced[0]; f++) {
+        char val[8];
+        snprintf(val, sizeof val, "%u", forced[f][0]);
+        setenv("VKDRAFT_ATTN_SPLITS", val, 1);
+        vkd_ctx_options o = {.profile = true};
+        vkd_ctx *sc;
+        vkd_rec *srec;
+        REQUIRE(!vkd_ctx_create(&o, &sc, &err) && !vkd_rec_create(sc, &srec, &err), "%s", err.msg);
+        CHECK(vkd_ctx_profile(sc)->attn_splits == forced[f][0], "VKDRAFT_ATTN_SPLITS=%s not read", val);
+        part_splits = forced[f][1];
+        for (int kv = 0; kv < 2; kv++) {
+            kv_caches = kv;
+            for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) free(run_case(sc, srec, &cases[i], NULL));
+        }
+        const vkd_profile_entry *pe;
+        uint32_t np = vkd_ctx_profile_entries(sc, &pe), merges = 0;
+        for (uint32_t i = 0; i < np; i++) merges += strcmp(pe[i].name, "attention_merge") == 0 ? pe[i].calls : 0;
+        CHECK(!vkd_ctx_info(sc)->timestamps || merges == 2 * sizeof cases / sizeof cases[0],
+              "%u merge dispatches for %zu split cases", merges, 2 * sizeof cases / sizeof cases[0]);
+        nval = vkd_ctx_validation_count(sc);
+        CHECK(nval == 0, "split %u: %u validation messages, first: %s", forced[f][0], nval,
+              vkd_ctx_validation_first(sc));
+        vkd_rec_destroy(srec);
+        vkd_ctx_destroy(sc);
+    }
+    unsetenv("VKDRAFT_ATTN_SPLITS");
+    part_splits = 0;
     kv_caches = false;
 
     /* a single key: the output is that key's value row, exactly */
@@ -192,7 +249,7 @@ int main(void) {
         vkd_tensor_destroy(a); vkd_tensor_destroy(b); vkd_tensor_destroy(kk);
     }
 
-    uint32_t nval = vkd_ctx_validation_count(ctx);
+    nval = vkd_ctx_validation_count(ctx);
     CHECK(nval == 0, "%u validation messages, first: %s", nval, vkd_ctx_validation_first(ctx));
     vkd_rec_destroy(rec);
     vkd_ctx_destroy(ctx);
