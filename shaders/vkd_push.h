@@ -276,8 +276,6 @@ PUSH_BEGIN(vkd_pc_swiglu_bwd)
     uint n;
 PUSH_END(vkd_pc_swiglu_bwd)
 #endif
-/* attention backward: DQ over keys [r0, r1) (block-sparse: over a row's visible keys in
- * order, context first), DKV over query rows [r0, r1) */
 /* the split-K partials of attention (attention.glsl, SPLIT) into o: splits x rows x n_q
  * records of hd4 + 1 vec4 words */
 #if !defined(VULKAN) || defined(PC_ATTN_MERGE)
@@ -289,6 +287,8 @@ PUSH_BEGIN(vkd_pc_attn_merge)
 PUSH_END(vkd_pc_attn_merge)
 #endif
 
+/* attention backward: DQ over keys [r0, r1) (block-sparse: over a row's visible keys in
+ * order, context first), DKV over query rows [r0, r1) */
 #if !defined(VULKAN) || defined(PC_ATTENTION_BWD)
 PUSH_BEGIN(vkd_pc_attention_bwd)
     uint q_rows;
