@@ -1,4 +1,5 @@
-/* bench_ops_matmul.c: vkd_op_matmul (m = 1, 4, 16; GEMM m = 512 on row-major weights) and
+/* bench_ops_matmul.c: vkd_op_matmul (m = 1, 4, 16; GEMM m = 512 on row-major weights), the
+ * fused group (q/k/v) and GLU (gate/up/SwiGLU) matmuls on texel-block weights, and
  * vkd_op_embed at the layer shapes of Qwen3-0.6B, Qwen3-4B and Llama-3.2-1B, bf16 weights in
  * the device profile's layout (VKDRAFT_WEIGHT_LAYOUT=rows|blocks overrides it).
  * Each timed GEMV submission cycles through copies of W (512 MiB of weights for m = 1,
@@ -78,14 +79,102 @@ static void bench_linear(bench_env *env, const char *model, const char *layer, u
     vkd_tensor_destroy(a.y);
 }
 
+/* The fused forms a layer runs where the weights are texel blocks (vkd_layer_forward in
+ * inference): q, k and v as one group and gate, up and SwiGLU as one GLU, each with the
+ * layer's RMSNorm inside where the device takes it (vkd_matmul_norm_ok; else without). */
+typedef struct fused_args {
+    vkd_tensor **stack, **w;       /* group: per copy the stack and its 3 members; GLU: g, u */
+    uint32_t nw, next, m;
+    bool glu;
+    vkd_tensor *x, *y[3], *ln;
+} fused_args;
+
+static vkd_result rec_fused(vkd_rec *rec, void *u) {
+    fused_args *a = u;
+    vkd_tensor **w = a->w + (size_t)a->next * 3;
+    a->next = (a->next + 1) % a->nw;
+    if (a->glu) return vkd_op_matmul_glu(rec, a->y[0], 0, a->x, 0, w[0], w[1], a->m, a->ln, 1e-6f);
+    const vkd_tensor *ws[3] = {w[0], w[1], w[2]};
+    return vkd_op_matmul_group(rec, a->y, 0, a->x, 0, ws, 3, a->m, a->ln, 1e-6f);
+}
+
+static void bench_fused(bench_env *env, const char *model, bool glu, uint64_t H, uint64_t q,
+                        uint64_t kv, uint64_t ffn, const uint32_t *ms, int nm) {
+    if (vkd_ctx_weight_layout(env->ctx, VKD_DTYPE_BF16) != VKD_LAYOUT_BLOCKS) return;
+    fused_args a = {.glu = glu};
+    uint64_t rows[3] = {glu ? ffn : q, glu ? ffn : kv, kv}, N = rows[0] + rows[1] + (glu ? 0 : rows[2]);
+    uint64_t wbytes = N * H * 2;
+    a.nw = (uint32_t)((ROTATE_BYTES + wbytes - 1) / wbytes);
+    a.w = calloc((size_t)a.nw * 3, sizeof *a.w);
+    a.stack = calloc(a.nw, sizeof *a.stack);
+    if (!a.w || !a.stack) cli_fatal("bench ops: out of memory");
+    vkd_error err = {0};
+    int64_t gshape[2] = {(int64_t)ffn, (int64_t)H};
+    static const char *const names[3] = {"q_proj", "k_proj", "v_proj"};
+    for (uint32_t i = 0; i < a.nw; i++) {
+        vkd_tensor **w = a.w + (size_t)i * 3;
+        if (glu) {
+            cli_check(vkd_tensor_create_layout(env->ctx, VKD_DTYPE_BF16, 2, gshape, VKD_LAYOUT_BLOCKS, "gate_proj",
+                                               &w[0], &err), &err);
+            cli_check(vkd_tensor_create_layout(env->ctx, VKD_DTYPE_BF16, 2, gshape, VKD_LAYOUT_BLOCKS, "up_proj",
+                                               &w[1], &err), &err);
+        } else {
+            cli_check(vkd_tensor_create_stack(env->ctx, VKD_DTYPE_BF16, 3, rows, H, names, &a.stack[i], w, &err),
+                      &err);
+        }
+    }
+    uint32_t mmax = 0;
+    for (int i = 0; i < nm; i++) mmax = ms[i] > mmax ? ms[i] : mmax;
+    a.x = bench_tensor(env, VKD_DTYPE_F32, mmax, H, "x");
+    /* the group's outputs: views of one buffer, as vkd_scratch_group makes them */
+    uint64_t off = 0, align = 256;
+    vkd_tensor *yall = bench_tensor(env, VKD_DTYPE_F32, 1, (uint64_t)mmax * N + 3 * align / 4, "y");
+    for (uint32_t j = 0; j < (glu ? 1u : 3u); j++) {
+        int64_t shape[2] = {(int64_t)mmax, (int64_t)rows[j]};
+        cli_check(vkd_tensor_view(yall, off, VKD_DTYPE_F32, 2, shape, "y", &a.y[j], &err), &err);
+        off = (off + (uint64_t)mmax * rows[j] * 4 + align - 1) / align * align;
+    }
+    a.ln = bench_tensor(env, VKD_DTYPE_BF16, 1, H, "norm");
+    bool norm = vkd_matmul_norm_ok(a.w[0], a.ln, a.x);
+    if (!norm) {
+        vkd_tensor_destroy(a.ln);
+        a.ln = NULL;
+    }
+    for (int i = 0; i < nm; i++) {
+        a.m = ms[i];
+        a.next = 0;
+        int inner = a.m == 1 ? (int)a.nw : (int)(a.nw + 3) / 4;
+        double t = bench_time(env, rec_fused, &a, inner);
+        char shape[96];
+        if (glu)
+            snprintf(shape, sizeof shape, "%s gate_up%s m=%u 2x%llux%llu", model, norm ? "+norm" : "", a.m,
+                     (unsigned long long)ffn, (unsigned long long)H);
+        else
+            snprintf(shape, sizeof shape, "%s qkv%s m=%u %llux%llu", model, norm ? "+norm" : "", a.m,
+                     (unsigned long long)N, (unsigned long long)H);
+        double bytes = (double)wbytes + 4.0 * a.m * (H + (glu ? ffn : N));
+        bench_row(env, glu ? "matmul_glu" : "matmul_group", shape, "bf16", t, bytes, 2.0 * a.m * N * H, true);
+    }
+    for (uint32_t i = 0; i < a.nw; i++) {
+        for (uint32_t j = 0; j < 3; j++) vkd_tensor_destroy(a.w[(size_t)i * 3 + j]);
+        vkd_tensor_destroy(a.stack[i]);
+    }
+    for (uint32_t j = 0; j < 3; j++) vkd_tensor_destroy(a.y[j]);
+    free(a.w);
+    free(a.stack);
+    vkd_tensor_destroy(yall);
+    vkd_tensor_destroy(a.x);
+    vkd_tensor_destroy(a.ln);
+}
+
 void bench_ops_matmul(bench_env *env) {
     static const struct {
         const char *model;
-        uint64_t hidden, q, ffn, vocab;
+        uint64_t hidden, q, kv, ffn, vocab;
     } models[] = {
-        {"qwen3-0.6b", 1024, 2048, 3072, 151936},
-        {"qwen3-4b", 2560, 4096, 9728, 151936},
-        {"llama-3.2-1b", 2048, 2048, 8192, 128256},
+        {"qwen3-0.6b", 1024, 2048, 1024, 3072, 151936},
+        {"qwen3-4b", 2560, 4096, 1024, 9728, 151936},
+        {"llama-3.2-1b", 2048, 2048, 512, 8192, 128256},
     };
     static const uint32_t gemv_ms[] = {1, 4, 16}, all_ms[] = {1, 4, 16, 512};
     for (size_t s = 0; s < sizeof models / sizeof models[0]; s++) {
@@ -100,6 +189,8 @@ void bench_ops_matmul(bench_env *env) {
         bench_linear(env, mo, "gate_up", models[s].ffn, h, ms, nm);
         bench_linear(env, mo, "down", h, models[s].ffn, ms, nm);
         bench_linear(env, mo, "lm_head", models[s].vocab, h, gemv_ms, 3);
+        bench_fused(env, mo, false, h, models[s].q, models[s].kv, models[s].ffn, gemv_ms, 3);
+        bench_fused(env, mo, true, h, models[s].q, models[s].kv, models[s].ffn, gemv_ms, 3);
     }
 
     /* embedding rows from a Qwen3-4B-sized table (split across bindings) */
