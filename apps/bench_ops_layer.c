@@ -71,7 +71,7 @@ static void bench_attention(bench_env *env, const layer_model *m, uint32_t rows,
     /* split-K partials where the profile splits (VKDRAFT_ATTN_SPLITS forces a count) */
     uint64_t pf = vkd_op_attention_part_floats(env->ctx, rows, kv_len, m->n_q, m->n_kv, m->hd);
     a.e = pf ? bench_tensor(env, VKD_DTYPE_F32, 1, pf, "part") : NULL;
-    uint64_t one = (uint64_t)rows * m->n_q * (m->hd + 4); /* one split's partials */
+    uint32_t splits = pf ? vkd_op_attention_splits(env->ctx, rows, kv_len, m->n_q, m->n_kv, m->hd) : 1;
     double keys = 0; /* keys attended, summed over rows */
     for (uint32_t i = 0; i < rows; i++) keys += causal ? (kv_len - rows + i + 1) : kv_len;
     double t = bench_time(env, rec_attention, &a, rows == 1 ? 8 : 2);
@@ -79,7 +79,7 @@ static void bench_attention(bench_env *env, const layer_model *m, uint32_t rows,
     char shape[96];
     int w = snprintf(shape, sizeof shape, "%s %ux%u kv%u %s", m->name, rows, m->n_q, kv_len,
                      causal ? "causal" : "full");
-    if (pf > one) snprintf(shape + w, sizeof shape - w, " split%llu", (unsigned long long)(pf / one));
+    if (splits > 1) snprintf(shape + w, sizeof shape - w, " split%u", splits);
     bench_row(env, "attention", shape, cache == VKD_DTYPE_F16 ? "f16" : "f32", t, bytes,
               4.0 * keys * m->n_q * m->hd, rows == 1);
     vkd_tensor_destroy(a.a); vkd_tensor_destroy(a.b); vkd_tensor_destroy(a.c); vkd_tensor_destroy(a.d);

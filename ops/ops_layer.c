@@ -239,6 +239,12 @@ static uint32_t attention_splits(const vkd_ctx *ctx, uint32_t q_rows, uint32_t k
     return s > 1 ? (uint32_t)s : 1;
 }
 
+uint32_t vkd_op_attention_splits(const vkd_ctx *ctx, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
+                                 uint32_t n_kv, uint32_t hd) {
+    if (!hd || !n_q || !n_kv || n_q % n_kv || !q_rows) return 1;
+    return attention_splits(ctx, q_rows, kv_len, n_q, attention_geometry(ctx, hd, n_q / n_kv).hpw);
+}
+
 uint64_t vkd_op_attention_part_floats(const vkd_ctx *ctx, uint32_t q_rows, uint32_t kv_len,
                                       uint32_t n_q, uint32_t n_kv, uint32_t hd) {
     if (!hd || !n_q || !n_kv || n_q % n_kv) return 0;

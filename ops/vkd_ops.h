@@ -136,6 +136,10 @@ vkd_result vkd_op_attention_split(vkd_rec *rec, vkd_tensor *o, vkd_tensor *part,
  * kv_len keys (0: this device never splits them). */
 uint64_t vkd_op_attention_part_floats(const vkd_ctx *ctx, uint32_t q_rows, uint32_t kv_len,
                                       uint32_t n_q, uint32_t n_kv, uint32_t hd);
+/* The split count vkd_op_attention_split uses for exactly q_rows rows over kv_len keys with
+ * partials of vkd_op_attention_part_floats() for them (1: no split). */
+uint32_t vkd_op_attention_splits(const vkd_ctx *ctx, uint32_t q_rows, uint32_t kv_len, uint32_t n_q,
+                                 uint32_t n_kv, uint32_t hd);
 
 /* The same, also writing lse[row, h] = log sum_j exp(scale * q[row, h] . k[j, h / group])
  * (natural log, f32 q_rows x n_q): what the attention backward needs to recompute the

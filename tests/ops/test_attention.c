@@ -9,8 +9,8 @@
  * causal row 0 with q_pos0 = 0 sees only key 0.
  * Split-K (vkd_op_attention_split): every case again on contexts whose profile forces 2, 3 and
  * 7 splits (VKDRAFT_ATTN_SPLITS; rows that see fewer keys than splits leave empty splits),
- * the merge dispatch seen in the op profile, and a part too small for the forced count
- * (fewer splits, the same bound). */
+ * the merge dispatch seen in the op profile, the count vkd_op_attention_splits reports, and a
+ * part too small for the forced count (fewer splits, the same bound). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +104,10 @@ static float *run_case(vkd_ctx *ctx, vkd_rec *rec, const attn_case *c, float **v
                   want_floats == vkd_ctx_profile(ctx)->attn_splits * one,
               "part floats %llu for %u forced splits of %llu", (unsigned long long)want_floats,
               vkd_ctx_profile(ctx)->attn_splits, (unsigned long long)one);
+        uint32_t forced = vkd_ctx_profile(ctx)->attn_splits, s = vkd_op_attention_splits(ctx, c->q_rows, c->kv_len,
+                                                                                        c->n_q, c->n_kv, c->hd);
+        CHECK(s == (forced < c->kv_len ? forced : c->kv_len), "%u splits reported for %u forced over %u keys", s,
+              forced, c->kv_len);
         part = mk(ctx, VKD_DTYPE_F32, part_splits, one, "part");
     }
     vkd_rec_begin(rec);
