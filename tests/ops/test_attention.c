@@ -16,18 +16,12 @@
 
 #include "ref_layer.h"
 #include "vkd_ops.h"
+#include "op_util.h"
 #include "vkd_test.h"
 
 static unsigned long long seed = 0xa77e;
 static const float SENTINEL = -4242.5f;
 #define NSENT 8
-
-static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    REQUIRE(!vkd_tensor_create_2d(ctx, dt, rows, cols, name, &t, &err), "%s", err.msg);
-    return t;
-}
 
 static void upload(vkd_tensor *t, uint64_t off, const void *src, uint64_t bytes) {
     vkd_error err = {0};
@@ -61,8 +55,8 @@ static float *run_case(vkd_ctx *ctx, vkd_rec *rec, const attn_case *c, float **v
         v[i] = (float)vkd_test_rand_normal(&seed);
     }
     for (uint64_t i = (uint64_t)c->kv_len * kc; i < nk; i++) k[i] = v[i] = 1e30f; /* beyond kv_len */
-    vkd_tensor *tq = mk(ctx, VKD_DTYPE_F32, c->q_rows, qc, "q");
-    vkd_tensor *to = mk(ctx, VKD_DTYPE_F32, 1, nq + NSENT, "o");
+    vkd_tensor *tq = op_tensor(ctx, VKD_DTYPE_F32, c->q_rows, qc, "q");
+    vkd_tensor *to = op_tensor(ctx, VKD_DTYPE_F32, 1, nq + NSENT, "o");
     vkd_tensor *tk, *tv;
     if (kv_caches) {
         vkd_error err = {0};
@@ -71,8 +65,8 @@ static float *run_case(vkd_ctx *ctx, vkd_rec *rec, const attn_case *c, float **v
         CHECK(!vkd_ctx_profile(ctx)->kv_texel || (tk->chunks[0].view && tv->chunks[0].view),
               "a KV cache on a kv_texel profile without its texel view");
     } else {
-        tk = mk(ctx, c->cache, cap, kc, "k_cache");
-        tv = mk(ctx, c->cache, cap, kc, "v_cache");
+        tk = op_tensor(ctx, c->cache, cap, kc, "k_cache");
+        tv = op_tensor(ctx, c->cache, cap, kc, "v_cache");
     }
     upload(tq, 0, q, nq * 4);
     if (c->cache == VKD_DTYPE_F16) {
@@ -108,7 +102,7 @@ static float *run_case(vkd_ctx *ctx, vkd_rec *rec, const attn_case *c, float **v
                                                                                         c->n_q, c->n_kv, c->hd);
         CHECK(s == (forced < c->kv_len ? forced : c->kv_len), "%u splits reported for %u forced over %u keys", s,
               forced, c->kv_len);
-        part = mk(ctx, VKD_DTYPE_F32, part_splits, one, "part");
+        part = op_tensor(ctx, VKD_DTYPE_F32, part_splits, one, "part");
     }
     vkd_rec_begin(rec);
     if (part)
@@ -240,13 +234,13 @@ int main(void) {
     }
     /* invalid arguments are errors */
     {
-        vkd_tensor *a = mk(ctx, VKD_DTYPE_F32, 2, 64, "a"), *kk = mk(ctx, VKD_DTYPE_F32, 4, 64, "k");
+        vkd_tensor *a = op_tensor(ctx, VKD_DTYPE_F32, 2, 64, "a"), *kk = op_tensor(ctx, VKD_DTYPE_F32, 4, 64, "k");
         vkd_rec_begin(rec);
         vkd_result rr = vkd_op_attention(rec, a, a, kk, kk, 2, 4, 1, 1, 64, 0, true, 0.125f);
         CHECK(rr == VKD_ERR_INVALID, "attention with o == q accepted (%d)", rr);
         vkd_rec_submit(rec);
         vkd_rec_begin(rec);
-        vkd_tensor *b = mk(ctx, VKD_DTYPE_F32, 2, 64, "b");
+        vkd_tensor *b = op_tensor(ctx, VKD_DTYPE_F32, 2, 64, "b");
         rr = vkd_op_attention(rec, b, a, kk, kk, 2, 5, 1, 1, 64, 0, true, 0.125f);
         CHECK(rr == VKD_ERR_RANGE, "attention past the cache accepted (%d)", rr);
         vkd_rec_submit(rec);

@@ -17,6 +17,7 @@
 
 #include "ref_layer.h"
 #include "vkd_ops.h"
+#include "op_util.h"
 #include "vkd_test.h"
 
 static unsigned long long seed = 0x1a2e5;
@@ -27,13 +28,6 @@ static void fill_normal(float *x, size_t n, double sd) {
     for (size_t i = 0; i < n; i++) x[i] = (float)(sd * vkd_test_rand_normal(&seed));
 }
 
-static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    REQUIRE(!vkd_tensor_create_2d(ctx, dt, rows, cols, name, &t, &err), "%s", err.msg);
-    return t;
-}
-
 static void upload(vkd_tensor *t, uint64_t off, const void *src, uint64_t bytes) {
     vkd_error err = {0};
     REQUIRE(!vkd_tensor_upload(t, off, src, bytes, &err), "%s", err.msg);
@@ -41,7 +35,7 @@ static void upload(vkd_tensor *t, uint64_t off, const void *src, uint64_t bytes)
 
 /* f32 tensor of n values followed by NSENT sentinels */
 static vkd_tensor *mk_f32(vkd_ctx *ctx, const float *x, uint64_t n, const char *name) {
-    vkd_tensor *t = mk(ctx, VKD_DTYPE_F32, 1, n + NSENT, name);
+    vkd_tensor *t = op_tensor(ctx, VKD_DTYPE_F32, 1, n + NSENT, name);
     if (x) upload(t, 0, x, n * 4);
     float s[NSENT];
     for (int i = 0; i < NSENT; i++) s[i] = SENTINEL;
@@ -78,7 +72,7 @@ static void test_rmsnorm(vkd_ctx *ctx, vkd_rec *rec, uint32_t groups, uint32_t d
     }
     const float eps = 1e-6f;
     ref_rmsnorm(want, x, w, groups, dim, eps);
-    vkd_tensor *tw = mk(ctx, wdt, 1, dim, "w");
+    vkd_tensor *tw = op_tensor(ctx, wdt, 1, dim, "w");
     upload(tw, 0, wdt == VKD_DTYPE_F32 ? (void *)w : (void *)w16, dim * vkd_dtype_size(wdt));
     vkd_tensor *tx = mk_f32(ctx, x, n, "x");
     vkd_tensor *ty = in_place ? tx : mk_f32(ctx, NULL, n, "y");
@@ -120,17 +114,17 @@ static void test_rope(vkd_ctx *ctx, vkd_rec *rec, uint32_t x_row0, uint32_t rows
     memcpy(want, x, n * 4);
     ref_rope(want + (uint64_t)x_row0 * cols, rows, cols, heads, hd, pos0, positions, inv);
     /* one extra row of sentinels after the rows the op may touch */
-    vkd_tensor *tx = mk(ctx, VKD_DTYPE_F32, x_row0 + rows + 1, cols, "x");
+    vkd_tensor *tx = op_tensor(ctx, VKD_DTYPE_F32, x_row0 + rows + 1, cols, "x");
     upload(tx, 0, x, n * 4);
     float *sent = malloc(cols * 4);
     for (uint32_t i = 0; i < cols; i++) sent[i] = SENTINEL;
     upload(tx, n * 4, sent, cols * 4);
     free(sent);
-    vkd_tensor *tf = mk(ctx, VKD_DTYPE_F32, 1, hd / 2, "inv_freq");
+    vkd_tensor *tf = op_tensor(ctx, VKD_DTYPE_F32, 1, hd / 2, "inv_freq");
     upload(tf, 0, inv, hd / 2 * 4);
     vkd_tensor *tp = NULL;
     if (positions) {
-        tp = mk(ctx, VKD_DTYPE_I32, 1, rows, "positions");
+        tp = op_tensor(ctx, VKD_DTYPE_I32, 1, rows, "positions");
         upload(tp, 0, positions, rows * 4);
     }
     vkd_rec_begin(rec);
@@ -208,9 +202,9 @@ static void test_copy2d(vkd_ctx *ctx, vkd_rec *rec, vkd_dtype ddt, uint32_t src_
     uint64_t ns = (uint64_t)src_rows * src_cols, nd = (uint64_t)dst_rows * dst_cols;
     float *src = malloc(ns * 4);
     fill_normal(src, ns, 3.0);
-    vkd_tensor *ts = mk(ctx, VKD_DTYPE_F32, src_rows, src_cols, "src");
+    vkd_tensor *ts = op_tensor(ctx, VKD_DTYPE_F32, src_rows, src_cols, "src");
     upload(ts, 0, src, ns * 4);
-    vkd_tensor *td = mk(ctx, ddt, dst_rows, dst_cols, "dst");
+    vkd_tensor *td = op_tensor(ctx, ddt, dst_rows, dst_cols, "dst");
     size_t es = vkd_dtype_size(ddt);
     /* prior destination content: random bits (what must survive outside the block) */
     uint8_t *before = malloc(nd * es), *after = malloc(nd * es);
@@ -290,11 +284,11 @@ static void test_qk_rope_kv(vkd_ctx *ctx, vkd_rec *rec, uint32_t rows, uint32_t 
         if (cdt == VKD_DTYPE_F32) memcpy(cache0 + i * 4, &x, 4);
         else { uint16_t h = vkd_f32_to_f16(x); memcpy(cache0 + i * 2, &h, 2); }
     }
-    vkd_tensor *tf = mk(ctx, VKD_DTYPE_F32, 1, hd / 2, "inv_freq");
+    vkd_tensor *tf = op_tensor(ctx, VKD_DTYPE_F32, 1, hd / 2, "inv_freq");
     upload(tf, 0, inv, hd / 2 * 4);
     vkd_tensor *tw[2] = {NULL, NULL};
     for (int t = 0; norm && t < 2; t++) {
-        tw[t] = mk(ctx, wdt, 1, hd, t ? "k_norm" : "q_norm");
+        tw[t] = op_tensor(ctx, wdt, 1, hd, t ? "k_norm" : "q_norm");
         upload(tw[t], 0, wdt == VKD_DTYPE_F32 ? (void *)(t ? wk : wq) : (void *)(t ? wk16 : wq16),
                hd * vkd_dtype_size(wdt));
     }
@@ -302,9 +296,9 @@ static void test_qk_rope_kv(vkd_ctx *ctx, vkd_rec *rec, uint32_t rows, uint32_t 
     float *gq[2], *gk[2];
     uint8_t *gc[2][2];
     for (int run = 0; run < 2; run++) {
-        vkd_tensor *tq = mk(ctx, VKD_DTYPE_F32, rows ? rows : 1, Q ? Q : 1, "q");
-        vkd_tensor *tk = mk(ctx, VKD_DTYPE_F32, rows, KV, "k"), *tv = mk(ctx, VKD_DTYPE_F32, rows, KV, "v");
-        vkd_tensor *kc = mk(ctx, cdt, cap, ccols, "kc"), *vc = mk(ctx, cdt, cap, ccols, "vc");
+        vkd_tensor *tq = op_tensor(ctx, VKD_DTYPE_F32, rows ? rows : 1, Q ? Q : 1, "q");
+        vkd_tensor *tk = op_tensor(ctx, VKD_DTYPE_F32, rows, KV, "k"), *tv = op_tensor(ctx, VKD_DTYPE_F32, rows, KV, "v");
+        vkd_tensor *kc = op_tensor(ctx, cdt, cap, ccols, "kc"), *vc = op_tensor(ctx, cdt, cap, ccols, "vc");
         if (nq) upload(tq, 0, q, nq * 4);
         upload(tk, 0, k, nk * 4);
         upload(tv, 0, v, nk * 4);
@@ -438,8 +432,8 @@ int main(void) {
 
     /* the fused attention inputs refuse caches of two dtypes and head_dim % 4 != 0 */
     {
-        vkd_tensor *k = mk(ctx, VKD_DTYPE_F32, 2, 64, "k"), *f = mk(ctx, VKD_DTYPE_F32, 1, 32, "inv_freq");
-        vkd_tensor *kc = mk(ctx, VKD_DTYPE_F32, 4, 64, "kc"), *vc = mk(ctx, VKD_DTYPE_F16, 4, 64, "vc");
+        vkd_tensor *k = op_tensor(ctx, VKD_DTYPE_F32, 2, 64, "k"), *f = op_tensor(ctx, VKD_DTYPE_F32, 1, 32, "inv_freq");
+        vkd_tensor *kc = op_tensor(ctx, VKD_DTYPE_F32, 4, 64, "kc"), *vc = op_tensor(ctx, VKD_DTYPE_F16, 4, 64, "vc");
         vkd_rec_begin(rec);
         vkd_result rr = vkd_op_qk_rope_kv(rec, NULL, k, k, NULL, NULL, 2, 0, 1, 64, 0, f, 1e-6f, kc, vc);
         CHECK(rr == VKD_ERR_INVALID && strstr(vkd_rec_error(rec)->msg, "caches"),
@@ -456,7 +450,7 @@ int main(void) {
 
     /* out-of-range block is an error, not a write */
     {
-        vkd_tensor *a = mk(ctx, VKD_DTYPE_F32, 4, 8, "a"), *b = mk(ctx, VKD_DTYPE_F16, 4, 8, "b");
+        vkd_tensor *a = op_tensor(ctx, VKD_DTYPE_F32, 4, 8, "a"), *b = op_tensor(ctx, VKD_DTYPE_F16, 4, 8, "b");
         vkd_rec_begin(rec);
         vkd_result rr = vkd_op_copy2d(rec, b, 1, 4, a, 0, 0, 4, 4);
         CHECK(rr == VKD_ERR_RANGE, "copy2d out of range accepted (%d)", rr);

@@ -13,18 +13,12 @@
 #include <string.h>
 
 #include "ref_logits.h"
+#include "op_util.h"
 #include "vkd_test.h"
 
 #define SENT 7777.25f
 
 static unsigned long long rng = 20261123;
-
-static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    REQUIRE(!vkd_tensor_create_2d(ctx, dt, rows, cols, name, &t, &err), "%s", err.msg);
-    return t;
-}
 
 static void up(vkd_tensor *t, const void *src, uint64_t bytes) {
     vkd_error err = {0};
@@ -64,20 +58,20 @@ static void test_case(vkd_ctx *ctx, uint32_t rows, uint32_t n, uint32_t cols, ui
     /* a few rows of q close to p (realistic draft vs target) */
     for (size_t i = 0; i < xn; i++)
         if ((i / cols) % 2 == 0) xq[i] = x[i] + 0.3f * xq[i];
-    vkd_tensor *tx = mk(ctx, VKD_DTYPE_F32, xrows, cols, "x");
-    vkd_tensor *tq = mk(ctx, VKD_DTYPE_F32, xrows, cols, "xq");
+    vkd_tensor *tx = op_tensor(ctx, VKD_DTYPE_F32, xrows, cols, "x");
+    vkd_tensor *tq = op_tensor(ctx, VKD_DTYPE_F32, xrows, cols, "xq");
     up(tx, x, xn * 4);
     up(tq, xq, xn * 4);
     uint32_t ycols = n + 3;
     size_t yn = (size_t)(rows + 1) * ycols;
-    vkd_tensor *ty = mk(ctx, VKD_DTYPE_F32, rows + 1, ycols, "y");
-    vkd_tensor *tl = mk(ctx, VKD_DTYPE_F32, rows + 1, ycols, "ylog");
-    vkd_tensor *ti = mk(ctx, VKD_DTYPE_I32, 1, rows + 4, "argmax");
-    vkd_tensor *tki = mk(ctx, VKD_DTYPE_I32, rows + 1, k, "topk_idx");
-    vkd_tensor *tkv = mk(ctx, VKD_DTYPE_F32, rows + 1, k, "topk_val");
-    vkd_tensor *tids = mk(ctx, VKD_DTYPE_I32, 1, rows, "ids");
-    vkd_tensor *tst = mk(ctx, VKD_DTYPE_F32, rows + 1, 3, "stats");
-    vkd_tensor *tkl = mk(ctx, VKD_DTYPE_F32, 4 * (rows + 1), 2, "kl");
+    vkd_tensor *ty = op_tensor(ctx, VKD_DTYPE_F32, rows + 1, ycols, "y");
+    vkd_tensor *tl = op_tensor(ctx, VKD_DTYPE_F32, rows + 1, ycols, "ylog");
+    vkd_tensor *ti = op_tensor(ctx, VKD_DTYPE_I32, 1, rows + 4, "argmax");
+    vkd_tensor *tki = op_tensor(ctx, VKD_DTYPE_I32, rows + 1, k, "topk_idx");
+    vkd_tensor *tkv = op_tensor(ctx, VKD_DTYPE_F32, rows + 1, k, "topk_val");
+    vkd_tensor *tids = op_tensor(ctx, VKD_DTYPE_I32, 1, rows, "ids");
+    vkd_tensor *tst = op_tensor(ctx, VKD_DTYPE_F32, rows + 1, 3, "stats");
+    vkd_tensor *tkl = op_tensor(ctx, VKD_DTYPE_F32, 4 * (rows + 1), 2, "kl");
     float *y = malloc(yn * 4), *yl = malloc(yn * 4);
     int32_t *am = malloc((rows + 4) * 4), *ki = malloc((size_t)(rows + 1) * k * 4);
     float *kv = malloc((size_t)(rows + 1) * k * 4), *st = malloc((rows + 1) * 12);
@@ -222,11 +216,11 @@ static void test_nonfinite(vkd_ctx *ctx) {
     x[6 * N + 1002] = NAN; /* the last element of the last row */
     int32_t ids[R];
     for (int r = 0; r < R; r++) ids[r] = (int32_t)((r * 131) % N);
-    vkd_tensor *tx = mk(ctx, VKD_DTYPE_F32, R, N, "x"), *tq = mk(ctx, VKD_DTYPE_F32, R, N, "q");
-    vkd_tensor *ty = mk(ctx, VKD_DTYPE_F32, R, N, "y"), *ti = mk(ctx, VKD_DTYPE_I32, 1, R, "argmax");
-    vkd_tensor *ts = mk(ctx, VKD_DTYPE_I32, 1, R, "sample"), *tki = mk(ctx, VKD_DTYPE_I32, R, K, "ki");
-    vkd_tensor *tkv = mk(ctx, VKD_DTYPE_F32, R, K, "kv"), *tid = mk(ctx, VKD_DTYPE_I32, 1, R, "ids");
-    vkd_tensor *tst = mk(ctx, VKD_DTYPE_F32, R, 3, "stats"), *tkl = mk(ctx, VKD_DTYPE_F32, R, 2, "kl");
+    vkd_tensor *tx = op_tensor(ctx, VKD_DTYPE_F32, R, N, "x"), *tq = op_tensor(ctx, VKD_DTYPE_F32, R, N, "q");
+    vkd_tensor *ty = op_tensor(ctx, VKD_DTYPE_F32, R, N, "y"), *ti = op_tensor(ctx, VKD_DTYPE_I32, 1, R, "argmax");
+    vkd_tensor *ts = op_tensor(ctx, VKD_DTYPE_I32, 1, R, "sample"), *tki = op_tensor(ctx, VKD_DTYPE_I32, R, K, "ki");
+    vkd_tensor *tkv = op_tensor(ctx, VKD_DTYPE_F32, R, K, "kv"), *tid = op_tensor(ctx, VKD_DTYPE_I32, 1, R, "ids");
+    vkd_tensor *tst = op_tensor(ctx, VKD_DTYPE_F32, R, 3, "stats"), *tkl = op_tensor(ctx, VKD_DTYPE_F32, R, 2, "kl");
     up(tx, x, sizeof(float) * R * N);
     up(tq, q, sizeof(float) * R * N);
     up(tid, ids, sizeof ids);
@@ -298,8 +292,8 @@ static void test_nonfinite(vkd_ctx *ctx) {
 /* Bad arguments fail cleanly with a message. */
 static void test_errors(vkd_ctx *ctx) {
     vkd_error err = {0};
-    vkd_tensor *x = mk(ctx, VKD_DTYPE_F32, 2, 100, "x"), *i = mk(ctx, VKD_DTYPE_I32, 2, 300, "i");
-    vkd_tensor *v = mk(ctx, VKD_DTYPE_F32, 2, 300, "v");
+    vkd_tensor *x = op_tensor(ctx, VKD_DTYPE_F32, 2, 100, "x"), *i = op_tensor(ctx, VKD_DTYPE_I32, 2, 300, "i");
+    vkd_tensor *v = op_tensor(ctx, VKD_DTYPE_F32, 2, 300, "v");
     vkd_rec *rec;
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
     vkd_rec_begin(rec);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ref_train.h"
+#include "op_util.h"
 #include "vkd_test.h"
 
 static unsigned long long rng = 77031;
@@ -41,19 +42,9 @@ static void ref_case(const tcase *c, double *loss, double *l1out, double *dH, do
         ref_lm_loss(loss, dH, dW, H, W, lab, rw, tl, c->rows, c->hidden, c->vocab, c->ce_w, c->kl_w, c->T);
 }
 
-static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    REQUIRE(!vkd_tensor_create_2d(ctx, dt, rows, cols, name, &t, &err), "%s", err.msg);
-    return t;
-}
-
 static vkd_tensor *mk_layout(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, vkd_layout l,
                              const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
-    REQUIRE(!vkd_tensor_create_layout(ctx, dt, 2, shape, l, name, &t, &err), "%s", err.msg);
+    vkd_tensor *t = op_tensor_layout(ctx, dt, rows, cols, l, name);
     REQUIRE(t->layout == l, "%s: layout %d, asked %d", name, (int)t->layout, (int)l);
     return t;
 }
@@ -145,7 +136,7 @@ static void run_case(const tcase *c) {
         if (r == 4) lab[r] = (int32_t)V - 1;
         rw[r] = 0.25 + vkd_test_rand_uniform(&rng);
     }
-    vkd_tensor *th = mk(ctx, VKD_DTYPE_F32, R, K, "h"), *tw = mk_layout(ctx, c->wdt, V, K, c->layout, "w");
+    vkd_tensor *th = op_tensor(ctx, VKD_DTYPE_F32, R, K, "h"), *tw = mk_layout(ctx, c->wdt, V, K, c->layout, "w");
     up_as(th, H, (size_t)R * K);
     up_as(tw, W, (size_t)V * K);
     vkd_tensor *ttl = NULL, *tth = NULL, *ttw = NULL;
@@ -156,7 +147,7 @@ static void run_case(const tcase *c) {
             memcpy(HT, H, sizeof(double) * R * K);
             memcpy(WT, W, sizeof(double) * V * K);
         }
-        tth = mk(ctx, VKD_DTYPE_F32, R, KT, "t_h"), ttw = mk_layout(ctx, c->twdt, V, KT, c->layout, "t_w");
+        tth = op_tensor(ctx, VKD_DTYPE_F32, R, KT, "t_h"), ttw = mk_layout(ctx, c->twdt, V, KT, c->layout, "t_w");
         up_as(tth, HT, (size_t)R * KT);
         up_as(ttw, WT, (size_t)V * KT);
         for (uint32_t r = 0; r < R; r++)
@@ -168,7 +159,7 @@ static void run_case(const tcase *c) {
     } else if (c->teacher == 1) {
         /* teacher logits at rows 2.. of a wider tensor (offset and stride) */
         for (size_t i = 0; i < (size_t)R * V; i++) TL[i] = vkd_test_rand_normal(&rng) * 2.0;
-        ttl = mk(ctx, VKD_DTYPE_F32, R + 3, V + 5, "t_logits");
+        ttl = op_tensor(ctx, VKD_DTYPE_F32, R + 3, V + 5, "t_logits");
         double *full = calloc((size_t)(R + 3) * (V + 5), sizeof(double));
         for (uint32_t r = 0; r < R; r++)
             for (uint32_t j = 0; j < V; j++) full[(size_t)(r + 2) * (V + 5) + j] = TL[(size_t)r * V + j];
@@ -177,12 +168,12 @@ static void run_case(const tcase *c) {
             for (uint32_t j = 0; j < V; j++) TL[(size_t)r * V + j] = full[(size_t)(r + 2) * (V + 5) + j];
         free(full);
     }
-    vkd_tensor *tlab = mk(ctx, VKD_DTYPE_I32, 1, R, "labels"), *trw = mk(ctx, VKD_DTYPE_F32, 1, R, "row_w");
+    vkd_tensor *tlab = op_tensor(ctx, VKD_DTYPE_I32, 1, R, "labels"), *trw = op_tensor(ctx, VKD_DTYPE_F32, 1, R, "row_w");
     REQUIRE(!vkd_tensor_upload(tlab, 0, lab, 4 * R, &err), "%s", err.msg);
     up_as(trw, rw, R);
-    vkd_tensor *tloss = mk(ctx, VKD_DTYPE_F32, 1, R, "loss"), *tdh = mk(ctx, VKD_DTYPE_F32, R, K, "dh");
-    vkd_tensor *tdw = c->dw ? mk(ctx, VKD_DTYPE_F32, V, K, "dw") : NULL;
-    vkd_tensor *tl1 = c->l1 ? mk(ctx, VKD_DTYPE_F32, 1, R, "l1") : NULL;
+    vkd_tensor *tloss = op_tensor(ctx, VKD_DTYPE_F32, 1, R, "loss"), *tdh = op_tensor(ctx, VKD_DTYPE_F32, R, K, "dh");
+    vkd_tensor *tdw = c->dw ? op_tensor(ctx, VKD_DTYPE_F32, V, K, "dw") : NULL;
+    vkd_tensor *tl1 = c->l1 ? op_tensor(ctx, VKD_DTYPE_F32, 1, R, "l1") : NULL;
     vkd_lm_loss_ws *ws;
     REQUIRE(!vkd_lm_loss_ws_create(ctx, R + 2, c->chunk, c->teacher == 2, &ws, &err), "%s", err.msg);
     vkd_lm_loss_args a = {.rows = R, .h = th, .w = tw, .labels = c->labels ? tlab : NULL,
@@ -258,7 +249,7 @@ static void run_case(const tcase *c) {
             one ? "one pass" : "two passes", owl, owh);
     if (c->layout == VKD_LAYOUT_BLOCKS) {
         /* the same call on row-major copies of the heads: same loss and dH up to f32 summation order */
-        vkd_tensor *rw_ = mk(ctx, c->wdt, V, K, "w_rows"), *rtw = ttw ? mk(ctx, c->twdt, V, KT, "t_w_rows") : NULL;
+        vkd_tensor *rw_ = op_tensor(ctx, c->wdt, V, K, "w_rows"), *rtw = ttw ? op_tensor(ctx, c->twdt, V, KT, "t_w_rows") : NULL;
         double *Wc = malloc(sizeof(double) * V * K);
         memcpy(Wc, W, sizeof(double) * V * K);
         up_as(rw_, Wc, (size_t)V * K);
@@ -345,9 +336,9 @@ static void bad_input(void) {
     vkd_error err = {0};
     vkd_ctx *ctx;
     REQUIRE(!vkd_ctx_create(&(vkd_ctx_options){0}, &ctx, &err), "%s", err.msg);
-    vkd_tensor *h = mk(ctx, VKD_DTYPE_F32, 3, 8, "h"), *w = mk(ctx, VKD_DTYPE_BF16, 20, 8, "w");
-    vkd_tensor *w9 = mk(ctx, VKD_DTYPE_F32, 20, 9, "w9"), *loss = mk(ctx, VKD_DTYPE_F32, 1, 3, "loss");
-    vkd_tensor *lab = mk(ctx, VKD_DTYPE_I32, 1, 3, "labels"), *dwb = mk(ctx, VKD_DTYPE_BF16, 20, 8, "dw");
+    vkd_tensor *h = op_tensor(ctx, VKD_DTYPE_F32, 3, 8, "h"), *w = op_tensor(ctx, VKD_DTYPE_BF16, 20, 8, "w");
+    vkd_tensor *w9 = op_tensor(ctx, VKD_DTYPE_F32, 20, 9, "w9"), *loss = op_tensor(ctx, VKD_DTYPE_F32, 1, 3, "loss");
+    vkd_tensor *lab = op_tensor(ctx, VKD_DTYPE_I32, 1, 3, "labels"), *dwb = op_tensor(ctx, VKD_DTYPE_BF16, 20, 8, "dw");
     vkd_lm_loss_ws *ws;
     REQUIRE(!vkd_lm_loss_ws_create(ctx, 3, 7, false, &ws, &err), "%s", err.msg);
     vkd_rec *rec;
@@ -355,7 +346,7 @@ static void bad_input(void) {
     vkd_lm_loss_args ok = {.rows = 3, .h = h, .w = w, .labels = lab, .loss = loss, .dh = h};
     vkd_tensor *wblk = mk_layout(ctx, VKD_DTYPE_BF16, 20, 8, VKD_LAYOUT_BLOCKS, "w_blocks");
     vkd_tensor *dwblk = mk_layout(ctx, VKD_DTYPE_F32, 20, 8, VKD_LAYOUT_BLOCKS, "dw_blocks");
-    vkd_tensor *tlg = mk(ctx, VKD_DTYPE_F32, 3, 20, "t_logits");
+    vkd_tensor *tlg = op_tensor(ctx, VKD_DTYPE_F32, 3, 20, "t_logits");
     vkd_lm_loss_args bad[10];
     for (int i = 0; i < 10; i++) bad[i] = ok;
     bad[0].labels = NULL;          /* no CE, no teacher */

@@ -13,37 +13,11 @@
 
 #include "ref_matmul.h"
 #include "vkd_ops.h"
+#include "op_util.h"
 #include "vkd_test.h"
 
 static unsigned long long seed = 1234;
 static const float SENTINEL = -7777.25f;
-
-/* Random weights of dtype dt: raw bytes to upload (n elements). */
-static void *rand_weights(vkd_dtype dt, uint64_t n) {
-    size_t es = vkd_dtype_size(dt);
-    void *w = malloc(n * es);
-    REQUIRE(w, "out of memory");
-    for (uint64_t i = 0; i < n; i++) {
-        float v = (float)(vkd_test_rand_normal(&seed) * 0.5);
-        if (dt == VKD_DTYPE_F32) ((float *)w)[i] = v;
-        else if (dt == VKD_DTYPE_F16) ((uint16_t *)w)[i] = vkd_f32_to_f16(v);
-        else ((uint16_t *)w)[i] = vkd_f32_to_bf16(v);
-    }
-    return w;
-}
-
-static vkd_tensor *mkl(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols,
-                       vkd_layout layout, const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
-    REQUIRE(!vkd_tensor_create_layout(ctx, dt, 2, shape, layout, name, &t, &err), "%s", err.msg);
-    return t;
-}
-
-static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
-    return mkl(ctx, dt, rows, cols, VKD_LAYOUT_ROWS, name);
-}
 
 typedef struct mm_case {
     vkd_dtype dt;
@@ -57,7 +31,7 @@ static double run_matmul(vkd_ctx *ctx, const char *label, const mm_case *c) {
     vkd_error err = {0};
     uint32_t m = c->m, N = c->N, K = c->K;
     uint64_t xrows = c->x_row0 + m, yrows = c->y_row0 + m + 1; /* +1: sentinel row */
-    void *wh = rand_weights(c->dt, (uint64_t)N * K);
+    void *wh = op_rand_weights(c->dt, (uint64_t)N * K, &seed);
     float *xh = malloc(xrows * K * 4), *y0 = malloc(yrows * N * 4), *yo = malloc(yrows * N * 4);
     double *ref = malloc((uint64_t)m * N * 8), *mag = malloc((uint64_t)m * N * 8);
     REQUIRE(xh && y0 && yo && ref && mag, "out of memory");
@@ -65,8 +39,8 @@ static double run_matmul(vkd_ctx *ctx, const char *label, const mm_case *c) {
     for (uint64_t i = 0; i < yrows * N; i++)
         y0[i] = (i >= (uint64_t)c->y_row0 * N && i < (uint64_t)(c->y_row0 + m) * N)
                     ? (float)vkd_test_rand_normal(&seed) : SENTINEL;
-    vkd_tensor *w = mkl(ctx, c->dt, N, K, c->layout, "w"), *x = mk(ctx, VKD_DTYPE_F32, xrows, K, "x"),
-               *y = mk(ctx, VKD_DTYPE_F32, yrows, N, "y");
+    vkd_tensor *w = op_tensor_layout(ctx, c->dt, N, K, c->layout, "w"), *x = op_tensor(ctx, VKD_DTYPE_F32, xrows, K, "x"),
+               *y = op_tensor(ctx, VKD_DTYPE_F32, yrows, N, "y");
     REQUIRE(!vkd_tensor_upload(w, 0, wh, w->bytes, &err), "%s", err.msg);
     REQUIRE(!vkd_tensor_upload(x, 0, xh, x->bytes, &err), "%s", err.msg);
     REQUIRE(!vkd_tensor_upload(y, 0, y0, y->bytes, &err), "%s", err.msg);
@@ -123,13 +97,13 @@ static void matmul_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t m,
 static void embed_case_l(vkd_ctx *ctx, const char *tag, vkd_layout layout, vkd_dtype dt,
                          uint32_t m, uint32_t V, uint32_t H) {
     vkd_error err = {0};
-    void *th = rand_weights(dt, (uint64_t)V * H);
+    void *th = op_rand_weights(dt, (uint64_t)V * H, &seed);
     int32_t *ids = malloc((size_t)m * 4);
     float *yo = malloc(((size_t)m + 1) * H * 4), *y0 = malloc(((size_t)m + 1) * H * 4);
     double *ref = malloc((size_t)m * H * 8);
     REQUIRE(th && ids && yo && y0 && ref, "out of memory");
-    vkd_tensor *t = mkl(ctx, dt, V, H, layout, "table"), *it = mk(ctx, VKD_DTYPE_I32, 1, m, "ids"),
-               *y = mk(ctx, VKD_DTYPE_F32, m + 1, H, "y");
+    vkd_tensor *t = op_tensor_layout(ctx, dt, V, H, layout, "table"), *it = op_tensor(ctx, VKD_DTYPE_I32, 1, m, "ids"),
+               *y = op_tensor(ctx, VKD_DTYPE_F32, m + 1, H, "y");
     /* ids: one per chunk first (its first and last rows), out-of-range ones, then random */
     uint32_t n = 0;
     for (uint32_t c = 0; c < t->nchunks && n + 2 <= m; c++) {
@@ -177,8 +151,8 @@ static void embed_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t m, 
 /* Bad arguments fail the recorder with an error instead of dispatching. */
 static void test_errors(vkd_ctx *ctx) {
     vkd_error err = {0};
-    vkd_tensor *w = mk(ctx, VKD_DTYPE_BF16, 8, 16, "w"), *x = mk(ctx, VKD_DTYPE_F32, 2, 16, "x"),
-               *y = mk(ctx, VKD_DTYPE_F32, 2, 8, "y"), *wi = mk(ctx, VKD_DTYPE_I32, 8, 16, "wi");
+    vkd_tensor *w = op_tensor(ctx, VKD_DTYPE_BF16, 8, 16, "w"), *x = op_tensor(ctx, VKD_DTYPE_F32, 2, 16, "x"),
+               *y = op_tensor(ctx, VKD_DTYPE_F32, 2, 8, "y"), *wi = op_tensor(ctx, VKD_DTYPE_I32, 8, 16, "wi");
     vkd_rec *rec;
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
     vkd_rec_begin(rec);
@@ -195,9 +169,9 @@ static void test_errors(vkd_ctx *ctx) {
  * by the recorder's byte ranges: an error code, never a read of repacked bytes. */
 static void test_layout_errors(vkd_ctx *ctx) {
     vkd_error err = {0};
-    vkd_tensor *wb = mkl(ctx, VKD_DTYPE_BF16, 8, 16, VKD_LAYOUT_BLOCKS, "wb"),
-               *fb = mkl(ctx, VKD_DTYPE_F32, 2, 16, VKD_LAYOUT_BLOCKS, "fb"),
-               *x = mk(ctx, VKD_DTYPE_F32, 2, 16, "x"), *y = mk(ctx, VKD_DTYPE_F32, 2, 16, "y");
+    vkd_tensor *wb = op_tensor_layout(ctx, VKD_DTYPE_BF16, 8, 16, VKD_LAYOUT_BLOCKS, "wb"),
+               *fb = op_tensor_layout(ctx, VKD_DTYPE_F32, 2, 16, VKD_LAYOUT_BLOCKS, "fb"),
+               *x = op_tensor(ctx, VKD_DTYPE_F32, 2, 16, "x"), *y = op_tensor(ctx, VKD_DTYPE_F32, 2, 16, "y");
     uint16_t host[128] = {0};
     float back[32];
     CHECK(vkd_tensor_upload(wb, 0, host, 64, &err) == VKD_ERR_UNSUPPORTED, "partial upload accepted");

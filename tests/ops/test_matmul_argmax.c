@@ -15,6 +15,7 @@
 
 #include "ref_matmul.h"
 #include "vkd_ops.h"
+#include "op_util.h"
 #include "vkd_test.h"
 
 static unsigned long long seed = 4321;
@@ -26,15 +27,6 @@ static void put_weight(vkd_dtype dt, void *w, uint64_t i, float v) {
     if (dt == VKD_DTYPE_F32) ((float *)w)[i] = v;
     else if (dt == VKD_DTYPE_F16) ((uint16_t *)w)[i] = vkd_f32_to_f16(v);
     else ((uint16_t *)w)[i] = vkd_f32_to_bf16(v);
-}
-
-static vkd_tensor *mkl(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, vkd_layout layout,
-                       const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
-    REQUIRE(!vkd_tensor_create_layout(ctx, dt, 2, shape, layout, name, &t, &err), "%s", err.msg);
-    return t;
 }
 
 /* One case: m rows of x from x_row0 against an N x K head; returns the worst gap (reference
@@ -64,10 +56,10 @@ static void run_case(vkd_ctx *ctx, vkd_dtype dt, uint32_t m, uint32_t N, uint32_
         }
     uint32_t nan_row = m / 2;
     if (kind == NAN_ROW) xh[(uint64_t)(x_row0 + nan_row) * K + K / 2] = NAN;
-    vkd_tensor *w = mkl(ctx, dt, N, K, VKD_LAYOUT_BLOCKS, "w"),
-               *x = mkl(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x"),
-               *idx = mkl(ctx, VKD_DTYPE_I32, 1, m + 1, VKD_LAYOUT_ROWS, "idx"),
-               *part = mkl(ctx, VKD_DTYPE_I32, 1, 2 * m * vkd_op_matmul_argmax_parts(ctx, w),
+    vkd_tensor *w = op_tensor_layout(ctx, dt, N, K, VKD_LAYOUT_BLOCKS, "w"),
+               *x = op_tensor_layout(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x"),
+               *idx = op_tensor_layout(ctx, VKD_DTYPE_I32, 1, m + 1, VKD_LAYOUT_ROWS, "idx"),
+               *part = op_tensor_layout(ctx, VKD_DTYPE_I32, 1, 2 * m * vkd_op_matmul_argmax_parts(ctx, w),
                            VKD_LAYOUT_ROWS, "part");
     int32_t *got = malloc((m + 1) * 4);
     REQUIRE(got, "out of memory");
@@ -121,12 +113,12 @@ static void run_case(vkd_ctx *ctx, vkd_dtype dt, uint32_t m, uint32_t N, uint32_
 
 static void test_errors(vkd_ctx *ctx) {
     vkd_error err = {0};
-    vkd_tensor *wr = mkl(ctx, VKD_DTYPE_BF16, 40, 16, VKD_LAYOUT_ROWS, "w_rows"),
-               *wb = mkl(ctx, VKD_DTYPE_BF16, 40, 16, VKD_LAYOUT_BLOCKS, "w_blocks"),
-               *x = mkl(ctx, VKD_DTYPE_F32, 2, 16, VKD_LAYOUT_ROWS, "x"),
-               *idx = mkl(ctx, VKD_DTYPE_I32, 1, 2, VKD_LAYOUT_ROWS, "idx"),
-               *part = mkl(ctx, VKD_DTYPE_I32, 1, 2 * 2 * vkd_op_matmul_argmax_parts(ctx, wb), VKD_LAYOUT_ROWS, "part"),
-               *small = mkl(ctx, VKD_DTYPE_I32, 1, 1, VKD_LAYOUT_ROWS, "small");
+    vkd_tensor *wr = op_tensor_layout(ctx, VKD_DTYPE_BF16, 40, 16, VKD_LAYOUT_ROWS, "w_rows"),
+               *wb = op_tensor_layout(ctx, VKD_DTYPE_BF16, 40, 16, VKD_LAYOUT_BLOCKS, "w_blocks"),
+               *x = op_tensor_layout(ctx, VKD_DTYPE_F32, 2, 16, VKD_LAYOUT_ROWS, "x"),
+               *idx = op_tensor_layout(ctx, VKD_DTYPE_I32, 1, 2, VKD_LAYOUT_ROWS, "idx"),
+               *part = op_tensor_layout(ctx, VKD_DTYPE_I32, 1, 2 * 2 * vkd_op_matmul_argmax_parts(ctx, wb), VKD_LAYOUT_ROWS, "part"),
+               *small = op_tensor_layout(ctx, VKD_DTYPE_I32, 1, 1, VKD_LAYOUT_ROWS, "small");
     vkd_rec *rec;
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
     struct { vkd_tensor *idx, *part, *w; uint32_t m; vkd_result want; const char *what; } c[] = {

@@ -22,32 +22,11 @@
 
 #include "ref_matmul.h"
 #include "vkd_ops.h"
+#include "op_util.h"
 #include "vkd_test.h"
 
 static unsigned long long seed = 0xf05e;
 static const float SENTINEL = -5151.5f;
-
-static void *rand_weights(vkd_dtype dt, uint64_t n) {
-    size_t es = vkd_dtype_size(dt);
-    void *w = malloc(n * es);
-    REQUIRE(w, "out of memory");
-    for (uint64_t i = 0; i < n; i++) {
-        float v = (float)(vkd_test_rand_normal(&seed) * 0.5);
-        if (dt == VKD_DTYPE_F32) ((float *)w)[i] = v;
-        else if (dt == VKD_DTYPE_F16) ((uint16_t *)w)[i] = vkd_f32_to_f16(v);
-        else ((uint16_t *)w)[i] = vkd_f32_to_bf16(v);
-    }
-    return w;
-}
-
-static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, vkd_layout layout,
-                      const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
-    REQUIRE(!vkd_tensor_create_layout(ctx, dt, 2, shape, layout, name, &t, &err), "%s", err.msg);
-    return t;
-}
 
 static void upload(vkd_tensor *t, const void *src) {
     vkd_error err = {0};
@@ -81,7 +60,7 @@ static vkd_tensor *norm_input(vkd_ctx *ctx, bool norm, vkd_dtype dt, const float
         for (uint32_t k = 0; k < K; k++)
             an[(uint64_t)i * K + k] = (float)(xr[(uint64_t)i * K + k] * rs * ref_weight(dt, lh, k));
     }
-    vkd_tensor *t = mk(ctx, dt, 1, K, VKD_LAYOUT_ROWS, "ln");
+    vkd_tensor *t = op_tensor_layout(ctx, dt, 1, K, VKD_LAYOUT_ROWS, "ln");
     upload(t, lh);
     free(lh);
     return t;
@@ -137,19 +116,19 @@ static void group_case(vkd_ctx *ctx, vkd_dtype dt, uint32_t n, const uint32_t *r
     REQUIRE(!vkd_tensor_create_stack(ctx, dt, n, r64, K, names, &st, mem, &err), "%s: %s", label, err.msg);
     void *wh[3];
     for (uint32_t j = 0; j < n; j++) {
-        wh[j] = rand_weights(dt, (uint64_t)rows[j] * K);
+        wh[j] = op_rand_weights(dt, (uint64_t)rows[j] * K, &seed);
         upload(mem[j], wh[j]);
     }
     uint32_t xrows = x_row0 + m, yrows = y_row0 + m + 1;
     float *xh = malloc((uint64_t)xrows * K * 4);
     REQUIRE(xh, "out of memory");
     for (uint64_t i = 0; i < (uint64_t)xrows * K; i++) xh[i] = (float)vkd_test_rand_normal(&seed);
-    vkd_tensor *x = mk(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x"), *y[3];
+    vkd_tensor *x = op_tensor_layout(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x"), *y[3];
     upload(x, xh);
     float *an = malloc((uint64_t)m * K * 4), *fused[3] = {NULL, NULL, NULL};
     REQUIRE(an, "out of memory");
     vkd_tensor *ln = norm_input(ctx, norm, dt, xh, x_row0, m, K, an);
-    vkd_tensor *xn = norm ? mk(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x_normed") : NULL;
+    vkd_tensor *xn = norm ? op_tensor_layout(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x_normed") : NULL;
     /* the outputs: views of one buffer, a gap of a few words between them */
     uint64_t align = vkd_ctx_info(ctx)->min_storage_buffer_offset_alignment, off[3], total = 0;
     if (align < 16) align = 16;
@@ -157,7 +136,7 @@ static void group_case(vkd_ctx *ctx, vkd_dtype dt, uint32_t n, const uint32_t *r
         off[j] = total;
         total = (total + (uint64_t)yrows * rows[j] * 4 + 16 + align - 1) / align * align;
     }
-    vkd_tensor *whole = mk(ctx, VKD_DTYPE_F32, 1, total / 4, VKD_LAYOUT_ROWS, "ys");
+    vkd_tensor *whole = op_tensor_layout(ctx, VKD_DTYPE_F32, 1, total / 4, VKD_LAYOUT_ROWS, "ys");
     float *wh0 = malloc(total);
     REQUIRE(wh0, "out of memory");
     for (uint64_t i = 0; i < total / 4; i++) wh0[i] = SENTINEL;
@@ -251,8 +230,8 @@ static void glu_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t F, ui
     char label[160];
     snprintf(label, sizeof label, "glu%s%s %s F=%u K=%u m=%u x0=%u y0=%u", tag, norm ? " norm" : "",
              vkd_dtype_name(dt), F, K, m, x_row0, y_row0);
-    vkd_tensor *g = mk(ctx, dt, F, K, VKD_LAYOUT_BLOCKS, "gate"), *u = mk(ctx, dt, F, K, VKD_LAYOUT_BLOCKS, "up");
-    void *gh = rand_weights(dt, (uint64_t)F * K), *uh = rand_weights(dt, (uint64_t)F * K);
+    vkd_tensor *g = op_tensor_layout(ctx, dt, F, K, VKD_LAYOUT_BLOCKS, "gate"), *u = op_tensor_layout(ctx, dt, F, K, VKD_LAYOUT_BLOCKS, "up");
+    void *gh = op_rand_weights(dt, (uint64_t)F * K, &seed), *uh = op_rand_weights(dt, (uint64_t)F * K, &seed);
     upload(g, gh);
     upload(u, uh);
     uint32_t xrows = x_row0 + m, yrows = y_row0 + m + 1;
@@ -260,8 +239,8 @@ static void glu_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t F, ui
     REQUIRE(xh && yo, "out of memory");
     for (uint64_t i = 0; i < (uint64_t)xrows * K; i++) xh[i] = (float)vkd_test_rand_normal(&seed);
     float *yh = y_init(yrows, F, y_row0, m);
-    vkd_tensor *x = mk(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x"),
-               *y = mk(ctx, VKD_DTYPE_F32, yrows, F, VKD_LAYOUT_ROWS, "h");
+    vkd_tensor *x = op_tensor_layout(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x"),
+               *y = op_tensor_layout(ctx, VKD_DTYPE_F32, yrows, F, VKD_LAYOUT_ROWS, "h");
     upload(x, xh);
     upload(y, yh);
     float *an = malloc((uint64_t)m * K * 4), *y2 = malloc((uint64_t)yrows * F * 4);
@@ -276,7 +255,7 @@ static void glu_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t F, ui
     vkd_result r = vkd_rec_submit(rec);
     CHECK(r == VKD_OK, "%s: submit: %s", label, vkd_rec_error(rec)->msg);
     if (norm && r == VKD_OK) { /* bit for bit rmsnorm, then the GLU of its output */
-        vkd_tensor *xn = mk(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x_normed");
+        vkd_tensor *xn = op_tensor_layout(ctx, VKD_DTYPE_F32, xrows, K, VKD_LAYOUT_ROWS, "x_normed");
         upload(y, yh);
         vkd_rec_begin(rec);
         vkd_op_rmsnorm(rec, xn, x, ln, xrows, K, (float)EPS);
@@ -310,11 +289,11 @@ static void glu_case(vkd_ctx *ctx, const char *tag, vkd_dtype dt, uint32_t F, ui
  * larger than one texel view. */
 static void test_errors(vkd_ctx *ctx, vkd_ctx *tsplit) {
     vkd_error err = {0};
-    vkd_tensor *a = mk(ctx, VKD_DTYPE_BF16, 64, 32, VKD_LAYOUT_BLOCKS, "a"),
-               *b = mk(ctx, VKD_DTYPE_BF16, 64, 32, VKD_LAYOUT_BLOCKS, "b"),
-               *c = mk(ctx, VKD_DTYPE_BF16, 65, 32, VKD_LAYOUT_BLOCKS, "c"),
-               *x = mk(ctx, VKD_DTYPE_F32, 1, 32, VKD_LAYOUT_ROWS, "x"),
-               *y = mk(ctx, VKD_DTYPE_F32, 1, 65, VKD_LAYOUT_ROWS, "y");
+    vkd_tensor *a = op_tensor_layout(ctx, VKD_DTYPE_BF16, 64, 32, VKD_LAYOUT_BLOCKS, "a"),
+               *b = op_tensor_layout(ctx, VKD_DTYPE_BF16, 64, 32, VKD_LAYOUT_BLOCKS, "b"),
+               *c = op_tensor_layout(ctx, VKD_DTYPE_BF16, 65, 32, VKD_LAYOUT_BLOCKS, "c"),
+               *x = op_tensor_layout(ctx, VKD_DTYPE_F32, 1, 32, VKD_LAYOUT_ROWS, "x"),
+               *y = op_tensor_layout(ctx, VKD_DTYPE_F32, 1, 65, VKD_LAYOUT_ROWS, "y");
     const vkd_tensor *sep[2] = {a, b};
     vkd_tensor *ys[2] = {y, y};
     CHECK(!vkd_matmul_group_ok(ys, sep, 2), "separate tensors taken for a group");
@@ -331,7 +310,7 @@ static void test_errors(vkd_ctx *ctx, vkd_ctx *tsplit) {
           vkd_rec_error(rec)->msg);
     vkd_rec_destroy(rec);
     /* a norm weight of another dtype */
-    vkd_tensor *lnf = mk(ctx, VKD_DTYPE_F32, 1, 32, VKD_LAYOUT_ROWS, "ln_f32");
+    vkd_tensor *lnf = op_tensor_layout(ctx, VKD_DTYPE_F32, 1, 32, VKD_LAYOUT_ROWS, "ln_f32");
     CHECK(!vkd_matmul_norm_ok(a, lnf, x), "an f32 norm weight taken for bf16 matrices");
     REQUIRE(!vkd_rec_create(ctx, &rec, &err), "%s", err.msg);
     vkd_rec_begin(rec);
@@ -348,7 +327,7 @@ static void test_errors(vkd_ctx *ctx, vkd_ctx *tsplit) {
     REQUIRE(!vkd_tensor_create_stack(ctx, VKD_DTYPE_BF16, 2, rows, 32, names, &s1, m1, &err), "%s", err.msg);
     REQUIRE(!vkd_tensor_create_stack(ctx, VKD_DTYPE_BF16, 2, rows, 32, names, &s2, m2, &err), "%s", err.msg);
     const vkd_tensor *mixed[2] = {m1[0], m2[1]}, *same[2] = {m1[0], m1[1]};
-    vkd_tensor *y2 = mk(ctx, VKD_DTYPE_F32, 1, 65, VKD_LAYOUT_ROWS, "y2"), *ysep[2] = {y, y2};
+    vkd_tensor *y2 = op_tensor_layout(ctx, VKD_DTYPE_F32, 1, 65, VKD_LAYOUT_ROWS, "y2"), *ysep[2] = {y, y2};
     CHECK(!vkd_matmul_group_ok(ys, mixed, 2), "members of two stacks taken for a group");
     CHECK(vkd_matmul_group_ok(ys, same, 2), "members of one stack refused");
     CHECK(!vkd_matmul_group_ok(ysep, same, 2), "outputs in two buffers taken for a group");
@@ -385,9 +364,9 @@ int main(void) {
     static const uint32_t sets[][3] = {{128, 64, 64}, {45, 300, 300}, {257, 513, 64}, {2048, 1024, 1024}};
     static const uint32_t Ks[] = {67, 128, 9, 516};
     /* the norm where the device can take it bit for bit (K % 4 == 0) */
-    vkd_tensor *probe_w = mk(ctx, VKD_DTYPE_BF16, 8, 128, VKD_LAYOUT_BLOCKS, "probe"),
-               *probe_n = mk(ctx, VKD_DTYPE_BF16, 1, 128, VKD_LAYOUT_ROWS, "probe_ln"),
-               *probe_x = mk(ctx, VKD_DTYPE_F32, 1, 128, VKD_LAYOUT_ROWS, "probe_x");
+    vkd_tensor *probe_w = op_tensor_layout(ctx, VKD_DTYPE_BF16, 8, 128, VKD_LAYOUT_BLOCKS, "probe"),
+               *probe_n = op_tensor_layout(ctx, VKD_DTYPE_BF16, 1, 128, VKD_LAYOUT_ROWS, "probe_ln"),
+               *probe_x = op_tensor_layout(ctx, VKD_DTYPE_F32, 1, 128, VKD_LAYOUT_ROWS, "probe_x");
     bool norms = vkd_matmul_norm_ok(probe_w, probe_n, probe_x);
     vkd_tensor_destroy(probe_w);
     vkd_tensor_destroy(probe_n);

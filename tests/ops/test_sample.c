@@ -19,16 +19,10 @@
 
 #include "ops_internal.h"
 #include "ref_logits.h"
+#include "op_util.h"
 #include "vkd_test.h"
 
 static unsigned long long rng = 77;
-
-static vkd_tensor *mk(vkd_ctx *ctx, vkd_dtype dt, uint64_t rows, uint64_t cols, const char *name) {
-    vkd_error err = {0};
-    vkd_tensor *t;
-    REQUIRE(!vkd_tensor_create_2d(ctx, dt, rows, cols, name, &t, &err), "%s", err.msg);
-    return t;
-}
 
 static void test_philox_kat(void) {
     /* Random123 tests/kat_vectors: "philox4x32 10 CTR[4] KEY[2] -> OUT[4]" */
@@ -50,7 +44,7 @@ static void test_philox_kat(void) {
 static void test_philox_device(vkd_ctx *ctx) {
     const uint32_t n = 4099;
     const uint64_t seed = 0x0123456789abcdefull, ctr0 = 0xfffffffffffff000ull; /* crosses 2^32 words */
-    vkd_tensor *t = mk(ctx, VKD_DTYPE_I32, 1, 4 * n, "philox");
+    vkd_tensor *t = op_tensor(ctx, VKD_DTYPE_I32, 1, 4 * n, "philox");
     uint32_t *dev = malloc(16 * n);
     vkd_error err = {0};
     vkd_rec *rec;
@@ -79,7 +73,7 @@ static void test_philox_device(vkd_ctx *ctx) {
 /* Runs the op on `rows` copies of one row; tok gets rows tokens. A sentinel follows. */
 static void sample_rows(vkd_ctx *ctx, vkd_tensor *x, uint32_t rows, uint32_t n, const vkd_sample_params *p,
                         int32_t *tok) {
-    vkd_tensor *t = mk(ctx, VKD_DTYPE_I32, 1, rows + 2, "tok");
+    vkd_tensor *t = op_tensor(ctx, VKD_DTYPE_I32, 1, rows + 2, "tok");
     int32_t sent[2] = {-7, -7};
     vkd_error err = {0};
     REQUIRE(!vkd_tensor_upload(t, rows * 4ull, sent, 8, &err), "%s", err.msg);
@@ -95,7 +89,7 @@ static void sample_rows(vkd_ctx *ctx, vkd_tensor *x, uint32_t rows, uint32_t n, 
 }
 
 static vkd_tensor *repeated(vkd_ctx *ctx, const float *row, uint32_t rows, uint32_t n) {
-    vkd_tensor *x = mk(ctx, VKD_DTYPE_F32, rows, n, "logits");
+    vkd_tensor *x = op_tensor(ctx, VKD_DTYPE_F32, rows, n, "logits");
     float *all = malloc(sizeof(float) * rows * n);
     for (uint32_t r = 0; r < rows; r++) memcpy(all + (size_t)r * n, row, sizeof(float) * n);
     vkd_error err = {0};

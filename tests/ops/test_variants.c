@@ -18,6 +18,7 @@
 #include "ref_matmul.h"
 #include "vkd_ops.h"
 #include "vkd_ops_grad.h"
+#include "op_util.h"
 #include "vkd_test.h"
 #include "vkd_variants.h"
 
@@ -40,19 +41,6 @@ static void test_table(void) {
     CHECK(vkd_select_matmul(&dxb) == VKD_SHADER_COUNT, "matmul selects dx on texel blocks");
     CHECK(vkd_select_family("no_such_family", &bad) == VKD_SHADER_COUNT, "unknown family selects");
     fprintf(stderr, "table: %u variants, each selected by its own key\n", VKD_VARIANT_COUNT);
-}
-
-/* Weights of dtype dt (raw bytes to upload), n elements. */
-static void *rand_weights(vkd_dtype dt, uint64_t n) {
-    void *w = malloc(n * vkd_dtype_size(dt));
-    REQUIRE(w, "out of memory");
-    for (uint64_t i = 0; i < n; i++) {
-        float v = (float)(vkd_test_rand_normal(&seed) * 0.5);
-        if (dt == VKD_DTYPE_F32) ((float *)w)[i] = v;
-        else if (dt == VKD_DTYPE_F16) ((uint16_t *)w)[i] = vkd_f32_to_f16(v);
-        else ((uint16_t *)w)[i] = vkd_f32_to_bf16(v);
-    }
-    return w;
 }
 
 static float *rand_f32(uint64_t n) {
@@ -103,7 +91,7 @@ static double check(const char *label, const float *got, const double *want, con
 static void forward_case(vkd_ctx *ctx, vkd_dtype dt, vkd_layout layout, uint32_t m, uint32_t N,
                          uint32_t K) {
     vkd_error err = {0};
-    void *wh = rand_weights(dt, (uint64_t)N * K);
+    void *wh = op_rand_weights(dt, (uint64_t)N * K, &seed);
     float *xh = rand_f32((uint64_t)m * K);
     vkd_tensor *w = upload(ctx, dt, layout, N, K, wh, "w");
     vkd_tensor *x = upload(ctx, VKD_DTYPE_F32, VKD_LAYOUT_ROWS, m, K, xh, "x");
@@ -128,7 +116,7 @@ static void forward_case(vkd_ctx *ctx, vkd_dtype dt, vkd_layout layout, uint32_t
 /* dx = dy W (W of dtype dt) and dw = dy^T x through vkd_op_matmul_backward. */
 static void backward_case(vkd_ctx *ctx, vkd_dtype dt, uint32_t m, uint32_t N, uint32_t K) {
     vkd_error err = {0};
-    void *wh = rand_weights(dt, (uint64_t)N * K);
+    void *wh = op_rand_weights(dt, (uint64_t)N * K, &seed);
     float *xh = rand_f32((uint64_t)m * K), *dyh = rand_f32((uint64_t)m * N);
     vkd_tensor *w = upload(ctx, dt, VKD_LAYOUT_ROWS, N, K, wh, "w");
     vkd_tensor *x = upload(ctx, VKD_DTYPE_F32, VKD_LAYOUT_ROWS, m, K, xh, "x");
@@ -169,7 +157,7 @@ static void backward_case(vkd_ctx *ctx, vkd_dtype dt, uint32_t m, uint32_t N, ui
 static void embed_case(vkd_ctx *ctx, vkd_dtype dt, vkd_layout layout, uint32_t m, uint32_t V,
                        uint32_t H) {
     vkd_error err = {0};
-    void *th = rand_weights(dt, (uint64_t)V * H);
+    void *th = op_rand_weights(dt, (uint64_t)V * H, &seed);
     int32_t *ids = malloc((size_t)m * 4);
     REQUIRE(ids, "out of memory");
     for (uint32_t i = 0; i < m; i++) ids[i] = i % 7 == 3 ? (int32_t)V + 2 : (int32_t)((i * 37u) % V);
