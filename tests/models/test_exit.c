@@ -18,6 +18,7 @@
 
 #include "fixture_util.h"
 #include "safetensors.h"
+#include "spec_check.h"
 #include "vkd_exit.h"
 #include "vkd_spec.h"
 #include "vkd_test.h"
@@ -87,70 +88,6 @@ static void check_head_reference(env *e) {
     vkd_draft_free(g);
     vkd_exit_free(x);
     vkd_target_free(t);
-}
-
-/* Speculative sampling with draft p keeps the target's distribution (test_dflash's check). */
-static void check_sampling(env *e, vkd_draft *p, const char *what) {
-    vkd_error err = {0};
-    const int32_t prompt[6] = {3, 17, 101, 42, 7, 250};
-    vkd_sample_params sp = {.temperature = 0.8f, .top_k = 4};
-    uint32_t V = e->t->vocab;
-    float *logits = malloc(V * 4), *p1 = malloc(V * 4), *p2 = malloc((size_t)4 * V * 4);
-    REQUIRE(!vkd_target_crop(e->t, 0, &err), "%s", err.msg);
-    REQUIRE(!vkd_target_prefill(e->t, e->rec, prompt, 6, logits, &err), "%s", err.msg);
-    REQUIRE(!vkd_sample_probs(logits, V, &sp, p1, &err), "%s", err.msg);
-    int32_t cand[4];
-    uint32_t nc = 0;
-    for (uint32_t i = 0; i < V && nc < 4; i++)
-        if (p1[i] > 0) cand[nc++] = (int32_t)i;
-    REQUIRE(nc == 4, "top-4 support has %u tokens", nc);
-    for (uint32_t c = 0; c < nc; c++) {
-        int32_t seq[7];
-        memcpy(seq, prompt, sizeof prompt);
-        seq[6] = cand[c];
-        REQUIRE(!vkd_target_crop(e->t, 0, &err), "%s", err.msg);
-        REQUIRE(!vkd_target_prefill(e->t, e->rec, seq, 7, logits, &err), "%s", err.msg);
-        REQUIRE(!vkd_sample_probs(logits, V, &sp, p2 + (size_t)c * V, &err), "%s", err.msg);
-    }
-    const int N = 1200;
-    uint32_t counts[4][4] = {{0}};
-    int outside = 0;
-    for (int s = 0; s < N; s++) {
-        vkd_generate_options o = {.max_new_tokens = 2, .sample = sp};
-        o.sample.seed = 5000 + (uint64_t)s;
-        vkd_spec_result res;
-        REQUIRE(!vkd_spec_generate(e->t, p, e->rec, prompt, 6, &o, &res, &err), "%s", err.msg);
-        int a = -1, b = -1;
-        for (uint32_t c = 0; c < nc; c++)
-            if (res.ids[0] == cand[c]) a = (int)c;
-        if (a >= 0)
-            for (uint32_t i = 0, k = 0; i < V; i++)
-                if (p2[(size_t)a * V + i] > 0) {
-                    if (res.ids[1] == (int32_t)i) b = (int)k;
-                    k++;
-                }
-        if (a < 0 || b < 0) outside++;
-        else counts[a][b]++;
-        vkd_spec_result_free(&res);
-    }
-    double chi = 0;
-    int cells = 0;
-    for (uint32_t a = 0; a < nc; a++)
-        for (uint32_t i = 0, k = 0; i < V; i++) {
-            double q = p2[(size_t)a * V + i];
-            if (q <= 0) continue;
-            double expct = N * p1[cand[a]] * q;
-            double d = counts[a][k] - expct;
-            chi += d * d / expct;
-            cells++;
-            k++;
-        }
-    CHECK(outside == 0, "%s: %d samples outside the top-k support", what, outside);
-    CHECK(chi < 37.7, "%s: chi-square %.1f over %d cells (p < 0.001)", what, chi, cells);
-    fprintf(stderr, "  sampling (%s): chi-square %.1f over %d cells, N = %d\n", what, chi, cells, N);
-    free(logits);
-    free(p1);
-    free(p2);
 }
 
 /* Greedy self-speculative decoding with head x (reuse variant) equals ref; all_full: every
@@ -325,7 +262,7 @@ int main(void) {
             for (int reuse = 0; reuse < 2; reuse++) {
                 vkd_draft *g;
                 REQUIRE(!vkd_draft_exit(x, 3, reuse, &g, &err), "%s", err.msg);
-                check_sampling(&e, g, g->name);
+                spec_check_sampling(e.t, e.rec, g, 5000, g->name);
                 vkd_draft_free(g);
             }
         }
